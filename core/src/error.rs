@@ -1,0 +1,526 @@
+//! Error kinds, sets of kinds, configuration errors and the error a guarded call returns.
+//!
+//! Everything here is a small `Copy` value with `Display` and [`core::error::Error`]; nothing is a
+//! string or a box, so firmware can log and transmit it.
+
+use core::fmt;
+
+/// What kind of failure an operation had; retry and breakers decide on the kind alone.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[repr(u8)]
+pub enum ErrorKind {
+    /// A passing fault that the same call may not meet again (a dropped packet, a busy device).
+    Transient = 0,
+    /// The operation did not answer in time.
+    Timeout = 1,
+    /// The callee is down or unreachable.
+    Unavailable = 2,
+    /// Out of memory, queue slots, GPU streams or quota.
+    ResourceExhausted = 3,
+    /// A fault that repeating the call cannot fix (a sticky device error, a bug).
+    Permanent = 4,
+    /// The request itself is wrong; the callee is healthy.
+    InvalidInput = 5,
+}
+
+impl ErrorKind {
+    /// Every kind, in declaration order.
+    pub const ALL: [ErrorKind; 6] = [
+        ErrorKind::Transient,
+        ErrorKind::Timeout,
+        ErrorKind::Unavailable,
+        ErrorKind::ResourceExhausted,
+        ErrorKind::Permanent,
+        ErrorKind::InvalidInput,
+    ];
+
+    /// The kind's name as written in configs and logs (`"transient"`, `"resource_exhausted"`).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorKind::Transient => "transient",
+            ErrorKind::Timeout => "timeout",
+            ErrorKind::Unavailable => "unavailable",
+            ErrorKind::ResourceExhausted => "resource_exhausted",
+            ErrorKind::Permanent => "permanent",
+            ErrorKind::InvalidInput => "invalid_input",
+        }
+    }
+
+    const fn bit(self) -> u8 {
+        1 << (self as u8)
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Classifies an operation's error so retry and breakers can act on it.
+///
+/// Implement it for your error type; the default says every error is
+/// [`ErrorKind::Transient`], which retries and counts against the breaker.
+pub trait Classify {
+    /// The kind of this error.
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Transient
+    }
+}
+
+impl Classify for ErrorKind {
+    fn kind(&self) -> ErrorKind {
+        *self
+    }
+}
+
+/// A `Copy` set of [`ErrorKind`]s; it stands where the chapter writes `vec![ErrorKind::..]`.
+///
+/// ```
+/// use rustkernel_core::error::{ErrorKind, ErrorKindSet};
+/// let set: ErrorKindSet = [ErrorKind::Transient, ErrorKind::Timeout].into();
+/// assert!(set.contains(ErrorKind::Timeout));
+/// assert!(!set.contains(ErrorKind::Permanent));
+/// ```
+#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
+pub struct ErrorKindSet {
+    bits: u8,
+}
+
+impl ErrorKindSet {
+    /// The empty set.
+    pub const EMPTY: Self = Self { bits: 0 };
+    /// Every kind.
+    pub const ALL: Self = Self::of(&ErrorKind::ALL);
+
+    /// The set of the given kinds (usable in `const`).
+    #[must_use]
+    pub const fn of(kinds: &[ErrorKind]) -> Self {
+        let mut bits = 0;
+        let mut i = 0;
+        while i < kinds.len() {
+            bits |= kinds[i].bit();
+            i += 1;
+        }
+        Self { bits }
+    }
+
+    /// Whether `kind` is in the set.
+    #[must_use]
+    pub const fn contains(self, kind: ErrorKind) -> bool {
+        self.bits & kind.bit() != 0
+    }
+
+    /// The set with `kind` added.
+    #[must_use]
+    pub const fn with(self, kind: ErrorKind) -> Self {
+        Self {
+            bits: self.bits | kind.bit(),
+        }
+    }
+
+    /// The set with `kind` removed.
+    #[must_use]
+    pub const fn without(self, kind: ErrorKind) -> Self {
+        Self {
+            bits: self.bits & !kind.bit(),
+        }
+    }
+
+    /// Whether the set has no kinds.
+    #[must_use]
+    pub const fn is_empty(self) -> bool {
+        self.bits == 0
+    }
+
+    /// How many kinds the set has.
+    #[must_use]
+    pub const fn len(self) -> usize {
+        self.bits.count_ones() as usize
+    }
+
+    /// The kinds in the set, in declaration order.
+    pub fn iter(self) -> impl Iterator<Item = ErrorKind> {
+        ErrorKind::ALL
+            .into_iter()
+            .filter(move |kind| self.contains(*kind))
+    }
+}
+
+impl<const N: usize> From<[ErrorKind; N]> for ErrorKindSet {
+    fn from(kinds: [ErrorKind; N]) -> Self {
+        Self::of(&kinds)
+    }
+}
+
+impl From<ErrorKind> for ErrorKindSet {
+    fn from(kind: ErrorKind) -> Self {
+        Self::EMPTY.with(kind)
+    }
+}
+
+impl FromIterator<ErrorKind> for ErrorKindSet {
+    fn from_iter<I: IntoIterator<Item = ErrorKind>>(iter: I) -> Self {
+        iter.into_iter().fold(Self::EMPTY, Self::with)
+    }
+}
+
+impl fmt::Debug for ErrorKindSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.iter()).finish()
+    }
+}
+
+impl fmt::Display for ErrorKindSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("[")?;
+        for (i, kind) in self.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            f.write_str(kind.as_str())?;
+        }
+        f.write_str("]")
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for ErrorKindSet {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(f, "ErrorKindSet({=u8:#b})", self.bits);
+    }
+}
+
+/// Serialized as a sequence of kinds, so human formats read `["transient", "timeout"]`.
+#[cfg(feature = "serde")]
+mod set_serde {
+    use super::{ErrorKind, ErrorKindSet};
+    use core::fmt;
+    use serde::de::{Deserialize, Deserializer, SeqAccess, Visitor};
+    use serde::ser::{Serialize, SerializeSeq, Serializer};
+
+    impl Serialize for ErrorKindSet {
+        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+            let mut seq = serializer.serialize_seq(Some(self.len()))?;
+            for kind in self.iter() {
+                seq.serialize_element(&kind)?;
+            }
+            seq.end()
+        }
+    }
+
+    struct SetVisitor;
+
+    impl<'de> Visitor<'de> for SetVisitor {
+        type Value = ErrorKindSet;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a sequence of error kinds")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ErrorKindSet, A::Error> {
+            let mut set = ErrorKindSet::EMPTY;
+            while let Some(kind) = seq.next_element::<ErrorKind>()? {
+                set = set.with(kind);
+            }
+            Ok(set)
+        }
+    }
+
+    impl<'de> Deserialize<'de> for ErrorKindSet {
+        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+            deserializer.deserialize_seq(SetVisitor)
+        }
+    }
+}
+
+/// Names a configuration field in a [`ConfigError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+#[allow(missing_docs)] // each variant is documented by the config field it names (see `as_str`)
+pub enum ConfigField {
+    FailureThreshold,
+    SuccessThreshold,
+    OpenTimeout,
+    HalfOpenMaxCalls,
+    FailureRateThreshold,
+    MinimumCalls,
+    SlowCallDuration,
+    SlowCallRateThreshold,
+    MaxWaitInHalfOpen,
+    OpenBackoffMultiplier,
+    OpenBackoffMax,
+    MaxAttempts,
+    BackoffInitial,
+    BackoffMax,
+    BackoffMultiplier,
+    BackoffIncrement,
+    BackoffDelay,
+    RetryableErrors,
+    BudgetRetryRatio,
+    BudgetMinRetriesPerSecond,
+    BudgetWindow,
+    DefaultTimeout,
+    MaxTimeout,
+    ProbeInterval,
+    ProbeTimeout,
+    ProbeFailureThreshold,
+    ProbeSuccessThreshold,
+    MaxRestarts,
+    RestartDelay,
+    RestartWindow,
+    RestartBackoffMax,
+    RestartBackoffMultiplier,
+    RetryMaxElapsed,
+}
+
+impl ConfigField {
+    /// The field's path as written in a `ResilienceConfig` (`"circuit_breaker.failure_threshold"`).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ConfigField::FailureThreshold => "circuit_breaker.failure_threshold",
+            ConfigField::SuccessThreshold => "circuit_breaker.success_threshold",
+            ConfigField::OpenTimeout => "circuit_breaker.timeout",
+            ConfigField::HalfOpenMaxCalls => "circuit_breaker.half_open_max_calls",
+            ConfigField::FailureRateThreshold => "circuit_breaker.failure_rate_threshold",
+            ConfigField::MinimumCalls => "circuit_breaker.minimum_calls",
+            ConfigField::SlowCallDuration => "circuit_breaker.slow_call_duration",
+            ConfigField::SlowCallRateThreshold => "circuit_breaker.slow_call_rate_threshold",
+            ConfigField::MaxWaitInHalfOpen => "circuit_breaker.max_wait_in_half_open",
+            ConfigField::OpenBackoffMultiplier => "circuit_breaker.open_backoff.multiplier",
+            ConfigField::OpenBackoffMax => "circuit_breaker.open_backoff.max",
+            ConfigField::MaxAttempts => "retry.max_attempts",
+            ConfigField::BackoffInitial => "retry.backoff.initial",
+            ConfigField::BackoffMax => "retry.backoff.max",
+            ConfigField::BackoffMultiplier => "retry.backoff.multiplier",
+            ConfigField::BackoffIncrement => "retry.backoff.increment",
+            ConfigField::BackoffDelay => "retry.backoff.delay",
+            ConfigField::RetryableErrors => "retry.retryable_errors",
+            ConfigField::BudgetRetryRatio => "retry_budget.retry_ratio",
+            ConfigField::BudgetMinRetriesPerSecond => "retry_budget.min_retries_per_second",
+            ConfigField::BudgetWindow => "retry_budget.window",
+            ConfigField::DefaultTimeout => "timeout.default_timeout",
+            ConfigField::MaxTimeout => "timeout.max_timeout",
+            ConfigField::ProbeInterval => "health_check.interval",
+            ConfigField::ProbeTimeout => "health_check.timeout",
+            ConfigField::ProbeFailureThreshold => "health_check.failure_threshold",
+            ConfigField::ProbeSuccessThreshold => "health_check.success_threshold",
+            ConfigField::MaxRestarts => "recovery.max_restarts",
+            ConfigField::RestartDelay => "recovery.restart_delay",
+            ConfigField::RestartWindow => "recovery.restart_window",
+            ConfigField::RestartBackoffMax => "recovery.restart_backoff.max",
+            ConfigField::RestartBackoffMultiplier => "recovery.restart_backoff.multiplier",
+            ConfigField::RetryMaxElapsed => "retry.max_elapsed",
+        }
+    }
+}
+
+impl fmt::Display for ConfigField {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a configuration was refused; one variant per kind of invalid value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// A count, threshold or duration that must be positive is zero.
+    Zero(ConfigField),
+    /// A floating-point value is NaN or infinite.
+    NotFinite(ConfigField),
+    /// A growth multiplier is below 1, so delays would shrink.
+    MultiplierBelowOne(ConfigField),
+    /// A rate or ratio lies outside `(0, 1]`.
+    RateOutOfRange(ConfigField),
+    /// A value exceeds what the implementation can hold.
+    TooLarge {
+        /// The offending field.
+        field: ConfigField,
+        /// The largest accepted value.
+        max: u64,
+    },
+    /// `field` is larger than `limit`, which bounds it (`initial > max`, `default_timeout > max_timeout`).
+    Exceeds {
+        /// The field that is too large.
+        field: ConfigField,
+        /// The field that bounds it.
+        limit: ConfigField,
+    },
+    /// `max_attempts > 1` but no error kind is retryable, so retries could never happen.
+    EmptyRetryableErrors,
+    /// Failure-rate mode needs a sliding window at least `minimum_calls` long.
+    WindowTooSmall {
+        /// Calls the configuration needs in the window.
+        needed: u32,
+        /// The window capacity the breaker was built with.
+        capacity: u32,
+    },
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ConfigError::Zero(field) => write!(f, "{field} must be greater than zero"),
+            ConfigError::NotFinite(field) => write!(f, "{field} must be a finite number"),
+            ConfigError::MultiplierBelowOne(field) => write!(f, "{field} must be at least 1.0"),
+            ConfigError::RateOutOfRange(field) => {
+                write!(f, "{field} must be greater than 0 and at most 1")
+            }
+            ConfigError::TooLarge { field, max } => write!(f, "{field} must be at most {max}"),
+            ConfigError::Exceeds { field, limit } => {
+                write!(f, "{field} must not exceed {limit}")
+            }
+            ConfigError::EmptyRetryableErrors => write!(
+                f,
+                "{} is empty but retry.max_attempts allows retries",
+                ConfigField::RetryableErrors
+            ),
+            ConfigError::WindowTooSmall { needed, capacity } => write!(
+                f,
+                "failure-rate mode needs a window of at least {needed} calls, the breaker holds {capacity}"
+            ),
+        }
+    }
+}
+
+impl core::error::Error for ConfigError {}
+
+/// The error of a call guarded by the resilience layer.
+///
+/// `Operation` carries the operation's own error unchanged: when retries run out the caller
+/// gets the last real error, never a replacement.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum ResilienceError<E> {
+    /// The circuit breaker is open (or half-open and full): the call was not attempted.
+    CircuitOpen,
+    /// The caller's deadline passed, or would pass before the call could start.
+    DeadlineExceeded,
+    /// The call started but did not finish within its timeout.
+    Timeout,
+    /// The operation ran and failed with its own error.
+    Operation(E),
+}
+
+impl<E> ResilienceError<E> {
+    /// The operation's own error, if the call ran and failed.
+    pub fn into_operation(self) -> Option<E> {
+        match self {
+            ResilienceError::Operation(error) => Some(error),
+            _ => None,
+        }
+    }
+
+    /// Applies `f` to the operation's error, keeping the other variants.
+    pub fn map_operation<F, G: FnOnce(E) -> F>(self, g: G) -> ResilienceError<F> {
+        match self {
+            ResilienceError::CircuitOpen => ResilienceError::CircuitOpen,
+            ResilienceError::DeadlineExceeded => ResilienceError::DeadlineExceeded,
+            ResilienceError::Timeout => ResilienceError::Timeout,
+            ResilienceError::Operation(error) => ResilienceError::Operation(g(error)),
+        }
+    }
+}
+
+impl<E> From<E> for ResilienceError<E> {
+    fn from(error: E) -> Self {
+        ResilienceError::Operation(error)
+    }
+}
+
+impl<E: Classify> Classify for ResilienceError<E> {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ResilienceError::CircuitOpen => ErrorKind::Unavailable,
+            ResilienceError::DeadlineExceeded | ResilienceError::Timeout => ErrorKind::Timeout,
+            ResilienceError::Operation(error) => error.kind(),
+        }
+    }
+}
+
+impl<E: fmt::Display> fmt::Display for ResilienceError<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResilienceError::CircuitOpen => f.write_str("circuit breaker is open"),
+            ResilienceError::DeadlineExceeded => f.write_str("deadline exceeded"),
+            ResilienceError::Timeout => f.write_str("operation timed out"),
+            ResilienceError::Operation(error) => write!(f, "operation failed: {error}"),
+        }
+    }
+}
+
+impl<E: core::error::Error + 'static> core::error::Error for ResilienceError<E> {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            ResilienceError::Operation(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use std::string::ToString;
+
+    #[test]
+    fn set_builds_from_arrays_and_iterators() {
+        let set: ErrorKindSet = [ErrorKind::Transient, ErrorKind::Timeout].into();
+        assert_eq!(set.len(), 2);
+        assert!(set.contains(ErrorKind::Transient) && !set.contains(ErrorKind::Permanent));
+        let again: ErrorKindSet = set.iter().collect();
+        assert_eq!(again, set);
+        assert_eq!(ErrorKindSet::ALL.len(), ErrorKind::ALL.len());
+        assert!(
+            set.without(ErrorKind::Transient)
+                .without(ErrorKind::Timeout)
+                .is_empty()
+        );
+        assert_eq!(set.to_string(), "[transient, timeout]");
+    }
+
+    #[test]
+    fn errors_read_well() {
+        assert_eq!(
+            ConfigError::Zero(ConfigField::FailureThreshold).to_string(),
+            "circuit_breaker.failure_threshold must be greater than zero"
+        );
+        let err: ResilienceError<ErrorKind> = ErrorKind::Permanent.into();
+        assert_eq!(err.to_string(), "operation failed: permanent");
+        assert_eq!(err.kind(), ErrorKind::Permanent);
+        assert_eq!(
+            ResilienceError::<ErrorKind>::CircuitOpen.kind(),
+            ErrorKind::Unavailable
+        );
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn set_and_errors_round_trip_through_postcard() {
+        let set = ErrorKindSet::of(&[ErrorKind::Unavailable, ErrorKind::InvalidInput]);
+        let mut buf = [0u8; 32];
+        let bytes = postcard::to_slice(&set, &mut buf).expect("fits");
+        assert_eq!(
+            postcard::from_bytes::<ErrorKindSet>(bytes).expect("decodes"),
+            set
+        );
+        let err = ConfigError::Exceeds {
+            field: ConfigField::BackoffInitial,
+            limit: ConfigField::BackoffMax,
+        };
+        let bytes = postcard::to_slice(&err, &mut buf).expect("fits");
+        assert_eq!(
+            postcard::from_bytes::<ConfigError>(bytes).expect("decodes"),
+            err
+        );
+    }
+}

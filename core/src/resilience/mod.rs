@@ -1,0 +1,10 @@
+//! The resilience patterns of the chapter, as sans-IO state machines.
+//!
+//! Paths follow the chapter: `rustkernel_core::resilience::{CircuitBreakerConfig, RetryConfig, ..}`.
+
+pub mod backoff;
+pub mod circuit_breaker;
+pub mod deadline;
+pub mod retry;
+
+pub use crate::error::{ConfigError, ErrorKind, ErrorKindSet, ResilienceError};

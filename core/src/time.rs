@@ -1,0 +1,173 @@
+//! Monotonic time as the core sees it: an [`Instant`] passed in by the adapter.
+//!
+//! The core never reads a clock. Adapters (tokio, embassy) read theirs and hand the result to
+//! every input method as `now`. An [`Instant`] counts microseconds since an epoch the adapter
+//! chooses (process start, boot), so it is only comparable with instants from the same adapter.
+//! Durations are [`core::time::Duration`], as in the chapter. Every operation saturates: adding
+//! [`Duration::MAX`], subtracting a later instant or passing a `now` that went backwards never
+//! wraps and never panics.
+
+use core::fmt;
+use core::ops::{Add, Sub};
+use core::time::Duration;
+
+/// A point on the adapter's monotonic clock, in microseconds since its epoch.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Instant {
+    micros: u64,
+}
+
+impl Instant {
+    /// The epoch itself.
+    pub const ZERO: Self = Self { micros: 0 };
+    /// The latest representable instant; "never" for deadlines.
+    pub const MAX: Self = Self { micros: u64::MAX };
+
+    /// An instant `micros` microseconds after the epoch.
+    #[must_use]
+    pub const fn from_micros(micros: u64) -> Self {
+        Self { micros }
+    }
+
+    /// An instant `millis` milliseconds after the epoch (saturating).
+    #[must_use]
+    pub const fn from_millis(millis: u64) -> Self {
+        Self {
+            micros: millis.saturating_mul(1_000),
+        }
+    }
+
+    /// An instant `secs` seconds after the epoch (saturating).
+    #[must_use]
+    pub const fn from_secs(secs: u64) -> Self {
+        Self {
+            micros: secs.saturating_mul(1_000_000),
+        }
+    }
+
+    /// Microseconds since the epoch.
+    #[must_use]
+    pub const fn as_micros(self) -> u64 {
+        self.micros
+    }
+
+    /// `self + duration`, stopping at [`Instant::MAX`].
+    #[must_use]
+    pub const fn saturating_add(self, duration: Duration) -> Self {
+        Self {
+            micros: self.micros.saturating_add(duration_as_micros(duration)),
+        }
+    }
+
+    /// `self - duration`, stopping at [`Instant::ZERO`].
+    #[must_use]
+    pub const fn saturating_sub(self, duration: Duration) -> Self {
+        Self {
+            micros: self.micros.saturating_sub(duration_as_micros(duration)),
+        }
+    }
+
+    /// Time from `earlier` to `self`, or zero when `earlier` is later (clock went backwards).
+    #[must_use]
+    pub const fn saturating_duration_since(self, earlier: Self) -> Duration {
+        Duration::from_micros(self.micros.saturating_sub(earlier.micros))
+    }
+
+    /// Time from `earlier` to `self`, or `None` when `earlier` is later.
+    #[must_use]
+    pub const fn checked_duration_since(self, earlier: Self) -> Option<Duration> {
+        match self.micros.checked_sub(earlier.micros) {
+            Some(micros) => Some(Duration::from_micros(micros)),
+            None => None,
+        }
+    }
+}
+
+/// Saturating: `Instant::MAX + anything == Instant::MAX`.
+impl Add<Duration> for Instant {
+    type Output = Instant;
+    fn add(self, rhs: Duration) -> Instant {
+        self.saturating_add(rhs)
+    }
+}
+
+/// Saturating: never earlier than [`Instant::ZERO`].
+impl Sub<Duration> for Instant {
+    type Output = Instant;
+    fn sub(self, rhs: Duration) -> Instant {
+        self.saturating_sub(rhs)
+    }
+}
+
+/// Saturating: zero when `rhs` is later than `self`.
+impl Sub<Instant> for Instant {
+    type Output = Duration;
+    fn sub(self, rhs: Instant) -> Duration {
+        self.saturating_duration_since(rhs)
+    }
+}
+
+impl fmt::Display for Instant {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}.{:06}s",
+            self.micros / 1_000_000,
+            self.micros % 1_000_000
+        )
+    }
+}
+
+/// Whole microseconds in `duration`, truncating below a microsecond and saturating at `u64::MAX`.
+#[must_use]
+pub const fn duration_as_micros(duration: Duration) -> u64 {
+    let micros = duration.as_micros();
+    if micros > u64::MAX as u128 {
+        u64::MAX
+    } else {
+        micros as u64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arithmetic_saturates_at_both_ends() {
+        assert_eq!(Instant::MAX + Duration::from_secs(1), Instant::MAX);
+        assert_eq!(Instant::from_micros(5) + Duration::MAX, Instant::MAX);
+        assert_eq!(
+            Instant::from_micros(5) - Duration::from_secs(1),
+            Instant::ZERO
+        );
+        assert_eq!(
+            Instant::from_micros(5) - Instant::from_micros(9),
+            Duration::ZERO
+        );
+        assert_eq!(
+            Instant::from_micros(5).checked_duration_since(Instant::from_micros(9)),
+            None
+        );
+        assert_eq!(Instant::from_secs(u64::MAX), Instant::MAX);
+    }
+
+    #[test]
+    fn durations_convert_to_whole_microseconds() {
+        assert_eq!(duration_as_micros(Duration::from_nanos(1_999)), 1);
+        assert_eq!(duration_as_micros(Duration::MAX), u64::MAX);
+        assert_eq!(
+            Instant::from_millis(1_500) - Instant::from_secs(1),
+            Duration::from_millis(500)
+        );
+    }
+
+    #[test]
+    fn display_shows_seconds_with_micros() {
+        extern crate std;
+        use std::string::ToString;
+        assert_eq!(Instant::from_micros(1_000_042).to_string(), "1.000042s");
+    }
+}
