@@ -100,10 +100,10 @@ impl ErrorKindSet {
     #[must_use]
     pub const fn of(kinds: &[ErrorKind]) -> Self {
         let mut bits = 0;
-        let mut i = 0;
-        while i < kinds.len() {
-            bits |= kinds[i].bit();
-            i += 1;
+        let mut rest = kinds;
+        while let [kind, tail @ ..] = rest {
+            bits |= kind.bit();
+            rest = tail;
         }
         Self { bits }
     }

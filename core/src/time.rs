@@ -122,6 +122,10 @@ impl fmt::Display for Instant {
 
 /// Whole microseconds in `duration`, truncating below a microsecond and saturating at `u64::MAX`.
 #[must_use]
+#[allow(
+    clippy::cast_possible_truncation,
+    reason = "checked against u64::MAX just before"
+)]
 pub const fn duration_as_micros(duration: Duration) -> u64 {
     let micros = duration.as_micros();
     if micros > u64::MAX as u128 {

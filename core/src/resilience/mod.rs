@@ -8,3 +8,7 @@ pub mod deadline;
 pub mod retry;
 
 pub use crate::error::{ConfigError, ErrorKind, ErrorKindSet, ResilienceError};
+pub use circuit_breaker::{
+    CircuitBreaker, CircuitBreakerConfig, CircuitBreakerStats, CircuitState, CountWindow, NoWindow,
+    OpenBackoff, Permit, Rejected, Transition,
+};

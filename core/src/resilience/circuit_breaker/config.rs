@@ -1,0 +1,208 @@
+//! Configuration of a circuit breaker.
+
+use core::time::Duration;
+
+use crate::error::{ConfigError, ConfigField, ErrorKind, ErrorKindSet};
+
+/// How a circuit breaker decides to open, how long it stays open and how it probes.
+///
+/// The chapter's fields (`failure_threshold`, `success_threshold`, `timeout`) come first; the
+/// rest have defaults, so `CircuitBreakerConfig { failure_threshold: 5, ..Default::default() }`
+/// works as in the chapter.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(default))]
+pub struct CircuitBreakerConfig {
+    /// Consecutive failures that open a closed breaker (consecutive mode).
+    pub failure_threshold: u32,
+    /// Successful probes in half-open that close the breaker again (at most 65 535).
+    pub success_threshold: u32,
+    /// Time spent open before the breaker turns half-open.
+    pub timeout: Duration,
+    /// Probe calls admitted at the same time while half-open (at most 65 535).
+    pub half_open_max_calls: u32,
+    /// Failure-rate mode: open when the share of failures over the sliding window reaches this
+    /// rate, in `(0, 1]`. Needs a breaker built with a [`CountWindow`](super::CountWindow);
+    /// replaces the consecutive `failure_threshold` rule.
+    pub failure_rate_threshold: Option<f32>,
+    /// Calls the window must hold before either rate is evaluated.
+    pub minimum_calls: u32,
+    /// A call that takes at least this long is slow. Slow calls count towards
+    /// `slow_call_rate_threshold` over the window, and a slow half-open probe counts as a failed
+    /// probe. Needs a windowed breaker.
+    pub slow_call_duration: Option<Duration>,
+    /// Open when the share of slow calls over the window reaches this rate, in `(0, 1]`.
+    pub slow_call_rate_threshold: f32,
+    /// Longest time a half-open cycle may last; probes that never report (a dropped future, a
+    /// lost frame) cannot keep the breaker half-open beyond it: it opens again.
+    pub max_wait_in_half_open: Duration,
+    /// Grow the open time on each re-open without a successful close in between.
+    pub open_backoff: Option<OpenBackoff>,
+    /// Error kinds that say nothing about the callee's health; they count as neither success nor
+    /// failure (default: `InvalidInput`).
+    pub ignored_errors: ErrorKindSet,
+}
+
+/// Growth of the open time over successive re-opens: `timeout * multiplier^n`, capped at `max`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct OpenBackoff {
+    /// Factor applied per re-open, at least 1.
+    pub multiplier: f32,
+    /// The longest open time.
+    pub max: Duration,
+}
+
+impl Default for CircuitBreakerConfig {
+    /// Opens after 5 consecutive failures, stays open 30 s, closes after 2 good probes; one probe
+    /// at a time; a half-open cycle lasts at most 60 s. Rate mode and slow calls are off.
+    fn default() -> Self {
+        Self {
+            failure_threshold: 5,
+            success_threshold: 2,
+            timeout: Duration::from_secs(30),
+            half_open_max_calls: 1,
+            failure_rate_threshold: None,
+            minimum_calls: 10,
+            slow_call_duration: None,
+            slow_call_rate_threshold: 1.0,
+            max_wait_in_half_open: Duration::from_secs(60),
+            open_backoff: None,
+            ignored_errors: ErrorKindSet::of(&[ErrorKind::InvalidInput]),
+        }
+    }
+}
+
+const U16_MAX: u32 = u16::MAX as u32;
+
+fn check_rate(rate: f32, field: ConfigField) -> Result<(), ConfigError> {
+    if !rate.is_finite() {
+        Err(ConfigError::NotFinite(field))
+    } else if rate <= 0.0 || rate > 1.0 {
+        Err(ConfigError::RateOutOfRange(field))
+    } else {
+        Ok(())
+    }
+}
+
+impl CircuitBreakerConfig {
+    /// Checks every field on its own and together, for a breaker whose window holds
+    /// `window_capacity` outcomes (0 for the consecutive mode).
+    ///
+    /// # Errors
+    /// The first invalid value found, as a [`ConfigError`].
+    pub fn validate_for_window(&self, window_capacity: u32) -> Result<(), ConfigError> {
+        use ConfigField as F;
+        if self.failure_threshold == 0 {
+            return Err(ConfigError::Zero(F::FailureThreshold));
+        }
+        for (value, field) in [
+            (self.success_threshold, F::SuccessThreshold),
+            (self.half_open_max_calls, F::HalfOpenMaxCalls),
+        ] {
+            if value == 0 {
+                return Err(ConfigError::Zero(field));
+            }
+            if value > U16_MAX {
+                return Err(ConfigError::TooLarge {
+                    field,
+                    max: u64::from(U16_MAX),
+                });
+            }
+        }
+        if self.timeout.is_zero() {
+            return Err(ConfigError::Zero(F::OpenTimeout));
+        }
+        if self.max_wait_in_half_open.is_zero() {
+            return Err(ConfigError::Zero(F::MaxWaitInHalfOpen));
+        }
+        if let Some(backoff) = self.open_backoff {
+            if !backoff.multiplier.is_finite() {
+                return Err(ConfigError::NotFinite(F::OpenBackoffMultiplier));
+            }
+            if backoff.multiplier < 1.0 {
+                return Err(ConfigError::MultiplierBelowOne(F::OpenBackoffMultiplier));
+            }
+            if backoff.max < self.timeout {
+                return Err(ConfigError::Exceeds {
+                    field: F::OpenTimeout,
+                    limit: F::OpenBackoffMax,
+                });
+            }
+        }
+        let windowed = self.failure_rate_threshold.is_some() || self.slow_call_duration.is_some();
+        if let Some(rate) = self.failure_rate_threshold {
+            check_rate(rate, F::FailureRateThreshold)?;
+        }
+        if let Some(slow) = self.slow_call_duration {
+            if slow.is_zero() {
+                return Err(ConfigError::Zero(F::SlowCallDuration));
+            }
+            check_rate(self.slow_call_rate_threshold, F::SlowCallRateThreshold)?;
+        }
+        if windowed {
+            if self.minimum_calls == 0 {
+                return Err(ConfigError::Zero(F::MinimumCalls));
+            }
+            if window_capacity < self.minimum_calls {
+                return Err(ConfigError::WindowTooSmall {
+                    needed: self.minimum_calls,
+                    capacity: window_capacity,
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks the configuration for a consecutive-failure breaker (no window).
+    ///
+    /// # Errors
+    /// The first invalid value found; rate mode and slow calls need a window, so here they are
+    /// [`ConfigError::WindowTooSmall`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.validate_for_window(0)
+    }
+
+    /// The open time after `reopens` re-opens without a successful close in between.
+    #[must_use]
+    pub fn open_duration(&self, reopens: u8) -> Duration {
+        let Some(backoff) = self.open_backoff else {
+            return self.timeout;
+        };
+        let max = backoff.max.as_secs_f64();
+        let mut secs = self.timeout.as_secs_f64();
+        for _ in 0..reopens {
+            secs *= f64::from(backoff.multiplier);
+            if secs >= max || secs.is_nan() {
+                return backoff.max;
+            }
+        }
+        Duration::try_from_secs_f64(secs).map_or(backoff.max, |d| d.min(backoff.max))
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for CircuitBreakerConfig {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(
+            f,
+            "CircuitBreakerConfig {{ failure_threshold: {=u32}, success_threshold: {=u32}, timeout_us: {=u64}, half_open_max_calls: {=u32} }}",
+            self.failure_threshold,
+            self.success_threshold,
+            crate::time::duration_as_micros(self.timeout),
+            self.half_open_max_calls,
+        );
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for OpenBackoff {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(
+            f,
+            "OpenBackoff {{ multiplier: {=f32}, max_us: {=u64} }}",
+            self.multiplier,
+            crate::time::duration_as_micros(self.max)
+        );
+    }
+}

@@ -1,0 +1,467 @@
+//! The circuit breaker: a sans-IO state machine that stops calling a failing kernel.
+//!
+//! # Method families
+//! - Inputs: [`try_acquire(now)`](CircuitBreaker::try_acquire) before a call,
+//!   [`on_success`](CircuitBreaker::on_success), [`on_failure`](CircuitBreaker::on_failure) or
+//!   [`on_cancelled`](CircuitBreaker::on_cancelled) with the permit after it,
+//!   [`poll(now)`](CircuitBreaker::poll) when a timer is due; operator controls
+//!   [`force_open`](CircuitBreaker::force_open), [`disable`](CircuitBreaker::disable),
+//!   [`reset`](CircuitBreaker::reset).
+//! - Getters: [`state`](CircuitBreaker::state), [`stats`](CircuitBreaker::stats).
+//! - Outputs: [`poll_at`](CircuitBreaker::poll_at), the next instant at which time alone changes
+//!   the state. Every input returns the [`Transition`] it caused, if any.
+//!
+//! # Cycles and permits
+//! Every transition starts a new cycle (a wrapping `u32` generation). A [`Permit`] carries the
+//! generation it was issued in; a result reported with a permit from an earlier cycle is
+//! counted in [`stats`](CircuitBreaker::stats) but changes no state, so a slow call that started
+//! before the breaker opened cannot close it, and a late probe cannot leak a half-open slot.
+//!
+//! # Modes
+//! - Consecutive (default, [`NoWindow`]): `failure_threshold` consecutive failures open it.
+//! - Failure rate ([`CountWindow<N>`]): with `failure_rate_threshold` and/or
+//!   `slow_call_duration` set, the breaker opens when the failure rate or slow-call rate over
+//!   the last `N` calls reaches its threshold, once `minimum_calls` calls are in the window.
+
+mod config;
+mod state;
+mod window;
+
+use core::borrow::Borrow;
+use core::fmt;
+
+pub use config::{CircuitBreakerConfig, OpenBackoff};
+pub use state::{CircuitBreakerStats, CircuitState, Transition};
+pub use window::{CountWindow, NoWindow, Outcome, SlidingWindow, WindowCounts};
+
+use crate::error::{ConfigError, ErrorKind};
+use crate::time::Instant;
+
+/// Leave to make one call, returned by [`CircuitBreaker::try_acquire`]; give it back with the
+/// call's result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use = "a permit must be settled with on_success, on_failure or on_cancelled"]
+pub struct Permit {
+    generation: u32,
+    acquired_at: Instant,
+    transition: Option<Transition>,
+}
+
+impl Permit {
+    /// When the permit was issued (the start of the call, for slow-call detection).
+    #[must_use]
+    pub const fn acquired_at(&self) -> Instant {
+        self.acquired_at
+    }
+
+    /// The transition that issuing this permit caused (`Open -> HalfOpen` when the open time
+    /// had ended).
+    #[must_use]
+    pub const fn transition(&self) -> Option<Transition> {
+        self.transition
+    }
+}
+
+/// Why [`CircuitBreaker::try_acquire`] refused a call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Rejected {
+    /// The state that refused: `Open`, `HalfOpen` (all probe slots taken) or `ForcedOpen`.
+    pub state: CircuitState,
+    /// When an open breaker will admit a probe, if known.
+    pub retry_at: Option<Instant>,
+    /// The transition that this attempt caused (`HalfOpen -> Open` when the half-open cycle
+    /// outlived `max_wait_in_half_open`).
+    pub transition: Option<Transition>,
+}
+
+impl fmt::Display for Rejected {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.state {
+            CircuitState::HalfOpen => {
+                f.write_str("circuit breaker is half-open and all probe slots are taken")
+            }
+            CircuitState::ForcedOpen => f.write_str("circuit breaker is forced open"),
+            _ => f.write_str("circuit breaker is open"),
+        }
+    }
+}
+
+impl core::error::Error for Rejected {}
+
+/// A circuit breaker state machine.
+///
+/// `C` holds the configuration: the value itself (the default), a `&'static` reference (a
+/// firmware `static`), or an `Arc` (a host sharing one config); anything that borrows as a
+/// [`CircuitBreakerConfig`]. `W` is the sliding window: [`NoWindow`] for the consecutive mode,
+/// [`CountWindow<N>`] for the failure-rate mode. A consecutive breaker with a borrowed config
+/// takes 64 bytes on 64-bit targets.
+///
+/// See the [module docs](self) for the method families and the permit rules.
+#[derive(Clone, Debug)]
+pub struct CircuitBreaker<C = CircuitBreakerConfig, W = NoWindow> {
+    config: C,
+    /// `Open`: open until. `HalfOpen`: cycle started at. Otherwise unused.
+    at: Instant,
+    success_count: u64,
+    failure_count: u64,
+    rejected_count: u64,
+    slow_call_count: u64,
+    generation: u32,
+    consecutive_failures: u32,
+    half_open_in_flight: u16,
+    half_open_successes: u16,
+    state: CircuitState,
+    /// Re-opens since the last successful close (drives `open_backoff`).
+    reopens: u8,
+    window: W,
+}
+
+impl<C: Borrow<CircuitBreakerConfig>> CircuitBreaker<C, NoWindow> {
+    /// A consecutive-failure breaker, closed, after checking the configuration.
+    ///
+    /// # Errors
+    /// The configuration's first invalid value (see [`CircuitBreakerConfig::validate`]).
+    pub fn try_new(config: C) -> Result<Self, ConfigError> {
+        Self::try_with_window(config, NoWindow)
+    }
+
+    /// A consecutive-failure breaker, closed.
+    ///
+    /// # Panics
+    /// If the configuration is invalid, with the [`ConfigError`]'s message; use
+    /// [`try_new`](Self::try_new) to handle it.
+    #[must_use]
+    pub fn new(config: C) -> Self {
+        Self::with_window(config, NoWindow)
+    }
+}
+
+impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
+    /// A breaker with the given sliding window (for the failure-rate mode), closed.
+    ///
+    /// # Errors
+    /// The configuration's first invalid value for a window of `W::CAPACITY` outcomes.
+    pub fn try_with_window(config: C, mut window: W) -> Result<Self, ConfigError> {
+        config.borrow().validate_for_window(W::CAPACITY)?;
+        window.clear();
+        Ok(Self {
+            config,
+            at: Instant::ZERO,
+            success_count: 0,
+            failure_count: 0,
+            rejected_count: 0,
+            slow_call_count: 0,
+            generation: 0,
+            consecutive_failures: 0,
+            half_open_in_flight: 0,
+            half_open_successes: 0,
+            state: CircuitState::Closed,
+            reopens: 0,
+            window,
+        })
+    }
+
+    /// A breaker with the given sliding window, closed.
+    ///
+    /// # Panics
+    /// If the configuration is invalid, with the [`ConfigError`]'s message; use
+    /// [`try_with_window`](Self::try_with_window) to handle it.
+    #[must_use]
+    #[allow(clippy::panic, reason = "documented panicking twin of try_with_window")]
+    pub fn with_window(config: C, window: W) -> Self {
+        match Self::try_with_window(config, window) {
+            Ok(breaker) => breaker,
+            Err(error) => panic!("invalid circuit breaker configuration: {error}"),
+        }
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &CircuitBreakerConfig {
+        self.config.borrow()
+    }
+
+    // ---- inputs -------------------------------------------------------------------------
+
+    /// Asks to make a call at `now`. Applies due timers first (an open breaker whose open time
+    /// has ended turns half-open; a half-open cycle past `max_wait_in_half_open` opens again).
+    ///
+    /// # Errors
+    /// [`Rejected`] when the breaker is open, forced open, or half-open with every probe slot
+    /// taken; the rejection is counted.
+    pub fn try_acquire(&mut self, now: Instant) -> Result<Permit, Rejected> {
+        let transition = self.poll(now);
+        let admitted = match self.state {
+            CircuitState::Closed | CircuitState::Disabled => true,
+            CircuitState::HalfOpen => {
+                let max = self.config.borrow().half_open_max_calls;
+                if u32::from(self.half_open_in_flight) < max {
+                    self.half_open_in_flight = self.half_open_in_flight.saturating_add(1);
+                    true
+                } else {
+                    false
+                }
+            }
+            CircuitState::Open | CircuitState::ForcedOpen => false,
+        };
+        if admitted {
+            Ok(Permit {
+                generation: self.generation,
+                acquired_at: now,
+                transition,
+            })
+        } else {
+            self.rejected_count = self.rejected_count.saturating_add(1);
+            let retry_at = (self.state == CircuitState::Open).then_some(self.at);
+            Err(Rejected {
+                state: self.state,
+                retry_at,
+                transition,
+            })
+        }
+    }
+
+    /// Reports that the call made under `permit` succeeded at `now`.
+    ///
+    /// A success that took at least `slow_call_duration` counts as slow: towards the slow-call
+    /// rate when closed, as a failed probe when half-open.
+    pub fn on_success(&mut self, permit: Permit, now: Instant) -> Option<Transition> {
+        self.settle(permit, now, Settle::Success)
+    }
+
+    /// Reports that the call made under `permit` failed at `now` with an error of `kind`.
+    ///
+    /// Kinds in `ignored_errors` count as neither success nor failure; they only free the slot.
+    pub fn on_failure(
+        &mut self,
+        permit: Permit,
+        kind: ErrorKind,
+        now: Instant,
+    ) -> Option<Transition> {
+        if self.config.borrow().ignored_errors.contains(kind) {
+            self.settle(permit, now, Settle::Cancelled)
+        } else {
+            self.settle(permit, now, Settle::Failure)
+        }
+    }
+
+    /// Reports that the call made under `permit` ended without a result (its future was dropped,
+    /// it panicked): the slot is freed and nothing is counted.
+    pub fn on_cancelled(&mut self, permit: Permit, now: Instant) -> Option<Transition> {
+        self.settle(permit, now, Settle::Cancelled)
+    }
+
+    /// Applies the timers due at `now`: `Open -> HalfOpen` at the end of the open time,
+    /// `HalfOpen -> Open` when the cycle outlived `max_wait_in_half_open`.
+    pub fn poll(&mut self, now: Instant) -> Option<Transition> {
+        match self.state {
+            CircuitState::Open if now >= self.at => {
+                self.half_open_in_flight = 0;
+                self.half_open_successes = 0;
+                let transition = self.enter(CircuitState::HalfOpen);
+                self.at = now;
+                transition
+            }
+            CircuitState::HalfOpen
+                if now
+                    >= self
+                        .at
+                        .saturating_add(self.config.borrow().max_wait_in_half_open) =>
+            {
+                self.trip(now)
+            }
+            _ => None,
+        }
+    }
+
+    /// Holds the breaker open until [`reset`](Self::reset), whatever the calls do.
+    pub fn force_open(&mut self) -> Option<Transition> {
+        self.enter(CircuitState::ForcedOpen)
+    }
+
+    /// Lets every call through and never changes state until [`reset`](Self::reset); outcomes
+    /// are still counted.
+    pub fn disable(&mut self) -> Option<Transition> {
+        self.enter(CircuitState::Disabled)
+    }
+
+    /// Closes the breaker with a fresh window and open-time growth; counters are kept.
+    pub fn reset(&mut self) -> Option<Transition> {
+        self.reopens = 0;
+        self.close()
+    }
+
+    // ---- getters ------------------------------------------------------------------------
+
+    /// The current state (timers apply on the next input, see [`poll_at`](Self::poll_at)).
+    #[must_use]
+    pub fn state(&self) -> CircuitState {
+        self.state
+    }
+
+    /// Counters and rates.
+    #[must_use]
+    pub fn stats(&self) -> CircuitBreakerStats {
+        let finished = self.success_count.saturating_add(self.failure_count);
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "a rate needs no more than f64 precision"
+        )]
+        let success_rate = if finished == 0 {
+            1.0
+        } else {
+            self.success_count as f64 / finished as f64
+        };
+        CircuitBreakerStats {
+            state: self.state,
+            failure_count: self.failure_count,
+            success_count: self.success_count,
+            rejected_count: self.rejected_count,
+            slow_call_count: self.slow_call_count,
+            consecutive_failures: self.consecutive_failures,
+            transitions: self.generation,
+            success_rate,
+        }
+    }
+
+    /// What the sliding window holds now.
+    #[must_use]
+    pub fn window_counts(&self) -> WindowCounts {
+        self.window.counts()
+    }
+
+    // ---- outputs ------------------------------------------------------------------------
+
+    /// When time alone will next change the state: the end of the open time, or the end of the
+    /// half-open cycle. `None` when no timer runs.
+    #[must_use]
+    pub fn poll_at(&self) -> Option<Instant> {
+        match self.state {
+            CircuitState::Open => Some(self.at),
+            CircuitState::HalfOpen => Some(
+                self.at
+                    .saturating_add(self.config.borrow().max_wait_in_half_open),
+            ),
+            _ => None,
+        }
+    }
+
+    // ---- internals ----------------------------------------------------------------------
+
+    fn settle(&mut self, permit: Permit, now: Instant, outcome: Settle) -> Option<Transition> {
+        let config = self.config.borrow();
+        let slow = outcome == Settle::Success
+            && config
+                .slow_call_duration
+                .is_some_and(|limit| now.saturating_duration_since(permit.acquired_at) >= limit);
+        match outcome {
+            Settle::Success => self.success_count = self.success_count.saturating_add(1),
+            Settle::Failure => self.failure_count = self.failure_count.saturating_add(1),
+            Settle::Cancelled => {}
+        }
+        if slow {
+            self.slow_call_count = self.slow_call_count.saturating_add(1);
+        }
+        // Timers first: a result that arrives after its cycle ended belongs to no live cycle.
+        if let Some(transition) = self.poll(now) {
+            return Some(transition);
+        }
+        if permit.generation != self.generation {
+            return None;
+        }
+        match (self.state, outcome) {
+            (CircuitState::HalfOpen, Settle::Cancelled) => {
+                self.half_open_in_flight = self.half_open_in_flight.saturating_sub(1);
+                None
+            }
+            (_, Settle::Cancelled) => None,
+            (CircuitState::Closed, _) => self.record_closed(outcome == Settle::Failure, slow, now),
+            (CircuitState::HalfOpen, _) => {
+                self.half_open_in_flight = self.half_open_in_flight.saturating_sub(1);
+                if outcome == Settle::Failure || slow {
+                    return self.trip(now);
+                }
+                self.half_open_successes = self.half_open_successes.saturating_add(1);
+                if u32::from(self.half_open_successes) >= self.config.borrow().success_threshold {
+                    self.reopens = 0;
+                    self.close()
+                } else {
+                    None
+                }
+            }
+            _ => None,
+        }
+    }
+
+    fn record_closed(&mut self, failed: bool, slow: bool, now: Instant) -> Option<Transition> {
+        self.consecutive_failures = if failed {
+            self.consecutive_failures.saturating_add(1)
+        } else {
+            0
+        };
+        let config = self.config.borrow();
+        let rate_mode = config.failure_rate_threshold.is_some();
+        let windowed = rate_mode || config.slow_call_duration.is_some();
+        if windowed {
+            self.window.record(Outcome { failed, slow });
+        }
+        let counts = self.window.counts();
+        let over = |count: u32, threshold: f32| {
+            // count / calls >= threshold, without dividing.
+            f64::from(count) >= f64::from(threshold) * f64::from(counts.calls)
+        };
+        let trip = if rate_mode {
+            counts.calls >= config.minimum_calls
+                && config
+                    .failure_rate_threshold
+                    .is_some_and(|rate| over(counts.failures, rate))
+        } else {
+            self.consecutive_failures >= config.failure_threshold
+        } || (config.slow_call_duration.is_some()
+            && counts.calls >= config.minimum_calls
+            && over(counts.slow, config.slow_call_rate_threshold));
+        if trip { self.trip(now) } else { None }
+    }
+
+    /// Opens the breaker at `now` for the open time that the re-open count gives.
+    fn trip(&mut self, now: Instant) -> Option<Transition> {
+        if self.state == CircuitState::HalfOpen {
+            self.reopens = self.reopens.saturating_add(1);
+        }
+        let open_for = self.config.borrow().open_duration(self.reopens);
+        self.at = now.saturating_add(open_for);
+        self.window.clear();
+        self.consecutive_failures = 0;
+        self.enter(CircuitState::Open)
+    }
+
+    fn close(&mut self) -> Option<Transition> {
+        self.window.clear();
+        self.consecutive_failures = 0;
+        self.half_open_in_flight = 0;
+        self.half_open_successes = 0;
+        self.enter(CircuitState::Closed)
+    }
+
+    /// Moves to `to` and starts a new cycle; `None` when already there.
+    fn enter(&mut self, to: CircuitState) -> Option<Transition> {
+        let from = self.state;
+        if from == to {
+            return None;
+        }
+        self.state = to;
+        self.generation = self.generation.wrapping_add(1);
+        Some(Transition { from, to })
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Settle {
+    Success,
+    Failure,
+    Cancelled,
+}
+
+#[cfg(test)]
+mod tests;

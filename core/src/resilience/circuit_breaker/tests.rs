@@ -1,0 +1,452 @@
+extern crate std;
+
+use core::time::Duration;
+
+use super::*;
+use crate::error::ConfigField;
+
+fn t(secs: u64) -> Instant {
+    Instant::from_secs(secs)
+}
+
+fn config() -> CircuitBreakerConfig {
+    CircuitBreakerConfig {
+        failure_threshold: 3,
+        success_threshold: 2,
+        timeout: Duration::from_secs(10),
+        half_open_max_calls: 2,
+        max_wait_in_half_open: Duration::from_secs(20),
+        ..Default::default()
+    }
+}
+
+fn fail<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow>(
+    cb: &mut CircuitBreaker<C, W>,
+    now: Instant,
+) -> Option<Transition> {
+    let permit = cb.try_acquire(now).expect("admitted");
+    cb.on_failure(permit, ErrorKind::Transient, now)
+}
+
+fn succeed<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow>(
+    cb: &mut CircuitBreaker<C, W>,
+    now: Instant,
+) -> Option<Transition> {
+    let permit = cb.try_acquire(now).expect("admitted");
+    cb.on_success(permit, now)
+}
+
+const OPENED: Transition = Transition {
+    from: CircuitState::Closed,
+    to: CircuitState::Open,
+};
+
+#[test]
+fn consecutive_failures_open_and_a_success_resets_the_count() {
+    let mut cb = CircuitBreaker::new(config());
+    assert_eq!(fail(&mut cb, t(1)), None);
+    assert_eq!(fail(&mut cb, t(1)), None);
+    assert_eq!(succeed(&mut cb, t(1)), None);
+    assert_eq!(cb.stats().consecutive_failures, 0);
+    fail(&mut cb, t(2));
+    fail(&mut cb, t(2));
+    assert_eq!(fail(&mut cb, t(2)), Some(OPENED));
+    let rejected = cb.try_acquire(t(3)).expect_err("open");
+    assert_eq!(rejected.state, CircuitState::Open);
+    assert_eq!(rejected.retry_at, Some(t(12)));
+    assert_eq!(cb.poll_at(), Some(t(12)));
+    let stats = cb.stats();
+    assert_eq!(
+        (
+            stats.failure_count,
+            stats.success_count,
+            stats.rejected_count
+        ),
+        (5, 1, 1)
+    );
+    assert!((stats.success_rate - 1.0 / 6.0).abs() < 1e-9);
+}
+
+#[test]
+fn half_open_admits_bounded_probes_and_closes_after_successes() {
+    let mut cb = CircuitBreaker::new(config());
+    for _ in 0..3 {
+        fail(&mut cb, t(0));
+    }
+    let p1 = cb.try_acquire(t(10)).expect("probe 1");
+    assert_eq!(
+        p1.transition(),
+        Some(Transition {
+            from: CircuitState::Open,
+            to: CircuitState::HalfOpen
+        })
+    );
+    let p2 = cb.try_acquire(t(10)).expect("probe 2");
+    let full = cb.try_acquire(t(10)).expect_err("only two probes");
+    assert_eq!(full.state, CircuitState::HalfOpen);
+    assert_eq!(cb.on_success(p1, t(11)), None);
+    // A slot freed by a finished probe can be used again.
+    let p3 = cb.try_acquire(t(11)).expect("probe 3");
+    assert_eq!(
+        cb.on_success(p2, t(11)),
+        Some(Transition {
+            from: CircuitState::HalfOpen,
+            to: CircuitState::Closed
+        })
+    );
+    // p3 belongs to the finished half-open cycle: counted, but changes nothing.
+    let before = cb.stats();
+    assert_eq!(cb.on_failure(p3, ErrorKind::Transient, t(12)), None);
+    assert_eq!(cb.state(), CircuitState::Closed);
+    assert_eq!(cb.stats().failure_count, before.failure_count + 1);
+    assert_eq!(cb.stats().consecutive_failures, 0);
+}
+
+#[test]
+fn sequential_probes_close_when_only_one_may_run_at_a_time() {
+    let mut cb = CircuitBreaker::new(CircuitBreakerConfig {
+        half_open_max_calls: 1,
+        ..config()
+    });
+    for _ in 0..3 {
+        fail(&mut cb, t(0));
+    }
+    assert_eq!(succeed(&mut cb, t(10)), None);
+    assert_eq!(cb.state(), CircuitState::HalfOpen);
+    assert_eq!(
+        succeed(&mut cb, t(10)).map(|tr| tr.to),
+        Some(CircuitState::Closed)
+    );
+}
+
+#[test]
+fn a_failed_probe_reopens_and_stale_closed_results_change_nothing() {
+    let mut cb = CircuitBreaker::new(config());
+    let slow_call = cb.try_acquire(t(0)).expect("closed");
+    for _ in 0..3 {
+        fail(&mut cb, t(0));
+    }
+    // The slow call started before the breaker opened: its success must not close it.
+    assert_eq!(cb.on_success(slow_call, t(1)), None);
+    assert_eq!(cb.state(), CircuitState::Open);
+    let probe = cb.try_acquire(t(10)).expect("probe");
+    assert_eq!(
+        cb.on_failure(probe, ErrorKind::Timeout, t(11)),
+        Some(Transition {
+            from: CircuitState::HalfOpen,
+            to: CircuitState::Open
+        })
+    );
+    assert_eq!(cb.poll_at(), Some(t(21)));
+}
+
+#[test]
+fn probes_that_never_report_end_the_cycle_after_max_wait() {
+    let mut cb = CircuitBreaker::new(config());
+    for _ in 0..3 {
+        fail(&mut cb, t(0));
+    }
+    let _lost1 = cb.try_acquire(t(10)).expect("probe");
+    let _lost2 = cb.try_acquire(t(10)).expect("probe");
+    assert!(cb.try_acquire(t(15)).is_err());
+    assert_eq!(cb.poll_at(), Some(t(30)));
+    assert_eq!(
+        cb.poll(t(30)),
+        Some(Transition {
+            from: CircuitState::HalfOpen,
+            to: CircuitState::Open
+        })
+    );
+    // A new cycle follows the open time, with fresh slots.
+    assert!(cb.try_acquire(t(40)).is_ok());
+}
+
+#[test]
+fn cancelled_probes_free_their_slot_without_counting() {
+    let mut cb = CircuitBreaker::new(CircuitBreakerConfig {
+        half_open_max_calls: 1,
+        ..config()
+    });
+    for _ in 0..3 {
+        fail(&mut cb, t(0));
+    }
+    let probe = cb.try_acquire(t(10)).expect("probe");
+    assert!(cb.try_acquire(t(10)).is_err());
+    let before = cb.stats();
+    assert_eq!(cb.on_cancelled(probe, t(10)), None);
+    assert_eq!(
+        (cb.stats().success_count, cb.stats().failure_count),
+        (before.success_count, before.failure_count)
+    );
+    assert!(cb.try_acquire(t(10)).is_ok());
+}
+
+#[test]
+fn ignored_error_kinds_neither_fail_nor_succeed() {
+    let mut cb = CircuitBreaker::new(CircuitBreakerConfig {
+        failure_threshold: 1,
+        ..config()
+    });
+    let permit = cb.try_acquire(t(0)).expect("closed");
+    assert_eq!(cb.on_failure(permit, ErrorKind::InvalidInput, t(0)), None);
+    assert_eq!(cb.state(), CircuitState::Closed);
+    assert_eq!(cb.stats().failure_count, 0);
+    assert_eq!(fail(&mut cb, t(0)), Some(OPENED));
+}
+
+#[test]
+fn open_time_grows_on_each_reopen_up_to_the_cap() {
+    let mut cb = CircuitBreaker::new(CircuitBreakerConfig {
+        open_backoff: Some(OpenBackoff {
+            multiplier: 2.0,
+            max: Duration::from_secs(35),
+        }),
+        half_open_max_calls: 1,
+        ..config()
+    });
+    for _ in 0..3 {
+        fail(&mut cb, t(0));
+    }
+    assert_eq!(cb.poll_at(), Some(t(10)));
+    let mut now = t(10);
+    for expected in [20, 35, 35] {
+        fail(&mut cb, now);
+        let until = cb.poll_at().expect("open");
+        assert_eq!(until - now, Duration::from_secs(expected));
+        now = until;
+    }
+    // A successful close forgets the growth.
+    succeed(&mut cb, now);
+    succeed(&mut cb, now);
+    assert_eq!(cb.state(), CircuitState::Closed);
+    for _ in 0..3 {
+        fail(&mut cb, now);
+    }
+    assert_eq!(cb.poll_at(), Some(now + Duration::from_secs(10)));
+}
+
+#[test]
+fn rate_mode_opens_at_the_threshold_after_minimum_calls() {
+    let config = CircuitBreakerConfig {
+        failure_rate_threshold: Some(0.5),
+        minimum_calls: 4,
+        ..config()
+    };
+    let mut cb = CircuitBreaker::with_window(config, CountWindow::<8>::new());
+    assert_eq!(fail(&mut cb, t(0)), None);
+    assert_eq!(succeed(&mut cb, t(0)), None);
+    assert_eq!(fail(&mut cb, t(0)), None); // 2 of 3, below minimum_calls
+    assert_eq!(succeed(&mut cb, t(0)), Some(OPENED)); // 2 of 4 = 50 %
+}
+
+#[test]
+fn slow_call_rate_opens_and_slow_probes_fail() {
+    let config = CircuitBreakerConfig {
+        slow_call_duration: Some(Duration::from_secs(2)),
+        slow_call_rate_threshold: 0.5,
+        minimum_calls: 2,
+        ..config()
+    };
+    let mut cb = CircuitBreaker::with_window(config, CountWindow::<4>::new());
+    let slow = cb.try_acquire(t(0)).expect("closed");
+    assert_eq!(cb.on_success(slow, t(3)), None);
+    assert_eq!(succeed(&mut cb, t(3)), Some(OPENED));
+    assert_eq!(cb.stats().slow_call_count, 1);
+    let probe = cb.try_acquire(t(13)).expect("probe");
+    assert_eq!(
+        cb.on_success(probe, t(16)).map(|tr| tr.to),
+        Some(CircuitState::Open)
+    );
+}
+
+#[test]
+fn operator_controls_hold_and_release() {
+    let mut cb = CircuitBreaker::new(config());
+    assert_eq!(
+        cb.force_open().map(|tr| tr.to),
+        Some(CircuitState::ForcedOpen)
+    );
+    assert_eq!(
+        cb.try_acquire(t(1_000)).expect_err("forced").state,
+        CircuitState::ForcedOpen
+    );
+    assert_eq!(cb.poll_at(), None);
+    assert_eq!(cb.disable().map(|tr| tr.to), Some(CircuitState::Disabled));
+    for _ in 0..10 {
+        fail(&mut cb, t(0));
+    }
+    assert_eq!(cb.state(), CircuitState::Disabled);
+    assert_eq!(cb.reset().map(|tr| tr.to), Some(CircuitState::Closed));
+    assert_eq!(cb.stats().failure_count, 10);
+    assert_eq!(cb.stats().transitions, 3);
+}
+
+#[test]
+fn invalid_configs_are_typed_errors() {
+    let bad = |c: CircuitBreakerConfig| CircuitBreaker::try_new(c).expect_err("invalid");
+    assert_eq!(
+        bad(CircuitBreakerConfig {
+            failure_threshold: 0,
+            ..config()
+        }),
+        ConfigError::Zero(ConfigField::FailureThreshold)
+    );
+    assert_eq!(
+        bad(CircuitBreakerConfig {
+            success_threshold: 0,
+            ..config()
+        }),
+        ConfigError::Zero(ConfigField::SuccessThreshold)
+    );
+    assert_eq!(
+        bad(CircuitBreakerConfig {
+            half_open_max_calls: 0,
+            ..config()
+        }),
+        ConfigError::Zero(ConfigField::HalfOpenMaxCalls)
+    );
+    assert_eq!(
+        bad(CircuitBreakerConfig {
+            half_open_max_calls: 70_000,
+            ..config()
+        }),
+        ConfigError::TooLarge {
+            field: ConfigField::HalfOpenMaxCalls,
+            max: 65_535
+        }
+    );
+    assert_eq!(
+        bad(CircuitBreakerConfig {
+            timeout: Duration::ZERO,
+            ..config()
+        }),
+        ConfigError::Zero(ConfigField::OpenTimeout)
+    );
+    let backoff = |multiplier, max| Some(OpenBackoff { multiplier, max });
+    assert_eq!(
+        bad(CircuitBreakerConfig {
+            open_backoff: backoff(f32::NAN, Duration::MAX),
+            ..config()
+        }),
+        ConfigError::NotFinite(ConfigField::OpenBackoffMultiplier)
+    );
+    assert_eq!(
+        bad(CircuitBreakerConfig {
+            open_backoff: backoff(0.5, Duration::MAX),
+            ..config()
+        }),
+        ConfigError::MultiplierBelowOne(ConfigField::OpenBackoffMultiplier)
+    );
+    assert_eq!(
+        bad(CircuitBreakerConfig {
+            open_backoff: backoff(2.0, Duration::from_secs(1)),
+            ..config()
+        }),
+        ConfigError::Exceeds {
+            field: ConfigField::OpenTimeout,
+            limit: ConfigField::OpenBackoffMax
+        }
+    );
+    let rate = CircuitBreakerConfig {
+        failure_rate_threshold: Some(0.5),
+        minimum_calls: 16,
+        ..config()
+    };
+    assert_eq!(
+        bad(rate),
+        ConfigError::WindowTooSmall {
+            needed: 16,
+            capacity: 0
+        }
+    );
+    assert_eq!(
+        CircuitBreaker::try_with_window(rate, CountWindow::<8>::new()).expect_err("small"),
+        ConfigError::WindowTooSmall {
+            needed: 16,
+            capacity: 8
+        }
+    );
+    for threshold in [0.0, 1.5, f32::NAN] {
+        let c = CircuitBreakerConfig {
+            failure_rate_threshold: Some(threshold),
+            minimum_calls: 1,
+            ..config()
+        };
+        assert!(CircuitBreaker::try_with_window(c, CountWindow::<8>::new()).is_err());
+    }
+}
+
+#[test]
+#[should_panic(expected = "circuit_breaker.failure_threshold must be greater than zero")]
+fn new_panics_with_the_error_message() {
+    let _ = CircuitBreaker::new(CircuitBreakerConfig {
+        failure_threshold: 0,
+        ..config()
+    });
+}
+
+#[test]
+fn a_consecutive_breaker_with_a_borrowed_config_fits_in_64_bytes() {
+    static CONFIG: CircuitBreakerConfig = CircuitBreakerConfig {
+        failure_threshold: 5,
+        success_threshold: 2,
+        timeout: Duration::from_secs(30),
+        half_open_max_calls: 1,
+        failure_rate_threshold: None,
+        minimum_calls: 10,
+        slow_call_duration: None,
+        slow_call_rate_threshold: 1.0,
+        max_wait_in_half_open: Duration::from_secs(60),
+        open_backoff: None,
+        ignored_errors: crate::error::ErrorKindSet::EMPTY,
+    };
+    let cb = CircuitBreaker::new(&CONFIG);
+    assert!(
+        core::mem::size_of_val(&cb) <= 64,
+        "{} bytes",
+        core::mem::size_of_val(&cb)
+    );
+}
+
+#[test]
+fn time_going_backwards_neither_panics_nor_reopens() {
+    let mut cb = CircuitBreaker::new(config());
+    for _ in 0..3 {
+        fail(&mut cb, t(100));
+    }
+    assert!(cb.try_acquire(t(50)).is_err());
+    assert_eq!(cb.state(), CircuitState::Open);
+    let probe = cb.try_acquire(Instant::MAX).expect("probe");
+    assert_eq!(cb.on_success(probe, t(0)), None);
+    assert_eq!(cb.poll_at(), Some(Instant::MAX));
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn config_state_and_stats_round_trip_through_postcard() {
+    let config = CircuitBreakerConfig {
+        failure_rate_threshold: Some(0.25),
+        slow_call_duration: Some(Duration::from_millis(1_500)),
+        open_backoff: Some(OpenBackoff {
+            multiplier: 1.5,
+            max: Duration::from_secs(300),
+        }),
+        ..config()
+    };
+    let mut buf = [0u8; 128];
+    let bytes = postcard::to_slice(&config, &mut buf).expect("fits");
+    assert_eq!(
+        postcard::from_bytes::<CircuitBreakerConfig>(bytes).expect("decodes"),
+        config
+    );
+    let mut cb = CircuitBreaker::new(self::config());
+    fail(&mut cb, t(0));
+    let stats = cb.stats();
+    let bytes = postcard::to_slice(&stats, &mut buf).expect("fits");
+    assert_eq!(
+        postcard::from_bytes::<CircuitBreakerStats>(bytes).expect("decodes"),
+        stats
+    );
+    let json = serde_json::to_string(&CircuitState::HalfOpen).expect("json");
+    assert_eq!(json, "\"HalfOpen\"");
+}
