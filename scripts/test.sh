@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The one test command of the project (README.md, .ci/run). Installs what it needs on a fresh
+# machine, then runs formatting, lints, tests, docs and the no_std / no-alloc proofs.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+step() { printf '\n==> %s\n' "$*"; }
+
+step "toolchain components and targets"
+rustup component add rustfmt clippy rust-src
+rustup target add thumbv7em-none-eabihf
+
+step "format"
+cargo fmt --all -- --check
+
+step "clippy (all features, then none)"
+cargo clippy --workspace --all-targets --all-features -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
+
+step "tests"
+cargo test --workspace --all-features
+
+step "docs"
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
+
+step "no_std: the core builds for thumbv7em-none-eabihf with no features and with all"
+cargo build -p rustkernel-core --target thumbv7em-none-eabihf
+cargo build -p rustkernel-core --target thumbv7em-none-eabihf --all-features
+
+step "no alloc: the core builds against a standard library that has only core (no alloc crate exists)"
+RUSTC_BOOTSTRAP=1 cargo build -p rustkernel-core --target thumbv7em-none-eabihf --all-features \
+  -Zbuild-std=core --target-dir target/build-std-core
+
+step "all checks passed"
