@@ -6,5 +6,8 @@ pub mod backoff;
 pub mod circuit_breaker;
 pub mod deadline;
 pub mod retry;
+pub mod timeout;
 
 pub use crate::error::{ConfigError, ErrorKind, ErrorKindSet, ResilienceError};
+pub use deadline::{DeadlineContext, DeadlineExceeded, WireDeadline};
+pub use timeout::{DeadlineBound, ResolvedDeadline, TimeoutConfig};
