@@ -430,12 +430,6 @@ impl<E> ResilienceError<E> {
     }
 }
 
-impl<E> From<E> for ResilienceError<E> {
-    fn from(error: E) -> Self {
-        ResilienceError::Operation(error)
-    }
-}
-
 impl<E: Classify> Classify for ResilienceError<E> {
     fn kind(&self) -> ErrorKind {
         match self {
@@ -494,7 +488,7 @@ mod tests {
             ConfigError::Zero(ConfigField::FailureThreshold).to_string(),
             "circuit_breaker.failure_threshold must be greater than zero"
         );
-        let err: ResilienceError<ErrorKind> = ErrorKind::Permanent.into();
+        let err = ResilienceError::Operation(ErrorKind::Permanent);
         assert_eq!(err.to_string(), "operation failed: permanent");
         assert_eq!(err.kind(), ErrorKind::Permanent);
         assert_eq!(

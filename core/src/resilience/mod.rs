@@ -6,9 +6,12 @@ pub mod backoff;
 pub mod circuit_breaker;
 pub mod deadline;
 pub mod retry;
+pub mod timeout;
 
 pub use crate::error::{ConfigError, ErrorKind, ErrorKindSet, ResilienceError};
 pub use circuit_breaker::{
     CircuitBreaker, CircuitBreakerConfig, CircuitBreakerStats, CircuitState, CountWindow, NoWindow,
     OpenBackoff, Permit, Rejected, Transition,
 };
+pub use deadline::{DeadlineContext, DeadlineExceeded, WireDeadline};
+pub use timeout::{DeadlineBound, ResolvedDeadline, TimeoutConfig};

@@ -90,6 +90,12 @@ impl fmt::Display for Rejected {
 
 impl core::error::Error for Rejected {}
 
+impl<E> From<Rejected> for crate::error::ResilienceError<E> {
+    fn from(_: Rejected) -> Self {
+        crate::error::ResilienceError::CircuitOpen
+    }
+}
+
 /// A circuit breaker state machine.
 ///
 /// `C` holds the configuration: the value itself (the default), a `&'static` reference (a
