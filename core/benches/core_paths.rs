@@ -1,1 +1,44 @@
-fn main() {}
+//! Hot paths of the core: the closed-state call (acquire + success), the rejection of an open
+//! breaker, and the computation of a backoff delay.
+//!
+//! Run with `cargo bench -p rustkernel-core --bench core_paths`.
+
+use std::hint::black_box;
+use std::time::Duration;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use rustkernel_core::error::ErrorKind;
+use rustkernel_core::resilience::{CircuitBreaker, CircuitBreakerConfig};
+use rustkernel_core::time::Instant;
+
+fn breaker(c: &mut Criterion) {
+    let mut group = c.benchmark_group("circuit_breaker");
+    let mut cb = CircuitBreaker::new(CircuitBreakerConfig::default());
+    let mut now = 0u64;
+    group.bench_function("closed_acquire_success", |b| {
+        b.iter(|| {
+            now += 1;
+            let at = Instant::from_micros(black_box(now));
+            if let Ok(permit) = cb.try_acquire(at) {
+                black_box(cb.on_success(permit, at));
+            }
+        });
+    });
+
+    let mut open = CircuitBreaker::new(CircuitBreakerConfig {
+        failure_threshold: 1,
+        timeout: Duration::from_secs(3_600),
+        ..Default::default()
+    });
+    let t0 = Instant::from_secs(1);
+    if let Ok(permit) = open.try_acquire(t0) {
+        let _ = open.on_failure(permit, ErrorKind::Transient, t0);
+    }
+    group.bench_function("open_rejection", |b| {
+        b.iter(|| black_box(open.try_acquire(black_box(t0)).is_err()));
+    });
+    group.finish();
+}
+
+criterion_group!(benches, breaker);
+criterion_main!(benches);

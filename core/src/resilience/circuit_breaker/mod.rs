@@ -196,7 +196,12 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     /// # Errors
     /// [`Rejected`] when the breaker is open, forced open, or half-open with every probe slot
     /// taken; the rejection is counted.
+    #[inline]
     pub fn try_acquire(&mut self, now: Instant) -> Result<Permit, Rejected> {
+        if self.state == CircuitState::Closed {
+            // Closed has no timers: skip `poll`.
+            return Ok(Permit { generation: self.generation, acquired_at: now, transition: None });
+        }
         let transition = self.poll(now);
         let admitted = match self.state {
             CircuitState::Closed | CircuitState::Disabled => true,
@@ -232,7 +237,19 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     ///
     /// A success that took at least `slow_call_duration` counts as slow: towards the slow-call
     /// rate when closed, as a failed probe when half-open.
+    #[inline]
     pub fn on_success(&mut self, permit: Permit, now: Instant) -> Option<Transition> {
+        let config = self.config.borrow();
+        if self.state == CircuitState::Closed
+            && permit.generation == self.generation
+            && config.slow_call_duration.is_none()
+            && config.failure_rate_threshold.is_none()
+        {
+            // The common case: a success while closed only counts and clears the failure streak.
+            self.success_count = self.success_count.saturating_add(1);
+            self.consecutive_failures = 0;
+            return None;
+        }
         self.settle(permit, now, Settle::Success)
     }
 
