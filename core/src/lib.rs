@@ -11,6 +11,32 @@
 //! and outputs (`poll_at()`: when the machine next needs attention).
 //!
 //!
+//! ```
+//! use core::time::Duration;
+//! use rustkernel_core::resilience::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
+//! use rustkernel_core::error::ErrorKind;
+//! use rustkernel_core::time::Instant;
+//!
+//! let mut cb = CircuitBreaker::new(CircuitBreakerConfig {
+//!     failure_threshold: 2,
+//!     success_threshold: 1,
+//!     timeout: Duration::from_secs(30),
+//!     ..Default::default()
+//! });
+//! let t0 = Instant::from_secs(1);
+//! for _ in 0..2 {
+//!     let permit = cb.try_acquire(t0).expect("closed");
+//!     cb.on_failure(permit, ErrorKind::Transient, t0);
+//! }
+//! assert_eq!(cb.state(), CircuitState::Open);
+//! assert!(cb.try_acquire(t0).is_err());
+//! // After `timeout` one probe is admitted; its success closes the breaker again.
+//! let later = t0 + Duration::from_secs(30);
+//! let probe = cb.try_acquire(later).expect("half-open probe");
+//! cb.on_success(probe, later);
+//! assert_eq!(cb.state(), CircuitState::Closed);
+//! ```
+//!
 //! # Features
 //! - `serde`: `Serialize`/`Deserialize` for configs, states, stats and errors.
 //! - `defmt`: `defmt::Format` for every public type.

@@ -200,7 +200,11 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     pub fn try_acquire(&mut self, now: Instant) -> Result<Permit, Rejected> {
         if self.state == CircuitState::Closed {
             // Closed has no timers: skip `poll`.
-            return Ok(Permit { generation: self.generation, acquired_at: now, transition: None });
+            return Ok(Permit {
+                generation: self.generation,
+                acquired_at: now,
+                transition: None,
+            });
         }
         let transition = self.poll(now);
         let admitted = match self.state {
