@@ -44,6 +44,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod checkpoint;
 pub mod error;
 pub mod resilience;
 pub mod time;
+pub mod traits;
