@@ -54,6 +54,23 @@ impl Permit {
         self.acquired_at
     }
 
+    /// The cycle (generation) the permit belongs to.
+    #[must_use]
+    pub const fn generation(&self) -> u32 {
+        self.generation
+    }
+
+    /// Rebuilds a permit for cycle `generation`, for adapters that admit closed-state calls
+    /// without touching the breaker (a lock-free fast path reading
+    /// [`CircuitBreaker::generation`]) and settle them later through it.
+    ///
+    /// Only use it for cycles in which the breaker was `Closed` or `Disabled`: a permit made up
+    /// for a half-open cycle would settle a probe slot that it never took.
+    #[must_use]
+    pub const fn for_cycle(generation: u32, acquired_at: Instant) -> Self {
+        Self { generation, acquired_at, transition: None }
+    }
+
     /// The transition that issuing this permit caused (`Open -> HalfOpen` when the open time
     /// had ended).
     #[must_use]
@@ -325,6 +342,12 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     #[must_use]
     pub fn state(&self) -> CircuitState {
         self.state
+    }
+
+    /// The current cycle: it changes (wrapping) on every transition, and permits carry it.
+    #[must_use]
+    pub fn generation(&self) -> u32 {
+        self.generation
     }
 
     /// Counters and rates.
