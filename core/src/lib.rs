@@ -20,4 +20,5 @@
 
 pub mod error;
 pub mod resilience;
+pub mod rng;
 pub mod time;

@@ -3,8 +3,12 @@
 //! Paths follow the chapter: `rustkernel_core::resilience::{CircuitBreakerConfig, RetryConfig, ..}`.
 
 pub mod backoff;
+pub mod budget;
 pub mod circuit_breaker;
 pub mod deadline;
 pub mod retry;
 
 pub use crate::error::{ConfigError, ErrorKind, ErrorKindSet, ResilienceError};
+pub use backoff::BackoffStrategy;
+pub use budget::{RetryBudget, RetryBudgetConfig};
+pub use retry::{GiveUpReason, Retry, RetryConfig, RetryDecision};
