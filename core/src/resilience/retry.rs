@@ -286,10 +286,8 @@ impl Retry {
         if self.deadline.is_some_and(|deadline| at >= deadline) {
             return RetryDecision::GiveUp(GiveUpReason::DeadlineExceeded);
         }
-        if let Some(budget) = budget {
-            if !budget.try_withdraw(now) {
-                return RetryDecision::GiveUp(GiveUpReason::BudgetExhausted);
-            }
+        if budget.is_some_and(|budget| !budget.try_withdraw(now)) {
+            return RetryDecision::GiveUp(GiveUpReason::BudgetExhausted);
         }
         self.attempts = self.attempts.saturating_add(1);
         self.last_delay = delay;
