@@ -94,38 +94,40 @@ fn any_backoff() -> impl Strategy<Value = BackoffStrategy> {
         duration(),
         prop_oneof![any::<f64>(), multiplier()],
     )
-        .prop_map(|(variant, initial, max, increment, multiplier)| match variant {
-            0 => BackoffStrategy::Fixed { delay: initial },
-            1 => BackoffStrategy::Linear {
-                initial,
-                increment,
-                max,
+        .prop_map(
+            |(variant, initial, max, increment, multiplier)| match variant {
+                0 => BackoffStrategy::Fixed { delay: initial },
+                1 => BackoffStrategy::Linear {
+                    initial,
+                    increment,
+                    max,
+                },
+                2 => BackoffStrategy::Exponential {
+                    initial,
+                    max,
+                    multiplier,
+                },
+                3 => BackoffStrategy::ExponentialWithJitter {
+                    initial,
+                    max,
+                    multiplier,
+                },
+                4 => BackoffStrategy::EqualJitter {
+                    initial,
+                    max,
+                    multiplier,
+                },
+                _ => BackoffStrategy::DecorrelatedJitter {
+                    initial,
+                    max,
+                    multiplier,
+                },
             },
-            2 => BackoffStrategy::Exponential {
-                initial,
-                max,
-                multiplier,
-            },
-            3 => BackoffStrategy::ExponentialWithJitter {
-                initial,
-                max,
-                multiplier,
-            },
-            4 => BackoffStrategy::EqualJitter {
-                initial,
-                max,
-                multiplier,
-            },
-            _ => BackoffStrategy::DecorrelatedJitter {
-                initial,
-                max,
-                multiplier,
-            },
-        })
+        )
 }
 
 fn kind() -> impl Strategy<Value = ErrorKind> {
-    (0usize..ErrorKind::ALL.len()).prop_map(|i| ErrorKind::ALL[i])
+    proptest::sample::select(ErrorKind::ALL.to_vec())
 }
 
 fn kind_set() -> impl Strategy<Value = ErrorKindSet> {
@@ -580,6 +582,7 @@ impl BudgetModel {
         let window_micros = u64::try_from(config.window.as_micros()).unwrap_or(u64::MAX);
         let slot_micros = (window_micros / N).max(1);
         let effective_window = u128::from(slot_micros) * u128::from(N);
+        #[allow(clippy::cast_possible_truncation)] // finite, in [0, 1e9]
         let per_request = (f64::from(config.retry_ratio) * 1e6).floor() as u128;
         // The implementation keeps the reserve in a u64, saturating.
         let reserve = (u128::from(config.min_retries_per_second) * effective_window)
