@@ -47,5 +47,6 @@
 pub mod checkpoint;
 pub mod error;
 pub mod resilience;
+pub mod rng;
 pub mod time;
 pub mod traits;

@@ -1,1 +1,587 @@
-//! (in progress)
+//! How long to wait before each retry: the chapter's [`BackoffStrategy`] and two more jitters.
+//!
+//! A strategy is a pure function of the retry number, the previous delay and a seeded [`Rng`]:
+//! it never reads a clock and never allocates. Every delay is capped at
+//! [`BackoffStrategy::max_delay`], and the cap is applied after jitter, so no delay ever exceeds
+//! `max`. Exponential growth is computed without `powf` by squaring (at most 32 rounds) and
+//! stops as soon as the cap is reached, so `attempt = u32::MAX` costs as little as `attempt = 2`
+//! and never overflows.
+//!
+//! The jittered strategies follow Marc Brooker, "Exponential Backoff And Jitter" (AWS
+//! Architecture Blog, 2015), where `exp(n) = min(max, initial * multiplier^(n-1))`:
+//!
+//! | Strategy | Delay before retry `n` |
+//! |----------|------------------------|
+//! | `Fixed` | `delay` |
+//! | `Linear` | `min(max, initial + increment * (n-1))` |
+//! | `Exponential` | `exp(n)` |
+//! | `ExponentialWithJitter` | "full jitter": uniform in `[0, exp(n)]` |
+//! | `EqualJitter` | `exp(n)/2 + uniform[0, exp(n)/2]` |
+//! | `DecorrelatedJitter` | `min(max, uniform[initial, previous * multiplier])` |
+//!
+//! ```
+//! use core::time::Duration;
+//! use rustkernel_core::resilience::BackoffStrategy;
+//! use rustkernel_core::rng::Rng;
+//!
+//! let backoff = BackoffStrategy::ExponentialWithJitter {
+//!     initial: Duration::from_millis(100),
+//!     max: Duration::from_secs(10),
+//!     multiplier: 2.0,
+//! };
+//! backoff.validate().unwrap();
+//! let mut rng = Rng::new(7);
+//! let first = backoff.delay(1, Duration::ZERO, &mut rng);
+//! assert!(first <= Duration::from_millis(100));
+//! assert!(backoff.delay(u32::MAX, first, &mut rng) <= Duration::from_secs(10));
+//! ```
+
+use core::time::Duration;
+
+use crate::error::{ConfigError, ConfigField};
+use crate::rng::Rng;
+
+/// How the delay between attempts grows; see the [module docs](self) for each formula.
+///
+/// `attempt` counts retries from 1 (the delay before the first retry). The variants hold
+/// exactly the chapter's fields, so the chapter's struct literals compile unchanged.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub enum BackoffStrategy {
+    /// The same delay before every retry. A zero delay (retry at once) is allowed.
+    Fixed {
+        /// The delay before each retry.
+        delay: Duration,
+    },
+    /// `initial`, then `increment` more before each further retry, up to `max`.
+    Linear {
+        /// The delay before the first retry.
+        initial: Duration,
+        /// Added before each further retry.
+        increment: Duration,
+        /// No delay exceeds this.
+        max: Duration,
+    },
+    /// `initial`, multiplied by `multiplier` before each further retry, up to `max`.
+    Exponential {
+        /// The delay before the first retry; must be positive.
+        initial: Duration,
+        /// No delay exceeds this.
+        max: Duration,
+        /// Growth per retry; finite and at least 1.
+        multiplier: f64,
+    },
+    /// Full jitter (recommended): uniform in `[0, min(max, initial * multiplier^(n-1))]`.
+    ///
+    /// Spreads a crowd of retrying callers over the whole interval, which does the least total
+    /// work in Brooker's comparison.
+    ExponentialWithJitter {
+        /// Upper end of the first retry's interval; must be positive.
+        initial: Duration,
+        /// No delay exceeds this.
+        max: Duration,
+        /// Growth of the interval per retry; finite and at least 1.
+        multiplier: f64,
+    },
+    /// Equal jitter: half of `v = min(max, initial * multiplier^(n-1))` plus uniform in the
+    /// other half (`v/2 + uniform[0, v - v/2]`), so a retry never comes sooner than `v/2`.
+    EqualJitter {
+        /// The exponential's first value; must be positive.
+        initial: Duration,
+        /// No delay exceeds this.
+        max: Duration,
+        /// Growth per retry; finite and at least 1.
+        multiplier: f64,
+    },
+    /// Decorrelated jitter: `min(max, uniform[initial, previous * multiplier])`, where
+    /// `previous` is the last delay (taken as `initial` before the first retry).
+    ///
+    /// Brooker's formula fixes the multiplier at 3; `multiplier: 3.0` reproduces it. The delay
+    /// depends on the previous delay, not on the retry number.
+    DecorrelatedJitter {
+        /// The shortest delay; must be positive.
+        initial: Duration,
+        /// No delay exceeds this.
+        max: Duration,
+        /// Upper end of the next interval relative to the previous delay (AWS: 3).
+        multiplier: f64,
+    },
+}
+
+impl Default for BackoffStrategy {
+    /// Full jitter from 100 ms up to 10 s, doubling: the chapter's recommended strategy.
+    fn default() -> Self {
+        BackoffStrategy::ExponentialWithJitter {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(10),
+            multiplier: 2.0,
+        }
+    }
+}
+
+impl BackoffStrategy {
+    /// Checks the strategy: positive `initial` where growth multiplies it, finite multipliers
+    /// of at least 1, and `initial <= max`.
+    ///
+    /// # Errors
+    /// [`ConfigError::Zero`] for a zero `initial` of a multiplying strategy,
+    /// [`ConfigError::NotFinite`] / [`ConfigError::MultiplierBelowOne`] for a NaN, infinite or
+    /// shrinking multiplier, [`ConfigError::Exceeds`] when `initial > max`.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        match *self {
+            BackoffStrategy::Fixed { .. } => Ok(()),
+            BackoffStrategy::Linear { initial, max, .. } => check_initial_le_max(initial, max),
+            BackoffStrategy::Exponential {
+                initial,
+                max,
+                multiplier,
+            }
+            | BackoffStrategy::ExponentialWithJitter {
+                initial,
+                max,
+                multiplier,
+            }
+            | BackoffStrategy::EqualJitter {
+                initial,
+                max,
+                multiplier,
+            }
+            | BackoffStrategy::DecorrelatedJitter {
+                initial,
+                max,
+                multiplier,
+            } => {
+                if initial.is_zero() {
+                    return Err(ConfigError::Zero(ConfigField::BackoffInitial));
+                }
+                if !multiplier.is_finite() {
+                    return Err(ConfigError::NotFinite(ConfigField::BackoffMultiplier));
+                }
+                if multiplier < 1.0 {
+                    return Err(ConfigError::MultiplierBelowOne(
+                        ConfigField::BackoffMultiplier,
+                    ));
+                }
+                check_initial_le_max(initial, max)
+            }
+        }
+    }
+
+    /// The delay before retry number `attempt` (1 = before the first retry; 0 counts as 1).
+    ///
+    /// `previous` is the delay used before the last retry (zero before the first); only
+    /// [`BackoffStrategy::DecorrelatedJitter`] reads it. Jittered strategies draw from `rng`;
+    /// the others leave it untouched. Never exceeds [`BackoffStrategy::max_delay`], never
+    /// panics, and costs at most a few dozen float operations for any `attempt`, even for a
+    /// configuration that [`validate`](Self::validate) would refuse.
+    #[must_use]
+    pub fn delay(&self, attempt: u32, previous: Duration, rng: &mut Rng) -> Duration {
+        let exponent = attempt.max(1).saturating_sub(1);
+        match *self {
+            BackoffStrategy::Fixed { delay } => delay,
+            BackoffStrategy::Linear {
+                initial,
+                increment,
+                max,
+            } => initial
+                .saturating_add(increment.saturating_mul(exponent))
+                .min(max),
+            BackoffStrategy::Exponential {
+                initial,
+                max,
+                multiplier,
+            } => grow(initial, multiplier, exponent, max),
+            BackoffStrategy::ExponentialWithJitter {
+                initial,
+                max,
+                multiplier,
+            } => rng.duration_in(Duration::ZERO, grow(initial, multiplier, exponent, max)),
+            BackoffStrategy::EqualJitter {
+                initial,
+                max,
+                multiplier,
+            } => {
+                let ceiling = grow(initial, multiplier, exponent, max);
+                let half = ceiling / 2;
+                half.saturating_add(rng.duration_in(Duration::ZERO, ceiling.saturating_sub(half)))
+            }
+            BackoffStrategy::DecorrelatedJitter {
+                initial,
+                max,
+                multiplier,
+            } => {
+                let from = previous.max(initial);
+                let upper = scale(from, growth(multiplier), Duration::MAX).max(initial);
+                rng.duration_in(initial, upper).min(max)
+            }
+        }
+    }
+
+    /// The longest delay this strategy can return: `delay` for `Fixed`, `max` otherwise.
+    #[must_use]
+    pub const fn max_delay(&self) -> Duration {
+        match *self {
+            BackoffStrategy::Fixed { delay } => delay,
+            BackoffStrategy::Linear { max, .. }
+            | BackoffStrategy::Exponential { max, .. }
+            | BackoffStrategy::ExponentialWithJitter { max, .. }
+            | BackoffStrategy::EqualJitter { max, .. }
+            | BackoffStrategy::DecorrelatedJitter { max, .. } => max,
+        }
+    }
+
+    /// Whether the strategy draws from the [`Rng`] (the three jittered variants).
+    #[must_use]
+    pub const fn is_jittered(&self) -> bool {
+        matches!(
+            self,
+            BackoffStrategy::ExponentialWithJitter { .. }
+                | BackoffStrategy::EqualJitter { .. }
+                | BackoffStrategy::DecorrelatedJitter { .. }
+        )
+    }
+}
+
+fn check_initial_le_max(initial: Duration, max: Duration) -> Result<(), ConfigError> {
+    if initial > max {
+        Err(ConfigError::Exceeds {
+            field: ConfigField::BackoffInitial,
+            limit: ConfigField::BackoffMax,
+        })
+    } else {
+        Ok(())
+    }
+}
+
+/// The multiplier as used: NaN and values below 1 (refused by `validate`) mean no growth.
+fn growth(multiplier: f64) -> f64 {
+    if multiplier >= 1.0 { multiplier } else { 1.0 }
+}
+
+/// `duration * factor` for `factor >= 1`, stopping at `cap`.
+fn scale(duration: Duration, factor: f64, cap: Duration) -> Duration {
+    if duration.is_zero() || duration >= cap {
+        return duration.min(cap);
+    }
+    let product = duration.as_secs_f64() * factor;
+    if product >= cap.as_secs_f64() {
+        return cap;
+    }
+    // Rounding to the nearest nanosecond may land a hair above `cap`, or below `duration`.
+    Duration::try_from_secs_f64(product).map_or(cap, |scaled| scaled.max(duration).min(cap))
+}
+
+/// `min(cap, initial * multiplier^exponent)` by binary exponentiation: at most 32 squarings,
+/// stopping as soon as the product reaches the cap.
+fn grow(initial: Duration, multiplier: f64, exponent: u32, cap: Duration) -> Duration {
+    let multiplier = growth(multiplier);
+    if initial.is_zero() || initial >= cap || exponent == 0 || multiplier <= 1.0 {
+        return initial.min(cap);
+    }
+    // The factor at which `initial` reaches `cap`; `initial` is positive here.
+    let limit = cap.as_secs_f64() / initial.as_secs_f64();
+    let mut factor = 1.0_f64;
+    let mut base = multiplier;
+    let mut rest = exponent;
+    loop {
+        if rest & 1 == 1 {
+            factor *= base;
+            if factor >= limit {
+                return cap;
+            }
+        }
+        rest >>= 1;
+        if rest == 0 {
+            break;
+        }
+        // May become infinite, which the comparison above turns into the cap.
+        base *= base;
+    }
+    scale(initial, factor, cap)
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for BackoffStrategy {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        use crate::time::duration_as_micros as us;
+        match *self {
+            BackoffStrategy::Fixed { delay } => {
+                defmt::write!(f, "Fixed {{ delay: {=u64}us }}", us(delay));
+            }
+            BackoffStrategy::Linear {
+                initial,
+                increment,
+                max,
+            } => defmt::write!(
+                f,
+                "Linear {{ initial: {=u64}us, increment: {=u64}us, max: {=u64}us }}",
+                us(initial),
+                us(increment),
+                us(max)
+            ),
+            BackoffStrategy::Exponential {
+                initial,
+                max,
+                multiplier,
+            } => defmt::write!(
+                f,
+                "Exponential {{ initial: {=u64}us, max: {=u64}us, multiplier: {=f64} }}",
+                us(initial),
+                us(max),
+                multiplier
+            ),
+            BackoffStrategy::ExponentialWithJitter {
+                initial,
+                max,
+                multiplier,
+            } => defmt::write!(
+                f,
+                "ExponentialWithJitter {{ initial: {=u64}us, max: {=u64}us, multiplier: {=f64} }}",
+                us(initial),
+                us(max),
+                multiplier
+            ),
+            BackoffStrategy::EqualJitter {
+                initial,
+                max,
+                multiplier,
+            } => defmt::write!(
+                f,
+                "EqualJitter {{ initial: {=u64}us, max: {=u64}us, multiplier: {=f64} }}",
+                us(initial),
+                us(max),
+                multiplier
+            ),
+            BackoffStrategy::DecorrelatedJitter {
+                initial,
+                max,
+                multiplier,
+            } => defmt::write!(
+                f,
+                "DecorrelatedJitter {{ initial: {=u64}us, max: {=u64}us, multiplier: {=f64} }}",
+                us(initial),
+                us(max),
+                multiplier
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn exp(initial: u64, max: u64, multiplier: f64) -> BackoffStrategy {
+        BackoffStrategy::Exponential {
+            initial: MS * u32::try_from(initial).unwrap_or(u32::MAX),
+            max: MS * u32::try_from(max).unwrap_or(u32::MAX),
+            multiplier,
+        }
+    }
+
+    #[test]
+    fn chapter_literal_compiles_and_validates() {
+        let backoff = BackoffStrategy::ExponentialWithJitter {
+            initial: Duration::from_millis(100),
+            max: Duration::from_secs(10),
+            multiplier: 2.0,
+        };
+        assert_eq!(backoff.validate(), Ok(()));
+        assert_eq!(backoff, BackoffStrategy::default());
+        assert_eq!(backoff.max_delay(), Duration::from_secs(10));
+        assert!(backoff.is_jittered());
+    }
+
+    #[test]
+    fn validation_errors_are_typed() {
+        let field = ConfigField::BackoffMultiplier;
+        assert_eq!(
+            exp(0, 10, 2.0).validate(),
+            Err(ConfigError::Zero(ConfigField::BackoffInitial))
+        );
+        assert_eq!(
+            exp(1, 10, f64::NAN).validate(),
+            Err(ConfigError::NotFinite(field))
+        );
+        assert_eq!(
+            exp(1, 10, f64::INFINITY).validate(),
+            Err(ConfigError::NotFinite(field))
+        );
+        assert_eq!(
+            exp(1, 10, 0.5).validate(),
+            Err(ConfigError::MultiplierBelowOne(field))
+        );
+        assert_eq!(
+            exp(1, 10, -2.0).validate(),
+            Err(ConfigError::MultiplierBelowOne(field))
+        );
+        let exceeds = Err(ConfigError::Exceeds {
+            field: ConfigField::BackoffInitial,
+            limit: ConfigField::BackoffMax,
+        });
+        assert_eq!(exp(11, 10, 2.0).validate(), exceeds);
+        let linear = BackoffStrategy::Linear {
+            initial: 3 * MS,
+            increment: MS,
+            max: 2 * MS,
+        };
+        assert_eq!(linear.validate(), exceeds);
+        let jitters = [
+            BackoffStrategy::ExponentialWithJitter {
+                initial: Duration::ZERO,
+                max: MS,
+                multiplier: 2.0,
+            },
+            BackoffStrategy::EqualJitter {
+                initial: Duration::ZERO,
+                max: MS,
+                multiplier: 2.0,
+            },
+            BackoffStrategy::DecorrelatedJitter {
+                initial: Duration::ZERO,
+                max: MS,
+                multiplier: 3.0,
+            },
+        ];
+        for backoff in jitters {
+            assert_eq!(
+                backoff.validate(),
+                Err(ConfigError::Zero(ConfigField::BackoffInitial))
+            );
+        }
+        // Allowed: retry at once, constant linear, multiplier of exactly 1.
+        let fixed_zero = BackoffStrategy::Fixed {
+            delay: Duration::ZERO,
+        };
+        assert_eq!(fixed_zero.validate(), Ok(()));
+        let flat = BackoffStrategy::Linear {
+            initial: Duration::ZERO,
+            increment: Duration::ZERO,
+            max: Duration::ZERO,
+        };
+        assert_eq!(flat.validate(), Ok(()));
+        assert_eq!(exp(5, 5, 1.0).validate(), Ok(()));
+    }
+
+    #[test]
+    fn deterministic_strategies_follow_their_formulas() {
+        let mut rng = Rng::new(1);
+        let before = rng;
+        let fixed = BackoffStrategy::Fixed { delay: 7 * MS };
+        assert_eq!(fixed.delay(1, Duration::ZERO, &mut rng), 7 * MS);
+        assert_eq!(fixed.delay(u32::MAX, Duration::MAX, &mut rng), 7 * MS);
+        let linear = BackoffStrategy::Linear {
+            initial: 100 * MS,
+            increment: 50 * MS,
+            max: 300 * MS,
+        };
+        let got: [Duration; 6] =
+            [0, 1, 2, 3, 5, u32::MAX].map(|n| linear.delay(n, Duration::ZERO, &mut rng));
+        assert_eq!(
+            got,
+            [100 * MS, 100 * MS, 150 * MS, 200 * MS, 300 * MS, 300 * MS]
+        );
+        let exponential = exp(100, 10_000, 2.0);
+        let got: [Duration; 9] = [0, 1, 2, 3, 7, 8, 64, 1_000, u32::MAX]
+            .map(|n| exponential.delay(n, Duration::ZERO, &mut rng));
+        assert_eq!(
+            got,
+            [
+                100 * MS,
+                100 * MS,
+                200 * MS,
+                400 * MS,
+                6_400 * MS,
+                10_000 * MS,
+                10_000 * MS,
+                10_000 * MS,
+                10_000 * MS
+            ]
+        );
+        assert_eq!(rng, before, "unjittered strategies draw nothing");
+    }
+
+    #[test]
+    fn growth_is_cheap_and_safe_for_any_input() {
+        let mut rng = Rng::new(3);
+        let slow = BackoffStrategy::Exponential {
+            initial: Duration::from_nanos(1),
+            max: Duration::MAX,
+            multiplier: 1.000_000_001,
+        };
+        let d = slow.delay(u32::MAX, Duration::ZERO, &mut rng);
+        // 1ns * 1.000000001^(2^32 - 2) is about 73ns.
+        assert!(
+            d > Duration::from_nanos(70) && d < Duration::from_nanos(76),
+            "{d:?}"
+        );
+        // Configurations `validate` refuses still give bounded delays, never a panic.
+        for multiplier in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0, 0.0, 0.5] {
+            for initial in [Duration::ZERO, MS, Duration::MAX] {
+                for strategy in [
+                    BackoffStrategy::Exponential {
+                        initial,
+                        max: 10 * MS,
+                        multiplier,
+                    },
+                    BackoffStrategy::EqualJitter {
+                        initial,
+                        max: 10 * MS,
+                        multiplier,
+                    },
+                    BackoffStrategy::DecorrelatedJitter {
+                        initial,
+                        max: 10 * MS,
+                        multiplier,
+                    },
+                ] {
+                    for n in [0, 1, 2, u32::MAX] {
+                        assert!(strategy.delay(n, Duration::MAX, &mut rng) <= 10 * MS);
+                    }
+                }
+            }
+        }
+        let huge = BackoffStrategy::Exponential {
+            initial: Duration::MAX,
+            max: Duration::MAX,
+            multiplier: f64::MAX,
+        };
+        assert_eq!(huge.delay(u32::MAX, Duration::MAX, &mut rng), Duration::MAX);
+    }
+
+    #[test]
+    fn jitters_stay_in_their_ranges() {
+        let mut rng = Rng::new(11);
+        let full = BackoffStrategy::ExponentialWithJitter {
+            initial: 100 * MS,
+            max: 1_000 * MS,
+            multiplier: 2.0,
+        };
+        let equal = BackoffStrategy::EqualJitter {
+            initial: 100 * MS,
+            max: 1_000 * MS,
+            multiplier: 2.0,
+        };
+        let decorrelated = BackoffStrategy::DecorrelatedJitter {
+            initial: 100 * MS,
+            max: 1_000 * MS,
+            multiplier: 3.0,
+        };
+        let mut previous = Duration::ZERO;
+        let mut saw_low = false;
+        for n in 1..200u32 {
+            let ceiling = (100 * MS * 2u32.saturating_pow(n - 1)).min(1_000 * MS);
+            let d = full.delay(n, Duration::ZERO, &mut rng);
+            assert!(d <= ceiling);
+            saw_low |= d < ceiling / 2;
+            let d = equal.delay(n, Duration::ZERO, &mut rng);
+            assert!(ceiling / 2 <= d && d <= ceiling);
+            let d = decorrelated.delay(n, previous, &mut rng);
+            assert!(100 * MS <= d && d <= (previous.max(100 * MS) * 3).min(1_000 * MS));
+            previous = d;
+        }
+        assert!(saw_low, "full jitter reaches the lower half");
+    }
+}

@@ -3,15 +3,19 @@
 //! Paths follow the chapter: `rustkernel_core::resilience::{CircuitBreakerConfig, RetryConfig, ..}`.
 
 pub mod backoff;
+pub mod budget;
 pub mod circuit_breaker;
 pub mod deadline;
 pub mod retry;
 pub mod timeout;
 
 pub use crate::error::{ConfigError, ErrorKind, ErrorKindSet, ResilienceError};
+pub use backoff::BackoffStrategy;
+pub use budget::{RetryBudget, RetryBudgetConfig};
 pub use circuit_breaker::{
     CircuitBreaker, CircuitBreakerConfig, CircuitBreakerStats, CircuitState, CountWindow, NoWindow,
     OpenBackoff, Permit, Rejected, Transition,
 };
 pub use deadline::{DeadlineContext, DeadlineExceeded, WireDeadline};
+pub use retry::{GiveUpReason, Retry, RetryConfig, RetryDecision};
 pub use timeout::{DeadlineBound, ResolvedDeadline, TimeoutConfig};

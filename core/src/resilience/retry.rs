@@ -1,1 +1,620 @@
-//! (in progress)
+//! Retry with backoff: the chapter's [`RetryConfig`] and the per-call state machine [`Retry`].
+//!
+//! Deciding whether to retry (the error kind, the attempts left, the deadline), how long to wait
+//! ([`BackoffStrategy`]) and how much to retry overall ([`RetryBudget`]) are separate pieces, as in
+//! tower. [`Retry`] joins them for one logical call: the adapter runs an attempt, reports each
+//! failure with [`Retry::on_failure`], and either sleeps until the returned instant and tries
+//! again or gives up.
+//!
+//! When the decision is [`RetryDecision::GiveUp`], the adapter returns the **last real error**
+//! of the operation (`ResilienceError::Operation(e)`), never a replacement: the
+//! [`GiveUpReason`] is for logs and metrics, the caller's error handling sees what really failed.
+//!
+//! ```
+//! use core::time::Duration;
+//! use rustkernel_core::error::ErrorKind;
+//! use rustkernel_core::resilience::{BackoffStrategy, Retry, RetryConfig, RetryDecision};
+//! use rustkernel_core::time::Instant;
+//!
+//! let config = RetryConfig {
+//!     max_attempts: 3,
+//!     backoff: BackoffStrategy::Fixed { delay: Duration::from_millis(100) },
+//!     retryable_errors: [ErrorKind::Transient, ErrorKind::Timeout].into(),
+//! };
+//! let mut now = Instant::from_secs(1);
+//! let mut retry = Retry::new(&config, 42, now, None);
+//! let mut attempt = || Err::<(), _>(ErrorKind::Transient); // always fails
+//! let last_error = loop {
+//!     match attempt() {
+//!         Ok(value) => break Ok(value),
+//!         Err(kind) => match retry.on_failure(kind, now, None, None) {
+//!             RetryDecision::RetryAt(at) => now = at, // the adapter sleeps until `at`
+//!             RetryDecision::GiveUp(_reason) => break Err(kind), // the last real error
+//!         },
+//!     }
+//! };
+//! assert_eq!(last_error, Err(ErrorKind::Transient));
+//! assert_eq!(retry.attempts(), 3);
+//! assert_eq!(now, Instant::from_millis(1_200));
+//! ```
+
+use core::fmt;
+use core::time::Duration;
+
+use super::backoff::BackoffStrategy;
+use super::budget::RetryBudget;
+use crate::error::{ConfigError, ConfigField, ErrorKind, ErrorKindSet};
+use crate::rng::Rng;
+use crate::time::Instant;
+
+/// How a call is retried: the chapter's three fields, all public.
+///
+/// The chapter writes `retryable_errors: vec![..]`; here it is a `Copy` [`ErrorKindSet`], built
+/// with `[ErrorKind::Transient, ErrorKind::Timeout].into()`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct RetryConfig {
+    /// Attempts in all, the first try included; 1 means no retries.
+    pub max_attempts: u32,
+    /// The delay before each retry.
+    pub backoff: BackoffStrategy,
+    /// The error kinds worth retrying; any other kind gives up at once.
+    pub retryable_errors: ErrorKindSet,
+}
+
+impl Default for RetryConfig {
+    /// Three attempts, full-jitter backoff from 100 ms to 10 s doubling, retrying
+    /// `Transient`, `Timeout` and `Unavailable` errors.
+    fn default() -> Self {
+        Self {
+            max_attempts: 3,
+            backoff: BackoffStrategy::default(),
+            retryable_errors: ErrorKindSet::of(&[
+                ErrorKind::Transient,
+                ErrorKind::Timeout,
+                ErrorKind::Unavailable,
+            ]),
+        }
+    }
+}
+
+impl RetryConfig {
+    /// Checks the attempts, the retryable kinds and the backoff.
+    ///
+    /// # Errors
+    /// [`ConfigError::Zero`] when `max_attempts` is 0, [`ConfigError::EmptyRetryableErrors`]
+    /// when retries are allowed but no kind is retryable, and the error of
+    /// [`BackoffStrategy::validate`].
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_attempts == 0 {
+            return Err(ConfigError::Zero(ConfigField::MaxAttempts));
+        }
+        if self.max_attempts > 1 && self.retryable_errors.is_empty() {
+            return Err(ConfigError::EmptyRetryableErrors);
+        }
+        self.backoff.validate()
+    }
+
+    /// Whether a failure of `kind` may be retried.
+    #[must_use]
+    pub const fn is_retryable(&self, kind: ErrorKind) -> bool {
+        self.retryable_errors.contains(kind)
+    }
+}
+
+/// Why [`Retry`] stopped retrying. The adapter still returns the operation's last error.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum GiveUpReason {
+    /// The failure's kind is not in `retryable_errors`.
+    NotRetryable(ErrorKind),
+    /// `max_attempts` attempts have been made.
+    AttemptsExhausted,
+    /// The shared [`RetryBudget`] allows no more retries now.
+    BudgetExhausted,
+    /// The next attempt could not start before the deadline.
+    DeadlineExceeded,
+}
+
+impl fmt::Display for GiveUpReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            GiveUpReason::NotRetryable(kind) => write!(f, "{kind} errors are not retried"),
+            GiveUpReason::AttemptsExhausted => f.write_str("all attempts failed"),
+            GiveUpReason::BudgetExhausted => f.write_str("retry budget exhausted"),
+            GiveUpReason::DeadlineExceeded => {
+                f.write_str("the deadline would pass before the next attempt")
+            }
+        }
+    }
+}
+
+/// What to do after a failed attempt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[must_use]
+pub enum RetryDecision {
+    /// Start the next attempt at this instant (always before the deadline).
+    RetryAt(Instant),
+    /// Stop, and return the operation's last error.
+    GiveUp(GiveUpReason),
+}
+
+impl RetryDecision {
+    /// The instant of the next attempt, if there is one.
+    #[must_use]
+    pub const fn retry_at(self) -> Option<Instant> {
+        match self {
+            RetryDecision::RetryAt(at) => Some(at),
+            RetryDecision::GiveUp(_) => None,
+        }
+    }
+}
+
+impl fmt::Display for RetryDecision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RetryDecision::RetryAt(at) => write!(f, "retry at {at}"),
+            RetryDecision::GiveUp(reason) => write!(f, "give up: {reason}"),
+        }
+    }
+}
+
+/// The retry state of one logical call: attempts made, the previous delay, its own jitter.
+///
+/// Create one per call, when its first attempt starts. Method families:
+/// - input: [`on_failure`](Self::on_failure), after each failed attempt;
+/// - getters: [`attempts`](Self::attempts), [`gave_up`](Self::gave_up),
+///   [`deadline`](Self::deadline), [`started_at`](Self::started_at),
+///   [`last_delay`](Self::last_delay);
+/// - output: [`poll_at`](Self::poll_at), when the next attempt is due.
+///
+/// Success needs no input: the call is over and the `Retry` is dropped. Times are
+/// taken as monotonic: a `now` earlier than one already seen counts as the latest one seen, so
+/// a clock going backwards never schedules a retry before an earlier decision's `now`.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct Retry {
+    max_attempts: u32,
+    backoff: BackoffStrategy,
+    retryable: ErrorKindSet,
+    rng: Rng,
+    started_at: Instant,
+    deadline: Option<Instant>,
+    latest_now: Instant,
+    attempts: u32,
+    last_delay: Duration,
+    pending: Option<Instant>,
+    gave_up: Option<GiveUpReason>,
+}
+
+impl Retry {
+    /// The state of a call whose first attempt starts at `now`.
+    ///
+    /// `seed` feeds the jitter (take it from a per-process [`Rng`] or OS entropy so callers do
+    /// not jitter in lockstep); `deadline` is when the whole call must be done, if ever.
+    ///
+    /// # Errors
+    /// The error of [`RetryConfig::validate`].
+    pub fn try_new(
+        config: &RetryConfig,
+        seed: u64,
+        now: Instant,
+        deadline: Option<Instant>,
+    ) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self {
+            max_attempts: config.max_attempts,
+            backoff: config.backoff,
+            retryable: config.retryable_errors,
+            rng: Rng::new(seed),
+            started_at: now,
+            deadline,
+            latest_now: now,
+            attempts: 1,
+            last_delay: Duration::ZERO,
+            pending: None,
+            gave_up: None,
+        })
+    }
+
+    /// The state of a call whose first attempt starts at `now`; see [`try_new`](Self::try_new).
+    ///
+    /// # Panics
+    /// When `config` is invalid, with the message of its [`ConfigError`].
+    #[must_use]
+    #[allow(clippy::panic)] // documented, with a `try_new` twin
+    pub fn new(config: &RetryConfig, seed: u64, now: Instant, deadline: Option<Instant>) -> Self {
+        match Self::try_new(config, seed, now, deadline) {
+            Ok(retry) => retry,
+            Err(error) => panic!("invalid retry configuration: {error}"),
+        }
+    }
+
+    /// Reports that the current attempt failed with `kind` at `now`, and decides what next.
+    ///
+    /// Gives up, in this order, when `kind` is not retryable, when `max_attempts` attempts have
+    /// been made, when the next attempt could not start before the deadline
+    /// (`now + delay >= deadline`), or when `budget` (if given) refuses a retry. The delay is
+    /// `retry_after` when the callee sent one (a `Retry-After` or gRPC pushback hint; it
+    /// replaces the backoff, may exceed its `max`, and still gives up if it would pass the
+    /// deadline), else the backoff's. A retry is withdrawn from `budget` only when everything
+    /// else allows it. After giving up, every further call returns the same decision.
+    pub fn on_failure(
+        &mut self,
+        kind: ErrorKind,
+        now: Instant,
+        retry_after: Option<Duration>,
+        budget: Option<&mut RetryBudget>,
+    ) -> RetryDecision {
+        if let Some(reason) = self.gave_up {
+            return RetryDecision::GiveUp(reason);
+        }
+        self.latest_now = self.latest_now.max(now);
+        self.pending = None;
+        let decision = self.decide(kind, now, retry_after, budget);
+        match decision {
+            RetryDecision::RetryAt(at) => self.pending = Some(at),
+            RetryDecision::GiveUp(reason) => self.gave_up = Some(reason),
+        }
+        decision
+    }
+
+    fn decide(
+        &mut self,
+        kind: ErrorKind,
+        now: Instant,
+        retry_after: Option<Duration>,
+        budget: Option<&mut RetryBudget>,
+    ) -> RetryDecision {
+        if !self.retryable.contains(kind) {
+            return RetryDecision::GiveUp(GiveUpReason::NotRetryable(kind));
+        }
+        if self.attempts >= self.max_attempts {
+            return RetryDecision::GiveUp(GiveUpReason::AttemptsExhausted);
+        }
+        let delay = match retry_after {
+            Some(hint) => hint,
+            None => self
+                .backoff
+                .delay(self.attempts, self.last_delay, &mut self.rng),
+        };
+        let at = self.latest_now.saturating_add(delay);
+        if self.deadline.is_some_and(|deadline| at >= deadline) {
+            return RetryDecision::GiveUp(GiveUpReason::DeadlineExceeded);
+        }
+        if budget.is_some_and(|budget| !budget.try_withdraw(now)) {
+            return RetryDecision::GiveUp(GiveUpReason::BudgetExhausted);
+        }
+        self.attempts = self.attempts.saturating_add(1);
+        self.last_delay = delay;
+        RetryDecision::RetryAt(at)
+    }
+
+    /// Attempts started or scheduled so far: 1 for the first try, plus one per `RetryAt`.
+    #[must_use]
+    pub const fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Why the call gave up, once it has.
+    #[must_use]
+    pub const fn gave_up(&self) -> Option<GiveUpReason> {
+        self.gave_up
+    }
+
+    /// The call's deadline, if it has one.
+    #[must_use]
+    pub const fn deadline(&self) -> Option<Instant> {
+        self.deadline
+    }
+
+    /// When the first attempt started.
+    #[must_use]
+    pub const fn started_at(&self) -> Instant {
+        self.started_at
+    }
+
+    /// The delay before the latest scheduled retry (zero before the first).
+    #[must_use]
+    pub const fn last_delay(&self) -> Duration {
+        self.last_delay
+    }
+
+    /// When the next attempt is due: the pending `RetryAt`, or `None` while an attempt runs
+    /// or after giving up.
+    #[must_use]
+    pub const fn poll_at(&self) -> Option<Instant> {
+        self.pending
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for Retry {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        defmt::write!(
+            f,
+            "Retry {{ attempts: {=u32}/{=u32}, poll_at: {}, deadline: {}, gave_up: {} }}",
+            self.attempts,
+            self.max_attempts,
+            self.pending,
+            self.deadline,
+            self.gave_up
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::resilience::budget::RetryBudgetConfig;
+    use std::string::ToString;
+
+    const MS: Duration = Duration::from_millis(1);
+
+    fn fixed(max_attempts: u32, delay_ms: u64) -> RetryConfig {
+        RetryConfig {
+            max_attempts,
+            backoff: BackoffStrategy::Fixed {
+                delay: Duration::from_millis(delay_ms),
+            },
+            retryable_errors: ErrorKind::Transient.into(),
+        }
+    }
+
+    #[test]
+    fn default_matches_the_issue() {
+        let config = RetryConfig::default();
+        assert_eq!(config.validate(), Ok(()));
+        assert_eq!(config.max_attempts, 3);
+        assert_eq!(config.backoff, BackoffStrategy::default());
+        assert!(config.is_retryable(ErrorKind::Unavailable));
+        assert!(!config.is_retryable(ErrorKind::Permanent));
+        assert_eq!(config.retryable_errors.len(), 3);
+    }
+
+    #[test]
+    fn validation_errors_are_typed() {
+        let ok = fixed(3, 1);
+        assert_eq!(
+            RetryConfig {
+                max_attempts: 0,
+                ..ok
+            }
+            .validate(),
+            Err(ConfigError::Zero(ConfigField::MaxAttempts))
+        );
+        let empty = RetryConfig {
+            retryable_errors: ErrorKindSet::EMPTY,
+            ..ok
+        };
+        assert_eq!(empty.validate(), Err(ConfigError::EmptyRetryableErrors));
+        // One attempt never retries, so no retryable kind is needed.
+        assert_eq!(
+            RetryConfig {
+                max_attempts: 1,
+                ..empty
+            }
+            .validate(),
+            Ok(())
+        );
+        let bad_backoff = RetryConfig {
+            backoff: BackoffStrategy::Exponential {
+                initial: MS,
+                max: MS,
+                multiplier: f64::NAN,
+            },
+            ..ok
+        };
+        let error = ConfigError::NotFinite(ConfigField::BackoffMultiplier);
+        assert_eq!(bad_backoff.validate(), Err(error));
+        assert_eq!(
+            Retry::try_new(&bad_backoff, 0, Instant::ZERO, None),
+            Err(error)
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "retry.max_attempts must be greater than zero")]
+    fn new_panics_with_the_message() {
+        let _ = Retry::new(&fixed(0, 1), 0, Instant::ZERO, None);
+    }
+
+    #[test]
+    fn retries_until_attempts_are_spent_then_stays_given_up() {
+        let mut retry = Retry::new(&fixed(3, 10), 0, Instant::from_millis(5), None);
+        assert_eq!(retry.attempts(), 1);
+        assert_eq!(retry.poll_at(), None);
+        let t = Instant::from_millis(20);
+        let d = retry.on_failure(ErrorKind::Transient, t, None, None);
+        assert_eq!(d, RetryDecision::RetryAt(Instant::from_millis(30)));
+        assert_eq!(retry.poll_at(), Some(Instant::from_millis(30)));
+        assert_eq!((retry.attempts(), retry.last_delay()), (2, 10 * MS));
+        let d = retry.on_failure(ErrorKind::Transient, Instant::from_millis(31), None, None);
+        assert_eq!(d.retry_at(), Some(Instant::from_millis(41)));
+        let d = retry.on_failure(ErrorKind::Transient, Instant::from_millis(42), None, None);
+        let gave_up = RetryDecision::GiveUp(GiveUpReason::AttemptsExhausted);
+        assert_eq!(d, gave_up);
+        assert_eq!(retry.poll_at(), None);
+        assert_eq!(retry.attempts(), 3);
+        assert_eq!(retry.gave_up(), Some(GiveUpReason::AttemptsExhausted));
+        assert_eq!(
+            retry.on_failure(ErrorKind::Permanent, Instant::MAX, None, None),
+            gave_up
+        );
+    }
+
+    #[test]
+    fn non_retryable_kinds_give_up_at_once() {
+        let mut retry = Retry::new(&fixed(5, 1), 0, Instant::ZERO, None);
+        assert_eq!(
+            retry.on_failure(ErrorKind::Permanent, Instant::ZERO, Some(MS), None),
+            RetryDecision::GiveUp(GiveUpReason::NotRetryable(ErrorKind::Permanent))
+        );
+        assert_eq!(retry.attempts(), 1);
+    }
+
+    #[test]
+    fn deadline_is_never_reached_by_a_retry() {
+        let deadline = Some(Instant::from_millis(100));
+        let mut retry = Retry::new(&fixed(10, 30), 0, Instant::ZERO, deadline);
+        let t = |ms| Instant::from_millis(ms);
+        let k = ErrorKind::Transient;
+        assert_eq!(
+            retry.on_failure(k, t(10), None, None).retry_at(),
+            Some(t(40))
+        );
+        assert_eq!(
+            retry.on_failure(k, t(60), None, None).retry_at(),
+            Some(t(90))
+        );
+        // 70 + 30 = 100 is not before the deadline.
+        assert_eq!(
+            retry.on_failure(k, t(70), None, None),
+            RetryDecision::GiveUp(GiveUpReason::DeadlineExceeded)
+        );
+    }
+
+    #[test]
+    fn retry_after_overrides_the_backoff_but_not_the_deadline() {
+        let deadline = Some(Instant::from_secs(60));
+        let mut retry = Retry::new(&fixed(10, 1), 0, Instant::ZERO, deadline);
+        let k = ErrorKind::Transient;
+        let hint = Some(Duration::from_secs(30));
+        assert_eq!(
+            retry.on_failure(k, Instant::ZERO, hint, None).retry_at(),
+            Some(Instant::from_secs(30))
+        );
+        assert_eq!(retry.last_delay(), Duration::from_secs(30));
+        assert_eq!(
+            retry.on_failure(k, Instant::from_secs(31), hint, None),
+            RetryDecision::GiveUp(GiveUpReason::DeadlineExceeded)
+        );
+    }
+
+    #[test]
+    fn budget_is_charged_only_for_retries_that_happen() {
+        let mut budget = RetryBudget::new(RetryBudgetConfig {
+            window: Duration::from_secs(10),
+            min_retries_per_second: 0,
+            retry_ratio: 1.0,
+        });
+        budget.deposit(Instant::ZERO);
+        let k = ErrorKind::Transient;
+        // Refused by the deadline: the budget keeps its retry.
+        let mut late = Retry::new(&fixed(3, 10), 0, Instant::ZERO, Some(Instant::ZERO));
+        assert_eq!(
+            late.on_failure(k, Instant::ZERO, None, Some(&mut budget)),
+            RetryDecision::GiveUp(GiveUpReason::DeadlineExceeded)
+        );
+        assert_eq!(budget.available(Instant::ZERO), 1);
+        let mut retry = Retry::new(&fixed(3, 10), 0, Instant::ZERO, None);
+        assert!(
+            retry
+                .on_failure(k, Instant::ZERO, None, Some(&mut budget))
+                .retry_at()
+                .is_some()
+        );
+        assert_eq!(
+            retry.on_failure(k, Instant::from_millis(10), None, Some(&mut budget)),
+            RetryDecision::GiveUp(GiveUpReason::BudgetExhausted)
+        );
+        assert_eq!(retry.attempts(), 2);
+    }
+
+    #[test]
+    fn time_going_backwards_and_extremes_do_not_panic() {
+        let mut retry = Retry::new(&fixed(u32::MAX, 10), 9, Instant::from_secs(5), None);
+        let k = ErrorKind::Transient;
+        assert_eq!(
+            retry.on_failure(k, Instant::ZERO, None, None).retry_at(),
+            Some(Instant::from_millis(5_010))
+        );
+        assert_eq!(
+            retry
+                .on_failure(k, Instant::MAX, Some(Duration::MAX), None)
+                .retry_at(),
+            Some(Instant::MAX)
+        );
+        let mut bounded = Retry::new(&fixed(3, 10), 9, Instant::MAX, Some(Instant::MAX));
+        assert_eq!(
+            bounded.on_failure(k, Instant::MAX, None, None),
+            RetryDecision::GiveUp(GiveUpReason::DeadlineExceeded)
+        );
+    }
+
+    #[test]
+    fn same_seed_same_delays() {
+        let config = RetryConfig {
+            max_attempts: 20,
+            ..RetryConfig::default()
+        };
+        let run = |seed| {
+            let mut retry = Retry::new(&config, seed, Instant::ZERO, None);
+            let mut out = [None; 19];
+            let mut now = Instant::ZERO;
+            for slot in &mut out {
+                *slot = retry
+                    .on_failure(ErrorKind::Timeout, now, None, None)
+                    .retry_at();
+                now = slot.unwrap_or(now);
+            }
+            out
+        };
+        assert_eq!(run(1), run(1));
+        assert_ne!(run(1), run(2));
+    }
+
+    #[test]
+    fn reasons_and_decisions_read_well() {
+        assert_eq!(
+            GiveUpReason::NotRetryable(ErrorKind::Permanent).to_string(),
+            "permanent errors are not retried"
+        );
+        assert_eq!(
+            RetryDecision::RetryAt(Instant::from_millis(1_500)).to_string(),
+            "retry at 1.500000s"
+        );
+        assert_eq!(
+            RetryDecision::GiveUp(GiveUpReason::BudgetExhausted).to_string(),
+            "give up: retry budget exhausted"
+        );
+    }
+
+    #[cfg(feature = "serde")]
+    #[test]
+    fn configs_decisions_and_state_round_trip_through_postcard() {
+        let mut buf = [0u8; 256];
+        let config = RetryConfig::default();
+        let bytes = postcard::to_slice(&config, &mut buf).expect("fits");
+        assert_eq!(
+            postcard::from_bytes::<RetryConfig>(bytes).expect("decodes"),
+            config
+        );
+        for decision in [
+            RetryDecision::RetryAt(Instant::MAX),
+            RetryDecision::GiveUp(GiveUpReason::NotRetryable(ErrorKind::InvalidInput)),
+            RetryDecision::GiveUp(GiveUpReason::DeadlineExceeded),
+        ] {
+            let bytes = postcard::to_slice(&decision, &mut buf).expect("fits");
+            assert_eq!(
+                postcard::from_bytes::<RetryDecision>(bytes).expect("decodes"),
+                decision
+            );
+        }
+        let mut retry = Retry::new(&config, 3, Instant::ZERO, Some(Instant::from_secs(9)));
+        let _ = retry.on_failure(ErrorKind::Transient, Instant::ZERO, None, None);
+        let bytes = postcard::to_slice(&retry, &mut buf).expect("fits");
+        let mut back = postcard::from_bytes::<Retry>(bytes).expect("decodes");
+        assert_eq!(back, retry);
+        let now = Instant::from_secs(1);
+        assert_eq!(
+            back.on_failure(ErrorKind::Transient, now, None, None),
+            retry.on_failure(ErrorKind::Transient, now, None, None)
+        );
+    }
+}
