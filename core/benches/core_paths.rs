@@ -8,7 +8,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use rustkernel_core::error::ErrorKind;
-use rustkernel_core::resilience::{CircuitBreaker, CircuitBreakerConfig};
+use rustkernel_core::resilience::{BackoffStrategy, CircuitBreaker, CircuitBreakerConfig};
+use rustkernel_core::rng::Rng;
 use rustkernel_core::time::Instant;
 
 fn breaker(c: &mut Criterion) {
@@ -40,5 +41,23 @@ fn breaker(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, breaker);
+fn backoff(c: &mut Criterion) {
+    let mut group = c.benchmark_group("backoff");
+    let strategy = BackoffStrategy::ExponentialWithJitter {
+        initial: Duration::from_millis(100),
+        max: Duration::from_secs(10),
+        multiplier: 2.0,
+    };
+    let mut rng = Rng::new(0x5eed);
+    let mut attempt = 0u32;
+    group.bench_function("next_delay_exponential_with_jitter", |b| {
+        b.iter(|| {
+            attempt = attempt.wrapping_add(1) % 16;
+            black_box(strategy.delay(black_box(attempt), Duration::ZERO, &mut rng))
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, breaker, backoff);
 criterion_main!(benches);
