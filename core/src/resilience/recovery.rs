@@ -180,7 +180,9 @@ impl RestartBackoff {
     /// [`ConfigField::RestartBackoffMax`].
     pub fn validate(&self) -> Result<(), ConfigError> {
         if !self.multiplier.is_finite() {
-            return Err(ConfigError::NotFinite(ConfigField::RestartBackoffMultiplier));
+            return Err(ConfigError::NotFinite(
+                ConfigField::RestartBackoffMultiplier,
+            ));
         }
         if self.multiplier < 1.0 {
             return Err(ConfigError::MultiplierBelowOne(
@@ -200,8 +202,8 @@ impl RestartBackoff {
         if delay >= self.max {
             return delay;
         }
-        let grown = Duration::try_from_secs_f64(delay.as_secs_f64() * self.multiplier)
-            .unwrap_or(self.max);
+        let grown =
+            Duration::try_from_secs_f64(delay.as_secs_f64() * self.multiplier).unwrap_or(self.max);
         // Rounding through f64 may land a hair below `delay`; never shrink.
         grown.max(delay).min(self.max)
     }
@@ -727,8 +729,7 @@ impl<const N: usize> Recovery<N> {
     /// Restarts still allowed within the window at `now`; 0 while escalated.
     #[must_use]
     pub fn remaining_restarts(&self, now: Instant) -> u32 {
-        if self.escalation().is_some() || self.policy.strategy != RecoveryStrategy::RestartKernel
-        {
+        if self.escalation().is_some() || self.policy.strategy != RecoveryStrategy::RestartKernel {
             return 0;
         }
         self.policy
@@ -1199,7 +1200,10 @@ mod tests {
 
     #[test]
     fn display_reads_well() {
-        assert_eq!(RecoveryStrategy::RestartKernel.to_string(), "restart_kernel");
+        assert_eq!(
+            RecoveryStrategy::RestartKernel.to_string(),
+            "restart_kernel"
+        );
         assert_eq!(
             RecoveryAction::Restart {
                 at: Instant::from_secs(2),
