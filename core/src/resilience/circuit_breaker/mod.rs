@@ -66,7 +66,6 @@ impl Permit {
     ///
     /// Only use it for cycles in which the breaker was `Closed` or `Disabled`: a permit made up
     /// for a half-open cycle would settle a probe slot that it never took.
-    #[must_use]
     pub const fn for_cycle(generation: u32, acquired_at: Instant) -> Self {
         Self {
             generation,
