@@ -374,7 +374,7 @@ enum Op {
 }
 
 /// An outstanding permit, on both sides, with the real breaker's transition count at issue.
-#[derive(Clone, Copy, Debug)]
+#[derive(Debug)]
 struct Live {
     real: Permit,
     model: ModelPermit,
@@ -1690,8 +1690,6 @@ proptest! {
     /// A timer never fires before its whole duration has passed: the breaker stays open at
     /// least `timeout`, and a half-open cycle lasts at least `max_wait_in_half_open`.
     #[test]
-    #[ignore = "bug: timers drop sub-microsecond parts, so they fire early; a timeout or \
-                max_wait_in_half_open under 1 µs passes validation yet acts as zero"]
     fn timers_never_fire_before_their_duration_has_passed(
         timeout_ns in 1u64..3_000,
         wait_ns in 1u64..3_000,
@@ -1715,33 +1713,4 @@ proptest! {
         // A probe that succeeds at once closes the breaker.
         prop_assert_eq!(cb.on_success(probe, half_open).map(|t| t.to), Some(Closed));
     }
-}
-
-/// A probe reported twice frees its slot twice: `Permit` is `Copy`, so the half-open bound (and
-/// likewise the success threshold: one good probe reported twice closes a breaker that needs two)
-/// rests on the caller settling each permit once.
-#[test]
-#[ignore = "bug: Permit is Copy, so one probe settled twice frees two half-open slots"]
-fn a_probe_settled_twice_counts_once() {
-    let config = CircuitBreakerConfig {
-        failure_threshold: 1,
-        success_threshold: 2,
-        half_open_max_calls: 1,
-        timeout: Duration::from_micros(10),
-        ..CircuitBreakerConfig::default()
-    };
-    let mut cb = CircuitBreaker::new(config);
-    let now = Instant::from_micros(0);
-    let permit = cb.try_acquire(now).expect("closed");
-    cb.on_failure(permit, ErrorKind::Transient, now);
-    let probe = cb.try_acquire(Instant::from_micros(10)).expect("probe");
-    let copy = probe;
-    assert_eq!(cb.on_cancelled(probe, Instant::from_micros(11)), None);
-    let second = cb
-        .try_acquire(Instant::from_micros(11))
-        .expect("the slot is free again");
-    assert_eq!(cb.on_cancelled(copy, Instant::from_micros(12)), None);
-    // `second` is still running, so the only slot is taken.
-    assert!(cb.try_acquire(Instant::from_micros(12)).is_err());
-    assert_eq!(cb.on_success(second, Instant::from_micros(13)), None);
 }
