@@ -334,11 +334,14 @@ impl ComponentHealth {
         if !self.roles.contains(role) {
             return false;
         }
-        match (self.phase, role) {
-            (ComponentPhase::Starting { .. }, ProbeRole::Startup) => true,
-            (ComponentPhase::Running, ProbeRole::Liveness | ProbeRole::Readiness) => true,
-            _ => false,
-        }
+        matches!(
+            (self.phase, role),
+            (ComponentPhase::Starting { .. }, ProbeRole::Startup)
+                | (
+                    ComponentPhase::Running,
+                    ProbeRole::Liveness | ProbeRole::Readiness
+                )
+        )
     }
 
     /// The component's status (see the rules).

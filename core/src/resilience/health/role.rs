@@ -70,10 +70,10 @@ impl ProbeRoles {
     #[must_use]
     pub const fn of(roles: &[ProbeRole]) -> Self {
         let mut bits = 0;
-        let mut i = 0;
-        while i < roles.len() {
-            bits |= roles[i].bit();
-            i += 1;
+        let mut rest = roles;
+        while let [role, tail @ ..] = rest {
+            bits |= role.bit();
+            rest = tail;
         }
         Self { bits }
     }
