@@ -67,7 +67,7 @@ impl Instant {
     #[must_use]
     pub const fn saturating_add_ceil(self, duration: Duration) -> Self {
         let mut micros = duration_as_micros(duration);
-        if duration.subsec_nanos() % 1_000 != 0 {
+        if !duration.subsec_nanos().is_multiple_of(1_000) {
             micros = micros.saturating_add(1);
         }
         Self {

@@ -6,6 +6,7 @@ pub mod backoff;
 pub mod budget;
 pub mod circuit_breaker;
 pub mod deadline;
+pub mod health;
 pub mod recovery;
 pub mod retry;
 pub mod timeout;
@@ -18,6 +19,11 @@ pub use circuit_breaker::{
     OpenBackoff, Permit, Rejected, Transition,
 };
 pub use deadline::{DeadlineContext, DeadlineExceeded, WireDeadline};
+pub use health::{
+    CheckTicket, ComponentEntry, ComponentEvent, ComponentHealth, ComponentId, ComponentPhase,
+    Criticality, HealthCheckConfig, HealthCheckResult, HealthEvent, HealthProbeConfig,
+    HealthRegistry, HealthStatus, ProbeRole, ProbeRoles, ProbeState, RegistryError, StartupFailure,
+};
 pub use recovery::{
     DEFAULT_RESTART_CAPACITY, Escalation, Recovered, Recovery, RecoveryAction, RecoveryPolicy,
     RecoveryState, RecoveryStrategy, RestartBackoff, RestartIntensity,
