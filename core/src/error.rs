@@ -275,6 +275,7 @@ pub enum ConfigField {
     RestartBackoffMax,
     RestartBackoffMultiplier,
     RetryMaxElapsed,
+    ProbeRoles,
 }
 
 impl ConfigField {
@@ -315,6 +316,7 @@ impl ConfigField {
             ConfigField::RestartBackoffMax => "recovery.restart_backoff.max",
             ConfigField::RestartBackoffMultiplier => "recovery.restart_backoff.multiplier",
             ConfigField::RetryMaxElapsed => "retry.max_elapsed",
+            ConfigField::ProbeRoles => "health_check.roles",
         }
     }
 }

@@ -61,6 +61,20 @@ impl Instant {
         }
     }
 
+    /// `self + duration` with `duration` rounded UP to whole microseconds, stopping at
+    /// [`Instant::MAX`]: the instant at which a timer of `duration` started at `self` may fire,
+    /// never before the whole duration has passed.
+    #[must_use]
+    pub const fn saturating_add_ceil(self, duration: Duration) -> Self {
+        let mut micros = duration_as_micros(duration);
+        if !duration.subsec_nanos().is_multiple_of(1_000) {
+            micros = micros.saturating_add(1);
+        }
+        Self {
+            micros: self.micros.saturating_add(micros),
+        }
+    }
+
     /// `self - duration`, stopping at [`Instant::ZERO`].
     #[must_use]
     pub const fn saturating_sub(self, duration: Duration) -> Self {
@@ -156,6 +170,28 @@ mod tests {
             None
         );
         assert_eq!(Instant::from_secs(u64::MAX), Instant::MAX);
+        assert_eq!(
+            Instant::MAX.saturating_add_ceil(Duration::from_nanos(1)),
+            Instant::MAX
+        );
+    }
+
+    #[test]
+    fn timers_round_up_to_whole_microseconds() {
+        let t = Instant::from_micros(10);
+        assert_eq!(
+            t.saturating_add_ceil(Duration::from_nanos(1)),
+            Instant::from_micros(11)
+        );
+        assert_eq!(
+            t.saturating_add_ceil(Duration::from_nanos(1_500)),
+            Instant::from_micros(12)
+        );
+        assert_eq!(
+            t.saturating_add_ceil(Duration::from_micros(3)),
+            Instant::from_micros(13)
+        );
+        assert_eq!(t.saturating_add_ceil(Duration::MAX), Instant::MAX);
     }
 
     #[test]

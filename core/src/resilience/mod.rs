@@ -6,6 +6,8 @@ pub mod backoff;
 pub mod budget;
 pub mod circuit_breaker;
 pub mod deadline;
+pub mod health;
+pub mod recovery;
 pub mod retry;
 pub mod timeout;
 
@@ -17,5 +19,14 @@ pub use circuit_breaker::{
     OpenBackoff, Permit, Rejected, Transition,
 };
 pub use deadline::{DeadlineContext, DeadlineExceeded, WireDeadline};
+pub use health::{
+    CheckTicket, ComponentEntry, ComponentEvent, ComponentHealth, ComponentId, ComponentPhase,
+    Criticality, HealthCheckConfig, HealthCheckResult, HealthEvent, HealthProbeConfig,
+    HealthRegistry, HealthStatus, ProbeRole, ProbeRoles, ProbeState, RegistryError, StartupFailure,
+};
+pub use recovery::{
+    DEFAULT_RESTART_CAPACITY, Escalation, Recovered, Recovery, RecoveryAction, RecoveryPolicy,
+    RecoveryState, RecoveryStrategy, RestartBackoff, RestartIntensity,
+};
 pub use retry::{GiveUpReason, Retry, RetryConfig, RetryDecision};
 pub use timeout::{DeadlineBound, ResolvedDeadline, TimeoutConfig};

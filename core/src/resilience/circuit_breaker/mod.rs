@@ -39,7 +39,19 @@ use crate::time::Instant;
 
 /// Leave to make one call, returned by [`CircuitBreaker::try_acquire`]; give it back with the
 /// call's result.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// A permit is neither `Copy` nor `Clone`: each one is settled exactly once, so a probe cannot
+/// free its half-open slot twice or count twice towards closing the breaker.
+///
+/// ```compile_fail
+/// # use rustkernel_core::resilience::{CircuitBreaker, CircuitBreakerConfig};
+/// # use rustkernel_core::time::Instant;
+/// let mut cb = CircuitBreaker::new(CircuitBreakerConfig::default());
+/// let permit = cb.try_acquire(Instant::ZERO).unwrap();
+/// cb.on_success(permit, Instant::ZERO);
+/// cb.on_success(permit, Instant::ZERO); // error: use of moved value
+/// ```
+#[derive(Debug, PartialEq, Eq)]
 #[must_use = "a permit must be settled with on_success, on_failure or on_cancelled"]
 pub struct Permit {
     generation: u32,
@@ -66,7 +78,6 @@ impl Permit {
     ///
     /// Only use it for cycles in which the breaker was `Closed` or `Disabled`: a permit made up
     /// for a half-open cycle would settle a probe slot that it never took.
-    #[must_use]
     pub const fn for_cycle(generation: u32, acquired_at: Instant) -> Self {
         Self {
             generation,
@@ -311,14 +322,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
                 self.at = now;
                 transition
             }
-            CircuitState::HalfOpen
-                if now
-                    >= self
-                        .at
-                        .saturating_add(self.config.borrow().max_wait_in_half_open) =>
-            {
-                self.trip(now)
-            }
+            CircuitState::HalfOpen if now >= self.half_open_ends() => self.trip(now),
             _ => None,
         }
     }
@@ -393,10 +397,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     pub fn poll_at(&self) -> Option<Instant> {
         match self.state {
             CircuitState::Open => Some(self.at),
-            CircuitState::HalfOpen => Some(
-                self.at
-                    .saturating_add(self.config.borrow().max_wait_in_half_open),
-            ),
+            CircuitState::HalfOpen => Some(self.half_open_ends()),
             _ => None,
         }
     }
@@ -478,13 +479,19 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
         if trip { self.trip(now) } else { None }
     }
 
+    /// When the current half-open cycle ends by `max_wait_in_half_open`.
+    fn half_open_ends(&self) -> Instant {
+        self.at
+            .saturating_add_ceil(self.config.borrow().max_wait_in_half_open)
+    }
+
     /// Opens the breaker at `now` for the open time that the re-open count gives.
     fn trip(&mut self, now: Instant) -> Option<Transition> {
         if self.state == CircuitState::HalfOpen {
             self.reopens = self.reopens.saturating_add(1);
         }
         let open_for = self.config.borrow().open_duration(self.reopens);
-        self.at = now.saturating_add(open_for);
+        self.at = now.saturating_add_ceil(open_for);
         self.window.clear();
         self.consecutive_failures = 0;
         self.enter(CircuitState::Open)

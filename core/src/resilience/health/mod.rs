@@ -1,0 +1,36 @@
+//! Health checks: probes with hysteresis and timeouts, Kubernetes' startup, liveness and
+//! readiness roles, and a registry of named components.
+//!
+//! The pieces, each usable alone:
+//! - [`HealthStatus`] and [`HealthCheckResult`]: what one check says (the chapter's types);
+//! - [`HealthProbeConfig`] (alias [`HealthCheckConfig`]): interval, timeout, thresholds;
+//! - [`ProbeState`]: one probe; starts checks, notices timeouts, turns results into a status
+//!   with hysteresis;
+//! - [`ComponentHealth`]: a component's startup, liveness and readiness probes, with startup
+//!   gating and the startup deadline;
+//! - [`HealthRegistry`]: up to `N` named components; `live`, `ready`, `started`, `overall`.
+//!
+//! Like the rest of the core they read no clock: every input takes `now`, and `poll_at` says
+//! when to come back. Running the checks themselves (calling the kernel, the GPU) is the
+//! adapter's job; it hands each result back with the ticket of the check.
+
+mod component;
+mod config;
+mod probe;
+mod registry;
+mod role;
+mod status;
+
+pub use component::{
+    ComponentEvent, ComponentHealth, ComponentPhase, IgnoredResult, StartError, StartupFailure,
+};
+pub use config::{HealthCheckConfig, HealthProbeConfig};
+pub use probe::{
+    CheckInFlight, ProbeState, ProbeStats, ProbeTicket, ProbeTimer, ProbeTransition, StaleTicket,
+};
+pub use registry::{
+    CheckTicket, ComponentEntry, ComponentId, ComponentName, Criticality, HealthEvent,
+    HealthRegistry, NAME_CAPACITY, RegistryError, UnknownComponent,
+};
+pub use role::{ProbeRole, ProbeRoles};
+pub use status::{HealthCheckResult, HealthMessage, HealthStatus, MESSAGE_CAPACITY};
