@@ -463,10 +463,10 @@ pub struct BreakerCall<
 impl<M: RawMutex, C: Borrow<CircuitBreakerConfig>, W: SlidingWindow, O: FnMut(Transition)>
     BreakerCall<'_, M, C, W, O>
 {
-    /// The permit this call holds (its cycle and start time).
+    /// The permit this call holds (its cycle and start time); `None` once settled.
     #[must_use]
-    pub fn permit(&self) -> Option<Permit> {
-        self.permit
+    pub fn permit(&self) -> Option<&Permit> {
+        self.permit.as_ref()
     }
 
     /// The call succeeded; the transition it caused, if any (also given to the observer).

@@ -12,6 +12,8 @@
 //! | [`breaker`] | [`CircuitBreaker`](breaker::CircuitBreaker): `call(|| fut).await`, shareable in a `static` |
 //! | [`retry`] | [`Retrier`](retry::Retrier): retry with backoff slept on `Timer`, [`SharedRetryBudget`](retry::SharedRetryBudget) |
 //! | [`deadline`] | [`DeadlineContext`](deadline::DeadlineContext): `execute(|| fut)` under a deadline; per-call timeouts |
+//! | [`health`] | [`HealthMonitor`](health::HealthMonitor): runs probe checks at their interval under their timeout |
+//! | [`supervisor`] | [`Supervisor`](supervisor::Supervisor): carries out recovery actions (restart, degrade, notify) |
 //!
 //! # Putting them together
 //! A job runs under a deadline, through the breaker, retried: the retrier is outermost (it
@@ -73,7 +75,9 @@
 
 pub mod breaker;
 pub mod deadline;
+pub mod health;
 pub mod retry;
+pub mod supervisor;
 pub mod time;
 
 pub use rustkernel_core::error::{Classify, ConfigError, ErrorKind, ResilienceError};

@@ -133,7 +133,10 @@ fn a_dropped_call_frees_the_probe_slot() {
         // The probe hangs; a 100 ms timer wins the select and drops the call future.
         let hung = breaker.call(core::future::pending::<Result<(), JobError>>);
         let winner = select(hung, Timer::after(Duration::from_millis(100))).await;
-        assert!(matches!(winner, Either::Second(())), "a pending job cannot finish");
+        assert!(
+            matches!(winner, Either::Second(())),
+            "a pending job cannot finish"
+        );
         assert_eq!(breaker.state(), CircuitState::HalfOpen);
         // The slot is free at once, long before max_wait_in_half_open (10 s).
         assert_eq!(breaker.call(|| async { Ok::<_, JobError>(1) }).await, Ok(1));
