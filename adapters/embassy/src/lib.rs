@@ -67,6 +67,14 @@
 //! embassy time driver; host tests use embassy-time's `mock-driver` (this crate enables it only
 //! as a dev-dependency).
 //!
+//! # Targets
+//! Nothing here uses atomics: all sharing goes through `embassy_sync` blocking mutexes, so the
+//! crate builds for Cortex-M0 (`thumbv6m-none-eabi`, no compare-and-swap) as for Cortex-M4F
+//! (`thumbv7em-none-eabihf`). A binary that uses `CriticalSectionRawMutex` (the default) links a
+//! `critical-section` implementation (`cortex-m` with `critical-section-single-core`, or the
+//! HAL's); the library build needs none. With a 1 MHz embassy tick (`tick-hz-1_000_000`) the
+//! clock conversions are plain copies; other tick rates use one 128-bit multiply and divide.
+//!
 //! # Features
 //! - `defmt`: `defmt::Format` for this crate's types, and the core's `defmt` feature.
 #![no_std]
