@@ -6,3 +6,13 @@ pub use rustkernel_core::resilience::{
     CircuitBreakerConfig, CircuitBreakerStats, CircuitState, OpenBackoff, ResilienceError,
     TimeoutConfig, Transition,
 };
+pub use rustkernel_core::resilience::{
+    BackoffStrategy, DeadlineBound, DeadlineExceeded, GiveUpReason, RetryBudget,
+    RetryBudgetConfig, RetryConfig, RetryDecision, WireDeadline,
+};
+pub use crate::deadline::{
+    CancelFlag, DeadlineContext, DeadlineFuture, ResolvedDeadline, TimeoutExt, current_deadline,
+    flatten,
+};
+pub use crate::retry::{NoHint, Retrier, RetryAfterHint, RetryExt, SharedRetryBudget};
+pub use crate::layer::{DeadlineLayer, GuardLayer, RetryLayer};
