@@ -3,7 +3,7 @@
 //! The core counts microseconds since an epoch the adapter picks. This adapter picks one
 //! process-wide epoch, captured once on first use, and reads time through
 //! [`tokio::time::Instant::now`], so everything here follows tokio's paused clock in tests
-//! (`#[tokio::test(start_paused = true)]`, [`tokio::time::advance`]).
+//! (`#[tokio::test(start_paused = true)]`, `tokio::time::advance`).
 //!
 //! # The epoch
 //! A paused tokio clock starts at the real time its runtime was built and then only moves
@@ -100,5 +100,4 @@ mod tests {
         assert_eq!(to_tokio(Instant::MAX), epoch + FAR_FUTURE);
         assert!(to_core(to_tokio(Instant::MAX)) < Instant::MAX);
     }
-
 }

@@ -228,7 +228,7 @@ impl DeadlineContext {
     /// the work started, the result is [`ResilienceError::Timeout`].
     ///
     /// On a paused clock, note that tokio does not auto-advance time while blocking work runs:
-    /// advance it by hand ([`tokio::time::advance`]).
+    /// advance it by hand (`tokio::time::advance`).
     pub async fn execute_blocking<F, T, E>(self, work: F) -> Result<T, ResilienceError<E>>
     where
         F: FnOnce(CancelFlag) -> Result<T, E> + Send + 'static,

@@ -395,7 +395,10 @@ pub trait RetryExt {
     /// When the config is invalid (at the call, before any attempt), with the message of
     /// its [`ConfigError`]; check it with [`RetryConfig::validate`] when it is loaded, or use
     /// [`Retrier::try_new`].
-    fn execute<F, Fut, T, E>(&self, op: F) -> impl Future<Output = Result<T, ResilienceError<E>>>
+    fn execute<F, Fut, T, E>(
+        &self,
+        op: F,
+    ) -> impl Future<Output = Result<T, ResilienceError<E>>> + use<Self, F, Fut, T, E>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,
@@ -403,7 +406,10 @@ pub trait RetryExt {
 }
 
 impl RetryExt for RetryConfig {
-    fn execute<F, Fut, T, E>(&self, op: F) -> impl Future<Output = Result<T, ResilienceError<E>>>
+    fn execute<F, Fut, T, E>(
+        &self,
+        op: F,
+    ) -> impl Future<Output = Result<T, ResilienceError<E>>> + use<F, Fut, T, E>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, E>>,

@@ -6,7 +6,7 @@ use super::GuardService;
 
 /// Wraps services in a [`GuardService`] that asks a [`Guard`](super::Guard) (a circuit
 /// breaker) before each call.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct GuardLayer<G> {
     guard: G,
 }

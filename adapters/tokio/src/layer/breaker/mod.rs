@@ -42,7 +42,7 @@ pub trait Guard {
 ///
 /// The error is [`ResilienceError<S::Error>`]: `CircuitOpen` when the guard refused (the inner
 /// service is not called), `Operation(e)` for the inner error.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct GuardService<S, G> {
     inner: S,
     guard: G,
@@ -79,7 +79,9 @@ where
     type Future = ResponseFuture<S::Future, G>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(ResilienceError::Operation)
+        self.inner
+            .poll_ready(cx)
+            .map_err(ResilienceError::Operation)
     }
 
     fn call(&mut self, request: Req) -> Self::Future {

@@ -8,7 +8,7 @@ use super::{DeadlineService, DefaultTiming};
 
 /// Wraps services in a [`DeadlineService`] that gives every request a deadline from a
 /// [`TimeoutConfig`].
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct DeadlineLayer<X = DefaultTiming> {
     config: TimeoutConfig,
     timing: X,

@@ -57,7 +57,7 @@ where
 /// error is [`ResilienceError<S::Error>`]: `Operation(e)` for the inner error, `Timeout` when
 /// the request's own timeout ran out, `DeadlineExceeded` when its caller's deadline ran out
 /// or had already passed (then the inner service is not called).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct DeadlineService<S, X = DefaultTiming> {
     inner: S,
     config: TimeoutConfig,
@@ -100,7 +100,9 @@ where
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(ResilienceError::Operation)
+        self.inner
+            .poll_ready(cx)
+            .map_err(ResilienceError::Operation)
     }
 
     fn call(&mut self, request: Req) -> Self::Future {

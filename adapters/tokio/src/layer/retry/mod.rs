@@ -60,7 +60,9 @@ where
     type Future = ResponseFuture<S, Req, H>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(ResilienceError::Operation)
+        self.inner
+            .poll_ready(cx)
+            .map_err(ResilienceError::Operation)
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
