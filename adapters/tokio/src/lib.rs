@@ -6,4 +6,8 @@
 #![deny(missing_docs)]
 
 pub mod breaker;
+pub mod clock;
+pub mod deadline;
+pub mod layer;
 pub mod resilience;
+pub mod retry;
