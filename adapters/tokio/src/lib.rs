@@ -6,4 +6,8 @@
 #![deny(missing_docs)]
 
 pub mod breaker;
+pub mod checkpoint_store;
+pub mod health;
+pub mod metrics;
 pub mod resilience;
+pub mod supervisor;
