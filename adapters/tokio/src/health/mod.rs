@@ -1,6 +1,6 @@
 //! Health probes on tokio: checks you write as async functions, run concurrently at the
 //! configured interval, each under its own timeout, feeding the core's
-//! [`HealthRegistry`](rustkernel_core::resilience::HealthRegistry).
+//! [`HealthRegistry`].
 //!
 //! ```
 //! use std::sync::Arc;

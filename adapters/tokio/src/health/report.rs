@@ -108,13 +108,25 @@ mod millis {
         duration: &Duration,
         serializer: S,
     ) -> Result<S::Ok, S::Error> {
-        serializer.serialize_f64(duration.as_secs_f64() * 1_000.0)
+        // Whole nanoseconds over 1e6: exact for any latency a check can have (< 104 days).
+        #[allow(clippy::cast_precision_loss)]
+        let nanos = duration.as_nanos() as f64;
+        serializer.serialize_f64(nanos / 1_000_000.0)
     }
 
     pub(super) fn deserialize<'de, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<Duration, D::Error> {
         let millis = f64::deserialize(deserializer)?;
-        Duration::try_from_secs_f64(millis / 1_000.0).map_err(serde::de::Error::custom)
+        let nanos = (millis * 1_000_000.0).round();
+        if !(0.0..18_446_744_073_709_551_616.0).contains(&nanos) {
+            return Err(serde::de::Error::custom(
+                "latency_ms must be a non-negative number of milliseconds",
+            ));
+        }
+        // In range and whole: the cast is exact.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let nanos = nanos as u64;
+        Ok(Duration::from_nanos(nanos))
     }
 }
