@@ -326,8 +326,9 @@ struct FileInner {
     dir: PathBuf,
     kernel_id: u32,
     keep_last: usize,
-    /// Saves (write, then prune) run one at a time, so pruning never races a write.
-    writing: tokio::sync::Mutex<()>,
+    /// Saves (write, then prune) run one at a time, so pruning never races a write. Held by
+    /// the blocking task itself, so a cancelled `save` keeps it until its file work is done.
+    writing: Mutex<()>,
     /// Makes temporary file names unique within the process.
     temp_counter: AtomicU64,
 }
@@ -355,7 +356,7 @@ impl FileCheckpointStore {
                 dir,
                 kernel_id,
                 keep_last,
-                writing: tokio::sync::Mutex::new(()),
+                writing: Mutex::new(()),
                 temp_counter: AtomicU64::new(0),
             }),
         })
@@ -402,6 +403,9 @@ impl FileCheckpointStore {
     /// it (a corrupt checkpoint is replaced this way), and [`load_latest`] always picks the
     /// highest good one. A checkpoint is never deleted by a save of a lower sequence.
     ///
+    /// Saves run one at a time. Dropping the future does not stop a save under way: its file
+    /// work finishes on the blocking pool, and only then may the next save start.
+    ///
     /// [`load_latest`]: Self::load_latest
     ///
     /// # Errors
@@ -419,9 +423,9 @@ impl FileCheckpointStore {
     }
 
     async fn save_frame(&self, sequence: u64, frame: Vec<u8>) -> Result<(), CheckpointStoreError> {
-        let _writing = self.inner.writing.lock().await;
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
+            let _writing = inner.writing.lock().unwrap_or_else(PoisonError::into_inner);
             inner.write_atomically(sequence, &frame)?;
             inner.prune(sequence);
             Ok(())
@@ -761,7 +765,7 @@ mod tests {
             dir: PathBuf::from("."),
             kernel_id: 0xab,
             keep_last: 2,
-            writing: tokio::sync::Mutex::new(()),
+            writing: Mutex::new(()),
             temp_counter: AtomicU64::new(0),
         }
     }

@@ -243,6 +243,27 @@ async fn only_the_newest_k_are_kept_and_a_lower_save_deletes_nothing_newer() {
     assert!(dir.names().contains(&"README".to_owned()));
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_saves_are_all_acknowledged_and_the_highest_wins() {
+    let dir = TempDir::new("concurrent");
+    let store = store(&dir, 3).await;
+    let saves: Vec<_> = (1..=24u64)
+        .map(|step| {
+            let store = store.clone();
+            tokio::spawn(async move { store.save(step, &state(step)).await })
+        })
+        .collect();
+    for save in saves {
+        save.await.expect("no panic").expect("saved");
+    }
+    assert_eq!(latest(&store).await, Some((24, state(24), vec![])));
+    assert!(store.sequences().await.expect("lists").contains(&24));
+    assert!(
+        dir.names().iter().all(|name| name.ends_with(".ckpt")),
+        "no temporary file left"
+    );
+}
+
 #[tokio::test]
 async fn errors_are_typed() {
     let dir = TempDir::new("errors");

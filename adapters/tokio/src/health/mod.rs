@@ -333,18 +333,15 @@ impl HealthProbe {
     ) -> Result<ComponentId, RegistryError> {
         let config = options.config.unwrap_or(self.shared.config);
         let now = self.shared.epoch.now();
-        {
-            let mut state = self.shared.lock();
-            let id =
-                state
-                    .registry
-                    .register(name, config, options.criticality, options.roles, now)?;
-            state.checks.push(Arc::new(check));
-            drop(state);
-            self.shared.wake.notify_one();
-            tracing::debug!(component = name, "health check registered");
-            Ok(id)
-        }
+        let mut state = self.shared.lock();
+        let id = state
+            .registry
+            .register(name, config, options.criticality, options.roles, now)?;
+        state.checks.push(Arc::new(check));
+        drop(state);
+        self.shared.wake.notify_one();
+        tracing::debug!(component = name, "health check registered");
+        Ok(id)
     }
 
     /// The component `name` restarted (recovery acted): its probes forget their results and
