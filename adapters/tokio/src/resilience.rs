@@ -16,3 +16,20 @@ pub use rustkernel_core::resilience::{
     CircuitBreakerConfig, CircuitBreakerStats, CircuitState, OpenBackoff, ResilienceError,
     TimeoutConfig, Transition,
 };
+pub use rustkernel_core::resilience::{
+    ComponentEvent, Criticality, HealthCheckResult, HealthProbeConfig, HealthStatus, ProbeRole,
+    ProbeRoles,
+};
+pub use rustkernel_core::resilience::{
+    RecoveryAction, RecoveryPolicy, RecoveryStrategy, RestartIntensity,
+};
+pub use rustkernel_core::traits::CheckpointableKernel;
+
+pub use crate::checkpoint_store::{CheckpointStore, FileCheckpointStore, MemoryCheckpointStore};
+pub use crate::health::{
+    ComponentOptions, ComponentReport, HealthCheck, HealthProbe, HealthReport, HealthRunner,
+};
+pub use crate::metrics::MetricsSnapshot;
+pub use crate::supervisor::{
+    KernelSlot, Notifier, OperatorAlert, SupervisedKernel, Supervisor, SupervisorExit,
+};
