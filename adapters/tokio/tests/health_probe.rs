@@ -6,7 +6,6 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rustkernel_core::resilience::StartupFailure;
-use rustkernel_core::time::Instant;
 use rustkernel_tokio::health::{ProbeEvent, check_fn};
 use rustkernel_tokio::resilience::{
     ComponentEvent, ComponentOptions, Criticality, HealthCheck, HealthCheckResult, HealthProbe,
@@ -112,7 +111,7 @@ async fn failure_threshold_failures_in_a_row_make_a_component_unhealthy() {
     while let Ok(event) = events.try_recv() {
         changes.push(event);
     }
-    let at = Instant::from_secs(20);
+    let at = rustkernel_tokio::clock::to_core(t0 + secs(20));
     assert_eq!(
         changes,
         [ProbeRole::Liveness, ProbeRole::Readiness].map(|role| ProbeEvent {

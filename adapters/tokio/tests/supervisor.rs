@@ -80,10 +80,6 @@ fn secs(s: u64) -> Duration {
     Duration::from_secs(s)
 }
 
-fn at(s: u64) -> Instant {
-    Instant::from_secs(s)
-}
-
 fn runs() -> Runs {
     Arc::new(Mutex::new(Vec::new()))
 }
@@ -116,6 +112,7 @@ const FAIL_NOW: Run = Run::Fail(Duration::ZERO);
 
 #[tokio::test(start_paused = true)]
 async fn failures_restart_after_the_delay_on_the_virtual_clock() {
+    let t0 = rustkernel_tokio::clock::now();
     let runs = runs();
     let kernel = Scripted::new(
         "gpu",
@@ -136,7 +133,10 @@ async fn failures_restart_after_the_delay_on_the_virtual_clock() {
         vec![("gpu", secs(0)), ("gpu", secs(5)), ("gpu", secs(12))]
     );
     let events = supervisor.log().events();
-    assert_eq!(restarts(&events), vec![(at(5), Some(1)), (at(12), Some(2))]);
+    assert_eq!(
+        restarts(&events),
+        vec![((t0 + secs(5)), Some(1)), ((t0 + secs(12)), Some(2))]
+    );
     assert_eq!(
         supervisor
             .kernel(KernelSlot::Primary)
@@ -175,6 +175,7 @@ async fn restart_delays_grow_with_the_intensitys_backoff() {
 
 #[tokio::test(start_paused = true)]
 async fn past_the_restart_intensity_the_operator_is_notified() {
+    let t0 = rustkernel_tokio::clock::now();
     let runs = runs();
     let kernel = Scripted::new("gpu", &[FAIL_NOW; 10], &runs);
     let (notifier, mut alerts) = mpsc::unbounded_channel::<OperatorAlert>();
@@ -198,7 +199,7 @@ async fn past_the_restart_intensity_the_operator_is_notified() {
             error: "gpu lost its device".into(),
             action: RecoveryAction::Escalate(RecoveryStrategy::NotifyOperator),
             restarts: 3,
-            at: at(15),
+            at: (t0 + secs(15)),
         }
     );
     assert!(alerts.try_recv().is_err(), "one alert");
@@ -222,6 +223,7 @@ async fn past_the_restart_intensity_without_escalation_the_supervisor_gives_up()
 
 #[tokio::test(start_paused = true)]
 async fn escalation_fails_over_to_the_backup_kernel() {
+    let t0 = rustkernel_tokio::clock::now();
     let runs = runs();
     let primary = Scripted::new("gpu", &[FAIL_NOW; 10], &runs);
     let backup = Scripted::new("cpu", &[Run::Complete(secs(3))], &runs);
@@ -266,7 +268,7 @@ async fn escalation_fails_over_to_the_backup_kernel() {
             .log()
             .events()
             .contains(&SupervisorEvent::Switched {
-                at: at(15),
+                at: (t0 + secs(15)),
                 from: KernelSlot::Primary,
                 to: KernelSlot::Failover,
             })
@@ -275,6 +277,7 @@ async fn escalation_fails_over_to_the_backup_kernel() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failing_backup_leaves_nothing_to_try_and_alerts_the_operator() {
+    let t0 = rustkernel_tokio::clock::now();
     let runs = runs();
     let primary = Scripted::new("gpu", &[FAIL_NOW; 10], &runs);
     let backup = Scripted::new("cpu", &[Run::Fail(secs(1))], &runs);
@@ -298,7 +301,7 @@ async fn a_failing_backup_leaves_nothing_to_try_and_alerts_the_operator() {
         alert.action,
         RecoveryAction::AlreadyEscalated(Escalation::To(RecoveryStrategy::Failover))
     );
-    assert_eq!(alert.at, at(16));
+    assert_eq!(alert.at, (t0 + secs(16)));
 }
 
 #[tokio::test(start_paused = true)]
@@ -366,6 +369,7 @@ async fn a_missing_fallback_kernel_is_refused_before_anything_runs() {
 
 #[tokio::test(start_paused = true)]
 async fn a_healthy_window_starts_the_restart_budget_afresh() {
+    let t0 = rustkernel_tokio::clock::now();
     let runs = runs();
     // Fails at 0; restarted at 5, runs 100 s, fails at 105; restarted at 110.
     let kernel = Scripted::new("gpu", &[FAIL_NOW, Run::Fail(secs(100))], &runs);
@@ -377,13 +381,13 @@ async fn a_healthy_window_starts_the_restart_budget_afresh() {
     assert_eq!(supervisor.run().await, Ok(SupervisorExit::Completed));
     let events = supervisor.log().events();
     assert!(events.contains(&SupervisorEvent::Recovered {
-        at: at(65),
+        at: (t0 + secs(65)),
         recovered: Recovered::Budget,
     }));
     // The second restart is attempt 1 again: the budget started afresh.
     assert_eq!(
         restarts(&events),
-        vec![(at(5), Some(1)), (at(110), Some(1))]
+        vec![((t0 + secs(5)), Some(1)), ((t0 + secs(110)), Some(1))]
     );
 }
 
@@ -466,6 +470,7 @@ impl<S: CheckpointStore> CheckpointableKernel for Iterative<S> {
 
 #[tokio::test(start_paused = true)]
 async fn a_restarted_kernel_resumes_from_its_latest_checkpoint() {
+    let t0 = rustkernel_tokio::clock::now();
     let store = MemoryCheckpointStore::try_new(1, 3).expect("valid");
     let kernel = Iterative {
         progress: 0,
@@ -494,7 +499,7 @@ async fn a_restarted_kernel_resumes_from_its_latest_checkpoint() {
             .log()
             .events()
             .contains(&SupervisorEvent::Restored {
-                at: at(9),
+                at: (t0 + secs(9)),
                 slot: KernelSlot::Primary,
                 sequence: 4,
             })
