@@ -5,6 +5,7 @@
 pub mod backoff;
 pub mod budget;
 pub mod circuit_breaker;
+pub mod config;
 pub mod deadline;
 pub mod health;
 pub mod recovery;
@@ -18,6 +19,7 @@ pub use circuit_breaker::{
     CircuitBreaker, CircuitBreakerConfig, CircuitBreakerStats, CircuitState, CountWindow, NoWindow,
     OpenBackoff, Permit, Rejected, Transition,
 };
+pub use config::ResilienceConfig;
 pub use deadline::{DeadlineContext, DeadlineExceeded, WireDeadline};
 pub use health::{
     CheckTicket, ComponentEntry, ComponentEvent, ComponentHealth, ComponentId, ComponentPhase,
