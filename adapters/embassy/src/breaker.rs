@@ -80,7 +80,8 @@ use crate::time::{now, to_embassy_instant};
 ///
 /// Opens after 5 consecutive failures, stays open 30 s, closes after 2 good probes, one probe at
 /// a time, a half-open cycle lasts at most 60 s, `InvalidInput` errors are ignored. A test keeps
-/// it equal to the core's `Default`.
+/// it equal to the core's `Default`. The core's `const` `CircuitBreakerConfig::production()`
+/// serves the same way for the production preset.
 pub const CIRCUIT_BREAKER_DEFAULTS: CircuitBreakerConfig = CircuitBreakerConfig {
     failure_threshold: 5,
     success_threshold: 2,
