@@ -6,3 +6,8 @@ pub use rustkernel_core::resilience::{
     CircuitBreakerConfig, CircuitBreakerStats, CircuitState, OpenBackoff, ResilienceError,
     TimeoutConfig, Transition,
 };
+
+pub use crate::breaker::{
+    CallPermit, CircuitBreaker, CircuitBreakerBuilder, CountWindow, NoWindow, Rejected,
+    SlidingWindow,
+};
