@@ -49,6 +49,12 @@ impl<'a, W: SlidingWindow> CallPermit<'a, W> {
         self.issued == Issued::Probe
     }
 
+    /// The breaker cycle (generation) the permit belongs to; it changes on every transition.
+    #[must_use]
+    pub fn generation(&self) -> u32 {
+        self.permit.generation()
+    }
+
     /// Reports that the call succeeded.
     ///
     /// In the closed state of a consecutive-failure breaker with no failure streak running this
