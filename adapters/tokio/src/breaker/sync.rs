@@ -34,13 +34,16 @@ pub(crate) fn thread_hint() -> usize {
     })
 }
 
-/// Under loom every model thread runs on one OS thread, so `std` thread-locals are shared; the
-/// loom thread id is deterministic from one explored execution to the next.
+/// Under loom every model thread runs on one OS thread, so `std` thread-locals are shared. The
+/// hint must be the same in every explored execution (loom replays schedules and expects the
+/// same objects touched): the thread's index in the execution, which loom only shows through
+/// `Debug` (`ThreadId(n)`); its `Hash` also covers the execution's id.
 #[cfg(loom)]
 pub(crate) fn thread_hint() -> usize {
-    use std::hash::{Hash, Hasher};
-
-    let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    loom::thread::current().id().hash(&mut hasher);
-    usize::try_from(hasher.finish() & 0xffff).unwrap_or(0)
+    let id = format!("{:?}", loom::thread::current().id());
+    id.chars()
+        .filter(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or(0)
 }
