@@ -3,7 +3,7 @@
 
 use rustkernel_core::resilience::CircuitState;
 
-use super::sync::{AtomicU64, Ordering, thread_hint};
+use super::sync::{AtomicU64, Ordering, owned_stripes, thread_slot};
 
 /// Set in the word while the core's consecutive-failure count is above zero: a success must
 /// then go through the core to clear it.
@@ -89,41 +89,51 @@ impl Snapshot {
     }
 }
 
-/// Stripes of the success counter; a power of two.
-#[cfg(not(loom))]
-const STRIPES: usize = 16;
-#[cfg(loom)]
-const STRIPES: usize = 2;
-
 /// One counter on its own cache line (128 bytes covers adjacent-line prefetching).
 #[derive(Debug)]
 #[repr(align(128))]
 struct Padded(AtomicU64);
 
-/// A success counter split over cache-line-padded stripes: a thread adds to its own stripe, so
-/// threads counting at once do not fight over one line. Reading sums the stripes.
+/// A success counter split over cache-line-padded stripes, one per thread slot (see
+/// [`thread_slot`]) plus a shared one. A stripe of a slot is only ever written by the thread that
+/// holds the slot, so counting is a plain load and store: no locked instruction and no cache
+/// line that another thread writes. Threads without a stripe of their own add to the shared one
+/// atomically. Reading sums the stripes.
 #[derive(Debug)]
 pub(crate) struct StripedCounter {
-    stripes: [Padded; STRIPES],
+    /// `owned_stripes()` stripes, then the shared one.
+    stripes: Box<[Padded]>,
 }
 
 impl StripedCounter {
     pub(crate) fn new() -> Self {
-        Self {
-            stripes: std::array::from_fn(|_| Padded(AtomicU64::new(0))),
-        }
+        let stripes = (0..=owned_stripes())
+            .map(|_| Padded(AtomicU64::new(0)))
+            .collect();
+        Self { stripes }
     }
 
     #[inline]
     pub(crate) fn increment(&self) {
-        let index = thread_hint() & (STRIPES - 1);
-        if let Some(stripe) = self.stripes.get(index) {
-            stripe.0.fetch_add(1, Ordering::Relaxed);
+        let owned = self.stripes.len().saturating_sub(1);
+        match thread_slot() {
+            Some(slot) if slot < owned => {
+                if let Some(stripe) = self.stripes.get(slot) {
+                    // Only this thread writes this stripe: no read-modify-write needed.
+                    let count = stripe.0.load(Ordering::Relaxed);
+                    stripe.0.store(count.wrapping_add(1), Ordering::Relaxed);
+                }
+            }
+            _ => {
+                if let Some(shared) = self.stripes.last() {
+                    shared.0.fetch_add(1, Ordering::Relaxed);
+                }
+            }
         }
     }
 
-    /// The sum of the stripes (saturating). Exact once the counting threads are quiet; while
-    /// they run, a value some of them have already passed.
+    /// The sum of the stripes (saturating). Exact once the counting threads are quiet (joined,
+    /// or synchronised with); while they run, a value some of them have already passed.
     pub(crate) fn sum(&self) -> u64 {
         self.stripes.iter().fold(0u64, |sum, stripe| {
             sum.saturating_add(stripe.0.load(Ordering::Relaxed))
@@ -171,23 +181,57 @@ mod tests {
     }
 
     #[test]
-    fn striped_counter_sums_every_thread() {
+    fn striped_counter_sums_every_thread_even_beyond_the_owned_stripes() {
         let counter = StripedCounter::new();
+        // More threads at once than stripes of their own: the rest share the last stripe.
+        let threads = owned_stripes() + 8;
+        let start = std::sync::Barrier::new(threads);
         std::thread::scope(|scope| {
-            for _ in 0..4 {
+            for _ in 0..threads {
                 scope.spawn(|| {
+                    // Take a slot while every thread is alive.
+                    let _ = thread_slot();
+                    start.wait();
                     for _ in 0..1_000 {
                         counter.increment();
                     }
                 });
             }
         });
-        assert_eq!(counter.sum(), 4_000);
+        assert_eq!(counter.sum(), 1_000 * threads as u64);
+        assert!(
+            counter
+                .stripes
+                .last()
+                .is_some_and(|shared| shared.0.load(Ordering::Relaxed) > 0)
+        );
     }
 
     #[test]
-    fn stripes_sit_on_their_own_cache_lines() {
-        assert_eq!(std::mem::align_of::<Padded>(), 128);
-        assert_eq!(std::mem::size_of::<Padded>(), 128);
+    fn slots_are_unique_among_live_threads_and_reused_after_exit() {
+        let start = std::sync::Barrier::new(8);
+        let slots: Vec<Option<usize>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    scope.spawn(|| {
+                        let slot = thread_slot();
+                        // Hold the slot until every thread has one.
+                        start.wait();
+                        slot
+                    })
+                })
+                .collect();
+            handles.into_iter().filter_map(|h| h.join().ok()).collect()
+        });
+        let mut unique: Vec<usize> = slots.iter().flatten().copied().collect();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), 8);
+        // Slots come back when threads exit: 200 threads one after another (while other tests
+        // run their own threads) never need 200 slots.
+        let most = (0..200)
+            .filter_map(|_| std::thread::spawn(thread_slot).join().ok().flatten())
+            .max();
+        assert!(most.is_some_and(|slot| slot < 150), "{most:?}");
     }
 }

@@ -39,9 +39,13 @@
 //!   ([`Permit::for_cycle`]). Open, half-open and forced-open admission goes through the core
 //!   under the lock, so at most `half_open_max_calls` probes are ever in flight.
 //! - A success while the word still says closed (or disabled) in the permit's cycle with no
-//!   failure streak changes nothing but the success count: it is added to a cache-line-padded
-//!   stripe of a striped counter picked by the thread, so threads never write the same line.
+//!   failure streak changes nothing but the success count: it is added to the thread's own
+//!   cache-line-padded stripe of a striped counter with a plain load and store (no locked
+//!   instruction; each live thread holds a distinct slot, given back when it exits). Threads
+//!   beyond twice the parallelism (a large blocking pool) share one more stripe, atomically.
 //!   Everything else (failures, probes, successes that end a streak) takes the lock.
+//! - So a closed-state call costs two loads of the word and one uncontended store, and never
+//!   allocates; [`stats`](CircuitBreaker::stats) adds the stripes to the core's counts.
 //! - A failure-rate or slow-call breaker (built with a window, see
 //!   [`CircuitBreakerBuilder::window`]) records every outcome in its window, so it takes the lock
 //!   on every settle; its closed-state admission stays lock-free.
@@ -80,7 +84,7 @@ use rustkernel_core::time::{Instant, duration_as_micros};
 use tokio::sync::watch;
 
 use fast::{Snapshot, StateWord, StripedCounter};
-use permit::Issued;
+use permit::{Issued, Ticket};
 use sync::{Arc, Mutex, MutexGuard};
 
 pub use permit::CallPermit;
@@ -236,10 +240,17 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
         E: Classify,
     {
         let permit = self.try_acquire()?;
-        permit
-            .run(operation())
-            .await
-            .map_err(ResilienceError::Operation)
+        // Not `permit.run(..)`: one future level less keeps the closed path lean.
+        match operation().await {
+            Ok(value) => {
+                permit.success();
+                Ok(value)
+            }
+            Err(error) => {
+                permit.failure(error.kind());
+                Err(ResilienceError::Operation(error))
+            }
+        }
     }
 
     /// Asks to make one call now; the [`CallPermit`] settles it (for adapters such as tower
@@ -260,8 +271,8 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
                 // Only slow-call detection reads the start time.
                 Instant::ZERO
             };
-            let permit = Permit::for_cycle(word.generation(), acquired_at);
-            return Ok(CallPermit::new(shared, permit, Issued::Freely));
+            let ticket = Ticket::new(word.generation(), Issued::Freely);
+            return Ok(CallPermit::new(shared, ticket, acquired_at));
         }
         shared
             .with_core(|core, now| match core.try_acquire(now) {
@@ -275,7 +286,10 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
                 }
                 Err(rejected) => (Err(rejected), rejected.transition),
             })
-            .map(|(permit, issued)| CallPermit::new(shared, permit, issued))
+            .map(|(permit, issued)| {
+                let ticket = Ticket::new(permit.generation(), issued);
+                CallPermit::new(shared, ticket, permit.acquired_at())
+            })
     }
 
     /// The current state, from the state word (no lock). Timers apply on the next call or
@@ -471,29 +485,44 @@ impl<W: SlidingWindow> Shared<W> {
         self.states.send_replace(to);
     }
 
+    /// Settles a success: counted on the thread's stripe when it changes nothing else (see the
+    /// module docs), through the core otherwise.
     #[inline]
-    pub(crate) fn settle_success(&self, permit: Permit, issued: Issued) {
-        if issued == Issued::Freely
+    pub(crate) fn settle_success(&self, ticket: Ticket, acquired_at: Instant) {
+        if ticket.issued() == Issued::Freely
             && self.count_only_successes
-            && self.word.load().success_is_count_only(permit.generation())
+            && self.word.load().success_is_count_only(ticket.generation())
         {
             self.successes.increment();
-            return;
+        } else {
+            self.settle_success_locked(ticket, acquired_at);
         }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn settle_success_locked(&self, ticket: Ticket, acquired_at: Instant) {
+        let permit = Permit::for_cycle(ticket.generation(), acquired_at);
         self.with_core(|core, now| ((), core.on_success(permit, now)));
     }
 
-    pub(crate) fn settle_failure(&self, permit: Permit, issued: Issued, kind: ErrorKind) {
-        if issued == Issued::Freely && self.ignored.contains(kind) {
+    /// Settles a failure through the core; an ignored kind on a permit admitted while closed
+    /// changes nothing there, so it skips the lock.
+    pub(crate) fn settle_failure(&self, ticket: Ticket, acquired_at: Instant, kind: ErrorKind) {
+        if ticket.issued() == Issued::Freely && self.ignored.contains(kind) {
             return;
         }
+        let permit = Permit::for_cycle(ticket.generation(), acquired_at);
         self.with_core(|core, now| ((), core.on_failure(permit, kind, now)));
     }
 
-    pub(crate) fn settle_cancelled(&self, permit: Permit, issued: Issued) {
-        if issued == Issued::Freely {
-            return;
-        }
+    /// Gives a cancelled probe's slot back. (A cancelled permit admitted while closed changes
+    /// nothing in the core.)
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn cancel_probe(&self, ticket: Ticket, acquired_at: Instant) {
+        // The core's permit for this probe held exactly this cycle and start time.
+        let permit = Permit::for_cycle(ticket.generation(), acquired_at);
         self.with_core(|core, now| ((), core.on_cancelled(permit, now)));
     }
 }

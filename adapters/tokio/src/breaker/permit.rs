@@ -4,18 +4,50 @@ use std::fmt;
 use std::future::Future;
 
 use rustkernel_core::error::{Classify, ErrorKind};
+use rustkernel_core::resilience::NoWindow;
 use rustkernel_core::resilience::circuit_breaker::SlidingWindow;
-use rustkernel_core::resilience::{NoWindow, Permit};
+use rustkernel_core::time::Instant;
 
 use super::Shared;
 
 /// How a permit was issued, which decides how much of the core its settlement needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum Issued {
     /// Closed or disabled: admitted without the core (or by it, in such a state).
-    Freely,
+    Freely = 0,
     /// Half-open: a probe slot the core must get back.
-    Probe,
+    Probe = 1,
+}
+
+/// A permit's cycle (generation) and how it was issued, packed in one word: the permit is
+/// written and moved as whole words, so the call future never stalls re-reading a word that was
+/// stored in parts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Ticket(u64);
+
+impl Ticket {
+    #[inline]
+    pub(crate) const fn new(generation: u32, issued: Issued) -> Self {
+        // Widening casts: `u32 as u64`, a `repr(u8)` tag as u64.
+        Self(((generation as u64) << 32) | issued as u64)
+    }
+
+    #[inline]
+    pub(crate) const fn generation(self) -> u32 {
+        #[allow(clippy::cast_possible_truncation, reason = "the high half fits in u32")]
+        let generation = (self.0 >> 32) as u32;
+        generation
+    }
+
+    #[inline]
+    pub(crate) const fn issued(self) -> Issued {
+        if self.0 & 0xff == Issued::Probe as u64 {
+            Issued::Probe
+        } else {
+            Issued::Freely
+        }
+    }
 }
 
 /// Leave to make one call through a [`CircuitBreaker`](super::CircuitBreaker), from
@@ -28,31 +60,42 @@ pub(crate) enum Issued {
 #[must_use = "a dropped permit counts as a cancelled call"]
 pub struct CallPermit<'a, W: SlidingWindow = NoWindow> {
     shared: &'a Shared<W>,
-    permit: Permit,
-    issued: Issued,
-    settled: bool,
+    /// The start of the call, read only when slow-call detection is on.
+    acquired_at: Instant,
+    /// The cycle and the way it was issued. The core's permit is rebuilt from the cycle and
+    /// `acquired_at` when the core settles it (it holds nothing else the core reads).
+    ticket: Ticket,
 }
 
 impl<'a, W: SlidingWindow> CallPermit<'a, W> {
-    pub(crate) fn new(shared: &'a Shared<W>, permit: Permit, issued: Issued) -> Self {
+    #[inline]
+    pub(crate) fn new(shared: &'a Shared<W>, ticket: Ticket, acquired_at: Instant) -> Self {
         Self {
             shared,
-            permit,
-            issued,
-            settled: false,
+            acquired_at,
+            ticket,
         }
+    }
+
+    /// Takes the permit apart without running its `Drop` (which would settle it as cancelled).
+    #[inline]
+    fn settle(self) -> (&'a Shared<W>, Ticket, Instant) {
+        let parts = (self.shared, self.ticket, self.acquired_at);
+        // Nothing to free: the permit only borrows the breaker.
+        std::mem::forget(self);
+        parts
     }
 
     /// Whether this call is a half-open probe (it holds one of `half_open_max_calls` slots).
     #[must_use]
     pub fn is_probe(&self) -> bool {
-        self.issued == Issued::Probe
+        self.ticket.issued() == Issued::Probe
     }
 
     /// The breaker cycle (generation) the permit belongs to; it changes on every transition.
     #[must_use]
     pub fn generation(&self) -> u32 {
-        self.permit.generation()
+        self.ticket.generation()
     }
 
     /// Reports that the call succeeded.
@@ -60,16 +103,16 @@ impl<'a, W: SlidingWindow> CallPermit<'a, W> {
     /// In the closed state of a consecutive-failure breaker with no failure streak running this
     /// is one atomic load and an add to this thread's counter stripe; otherwise it takes the lock.
     #[inline]
-    pub fn success(mut self) {
-        self.settled = true;
-        self.shared.settle_success(self.permit, self.issued);
+    pub fn success(self) {
+        let (shared, ticket, acquired_at) = self.settle();
+        shared.settle_success(ticket, acquired_at);
     }
 
     /// Reports that the call failed with an error of `kind`; kinds in the configuration's
     /// `ignored_errors` count as neither success nor failure.
-    pub fn failure(mut self, kind: ErrorKind) {
-        self.settled = true;
-        self.shared.settle_failure(self.permit, self.issued, kind);
+    pub fn failure(self, kind: ErrorKind) {
+        let (shared, ticket, acquired_at) = self.settle();
+        shared.settle_failure(ticket, acquired_at, kind);
     }
 
     /// Awaits `future` and settles the permit with its result, classifying an error with
@@ -94,9 +137,12 @@ impl<'a, W: SlidingWindow> CallPermit<'a, W> {
 }
 
 impl<W: SlidingWindow> Drop for CallPermit<'_, W> {
+    #[inline]
     fn drop(&mut self) {
-        if !self.settled {
-            self.shared.settle_cancelled(self.permit, self.issued);
+        // Unsettled (`success` and `failure` skip this). Admitted while closed: nothing for the
+        // core to do.
+        if self.ticket.issued() == Issued::Probe {
+            self.shared.cancel_probe(self.ticket, self.acquired_at);
         }
     }
 }
@@ -104,8 +150,23 @@ impl<W: SlidingWindow> Drop for CallPermit<'_, W> {
 impl<W: SlidingWindow> fmt::Debug for CallPermit<'_, W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CallPermit")
-            .field("generation", &self.permit.generation())
-            .field("probe", &(self.issued == Issued::Probe))
+            .field("generation", &self.ticket.generation())
+            .field("issued", &self.ticket.issued())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tickets_round_trip() {
+        for generation in [0, 1, u32::MAX] {
+            for issued in [Issued::Freely, Issued::Probe] {
+                let ticket = Ticket::new(generation, issued);
+                assert_eq!((ticket.generation(), ticket.issued()), (generation, issued));
+            }
+        }
     }
 }
