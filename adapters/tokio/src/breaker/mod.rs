@@ -44,8 +44,9 @@
 //!   instruction; each live thread holds a distinct slot, given back when it exits). Threads
 //!   beyond twice the parallelism (a large blocking pool) share one more stripe, atomically.
 //!   Everything else (failures, probes, successes that end a streak) takes the lock.
-//! - So a closed-state call costs two loads of the word and one uncontended store, and never
-//!   allocates; [`stats`](CircuitBreaker::stats) adds the stripes to the core's counts.
+//! - So a successful closed-state call costs two loads of the word, a thread-local read and a
+//!   load and store on the thread's own stripe, takes no lock and never allocates;
+//!   [`stats`](CircuitBreaker::stats) adds the stripes to the core's counts.
 //! - A failure-rate or slow-call breaker (built with a window, see
 //!   [`CircuitBreakerBuilder::window`]) records every outcome in its window, so it takes the lock
 //!   on every settle; its closed-state admission stays lock-free.
