@@ -68,11 +68,7 @@ impl Permit {
     /// for a half-open cycle would settle a probe slot that it never took.
     #[must_use]
     pub const fn for_cycle(generation: u32, acquired_at: Instant) -> Self {
-        Self {
-            generation,
-            acquired_at,
-            transition: None,
-        }
+        Self { generation, acquired_at, transition: None }
     }
 
     /// The transition that issuing this permit caused (`Open -> HalfOpen` when the open time
