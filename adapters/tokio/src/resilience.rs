@@ -25,6 +25,10 @@ pub use rustkernel_core::resilience::{
 };
 pub use rustkernel_core::traits::CheckpointableKernel;
 
+pub use crate::breaker::{
+    CallPermit, CircuitBreaker, CircuitBreakerBuilder, CountWindow, NoWindow, Rejected,
+    SlidingWindow,
+};
 pub use crate::checkpoint_store::{CheckpointStore, FileCheckpointStore, MemoryCheckpointStore};
 pub use crate::health::{
     ComponentOptions, ComponentReport, HealthCheck, HealthProbe, HealthReport, HealthRunner,

@@ -72,12 +72,14 @@ impl Permit {
         self.generation
     }
 
-    /// Rebuilds a permit for cycle `generation`, for adapters that admit closed-state calls
-    /// without touching the breaker (a lock-free fast path reading
-    /// [`CircuitBreaker::generation`]) and settle them later through it.
+    /// Rebuilds a permit for cycle `generation`, for adapters that keep a permit's parts
+    /// ([`generation`](Self::generation), [`acquired_at`](Self::acquired_at)) in their own
+    /// call guard, or that admit closed-state calls without touching the breaker (a lock-free
+    /// fast path reading [`CircuitBreaker::generation`]) and settle them later through it.
     ///
-    /// Only use it for cycles in which the breaker was `Closed` or `Disabled`: a permit made up
-    /// for a half-open cycle would settle a probe slot that it never took.
+    /// The adapter takes on the permit's rule: rebuild each admitted call's permit once and
+    /// settle it once. A permit made up for a half-open cycle that was never admitted would
+    /// settle a probe slot that it never took.
     pub const fn for_cycle(generation: u32, acquired_at: Instant) -> Self {
         Self {
             generation,

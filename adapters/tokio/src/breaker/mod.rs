@@ -1,0 +1,635 @@
+//! A circuit breaker shared by many tasks and threads, over the core's state machine.
+//!
+//! [`CircuitBreaker`] is a cheap [`Clone`] handle (an `Arc` inside). Its
+//! [`call`](CircuitBreaker::call) runs an async operation under the breaker, as in the chapter:
+//!
+//! ```
+//! use std::time::Duration;
+//! use rustkernel_tokio::resilience::{
+//!     CircuitBreaker, CircuitBreakerConfig, CircuitState, Classify, ResilienceError,
+//! };
+//!
+//! #[derive(Debug, PartialEq)]
+//! struct KernelError;
+//! impl Classify for KernelError {} // every error is Transient
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let cb = CircuitBreaker::new(CircuitBreakerConfig {
+//!     failure_threshold: 2,
+//!     timeout: Duration::from_secs(30),
+//!     ..Default::default()
+//! });
+//! for _ in 0..2 {
+//!     let result = cb.call(|| async { Err::<u32, _>(KernelError) }).await;
+//!     assert_eq!(result, Err(ResilienceError::Operation(KernelError)));
+//! }
+//! assert_eq!(cb.state(), CircuitState::Open);
+//! let result = cb.call(|| async { Ok::<_, KernelError>(1) }).await;
+//! assert_eq!(result, Err(ResilienceError::CircuitOpen));
+//! assert_eq!(cb.stats().failure_count, 2);
+//! # }
+//! ```
+//!
+//! # How it shares the core
+//! The core [`CircuitBreaker`](rustkernel_core::resilience::CircuitBreaker) sits behind a
+//! mutex. Beside it, an atomic state word packs the state, the cycle (generation) and whether a
+//! failure streak is running; it is written under the lock after every change of the core.
+//! - Admission while closed or disabled reads the word and makes the permit without the lock
+//!   ([`Permit::for_cycle`]). Open, half-open and forced-open admission goes through the core
+//!   under the lock, so at most `half_open_max_calls` probes are ever in flight.
+//! - A success while the word still says closed (or disabled) in the permit's cycle with no
+//!   failure streak changes nothing but the success count: it is added to the thread's own
+//!   cache-line-padded stripe of a striped counter with a plain load and store (no locked
+//!   instruction; each live thread holds a distinct slot, given back when it exits). Threads
+//!   beyond twice the parallelism (a large blocking pool) share one more stripe, atomically.
+//!   Everything else (failures, probes, successes that end a streak) takes the lock.
+//! - So a successful closed-state call costs two loads of the word, a thread-local read and a
+//!   load and store on the thread's own stripe, takes no lock and never allocates;
+//!   [`stats`](CircuitBreaker::stats) adds the stripes to the core's counts.
+//! - A failure-rate or slow-call breaker (built with a window, see
+//!   [`CircuitBreakerBuilder::window`]) records every outcome in its window, so it takes the lock
+//!   on every settle; its closed-state admission stays lock-free.
+//! - A permit admitted while closed that is cancelled, or fails with an ignored kind, changes
+//!   nothing in the core and is dropped without the lock (the core would only apply due timers,
+//!   which the next input applies anyway).
+//!
+//! Generations wrap after `u32::MAX` transitions; a permit would have to stay in flight across
+//! exactly 2^32 transitions to be taken for a current one.
+//!
+//! # Time
+//! The breaker reads [`tokio::time::Instant`] and hands the core microseconds since an epoch
+//! captured at construction (saturating), so tests on tokio's paused clock drive its timers.
+//! Timers apply lazily, on the next call or on [`poll`](CircuitBreaker::poll);
+//! [`poll_at`](CircuitBreaker::poll_at) says when that is due.
+//!
+//! # Observing it
+//! Every transition is a `tracing` event (`warn` when the breaker opens, `info` otherwise) with
+//! the fields `breaker` (its name), `from` and `to`, and is sent on a `tokio::sync::watch`
+//! channel of the state ([`subscribe`](CircuitBreaker::subscribe)).
+
+mod fast;
+mod permit;
+mod sync;
+
+use std::fmt;
+use std::future::Future;
+use std::sync::PoisonError;
+use std::time::Duration;
+
+use rustkernel_core::error::{Classify, ConfigError, ErrorKind, ErrorKindSet};
+use rustkernel_core::resilience::{
+    CircuitBreakerConfig, CircuitBreakerStats, CircuitState, Permit, ResilienceError, Transition,
+};
+use rustkernel_core::time::{Instant, duration_as_micros};
+use tokio::sync::watch;
+
+use fast::{Snapshot, StateWord, StripedCounter};
+use permit::{Issued, Ticket};
+use sync::{Arc, Mutex, MutexGuard};
+
+pub use permit::CallPermit;
+pub use rustkernel_core::resilience::circuit_breaker::SlidingWindow;
+pub use rustkernel_core::resilience::{CountWindow, NoWindow, Rejected};
+
+type Core<W> = rustkernel_core::resilience::CircuitBreaker<CircuitBreakerConfig, W>;
+
+/// The name a breaker built without one carries in its events.
+const DEFAULT_NAME: &str = "circuit_breaker";
+
+/// A circuit breaker shared by many tasks and threads: a cheap [`Clone`] handle.
+///
+/// `W` is the core's sliding window: [`NoWindow`] (the default) for the consecutive-failure
+/// mode, [`CountWindow<N>`] for the failure-rate and slow-call modes (see
+/// [`builder`](CircuitBreaker::builder)). See the [module docs](self) for how the state is
+/// shared and what each path costs.
+///
+/// # Method families
+/// - Calls: [`call`](Self::call), or [`try_acquire`](Self::try_acquire) and a [`CallPermit`].
+/// - Operator controls: [`force_open`](Self::force_open), [`disable`](Self::disable),
+///   [`reset`](Self::reset); timers: [`poll`](Self::poll).
+/// - Getters: [`state`](Self::state), [`stats`](Self::stats), [`config`](Self::config),
+///   [`name`](Self::name); outputs: [`poll_at`](Self::poll_at), [`subscribe`](Self::subscribe).
+pub struct CircuitBreaker<W: SlidingWindow = NoWindow> {
+    shared: Arc<Shared<W>>,
+}
+
+/// Builds a [`CircuitBreaker`] with a name or a sliding window; from
+/// [`CircuitBreaker::builder`].
+#[derive(Debug)]
+#[must_use = "a builder does nothing until built"]
+pub struct CircuitBreakerBuilder<W = NoWindow> {
+    config: CircuitBreakerConfig,
+    window: W,
+    name: Option<Box<str>>,
+}
+
+impl CircuitBreaker<NoWindow> {
+    /// A consecutive-failure breaker, closed, after checking the configuration.
+    ///
+    /// # Errors
+    /// The configuration's first invalid value (see [`CircuitBreakerConfig::validate`]).
+    pub fn try_new(config: CircuitBreakerConfig) -> Result<Self, ConfigError> {
+        Self::builder(config).try_build()
+    }
+
+    /// A consecutive-failure breaker, closed.
+    ///
+    /// # Panics
+    /// If the configuration is invalid, with the [`ConfigError`]'s message; use
+    /// [`try_new`](Self::try_new) to handle it.
+    #[must_use]
+    pub fn new(config: CircuitBreakerConfig) -> Self {
+        Self::builder(config).build()
+    }
+
+    /// A builder, to give the breaker a name (for its `tracing` events) or a window:
+    ///
+    /// ```
+    /// use rustkernel_tokio::resilience::{CircuitBreaker, CircuitBreakerConfig, CountWindow};
+    ///
+    /// let cb = CircuitBreaker::builder(CircuitBreakerConfig {
+    ///     failure_rate_threshold: Some(0.5),
+    ///     minimum_calls: 20,
+    ///     ..Default::default()
+    /// })
+    /// .name("graph/pagerank")
+    /// .window(CountWindow::<100>::new())
+    /// .build();
+    /// assert_eq!(cb.name(), "graph/pagerank");
+    /// ```
+    pub fn builder(config: CircuitBreakerConfig) -> CircuitBreakerBuilder<NoWindow> {
+        CircuitBreakerBuilder {
+            config,
+            window: NoWindow,
+            name: None,
+        }
+    }
+}
+
+impl<W: SlidingWindow> CircuitBreakerBuilder<W> {
+    /// Names the breaker in its `tracing` events (default `"circuit_breaker"`).
+    pub fn name(mut self, name: impl Into<String>) -> Self {
+        self.name = Some(name.into().into_boxed_str());
+        self
+    }
+
+    /// Uses `window` as the core's sliding window; needed for `failure_rate_threshold` and
+    /// `slow_call_duration`. Such a breaker takes the lock on every settle.
+    pub fn window<V: SlidingWindow>(self, window: V) -> CircuitBreakerBuilder<V> {
+        CircuitBreakerBuilder {
+            config: self.config,
+            window,
+            name: self.name,
+        }
+    }
+
+    /// Builds the breaker, closed, after checking the configuration for the window.
+    ///
+    /// # Errors
+    /// The configuration's first invalid value (see
+    /// [`CircuitBreakerConfig::validate_for_window`]).
+    pub fn try_build(self) -> Result<CircuitBreaker<W>, ConfigError> {
+        let core = Core::try_with_window(self.config, self.window)?;
+        let config = self.config;
+        let snapshot = Snapshot::new(core.state(), core.generation(), false);
+        let (states, _) = watch::channel(core.state());
+        let shared = Shared {
+            word: StateWord::new(snapshot),
+            successes: StripedCounter::new(),
+            count_only_successes: config.failure_rate_threshold.is_none()
+                && config.slow_call_duration.is_none(),
+            timed_permits: config.slow_call_duration.is_some(),
+            ignored: config.ignored_errors,
+            config,
+            core: Mutex::new(core),
+            epoch: tokio::time::Instant::now(),
+            name: self.name.unwrap_or_else(|| DEFAULT_NAME.into()),
+            states,
+        };
+        Ok(CircuitBreaker {
+            shared: Arc::new(shared),
+        })
+    }
+
+    /// Builds the breaker, closed.
+    ///
+    /// # Panics
+    /// If the configuration is invalid, with the [`ConfigError`]'s message; use
+    /// [`try_build`](Self::try_build) to handle it.
+    #[allow(clippy::panic, reason = "documented panicking twin of try_build")]
+    pub fn build(self) -> CircuitBreaker<W> {
+        match self.try_build() {
+            Ok(breaker) => breaker,
+            Err(error) => panic!("invalid circuit breaker configuration: {error}"),
+        }
+    }
+}
+
+impl<W: SlidingWindow> CircuitBreaker<W> {
+    /// Runs `operation` under the breaker: rejected with [`ResilienceError::CircuitOpen`] when
+    /// the breaker is open (or half-open with every probe slot taken); otherwise its error is
+    /// returned unchanged as [`ResilienceError::Operation`], after [`Classify`] gave its kind to
+    /// the breaker.
+    ///
+    /// If `operation` panics, or the returned future is dropped before it finishes, the call is
+    /// settled as cancelled (nothing is counted; a half-open slot is given back).
+    pub async fn call<F, Fut, T, E>(&self, operation: F) -> Result<T, ResilienceError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Classify,
+    {
+        let permit = self.try_acquire()?;
+        // Not `permit.run(..)`: one future level less keeps the closed path lean.
+        match operation().await {
+            Ok(value) => {
+                permit.success();
+                Ok(value)
+            }
+            Err(error) => {
+                permit.failure(error.kind());
+                Err(ResilienceError::Operation(error))
+            }
+        }
+    }
+
+    /// Asks to make one call now; the [`CallPermit`] settles it (for adapters such as tower
+    /// services that cannot hand [`call`](Self::call) a closure).
+    ///
+    /// # Errors
+    /// [`Rejected`] when the breaker is open, forced open, or half-open with every probe slot
+    /// taken; the rejection is counted. Its `retry_at` is on the breaker's clock:
+    /// [`poll_at`](Self::poll_at) gives the same instant as a tokio `Instant`.
+    #[inline]
+    pub fn try_acquire(&self) -> Result<CallPermit<'_, W>, Rejected> {
+        let shared = &*self.shared;
+        let word = shared.word.load();
+        if word.admits_freely() {
+            let acquired_at = if shared.timed_permits {
+                shared.now()
+            } else {
+                // Only slow-call detection reads the start time.
+                Instant::ZERO
+            };
+            let ticket = Ticket::new(word.generation(), Issued::Freely);
+            return Ok(CallPermit::new(shared, ticket, acquired_at));
+        }
+        shared
+            .with_core(|core, now| match core.try_acquire(now) {
+                Ok(permit) => {
+                    let issued = if core.state() == CircuitState::HalfOpen {
+                        Issued::Probe
+                    } else {
+                        Issued::Freely
+                    };
+                    let transition = permit.transition();
+                    (Ok((permit, issued)), transition)
+                }
+                Err(rejected) => (Err(rejected), rejected.transition),
+            })
+            .map(|(permit, issued)| {
+                let ticket = Ticket::new(permit.generation(), issued);
+                CallPermit::new(shared, ticket, permit.acquired_at())
+            })
+    }
+
+    /// The current state, from the state word (no lock). Timers apply on the next call or
+    /// [`poll`](Self::poll): an open breaker whose open time has ended still reads `Open`.
+    #[must_use]
+    pub fn state(&self) -> CircuitState {
+        self.shared.word.load().state()
+    }
+
+    /// Counters and rates (takes the lock): the core's, plus the successes counted on the
+    /// lock-free path. `success_rate` is `success_count / (success_count + failure_count)`, or
+    /// 1.0 before any call finished.
+    #[must_use]
+    pub fn stats(&self) -> CircuitBreakerStats {
+        let mut stats = self.shared.lock().stats();
+        stats.success_count = stats
+            .success_count
+            .saturating_add(self.shared.successes.sum());
+        let finished = stats.success_count.saturating_add(stats.failure_count);
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "a rate needs no more than f64 precision"
+        )]
+        let success_rate = if finished == 0 {
+            1.0
+        } else {
+            stats.success_count as f64 / finished as f64
+        };
+        stats.success_rate = success_rate;
+        stats
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> CircuitBreakerConfig {
+        self.shared.config
+    }
+
+    /// The name the breaker's `tracing` events carry.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.shared.name
+    }
+
+    /// Holds the breaker open until [`reset`](Self::reset), whatever the calls do.
+    pub fn force_open(&self) -> Option<Transition> {
+        self.shared.with_core(|core, _| {
+            let transition = core.force_open();
+            (transition, transition)
+        })
+    }
+
+    /// Lets every call through and never changes state until [`reset`](Self::reset); outcomes
+    /// are still counted.
+    pub fn disable(&self) -> Option<Transition> {
+        self.shared.with_core(|core, _| {
+            let transition = core.disable();
+            (transition, transition)
+        })
+    }
+
+    /// Closes the breaker with a fresh window and open-time growth; counters are kept.
+    pub fn reset(&self) -> Option<Transition> {
+        self.shared.with_core(|core, _| {
+            let transition = core.reset();
+            (transition, transition)
+        })
+    }
+
+    /// Applies the timers due now (`Open -> HalfOpen` at the end of the open time, `HalfOpen ->
+    /// Open` past `max_wait_in_half_open`), for a driver that wakes at
+    /// [`poll_at`](Self::poll_at) to publish the state before the next call comes.
+    pub fn poll(&self) -> Option<Transition> {
+        if !self.timer_may_run() {
+            return None;
+        }
+        self.shared.with_core(|core, now| {
+            let transition = core.poll(now);
+            (transition, transition)
+        })
+    }
+
+    /// When time alone will next change the state (see [`poll`](Self::poll)); `None` when no
+    /// timer runs (closed, disabled, forced open).
+    #[must_use]
+    pub fn poll_at(&self) -> Option<tokio::time::Instant> {
+        if !self.timer_may_run() {
+            return None;
+        }
+        let at = self.shared.lock().poll_at()?;
+        Some(self.shared.to_tokio(at))
+    }
+
+    /// A receiver of the state, updated on every transition.
+    #[must_use]
+    pub fn subscribe(&self) -> watch::Receiver<CircuitState> {
+        self.shared.states.subscribe()
+    }
+
+    fn timer_may_run(&self) -> bool {
+        matches!(
+            self.shared.word.load().state(),
+            CircuitState::Open | CircuitState::HalfOpen
+        )
+    }
+}
+
+impl<W: SlidingWindow> Clone for CircuitBreaker<W> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<W: SlidingWindow> fmt::Debug for CircuitBreaker<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CircuitBreaker")
+            .field("name", &self.name())
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What every handle of one breaker shares.
+pub(crate) struct Shared<W: SlidingWindow> {
+    word: StateWord,
+    successes: StripedCounter,
+    /// A closed-state success in the current cycle with no streak changes nothing but the
+    /// count: consecutive mode, no slow-call detection.
+    count_only_successes: bool,
+    /// Slow-call detection is on: permits need their start time.
+    timed_permits: bool,
+    ignored: ErrorKindSet,
+    config: CircuitBreakerConfig,
+    core: Mutex<Core<W>>,
+    epoch: tokio::time::Instant,
+    name: Box<str>,
+    states: watch::Sender<CircuitState>,
+}
+
+impl<W: SlidingWindow> Shared<W> {
+    /// Now on the breaker's clock: microseconds since the epoch, saturating.
+    fn now(&self) -> Instant {
+        let since = tokio::time::Instant::now().saturating_duration_since(self.epoch);
+        Instant::from_micros(duration_as_micros(since))
+    }
+
+    fn to_tokio(&self, at: Instant) -> tokio::time::Instant {
+        /// About 30 years, as tokio's own "far future".
+        const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
+        self.epoch
+            .checked_add(Duration::from_micros(at.as_micros()))
+            .or_else(|| self.epoch.checked_add(FAR))
+            .unwrap_or(self.epoch)
+    }
+
+    /// The core; a poisoned lock is recovered (the core never panics half-way through a change).
+    fn lock(&self) -> MutexGuard<'_, Core<W>> {
+        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Runs `input` on the core at the current time under the lock, publishes the core's state
+    /// in the word, and announces the transition `input` returned.
+    fn with_core<R>(
+        &self,
+        input: impl FnOnce(&mut Core<W>, Instant) -> (R, Option<Transition>),
+    ) -> R {
+        let mut core = self.lock();
+        // Read under the lock, so the core sees time in order.
+        let now = self.now();
+        let (result, transition) = input(&mut core, now);
+        let state = core.state();
+        let streak = state == CircuitState::Closed && core.stats().consecutive_failures > 0;
+        self.word
+            .store(Snapshot::new(state, core.generation(), streak));
+        if let Some(transition) = transition {
+            self.announce(transition);
+        }
+        result
+    }
+
+    /// Logs a transition and sends the new state to subscribers; under the lock, so both see
+    /// transitions in order.
+    fn announce(&self, transition: Transition) {
+        let Transition { from, to } = transition;
+        let name = &*self.name;
+        if matches!(to, CircuitState::Open | CircuitState::ForcedOpen) {
+            tracing::warn!(breaker = name, %from, %to, "circuit breaker opened");
+        } else {
+            tracing::info!(breaker = name, %from, %to, "circuit breaker state changed");
+        }
+        self.states.send_replace(to);
+    }
+
+    /// Settles a success: counted on the thread's stripe when it changes nothing else (see the
+    /// module docs), through the core otherwise.
+    #[inline]
+    pub(crate) fn settle_success(&self, ticket: Ticket, acquired_at: Instant) {
+        if ticket.issued() == Issued::Freely
+            && self.count_only_successes
+            && self.word.load().success_is_count_only(ticket.generation())
+        {
+            self.successes.increment();
+        } else {
+            self.settle_success_locked(ticket, acquired_at);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn settle_success_locked(&self, ticket: Ticket, acquired_at: Instant) {
+        let permit = Permit::for_cycle(ticket.generation(), acquired_at);
+        self.with_core(|core, now| ((), core.on_success(permit, now)));
+    }
+
+    /// Settles a failure through the core; an ignored kind on a permit admitted while closed
+    /// changes nothing there, so it skips the lock.
+    pub(crate) fn settle_failure(&self, ticket: Ticket, acquired_at: Instant, kind: ErrorKind) {
+        if ticket.issued() == Issued::Freely && self.ignored.contains(kind) {
+            return;
+        }
+        let permit = Permit::for_cycle(ticket.generation(), acquired_at);
+        self.with_core(|core, now| ((), core.on_failure(permit, kind, now)));
+    }
+
+    /// Gives a cancelled probe's slot back. (A cancelled permit admitted while closed changes
+    /// nothing in the core.)
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn cancel_probe(&self, ticket: Ticket, acquired_at: Instant) {
+        // The core's permit for this probe held exactly this cycle and start time.
+        let permit = Permit::for_cycle(ticket.generation(), acquired_at);
+        self.with_core(|core, now| ((), core.on_cancelled(permit, now)));
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    fn config(failure_threshold: u32) -> CircuitBreakerConfig {
+        CircuitBreakerConfig {
+            failure_threshold,
+            success_threshold: 1,
+            timeout: Duration::from_secs(10),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn the_word_follows_the_core_through_a_streak_and_a_trip() {
+        let cb = CircuitBreaker::new(config(2));
+        let word = || cb.shared.word.load();
+        assert_eq!(word(), Snapshot::new(CircuitState::Closed, 0, false));
+        cb.try_acquire()
+            .map(|p| p.failure(ErrorKind::Transient))
+            .ok();
+        assert_eq!(word(), Snapshot::new(CircuitState::Closed, 0, true));
+        // A success that ends a streak goes through the core and clears the flag.
+        cb.try_acquire().map(CallPermit::success).ok();
+        assert_eq!(word(), Snapshot::new(CircuitState::Closed, 0, false));
+        assert_eq!(cb.shared.successes.sum(), 0);
+        // The next one is counted on the lock-free path.
+        cb.try_acquire().map(CallPermit::success).ok();
+        assert_eq!(cb.shared.successes.sum(), 1);
+        for _ in 0..2 {
+            cb.try_acquire()
+                .map(|p| p.failure(ErrorKind::Transient))
+                .ok();
+        }
+        assert_eq!(word(), Snapshot::new(CircuitState::Open, 1, false));
+        let stats = cb.stats();
+        assert_eq!((stats.success_count, stats.failure_count), (2, 3));
+        assert!((stats.success_rate - 0.4).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_success_from_an_earlier_cycle_goes_through_the_core() {
+        let cb = CircuitBreaker::new(config(1));
+        let stale = cb.try_acquire().ok();
+        assert!(cb.force_open().is_some());
+        assert!(cb.reset().is_some());
+        if let Some(permit) = stale {
+            permit.success();
+        }
+        // Counted by the core (not the stripes), no state change.
+        assert_eq!(cb.shared.successes.sum(), 0);
+        assert_eq!(cb.stats().success_count, 1);
+        assert_eq!(cb.state(), CircuitState::Closed);
+    }
+
+    #[test]
+    fn a_windowed_breaker_counts_successes_in_the_core() {
+        let cb = CircuitBreaker::builder(CircuitBreakerConfig {
+            failure_rate_threshold: Some(0.5),
+            minimum_calls: 4,
+            ..Default::default()
+        })
+        .window(CountWindow::<8>::new())
+        .build();
+        for _ in 0..3 {
+            cb.try_acquire().map(CallPermit::success).ok();
+        }
+        assert_eq!(cb.shared.successes.sum(), 0);
+        assert_eq!(cb.shared.lock().window_counts().calls, 3);
+        assert_eq!(cb.stats().success_count, 3);
+    }
+
+    #[test]
+    fn instants_convert_both_ways_and_saturate() {
+        let cb = CircuitBreaker::new(config(1));
+        let shared = &cb.shared;
+        let at = Instant::from_micros(1_500_000);
+        assert_eq!(
+            shared.to_tokio(at) - shared.epoch,
+            Duration::from_micros(1_500_000)
+        );
+        // Far beyond any clock: no panic.
+        let _ = shared.to_tokio(Instant::MAX);
+        assert!(shared.now() < Instant::from_secs(3_600));
+    }
+
+    #[test]
+    fn handles_are_send_sync_and_cheap_to_clone() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<CircuitBreaker>();
+        assert_send_sync::<CircuitBreaker<CountWindow<16>>>();
+        assert_send_sync::<CallPermit<'static>>();
+        assert_eq!(
+            std::mem::size_of::<CircuitBreaker>(),
+            std::mem::size_of::<usize>()
+        );
+    }
+
+    #[test]
+    #[should_panic(expected = "invalid circuit breaker configuration")]
+    fn new_panics_on_an_invalid_config() {
+        let _ = CircuitBreaker::new(config(0));
+    }
+}

@@ -1,0 +1,172 @@
+//! The RAII permit of one call: settled with the call's result, or as cancelled when dropped.
+
+use std::fmt;
+use std::future::Future;
+
+use rustkernel_core::error::{Classify, ErrorKind};
+use rustkernel_core::resilience::NoWindow;
+use rustkernel_core::resilience::circuit_breaker::SlidingWindow;
+use rustkernel_core::time::Instant;
+
+use super::Shared;
+
+/// How a permit was issued, which decides how much of the core its settlement needs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+pub(crate) enum Issued {
+    /// Closed or disabled: admitted without the core (or by it, in such a state).
+    Freely = 0,
+    /// Half-open: a probe slot the core must get back.
+    Probe = 1,
+}
+
+/// A permit's cycle (generation) and how it was issued, packed in one word: the permit is
+/// written and moved as whole words, so the call future never stalls re-reading a word that was
+/// stored in parts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Ticket(u64);
+
+impl Ticket {
+    #[inline]
+    pub(crate) const fn new(generation: u32, issued: Issued) -> Self {
+        // Widening casts: `u32 as u64`, a `repr(u8)` tag as u64.
+        Self(((generation as u64) << 32) | issued as u64)
+    }
+
+    #[inline]
+    pub(crate) const fn generation(self) -> u32 {
+        #[allow(clippy::cast_possible_truncation, reason = "the high half fits in u32")]
+        let generation = (self.0 >> 32) as u32;
+        generation
+    }
+
+    #[inline]
+    pub(crate) const fn issued(self) -> Issued {
+        if self.0 & 0xff == Issued::Probe as u64 {
+            Issued::Probe
+        } else {
+            Issued::Freely
+        }
+    }
+}
+
+/// Leave to make one call through a [`CircuitBreaker`](super::CircuitBreaker), from
+/// [`try_acquire`](super::CircuitBreaker::try_acquire).
+///
+/// Settle it with [`success`](Self::success) or [`failure`](Self::failure), or let
+/// [`run`](Self::run) do it from a future's result. A permit dropped unsettled (the call's
+/// future was dropped, the call panicked) is settled as cancelled: nothing is counted and a
+/// half-open probe slot is given back, so a slot can never leak.
+#[must_use = "a dropped permit counts as a cancelled call"]
+pub struct CallPermit<'a, W: SlidingWindow = NoWindow> {
+    shared: &'a Shared<W>,
+    /// The start of the call, read only when slow-call detection is on.
+    acquired_at: Instant,
+    /// The cycle and the way it was issued. The core's permit is rebuilt from the cycle and
+    /// `acquired_at` when the core settles it (it holds nothing else the core reads).
+    ticket: Ticket,
+}
+
+impl<'a, W: SlidingWindow> CallPermit<'a, W> {
+    #[inline]
+    pub(crate) fn new(shared: &'a Shared<W>, ticket: Ticket, acquired_at: Instant) -> Self {
+        Self {
+            shared,
+            acquired_at,
+            ticket,
+        }
+    }
+
+    /// Takes the permit apart without running its `Drop` (which would settle it as cancelled).
+    #[inline]
+    fn settle(self) -> (&'a Shared<W>, Ticket, Instant) {
+        let parts = (self.shared, self.ticket, self.acquired_at);
+        // Nothing to free: the permit only borrows the breaker.
+        std::mem::forget(self);
+        parts
+    }
+
+    /// Whether this call is a half-open probe (it holds one of `half_open_max_calls` slots).
+    #[must_use]
+    pub fn is_probe(&self) -> bool {
+        self.ticket.issued() == Issued::Probe
+    }
+
+    /// The breaker cycle (generation) the permit belongs to; it changes on every transition.
+    #[must_use]
+    pub fn generation(&self) -> u32 {
+        self.ticket.generation()
+    }
+
+    /// Reports that the call succeeded.
+    ///
+    /// In the closed state of a consecutive-failure breaker with no failure streak running this
+    /// is one atomic load and an add to this thread's counter stripe; otherwise it takes the lock.
+    #[inline]
+    pub fn success(self) {
+        let (shared, ticket, acquired_at) = self.settle();
+        shared.settle_success(ticket, acquired_at);
+    }
+
+    /// Reports that the call failed with an error of `kind`; kinds in the configuration's
+    /// `ignored_errors` count as neither success nor failure.
+    pub fn failure(self, kind: ErrorKind) {
+        let (shared, ticket, acquired_at) = self.settle();
+        shared.settle_failure(ticket, acquired_at, kind);
+    }
+
+    /// Awaits `future` and settles the permit with its result, classifying an error with
+    /// [`Classify`]; the result is handed back unchanged. Dropping the returned future before it
+    /// finishes settles the permit as cancelled.
+    pub async fn run<Fut, T, E>(self, future: Fut) -> Result<T, E>
+    where
+        Fut: Future<Output = Result<T, E>>,
+        E: Classify,
+    {
+        match future.await {
+            Ok(value) => {
+                self.success();
+                Ok(value)
+            }
+            Err(error) => {
+                self.failure(error.kind());
+                Err(error)
+            }
+        }
+    }
+}
+
+impl<W: SlidingWindow> Drop for CallPermit<'_, W> {
+    #[inline]
+    fn drop(&mut self) {
+        // Unsettled (`success` and `failure` skip this). Admitted while closed: nothing for the
+        // core to do.
+        if self.ticket.issued() == Issued::Probe {
+            self.shared.cancel_probe(self.ticket, self.acquired_at);
+        }
+    }
+}
+
+impl<W: SlidingWindow> fmt::Debug for CallPermit<'_, W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CallPermit")
+            .field("generation", &self.ticket.generation())
+            .field("issued", &self.ticket.issued())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(loom)))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tickets_round_trip() {
+        for generation in [0, 1, u32::MAX] {
+            for issued in [Issued::Freely, Issued::Probe] {
+                let ticket = Ticket::new(generation, issued);
+                assert_eq!((ticket.generation(), ticket.issued()), (generation, issued));
+            }
+        }
+    }
+}
