@@ -20,6 +20,9 @@ cargo clippy --workspace --all-targets -- -D warnings
 step "tests"
 cargo test --workspace --all-features
 
+step "loom: the shared breaker's lock-free paths under every interleaving of small models"
+RUSTFLAGS="--cfg loom" cargo test -p rustkernel-tokio --test loom_breaker --release --target-dir target/loom
+
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 

@@ -29,11 +29,13 @@ pub use crate::breaker::{
     CallPermit, CircuitBreaker, CircuitBreakerBuilder, CountWindow, NoWindow, Rejected,
     SlidingWindow,
 };
+#[cfg(not(loom))]
 pub use crate::checkpoint_store::{CheckpointStore, FileCheckpointStore, MemoryCheckpointStore};
 pub use crate::health::{
     ComponentOptions, ComponentReport, HealthCheck, HealthProbe, HealthReport, HealthRunner,
 };
 pub use crate::metrics::MetricsSnapshot;
+#[cfg(not(loom))]
 pub use crate::supervisor::{
     KernelSlot, Notifier, OperatorAlert, SupervisedKernel, Supervisor, SupervisorExit,
 };
