@@ -8,7 +8,7 @@ step() { printf '\n==> %s\n' "$*"; }
 
 step "toolchain components and targets"
 rustup component add rustfmt clippy rust-src
-rustup target add thumbv7em-none-eabihf
+rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi
 
 step "format"
 cargo fmt --all -- --check
@@ -27,8 +27,16 @@ step "no_std: the core builds for thumbv7em-none-eabihf with no features and wit
 cargo build -p rustkernel-core --target thumbv7em-none-eabihf
 cargo build -p rustkernel-core --target thumbv7em-none-eabihf --all-features
 
-step "no alloc: the core builds against a standard library that has only core (no alloc crate exists)"
+step "no_std: the embassy adapter builds for Cortex-M4F and Cortex-M0 (no compare-and-swap)"
+for target in thumbv7em-none-eabihf thumbv6m-none-eabi; do
+  cargo build -p rustkernel-embassy --target "$target"
+  cargo build -p rustkernel-embassy --target "$target" --features defmt
+done
+
+step "no alloc: the core and the embassy adapter build against a standard library that has only core"
 RUSTC_BOOTSTRAP=1 cargo build -p rustkernel-core --target thumbv7em-none-eabihf --all-features \
+  -Zbuild-std=core --target-dir target/build-std-core
+RUSTC_BOOTSTRAP=1 cargo build -p rustkernel-embassy --target thumbv6m-none-eabi --features defmt \
   -Zbuild-std=core --target-dir target/build-std-core
 
 step "all checks passed"

@@ -8,6 +8,7 @@ use core::fmt;
 /// What kind of failure an operation had; retry and breakers decide on the kind alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[repr(u8)]
 pub enum ErrorKind {
@@ -36,7 +37,7 @@ impl ErrorKind {
         ErrorKind::InvalidInput,
     ];
 
-    /// The kind's name as written in configs and logs (`"transient"`, `"resource_exhausted"`).
+    /// The kind's name as written in configs (serde) and logs (`"transient"`, `"resource_exhausted"`).
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -47,10 +48,6 @@ impl ErrorKind {
             ErrorKind::Permanent => "permanent",
             ErrorKind::InvalidInput => "invalid_input",
         }
-    }
-
-    const fn bit(self) -> u8 {
-        1 << (self as u8)
     }
 }
 
@@ -77,162 +74,16 @@ impl Classify for ErrorKind {
     }
 }
 
-/// A `Copy` set of [`ErrorKind`]s; it stands where the chapter writes `vec![ErrorKind::..]`.
-///
-/// ```
-/// use rustkernel_core::error::{ErrorKind, ErrorKindSet};
-/// let set: ErrorKindSet = [ErrorKind::Transient, ErrorKind::Timeout].into();
-/// assert!(set.contains(ErrorKind::Timeout));
-/// assert!(!set.contains(ErrorKind::Permanent));
-/// ```
-#[derive(Clone, Copy, Default, PartialEq, Eq, Hash)]
-pub struct ErrorKindSet {
-    bits: u8,
-}
-
-impl ErrorKindSet {
-    /// The empty set.
-    pub const EMPTY: Self = Self { bits: 0 };
-    /// Every kind.
-    pub const ALL: Self = Self::of(&ErrorKind::ALL);
-
-    /// The set of the given kinds (usable in `const`).
-    #[must_use]
-    pub const fn of(kinds: &[ErrorKind]) -> Self {
-        let mut bits = 0;
-        let mut rest = kinds;
-        while let [kind, tail @ ..] = rest {
-            bits |= kind.bit();
-            rest = tail;
-        }
-        Self { bits }
-    }
-
-    /// Whether `kind` is in the set.
-    #[must_use]
-    pub const fn contains(self, kind: ErrorKind) -> bool {
-        self.bits & kind.bit() != 0
-    }
-
-    /// The set with `kind` added.
-    #[must_use]
-    pub const fn with(self, kind: ErrorKind) -> Self {
-        Self {
-            bits: self.bits | kind.bit(),
-        }
-    }
-
-    /// The set with `kind` removed.
-    #[must_use]
-    pub const fn without(self, kind: ErrorKind) -> Self {
-        Self {
-            bits: self.bits & !kind.bit(),
-        }
-    }
-
-    /// Whether the set has no kinds.
-    #[must_use]
-    pub const fn is_empty(self) -> bool {
-        self.bits == 0
-    }
-
-    /// How many kinds the set has.
-    #[must_use]
-    pub const fn len(self) -> usize {
-        self.bits.count_ones() as usize
-    }
-
-    /// The kinds in the set, in declaration order.
-    pub fn iter(self) -> impl Iterator<Item = ErrorKind> {
-        ErrorKind::ALL
-            .into_iter()
-            .filter(move |kind| self.contains(*kind))
-    }
-}
-
-impl<const N: usize> From<[ErrorKind; N]> for ErrorKindSet {
-    fn from(kinds: [ErrorKind; N]) -> Self {
-        Self::of(&kinds)
-    }
-}
-
-impl From<ErrorKind> for ErrorKindSet {
-    fn from(kind: ErrorKind) -> Self {
-        Self::EMPTY.with(kind)
-    }
-}
-
-impl FromIterator<ErrorKind> for ErrorKindSet {
-    fn from_iter<I: IntoIterator<Item = ErrorKind>>(iter: I) -> Self {
-        iter.into_iter().fold(Self::EMPTY, Self::with)
-    }
-}
-
-impl fmt::Debug for ErrorKindSet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_set().entries(self.iter()).finish()
-    }
-}
-
-impl fmt::Display for ErrorKindSet {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("[")?;
-        for (i, kind) in self.iter().enumerate() {
-            if i > 0 {
-                f.write_str(", ")?;
-            }
-            f.write_str(kind.as_str())?;
-        }
-        f.write_str("]")
-    }
-}
-
-#[cfg(feature = "defmt")]
-impl defmt::Format for ErrorKindSet {
-    fn format(&self, f: defmt::Formatter<'_>) {
-        defmt::write!(f, "ErrorKindSet({=u8:#b})", self.bits);
-    }
-}
-
-/// Serialized as a sequence of kinds, so human formats read `["transient", "timeout"]`.
-#[cfg(feature = "serde")]
-mod set_serde {
-    use super::{ErrorKind, ErrorKindSet};
-    use core::fmt;
-    use serde::de::{Deserialize, Deserializer, SeqAccess, Visitor};
-    use serde::ser::{Serialize, SerializeSeq, Serializer};
-
-    impl Serialize for ErrorKindSet {
-        fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-            let mut seq = serializer.serialize_seq(Some(self.len()))?;
-            for kind in self.iter() {
-                seq.serialize_element(&kind)?;
-            }
-            seq.end()
-        }
-    }
-
-    struct SetVisitor;
-
-    impl<'de> Visitor<'de> for SetVisitor {
-        type Value = ErrorKindSet;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("a sequence of error kinds")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<ErrorKindSet, A::Error> {
-            let mut set = ErrorKindSet::EMPTY;
-            while let Some(kind) = seq.next_element::<ErrorKind>()? {
-                set = set.with(kind);
-            }
-            Ok(set)
-        }
-    }
-
-    impl<'de> Deserialize<'de> for ErrorKindSet {
-        fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-            deserializer.deserialize_seq(SetVisitor)
-        }
-    }
+crate::bitset::enum_set! {
+    /// A `Copy` set of [`ErrorKind`]s; it stands where the chapter writes `vec![ErrorKind::..]`.
+    ///
+    /// ```
+    /// use rustkernel_core::error::{ErrorKind, ErrorKindSet};
+    /// let set: ErrorKindSet = [ErrorKind::Transient, ErrorKind::Timeout].into();
+    /// assert!(set.contains(ErrorKind::Timeout));
+    /// assert!(!set.contains(ErrorKind::Permanent));
+    /// ```
+    pub struct ErrorKindSet of ErrorKind, expecting "a sequence of error kinds";
 }
 
 /// Names a configuration field in a [`ConfigError`].

@@ -44,6 +44,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod bitset;
 pub mod checkpoint;
 pub mod error;
 pub mod resilience;

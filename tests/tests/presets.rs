@@ -45,7 +45,7 @@ fn sub_config_presets_round_trip_through_json() {
     let retry = RetryConfig::production();
     let json = serde_json::to_string(&retry).expect("json");
     assert!(
-        json.contains(r#""retryable_errors":["Transient","Timeout"]"#),
+        json.contains(r#""retryable_errors":["transient","timeout"]"#),
         "{json}"
     );
     assert_eq!(

@@ -6,4 +6,12 @@
 #![deny(missing_docs)]
 
 pub mod breaker;
+pub mod checkpoint_store;
+pub mod clock;
+pub mod deadline;
+pub mod health;
+pub mod layer;
+pub mod metrics;
 pub mod resilience;
+pub mod retry;
+pub mod supervisor;

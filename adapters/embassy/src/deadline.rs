@@ -1,0 +1,249 @@
+//! Deadlines and timeouts on embassy's clock: the chapter's `DeadlineContext::new(timeout)`,
+//! `remaining()` and `execute(..)`, built on `embassy_time::with_deadline`.
+//!
+//! The core's [`DeadlineContext`](CoreDeadline) is one instant and takes `now` in every method;
+//! this [`DeadlineContext`] reads embassy's clock instead, and runs futures under the deadline.
+//! When the deadline passes, the future is dropped (so a breaker permit it holds is settled as
+//! cancelled) and the call returns [`ResilienceError::DeadlineExceeded`].
+//!
+//! A caller's deadline and a call's own timeout are told apart as in the core:
+//! [`execute`](DeadlineContext::execute) reports `DeadlineExceeded` (the caller's time ran out),
+//! [`execute_with_timeout`] reports [`ResilienceError::Timeout`] (this call took too long), and
+//! [`execute_with_config`] resolves a [`TimeoutConfig`] and reports whichever bound fired.
+//!
+//! Deadlines are set with `with_deadline` at a saturated instant, never with embassy's
+//! `with_timeout`/`Timer::after`, which panic when `now + timeout` overflows: here
+//! `Duration::MAX` means "no deadline".
+//!
+//! ```
+//! use core::time::Duration;
+//! use rustkernel_embassy::deadline::DeadlineContext;
+//! use rustkernel_embassy::ResilienceError;
+//!
+//! # embassy_futures::block_on(async {
+//! let deadline = DeadlineContext::new(Duration::from_secs(10));
+//! assert!(deadline.remaining() <= Duration::from_secs(10));
+//! // A downstream call gets at most 5 s, and never more than the parent has left.
+//! let child = deadline.child_with_timeout(Duration::from_secs(5));
+//! assert!(child <= deadline);
+//! let answer = child.execute(|| async { Ok::<u32, ()>(42) }).await;
+//! assert_eq!(answer, Ok(42));
+//! // An expired deadline does not start the work at all.
+//! let expired = DeadlineContext::new(Duration::ZERO);
+//! let result = expired.execute(|| async { Ok::<u32, ()>(1) }).await;
+//! assert_eq!(result, Err(ResilienceError::DeadlineExceeded));
+//! # });
+//! ```
+
+use core::future::Future;
+use core::time::Duration;
+
+use embassy_time::with_deadline;
+use rustkernel_core::error::ResilienceError;
+use rustkernel_core::resilience::{
+    DeadlineBound, DeadlineContext as CoreDeadline, DeadlineExceeded, TimeoutConfig, WireDeadline,
+};
+use rustkernel_core::time::Instant as CoreInstant;
+
+use crate::time::{now, to_core_instant, to_embassy_instant};
+
+/// An absolute deadline on embassy's clock, `Copy`, passed down a chain of calls.
+///
+/// Method families: constructors ([`new`](Self::new) reads the clock, [`at`](Self::at),
+/// [`never`](Self::never), [`from_core`](Self::from_core), [`from_wire`](Self::from_wire));
+/// queries that read the clock ([`remaining`](Self::remaining),
+/// [`is_expired`](Self::is_expired), [`check`](Self::check), [`to_wire`](Self::to_wire),
+/// [`child_with_timeout`](Self::child_with_timeout)); and runners
+/// ([`execute`](Self::execute) for fallible operations, [`run`](Self::run) for any future).
+///
+/// Ordering compares the instants: the lesser of two contexts is the earlier, stricter one.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct DeadlineContext {
+    inner: CoreDeadline,
+}
+
+impl DeadlineContext {
+    /// A deadline `timeout` from now (`Duration::MAX` and other overflowing timeouts mean
+    /// "never").
+    #[must_use]
+    pub fn new(timeout: Duration) -> Self {
+        Self::from_core(CoreDeadline::new(now(), timeout))
+    }
+
+    /// A deadline at an embassy instant (`embassy_time::Instant::MAX` means "never").
+    #[must_use]
+    pub const fn at(deadline: embassy_time::Instant) -> Self {
+        Self::from_core(CoreDeadline::at(to_core_instant(deadline)))
+    }
+
+    /// No deadline: the core's [`CoreInstant::MAX`].
+    #[must_use]
+    pub const fn never() -> Self {
+        Self::from_core(CoreDeadline::at(CoreInstant::MAX))
+    }
+
+    /// Wraps a core deadline (whose instant must come from this adapter's clock, [`now`]).
+    #[must_use]
+    pub const fn from_core(inner: CoreDeadline) -> Self {
+        Self { inner }
+    }
+
+    /// The core deadline, to hand to core state machines (`Retry`, `TimeoutConfig::resolve`).
+    #[must_use]
+    pub const fn as_core(self) -> CoreDeadline {
+        self.inner
+    }
+
+    /// The deadline on embassy's clock (rounded up to a whole tick).
+    #[must_use]
+    pub const fn deadline(self) -> embassy_time::Instant {
+        to_embassy_instant(self.inner.deadline())
+    }
+
+    /// Time left; zero once the deadline has been reached.
+    #[must_use]
+    pub fn remaining(self) -> Duration {
+        self.inner.remaining(now())
+    }
+
+    /// Whether the deadline has been reached.
+    #[must_use]
+    pub fn is_expired(self) -> bool {
+        self.inner.is_expired(now())
+    }
+
+    /// `Ok(())` while time remains.
+    ///
+    /// # Errors
+    /// [`DeadlineExceeded`] once the deadline has been reached (converts with `?` into
+    /// [`ResilienceError::DeadlineExceeded`]).
+    pub fn check(self) -> Result<(), DeadlineExceeded> {
+        self.inner.check(now())
+    }
+
+    /// A deadline for a downstream call: `timeout` from now, never later than this one.
+    #[must_use]
+    pub fn child_with_timeout(self, timeout: Duration) -> Self {
+        Self::from_core(self.inner.child_with_timeout(now(), timeout))
+    }
+
+    /// The deadline as it crosses a boundary: the time that remains now (relative, as gRPC
+    /// sends it, since the receiver's clock has another epoch).
+    #[must_use]
+    pub fn to_wire(self) -> WireDeadline {
+        WireDeadline::from_remaining(self.remaining())
+    }
+
+    /// A deadline received from a boundary: `wire.remaining()` from now.
+    #[must_use]
+    pub fn from_wire(wire: WireDeadline) -> Self {
+        Self::from_core(CoreDeadline::from_wire(wire.remaining(), now()))
+    }
+
+    /// Runs `op` under the deadline.
+    ///
+    /// `op` is not called when the deadline has already passed. If its future is still running
+    /// when the deadline passes, it is dropped.
+    ///
+    /// # Errors
+    /// [`ResilienceError::DeadlineExceeded`] when the deadline passed before or during the call;
+    /// [`ResilienceError::Operation`] with `op`'s own error.
+    pub async fn execute<T, E, F, Fut>(self, op: F) -> Result<T, ResilienceError<E>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        match self.run_op(op).await {
+            Ok(result) => result.map_err(ResilienceError::Operation),
+            Err(DeadlineExceeded) => Err(ResilienceError::DeadlineExceeded),
+        }
+    }
+
+    /// Runs any future under the deadline (it is polled at least once unless the deadline has
+    /// already passed).
+    ///
+    /// # Errors
+    /// [`DeadlineExceeded`] when the deadline passed before or during the future.
+    pub async fn run<F: Future>(self, fut: F) -> Result<F::Output, DeadlineExceeded> {
+        self.run_op(|| fut).await
+    }
+
+    async fn run_op<F, Fut>(self, op: F) -> Result<Fut::Output, DeadlineExceeded>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future,
+    {
+        self.check()?;
+        with_deadline(self.deadline(), op())
+            .await
+            .map_err(|_| DeadlineExceeded)
+    }
+}
+
+impl From<CoreDeadline> for DeadlineContext {
+    fn from(inner: CoreDeadline) -> Self {
+        Self::from_core(inner)
+    }
+}
+
+impl From<DeadlineContext> for CoreDeadline {
+    fn from(deadline: DeadlineContext) -> Self {
+        deadline.as_core()
+    }
+}
+
+/// Runs `op` with its own `timeout` (`Duration::MAX`: none).
+///
+/// # Errors
+/// [`ResilienceError::Timeout`] when the call did not finish in time (its future is dropped);
+/// [`ResilienceError::Operation`] with `op`'s own error.
+pub async fn execute_with_timeout<T, E, F, Fut>(
+    timeout: Duration,
+    op: F,
+) -> Result<T, ResilienceError<E>>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    match DeadlineContext::new(timeout).execute(op).await {
+        Err(ResilienceError::DeadlineExceeded) => Err(ResilienceError::Timeout),
+        other => other,
+    }
+}
+
+/// Runs `op` under the deadline that `config` resolves from its `requested` timeout, its
+/// caller's `parent` deadline and the instant it was queued (`enqueued_at`, on embassy's clock;
+/// pass `Instant::now()` for a call that was not queued). See [`TimeoutConfig::resolve`].
+///
+/// # Errors
+/// [`ResilienceError::DeadlineExceeded`] when the parent's deadline fired (it was the earlier
+/// bound), [`ResilienceError::Timeout`] when the call's own timeout fired, and
+/// [`ResilienceError::Operation`] with `op`'s own error.
+pub async fn execute_with_config<T, E, F, Fut>(
+    config: &TimeoutConfig,
+    requested: Option<Duration>,
+    parent: Option<DeadlineContext>,
+    enqueued_at: embassy_time::Instant,
+    op: F,
+) -> Result<T, ResilienceError<E>>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, E>>,
+{
+    let resolved = config.resolve(
+        requested,
+        parent.map(DeadlineContext::as_core),
+        to_core_instant(enqueued_at),
+        now(),
+    );
+    let result = DeadlineContext::from_core(resolved.context)
+        .execute(op)
+        .await;
+    match (result, resolved.bound) {
+        (Err(ResilienceError::DeadlineExceeded), bound) if bound != DeadlineBound::Parent => {
+            Err(ResilienceError::Timeout)
+        }
+        (other, _) => other,
+    }
+}

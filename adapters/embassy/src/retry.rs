@@ -1,0 +1,374 @@
+//! Retry with backoff on embassy's clock: the core's [`Retry`] state machine, slept out with
+//! `embassy_time::Timer`.
+//!
+//! A [`Retrier`] holds a validated [`RetryConfig`], its own jitter stream, and optionally a
+//! deadline for the whole call and a [`SharedRetryBudget`] shared with other callers.
+//! [`Retrier::execute`] runs the operation, and after each failure asks the core whether and
+//! when to try again. When it gives up, the caller gets the operation's **last real error**
+//! ([`ResilienceError::Operation`]); why it gave up ([`GiveUpReason`]) is reported to the
+//! observer of [`Retrier::execute_observed`].
+//!
+//! With a deadline, each attempt runs under it and no retry is scheduled that could not start
+//! before it; an attempt cut by the deadline ends the call with
+//! [`ResilienceError::DeadlineExceeded`].
+//!
+//! ```
+//! use core::time::Duration;
+//! use rustkernel_core::error::ErrorKind;
+//! use rustkernel_core::resilience::{BackoffStrategy, RetryConfig};
+//! use rustkernel_embassy::retry::Retrier;
+//! use rustkernel_embassy::ResilienceError;
+//!
+//! let config = RetryConfig {
+//!     max_attempts: 3,
+//!     backoff: BackoffStrategy::Fixed { delay: Duration::ZERO },
+//!     retryable_errors: [ErrorKind::Transient, ErrorKind::Timeout].into(),
+//! };
+//! let mut retrier = Retrier::new(config, 0x5eed);
+//! # embassy_futures::block_on(async {
+//! let mut calls = 0;
+//! let result = retrier
+//!     .execute(|| {
+//!         calls += 1;
+//!         let attempt = calls;
+//!         async move { if attempt < 3 { Err(ErrorKind::Transient) } else { Ok(attempt) } }
+//!     })
+//!     .await;
+//! assert_eq!(result, Ok(3));
+//! // A permanent error is not retried, and comes back as it was.
+//! let result = retrier.execute(|| async { Err::<(), _>(ErrorKind::Permanent) }).await;
+//! assert_eq!(result, Err(ResilienceError::Operation(ErrorKind::Permanent)));
+//! # });
+//! ```
+
+use core::cell::RefCell;
+use core::fmt;
+use core::future::Future;
+
+use embassy_sync::blocking_mutex::Mutex;
+use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, RawMutex};
+use embassy_time::Timer;
+use rustkernel_core::error::{Classify, ConfigError, ErrorKind, ResilienceError};
+use rustkernel_core::resilience::{
+    GiveUpReason, Retry, RetryBudget, RetryBudgetConfig, RetryConfig, RetryDecision,
+};
+use rustkernel_core::rng::Rng;
+use rustkernel_core::time::Instant as CoreInstant;
+
+use crate::deadline::DeadlineContext;
+use crate::time::{now, to_embassy_instant};
+
+/// What happened after one failed attempt, for logs, metrics and telemetry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct RetryEvent {
+    /// The attempt that failed (1 for the first try).
+    pub attempt: u32,
+    /// The kind of its error.
+    pub kind: ErrorKind,
+    /// Retry at an instant (on the core's clock), or give up and why.
+    pub decision: RetryDecision,
+}
+
+/// Runs an operation again after retryable failures, sleeping the backoff with `Timer`.
+///
+/// Build it per task (it is cheap and `Clone`); share the [`SharedRetryBudget`], not the
+/// retrier. Each [`execute`](Self::execute) draws a fresh seed from the retrier's own stream, so
+/// successive calls do not jitter alike; seed retriers of different tasks or devices
+/// differently (a device id, a hardware RNG).
+#[derive(Clone)]
+pub struct Retrier<'b, M: RawMutex = CriticalSectionRawMutex> {
+    config: RetryConfig,
+    rng: Rng,
+    deadline: Option<DeadlineContext>,
+    budget: Option<&'b SharedRetryBudget<M>>,
+}
+
+impl Retrier<'static, CriticalSectionRawMutex> {
+    /// A retrier with no deadline and no budget, after validating `config`.
+    ///
+    /// # Errors
+    /// The [`ConfigError`] of [`RetryConfig::validate`].
+    pub fn try_new(config: RetryConfig, seed: u64) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self {
+            config,
+            rng: Rng::new(seed),
+            deadline: None,
+            budget: None,
+        })
+    }
+
+    /// A retrier with no deadline and no budget; see [`try_new`](Self::try_new).
+    ///
+    /// # Panics
+    /// When `config` is invalid, with the message of its [`ConfigError`].
+    #[must_use]
+    #[allow(clippy::panic, reason = "documented panicking twin of try_new")]
+    pub fn new(config: RetryConfig, seed: u64) -> Self {
+        match Self::try_new(config, seed) {
+            Ok(retrier) => retrier,
+            Err(error) => panic!("invalid retry configuration: {error}"),
+        }
+    }
+}
+
+impl<'b, M: RawMutex> Retrier<'b, M> {
+    /// The same retrier, with every call bounded by `deadline`.
+    #[must_use]
+    pub fn with_deadline(mut self, deadline: DeadlineContext) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// The same retrier, with no overall deadline.
+    #[must_use]
+    pub fn without_deadline(mut self) -> Self {
+        self.deadline = None;
+        self
+    }
+
+    /// The same retrier, drawing its retries from `budget` (one deposit per call, one
+    /// withdrawal per retry).
+    #[must_use]
+    pub fn with_budget<'c, N: RawMutex>(self, budget: &'c SharedRetryBudget<N>) -> Retrier<'c, N> {
+        Retrier {
+            config: self.config,
+            rng: self.rng,
+            deadline: self.deadline,
+            budget: Some(budget),
+        }
+    }
+
+    /// The configuration it retries with.
+    #[must_use]
+    pub const fn config(&self) -> &RetryConfig {
+        &self.config
+    }
+
+    /// The overall deadline, if any.
+    #[must_use]
+    pub const fn deadline(&self) -> Option<DeadlineContext> {
+        self.deadline
+    }
+
+    /// Runs `op` until it succeeds or the core gives up.
+    ///
+    /// `op` is called once per attempt and must build a fresh future each time. Retryable
+    /// kinds, attempts and backoff come from the [`RetryConfig`].
+    ///
+    /// # Errors
+    /// [`ResilienceError::Operation`] with the last attempt's own error when the core gives up;
+    /// [`ResilienceError::DeadlineExceeded`] when the deadline had passed before the first
+    /// attempt or passed during an attempt.
+    pub async fn execute<T, E, F, Fut>(&mut self, op: F) -> Result<T, ResilienceError<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Classify,
+    {
+        self.execute_observed(op, |_| {}).await
+    }
+
+    /// [`execute`](Self::execute), handing a [`RetryEvent`] to `observer` after each failed
+    /// attempt (with the decision: retry at an instant, or give up and why).
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute).
+    pub async fn execute_observed<T, E, F, Fut, O>(
+        &mut self,
+        mut op: F,
+        mut observer: O,
+    ) -> Result<T, ResilienceError<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Classify,
+        O: FnMut(RetryEvent),
+    {
+        let start = now();
+        if let Some(deadline) = self.deadline {
+            deadline.check()?;
+        }
+        if let Some(budget) = self.budget {
+            budget.deposit_at(start);
+        }
+        let seed = self.rng.next_u64();
+        let core_deadline = self.deadline.map(|deadline| deadline.as_core().deadline());
+        let Ok(mut retry) = Retry::try_new(&self.config, seed, start, core_deadline) else {
+            // Unreachable: the configuration was validated when the retrier was built and
+            // cannot change since. Without a state machine, make exactly one attempt.
+            return self.attempt(&mut op).await;
+        };
+        loop {
+            let error = match self.attempt(&mut op).await {
+                Ok(value) => return Ok(value),
+                Err(ResilienceError::Operation(error)) => error,
+                Err(other) => return Err(other),
+            };
+            let kind = error.kind();
+            let attempt = retry.attempts();
+            let at = now();
+            let decision = match self.budget {
+                Some(budget) => budget.on_failure(&mut retry, kind, at),
+                None => retry.on_failure(kind, at, None, None),
+            };
+            observer(RetryEvent {
+                attempt,
+                kind,
+                decision,
+            });
+            match decision {
+                RetryDecision::RetryAt(when) => Timer::at(to_embassy_instant(when)).await,
+                RetryDecision::GiveUp(_) => return Err(ResilienceError::Operation(error)),
+            }
+        }
+    }
+
+    /// One attempt, under the deadline if there is one.
+    async fn attempt<T, E, F, Fut>(&self, op: &mut F) -> Result<T, ResilienceError<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        match self.deadline {
+            Some(deadline) => deadline.execute(op).await,
+            None => op().await.map_err(ResilienceError::Operation),
+        }
+    }
+}
+
+impl<M: RawMutex> fmt::Debug for Retrier<'_, M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Retrier")
+            .field("config", &self.config)
+            .field("deadline", &self.deadline)
+            .field("budget", &self.budget.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Where a shared budget is in its life (see [`SharedRetryBudget::new`]).
+enum BudgetSlot {
+    Pending(RetryBudgetConfig),
+    Ready(RetryBudget),
+    Invalid(ConfigError),
+}
+
+impl BudgetSlot {
+    fn build(&mut self) {
+        if let BudgetSlot::Pending(config) = *self {
+            *self = match RetryBudget::try_new(config) {
+                Ok(budget) => BudgetSlot::Ready(budget),
+                Err(error) => BudgetSlot::Invalid(error),
+            };
+        }
+    }
+}
+
+/// A [`RetryBudget`] shared by every caller of one callee, behind an `embassy_sync` blocking
+/// mutex: retries may be at most a share of recent requests, so a failing accelerator is not
+/// hammered by every task's retries at once.
+///
+/// Like the breaker, [`new`](Self::new) is `const` (fit for a `static`) and validates on first
+/// use; [`init`](Self::init) validates at boot. A budget whose configuration is invalid allows
+/// **no** retries (first attempts still run): it fails towards less load.
+pub struct SharedRetryBudget<M: RawMutex = CriticalSectionRawMutex> {
+    inner: Mutex<M, RefCell<BudgetSlot>>,
+}
+
+impl<M: RawMutex> SharedRetryBudget<M> {
+    /// A budget, `const`; validated on first use.
+    #[must_use]
+    pub const fn new(config: RetryBudgetConfig) -> Self {
+        Self {
+            inner: Mutex::new(RefCell::new(BudgetSlot::Pending(config))),
+        }
+    }
+
+    /// A budget validated now.
+    ///
+    /// # Errors
+    /// The [`ConfigError`] of [`RetryBudgetConfig::validate`].
+    pub fn try_new(config: RetryBudgetConfig) -> Result<Self, ConfigError> {
+        let budget = RetryBudget::try_new(config)?;
+        Ok(Self {
+            inner: Mutex::new(RefCell::new(BudgetSlot::Ready(budget))),
+        })
+    }
+
+    /// Validates a `const`-built budget now.
+    ///
+    /// # Errors
+    /// The configuration's [`ConfigError`]; the budget then allows no retries.
+    pub fn init(&self) -> Result<(), ConfigError> {
+        self.with_slot(|slot| match slot {
+            BudgetSlot::Invalid(error) => Err(*error),
+            _ => Ok(()),
+        })
+        .unwrap_or(Ok(()))
+    }
+
+    /// Counts one original request (not a retry) now. [`Retrier`] does this for you.
+    pub fn deposit(&self) {
+        self.deposit_at(now());
+    }
+
+    /// Takes one retry from the budget now; `false` (and nothing taken) when it is spent.
+    /// [`Retrier`] does this for you.
+    pub fn try_withdraw(&self) -> bool {
+        let at = now();
+        self.with_slot(|slot| match slot {
+            BudgetSlot::Ready(budget) => budget.try_withdraw(at),
+            _ => false,
+        })
+        .unwrap_or(false)
+    }
+
+    /// Retries the budget would allow now if no request came in meanwhile.
+    #[must_use]
+    pub fn available(&self) -> u64 {
+        let at = now();
+        self.with_slot(|slot| match slot {
+            BudgetSlot::Ready(budget) => budget.available(at),
+            _ => 0,
+        })
+        .unwrap_or(0)
+    }
+
+    fn deposit_at(&self, at: CoreInstant) {
+        let _ = self.with_slot(|slot| {
+            if let BudgetSlot::Ready(budget) = slot {
+                budget.deposit(at);
+            }
+        });
+    }
+
+    /// `retry.on_failure` with this budget, under the lock; no budget, no retry.
+    fn on_failure(&self, retry: &mut Retry, kind: ErrorKind, at: CoreInstant) -> RetryDecision {
+        self.with_slot(|slot| match slot {
+            BudgetSlot::Ready(budget) => retry.on_failure(kind, at, None, Some(budget)),
+            _ => match retry.on_failure(kind, at, None, None) {
+                RetryDecision::RetryAt(_) => RetryDecision::GiveUp(GiveUpReason::BudgetExhausted),
+                give_up => give_up,
+            },
+        })
+        .unwrap_or(RetryDecision::GiveUp(GiveUpReason::BudgetExhausted))
+    }
+
+    fn with_slot<R>(&self, f: impl FnOnce(&mut BudgetSlot) -> R) -> Option<R> {
+        self.inner.lock(|cell| {
+            let mut slot = cell.try_borrow_mut().ok()?;
+            slot.build();
+            Some(f(&mut slot))
+        })
+    }
+}
+
+impl<M: RawMutex> fmt::Debug for SharedRetryBudget<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedRetryBudget")
+            .field("available", &self.available())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,611 @@
+//! Deadlines on tokio: the chapter's [`DeadlineContext`], read from tokio's clock, and the
+//! task-local *current deadline* that nested calls inherit.
+//!
+//! A deadline is an absolute instant by which a call, and everything it calls, must finish.
+//! [`DeadlineContext::execute`] runs a future under a deadline: it makes the deadline the task's
+//! current one for the future's whole life, so anything the future calls (a nested `execute`,
+//! [`Retrier::execute`](crate::retry::Retrier::execute), a [`DeadlineLayer`](crate::layer::DeadlineLayer))
+//! sees it through [`current_deadline`], and it returns [`ResilienceError::DeadlineExceeded`] the
+//! moment the deadline passes, dropping the future. A child never outlives its parent:
+//! [`DeadlineContext::new`], [`DeadlineContext::child_with_timeout`] and `execute` all take the
+//! earlier of their own deadline and the current one.
+//!
+//! CPU-bound work cannot be interrupted by dropping a future, so
+//! [`DeadlineContext::execute_blocking`] runs it on tokio's blocking pool, returns on time
+//! anyway, and raises a [`CancelFlag`] that the work polls to stop early.
+//!
+//! A [`TimeoutConfig`] turns a request into a deadline with [`TimeoutExt::resolve_deadline`]
+//! (the core's [`TimeoutConfig::resolve`]: requested or default timeout, cut to the maximum,
+//! counted from the enqueue instant when `include_queue_time`, capped by the current deadline
+//! when `propagate_deadline`); the [`ResolvedDeadline`] it returns runs the call and reports
+//! [`ResilienceError::Timeout`] when the call's own timeout ran out and
+//! [`ResilienceError::DeadlineExceeded`] when its caller's deadline did.
+//!
+//! Everything reads [`tokio::time::Instant::now`], so tests run on tokio's paused clock. Futures
+//! that wait (`execute`, `execute_blocking`) must be polled inside a tokio runtime with time
+//! enabled, as [`tokio::time::sleep`] must.
+//!
+//! ```
+//! use std::time::Duration;
+//! use rustkernel_tokio::resilience::{DeadlineContext, ResilienceError, current_deadline};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let deadline = DeadlineContext::new(Duration::from_secs(1));
+//! let result = deadline
+//!     .execute(|| async {
+//!         // Nested calls see the deadline, and cannot extend it.
+//!         assert_eq!(current_deadline(), Some(deadline));
+//!         let child = DeadlineContext::new(Duration::from_secs(60));
+//!         assert_eq!(child, deadline);
+//!         tokio::time::sleep(Duration::from_secs(5)).await;
+//!         Ok::<_, std::io::Error>("too late")
+//!     })
+//!     .await;
+//! assert!(matches!(result, Err(ResilienceError::DeadlineExceeded)));
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use pin_project_lite::pin_project;
+use rustkernel_core::resilience::{
+    DeadlineBound, DeadlineContext as CoreDeadline, DeadlineExceeded, ResilienceError,
+    TimeoutConfig, WireDeadline,
+};
+use tokio::task::futures::TaskLocalFuture;
+use tokio::time::Sleep;
+
+use crate::clock;
+
+tokio::task_local! {
+    static CURRENT: DeadlineContext;
+}
+
+/// The deadline the current task runs under, if it runs under one.
+///
+/// Set for the whole life of a future run by [`DeadlineContext::execute`] (or
+/// [`scope`](DeadlineContext::scope), [`ResolvedDeadline::execute`], the
+/// [`DeadlineLayer`](crate::layer::DeadlineLayer)), and `None` elsewhere, including on
+/// blocking threads and in tasks spawned from such a future.
+#[must_use]
+pub fn current_deadline() -> Option<DeadlineContext> {
+    CURRENT.try_with(|deadline| *deadline).ok()
+}
+
+/// Unwraps the error of a call under a deadline that itself returned a [`ResilienceError`]
+/// (`deadline.execute(|| retrier.execute(..))`): the outer variants win, an inner error comes
+/// back as it was.
+#[must_use]
+pub fn flatten<E>(error: ResilienceError<ResilienceError<E>>) -> ResilienceError<E> {
+    match error {
+        ResilienceError::CircuitOpen => ResilienceError::CircuitOpen,
+        ResilienceError::DeadlineExceeded => ResilienceError::DeadlineExceeded,
+        ResilienceError::Timeout => ResilienceError::Timeout,
+        ResilienceError::Operation(inner) => inner,
+    }
+}
+
+/// An absolute deadline on tokio's clock: the chapter's `DeadlineContext`.
+///
+/// A `Copy` wrapper of the core's [`DeadlineContext`](CoreDeadline) whose methods read
+/// [`tokio::time::Instant::now`] instead of taking `now`. Ordering compares the instants:
+/// the lesser of two contexts is the earlier, stricter one.
+///
+/// Method families: constructors ([`new`](Self::new), [`detached`](Self::detached),
+/// [`at`](Self::at), [`child_with_timeout`](Self::child_with_timeout),
+/// [`from_wire`](Self::from_wire)); queries ([`remaining`](Self::remaining),
+/// [`is_expired`](Self::is_expired), [`check`](Self::check), [`to_wire`](Self::to_wire),
+/// [`deadline`](Self::deadline)); runners ([`execute`](Self::execute),
+/// [`execute_blocking`](Self::execute_blocking), [`scope`](Self::scope)).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DeadlineContext {
+    inner: CoreDeadline,
+}
+
+impl DeadlineContext {
+    /// A deadline `timeout` from now, but never later than the [current
+    /// deadline](current_deadline): inside a call with 500 ms left, `new(10 s)` has 500 ms.
+    ///
+    /// Use [`detached`](Self::detached) for a deadline that ignores the current one.
+    #[must_use]
+    pub fn new(timeout: Duration) -> Self {
+        Self::detached(timeout).capped_by_current()
+    }
+
+    /// A deadline `timeout` from now, whatever the current deadline (for work that outlives
+    /// its caller, such as a background refresh). `Duration::MAX` means "never".
+    #[must_use]
+    pub fn detached(timeout: Duration) -> Self {
+        Self::from_core(CoreDeadline::new(clock::now(), timeout))
+    }
+
+    /// A deadline at the given tokio instant, rounded down to a whole microsecond.
+    #[must_use]
+    pub fn at(deadline: tokio::time::Instant) -> Self {
+        Self::from_core(CoreDeadline::at(clock::to_core(deadline)))
+    }
+
+    /// The runtime form of a core deadline (an instant on [`clock`]'s epoch).
+    #[must_use]
+    pub const fn from_core(inner: CoreDeadline) -> Self {
+        Self { inner }
+    }
+
+    /// The core deadline, for the sans-IO state machines.
+    #[must_use]
+    pub const fn as_core(self) -> CoreDeadline {
+        self.inner
+    }
+
+    /// The instant the deadline expires, on tokio's clock.
+    #[must_use]
+    pub fn deadline(self) -> tokio::time::Instant {
+        clock::to_tokio(self.inner.deadline())
+    }
+
+    /// Time left; zero once the deadline has been reached.
+    #[must_use]
+    pub fn remaining(self) -> Duration {
+        self.inner.remaining(clock::now())
+    }
+
+    /// Whether the deadline has been reached.
+    #[must_use]
+    pub fn is_expired(self) -> bool {
+        self.inner.is_expired(clock::now())
+    }
+
+    /// `Ok(())` while time remains.
+    ///
+    /// # Errors
+    /// [`DeadlineExceeded`] once the deadline has been reached.
+    pub fn check(self) -> Result<(), DeadlineExceeded> {
+        self.inner.check(clock::now())
+    }
+
+    /// A deadline for a downstream call: `timeout` from now, never later than this one
+    /// (nor than the current deadline).
+    #[must_use]
+    pub fn child_with_timeout(self, timeout: Duration) -> Self {
+        Self::from_core(self.inner.child_with_timeout(clock::now(), timeout)).capped_by_current()
+    }
+
+    /// The deadline as it crosses the wire: the time that remains now (see the core's
+    /// [`WireDeadline`]).
+    #[must_use]
+    pub fn to_wire(self) -> WireDeadline {
+        self.inner.to_wire(clock::now()).into()
+    }
+
+    /// A deadline received from the wire (a [`WireDeadline`] or the remaining [`Duration`]),
+    /// counted from now on this machine's clock. Not capped by the current deadline.
+    #[must_use]
+    pub fn from_wire(wire: impl Into<WireDeadline>) -> Self {
+        Self::from_core(CoreDeadline::from_wire(
+            wire.into().remaining(),
+            clock::now(),
+        ))
+    }
+
+    /// The earlier of this deadline and the current one.
+    fn capped_by_current(self) -> Self {
+        match current_deadline() {
+            Some(current) if current < self => current,
+            _ => self,
+        }
+    }
+
+    /// Runs the future that `f` returns under this deadline (capped by the current one).
+    ///
+    /// The deadline is the task's [current deadline](current_deadline) while `f` runs and
+    /// while its future is polled. Returns the future's own result, its error as
+    /// [`ResilienceError::Operation`], or [`ResilienceError::DeadlineExceeded`] as soon as the
+    /// deadline passes (the future is then dropped). When the deadline has already passed, `f`
+    /// is not called. A result and the deadline arriving together count as the result.
+    pub fn execute<F, Fut, T, E>(self, f: F) -> DeadlineFuture<Fut>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        DeadlineFuture::start(self.capped_by_current(), Expiry::DeadlineExceeded, f)
+    }
+
+    /// Runs CPU-bound `work` on tokio's blocking pool under this deadline (capped by the
+    /// current one), returning on time even while the work runs on.
+    ///
+    /// `work` gets a [`CancelFlag`] that is raised when the deadline passes (or when this
+    /// future is dropped before the work finished); it should poll the flag and stop early.
+    /// Returns the work's result, its error as [`ResilienceError::Operation`], or
+    /// [`ResilienceError::DeadlineExceeded`]; when the deadline has already passed the work is
+    /// not started. A panic in `work` resumes on the caller. If the runtime shuts down before
+    /// the work started, the result is [`ResilienceError::Timeout`].
+    ///
+    /// On a paused clock, note that tokio does not auto-advance time while blocking work runs:
+    /// advance it by hand (`tokio::time::advance`).
+    pub async fn execute_blocking<F, T, E>(self, work: F) -> Result<T, ResilienceError<E>>
+    where
+        F: FnOnce(CancelFlag) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        run_blocking(self.capped_by_current(), Expiry::DeadlineExceeded, work).await
+    }
+
+    /// Makes this deadline (capped by the current one) the current deadline while `future`
+    /// runs, without enforcing it: nested calls see it and size their own deadlines and
+    /// retries by it. Use [`execute`](Self::execute) to also stop the future at the deadline.
+    pub fn scope<F: Future>(self, future: F) -> TaskLocalFuture<DeadlineContext, F> {
+        CURRENT.scope(self.capped_by_current(), future)
+    }
+}
+
+impl From<CoreDeadline> for DeadlineContext {
+    fn from(inner: CoreDeadline) -> Self {
+        Self::from_core(inner)
+    }
+}
+
+impl From<DeadlineContext> for CoreDeadline {
+    fn from(deadline: DeadlineContext) -> Self {
+        deadline.inner
+    }
+}
+
+/// A cancellation flag shared between a deadline and the blocking work it runs.
+///
+/// Cheap to clone (one `Arc`); every clone sees the same flag.
+#[derive(Clone, Debug, Default)]
+pub struct CancelFlag {
+    cancelled: Arc<AtomicBool>,
+}
+
+impl CancelFlag {
+    /// A flag not raised yet.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether the work should stop: the deadline has passed or the caller gave up.
+    #[must_use]
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// Raises the flag (idempotent).
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::Release);
+    }
+}
+
+/// Which error a deadline that runs out mid-call reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Expiry {
+    DeadlineExceeded,
+    Timeout,
+}
+
+impl Expiry {
+    fn of(bound: DeadlineBound) -> Self {
+        match bound {
+            DeadlineBound::Parent => Expiry::DeadlineExceeded,
+            DeadlineBound::Requested | DeadlineBound::Default | DeadlineBound::MaxTimeout => {
+                Expiry::Timeout
+            }
+        }
+    }
+
+    fn error<E>(self) -> ResilienceError<E> {
+        match self {
+            Expiry::DeadlineExceeded => ResilienceError::DeadlineExceeded,
+            Expiry::Timeout => ResilienceError::Timeout,
+        }
+    }
+}
+
+pin_project! {
+    /// The future of [`DeadlineContext::execute`] and [`ResolvedDeadline::execute`]: the
+    /// operation's result, or the deadline's error once it passes.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct DeadlineFuture<F> {
+        deadline: DeadlineContext,
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Running {
+            #[pin]
+            inner: TaskLocalFuture<DeadlineContext, F>,
+            // Created on the first poll, so building the future needs no runtime.
+            #[pin]
+            sleep: Option<Sleep>,
+            expiry: Expiry,
+        },
+        Expired,
+        Done,
+    }
+}
+
+impl<F: Future> DeadlineFuture<F> {
+    /// Calls `f` with `deadline` current, unless it has passed already.
+    fn start(deadline: DeadlineContext, expiry: Expiry, f: impl FnOnce() -> F) -> Self {
+        if deadline.is_expired() {
+            tracing::debug!(
+                target: "rustkernel::deadline",
+                deadline = %deadline.inner.deadline(),
+                "deadline passed before the call started"
+            );
+            return Self {
+                deadline,
+                state: State::Expired,
+            };
+        }
+        let future = CURRENT.sync_scope(deadline, f);
+        Self {
+            deadline,
+            state: State::Running {
+                inner: CURRENT.scope(deadline, future),
+                sleep: None,
+                expiry,
+            },
+        }
+    }
+}
+
+impl<F> DeadlineFuture<F> {
+    /// The deadline the call runs under.
+    #[must_use]
+    pub fn deadline(&self) -> DeadlineContext {
+        self.deadline
+    }
+}
+
+impl<F, T, E> Future for DeadlineFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+{
+    type Output = Result<T, ResilienceError<E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let output = match this.state.as_mut().project() {
+            StateProj::Running {
+                inner,
+                mut sleep,
+                expiry,
+            } => {
+                if let Poll::Ready(result) = inner.poll(cx) {
+                    result.map_err(ResilienceError::Operation)
+                } else {
+                    if sleep.is_none() {
+                        let at = clock::to_tokio(this.deadline.inner.deadline());
+                        sleep.set(Some(tokio::time::sleep_until(at)));
+                    }
+                    match sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
+                        Some(Poll::Ready(())) => {
+                            tracing::debug!(
+                                target: "rustkernel::deadline",
+                                deadline = %this.deadline.inner.deadline(),
+                                timeout = matches!(expiry, Expiry::Timeout),
+                                "deadline passed during the call"
+                            );
+                            Err(expiry.error())
+                        }
+                        Some(Poll::Pending) | None => return Poll::Pending,
+                    }
+                }
+            }
+            StateProj::Expired => Err(ResilienceError::DeadlineExceeded),
+            // Polled after completion: there is nothing left to return.
+            StateProj::Done => return Poll::Pending,
+        };
+        this.state.set(State::Done);
+        Poll::Ready(output)
+    }
+}
+
+impl<F> fmt::Debug for DeadlineFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeadlineFuture")
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Raises the flag when dropped, unless disarmed: covers the deadline passing and the caller
+/// dropping the future alike.
+struct CancelOnDrop {
+    flag: Option<CancelFlag>,
+}
+
+impl CancelOnDrop {
+    fn disarm(&mut self) {
+        self.flag = None;
+    }
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(flag) = self.flag.take() {
+            flag.cancel();
+        }
+    }
+}
+
+async fn run_blocking<F, T, E>(
+    deadline: DeadlineContext,
+    expiry: Expiry,
+    work: F,
+) -> Result<T, ResilienceError<E>>
+where
+    F: FnOnce(CancelFlag) -> Result<T, E> + Send + 'static,
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    if deadline.is_expired() {
+        return Err(ResilienceError::DeadlineExceeded);
+    }
+    let flag = CancelFlag::new();
+    let mut guard = CancelOnDrop {
+        flag: Some(flag.clone()),
+    };
+    let mut handle = tokio::task::spawn_blocking(move || work(flag));
+    let sleep = tokio::time::sleep_until(deadline.deadline());
+    tokio::select! {
+        biased;
+        joined = &mut handle => {
+            guard.disarm();
+            match joined {
+                Ok(result) => result.map_err(ResilienceError::Operation),
+                Err(error) => match error.try_into_panic() {
+                    Ok(payload) => std::panic::resume_unwind(payload),
+                    Err(_cancelled) => Err(ResilienceError::Timeout),
+                },
+            }
+        }
+        () = sleep => {
+            tracing::debug!(
+                target: "rustkernel::deadline",
+                deadline = %deadline.inner.deadline(),
+                "deadline passed during blocking work; cancelling it"
+            );
+            // `guard` raises the flag as it drops; the work runs on, detached.
+            Err(expiry.error())
+        }
+    }
+}
+
+/// A call's deadline as a [`TimeoutConfig`] resolved it, and the bound that set it.
+///
+/// The runtime twin of the core's [`ResolvedDeadline`](rustkernel_core::resilience::ResolvedDeadline).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ResolvedDeadline {
+    /// The deadline the call runs under.
+    pub context: DeadlineContext,
+    /// Which bound set it: [`DeadlineBound::Parent`] when the caller's deadline came first.
+    pub bound: DeadlineBound,
+}
+
+impl ResolvedDeadline {
+    /// Runs the future `f` returns under this deadline, exactly (already capped by the
+    /// caller's deadline when the config propagates it, and not otherwise).
+    ///
+    /// As [`DeadlineContext::execute`], except that a deadline running out mid-call reports
+    /// [`ResilienceError::Timeout`] when it was the call's own timeout, and
+    /// [`ResilienceError::DeadlineExceeded`] when it was the caller's; a deadline already
+    /// passed (a long wait in the queue) reports `DeadlineExceeded`.
+    pub fn execute<F, Fut, T, E>(self, f: F) -> DeadlineFuture<Fut>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+    {
+        DeadlineFuture::start(self.context, Expiry::of(self.bound), f)
+    }
+
+    /// As [`DeadlineContext::execute_blocking`], with the errors of
+    /// [`execute`](Self::execute).
+    pub async fn execute_blocking<F, T, E>(self, work: F) -> Result<T, ResilienceError<E>>
+    where
+        F: FnOnce(CancelFlag) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        run_blocking(self.context, Expiry::of(self.bound), work).await
+    }
+}
+
+/// Resolves a [`TimeoutConfig`] against tokio's clock and the [current
+/// deadline](current_deadline).
+pub trait TimeoutExt {
+    /// The deadline of a call that asked for `requested` (or the default timeout) and was
+    /// enqueued at `enqueued_at` (or now), through the core's [`TimeoutConfig::resolve`]:
+    /// the current deadline is the parent when `propagate_deadline` is set, and the queue time
+    /// counts when `include_queue_time` is set.
+    fn resolve_deadline(
+        &self,
+        requested: Option<Duration>,
+        enqueued_at: Option<tokio::time::Instant>,
+    ) -> ResolvedDeadline;
+}
+
+impl TimeoutExt for TimeoutConfig {
+    fn resolve_deadline(
+        &self,
+        requested: Option<Duration>,
+        enqueued_at: Option<tokio::time::Instant>,
+    ) -> ResolvedDeadline {
+        let now = clock::now();
+        let enqueued_at = enqueued_at.map_or(now, clock::to_core);
+        let parent = current_deadline().map(DeadlineContext::as_core);
+        let resolved = self.resolve(requested, parent, enqueued_at, now);
+        ResolvedDeadline {
+            context: DeadlineContext::from_core(resolved.context),
+            bound: resolved.bound,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::future::pending;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[tokio::test(start_paused = true)]
+    async fn remaining_counts_down_on_the_paused_clock() {
+        let deadline = DeadlineContext::new(10 * S);
+        assert_eq!(deadline.remaining(), 10 * S);
+        tokio::time::advance(4 * S).await;
+        assert_eq!(deadline.remaining(), 6 * S);
+        assert_eq!(deadline.check(), Ok(()));
+        tokio::time::advance(6 * S).await;
+        assert!(deadline.is_expired());
+        assert_eq!(deadline.check(), Err(DeadlineExceeded));
+        assert_eq!(deadline.remaining(), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_future_polled_after_completion_stays_pending() {
+        let mut future = Box::pin(DeadlineContext::new(S).execute(pending::<Result<(), ()>>));
+        let result = (&mut future).await;
+        assert_eq!(result, Err(ResilienceError::DeadlineExceeded));
+        let waker = std::task::Waker::noop();
+        let mut cx = Context::from_waker(waker);
+        assert!(future.as_mut().poll(&mut cx).is_pending());
+    }
+
+    #[test]
+    fn flatten_keeps_the_outer_variant_or_the_inner_error() {
+        let inner: ResilienceError<ResilienceError<u8>> =
+            ResilienceError::Operation(ResilienceError::Operation(3));
+        assert_eq!(flatten(inner), ResilienceError::Operation(3));
+        let outer: ResilienceError<ResilienceError<u8>> = ResilienceError::Timeout;
+        assert_eq!(flatten(outer), ResilienceError::Timeout);
+        assert_eq!(
+            flatten::<u8>(ResilienceError::Operation(ResilienceError::CircuitOpen)),
+            ResilienceError::CircuitOpen
+        );
+    }
+
+    #[test]
+    fn building_needs_no_runtime() {
+        let future = DeadlineContext::detached(S).execute(|| async { Ok::<_, ()>(1) });
+        assert!(!future.deadline().is_expired());
+        let flag = CancelFlag::new();
+        assert!(!flag.is_cancelled());
+        flag.clone().cancel();
+        assert!(flag.is_cancelled());
+    }
+}

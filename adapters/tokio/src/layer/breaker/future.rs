@@ -1,0 +1,95 @@
+//! The response future of [`GuardService`](super::GuardService).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use rustkernel_core::error::Classify;
+use rustkernel_core::resilience::ResilienceError;
+
+use super::Guard;
+
+pin_project! {
+    /// The future of a [`GuardService`](super::GuardService) call: runs the admitted call and
+    /// hands its permit back with the outcome.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ResponseFuture<F, G>
+    where
+        G: Guard,
+    {
+        guard: G,
+        permit: Option<G::Permit>,
+        #[pin]
+        state: State<F>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Admitted {
+            #[pin]
+            future: F,
+        },
+        Rejected,
+        Done,
+    }
+}
+
+impl<F, G: Guard> ResponseFuture<F, G> {
+    pub(super) fn admitted(future: F, guard: G, permit: G::Permit) -> Self {
+        Self {
+            guard,
+            permit: Some(permit),
+            state: State::Admitted { future },
+        }
+    }
+
+    pub(super) fn rejected(guard: G) -> Self {
+        Self {
+            guard,
+            permit: None,
+            state: State::Rejected,
+        }
+    }
+}
+
+impl<F, G, T, E> Future for ResponseFuture<F, G>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Classify,
+    G: Guard,
+{
+    type Output = Result<T, ResilienceError<E>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let output = match this.state.as_mut().project() {
+            StateProj::Admitted { future } => {
+                let result = ready!(future.poll(cx));
+                if let Some(permit) = this.permit.take() {
+                    match &result {
+                        Ok(_) => this.guard.on_success(permit),
+                        Err(error) => this.guard.on_failure(permit, error.kind()),
+                    }
+                }
+                result.map_err(ResilienceError::Operation)
+            }
+            StateProj::Rejected => Err(ResilienceError::CircuitOpen),
+            // Polled after completion: there is nothing left to return.
+            StateProj::Done => return Poll::Pending,
+        };
+        this.state.set(State::Done);
+        Poll::Ready(output)
+    }
+}
+
+impl<F, G: Guard> fmt::Debug for ResponseFuture<F, G> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("admitted", &self.permit.is_some())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,147 @@
+//! The response future of [`RetryService`](super::RetryService).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+use rustkernel_core::error::Classify;
+use rustkernel_core::resilience::{ResilienceError, Retry, RetryDecision};
+use tokio::time::Sleep;
+use tower_service::Service;
+
+use crate::clock;
+use crate::retry::{Retrier, RetryAfterHint};
+
+pin_project! {
+    /// The future of a [`RetryService`](super::RetryService) call: attempts, waits, retries.
+    #[must_use = "futures do nothing unless polled"]
+    pub struct ResponseFuture<S, Req, H>
+    where
+        S: Service<Req>,
+    {
+        request: Req,
+        service: S,
+        retrier: Retrier<H>,
+        retry: Option<Retry>,
+        #[pin]
+        state: State<S::Future>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        // An attempt is running.
+        Called {
+            #[pin]
+            future: F,
+        },
+        // Waiting for the next attempt's instant.
+        Sleeping {
+            #[pin]
+            sleep: Sleep,
+        },
+        // Waiting for the service to be ready for the next attempt.
+        Ready,
+        // The deadline had passed before the first attempt.
+        Expired,
+        Done,
+    }
+}
+
+impl<S, Req, H> ResponseFuture<S, Req, H>
+where
+    S: Service<Req>,
+{
+    pub(super) fn called(
+        request: Req,
+        service: S,
+        retrier: Retrier<H>,
+        retry: Option<Retry>,
+        future: S::Future,
+    ) -> Self {
+        Self {
+            request,
+            service,
+            retrier,
+            retry,
+            state: State::Called { future },
+        }
+    }
+
+    pub(super) fn expired(request: Req, service: S, retrier: Retrier<H>) -> Self {
+        Self {
+            request,
+            service,
+            retrier,
+            retry: None,
+            state: State::Expired,
+        }
+    }
+}
+
+impl<S, Req, H> Future for ResponseFuture<S, Req, H>
+where
+    S: Service<Req>,
+    S::Error: Classify,
+    Req: Clone,
+    H: RetryAfterHint<S::Error>,
+{
+    type Output = Result<S::Response, ResilienceError<S::Error>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            let error = match this.state.as_mut().project() {
+                StateProj::Called { future } => match ready!(future.poll(cx)) {
+                    Ok(response) => {
+                        this.state.set(State::Done);
+                        return Poll::Ready(Ok(response));
+                    }
+                    Err(error) => error,
+                },
+                StateProj::Sleeping { sleep } => {
+                    ready!(sleep.poll(cx));
+                    this.state.set(State::Ready);
+                    continue;
+                }
+                StateProj::Ready => match ready!(this.service.poll_ready(cx)) {
+                    Ok(()) => {
+                        let future = this.service.call(this.request.clone());
+                        this.state.set(State::Called { future });
+                        continue;
+                    }
+                    Err(error) => error,
+                },
+                StateProj::Expired => {
+                    this.state.set(State::Done);
+                    return Poll::Ready(Err(ResilienceError::DeadlineExceeded));
+                }
+                // Polled after completion: there is nothing left to return.
+                StateProj::Done => return Poll::Pending,
+            };
+            match this.retrier.on_failure(this.retry, &error) {
+                RetryDecision::RetryAt(at) => this.state.set(State::Sleeping {
+                    sleep: tokio::time::sleep_until(clock::to_tokio(at)),
+                }),
+                RetryDecision::GiveUp(_) => {
+                    this.state.set(State::Done);
+                    return Poll::Ready(Err(ResilienceError::Operation(error)));
+                }
+            }
+        }
+    }
+}
+
+impl<S, Req, H> fmt::Debug for ResponseFuture<S, Req, H>
+where
+    S: Service<Req>,
+{
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResponseFuture")
+            .field("retry", &self.retry)
+            .finish_non_exhaustive()
+    }
+}

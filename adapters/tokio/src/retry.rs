@@ -1,0 +1,479 @@
+//! Retry on tokio: the chapter's `config.execute(|| ..).await`, and [`Retrier`] for budgets,
+//! seeds and retry-after hints.
+//!
+//! The decisions are the core's [`Retry`] state machine: which errors are retried
+//! ([`Classify`] and `retryable_errors`), how long to wait ([`BackoffStrategy`](rustkernel_core::resilience::BackoffStrategy)),
+//! how much to retry overall (a [`SharedRetryBudget`]) and whether the next attempt could
+//! still start before the [current deadline](crate::deadline::current_deadline). This module
+//! carries them out: it runs each attempt, sleeps with tokio timers, and when it gives up
+//! returns the **last real error** unchanged, as [`ResilienceError::Operation`].
+//!
+//! Retry does not cut an attempt that is running when the deadline passes: run the whole call
+//! under [`DeadlineContext::execute`](crate::deadline::DeadlineContext::execute) for that.
+//! It only refuses to start (or sleep towards) an attempt that could not begin before the
+//! deadline, and returns [`ResilienceError::DeadlineExceeded`] without running anything when
+//! the deadline has already passed.
+//!
+//! ```
+//! use std::time::Duration;
+//! use rustkernel_tokio::resilience::{BackoffStrategy, ErrorKind, RetryConfig, RetryExt};
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let config = RetryConfig {
+//!     max_attempts: 3,
+//!     backoff: BackoffStrategy::Fixed { delay: Duration::from_millis(100) },
+//!     retryable_errors: [ErrorKind::Transient].into(),
+//! };
+//! let mut failures = 2;
+//! let result = config
+//!     .execute(|| {
+//!         let fail = failures > 0;
+//!         failures -= 1;
+//!         async move { if fail { Err(ErrorKind::Transient) } else { Ok("done") } }
+//!     })
+//!     .await;
+//! assert_eq!(result, Ok("done"));
+//! # }
+//! ```
+
+use std::collections::hash_map::RandomState;
+use std::fmt;
+use std::future::Future;
+use std::hash::BuildHasher;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use rustkernel_core::error::{Classify, ConfigError};
+use rustkernel_core::resilience::{
+    GiveUpReason, ResilienceError, Retry, RetryBudget, RetryBudgetConfig, RetryConfig,
+    RetryDecision,
+};
+use rustkernel_core::rng::Rng;
+
+use crate::clock;
+use crate::deadline::current_deadline;
+
+/// Where a retry's wait comes from when the callee says how long to wait (an HTTP
+/// `Retry-After`, a gRPC pushback): the hint replaces the backoff's delay.
+///
+/// Implemented by [`NoHint`] (never a hint) and by every closure `Fn(&E) -> Option<Duration>`.
+pub trait RetryAfterHint<E> {
+    /// The wait the callee asked for in `error`, if it asked.
+    fn retry_after(&self, error: &E) -> Option<Duration>;
+}
+
+/// No retry-after hints: the backoff alone decides the wait.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NoHint;
+
+impl<E> RetryAfterHint<E> for NoHint {
+    fn retry_after(&self, _error: &E) -> Option<Duration> {
+        None
+    }
+}
+
+impl<E, F> RetryAfterHint<E> for F
+where
+    F: Fn(&E) -> Option<Duration>,
+{
+    fn retry_after(&self, error: &E) -> Option<Duration> {
+        self(error)
+    }
+}
+
+/// A [`RetryBudget`] shared by every call to one callee, across tasks and threads.
+///
+/// A cheap clonable handle (`Arc<Mutex<RetryBudget>>`); clones share one budget. A
+/// [`Retrier`] deposits once per original call and withdraws once per retry; the lock is held
+/// only for that, never across an `.await`. A poisoned lock is used as it is: the budget is a
+/// few counters that a panic cannot leave half-updated in a harmful way.
+#[derive(Clone, Debug)]
+pub struct SharedRetryBudget {
+    inner: Arc<Mutex<RetryBudget>>,
+}
+
+impl SharedRetryBudget {
+    /// A shared budget with nothing counted yet.
+    ///
+    /// # Errors
+    /// The error of [`RetryBudgetConfig::validate`].
+    pub fn try_new(config: RetryBudgetConfig) -> Result<Self, ConfigError> {
+        RetryBudget::try_new(config).map(Self::from)
+    }
+
+    /// A shared budget with nothing counted yet.
+    ///
+    /// # Panics
+    /// When `config` is invalid, with the message of its [`ConfigError`]; use
+    /// [`try_new`](Self::try_new) to get the error instead.
+    #[must_use]
+    pub fn new(config: RetryBudgetConfig) -> Self {
+        Self::from(RetryBudget::new(config))
+    }
+
+    /// Counts one original request now.
+    pub fn deposit(&self) {
+        self.with(|budget| budget.deposit(clock::now()));
+    }
+
+    /// Takes one retry now; `false` (and nothing taken) when the budget is spent.
+    pub fn try_withdraw(&self) -> bool {
+        self.with(|budget| budget.try_withdraw(clock::now()))
+    }
+
+    /// Retries the budget would allow now.
+    #[must_use]
+    pub fn available(&self) -> u64 {
+        self.with(|budget| budget.available(clock::now()))
+    }
+
+    /// The budget's configuration.
+    #[must_use]
+    pub fn config(&self) -> RetryBudgetConfig {
+        self.with(|budget| *budget.config())
+    }
+
+    /// Runs `f` on the budget under the lock.
+    pub(crate) fn with<R>(&self, f: impl FnOnce(&mut RetryBudget) -> R) -> R {
+        let mut budget = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        f(&mut budget)
+    }
+}
+
+impl From<RetryBudget> for SharedRetryBudget {
+    fn from(budget: RetryBudget) -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(budget)),
+        }
+    }
+}
+
+/// A stream of per-call jitter seeds, shared by clones of a [`Retrier`] so that they do not
+/// jitter in lockstep.
+#[derive(Debug)]
+struct SeedSequence {
+    next: AtomicU64,
+}
+
+impl SeedSequence {
+    fn from_seed(seed: u64) -> Self {
+        Self {
+            next: AtomicU64::new(seed),
+        }
+    }
+
+    /// Seeded from the operating system: std's [`RandomState`] keys come from OS entropy
+    /// (once per thread, then varied per instance), hashed here with the wall-clock time, the
+    /// thread and a process-wide counter. Not cryptographic; jitter only needs callers not to
+    /// agree.
+    fn from_entropy() -> Self {
+        static CALLS: AtomicU64 = AtomicU64::new(0);
+        let seed = RandomState::new().hash_one((
+            std::time::SystemTime::now(),
+            std::thread::current().id(),
+            CALLS.fetch_add(1, Ordering::Relaxed),
+        ));
+        Self::from_seed(seed)
+    }
+
+    /// The next call's seed: SplitMix64 of a counter, so consecutive calls get unrelated
+    /// streams and a fixed seed gives the same seeds in the same order.
+    fn next_seed(&self) -> u64 {
+        Rng::new(self.next.fetch_add(1, Ordering::Relaxed)).next_u64()
+    }
+}
+
+/// How a call begins: the deadline had passed already, or a `Retry` to drive.
+pub(crate) enum Start {
+    /// The current deadline has passed: make no attempt.
+    Expired,
+    /// Make the first attempt. `None` only if the validated config were refused after all,
+    /// in which case the call is tried once.
+    Ready(Option<Retry>),
+}
+
+/// Runs calls with retries: a validated [`RetryConfig`] plus an optional shared budget, a
+/// jitter seed and a retry-after hint.
+///
+/// ```
+/// use std::time::Duration;
+/// use rustkernel_tokio::resilience::{
+///     ErrorKind, Retrier, RetryBudgetConfig, RetryConfig, SharedRetryBudget,
+/// };
+///
+/// let budget = SharedRetryBudget::new(RetryBudgetConfig::default());
+/// let retrier = Retrier::new(RetryConfig::default())
+///     .budget(budget.clone())
+///     .seed(42) // deterministic jitter, for tests
+///     .retry_after(|_error: &ErrorKind| Some(Duration::from_millis(250)));
+/// # let _ = retrier;
+/// ```
+///
+/// Clones share the budget and the seed stream. Each [`execute`](Self::execute) call is one
+/// logical call: one deposit into the budget, then one withdrawal per retry.
+#[derive(Clone)]
+pub struct Retrier<H = NoHint> {
+    config: RetryConfig,
+    budget: Option<SharedRetryBudget>,
+    seeds: Arc<SeedSequence>,
+    hint: H,
+}
+
+impl Retrier<NoHint> {
+    /// A retrier with no budget, no hint, and jitter seeded from OS entropy.
+    ///
+    /// # Errors
+    /// The error of [`RetryConfig::validate`].
+    pub fn try_new(config: RetryConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self {
+            config,
+            budget: None,
+            seeds: Arc::new(SeedSequence::from_entropy()),
+            hint: NoHint,
+        })
+    }
+
+    /// A retrier with no budget, no hint, and jitter seeded from OS entropy.
+    ///
+    /// # Panics
+    /// When `config` is invalid, with the message of its [`ConfigError`]; use
+    /// [`try_new`](Self::try_new) to get the error instead.
+    #[must_use]
+    #[allow(clippy::panic)] // documented, with a `try_new` twin
+    pub fn new(config: RetryConfig) -> Self {
+        match Self::try_new(config) {
+            Ok(retrier) => retrier,
+            Err(error) => panic!("invalid retry configuration: {error}"),
+        }
+    }
+}
+
+impl<H> Retrier<H> {
+    /// Shares `budget` with this retrier: each call deposits once, each retry withdraws once.
+    #[must_use]
+    pub fn budget(mut self, budget: SharedRetryBudget) -> Self {
+        self.budget = Some(budget);
+        self
+    }
+
+    /// Fixes the jitter seed, so the same calls in the same order wait the same delays.
+    #[must_use]
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seeds = Arc::new(SeedSequence::from_seed(seed));
+        self
+    }
+
+    /// Takes the wait from the failed attempt's error when `hint` gives one, instead of the
+    /// backoff (see [`RetryAfterHint`]). A hint may exceed the backoff's `max`; a retry it
+    /// would push past the deadline is not made.
+    #[must_use]
+    pub fn retry_after<G>(self, hint: G) -> Retrier<G> {
+        Retrier {
+            config: self.config,
+            budget: self.budget,
+            seeds: self.seeds,
+            hint,
+        }
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub fn config(&self) -> &RetryConfig {
+        &self.config
+    }
+
+    /// The shared budget, if any.
+    #[must_use]
+    pub fn shared_budget(&self) -> Option<&SharedRetryBudget> {
+        self.budget.as_ref()
+    }
+
+    /// Runs `op` until it succeeds or the core's [`Retry`] gives up, sleeping between
+    /// attempts on tokio's clock.
+    ///
+    /// Returns the first success, or the **last** error of `op` unchanged as
+    /// [`ResilienceError::Operation`] (not retryable, attempts or budget exhausted, or the
+    /// next attempt could not start before the current deadline), or
+    /// [`ResilienceError::DeadlineExceeded`] without calling `op` when the current deadline
+    /// has already passed.
+    pub async fn execute<F, Fut, T, E>(&self, mut op: F) -> Result<T, ResilienceError<E>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Classify,
+        H: RetryAfterHint<E>,
+    {
+        let mut retry = match self.start() {
+            Start::Expired => return Err(ResilienceError::DeadlineExceeded),
+            Start::Ready(retry) => retry,
+        };
+        loop {
+            let error = match op().await {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            match self.on_failure(&mut retry, &error) {
+                RetryDecision::RetryAt(at) => tokio::time::sleep_until(clock::to_tokio(at)).await,
+                RetryDecision::GiveUp(_) => return Err(ResilienceError::Operation(error)),
+            }
+        }
+    }
+
+    /// Begins a logical call now, under the current deadline: deposits into the budget.
+    pub(crate) fn start(&self) -> Start {
+        let now = clock::now();
+        let deadline = current_deadline().map(|deadline| deadline.as_core());
+        if deadline.is_some_and(|deadline| deadline.is_expired(now)) {
+            tracing::debug!(
+                target: "rustkernel::retry",
+                "deadline passed before the first attempt"
+            );
+            return Start::Expired;
+        }
+        if let Some(budget) = &self.budget {
+            budget.with(|budget| budget.deposit(now));
+        }
+        let seed = self.seeds.next_seed();
+        let deadline = deadline.map(|deadline| deadline.deadline());
+        Start::Ready(Retry::try_new(&self.config, seed, now, deadline).ok())
+    }
+
+    /// Reports a failed attempt to `retry` now, with the budget and the hint.
+    pub(crate) fn on_failure<E>(&self, retry: &mut Option<Retry>, error: &E) -> RetryDecision
+    where
+        E: Classify,
+        H: RetryAfterHint<E>,
+    {
+        let Some(retry) = retry else {
+            return RetryDecision::GiveUp(GiveUpReason::AttemptsExhausted);
+        };
+        let now = clock::now();
+        let kind = error.kind();
+        let hint = self.hint.retry_after(error);
+        let decision = match &self.budget {
+            Some(budget) => budget.with(|budget| retry.on_failure(kind, now, hint, Some(budget))),
+            None => retry.on_failure(kind, now, hint, None),
+        };
+        match decision {
+            RetryDecision::RetryAt(at) => tracing::debug!(
+                target: "rustkernel::retry",
+                attempt = retry.attempts(),
+                %kind,
+                delay_us = (at - now).as_micros(),
+                "retrying"
+            ),
+            RetryDecision::GiveUp(reason) => tracing::debug!(
+                target: "rustkernel::retry",
+                attempts = retry.attempts(),
+                %kind,
+                %reason,
+                "giving up; returning the last error"
+            ),
+        }
+        decision
+    }
+}
+
+impl<H> fmt::Debug for Retrier<H> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Retrier")
+            .field("config", &self.config)
+            .field("budget", &self.budget)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The chapter's `config.execute(|| kernel.execute(input)).await` on a [`RetryConfig`].
+pub trait RetryExt {
+    /// Runs `op` with the retries of this config, as [`Retrier::execute`] with no budget, no
+    /// hint and jitter seeded from OS entropy.
+    ///
+    /// # Panics
+    /// When the config is invalid (at the call, before any attempt), with the message of
+    /// its [`ConfigError`]; check it with [`RetryConfig::validate`] when it is loaded, or use
+    /// [`Retrier::try_new`].
+    fn execute<F, Fut, T, E>(
+        &self,
+        op: F,
+    ) -> impl Future<Output = Result<T, ResilienceError<E>>> + use<Self, F, Fut, T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Classify;
+}
+
+impl RetryExt for RetryConfig {
+    fn execute<F, Fut, T, E>(
+        &self,
+        op: F,
+    ) -> impl Future<Output = Result<T, ResilienceError<E>>> + use<F, Fut, T, E>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, E>>,
+        E: Classify,
+    {
+        let retrier = Retrier::new(*self);
+        async move { retrier.execute(op).await }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fixed_seeds_repeat_and_entropy_seeds_differ() {
+        let a = SeedSequence::from_seed(7);
+        let b = SeedSequence::from_seed(7);
+        let first = a.next_seed();
+        assert_eq!(first, b.next_seed());
+        assert_ne!(first, a.next_seed());
+        let x = SeedSequence::from_entropy().next_seed();
+        let y = SeedSequence::from_entropy().next_seed();
+        assert_ne!(x, y);
+    }
+
+    #[test]
+    fn invalid_configs_are_refused() {
+        let config = RetryConfig {
+            max_attempts: 0,
+            ..RetryConfig::default()
+        };
+        assert!(Retrier::try_new(config).is_err());
+        let budget = RetryBudgetConfig {
+            retry_ratio: f32::NAN,
+            ..RetryBudgetConfig::default()
+        };
+        assert!(SharedRetryBudget::try_new(budget).is_err());
+    }
+
+    #[test]
+    #[should_panic(expected = "retry.max_attempts must be greater than zero")]
+    fn new_panics_with_the_message() {
+        let _ = Retrier::new(RetryConfig {
+            max_attempts: 0,
+            ..RetryConfig::default()
+        });
+    }
+
+    #[test]
+    #[allow(clippy::panic)] // poisons the lock on purpose
+    fn a_poisoned_budget_still_counts() {
+        let budget = SharedRetryBudget::new(RetryBudgetConfig {
+            min_retries_per_second: 0,
+            retry_ratio: 1.0,
+            ..RetryBudgetConfig::default()
+        });
+        let clone = budget.clone();
+        let _ = std::thread::spawn(move || {
+            clone.with(|_| panic!("poison the lock"));
+        })
+        .join();
+        budget.deposit();
+        assert!(budget.try_withdraw());
+        assert!(!budget.try_withdraw());
+    }
+}

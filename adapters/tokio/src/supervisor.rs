@@ -1,0 +1,934 @@
+//! A supervisor that carries out the core's [`RecoveryPolicy`] for a kernel on tokio: restart
+//! after the delay, restore the latest checkpoint, switch to a replica, a failover or a
+//! degraded implementation, or alert an operator.
+//!
+//! ```
+//! use std::time::Duration;
+//! use rustkernel_tokio::resilience::{
+//!     RecoveryPolicy, RecoveryStrategy, RestartIntensity, SupervisedKernel, Supervisor,
+//!     SupervisorExit,
+//! };
+//!
+//! /// Fails twice, then finishes.
+//! struct Flaky {
+//!     failures_left: u32,
+//! }
+//!
+//! impl SupervisedKernel for Flaky {
+//!     type Error = &'static str;
+//!
+//!     async fn run(&mut self) -> Result<(), Self::Error> {
+//!         if self.failures_left > 0 {
+//!             self.failures_left -= 1;
+//!             return Err("CUDA_ERROR_LAUNCH_FAILED");
+//!         }
+//!         Ok(())
+//!     }
+//! }
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let policy = RecoveryPolicy {
+//!     strategy: RecoveryStrategy::RestartKernel,
+//!     max_restarts: 3,
+//!     restart_delay: Duration::from_secs(5),
+//!     escalation: Some(RecoveryStrategy::NotifyOperator),
+//! };
+//! let mut supervisor =
+//!     Supervisor::new("graph/pagerank", Flaky { failures_left: 2 }, policy, RestartIntensity::default());
+//! let started = tokio::time::Instant::now();
+//! assert_eq!(supervisor.run().await, Ok(SupervisorExit::Completed));
+//! assert_eq!(started.elapsed(), Duration::from_secs(10)); // two restarts, 5 s each
+//! assert_eq!(supervisor.log().counts().restart, 2);
+//! # }
+//! ```
+//!
+//! # What each decision of the core does
+//! | [`RecoveryAction`] | The supervisor |
+//! |---|---|
+//! | `Restart { at, .. }` | sleeps until `at` (tokio's clock), calls [`SupervisedKernel::restart`], resets the health probe, restores the latest checkpoint, runs again |
+//! | `UseReplica`, `Failover`, `Degrade` (as the strategy or an escalation) | switches to the kernel given with [`with_replica`](Supervisor::with_replica), [`with_failover`](Supervisor::with_failover) or [`with_degraded`](Supervisor::with_degraded), restores the latest checkpoint into it, runs it |
+//! | `NotifyOperator` (as the strategy or an escalation) | logs `tracing::error!`, calls the [`Notifier`], stops with [`SupervisorExit::OperatorNotified`] |
+//! | `Escalate(RestartKernel)` | restarts after `restart_delay`, uncounted, for as long as it fails |
+//! | `GiveUp` | logs `tracing::error!`, stops with [`SupervisorExit::GaveUp`] |
+//! | `AlreadyEscalated(To(s))` (the escalation's kernel failed too) | does `s` again: a switch to the kernel already running has nothing left to try, so it alerts the operator and stops with [`SupervisorExit::Exhausted`] |
+//!
+//! While a kernel runs, the supervisor tells the core it is healthy once a whole restart window
+//! has passed since the last failure, so the restart budget starts afresh. It stays on a
+//! replica, failover or degraded kernel until that one returns: failing back is an operator's
+//! decision.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use rustkernel_core::error::ConfigError;
+use rustkernel_core::resilience::{
+    Escalation, Recovered, Recovery, RecoveryAction, RecoveryPolicy, RecoveryStrategy,
+    RestartIntensity,
+};
+use rustkernel_core::time::Instant;
+use rustkernel_core::traits::CheckpointableKernel;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::checkpoint_store::CheckpointStore;
+use crate::health::{Epoch, HealthProbe, far_future};
+use crate::metrics::RecoveryActionCounts;
+
+/// How many events a [`SupervisorLog`] keeps; older ones are dropped (the counts go on).
+pub const LOG_CAPACITY: usize = 1024;
+
+/// A kernel the [`Supervisor`] runs and recovers.
+///
+/// Write the methods as `async fn`s; their futures must be `Send` so the supervisor can run on
+/// any tokio worker. A kernel that should resume from checkpoints also implements
+/// [`CheckpointableKernel`] (see [`Supervisor::with_checkpoints`]). Replica, failover and
+/// degraded implementations have the same type: use an enum when they differ.
+pub trait SupervisedKernel: Send {
+    /// Why the kernel failed; logged and handed to the [`Notifier`].
+    type Error: fmt::Display + Send;
+
+    /// Runs the kernel until it finishes (`Ok`: the supervisor stops) or fails (`Err`: the
+    /// supervisor asks the recovery policy what to do).
+    fn run(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Gets the kernel ready to run again after a failure (reset the device, reload weights).
+    /// The default does nothing. An error counts as another failure.
+    fn restart(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        async { Ok(()) }
+    }
+}
+
+/// Which of the supervisor's kernels runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KernelSlot {
+    /// The kernel the supervisor was built with.
+    Primary,
+    /// The replica ([`RecoveryStrategy::UseReplica`]).
+    Replica,
+    /// The backup system ([`RecoveryStrategy::Failover`]).
+    Failover,
+    /// The reduced implementation ([`RecoveryStrategy::Degrade`]).
+    Degraded,
+}
+
+impl KernelSlot {
+    /// The slot's name (`"primary"`).
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            KernelSlot::Primary => "primary",
+            KernelSlot::Replica => "replica",
+            KernelSlot::Failover => "failover",
+            KernelSlot::Degraded => "degraded",
+        }
+    }
+
+    /// The slot a strategy switches to, if it switches.
+    #[must_use]
+    pub const fn for_strategy(strategy: RecoveryStrategy) -> Option<Self> {
+        match strategy {
+            RecoveryStrategy::UseReplica => Some(KernelSlot::Replica),
+            RecoveryStrategy::Failover => Some(KernelSlot::Failover),
+            RecoveryStrategy::Degrade => Some(KernelSlot::Degraded),
+            RecoveryStrategy::RestartKernel | RecoveryStrategy::NotifyOperator => None,
+        }
+    }
+}
+
+impl fmt::Display for KernelSlot {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What an operator is told.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct OperatorAlert {
+    /// The supervisor's name.
+    pub kernel: String,
+    /// The kernel that failed last.
+    pub slot: KernelSlot,
+    /// Its error.
+    pub error: String,
+    /// The core's decision that called for the operator.
+    pub action: RecoveryAction,
+    /// Restarts since the budget last started afresh.
+    pub restarts: u32,
+    /// When, on the supervisor's clock.
+    pub at: Instant,
+}
+
+/// Alerts a human operator (a pager, a chat webhook, a ticket); the supervisor also logs every
+/// alert with `tracing::error!`.
+///
+/// `tokio::sync::mpsc::UnboundedSender<OperatorAlert>` is a notifier, handy for tests and for
+/// forwarding alerts to a task of your own.
+pub trait Notifier: Send + Sync + 'static {
+    /// Sends `alert`. The supervisor waits for it before stopping, so keep it short or
+    /// hand the alert to a task.
+    fn notify(&self, alert: &OperatorAlert) -> impl Future<Output = ()> + Send;
+}
+
+impl<T: Notifier> Notifier for Arc<T> {
+    fn notify(&self, alert: &OperatorAlert) -> impl Future<Output = ()> + Send {
+        T::notify(self, alert)
+    }
+}
+
+impl Notifier for tokio::sync::mpsc::UnboundedSender<OperatorAlert> {
+    async fn notify(&self, alert: &OperatorAlert) {
+        // A closed receiver is an operator who left; the tracing event remains.
+        let _ = self.send(alert.clone());
+    }
+}
+
+type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+trait ErasedNotifier: Send + Sync {
+    fn notify_boxed<'a>(&'a self, alert: &'a OperatorAlert) -> BoxFuture<'a, ()>;
+}
+
+impl<T: Notifier> ErasedNotifier for T {
+    fn notify_boxed<'a>(&'a self, alert: &'a OperatorAlert) -> BoxFuture<'a, ()> {
+        Box::pin(self.notify(alert))
+    }
+}
+
+/// What restoring a checkpoint came to.
+enum RestoreOutcome {
+    Restored(u64),
+    NoCheckpoint,
+    Failed(String),
+}
+
+trait Restore<K>: Send + Sync {
+    fn restore<'a>(&'a self, kernel: &'a mut K) -> BoxFuture<'a, RestoreOutcome>;
+}
+
+struct StoreRestorer<S> {
+    store: S,
+}
+
+impl<S, K> Restore<K> for StoreRestorer<S>
+where
+    S: CheckpointStore,
+    K: CheckpointableKernel + Send,
+    K::Checkpoint: DeserializeOwned + Send + 'static,
+{
+    fn restore<'a>(&'a self, kernel: &'a mut K) -> BoxFuture<'a, RestoreOutcome> {
+        Box::pin(async move {
+            match self.store.load_latest::<K::Checkpoint>().await {
+                Ok(Some(loaded)) => match kernel.restore(loaded.value).await {
+                    Ok(()) => RestoreOutcome::Restored(loaded.sequence),
+                    Err(error) => RestoreOutcome::Failed(error.to_string()),
+                },
+                Ok(None) => RestoreOutcome::NoCheckpoint,
+                Err(error) => RestoreOutcome::Failed(error.to_string()),
+            }
+        })
+    }
+}
+
+/// Why the supervisor stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SupervisorExit {
+    /// The kernel's `run` returned `Ok`.
+    Completed,
+    /// The restarts ran out and the policy has no escalation: the kernel stays down.
+    GaveUp,
+    /// An operator was alerted (`NotifyOperator`); the kernel stays down.
+    OperatorNotified,
+    /// The kernel the policy escalated to failed too; an operator was alerted.
+    Exhausted,
+}
+
+impl fmt::Display for SupervisorExit {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SupervisorExit::Completed => "completed",
+            SupervisorExit::GaveUp => "gave up",
+            SupervisorExit::OperatorNotified => "operator notified",
+            SupervisorExit::Exhausted => "no fallback left",
+        })
+    }
+}
+
+/// Why [`Supervisor::run`] could not start.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SupervisorError {
+    /// The policy names a strategy (its own or its escalation) that needs a kernel the
+    /// supervisor was not given.
+    MissingKernel {
+        /// The strategy.
+        strategy: RecoveryStrategy,
+        /// The slot it needs.
+        slot: KernelSlot,
+    },
+}
+
+impl fmt::Display for SupervisorError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SupervisorError::MissingKernel { strategy, slot } => {
+                write!(
+                    f,
+                    "the recovery policy uses {strategy} but no {slot} kernel was given"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for SupervisorError {}
+
+/// One thing the supervisor did, with when it did it (on its clock: microseconds since its
+/// first [`run`](Supervisor::run)).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SupervisorEvent {
+    /// `run` started the kernel in `slot`.
+    Started {
+        /// When.
+        at: Instant,
+        /// Which kernel.
+        slot: KernelSlot,
+    },
+    /// The kernel in `slot` failed (its `run` or its `restart`).
+    Failed {
+        /// When.
+        at: Instant,
+        /// Which kernel.
+        slot: KernelSlot,
+        /// Its error.
+        error: String,
+    },
+    /// The core decided what to do about the failure.
+    Decided {
+        /// When.
+        at: Instant,
+        /// The decision.
+        action: RecoveryAction,
+    },
+    /// The kernel in `slot` was restarted.
+    Restarted {
+        /// When.
+        at: Instant,
+        /// Which kernel.
+        slot: KernelSlot,
+        /// The core's attempt number; `None` for an uncounted restart (an escalation to
+        /// `RestartKernel`, or a restart that was already pending).
+        attempt: Option<u32>,
+    },
+    /// The latest good checkpoint was restored into the kernel in `slot`.
+    Restored {
+        /// When.
+        at: Instant,
+        /// Which kernel.
+        slot: KernelSlot,
+        /// The checkpoint's sequence.
+        sequence: u64,
+    },
+    /// Restoring failed; the kernel runs from its own state.
+    RestoreFailed {
+        /// When.
+        at: Instant,
+        /// Which kernel.
+        slot: KernelSlot,
+        /// Why.
+        error: String,
+    },
+    /// The supervisor switched kernels.
+    Switched {
+        /// When.
+        at: Instant,
+        /// The kernel that failed.
+        from: KernelSlot,
+        /// The kernel that runs now.
+        to: KernelSlot,
+    },
+    /// An operator was alerted.
+    OperatorNotified {
+        /// The alert.
+        alert: OperatorAlert,
+    },
+    /// The kernel ran a whole restart window without failing: the budget starts afresh.
+    Recovered {
+        /// When.
+        at: Instant,
+        /// What the core restored.
+        recovered: Recovered,
+    },
+    /// `run` returned.
+    Stopped {
+        /// When.
+        at: Instant,
+        /// Why.
+        exit: SupervisorExit,
+    },
+}
+
+#[derive(Debug, Default)]
+struct LogInner {
+    events: VecDeque<SupervisorEvent>,
+    counts: RecoveryActionCounts,
+}
+
+/// The supervisor's record: its last [`LOG_CAPACITY`] events and the count of every decision
+/// of the core, for tests and for metrics. A cheap [`Clone`] handle that stays valid while
+/// the supervisor runs on another task.
+#[derive(Clone, Debug, Default)]
+pub struct SupervisorLog {
+    inner: Arc<Mutex<LogInner>>,
+}
+
+impl SupervisorLog {
+    /// The events kept, oldest first.
+    #[must_use]
+    pub fn events(&self) -> Vec<SupervisorEvent> {
+        self.lock().events.iter().cloned().collect()
+    }
+
+    /// How many of each [`RecoveryAction`] the core decided, since the supervisor was built.
+    #[must_use]
+    pub fn counts(&self) -> RecoveryActionCounts {
+        self.lock().counts
+    }
+
+    fn push(&self, event: SupervisorEvent) {
+        let mut inner = self.lock();
+        if let SupervisorEvent::Decided { action, .. } = &event {
+            inner.counts.record(*action);
+        }
+        if inner.events.len() >= LOG_CAPACITY {
+            inner.events.pop_front();
+        }
+        inner.events.push_back(event);
+    }
+
+    fn lock(&self) -> MutexGuard<'_, LogInner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+struct Kernels<K> {
+    primary: K,
+    replica: Option<K>,
+    failover: Option<K>,
+    degraded: Option<K>,
+}
+
+impl<K> Kernels<K> {
+    fn get(&self, slot: KernelSlot) -> Option<&K> {
+        match slot {
+            KernelSlot::Primary => Some(&self.primary),
+            KernelSlot::Replica => self.replica.as_ref(),
+            KernelSlot::Failover => self.failover.as_ref(),
+            KernelSlot::Degraded => self.degraded.as_ref(),
+        }
+    }
+
+    fn get_mut(&mut self, slot: KernelSlot) -> Option<&mut K> {
+        match slot {
+            KernelSlot::Primary => Some(&mut self.primary),
+            KernelSlot::Replica => self.replica.as_mut(),
+            KernelSlot::Failover => self.failover.as_mut(),
+            KernelSlot::Degraded => self.degraded.as_mut(),
+        }
+    }
+}
+
+/// What to do after a failure was handled.
+enum Step {
+    /// Run the active kernel.
+    Run,
+    /// Getting it ready failed too: handle this failure.
+    Failed(String),
+    /// Stop.
+    Exit(SupervisorExit),
+}
+
+/// Runs a kernel and carries out the core [`Recovery`]'s decisions when it fails.
+///
+/// Build it with [`new`](Self::new), add what the policy needs ([`with_replica`],
+/// [`with_failover`], [`with_degraded`], [`with_notifier`], [`with_checkpoints`],
+/// [`with_health_probe`]), then `run().await` it, on its own task if you like. The
+/// [module docs](self) list what each decision does.
+///
+/// Delays are slept on tokio's clock, so tests run on the paused clock; the supervisor's clock
+/// (the `at` of its events) starts at its first [`run`](Self::run).
+///
+/// [`with_replica`]: Self::with_replica
+/// [`with_failover`]: Self::with_failover
+/// [`with_degraded`]: Self::with_degraded
+/// [`with_notifier`]: Self::with_notifier
+/// [`with_checkpoints`]: Self::with_checkpoints
+/// [`with_health_probe`]: Self::with_health_probe
+pub struct Supervisor<K: SupervisedKernel> {
+    name: String,
+    recovery: Recovery,
+    epoch: Option<Epoch>,
+    kernels: Kernels<K>,
+    active: KernelSlot,
+    notifier: Option<Box<dyn ErasedNotifier>>,
+    restorer: Option<Box<dyn Restore<K>>>,
+    health: Option<(HealthProbe, String)>,
+    log: SupervisorLog,
+    /// Since when the active kernel has run without failing, when that matters to the core.
+    quiet_since: Option<Instant>,
+}
+
+impl<K: SupervisedKernel> fmt::Debug for Supervisor<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Supervisor")
+            .field("name", &self.name)
+            .field("active", &self.active)
+            .field("recovery", &self.recovery.state())
+            .field("checkpoints", &self.restorer.is_some())
+            .field("notifier", &self.notifier.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K: SupervisedKernel> Supervisor<K> {
+    /// A supervisor called `name` (for logs and alerts) of `kernel` under `policy`, its
+    /// restarts counted as `intensity` says.
+    ///
+    /// # Errors
+    /// The error of [`Recovery::try_new`]: an invalid policy or intensity, or `max_restarts`
+    /// above [`DEFAULT_RESTART_CAPACITY`](rustkernel_core::resilience::DEFAULT_RESTART_CAPACITY).
+    pub fn try_new(
+        name: impl Into<String>,
+        kernel: K,
+        policy: RecoveryPolicy,
+        intensity: RestartIntensity,
+    ) -> Result<Self, ConfigError> {
+        Ok(Self {
+            name: name.into(),
+            recovery: Recovery::try_new(policy, intensity)?,
+            epoch: None,
+            kernels: Kernels {
+                primary: kernel,
+                replica: None,
+                failover: None,
+                degraded: None,
+            },
+            active: KernelSlot::Primary,
+            notifier: None,
+            restorer: None,
+            health: None,
+            log: SupervisorLog::default(),
+            quiet_since: None,
+        })
+    }
+
+    /// [`Supervisor::try_new`] for a configuration known to be valid.
+    ///
+    /// # Panics
+    /// When [`Supervisor::try_new`] fails, with the message of the [`ConfigError`].
+    #[must_use]
+    #[track_caller]
+    #[allow(clippy::panic)] // the documented twin of `try_new`
+    pub fn new(
+        name: impl Into<String>,
+        kernel: K,
+        policy: RecoveryPolicy,
+        intensity: RestartIntensity,
+    ) -> Self {
+        match Self::try_new(name, kernel, policy, intensity) {
+            Ok(supervisor) => supervisor,
+            Err(error) => panic!("invalid supervisor configuration: {error}"),
+        }
+    }
+
+    /// The replica [`RecoveryStrategy::UseReplica`] switches to.
+    #[must_use]
+    pub fn with_replica(mut self, kernel: K) -> Self {
+        self.kernels.replica = Some(kernel);
+        self
+    }
+
+    /// The backup [`RecoveryStrategy::Failover`] switches to.
+    #[must_use]
+    pub fn with_failover(mut self, kernel: K) -> Self {
+        self.kernels.failover = Some(kernel);
+        self
+    }
+
+    /// The reduced implementation [`RecoveryStrategy::Degrade`] switches to (a CPU path for a
+    /// GPU kernel).
+    #[must_use]
+    pub fn with_degraded(mut self, kernel: K) -> Self {
+        self.kernels.degraded = Some(kernel);
+        self
+    }
+
+    /// Who [`RecoveryStrategy::NotifyOperator`] alerts, besides the `tracing::error!` event.
+    #[must_use]
+    pub fn with_notifier(mut self, notifier: impl Notifier) -> Self {
+        self.notifier = Some(Box::new(notifier));
+        self
+    }
+
+    /// Resets component `component` of `probe` whenever the supervisor restarts or switches
+    /// the kernel, so its probes (startup first) judge the new run afresh.
+    #[must_use]
+    pub fn with_health_probe(mut self, probe: HealthProbe, component: impl Into<String>) -> Self {
+        self.health = Some((probe, component.into()));
+        self
+    }
+
+    // ----- getters -----
+
+    /// The supervisor's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Which kernel runs (or ran last).
+    #[must_use]
+    pub fn active_slot(&self) -> KernelSlot {
+        self.active
+    }
+
+    /// The kernel in `slot`, if the supervisor has one.
+    #[must_use]
+    pub fn kernel(&self, slot: KernelSlot) -> Option<&K> {
+        self.kernels.get(slot)
+    }
+
+    /// The kernel in `slot`, mutably.
+    #[must_use]
+    pub fn kernel_mut(&mut self, slot: KernelSlot) -> Option<&mut K> {
+        self.kernels.get_mut(slot)
+    }
+
+    /// The core's recovery state machine.
+    #[must_use]
+    pub fn recovery(&self) -> &Recovery {
+        &self.recovery
+    }
+
+    /// The record of what the supervisor did; clone it before moving the supervisor to a task.
+    #[must_use]
+    pub fn log(&self) -> SupervisorLog {
+        self.log.clone()
+    }
+
+    // ----- running -----
+
+    /// Runs the active kernel (the primary at first) and recovers it as the policy says, until
+    /// it completes or recovery ends (see [`SupervisorExit`]).
+    ///
+    /// If checkpoints are configured, the latest good one is restored before the first run too,
+    /// so a service that crashed resumes where its kernel was. `run` may be called again after
+    /// it returned; the core's state (restart budget, escalation) carries over.
+    ///
+    /// # Errors
+    /// [`SupervisorError::MissingKernel`] before anything runs, when the policy's strategy or
+    /// escalation needs a kernel that was not given.
+    pub async fn run(&mut self) -> Result<SupervisorExit, SupervisorError> {
+        self.check_kernels()?;
+        let epoch = *self.epoch.get_or_insert_with(Epoch::new);
+        let at = epoch.now();
+        tracing::info!(kernel = %self.name, slot = %self.active, "supervisor started");
+        self.log.push(SupervisorEvent::Started {
+            at,
+            slot: self.active,
+        });
+        self.restore_active(epoch).await;
+        loop {
+            let Err(mut error) = self.run_active(epoch).await else {
+                return Ok(self.stop(epoch, SupervisorExit::Completed));
+            };
+            loop {
+                match self.handle_failure(epoch, error).await {
+                    Step::Run => break,
+                    Step::Failed(next) => error = next,
+                    Step::Exit(exit) => return Ok(self.stop(epoch, exit)),
+                }
+            }
+        }
+    }
+
+    fn check_kernels(&self) -> Result<(), SupervisorError> {
+        let policy = self.recovery.policy();
+        for strategy in core::iter::once(policy.strategy).chain(policy.escalation) {
+            if let Some(slot) = KernelSlot::for_strategy(strategy)
+                && self.kernels.get(slot).is_none()
+            {
+                return Err(SupervisorError::MissingKernel { strategy, slot });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs the active kernel until it returns, telling the core it is healthy once a whole
+    /// restart window has passed since the last failure.
+    async fn run_active(&mut self, epoch: Epoch) -> Result<(), String> {
+        let window = self.recovery.intensity().window;
+        let mut healthy_at = self
+            .quiet_since
+            .map(|since| epoch.to_tokio(since.saturating_add(window)));
+        let Self {
+            kernels,
+            active,
+            recovery,
+            log,
+            name,
+            quiet_since,
+            ..
+        } = self;
+        let Some(kernel) = kernels.get_mut(*active) else {
+            return Err(format!("no {active} kernel"));
+        };
+        let run = kernel.run();
+        tokio::pin!(run);
+        loop {
+            tokio::select! {
+                result = &mut run => return result.map_err(|error| error.to_string()),
+                () = tokio::time::sleep_until(healthy_at.unwrap_or_else(far_future)),
+                    if healthy_at.is_some() =>
+                {
+                    healthy_at = None;
+                    let at = epoch.now();
+                    if let Some(recovered) = recovery.on_healthy(at) {
+                        *quiet_since = None;
+                        tracing::info!(kernel = %name, ?recovered, "kernel healthy for a whole restart window");
+                        log.push(SupervisorEvent::Recovered { at, recovered });
+                    }
+                }
+            }
+        }
+    }
+
+    async fn handle_failure(&mut self, epoch: Epoch, error: String) -> Step {
+        let at = epoch.now();
+        tracing::warn!(kernel = %self.name, slot = %self.active, %error, "supervised kernel failed");
+        self.log.push(SupervisorEvent::Failed {
+            at,
+            slot: self.active,
+            error: error.clone(),
+        });
+        let action = self.recovery.on_failure(at);
+        tracing::info!(kernel = %self.name, %action, "recovery decided");
+        self.log.push(SupervisorEvent::Decided { at, action });
+        let restart_delay = self.recovery.policy().restart_delay;
+        let strategy = match action {
+            RecoveryAction::Restart { at, attempt } => {
+                return self.restart(epoch, at, Some(attempt)).await;
+            }
+            RecoveryAction::RestartPending { at, .. } => {
+                return self.restart(epoch, at, None).await;
+            }
+            RecoveryAction::GiveUp | RecoveryAction::AlreadyEscalated(Escalation::GaveUp) => {
+                tracing::error!(kernel = %self.name, %error, "restarts exhausted and no escalation: the kernel stays down");
+                return Step::Exit(SupervisorExit::GaveUp);
+            }
+            RecoveryAction::UseReplica => RecoveryStrategy::UseReplica,
+            RecoveryAction::Degrade => RecoveryStrategy::Degrade,
+            RecoveryAction::Failover => RecoveryStrategy::Failover,
+            RecoveryAction::NotifyOperator => RecoveryStrategy::NotifyOperator,
+            RecoveryAction::Escalate(strategy)
+            | RecoveryAction::AlreadyEscalated(Escalation::To(strategy)) => strategy,
+        };
+        match strategy {
+            RecoveryStrategy::RestartKernel => {
+                self.restart(epoch, at.saturating_add(restart_delay), None)
+                    .await
+            }
+            RecoveryStrategy::NotifyOperator => {
+                self.notify(at, action, error).await;
+                Step::Exit(SupervisorExit::OperatorNotified)
+            }
+            RecoveryStrategy::UseReplica
+            | RecoveryStrategy::Failover
+            | RecoveryStrategy::Degrade => match KernelSlot::for_strategy(strategy) {
+                Some(slot) if slot != self.active && self.kernels.get(slot).is_some() => {
+                    self.switch(epoch, slot).await
+                }
+                _ => {
+                    self.notify(at, action, error).await;
+                    Step::Exit(SupervisorExit::Exhausted)
+                }
+            },
+        }
+    }
+
+    /// Sleeps until `at`, restarts the active kernel and restores its checkpoint.
+    async fn restart(&mut self, epoch: Epoch, at: Instant, attempt: Option<u32>) -> Step {
+        tokio::time::sleep_until(epoch.to_tokio(at)).await;
+        let slot = self.active;
+        let Some(kernel) = self.kernels.get_mut(slot) else {
+            return Step::Exit(SupervisorExit::Exhausted);
+        };
+        if let Err(error) = kernel.restart().await {
+            return Step::Failed(error.to_string());
+        }
+        let at = epoch.now();
+        tracing::info!(kernel = %self.name, %slot, ?attempt, "kernel restarted");
+        self.log
+            .push(SupervisorEvent::Restarted { at, slot, attempt });
+        self.began(epoch, at).await;
+        Step::Run
+    }
+
+    /// Makes `to` the active kernel and restores its checkpoint.
+    async fn switch(&mut self, epoch: Epoch, to: KernelSlot) -> Step {
+        let at = epoch.now();
+        let from = self.active;
+        tracing::warn!(kernel = %self.name, %from, %to, "switching kernels");
+        self.log.push(SupervisorEvent::Switched { at, from, to });
+        self.active = to;
+        self.began(epoch, at).await;
+        Step::Run
+    }
+
+    /// A (re)started kernel: its health probe starts over and it gets the latest checkpoint.
+    async fn began(&mut self, epoch: Epoch, at: Instant) {
+        self.quiet_since = Some(at);
+        if let Some((probe, component)) = &self.health
+            && let Err(error) = probe.reset(component)
+        {
+            tracing::warn!(kernel = %self.name, component = %component, %error, "cannot reset the health probe");
+        }
+        self.restore_active(epoch).await;
+    }
+
+    async fn restore_active(&mut self, epoch: Epoch) {
+        let slot = self.active;
+        let (Some(restorer), Some(kernel)) = (&self.restorer, self.kernels.get_mut(slot)) else {
+            return;
+        };
+        let outcome = restorer.restore(kernel).await;
+        let at = epoch.now();
+        match outcome {
+            RestoreOutcome::Restored(sequence) => {
+                tracing::info!(kernel = %self.name, %slot, sequence, "checkpoint restored");
+                self.log
+                    .push(SupervisorEvent::Restored { at, slot, sequence });
+            }
+            RestoreOutcome::NoCheckpoint => {
+                tracing::debug!(kernel = %self.name, %slot, "no checkpoint to restore");
+            }
+            RestoreOutcome::Failed(error) => {
+                tracing::warn!(kernel = %self.name, %slot, %error, "cannot restore a checkpoint");
+                self.log
+                    .push(SupervisorEvent::RestoreFailed { at, slot, error });
+            }
+        }
+    }
+
+    async fn notify(&mut self, at: Instant, action: RecoveryAction, error: String) {
+        let alert = OperatorAlert {
+            kernel: self.name.clone(),
+            slot: self.active,
+            error,
+            action,
+            restarts: self.recovery.attempt(),
+            at,
+        };
+        tracing::error!(
+            kernel = %alert.kernel,
+            slot = %alert.slot,
+            error = %alert.error,
+            action = %alert.action,
+            restarts = alert.restarts,
+            "operator attention needed"
+        );
+        if let Some(notifier) = &self.notifier {
+            notifier.notify_boxed(&alert).await;
+        }
+        self.log.push(SupervisorEvent::OperatorNotified { alert });
+    }
+
+    fn stop(&mut self, epoch: Epoch, exit: SupervisorExit) -> SupervisorExit {
+        let at = epoch.now();
+        tracing::info!(kernel = %self.name, %exit, "supervisor stopped");
+        self.log.push(SupervisorEvent::Stopped { at, exit });
+        exit
+    }
+}
+
+impl<K> Supervisor<K>
+where
+    K: SupervisedKernel + CheckpointableKernel + 'static,
+    K::Checkpoint: DeserializeOwned + Send + 'static,
+{
+    /// Restores the latest good checkpoint from `store` into every kernel the supervisor
+    /// (re)starts, the first run included. The kernel saves its checkpoints itself (give it a
+    /// clone of the store); a failed restore is logged and the kernel runs from its own state.
+    #[must_use]
+    pub fn with_checkpoints(mut self, store: impl CheckpointStore) -> Self {
+        self.restorer = Some(Box::new(StoreRestorer { store }));
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Done;
+
+    impl SupervisedKernel for Done {
+        type Error = String;
+
+        async fn run(&mut self) -> Result<(), String> {
+            Ok(())
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_kernel_that_completes_stops_the_supervisor() {
+        let mut supervisor = Supervisor::new(
+            "done",
+            Done,
+            RecoveryPolicy::default(),
+            RestartIntensity::default(),
+        );
+        assert_eq!(supervisor.run().await, Ok(SupervisorExit::Completed));
+        let events = supervisor.log().events();
+        assert!(matches!(
+            events.as_slice(),
+            [
+                SupervisorEvent::Started { .. },
+                SupervisorEvent::Stopped {
+                    exit: SupervisorExit::Completed,
+                    ..
+                }
+            ]
+        ));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_policy_needing_a_missing_kernel_is_refused() {
+        let policy = RecoveryPolicy {
+            strategy: RecoveryStrategy::Failover,
+            ..RecoveryPolicy::default()
+        };
+        let mut supervisor = Supervisor::new("x", Done, policy, RestartIntensity::default());
+        assert_eq!(
+            supervisor.run().await,
+            Err(SupervisorError::MissingKernel {
+                strategy: RecoveryStrategy::Failover,
+                slot: KernelSlot::Failover
+            })
+        );
+    }
+
+    #[test]
+    fn invalid_policies_are_config_errors() {
+        let policy = RecoveryPolicy {
+            max_restarts: 0,
+            ..RecoveryPolicy::default()
+        };
+        assert!(Supervisor::try_new("x", Done, policy, RestartIntensity::default()).is_err());
+    }
+}
