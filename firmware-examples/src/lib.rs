@@ -1,10 +1,9 @@
 //! Shared pieces of the firmware examples: the SysTick time driver, the output channel
-//! (telemetry frames and logs over semihosting), the simulated accelerator, and the embassy
-//! glue that drives the core's state machines.
+//! (telemetry frames and logs over semihosting) and the simulated accelerator. The resilience
+//! itself comes from `rustkernel-embassy` over `rustkernel-core`.
 #![no_std]
 
 pub mod accelerator;
-pub mod adapter;
 pub mod log;
 pub mod output;
 pub mod time_driver;

@@ -106,7 +106,7 @@ fn the_scenario_runs_as_scripted() {
     assert!(counts["failures"].as_u64() >= Some(3), "{counts}");
     assert!(
         stream.find(burst, "job", "a timed-out job", |j| {
-            j["outcome"]["failed"] == "Timeout" && j["attempts"] == 3
+            j["outcome"]["failed"] == "timeout" && j["attempts"] == 3
         }) < last
     );
     // ... the monitor finds the accelerator unhealthy and the supervisor resets it ...

@@ -28,18 +28,19 @@ use embassy_time::{Instant, Timer};
 use rustkernel_core::error::{Classify, ErrorKind, ResilienceError};
 use rustkernel_core::resilience::health::ComponentName;
 use rustkernel_core::resilience::{
-    BackoffStrategy, CircuitBreakerConfig, CircuitState, HealthCheckResult, HealthProbeConfig,
-    HealthStatus, Recovery, RecoveryAction, RecoveryPolicy, RecoveryStrategy, RestartIntensity,
-    RetryConfig, RetryDecision, Transition,
+    BackoffStrategy, CircuitBreakerConfig, CircuitState, ComponentEvent, ComponentId, Criticality,
+    HealthCheckResult, HealthEvent, HealthProbeConfig, HealthStatus, ProbeRole, Recovery,
+    RecoveryAction, RecoveryPolicy, RecoveryStrategy, RestartIntensity, RetryConfig, RetryDecision,
+    Transition,
 };
 use rustkernel_core::telemetry::{BreakerCounts, JobOutcome, Summary, TelemetryFrame, VERSION};
+use rustkernel_embassy::breaker::CircuitBreaker;
+use rustkernel_embassy::deadline::{DeadlineContext, execute_with_timeout};
+use rustkernel_embassy::flatten;
+use rustkernel_embassy::health::{HealthMonitor, MonitorEvent};
+use rustkernel_embassy::retry::{Retrier, RetryEvent};
+use rustkernel_embassy::supervisor::{RecoveryEffects, Supervisor};
 use rustkernel_firmware_examples::accelerator::{self, FaultSchedule, Link};
-use rustkernel_firmware_examples::adapter::breaker::CircuitBreaker;
-use rustkernel_firmware_examples::adapter::deadline::{DeadlineContext, execute_with_timeout};
-use rustkernel_firmware_examples::adapter::flatten;
-use rustkernel_firmware_examples::adapter::health::HealthMonitor;
-use rustkernel_firmware_examples::adapter::retry::{Retrier, RetryEvent};
-use rustkernel_firmware_examples::adapter::supervisor::{RecoveryEffects, Supervisor};
 use rustkernel_firmware_examples::{info, output, time_driver};
 
 // ---- the scenario ----------------------------------------------------------------------------
@@ -63,7 +64,7 @@ const JOBS_AFTER_NOTIFY: u32 = 3;
 const GIVE_UP_AFTER: embassy_time::Duration = embassy_time::Duration::from_secs(5);
 
 /// Three failures in a row open the breaker for 60 ms; two good probes close it.
-const BREAKER: CircuitBreakerConfig = CircuitBreakerConfig {
+const BREAKER_CONFIG: CircuitBreakerConfig = CircuitBreakerConfig {
     failure_threshold: 3,
     success_threshold: 2,
     timeout: Duration::from_millis(60),
@@ -124,7 +125,10 @@ const DEVICE_ID: u32 = 0x0A38_6001;
 // ---- shared state ----------------------------------------------------------------------------
 
 static LINK: Link = Link::new();
-static MONITOR: HealthMonitor = HealthMonitor::new();
+/// The breaker in front of the accelerator (validated at boot with `init`).
+static BREAKER: CircuitBreaker = CircuitBreaker::new(BREAKER_CONFIG);
+/// Health of the one component, the accelerator.
+static MONITOR: HealthMonitor<CriticalSectionRawMutex, 1> = HealthMonitor::new();
 /// Health changes, from the monitor to the supervisor.
 static HEALTH_EVENTS: Channel<CriticalSectionRawMutex, HealthStatus, 4> = Channel::new();
 /// Where the escalation stands: 0 normal, 1 degraded, 2 operator notified.
@@ -179,33 +183,49 @@ async fn accelerator_task() -> ! {
 /// Pings the accelerator at the probe's interval; reports each change of its health.
 #[embassy_executor::task]
 async fn health_task() -> ! {
-    let ping = || async {
+    let mut ping = |_: ComponentId, _: ProbeRole| async {
         match LINK.ping().await {
             Ok(()) => HealthCheckResult::healthy(),
             Err(kind) => HealthCheckResult::unhealthy(kind.as_str()),
         }
     };
-    MONITOR
-        .run(ping, |transition| {
-            info!(
-                "health   accelerator {} -> {}",
-                transition.from, transition.to
-            );
-            count(|t| t.health_changes += 1);
-            output::emit(&TelemetryFrame::Health {
-                component: ACCELERATOR,
-                status: transition.to,
-                at_us: now_us(),
-            });
-            if HEALTH_EVENTS.try_send(transition.to).is_err() {
-                info!("health   event queue full, change dropped");
-            }
-        })
-        .await
+    let mut observer = |event: MonitorEvent| {
+        let MonitorEvent::Health(HealthEvent {
+            event: ComponentEvent::StatusChanged { from, to, .. },
+            ..
+        }) = event
+        else {
+            return;
+        };
+        info!("health   accelerator {} -> {}", from, to);
+        count(|t| t.health_changes += 1);
+        output::emit(&TelemetryFrame::Health {
+            component: ACCELERATOR,
+            status: to,
+            at_us: now_us(),
+        });
+        if HEALTH_EVENTS.try_send(to).is_err() {
+            info!("health   event queue full, change dropped");
+        }
+    };
+    match MONITOR.run(&mut ping, &mut observer).await {}
 }
 
 /// What the supervisor does to the accelerator and the controller.
-struct Effects;
+struct Effects {
+    /// The accelerator in the health monitor.
+    accelerator: ComponentId,
+}
+
+impl Effects {
+    /// The accelerator was reset or the supervisor changed course: its probe starts over, so
+    /// that the next decision rests on fresh evidence.
+    fn reprobe(&self) {
+        if MONITOR.reset(self.accelerator).is_err() {
+            info!("health   accelerator not registered");
+        }
+    }
+}
 
 impl RecoveryEffects for Effects {
     async fn restart(&mut self, attempt: u32) {
@@ -213,7 +233,7 @@ impl RecoveryEffects for Effects {
         count(|t| t.restarts += 1);
         LINK.reset();
         Timer::after(accelerator::RESET_TIME).await;
-        MONITOR.reset();
+        self.reprobe();
     }
 
     async fn apply(&mut self, strategy: RecoveryStrategy) {
@@ -228,15 +248,15 @@ impl RecoveryEffects for Effects {
             }
             other => info!("recovery {} is not available on this board", other),
         }
-        // Start the probe over, so that the next level judges on fresh evidence.
-        MONITOR.reset();
+        self.reprobe();
     }
 }
 
 /// Turns health changes into recovery: unhealthy is a failure, healthy may end an escalation.
 #[embassy_executor::task]
-async fn supervisor_task() -> ! {
-    let levels = [
+async fn supervisor_task(accelerator: ComponentId) -> ! {
+    // Each level remembers at most 2 restart times: its `max_restarts` is at most 2.
+    let levels: [Result<Recovery<2>, _>; 2] = [
         Recovery::try_new(RESTARTS, INTENSITY),
         Recovery::try_new(DEGRADED, INTENSITY),
     ];
@@ -244,7 +264,7 @@ async fn supervisor_task() -> ! {
         fail("invalid recovery policy");
     };
     let mut supervisor = Supervisor::new([restarts, degraded]);
-    let mut effects = Effects;
+    let mut effects = Effects { accelerator };
     loop {
         match HEALTH_EVENTS.receive().await {
             HealthStatus::Unhealthy => {
@@ -265,7 +285,7 @@ async fn supervisor_task() -> ! {
                 }
             }
             HealthStatus::Healthy | HealthStatus::Degraded => {
-                if supervisor.on_healthy().is_some() {
+                if supervisor.on_healthy(&mut effects).await.is_some() {
                     info!("recovery healthy for a whole window: restart budget restored");
                 }
             }
@@ -276,7 +296,7 @@ async fn supervisor_task() -> ! {
 
 // ---- the controller --------------------------------------------------------------------------
 
-fn on_transition(breaker: &CircuitBreaker, transition: Transition) {
+fn on_transition(transition: Transition) {
     info!("breaker  {}", transition);
     count(|t| match (transition.from, transition.to) {
         (_, CircuitState::Open) => t.breaker_opens += 1,
@@ -287,7 +307,7 @@ fn on_transition(breaker: &CircuitBreaker, transition: Transition) {
     output::emit(&TelemetryFrame::Breaker {
         component: ACCELERATOR,
         transition,
-        counts: BreakerCounts::from(breaker.stats()),
+        counts: BreakerCounts::from(BREAKER.stats()),
         at_us: now_us(),
     });
 }
@@ -303,24 +323,28 @@ fn on_retry(event: RetryEvent) {
 }
 
 /// Runs job `id` on the accelerator (deadline, breaker, retry) or, degraded, on the MCU.
-async fn run_job(breaker: &CircuitBreaker, retrier: &Retrier, id: u32) -> (JobOutcome, u32) {
+async fn run_job(id: u32) -> (JobOutcome, u32) {
     let input = id.wrapping_mul(0x0101_0101);
     let expected = accelerator::compute(input);
     if ladder() >= 1 {
         return (JobOutcome::Fallback, 0);
     }
     let mut attempts = 0u32;
+    // A retrier per job, its jitter seeded from the device and the job (the configuration
+    // was validated at boot).
+    let Ok(retrier) = Retrier::try_new(RETRY, u64::from(DEVICE_ID) << 32 | u64::from(id)) else {
+        return (JobOutcome::Failed(ErrorKind::InvalidInput), 0);
+    };
     let result = retrier
-        .clone()
         .with_deadline(DeadlineContext::new(JOB_DEADLINE))
         .execute_observed(
             || {
                 attempts += 1;
                 async {
-                    breaker
+                    BREAKER
                         .call_observed(
                             || execute_with_timeout(ATTEMPT_TIMEOUT, || LINK.job(input)),
-                            |transition| on_transition(breaker, transition),
+                            on_transition,
                         )
                         .await
                         .map_err(flatten)
@@ -392,15 +416,26 @@ async fn main(spawner: Spawner) {
         });
     }
 
-    let Ok(breaker) = CircuitBreaker::try_new(BREAKER) else {
+    if BREAKER.init().is_err() {
         fail("invalid breaker configuration");
-    };
-    if RETRY.validate().is_err() || MONITOR.register(PROBE).is_err() {
-        fail("invalid retry or probe configuration");
     }
-    let retrier = Retrier::new(RETRY, u64::from(DEVICE_ID));
+    if RETRY.validate().is_err() {
+        fail("invalid retry configuration");
+    }
+    let Ok(accelerator) = MONITOR.register(
+        "accelerator",
+        PROBE,
+        Criticality::Critical,
+        ProbeRole::Liveness,
+    ) else {
+        fail("cannot register the accelerator's probe");
+    };
 
-    match (accelerator_task(), health_task(), supervisor_task()) {
+    match (
+        accelerator_task(),
+        health_task(),
+        supervisor_task(accelerator),
+    ) {
         (Ok(accelerator), Ok(health), Ok(supervisor)) => {
             spawner.spawn(accelerator);
             spawner.spawn(health);
@@ -415,7 +450,7 @@ async fn main(spawner: Spawner) {
     let mut after_notify = 0u32;
     loop {
         id = id.wrapping_add(1);
-        let (outcome, attempts) = run_job(&breaker, &retrier, id).await;
+        let (outcome, attempts) = run_job(id).await;
         match outcome {
             JobOutcome::Done => count(|t| t.jobs_ok += 1),
             JobOutcome::Fallback => count(|t| t.fallbacks += 1),
