@@ -49,5 +49,6 @@ pub mod checkpoint;
 pub mod error;
 pub mod resilience;
 pub mod rng;
+pub mod telemetry;
 pub mod time;
 pub mod traits;

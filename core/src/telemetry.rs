@@ -1,0 +1,588 @@
+//! Telemetry frames: what a supervisor reports (health, breaker transitions, recovery actions,
+//! jobs, a summary), in one versioned wire format that firmware and host share.
+//!
+//! # Wire format (version [`VERSION`])
+//! A frame on the wire is
+//!
+//! ```text
+//! COBS( version:u8 | postcard(TelemetryFrame) | crc32c:u32 little-endian ) 0x00
+//! ```
+//!
+//! - `version` is [`VERSION`]; a decoder refuses other versions with
+//!   [`TelemetryError::UnsupportedVersion`] instead of misreading them. New frame kinds are
+//!   added at the end of [`TelemetryFrame`], so an older decoder reports them as
+//!   [`TelemetryError::Malformed`] and goes on with the next frame.
+//! - The payload is the frame serialized with postcard (varints, enum variants by index).
+//! - The CRC is CRC-32C (Castagnoli, as in [`checkpoint`](crate::checkpoint)) over the version
+//!   byte and the payload: COBS finds frame boundaries but detects no corruption, the CRC does.
+//!   It is computed bit by bit (no 1 KiB table), which is cheap at these frame sizes.
+//! - COBS (Consistent Overhead Byte Stuffing) removes every `0x00` from the frame, so a single
+//!   `0x00` ends it and a receiver that joins a stream in the middle (or loses bytes) finds
+//!   the next frame at the next `0x00`.
+//!
+//! The whole encoded frame, delimiter included, is at most [`MAX_FRAME_LEN`] bytes.
+//!
+//! # On a text channel
+//! A channel that carries text for people as well (semihosting stdout, a console UART) sends
+//! each frame as one line: [`LINE_PREFIX`] followed by the encoded frame in lowercase hex,
+//! delimiter included (`@RK 0b01...00`), then `\n`. Anything else on the channel is text for
+//! people; a decoder looks for the prefix and ignores the rest. A channel for machines only
+//! carries the encoded frames back to back, raw.
+//!
+//! # Example
+//! ```
+//! # #[cfg(feature = "serde")] {
+//! use rustkernel_core::resilience::HealthStatus;
+//! use rustkernel_core::telemetry::{self, TelemetryFrame, MAX_FRAME_LEN};
+//!
+//! let frame = TelemetryFrame::Health { component: 1, status: HealthStatus::Unhealthy, at_us: 1_500 };
+//! let mut buf = [0u8; MAX_FRAME_LEN];
+//! let wire = telemetry::encode_frame(&frame, &mut buf).unwrap();
+//! assert_eq!(wire.last(), Some(&0x00));
+//! assert!(!wire[..wire.len() - 1].contains(&0x00));
+//!
+//! let mut received = [0u8; MAX_FRAME_LEN];
+//! received[..wire.len()].copy_from_slice(wire);
+//! let len = wire.len();
+//! assert_eq!(telemetry::decode_frame(&mut received[..len]), Ok(frame));
+//! # }
+//! ```
+
+use core::fmt;
+
+use crate::error::ErrorKind;
+use crate::resilience::circuit_breaker::{CircuitBreakerStats, Transition};
+use crate::resilience::health::{ComponentName, HealthStatus};
+use crate::resilience::recovery::{RecoveryAction, RecoveryStrategy};
+
+// Without `serde` only the size bound is used.
+#[cfg_attr(not(feature = "serde"), allow(dead_code))]
+mod cobs;
+
+/// The wire format version this crate writes and reads; the first byte of every frame.
+pub const VERSION: u8 = 1;
+
+/// Starts a frame's line on a text channel; the hex of the encoded frame follows.
+pub const LINE_PREFIX: &str = "@RK ";
+
+/// Ends every encoded frame; it appears nowhere else in one.
+pub const DELIMITER: u8 = 0x00;
+
+/// The longest postcard payload any [`TelemetryFrame`] takes (checked by a test against the
+/// largest frame of each kind).
+pub const MAX_PAYLOAD_LEN: usize = 192;
+
+/// Bytes of a frame before COBS: version, payload, CRC.
+const MAX_RAW_LEN: usize = 1 + MAX_PAYLOAD_LEN + 4;
+
+/// The longest encoded frame, delimiter included: a buffer this long holds any frame.
+pub const MAX_FRAME_LEN: usize = cobs::max_encoded_len(MAX_RAW_LEN) + 1;
+
+/// CRC-32C without a lookup table (frames are short; the table would cost 1 KiB of flash).
+#[cfg(feature = "serde")]
+static CRC32C: crc::Crc<u32, crc::NoTable> = crc::Crc::<u32, crc::NoTable>::new(&crc::CRC_32_ISCSI);
+
+/// Breaker counters as a frame carries them: the totals of [`CircuitBreakerStats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct BreakerCounts {
+    /// Calls that succeeded.
+    pub successes: u64,
+    /// Calls that failed with a recorded error kind.
+    pub failures: u64,
+    /// Calls refused while open or half-open and full.
+    pub rejected: u64,
+    /// Failures since the last success while closed.
+    pub consecutive_failures: u32,
+}
+
+impl From<CircuitBreakerStats> for BreakerCounts {
+    fn from(stats: CircuitBreakerStats) -> Self {
+        Self {
+            successes: stats.success_count,
+            failures: stats.failure_count,
+            rejected: stats.rejected_count,
+            consecutive_failures: stats.consecutive_failures,
+        }
+    }
+}
+
+/// How one job ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "serde", serde(rename_all = "snake_case"))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum JobOutcome {
+    /// The accelerator computed it.
+    Done,
+    /// The supervisor computed it itself, on the slower fallback path (degraded mode, or the
+    /// accelerator failed the job).
+    Fallback,
+    /// No result: the job failed with this kind and had no fallback.
+    Failed(ErrorKind),
+}
+
+/// Totals at the end of a run (or at any point in it), for a dashboard or a test to check.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Summary {
+    /// Jobs the accelerator computed.
+    pub jobs_ok: u32,
+    /// Jobs computed on the fallback path.
+    pub fallbacks: u32,
+    /// Jobs with no result.
+    pub jobs_failed: u32,
+    /// Attempts retried after a failure.
+    pub retries: u32,
+    /// Times a breaker opened (from closed or half-open).
+    pub breaker_opens: u32,
+    /// Half-open cycles started (probe calls admitted after the open time).
+    pub half_open_probes: u32,
+    /// Times a breaker closed again after being open.
+    pub breaker_closes: u32,
+    /// Calls a breaker refused.
+    pub rejected: u32,
+    /// Health status changes reported.
+    pub health_changes: u32,
+    /// Restarts (resets) carried out.
+    pub restarts: u32,
+    /// Escalations carried out (each step up the ladder).
+    pub escalations: u32,
+    /// The last strategy escalated to, if any.
+    pub escalated_to: Option<RecoveryStrategy>,
+    /// When the summary was taken, in microseconds on the sender's clock.
+    pub at_us: u64,
+}
+
+/// One telemetry frame. Times (`at_us`) are microseconds on the sender's monotonic clock.
+///
+/// Components are named by a small number that a [`TelemetryFrame::Component`] frame maps to a
+/// name, so the frames that repeat stay small.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum TelemetryFrame {
+    /// The sender started: the wire version it speaks and an identifier of the device.
+    Hello {
+        /// The sender's [`VERSION`].
+        version: u8,
+        /// Identifies the device (a serial number, a hash of the chip id).
+        device: u32,
+        /// When it started.
+        at_us: u64,
+    },
+    /// Names component `id` for the frames that follow.
+    Component {
+        /// The number later frames use.
+        id: u8,
+        /// Its name.
+        name: ComponentName,
+    },
+    /// A component's health changed.
+    Health {
+        /// Which component.
+        component: u8,
+        /// Its status now.
+        status: HealthStatus,
+        /// When it changed.
+        at_us: u64,
+    },
+    /// A component's circuit breaker changed state.
+    Breaker {
+        /// Which component the breaker guards.
+        component: u8,
+        /// From which state to which.
+        transition: Transition,
+        /// The breaker's counters after the change.
+        counts: BreakerCounts,
+        /// When it changed.
+        at_us: u64,
+    },
+    /// The supervisor decided a recovery action for a component.
+    Recovery {
+        /// Which component.
+        component: u8,
+        /// What it does about it.
+        action: RecoveryAction,
+        /// When it decided.
+        at_us: u64,
+    },
+    /// A job finished.
+    Job {
+        /// The job's number.
+        id: u32,
+        /// How it ended.
+        outcome: JobOutcome,
+        /// Attempts made on the accelerator (0 when it was not tried).
+        attempts: u32,
+        /// When it finished.
+        at_us: u64,
+    },
+    /// Totals.
+    Summary(Summary),
+}
+
+impl TelemetryFrame {
+    /// The frame kind's name, as the host prints it (`"breaker"`, `"summary"`).
+    #[must_use]
+    pub const fn kind(&self) -> &'static str {
+        match self {
+            TelemetryFrame::Hello { .. } => "hello",
+            TelemetryFrame::Component { .. } => "component",
+            TelemetryFrame::Health { .. } => "health",
+            TelemetryFrame::Breaker { .. } => "breaker",
+            TelemetryFrame::Recovery { .. } => "recovery",
+            TelemetryFrame::Job { .. } => "job",
+            TelemetryFrame::Summary(_) => "summary",
+        }
+    }
+}
+
+/// Why a frame could not be encoded or decoded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+#[non_exhaustive]
+pub enum TelemetryError {
+    /// Encoding: the buffer cannot hold the encoded frame ([`MAX_FRAME_LEN`] always can).
+    BufferTooSmall,
+    /// Encoding: the serializer refused the frame, or it is longer than [`MAX_PAYLOAD_LEN`].
+    Encode,
+    /// Decoding: no bytes.
+    Empty,
+    /// Decoding: longer than [`MAX_FRAME_LEN`], so not one frame.
+    TooLong,
+    /// Decoding: not a valid COBS encoding (a `0x00` inside, a code pointing past the end).
+    Cobs,
+    /// Decoding: shorter than a version byte and a CRC.
+    Truncated,
+    /// Decoding: the frame's version byte is not [`VERSION`].
+    UnsupportedVersion(u8),
+    /// Decoding: the CRC does not match; the bytes were corrupted.
+    CrcMismatch,
+    /// Decoding: the CRC matches but the payload is not a frame this version knows.
+    Malformed,
+    /// Decoding: bytes are left after the frame's payload.
+    TrailingBytes,
+}
+
+impl fmt::Display for TelemetryError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TelemetryError::BufferTooSmall => f.write_str("buffer too small for the frame"),
+            TelemetryError::Encode => f.write_str("frame could not be serialized"),
+            TelemetryError::Empty => f.write_str("empty frame"),
+            TelemetryError::TooLong => write!(f, "longer than {MAX_FRAME_LEN} bytes"),
+            TelemetryError::Cobs => f.write_str("invalid COBS encoding"),
+            TelemetryError::Truncated => f.write_str("frame truncated"),
+            TelemetryError::UnsupportedVersion(version) => {
+                write!(
+                    f,
+                    "unsupported frame version {version} (expected {VERSION})"
+                )
+            }
+            TelemetryError::CrcMismatch => f.write_str("CRC mismatch"),
+            TelemetryError::Malformed => f.write_str("malformed payload"),
+            TelemetryError::TrailingBytes => f.write_str("trailing bytes after the payload"),
+        }
+    }
+}
+
+impl core::error::Error for TelemetryError {}
+
+/// Encodes `frame` into the front of `buf` (see the [wire format](self#wire-format-version-1))
+/// and returns the encoded bytes, `0x00` delimiter included.
+///
+/// # Errors
+/// [`TelemetryError::BufferTooSmall`] when `buf` cannot hold the frame (a buffer of
+/// [`MAX_FRAME_LEN`] bytes always can), [`TelemetryError::Encode`] when postcard refuses it.
+#[cfg(feature = "serde")]
+pub fn encode_frame<'b>(
+    frame: &TelemetryFrame,
+    buf: &'b mut [u8],
+) -> Result<&'b [u8], TelemetryError> {
+    let mut raw = [0u8; MAX_RAW_LEN];
+    let (head, rest) = raw.split_at_mut(1);
+    if let Some(version) = head.first_mut() {
+        *version = VERSION;
+    }
+    let payload_room = rest
+        .get_mut(..MAX_PAYLOAD_LEN)
+        .ok_or(TelemetryError::Encode)?;
+    let payload_len = postcard::to_slice(frame, payload_room)
+        .map_err(|_| TelemetryError::Encode)?
+        .len();
+    let body_len = payload_len.checked_add(1).ok_or(TelemetryError::Encode)?;
+    let crc = CRC32C.checksum(raw.get(..body_len).ok_or(TelemetryError::Encode)?);
+    let raw_len = body_len.checked_add(4).ok_or(TelemetryError::Encode)?;
+    raw.get_mut(body_len..raw_len)
+        .ok_or(TelemetryError::Encode)?
+        .copy_from_slice(&crc.to_le_bytes());
+    let src = raw.get(..raw_len).ok_or(TelemetryError::Encode)?;
+    let encoded = cobs::encode(src, buf).ok_or(TelemetryError::BufferTooSmall)?;
+    *buf.get_mut(encoded).ok_or(TelemetryError::BufferTooSmall)? = DELIMITER;
+    let total = encoded
+        .checked_add(1)
+        .ok_or(TelemetryError::BufferTooSmall)?;
+    let buf: &'b [u8] = buf;
+    buf.get(..total).ok_or(TelemetryError::BufferTooSmall)
+}
+
+/// Decodes one encoded frame, in place: `bytes` are the frame as received, with or without its
+/// trailing `0x00` delimiter, and are overwritten by the decoding.
+///
+/// Any bytes at all give a frame or a [`TelemetryError`]; nothing panics.
+///
+/// # Errors
+/// In the order checked: [`TelemetryError::Empty`], [`TelemetryError::TooLong`],
+/// [`TelemetryError::Cobs`], [`TelemetryError::Truncated`],
+/// [`TelemetryError::UnsupportedVersion`], [`TelemetryError::CrcMismatch`],
+/// [`TelemetryError::Malformed`], [`TelemetryError::TrailingBytes`].
+#[cfg(feature = "serde")]
+pub fn decode_frame(bytes: &mut [u8]) -> Result<TelemetryFrame, TelemetryError> {
+    let end = match bytes.last() {
+        Some(&DELIMITER) => bytes.len().saturating_sub(1),
+        _ => bytes.len(),
+    };
+    let bytes = bytes.get_mut(..end).ok_or(TelemetryError::Empty)?;
+    if bytes.is_empty() {
+        return Err(TelemetryError::Empty);
+    }
+    if bytes.len() >= MAX_FRAME_LEN {
+        return Err(TelemetryError::TooLong);
+    }
+    let len = cobs::decode_in_place(bytes).map_err(|_| TelemetryError::Cobs)?;
+    let raw = bytes.get(..len).ok_or(TelemetryError::Cobs)?;
+    let crc_at = len.checked_sub(4).ok_or(TelemetryError::Truncated)?;
+    let (body, crc) = raw
+        .split_at_checked(crc_at)
+        .ok_or(TelemetryError::Truncated)?;
+    let (&version, payload) = body.split_first().ok_or(TelemetryError::Truncated)?;
+    if version != VERSION {
+        return Err(TelemetryError::UnsupportedVersion(version));
+    }
+    let sent: [u8; 4] = crc.try_into().map_err(|_| TelemetryError::Truncated)?;
+    if CRC32C.checksum(body) != u32::from_le_bytes(sent) {
+        return Err(TelemetryError::CrcMismatch);
+    }
+    let (frame, rest) = postcard::take_from_bytes::<TelemetryFrame>(payload)
+        .map_err(|_| TelemetryError::Malformed)?;
+    if !rest.is_empty() {
+        return Err(TelemetryError::TrailingBytes);
+    }
+    Ok(frame)
+}
+
+#[cfg(all(test, feature = "serde"))]
+#[allow(clippy::indexing_slicing)] // the tests index frames they built themselves
+mod tests {
+    extern crate std;
+    use super::*;
+    use crate::resilience::CircuitState;
+    use crate::time::Instant;
+    use std::string::ToString;
+    use std::vec::Vec;
+
+    fn encode(frame: &TelemetryFrame) -> Vec<u8> {
+        let mut buf = [0u8; MAX_FRAME_LEN];
+        encode_frame(frame, &mut buf).expect("fits").to_vec()
+    }
+
+    fn largest_frames() -> Vec<TelemetryFrame> {
+        let mut name = ComponentName::new();
+        for _ in 0..name.capacity() {
+            name.push('\u{7f}').expect("fits");
+        }
+        std::vec![
+            TelemetryFrame::Hello {
+                version: u8::MAX,
+                device: u32::MAX,
+                at_us: u64::MAX,
+            },
+            TelemetryFrame::Component { id: u8::MAX, name },
+            TelemetryFrame::Health {
+                component: u8::MAX,
+                status: HealthStatus::Unknown,
+                at_us: u64::MAX,
+            },
+            TelemetryFrame::Breaker {
+                component: u8::MAX,
+                transition: Transition {
+                    from: CircuitState::Disabled,
+                    to: CircuitState::ForcedOpen,
+                },
+                counts: BreakerCounts {
+                    successes: u64::MAX,
+                    failures: u64::MAX,
+                    rejected: u64::MAX,
+                    consecutive_failures: u32::MAX,
+                },
+                at_us: u64::MAX,
+            },
+            TelemetryFrame::Recovery {
+                component: u8::MAX,
+                action: RecoveryAction::RestartPending {
+                    at: Instant::MAX,
+                    attempt: u32::MAX,
+                },
+                at_us: u64::MAX,
+            },
+            TelemetryFrame::Job {
+                id: u32::MAX,
+                outcome: JobOutcome::Failed(ErrorKind::InvalidInput),
+                attempts: u32::MAX,
+                at_us: u64::MAX,
+            },
+            TelemetryFrame::Summary(Summary {
+                jobs_ok: u32::MAX,
+                fallbacks: u32::MAX,
+                jobs_failed: u32::MAX,
+                retries: u32::MAX,
+                breaker_opens: u32::MAX,
+                half_open_probes: u32::MAX,
+                breaker_closes: u32::MAX,
+                rejected: u32::MAX,
+                health_changes: u32::MAX,
+                restarts: u32::MAX,
+                escalations: u32::MAX,
+                escalated_to: Some(RecoveryStrategy::NotifyOperator),
+                at_us: u64::MAX,
+            }),
+        ]
+    }
+
+    #[test]
+    fn the_largest_frames_fit_and_round_trip() {
+        for frame in largest_frames() {
+            let mut payload = [0u8; 512];
+            let len = postcard::to_slice(&frame, &mut payload)
+                .expect("fits")
+                .len();
+            assert!(len <= MAX_PAYLOAD_LEN, "{} takes {len}", frame.kind());
+            let mut wire = encode(&frame);
+            assert!(wire.len() <= MAX_FRAME_LEN);
+            assert_eq!(wire.iter().filter(|&&b| b == 0).count(), 1);
+            assert_eq!(decode_frame(&mut wire), Ok(frame));
+        }
+    }
+
+    #[test]
+    fn the_delimiter_is_optional_when_decoding() {
+        let frame = TelemetryFrame::Health {
+            component: 2,
+            status: HealthStatus::Degraded,
+            at_us: 77,
+        };
+        let mut wire = encode(&frame);
+        wire.pop();
+        assert_eq!(decode_frame(&mut wire), Ok(frame));
+    }
+
+    #[test]
+    fn the_layout_is_version_payload_crc() {
+        let frame = TelemetryFrame::Hello {
+            version: VERSION,
+            device: 7,
+            at_us: 0,
+        };
+        let mut wire = encode(&frame);
+        assert_eq!(wire.pop(), Some(DELIMITER));
+        let len = cobs::decode_in_place(&mut wire[..]).expect("valid");
+        // version 1, variant 0, version 1, device 7, at 0, then the CRC: no zero inside but the
+        // `at_us` varint, so COBS has work to do.
+        assert_eq!(&wire[..5], &[VERSION, 0, VERSION, 7, 0]);
+        assert_eq!(len, 9);
+        let crc = CRC32C.checksum(&wire[..5]);
+        assert_eq!(&wire[5..9], &crc.to_le_bytes());
+        // CRC-32C's check value, as in the checkpoint module.
+        assert_eq!(CRC32C.checksum(b"123456789"), 0xE306_9283);
+    }
+
+    #[test]
+    fn each_check_has_its_error() {
+        let frame = TelemetryFrame::Job {
+            id: 3,
+            outcome: JobOutcome::Done,
+            attempts: 1,
+            at_us: 1_000,
+        };
+        assert_eq!(decode_frame(&mut []), Err(TelemetryError::Empty));
+        assert_eq!(decode_frame(&mut [0]), Err(TelemetryError::Empty));
+        assert_eq!(
+            decode_frame(&mut [1u8; MAX_FRAME_LEN]),
+            Err(TelemetryError::TooLong)
+        );
+        assert_eq!(decode_frame(&mut [5, 1, 0, 0]), Err(TelemetryError::Cobs));
+        assert_eq!(
+            decode_frame(&mut [4, 1, 2, 3]),
+            Err(TelemetryError::Truncated)
+        );
+
+        // Another version, with a CRC that would match.
+        let mut raw = [2u8, 0, 0, 0, 0, 0];
+        let crc = CRC32C.checksum(&raw[..2]);
+        raw[2..].copy_from_slice(&crc.to_le_bytes());
+        let mut wire = [0u8; 16];
+        let n = cobs::encode(&raw, &mut wire).expect("fits");
+        assert_eq!(
+            decode_frame(&mut wire[..n]),
+            Err(TelemetryError::UnsupportedVersion(2))
+        );
+
+        let mut wire = encode(&frame);
+        let at = wire.len() / 2;
+        wire[at] ^= 0x10;
+        assert_eq!(decode_frame(&mut wire), Err(TelemetryError::CrcMismatch));
+
+        // A valid CRC over a payload that is no frame (variant 200), or a frame with a tail.
+        for (payload, error) in [
+            (&[200u8][..], TelemetryError::Malformed),
+            (&[5, 3, 0, 1, 0, 9][..], TelemetryError::TrailingBytes),
+        ] {
+            let mut raw = Vec::from([VERSION]);
+            raw.extend_from_slice(payload);
+            let crc = CRC32C.checksum(&raw);
+            raw.extend_from_slice(&crc.to_le_bytes());
+            let mut wire = [0u8; 32];
+            let n = cobs::encode(&raw, &mut wire).expect("fits");
+            assert_eq!(decode_frame(&mut wire[..n]), Err(error));
+        }
+    }
+
+    #[test]
+    fn small_buffers_are_refused() {
+        let frame = largest_frames().remove(6);
+        let needed = encode(&frame).len();
+        for len in 0..needed {
+            let mut buf = std::vec![0u8; len];
+            assert_eq!(
+                encode_frame(&frame, &mut buf),
+                Err(TelemetryError::BufferTooSmall)
+            );
+        }
+    }
+
+    #[test]
+    fn errors_and_kinds_read_well() {
+        assert_eq!(
+            TelemetryError::UnsupportedVersion(9).to_string(),
+            "unsupported frame version 9 (expected 1)"
+        );
+        assert_eq!(TelemetryError::CrcMismatch.to_string(), "CRC mismatch");
+        let kinds: Vec<&str> = largest_frames().iter().map(TelemetryFrame::kind).collect();
+        assert_eq!(
+            kinds,
+            [
+                "hello",
+                "component",
+                "health",
+                "breaker",
+                "recovery",
+                "job",
+                "summary"
+            ]
+        );
+    }
+}
