@@ -42,4 +42,7 @@ RUSTC_BOOTSTRAP=1 cargo build -p rustkernel-core --target thumbv7em-none-eabihf 
 RUSTC_BOOTSTRAP=1 cargo build -p rustkernel-embassy --target thumbv6m-none-eabi --features defmt \
   -Zbuild-std=core --target-dir target/build-std-core
 
+step "firmware: build, run under QEMU, decode and check the telemetry, report sizes"
+./scripts/firmware-e2e.sh
+
 step "all checks passed"
