@@ -58,6 +58,7 @@ use rustkernel_core::time::Instant as CoreInstant;
 
 use crate::deadline::DeadlineContext;
 use crate::time::{now, to_embassy_instant};
+use rustkernel_core::resilience::DeadlineExceeded;
 
 /// What happened after one failed attempt, for logs, metrics and telemetry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -248,17 +249,12 @@ impl<'b, M: RawMutex, B: RetryBudgetSource> Retrier<'b, M, B> {
         E: Classify,
         O: FnMut(RetryEvent),
     {
-        let start = now();
-        if let Some(deadline) = self.deadline {
-            deadline.check()?;
-        }
-        self.budget.deposit_at(start);
-        let seed = self.rng.next_u64();
-        let core_deadline = self.deadline.map(|deadline| deadline.as_core().deadline());
-        let Ok(mut retry) = Retry::try_new(&self.config, seed, start, core_deadline) else {
+        let mut retry = match self.begin() {
+            Ok(Some(retry)) => retry,
+            Err(DeadlineExceeded) => return Err(ResilienceError::DeadlineExceeded),
             // Unreachable: the configuration was validated when the retrier was built and
             // cannot change since. Without a state machine, make exactly one attempt.
-            return self.attempt(&mut op).await;
+            Ok(None) => return self.attempt(&mut op).await,
         };
         loop {
             let error = match self.attempt(&mut op).await {
@@ -266,19 +262,43 @@ impl<'b, M: RawMutex, B: RetryBudgetSource> Retrier<'b, M, B> {
                 Err(ResilienceError::Operation(error)) => error,
                 Err(other) => return Err(other),
             };
-            let kind = error.kind();
-            let attempt = retry.attempts();
-            let at = now();
-            let decision = self.budget.on_failure(&mut retry, kind, at);
-            observer(RetryEvent {
-                attempt,
-                kind,
-                decision,
-            });
+            let event = self.decide(&mut retry, error.kind());
+            let decision = event.decision;
+            observer(event);
             match decision {
                 RetryDecision::RetryAt(when) => Timer::at(to_embassy_instant(when)).await,
                 RetryDecision::GiveUp(_) => return Err(ResilienceError::Operation(error)),
             }
+        }
+    }
+
+    /// Starts a call: checks the deadline, counts the request in the budget, draws a seed and
+    /// builds the core's state machine (`None` only if the configuration were invalid).
+    ///
+    /// Not generic over the operation, and kept out of line, so that every `execute` shares
+    /// one copy.
+    #[inline(never)]
+    fn begin(&mut self) -> Result<Option<Retry>, DeadlineExceeded> {
+        let start = now();
+        if let Some(deadline) = self.deadline {
+            deadline.check()?;
+        }
+        self.budget.deposit_at(start);
+        let seed = self.rng.next_u64();
+        let core_deadline = self.deadline.map(|deadline| deadline.as_core().deadline());
+        Ok(Retry::try_new(&self.config, seed, start, core_deadline).ok())
+    }
+
+    /// After a failed attempt with `kind`: the core's decision now (with the budget, if any),
+    /// as the event the observer sees. Out of line, like [`begin`](Self::begin).
+    #[inline(never)]
+    fn decide(&self, retry: &mut Retry, kind: ErrorKind) -> RetryEvent {
+        let attempt = retry.attempts();
+        let decision = self.budget.on_failure(retry, kind, now());
+        RetryEvent {
+            attempt,
+            kind,
+            decision,
         }
     }
 
