@@ -320,7 +320,7 @@ impl<M: RawMutex, B: RetryBudgetSource> Clone for Retrier<'_, M, B> {
     fn clone(&self) -> Self {
         Self {
             config: self.config,
-            rng: self.rng.clone(),
+            rng: self.rng,
             deadline: self.deadline,
             budget: self.budget,
             _budget: PhantomData,
