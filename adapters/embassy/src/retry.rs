@@ -44,6 +44,7 @@
 use core::cell::RefCell;
 use core::fmt;
 use core::future::Future;
+use core::marker::PhantomData;
 
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, RawMutex};
@@ -57,6 +58,7 @@ use rustkernel_core::time::Instant as CoreInstant;
 
 use crate::deadline::DeadlineContext;
 use crate::time::{now, to_embassy_instant};
+use rustkernel_core::resilience::DeadlineExceeded;
 
 /// What happened after one failed attempt, for logs, metrics and telemetry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -76,15 +78,71 @@ pub struct RetryEvent {
 /// retrier. Each [`execute`](Self::execute) draws a fresh seed from the retrier's own stream, so
 /// successive calls do not jitter alike; seed retriers of different tasks or devices
 /// differently (a device id, a hardware RNG).
-#[derive(Clone)]
-pub struct Retrier<'b, M: RawMutex = CriticalSectionRawMutex> {
+///
+/// Type parameters: `'b` and `M` are the lifetime and mutex of the budget it may be given, `B`
+/// where its retries come from: [`NoBudget`] (what [`new`](Self::new) builds; no budget code is
+/// linked) or `&'b SharedRetryBudget<M>` (after [`with_budget`](Self::with_budget)).
+pub struct Retrier<'b, M: RawMutex = CriticalSectionRawMutex, B: RetryBudgetSource = NoBudget> {
     config: RetryConfig,
     rng: Rng,
     deadline: Option<DeadlineContext>,
-    budget: Option<&'b SharedRetryBudget<M>>,
+    budget: B,
+    _budget: PhantomData<&'b SharedRetryBudget<M>>,
 }
 
-impl Retrier<'static, CriticalSectionRawMutex> {
+/// Where a [`Retrier`]'s retries come from besides its [`RetryConfig`]: [`NoBudget`], or a
+/// `&SharedRetryBudget`. Sealed: implemented by this crate only.
+pub trait RetryBudgetSource: Copy + sealed::Sealed {
+    /// Counts one original request at `at`.
+    #[doc(hidden)]
+    fn deposit_at(&self, at: CoreInstant);
+
+    /// `retry.on_failure` with this budget.
+    #[doc(hidden)]
+    fn on_failure(&self, retry: &mut Retry, kind: ErrorKind, at: CoreInstant) -> RetryDecision;
+
+    /// Whether a budget is attached (for `Debug`).
+    #[doc(hidden)]
+    fn is_attached(&self) -> bool;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for super::NoBudget {}
+    impl<M: super::RawMutex> Sealed for &super::SharedRetryBudget<M> {}
+}
+
+/// No retry budget: only the [`RetryConfig`] limits retries. Zero-sized.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NoBudget;
+
+impl RetryBudgetSource for NoBudget {
+    fn deposit_at(&self, _at: CoreInstant) {}
+
+    fn on_failure(&self, retry: &mut Retry, kind: ErrorKind, at: CoreInstant) -> RetryDecision {
+        retry.on_failure(kind, at, None, None)
+    }
+
+    fn is_attached(&self) -> bool {
+        false
+    }
+}
+
+impl<M: RawMutex> RetryBudgetSource for &SharedRetryBudget<M> {
+    fn deposit_at(&self, at: CoreInstant) {
+        SharedRetryBudget::deposit_at(self, at);
+    }
+
+    fn on_failure(&self, retry: &mut Retry, kind: ErrorKind, at: CoreInstant) -> RetryDecision {
+        SharedRetryBudget::on_failure(self, retry, kind, at)
+    }
+
+    fn is_attached(&self) -> bool {
+        true
+    }
+}
+
+impl Retrier<'static, CriticalSectionRawMutex, NoBudget> {
     /// A retrier with no deadline and no budget, after validating `config`.
     ///
     /// # Errors
@@ -95,7 +153,8 @@ impl Retrier<'static, CriticalSectionRawMutex> {
             config,
             rng: Rng::new(seed),
             deadline: None,
-            budget: None,
+            budget: NoBudget,
+            _budget: PhantomData,
         })
     }
 
@@ -113,7 +172,7 @@ impl Retrier<'static, CriticalSectionRawMutex> {
     }
 }
 
-impl<'b, M: RawMutex> Retrier<'b, M> {
+impl<'b, M: RawMutex, B: RetryBudgetSource> Retrier<'b, M, B> {
     /// The same retrier, with every call bounded by `deadline`.
     #[must_use]
     pub fn with_deadline(mut self, deadline: DeadlineContext) -> Self {
@@ -131,12 +190,16 @@ impl<'b, M: RawMutex> Retrier<'b, M> {
     /// The same retrier, drawing its retries from `budget` (one deposit per call, one
     /// withdrawal per retry).
     #[must_use]
-    pub fn with_budget<'c, N: RawMutex>(self, budget: &'c SharedRetryBudget<N>) -> Retrier<'c, N> {
+    pub fn with_budget<'c, N: RawMutex>(
+        self,
+        budget: &'c SharedRetryBudget<N>,
+    ) -> Retrier<'c, N, &'c SharedRetryBudget<N>> {
         Retrier {
             config: self.config,
             rng: self.rng,
             deadline: self.deadline,
-            budget: Some(budget),
+            budget,
+            _budget: PhantomData,
         }
     }
 
@@ -186,19 +249,12 @@ impl<'b, M: RawMutex> Retrier<'b, M> {
         E: Classify,
         O: FnMut(RetryEvent),
     {
-        let start = now();
-        if let Some(deadline) = self.deadline {
-            deadline.check()?;
-        }
-        if let Some(budget) = self.budget {
-            budget.deposit_at(start);
-        }
-        let seed = self.rng.next_u64();
-        let core_deadline = self.deadline.map(|deadline| deadline.as_core().deadline());
-        let Ok(mut retry) = Retry::try_new(&self.config, seed, start, core_deadline) else {
+        let mut retry = match self.begin() {
+            Ok(Some(retry)) => retry,
+            Err(DeadlineExceeded) => return Err(ResilienceError::DeadlineExceeded),
             // Unreachable: the configuration was validated when the retrier was built and
             // cannot change since. Without a state machine, make exactly one attempt.
-            return self.attempt(&mut op).await;
+            Ok(None) => return self.attempt(&mut op).await,
         };
         loop {
             let error = match self.attempt(&mut op).await {
@@ -206,22 +262,43 @@ impl<'b, M: RawMutex> Retrier<'b, M> {
                 Err(ResilienceError::Operation(error)) => error,
                 Err(other) => return Err(other),
             };
-            let kind = error.kind();
-            let attempt = retry.attempts();
-            let at = now();
-            let decision = match self.budget {
-                Some(budget) => budget.on_failure(&mut retry, kind, at),
-                None => retry.on_failure(kind, at, None, None),
-            };
-            observer(RetryEvent {
-                attempt,
-                kind,
-                decision,
-            });
+            let event = self.decide(&mut retry, error.kind());
+            let decision = event.decision;
+            observer(event);
             match decision {
                 RetryDecision::RetryAt(when) => Timer::at(to_embassy_instant(when)).await,
                 RetryDecision::GiveUp(_) => return Err(ResilienceError::Operation(error)),
             }
+        }
+    }
+
+    /// Starts a call: checks the deadline, counts the request in the budget, draws a seed and
+    /// builds the core's state machine (`None` only if the configuration were invalid).
+    ///
+    /// Not generic over the operation, and kept out of line, so that every `execute` shares
+    /// one copy.
+    #[inline(never)]
+    fn begin(&mut self) -> Result<Option<Retry>, DeadlineExceeded> {
+        let start = now();
+        if let Some(deadline) = self.deadline {
+            deadline.check()?;
+        }
+        self.budget.deposit_at(start);
+        let seed = self.rng.next_u64();
+        let core_deadline = self.deadline.map(|deadline| deadline.as_core().deadline());
+        Ok(Retry::try_new(&self.config, seed, start, core_deadline).ok())
+    }
+
+    /// After a failed attempt with `kind`: the core's decision now (with the budget, if any),
+    /// as the event the observer sees. Out of line, like [`begin`](Self::begin).
+    #[inline(never)]
+    fn decide(&self, retry: &mut Retry, kind: ErrorKind) -> RetryEvent {
+        let attempt = retry.attempts();
+        let decision = self.budget.on_failure(retry, kind, now());
+        RetryEvent {
+            attempt,
+            kind,
+            decision,
         }
     }
 
@@ -238,12 +315,25 @@ impl<'b, M: RawMutex> Retrier<'b, M> {
     }
 }
 
-impl<M: RawMutex> fmt::Debug for Retrier<'_, M> {
+// By hand: a derive would ask `M: Clone`, which no mutex type is.
+impl<M: RawMutex, B: RetryBudgetSource> Clone for Retrier<'_, M, B> {
+    fn clone(&self) -> Self {
+        Self {
+            config: self.config,
+            rng: self.rng,
+            deadline: self.deadline,
+            budget: self.budget,
+            _budget: PhantomData,
+        }
+    }
+}
+
+impl<M: RawMutex, B: RetryBudgetSource> fmt::Debug for Retrier<'_, M, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retrier")
             .field("config", &self.config)
             .field("deadline", &self.deadline)
-            .field("budget", &self.budget.is_some())
+            .field("budget", &self.budget.is_attached())
             .finish_non_exhaustive()
     }
 }
@@ -370,5 +460,40 @@ impl<M: RawMutex> fmt::Debug for SharedRetryBudget<M> {
         f.debug_struct("SharedRetryBudget")
             .field("available", &self.available())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use embassy_sync::blocking_mutex::raw::NoopRawMutex;
+    use rustkernel_core::resilience::BackoffStrategy;
+
+    fn config() -> RetryConfig {
+        RetryConfig {
+            max_attempts: 2,
+            backoff: BackoffStrategy::Fixed {
+                delay: core::time::Duration::ZERO,
+            },
+            retryable_errors: [ErrorKind::Transient].into(),
+        }
+    }
+
+    fn assert_send<T: Send>(_: &T) {}
+
+    #[test]
+    fn the_default_type_names_the_unbudgeted_retrier_and_send_is_kept() {
+        let plain: Retrier<'_, CriticalSectionRawMutex> = Retrier::new(config(), 1);
+        assert_send(&plain);
+        assert_eq!(core::mem::size_of_val(&plain.budget), 0);
+        let budget: SharedRetryBudget = SharedRetryBudget::new(RetryBudgetConfig::default());
+        let budgeted: Retrier<'_, CriticalSectionRawMutex, &SharedRetryBudget> =
+            plain.clone().with_budget(&budget);
+        assert_send(&budgeted);
+        assert!(!plain.budget.is_attached());
+        assert!(budgeted.budget.is_attached());
+        let local: SharedRetryBudget<NoopRawMutex> =
+            SharedRetryBudget::new(RetryBudgetConfig::default());
+        assert!(plain.with_budget(&local).budget.is_attached());
     }
 }
