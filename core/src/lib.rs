@@ -45,6 +45,7 @@
 #![deny(missing_docs)]
 
 mod bitset;
+mod float;
 pub mod checkpoint;
 pub mod error;
 pub mod resilience;
