@@ -37,16 +37,34 @@ impl Parts {
     /// Takes an `f64` apart: 11 exponent bits, 52 fraction bits.
     pub(crate) fn of_f64(value: f64) -> Self {
         let bits = value.to_bits();
-        Self::from_fields(bits >> 63 != 0, (bits >> 52) & 0x7ff, bits & ((1 << 52) - 1), 52, 1023)
+        Self::from_fields(
+            bits >> 63 != 0,
+            (bits >> 52) & 0x7ff,
+            bits & ((1 << 52) - 1),
+            52,
+            1023,
+        )
     }
 
     /// Takes an `f32` apart: 8 exponent bits, 23 fraction bits.
     pub(crate) fn of_f32(value: f32) -> Self {
         let bits = u64::from(value.to_bits());
-        Self::from_fields(bits >> 31 != 0, (bits >> 23) & 0xff, bits & ((1 << 23) - 1), 23, 127)
+        Self::from_fields(
+            bits >> 31 != 0,
+            (bits >> 23) & 0xff,
+            bits & ((1 << 23) - 1),
+            23,
+            127,
+        )
     }
 
-    fn from_fields(negative: bool, biased: u64, fraction: u64, fraction_bits: i32, bias: i32) -> Self {
+    fn from_fields(
+        negative: bool,
+        biased: u64,
+        fraction: u64,
+        fraction_bits: i32,
+        bias: i32,
+    ) -> Self {
         // `biased` has at most 11 bits; the fallback is unreachable.
         let biased = i32::try_from(biased).unwrap_or(0);
         let all_ones = (bias << 1) | 1;
@@ -84,7 +102,10 @@ impl Parts {
                 negative, mantissa, ..
             } if negative || mantissa == 0 => false,
             Parts::Finite { mantissa, exp, .. } => {
-                exp >= 0 || mantissa.checked_shr(exp.unsigned_abs()).is_some_and(|w| w != 0)
+                exp >= 0
+                    || mantissa
+                        .checked_shr(exp.unsigned_abs())
+                        .is_some_and(|w| w != 0)
             }
         }
     }
@@ -212,15 +233,13 @@ pub(crate) fn reaches_rate(count: u32, rate: f32, calls: u32) -> bool {
         // `0 * inf` is NaN; otherwise a finite count never reaches +inf and always -inf.
         Parts::Infinite { negative } => negative && calls != 0,
         Parts::Finite { negative: true, .. } => true,
-        Parts::Finite { mantissa, exp, .. } => {
-            match mul_floor(u128::from(calls), mantissa, exp) {
-                None => false,
-                Some((floor, exact)) => {
-                    let count = u128::from(count);
-                    count > floor || (count == floor && exact)
-                }
+        Parts::Finite { mantissa, exp, .. } => match mul_floor(u128::from(calls), mantissa, exp) {
+            None => false,
+            Some((floor, exact)) => {
+                let count = u128::from(count);
+                count > floor || (count == floor && exact)
             }
-        }
+        },
     }
 }
 
@@ -296,28 +315,52 @@ fn from_nanos(nanos: u128) -> Duration {
     }
 }
 
-/// `num / den` as the correctly rounded `f64` (what `num as f64 / den as f64` gives), for
-/// `num <= den` and `den > 0`; 1.0 for `den == 0`. Computed by binary long division and
-/// rounding to nearest, ties to even, then assembled from its bits.
-pub(crate) fn ratio_f64(num: u32, den: u32) -> f64 {
-    if den == 0 || num >= den {
+/// `x > 0` rounded to 53 significant bits (to nearest, ties to even, as `x as f64` does):
+/// `(m, e)` with `m * 2^e` the rounded value and `m` in `[2^52, 2^53)`.
+fn round_to_53_bits(x: u64) -> (u64, i32) {
+    let length = 64 - x.leading_zeros();
+    if length <= 53 {
+        let up = 53 - length;
+        return (x << up, -i32::try_from(up).unwrap_or(0));
+    }
+    let shift = length - 53;
+    let mut mantissa = x >> shift;
+    let rest = x & ((1 << shift) - 1);
+    let half = 1 << (shift - 1);
+    if rest > half || (rest == half && mantissa & 1 == 1) {
+        mantissa += 1;
+    }
+    let exp = i32::try_from(shift).unwrap_or(0);
+    if mantissa >> 53 != 0 {
+        (mantissa >> 1, exp + 1)
+    } else {
+        (mantissa, exp)
+    }
+}
+
+/// `num as f64 / den as f64`, bit for bit, without a float operation: both are rounded to
+/// 53 bits as the conversions do, then divided by binary long division and rounded to
+/// nearest, ties to even, and the `f64` is assembled from its bits. 1.0 for `den == 0`.
+pub(crate) fn ratio_f64(num: u64, den: u64) -> f64 {
+    if den == 0 {
         return 1.0;
     }
     if num == 0 {
         return 0.0;
     }
-    let den = u64::from(den);
-    let mut remainder = u64::from(num);
-    // Skip the leading zero bits of the quotient: remainder in [den/2, den) gives bit -1.
-    let mut exp: i32 = 0;
-    while remainder < den {
+    let (num, num_exp) = round_to_53_bits(num);
+    let (den, den_exp) = round_to_53_bits(den);
+    // Both in [2^52, 2^53): the quotient is in (1/2, 2).
+    let mut exp = num_exp - den_exp;
+    let mut remainder = num;
+    if remainder < den {
         remainder <<= 1;
         exp -= 1;
     }
     // Now remainder / den is in [1, 2): the quotient's first bit is 1 at 2^exp.
     remainder -= den;
     let mut quotient: u64 = 1;
-    // 52 more bits of fraction and one rounding bit.
+    // 52 more bits of fraction and one rounding bit; remainder < den < 2^53 before each shift.
     for _ in 0..53 {
         remainder <<= 1;
         quotient <<= 1;
@@ -328,20 +371,27 @@ pub(crate) fn ratio_f64(num: u32, den: u32) -> f64 {
     }
     let round = quotient & 1;
     let mut significand = quotient >> 1;
-    let sticky = remainder != 0;
-    if round == 1 && (sticky || significand & 1 == 1) {
+    if round == 1 && (remainder != 0 || significand & 1 == 1) {
         significand += 1;
     }
-    // num/den >= 2^-32, so the value is normal; rounding up to 2^53 moves to the next power.
     if significand >> 53 != 0 {
         significand >>= 1;
         exp += 1;
     }
+    // The quotient lies within 2^-64 and 2^64: always a normal f64.
     let biased = u64::try_from(exp + 1023).unwrap_or(0);
     f64::from_bits((biased << 52) | (significand & ((1 << 52) - 1)))
 }
 
 #[cfg(test)]
+// The tests compare with float arithmetic on purpose and index pairs they built themselves.
+#[allow(
+    clippy::float_cmp,
+    clippy::indexing_slicing,
+    clippy::cast_precision_loss,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
 mod tests {
     extern crate std;
     use std::vec::Vec;
@@ -462,7 +512,10 @@ mod tests {
                 let shift = exp.unsigned_abs();
                 if exp < 0 {
                     assert_eq!(floor, num.checked_shr(shift).unwrap_or(0));
-                    assert_eq!(exact, num.checked_shr(shift).unwrap_or(0).checked_shl(shift) == Some(num));
+                    assert_eq!(
+                        exact,
+                        num.checked_shr(shift).unwrap_or(0).checked_shl(shift) == Some(num)
+                    );
                 } else {
                     assert_eq!((floor, exact), (num << shift, true));
                 }
@@ -470,7 +523,10 @@ mod tests {
                 // The product needs the third limb: compare with f64 within its rounding.
                 #[allow(clippy::cast_precision_loss)]
                 let (approx, got) = (x as f64 * multiplier, floor as f64);
-                assert!((got - approx).abs() <= approx * 1e-15 + 1.0, "{got} {approx}");
+                assert!(
+                    (got - approx).abs() <= approx * 1e-15 + 1.0,
+                    "{got} {approx}"
+                );
             }
         }
     }
@@ -521,7 +577,11 @@ mod tests {
             for rate in [0.5f32, 0.4, 0.1, 1.0, 1.0 / 3.0, 0.333_333_34] {
                 // count >= rate * calls exactly, checked in f64 (both factors fit exactly).
                 let exact = f64::from(count) >= f64::from(rate) * f64::from(calls);
-                assert_eq!(reaches_rate(count, rate, calls), exact, "{count} {rate} {calls}");
+                assert_eq!(
+                    reaches_rate(count, rate, calls),
+                    exact,
+                    "{count} {rate} {calls}"
+                );
             }
         }
         assert!(!reaches_rate(3, f32::NAN, 3));
@@ -538,7 +598,11 @@ mod tests {
             #[allow(clippy::cast_possible_truncation)]
             let (count, calls) = ((bits % 1000) as u32, ((bits >> 20) % 1000) as u32);
             let reference = f64::from(count) >= f64::from(rate) * f64::from(calls);
-            assert_eq!(reaches_rate(count, rate, calls), reference, "{count} {rate} {calls}");
+            assert_eq!(
+                reaches_rate(count, rate, calls),
+                reference,
+                "{count} {rate} {calls}"
+            );
         }
     }
 
@@ -555,7 +619,11 @@ mod tests {
             } else {
                 0
             };
-            assert_eq!(scaled_floor(ratio, 1_000_000, 1_000_000_000), reference, "{ratio:e}");
+            assert_eq!(
+                scaled_floor(ratio, 1_000_000, 1_000_000_000),
+                reference,
+                "{ratio:e}"
+            );
         }
         assert_eq!(scaled_floor(0.2, 1_000_000, 1_000_000_000), 200_000);
         assert_eq!(scaled_floor(f32::INFINITY, 1_000_000, 7), 7);
@@ -578,27 +646,51 @@ mod tests {
     fn scale_and_grow_follow_the_exact_product() {
         let cap = Duration::MAX;
         let f = |m: f64| Parts::of_f64(m).growth();
-        assert_eq!(scale(Duration::from_nanos(3), f(1.5), cap), Duration::from_nanos(4));
-        assert_eq!(scale(Duration::from_secs(1), f(2.5), cap), Duration::from_millis(2500));
+        assert_eq!(
+            scale(Duration::from_nanos(3), f(1.5), cap),
+            Duration::from_nanos(4)
+        );
+        assert_eq!(
+            scale(Duration::from_secs(1), f(2.5), cap),
+            Duration::from_millis(2500)
+        );
         assert_eq!(
             scale(Duration::from_secs(1), f(f64::MAX), Duration::from_secs(9)),
             Duration::from_secs(9)
         );
         assert_eq!(scale(Duration::MAX, f(2.0), cap), cap);
-        assert_eq!(scale(Duration::from_secs(1), f(f64::NAN), cap), Duration::from_secs(1));
-        assert_eq!(scale(Duration::from_secs(1), f(0.5), cap), Duration::from_secs(1));
         assert_eq!(
-            scale(Duration::from_secs(1), f(f64::INFINITY), Duration::from_secs(5)),
+            scale(Duration::from_secs(1), f(f64::NAN), cap),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            scale(Duration::from_secs(1), f(0.5), cap),
+            Duration::from_secs(1)
+        );
+        assert_eq!(
+            scale(
+                Duration::from_secs(1),
+                f(f64::INFINITY),
+                Duration::from_secs(5)
+            ),
             Duration::from_secs(5)
         );
         assert_eq!(
             grow(Duration::from_millis(100), f(2.0), 10, cap),
             Duration::from_millis(102_400)
         );
-        assert_eq!(grow(Duration::from_nanos(1), f(3.0), 40, cap), Duration::from_nanos(3u64.pow(40)));
+        assert_eq!(
+            grow(Duration::from_nanos(1), f(3.0), 40, cap),
+            Duration::from_nanos(3u64.pow(40))
+        );
         assert_eq!(grow(Duration::from_nanos(1), f(2.0), u32::MAX, cap), cap);
         assert_eq!(
-            grow(Duration::from_secs(1), f(f64::INFINITY), 1, Duration::from_secs(3)),
+            grow(
+                Duration::from_secs(1),
+                f(f64::INFINITY),
+                1,
+                Duration::from_secs(3)
+            ),
             Duration::from_secs(3)
         );
         // Growth barely above 1 still grows over many attempts, close to powf.
@@ -621,20 +713,42 @@ mod tests {
     }
 
     #[test]
+    #[allow(clippy::cast_precision_loss)]
     fn ratio_is_the_rounded_division() {
-        for bits in values() {
-            let den = u32::try_from(bits >> 32).unwrap_or(1).max(1);
-            let num = u32::try_from(bits & 0xffff_ffff).unwrap_or(0) % den;
-            for (n, d) in [(num, den), (num % 1000 % (den % 1000 + 1), den % 1000 + 1), (1, den), (den - 1, den)] {
-                #[allow(clippy::cast_precision_loss)]
-                let reference = if d == 0 { 1.0 } else { f64::from(n) / f64::from(d) };
-                assert_eq!(ratio_f64(n, d).to_bits(), reference.to_bits(), "{n}/{d}");
+        let values = values();
+        let check = |n: u64, d: u64| {
+            let reference = if d == 0 { 1.0 } else { n as f64 / d as f64 };
+            assert_eq!(ratio_f64(n, d).to_bits(), reference.to_bits(), "{n}/{d}");
+        };
+        for pair in values.chunks_exact(2) {
+            let (a, b) = (pair[0], pair[1]);
+            let den = b.max(1);
+            for (n, d) in [
+                (a % den, den),
+                (a, b),
+                (a >> (b % 64), b >> (a % 64)),
+                (a % 1000 % (b % 1000 + 1), b % 1000 + 1),
+                (1, den),
+                (den - 1, den),
+                (den >> 11 << 11, den | 1),
+            ] {
+                check(n, d);
             }
         }
-        assert_eq!(ratio_f64(0, 0), 1.0);
-        assert_eq!(ratio_f64(7, 7), 1.0);
-        assert_eq!(ratio_f64(0, 7), 0.0);
-        assert_eq!(ratio_f64(1, u32::MAX), 1.0 / f64::from(u32::MAX));
-        assert_eq!(ratio_f64(u32::MAX - 1, u32::MAX), f64::from(u32::MAX - 1) / f64::from(u32::MAX));
+        for (n, d) in [
+            (0, 0),
+            (7, 7),
+            (0, 7),
+            (1, u64::MAX),
+            (u64::MAX, 1),
+            (u64::MAX, u64::MAX),
+            (u64::MAX - 1, u64::MAX),
+            ((1 << 53) + 1, (1 << 53) + 3),
+            ((1 << 54) + 2, (1 << 53) + 1),
+            (1, 3),
+            (2, 3),
+        ] {
+            check(n, d);
+        }
     }
 }

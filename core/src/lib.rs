@@ -45,9 +45,9 @@
 #![deny(missing_docs)]
 
 mod bitset;
-mod float;
 pub mod checkpoint;
 pub mod error;
+mod float;
 pub mod resilience;
 pub mod rng;
 pub mod telemetry;
