@@ -189,19 +189,19 @@ pub(crate) fn mul_floor(x: u128, mantissa: u64, exp: i32) -> Option<(u128, bool)
     let m = u128::from(mantissa);
     let low_product = (x & LOW) * m;
     let high_product = (x >> 64) * m;
-    // limbs[0] + limbs[1] * 2^64 + limbs[2] * 2^128 (limbs[2] < 2^64 as the product < 2^192).
+    // Three 64-bit limbs, least significant first (the product is below 2^192).
     let middle = (low_product >> 64) + (high_product & LOW);
-    let limb0 = low_product & LOW;
-    let limb1 = middle & LOW;
-    let limb2 = (high_product >> 64) + (middle >> 64);
-    let shift = exp.unsigned_abs();
+    let limb = |wide: u128| u64::try_from(wide & LOW).unwrap_or(0);
+    let (mut a, mut b, mut c) = (
+        limb(low_product),
+        limb(middle),
+        limb((high_product >> 64) + (middle >> 64)),
+    );
+    let mut shift = exp.unsigned_abs();
     if exp >= 0 {
-        // Shifting up: the whole product must already fit in 128 bits, and keep fitting.
-        if limb2 != 0 {
-            return None;
-        }
-        let product = limb0 | (limb1 << 64);
-        if shift >= 128 || product.leading_zeros() < shift {
+        // Shifting up: the product must already fit in 128 bits, and keep fitting.
+        let product = u128::from(a) | (u128::from(b) << 64);
+        if c != 0 || shift >= 128 || product.leading_zeros() < shift {
             return None;
         }
         return Some((product << shift, true));
@@ -209,20 +209,24 @@ pub(crate) fn mul_floor(x: u128, mantissa: u64, exp: i32) -> Option<(u128, bool)
     if shift >= 192 {
         return Some((0, false));
     }
-    // Shifting down by `shift` (1 to 191) bits: the dropped bits decide exactness.
-    let low = limb0 | (limb1 << 64);
-    let (floor, dropped) = if shift >= 128 {
-        let down = shift - 128;
-        (limb2 >> down, low != 0 || limb2 & ((1 << down) - 1) != 0)
-    } else {
-        // The third limb must land below bit 128.
-        if limb2 >> shift != 0 {
-            return None;
-        }
-        let kept = (low >> shift) | limb2.checked_shl(128 - shift).unwrap_or(0);
-        (kept, low & ((1 << shift) - 1) != 0)
-    };
-    Some((floor, !dropped))
+    // Shifting down: whole limbs first, then the bits; the dropped bits decide exactness.
+    let mut dropped = false;
+    while shift >= 64 {
+        dropped |= a != 0;
+        (a, b, c) = (b, c, 0);
+        shift -= 64;
+    }
+    if shift > 0 {
+        let back = 64 - shift;
+        dropped |= a << back != 0;
+        a = (a >> shift) | (b << back);
+        b = (b >> shift) | (c << back);
+        c >>= shift;
+    }
+    if c != 0 {
+        return None;
+    }
+    Some((u128::from(a) | (u128::from(b) << 64), !dropped))
 }
 
 /// Whether `count >= rate * calls`, exactly, with the float semantics of that comparison for
