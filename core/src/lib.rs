@@ -47,6 +47,7 @@
 mod bitset;
 pub mod checkpoint;
 pub mod error;
+mod float;
 pub mod resilience;
 pub mod rng;
 pub mod telemetry;

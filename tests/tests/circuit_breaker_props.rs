@@ -17,7 +17,8 @@
 //!
 //! Open times in the model are exact (`timeout * multiplier^n` in `u128` nanoseconds, capped),
 //! so lockstep configs use integer multipliers and whole-microsecond timers; the core computes
-//! open times in `f64` and keeps `Instant`s in whole microseconds.
+//! open times in integers from the multiplier's exact binary value and keeps `Instant`s in
+//! whole microseconds.
 
 use core::time::Duration;
 use std::collections::HashSet;
@@ -876,7 +877,7 @@ fn extreme_setup(capacity: u32) -> impl Strategy<Value = Setup> {
                 slow_rate,
             )| {
                 // (multiplier, exact multiplier); a doubling open time is capped at `huge` so
-                // the core's f64 steps stay exact in nanoseconds.
+                // the core's open times stay exact in nanoseconds.
                 let (multiplier, exact) = match backoff.map_or(0, |b| b.0) {
                     1 => (2.0, 2),
                     2 => (f32::MAX, u128::MAX),

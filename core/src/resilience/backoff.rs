@@ -5,7 +5,9 @@
 //! [`BackoffStrategy::max_delay`], and the cap is applied after jitter, so no delay ever exceeds
 //! `max`. Exponential growth is computed without `powf` by squaring (at most 32 rounds) and
 //! stops as soon as the cap is reached, so `attempt = u32::MAX` costs as little as `attempt = 2`
-//! and never overflows.
+//! and never overflows. It is integer arithmetic on the multiplier's exact binary value (no
+//! `f64` operation, which a single-precision FPU would do in software): the power keeps 64
+//! significant bits, and the delay is rounded down to the nanosecond.
 //!
 //! The jittered strategies follow Marc Brooker, "Exponential Backoff And Jitter" (AWS
 //! Architecture Blog, 2015), where `exp(n) = min(max, initial * multiplier^(n-1))`:
@@ -39,6 +41,7 @@
 use core::time::Duration;
 
 use crate::error::{ConfigError, ConfigField};
+use crate::float::{Factor, Parts, grow, scale};
 use crate::rng::Rng;
 
 /// How the delay between attempts grows; see the [module docs](self) for each formula.
@@ -154,10 +157,11 @@ impl BackoffStrategy {
                 if initial.is_zero() {
                     return Err(ConfigError::Zero(ConfigField::BackoffInitial));
                 }
-                if !multiplier.is_finite() {
+                let parts = Parts::of_f64(multiplier);
+                if !parts.is_finite() {
                     return Err(ConfigError::NotFinite(ConfigField::BackoffMultiplier));
                 }
-                if multiplier < 1.0 {
+                if !parts.at_least_one() {
                     return Err(ConfigError::MultiplierBelowOne(
                         ConfigField::BackoffMultiplier,
                     ));
@@ -172,7 +176,7 @@ impl BackoffStrategy {
     /// `previous` is the delay used before the last retry (zero before the first); only
     /// [`BackoffStrategy::DecorrelatedJitter`] reads it. Jittered strategies draw from `rng`;
     /// the others leave it untouched. Never exceeds [`BackoffStrategy::max_delay`], never
-    /// panics, and costs at most a few dozen float operations for any `attempt`, even for a
+    /// panics, and costs at most a few dozen integer multiplications for any `attempt`, even for a
     /// configuration that [`validate`](Self::validate) would refuse.
     #[must_use]
     pub fn delay(&self, attempt: u32, previous: Duration, rng: &mut Rng) -> Duration {
@@ -190,18 +194,21 @@ impl BackoffStrategy {
                 initial,
                 max,
                 multiplier,
-            } => grow(initial, multiplier, exponent, max),
+            } => grow(initial, growth(multiplier), exponent, max),
             BackoffStrategy::ExponentialWithJitter {
                 initial,
                 max,
                 multiplier,
-            } => rng.duration_in(Duration::ZERO, grow(initial, multiplier, exponent, max)),
+            } => rng.duration_in(
+                Duration::ZERO,
+                grow(initial, growth(multiplier), exponent, max),
+            ),
             BackoffStrategy::EqualJitter {
                 initial,
                 max,
                 multiplier,
             } => {
-                let ceiling = grow(initial, multiplier, exponent, max);
+                let ceiling = grow(initial, growth(multiplier), exponent, max);
                 let half = ceiling / 2;
                 half.saturating_add(rng.duration_in(Duration::ZERO, ceiling.saturating_sub(half)))
             }
@@ -254,50 +261,8 @@ fn check_initial_le_max(initial: Duration, max: Duration) -> Result<(), ConfigEr
 }
 
 /// The multiplier as used: NaN and values below 1 (refused by `validate`) mean no growth.
-fn growth(multiplier: f64) -> f64 {
-    if multiplier >= 1.0 { multiplier } else { 1.0 }
-}
-
-/// `duration * factor` for `factor >= 1`, stopping at `cap`.
-fn scale(duration: Duration, factor: f64, cap: Duration) -> Duration {
-    if duration.is_zero() || duration >= cap {
-        return duration.min(cap);
-    }
-    let product = duration.as_secs_f64() * factor;
-    if product >= cap.as_secs_f64() {
-        return cap;
-    }
-    // Rounding to the nearest nanosecond may land a hair above `cap`, or below `duration`.
-    Duration::try_from_secs_f64(product).map_or(cap, |scaled| scaled.max(duration).min(cap))
-}
-
-/// `min(cap, initial * multiplier^exponent)` by binary exponentiation: at most 32 squarings,
-/// stopping as soon as the product reaches the cap.
-fn grow(initial: Duration, multiplier: f64, exponent: u32, cap: Duration) -> Duration {
-    let multiplier = growth(multiplier);
-    if initial.is_zero() || initial >= cap || exponent == 0 || multiplier <= 1.0 {
-        return initial.min(cap);
-    }
-    // The factor at which `initial` reaches `cap`; `initial` is positive here.
-    let limit = cap.as_secs_f64() / initial.as_secs_f64();
-    let mut factor = 1.0_f64;
-    let mut base = multiplier;
-    let mut rest = exponent;
-    loop {
-        if rest & 1 == 1 {
-            factor *= base;
-            if factor >= limit {
-                return cap;
-            }
-        }
-        rest >>= 1;
-        if rest == 0 {
-            break;
-        }
-        // May become infinite, which the comparison above turns into the cap.
-        base *= base;
-    }
-    scale(initial, factor, cap)
+fn growth(multiplier: f64) -> Factor {
+    Parts::of_f64(multiplier).growth()
 }
 
 #[cfg(feature = "defmt")]

@@ -272,17 +272,8 @@ fn index(number: u64) -> usize {
 
 /// `retry_ratio` in millionths of a retry, rounded down; NaN and negatives count as zero.
 fn ratio_units(ratio: f32) -> u64 {
-    let units = f64::from(ratio) * 1_000_000.0;
-    if units >= 1_000_000_000.0 {
-        1_000_000_000
-    } else if units >= 1.0 {
-        // In [1, 10^9): the cast only drops the fraction, which is the rounding down we want.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        let whole = units as u64;
-        whole
-    } else {
-        0
-    }
+    // Exact: the f32's integer mantissa times 10^6, shifted; capped at MAX_RATIO retries.
+    crate::float::scaled_floor(ratio, UNITS_PER_RETRY, 1_000 * UNITS_PER_RETRY)
 }
 
 #[cfg(feature = "defmt")]

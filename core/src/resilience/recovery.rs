@@ -42,6 +42,7 @@ use core::time::Duration;
 use heapless::Deque;
 
 use crate::error::{ConfigError, ConfigField};
+use crate::float::{Parts, scale};
 use crate::time::{Instant, duration_as_micros};
 
 /// How a failed kernel is recovered; the chapter's five strategies.
@@ -179,12 +180,13 @@ impl RestartBackoff {
     /// `max` under one microsecond. The fields are [`ConfigField::RestartBackoffMultiplier`] and
     /// [`ConfigField::RestartBackoffMax`].
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if !self.multiplier.is_finite() {
+        let multiplier = Parts::of_f64(self.multiplier);
+        if !multiplier.is_finite() {
             return Err(ConfigError::NotFinite(
                 ConfigField::RestartBackoffMultiplier,
             ));
         }
-        if self.multiplier < 1.0 {
+        if !multiplier.at_least_one() {
             return Err(ConfigError::MultiplierBelowOne(
                 ConfigField::RestartBackoffMultiplier,
             ));
@@ -195,17 +197,24 @@ impl RestartBackoff {
         Ok(())
     }
 
-    /// The delay after `delay`: `delay * multiplier`, never less than `delay`, never more than
-    /// `max` (unless `delay` already was).
+    /// The delay after `delay`: `delay * multiplier` (exact, rounded down to the nanosecond),
+    /// never less than `delay`, never more than `max` (unless `delay` already was).
     #[must_use]
     pub fn next(&self, delay: Duration) -> Duration {
         if delay >= self.max {
             return delay;
         }
-        let grown =
-            Duration::try_from_secs_f64(delay.as_secs_f64() * self.multiplier).unwrap_or(self.max);
-        // Rounding through f64 may land a hair below `delay`; never shrink.
-        grown.max(delay).min(self.max)
+        match Parts::of_f64(self.multiplier) {
+            // Refused by `validate`: as before, a product that is no duration means `max`.
+            Parts::Nan | Parts::Infinite { .. } => self.max,
+            Parts::Finite {
+                negative: true,
+                mantissa,
+                ..
+            } if mantissa != 0 && !delay.is_zero() => self.max,
+            // Exact, rounded down to the nanosecond; a factor below 1 never shrinks the delay.
+            parts => scale(delay, parts.growth(), self.max),
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 use core::time::Duration;
 
 use crate::error::{ConfigError, ConfigField, ErrorKind, ErrorKindSet};
+use crate::float::Parts;
 
 /// How a circuit breaker decides to open, how long it stays open and how it probes.
 ///
@@ -117,10 +118,11 @@ impl CircuitBreakerConfig {
             return Err(ConfigError::Zero(F::MaxWaitInHalfOpen));
         }
         if let Some(backoff) = self.open_backoff {
-            if !backoff.multiplier.is_finite() {
+            let multiplier = Parts::of_f32(backoff.multiplier);
+            if !multiplier.is_finite() {
                 return Err(ConfigError::NotFinite(F::OpenBackoffMultiplier));
             }
-            if backoff.multiplier < 1.0 {
+            if !multiplier.at_least_one() {
                 return Err(ConfigError::MultiplierBelowOne(F::OpenBackoffMultiplier));
             }
             if backoff.max < self.timeout {
@@ -163,21 +165,16 @@ impl CircuitBreakerConfig {
         self.validate_for_window(0)
     }
 
-    /// The open time after `reopens` re-opens without a successful close in between.
+    /// The open time after `reopens` re-opens without a successful close in between:
+    /// `timeout * multiplier^reopens` rounded down to the nanosecond, capped at the backoff's
+    /// `max` (a multiplier below 1 or NaN, which `validate` refuses, means no growth).
     #[must_use]
     pub fn open_duration(&self, reopens: u8) -> Duration {
         let Some(backoff) = self.open_backoff else {
             return self.timeout;
         };
-        let max = backoff.max.as_secs_f64();
-        let mut secs = self.timeout.as_secs_f64();
-        for _ in 0..reopens {
-            secs *= f64::from(backoff.multiplier);
-            if secs >= max || secs.is_nan() {
-                return backoff.max;
-            }
-        }
-        Duration::try_from_secs_f64(secs).map_or(backoff.max, |d| d.min(backoff.max))
+        let growth = Parts::of_f32(backoff.multiplier).growth();
+        crate::float::grow(self.timeout, growth, u32::from(reopens), backoff.max)
     }
 }
 

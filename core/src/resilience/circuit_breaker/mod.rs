@@ -364,15 +364,8 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     #[must_use]
     pub fn stats(&self) -> CircuitBreakerStats {
         let finished = self.success_count.saturating_add(self.failure_count);
-        #[allow(
-            clippy::cast_precision_loss,
-            reason = "a rate needs no more than f64 precision"
-        )]
-        let success_rate = if finished == 0 {
-            1.0
-        } else {
-            self.success_count as f64 / finished as f64
-        };
+        // The correctly rounded quotient, by integer long division (no soft-float division).
+        let success_rate = crate::float::ratio_f64(self.success_count, finished);
         CircuitBreakerStats {
             state: self.state,
             failure_count: self.failure_count,
@@ -465,8 +458,8 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
         }
         let counts = self.window.counts();
         let over = |count: u32, threshold: f32| {
-            // count / calls >= threshold, without dividing.
-            f64::from(count) >= f64::from(threshold) * f64::from(counts.calls)
+            // count / calls >= threshold, without dividing, exactly in integers.
+            crate::float::reaches_rate(count, threshold, counts.calls)
         };
         let trip = if rate_mode {
             counts.calls >= config.minimum_calls
