@@ -62,11 +62,10 @@ use core::borrow::Borrow;
 use core::cell::RefCell;
 use core::fmt;
 use core::future::Future;
-use core::time::Duration;
 
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, RawMutex};
-use rustkernel_core::error::{Classify, ConfigError, ErrorKind, ErrorKindSet, ResilienceError};
+use rustkernel_core::error::{Classify, ConfigError, ErrorKind, ResilienceError};
 use rustkernel_core::resilience::circuit_breaker::SlidingWindow;
 use rustkernel_core::resilience::{
     CircuitBreaker as CoreBreaker, CircuitBreakerConfig, CircuitBreakerStats, CircuitState,
@@ -75,26 +74,9 @@ use rustkernel_core::resilience::{
 
 use crate::time::{now, to_embassy_instant};
 
-/// [`CircuitBreakerConfig::default()`] as a `const`, for `static` configurations:
-/// `CircuitBreakerConfig { failure_threshold: 3, ..CIRCUIT_BREAKER_DEFAULTS }`.
-///
-/// Opens after 5 consecutive failures, stays open 30 s, closes after 2 good probes, one probe at
-/// a time, a half-open cycle lasts at most 60 s, `InvalidInput` errors are ignored. A test keeps
-/// it equal to the core's `Default`. The core's `const` `CircuitBreakerConfig::production()`
-/// serves the same way for the production preset.
-pub const CIRCUIT_BREAKER_DEFAULTS: CircuitBreakerConfig = CircuitBreakerConfig {
-    failure_threshold: 5,
-    success_threshold: 2,
-    timeout: Duration::from_secs(30),
-    half_open_max_calls: 1,
-    failure_rate_threshold: None,
-    minimum_calls: 10,
-    slow_call_duration: None,
-    slow_call_rate_threshold: 1.0,
-    max_wait_in_half_open: Duration::from_secs(60),
-    open_backoff: None,
-    ignored_errors: ErrorKindSet::of(&[ErrorKind::InvalidInput]),
-};
+/// [`CircuitBreakerConfig::DEFAULT`] (the core's `Default`) under the name this crate has used,
+/// for `static` configurations: `CircuitBreakerConfig { failure_threshold: 3, ..CIRCUIT_BREAKER_DEFAULTS }`.
+pub const CIRCUIT_BREAKER_DEFAULTS: CircuitBreakerConfig = CircuitBreakerConfig::DEFAULT;
 
 /// Where the core breaker is in its life: waiting to be built, built, or refused.
 enum Slot<C, W> {

@@ -54,23 +54,31 @@ pub struct OpenBackoff {
     pub max: Duration,
 }
 
-impl Default for CircuitBreakerConfig {
+impl CircuitBreakerConfig {
+    /// The defaults as a `const`, for `static` configurations:
+    /// `CircuitBreakerConfig { failure_threshold: 3, ..CircuitBreakerConfig::DEFAULT }`.
     /// Opens after 5 consecutive failures, stays open 30 s, closes after 2 good probes; one probe
-    /// at a time; a half-open cycle lasts at most 60 s. Rate mode and slow calls are off.
+    /// at a time; a half-open cycle lasts at most 60 s; `InvalidInput` errors are ignored. Rate
+    /// mode and slow calls are off.
+    pub const DEFAULT: Self = Self {
+        failure_threshold: 5,
+        success_threshold: 2,
+        timeout: Duration::from_secs(30),
+        half_open_max_calls: 1,
+        failure_rate_threshold: None,
+        minimum_calls: 10,
+        slow_call_duration: None,
+        slow_call_rate_threshold: 1.0,
+        max_wait_in_half_open: Duration::from_secs(60),
+        open_backoff: None,
+        ignored_errors: ErrorKindSet::of(&[ErrorKind::InvalidInput]),
+    };
+}
+
+impl Default for CircuitBreakerConfig {
+    /// [`CircuitBreakerConfig::DEFAULT`].
     fn default() -> Self {
-        Self {
-            failure_threshold: 5,
-            success_threshold: 2,
-            timeout: Duration::from_secs(30),
-            half_open_max_calls: 1,
-            failure_rate_threshold: None,
-            minimum_calls: 10,
-            slow_call_duration: None,
-            slow_call_rate_threshold: 1.0,
-            max_wait_in_half_open: Duration::from_secs(60),
-            open_backoff: None,
-            ignored_errors: ErrorKindSet::of(&[ErrorKind::InvalidInput]),
-        }
+        Self::DEFAULT
     }
 }
 

@@ -388,17 +388,8 @@ fn new_panics_with_the_error_message() {
 #[test]
 fn a_consecutive_breaker_with_a_borrowed_config_fits_in_64_bytes() {
     static CONFIG: CircuitBreakerConfig = CircuitBreakerConfig {
-        failure_threshold: 5,
-        success_threshold: 2,
-        timeout: Duration::from_secs(30),
-        half_open_max_calls: 1,
-        failure_rate_threshold: None,
-        minimum_calls: 10,
-        slow_call_duration: None,
-        slow_call_rate_threshold: 1.0,
-        max_wait_in_half_open: Duration::from_secs(60),
-        open_backoff: None,
         ignored_errors: crate::error::ErrorKindSet::EMPTY,
+        ..CircuitBreakerConfig::DEFAULT
     };
     let cb = CircuitBreaker::new(&CONFIG);
     assert!(
