@@ -266,7 +266,8 @@ pub(crate) fn scale(duration: Duration, factor: Factor, cap: Duration) -> Durati
         return duration.min(cap);
     }
     match factor.mul_floor(duration.as_nanos()) {
-        Some(nanos) if nanos < cap.as_nanos() => from_nanos(nanos).clamp(duration, cap),
+        // `duration < cap` here, so this is `clamp(duration, cap)` without its assertion.
+        Some(nanos) if nanos < cap.as_nanos() => from_nanos(nanos).max(duration).min(cap),
         _ => cap,
     }
 }

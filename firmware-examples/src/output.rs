@@ -59,26 +59,25 @@ const LINE_LEN: usize = LINE_PREFIX.len() + 2 * MAX_FRAME_LEN + 1;
 /// Encodes `frame` and writes it as one `@RK <hex>` line. Returns `false` when the frame could
 /// not be encoded (it never happens for frames within the format's bounds).
 pub fn emit(frame: &TelemetryFrame) -> bool {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut encoded = [0u8; MAX_FRAME_LEN];
     let Ok(bytes) = telemetry::encode_frame(frame, &mut encoded) else {
         return false;
     };
     let mut line = [0u8; LINE_LEN];
     let mut len = 0usize;
-    let digits = bytes.iter().flat_map(|&b| {
-        [
-            HEX.get(usize::from(b >> 4)).copied().unwrap_or(b'0'),
-            HEX.get(usize::from(b & 0x0F)).copied().unwrap_or(b'0'),
-        ]
-    });
-    for byte in LINE_PREFIX.bytes().chain(digits).chain([b'\n']) {
-        let Some(slot) = line.get_mut(len) else {
-            return false;
-        };
-        *slot = byte;
-        len += 1;
+    let mut put = |byte: u8| {
+        if let Some(slot) = line.get_mut(len) {
+            *slot = byte;
+            len += 1;
+        }
+    };
+    LINE_PREFIX.bytes().for_each(&mut put);
+    for &byte in bytes {
+        for nibble in [byte >> 4, byte & 0x0F] {
+            put(if nibble < 10 { b'0' } else { b'a' - 10 } + nibble);
+        }
     }
+    put(b'\n');
     write(TELEMETRY, line.get(..len).unwrap_or_default());
     true
 }

@@ -529,9 +529,14 @@ mod vectors {
 fn panic(info: &core::panic::PanicInfo<'_>) -> ! {
     #[cfg(feature = "defmt")]
     defmt::error!("panic: {}", defmt::Display2Format(info));
-    #[cfg(not(feature = "defmt"))]
+    // The location costs about 2 KiB of flash (every panic site's `Location` and file name
+    // stay in the image once the handler reads them), so the plain build only says that it
+    // panicked unless built with `panic-location`.
+    #[cfg(all(not(feature = "defmt"), feature = "panic-location"))]
     if let Some(location) = info.location() {
         info!("panic at {}:{}", location.file(), location.line());
     }
+    #[cfg(all(not(feature = "defmt"), not(feature = "panic-location")))]
+    let _ = info;
     fail("panic")
 }

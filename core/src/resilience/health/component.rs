@@ -178,20 +178,16 @@ impl ComponentHealth {
         if roles.is_empty() {
             return Err(ConfigError::Zero(ConfigField::ProbeRoles));
         }
-        let probe = |role| -> Result<Option<ProbeState>, ConfigError> {
-            if roles.contains(role) {
-                ProbeState::try_new(config).map(Some)
-            } else {
-                Ok(None)
-            }
-        };
+        // Validated once for all roles (each role's probe shares the configuration).
+        config.validate()?;
+        let probe = |role| roles.contains(role).then(|| ProbeState::fresh(config));
         let mut component = Self {
             config,
             roles,
             phase: ComponentPhase::Running,
-            startup: probe(ProbeRole::Startup)?,
-            liveness: probe(ProbeRole::Liveness)?,
-            readiness: probe(ProbeRole::Readiness)?,
+            startup: probe(ProbeRole::Startup),
+            liveness: probe(ProbeRole::Liveness),
+            readiness: probe(ProbeRole::Readiness),
         };
         component.reset(now);
         Ok(component)

@@ -173,7 +173,12 @@ impl ProbeState {
     /// The error of [`HealthProbeConfig::validate`].
     pub fn try_new(config: HealthProbeConfig) -> Result<Self, ConfigError> {
         config.validate()?;
-        Ok(Self {
+        Ok(Self::fresh(config))
+    }
+
+    /// [`ProbeState::try_new`] for a configuration already validated.
+    pub(crate) fn fresh(config: HealthProbeConfig) -> Self {
+        Self {
             config,
             status: HealthStatus::Unknown,
             successes: 0,
@@ -182,7 +187,7 @@ impl ProbeState {
             generation: 0,
             stats: ProbeStats::default(),
             last: None,
-        })
+        }
     }
 
     /// [`ProbeState::try_new`] for a configuration known to be valid.
