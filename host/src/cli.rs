@@ -83,23 +83,32 @@ fn decode(args: &DecodeArgs) -> ExitCode {
                 &mut err,
             ),
             Err(error) => {
-                eprintln!("rustkernel: cannot open {}: {error}", args.input.display());
+                report(format_args!(
+                    "rustkernel: cannot open {}: {error}",
+                    args.input.display()
+                ));
                 return ExitCode::from(1);
             }
         }
     };
     match result {
         Ok(stats) if args.strict && (stats.bad > 0 || stats.frames == 0) => {
-            eprintln!(
+            report(format_args!(
                 "rustkernel: {} frames decoded, {} bad (--strict)",
                 stats.frames, stats.bad
-            );
+            ));
             ExitCode::from(3)
         }
         Ok(_) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("rustkernel: {error}");
+            report(format_args!("rustkernel: {error}"));
             ExitCode::from(1)
         }
     }
+}
+
+/// Writes one line to stderr; a closed or broken stderr is ignored rather than a panic.
+fn report(message: std::fmt::Arguments<'_>) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stderr(), "{message}");
 }

@@ -58,7 +58,13 @@ pub enum BadFrame {
     Hex,
     /// The bytes are not a valid frame.
     Frame(TelemetryError),
+    /// A line longer than [`MAX_LINE_LEN`]: its tail was skipped unread.
+    LineTooLong,
 }
+
+/// The longest text line kept in memory; the rest of a longer line is skipped (and reported), so
+/// a stream without newlines cannot exhaust memory.
+pub const MAX_LINE_LEN: usize = 64 * 1024;
 
 impl fmt::Display for BadFrame {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -67,6 +73,10 @@ impl fmt::Display for BadFrame {
                 f.write_str("no frame after the marker, or an odd number of hex digits")
             }
             BadFrame::Frame(error) => write!(f, "{error}"),
+            BadFrame::LineTooLong => write!(
+                f,
+                "line longer than {MAX_LINE_LEN} bytes; the rest of it was skipped"
+            ),
         }
     }
 }
@@ -132,11 +142,13 @@ fn scan_lines<R: BufRead, W: Write, E: Write>(
     let mut line_start = 0u64;
     loop {
         line.clear();
-        let read = input
-            .read_until(b'\n', &mut line)
-            .map_err(DecodeError::Read)?;
+        let (read, cut) =
+            read_bounded(&mut input, b'\n', &mut line, MAX_LINE_LEN).map_err(DecodeError::Read)?;
         if read == 0 {
             return Ok(());
+        }
+        if cut {
+            printer.bad(line_start + MAX_LINE_LEN as u64, BadFrame::LineTooLong)?;
         }
         let mut from = 0;
         while let Some(found) = find(line.get(from..).unwrap_or_default(), marker) {
@@ -164,17 +176,54 @@ fn scan_raw<R: BufRead, W: Write, E: Write>(
     let mut chunk_start = 0u64;
     loop {
         chunk.clear();
-        let read = input
-            .read_until(DELIMITER, &mut chunk)
+        // One byte over the longest frame is enough to tell a frame that is too long.
+        let (read, cut) = read_bounded(&mut input, DELIMITER, &mut chunk, MAX_FRAME_LEN + 1)
             .map_err(DecodeError::Read)?;
         if read == 0 {
             return Ok(());
         }
-        // Empty chunks (delimiters in a row) are idle line, not frames.
-        if chunk.iter().any(|&b| b != DELIMITER) {
+        if cut {
+            printer.bad(chunk_start, BadFrame::Frame(TelemetryError::TooLong))?;
+        } else if chunk.iter().any(|&b| b != DELIMITER) {
+            // Empty chunks (delimiters in a row) are idle line, not frames.
             printer.decode(chunk_start, &mut chunk)?;
         }
         chunk_start += read as u64;
+    }
+}
+
+/// Like `read_until`, but keeps at most `limit` bytes in `buf` and skips the rest up to and
+/// including `delimiter`. Returns the bytes consumed and whether any were skipped.
+fn read_bounded<R: BufRead>(
+    input: &mut R,
+    delimiter: u8,
+    buf: &mut Vec<u8>,
+    limit: usize,
+) -> io::Result<(usize, bool)> {
+    let mut consumed = 0;
+    let mut cut = false;
+    loop {
+        let available = match input.fill_buf() {
+            Ok(bytes) => bytes,
+            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
+            Err(error) => return Err(error),
+        };
+        if available.is_empty() {
+            return Ok((consumed, cut));
+        }
+        let (taken, done) = match available.iter().position(|&b| b == delimiter) {
+            Some(at) => (at + 1, true),
+            None => (available.len(), false),
+        };
+        let room = limit.saturating_sub(buf.len());
+        let kept = available.get(..taken.min(room)).unwrap_or_default();
+        buf.extend_from_slice(kept);
+        cut |= taken - usize::from(done) > room;
+        input.consume(taken);
+        consumed += taken;
+        if done {
+            return Ok((consumed, cut));
+        }
     }
 }
 
@@ -416,6 +465,34 @@ mod tests {
         let (out, err, stats) = run(&input, Framing::Raw, Format::Text);
         assert_eq!(stats, DecodeStats { frames: 2, bad: 2 }, "{err}");
         assert_eq!(out.lines().count(), 2);
+    }
+
+    #[test]
+    fn an_endless_line_is_cut_and_reported_and_later_frames_still_decode() {
+        let mut input = vec![b'a'; MAX_LINE_LEN * 3];
+        input.push(b'\n');
+        input.extend_from_slice(line(&HEALTH).as_bytes());
+        let (out, err, stats) = run(&input, Framing::Lines, Format::Text);
+        assert_eq!(stats, DecodeStats { frames: 1, bad: 1 }, "{err}");
+        assert!(err.contains("line longer than"), "{err}");
+        assert_eq!(out.lines().count(), 1);
+        // A line of exactly the limit is not cut.
+        let mut input = vec![b'a'; MAX_LINE_LEN];
+        input.push(b'\n');
+        assert_eq!(
+            run(&input, Framing::Lines, Format::Text).2,
+            DecodeStats { frames: 0, bad: 0 }
+        );
+    }
+
+    #[test]
+    fn an_endless_raw_chunk_is_one_too_long_frame() {
+        let mut input = vec![0x55; MAX_FRAME_LEN * 100];
+        input.push(DELIMITER);
+        input.extend_from_slice(&wire(&HEALTH));
+        let (out, err, stats) = run(&input, Framing::Raw, Format::Text);
+        assert_eq!(stats, DecodeStats { frames: 1, bad: 1 }, "{err}");
+        assert_eq!(out.lines().count(), 1);
     }
 
     #[test]

@@ -395,7 +395,9 @@ impl RetryModel {
                     .backoff
                     .delay(self.attempts, self.previous, &mut self.rng),
             };
-            let at = self.latest + delay;
+            // A retry may start once its whole delay has passed: the delay rounds up to whole µs.
+            let at_micros = u128::from(self.latest.as_micros()) + delay.as_nanos().div_ceil(1_000);
+            let at = Instant::from_micros(u64::try_from(at_micros).unwrap_or(u64::MAX));
             if matches!(self.deadline, Some(deadline) if at >= deadline) {
                 Some(GiveUpReason::DeadlineExceeded)
             } else if let Some(budget) = budget
@@ -517,7 +519,10 @@ proptest! {
                     prop_assert!(deadline.is_none_or(|d| at < d), "{:?} not before {:?}", at, deadline);
                     prop_assert!(at >= latest);
                     if failure.hint.is_none() {
-                        prop_assert!(at - latest <= config.backoff.max_delay());
+                        // The delay never exceeds `max`; the instant rounds it up to whole µs.
+                        let max = config.backoff.max_delay();
+                        let max_micros = max.as_nanos().div_ceil(1_000);
+                        prop_assert!((at - latest).as_micros() <= max_micros);
                     }
                     prop_assert_eq!(retry.poll_at(), Some(at));
                 }

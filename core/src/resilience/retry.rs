@@ -137,7 +137,8 @@ impl fmt::Display for GiveUpReason {
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 #[must_use]
 pub enum RetryDecision {
-    /// Start the next attempt at this instant (always before the deadline).
+    /// Start the next attempt at this instant: the latest `now` plus the delay rounded up to whole
+    /// microseconds (never early), always before the deadline.
     RetryAt(Instant),
     /// Stop, and return the operation's last error.
     GiveUp(GiveUpReason),
@@ -282,7 +283,8 @@ impl Retry {
                 .backoff
                 .delay(self.attempts, self.last_delay, &mut self.rng),
         };
-        let at = self.latest_now.saturating_add(delay);
+        // Rounded up: a retry never starts before its whole delay has passed.
+        let at = self.latest_now.saturating_add_ceil(delay);
         if self.deadline.is_some_and(|deadline| at >= deadline) {
             return RetryDecision::GiveUp(GiveUpReason::DeadlineExceeded);
         }
