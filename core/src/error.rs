@@ -283,6 +283,20 @@ impl<E> ResilienceError<E> {
     }
 }
 
+impl<E> ResilienceError<ResilienceError<E>> {
+    /// Unwraps the error of a guarded call whose operation was itself guarded
+    /// (`deadline.execute(|| retrier.execute(..))`, `breaker.call(|| retry(..))`): the outer
+    /// variants win, an inner error comes back as it was.
+    pub fn flatten(self) -> ResilienceError<E> {
+        match self {
+            ResilienceError::CircuitOpen => ResilienceError::CircuitOpen,
+            ResilienceError::DeadlineExceeded => ResilienceError::DeadlineExceeded,
+            ResilienceError::Timeout => ResilienceError::Timeout,
+            ResilienceError::Operation(inner) => inner,
+        }
+    }
+}
+
 impl<E: Classify> Classify for ResilienceError<E> {
     fn kind(&self) -> ErrorKind {
         match self {

@@ -100,10 +100,5 @@ pub use rustkernel_core::error::{Classify, ConfigError, ErrorKind, ResilienceErr
 /// assert_eq!(flatten(nested), ResilienceError::CircuitOpen);
 /// ```
 pub fn flatten<E>(error: ResilienceError<ResilienceError<E>>) -> ResilienceError<E> {
-    match error {
-        ResilienceError::Operation(inner) => inner,
-        ResilienceError::CircuitOpen => ResilienceError::CircuitOpen,
-        ResilienceError::DeadlineExceeded => ResilienceError::DeadlineExceeded,
-        ResilienceError::Timeout => ResilienceError::Timeout,
-    }
+    error.flatten()
 }

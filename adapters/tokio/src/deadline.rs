@@ -84,12 +84,7 @@ pub fn current_deadline() -> Option<DeadlineContext> {
 /// back as it was.
 #[must_use]
 pub fn flatten<E>(error: ResilienceError<ResilienceError<E>>) -> ResilienceError<E> {
-    match error {
-        ResilienceError::CircuitOpen => ResilienceError::CircuitOpen,
-        ResilienceError::DeadlineExceeded => ResilienceError::DeadlineExceeded,
-        ResilienceError::Timeout => ResilienceError::Timeout,
-        ResilienceError::Operation(inner) => inner,
-    }
+    error.flatten()
 }
 
 /// An absolute deadline on tokio's clock: the chapter's `DeadlineContext`.
