@@ -72,6 +72,12 @@ pub fn to_tokio(instant: Instant) -> tokio::time::Instant {
     epoch.checked_add(offset).unwrap_or(epoch)
 }
 
+/// "Never" for a tokio timer: [`Instant::MAX`] on tokio's clock.
+#[must_use]
+pub fn never() -> tokio::time::Instant {
+    to_tokio(Instant::MAX)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

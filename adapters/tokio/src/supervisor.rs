@@ -75,7 +75,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::checkpoint_store::CheckpointStore;
-use crate::health::{Epoch, HealthProbe, far_future};
+use crate::clock;
+use crate::health::HealthProbe;
 use crate::metrics::RecoveryActionCounts;
 
 /// How many events a [`SupervisorLog`] keeps; older ones are dropped (the counts go on).
@@ -472,7 +473,6 @@ enum Step {
 pub struct Supervisor<K: SupervisedKernel> {
     name: String,
     recovery: Recovery,
-    epoch: Option<Epoch>,
     kernels: Kernels<K>,
     active: KernelSlot,
     notifier: Option<Box<dyn ErasedNotifier>>,
@@ -511,7 +511,6 @@ impl<K: SupervisedKernel> Supervisor<K> {
         Ok(Self {
             name: name.into(),
             recovery: Recovery::try_new(policy, intensity)?,
-            epoch: None,
             kernels: Kernels {
                 primary: kernel,
                 replica: None,
@@ -635,23 +634,22 @@ impl<K: SupervisedKernel> Supervisor<K> {
     /// escalation needs a kernel that was not given.
     pub async fn run(&mut self) -> Result<SupervisorExit, SupervisorError> {
         self.check_kernels()?;
-        let epoch = *self.epoch.get_or_insert_with(Epoch::new);
-        let at = epoch.now();
+        let at = clock::now();
         tracing::info!(kernel = %self.name, slot = %self.active, "supervisor started");
         self.log.push(SupervisorEvent::Started {
             at,
             slot: self.active,
         });
-        self.restore_active(epoch).await;
+        self.restore_active().await;
         loop {
-            let Err(mut error) = self.run_active(epoch).await else {
-                return Ok(self.stop(epoch, SupervisorExit::Completed));
+            let Err(mut error) = self.run_active().await else {
+                return Ok(self.stop(SupervisorExit::Completed));
             };
             loop {
-                match self.handle_failure(epoch, error).await {
+                match self.handle_failure(error).await {
                     Step::Run => break,
                     Step::Failed(next) => error = next,
-                    Step::Exit(exit) => return Ok(self.stop(epoch, exit)),
+                    Step::Exit(exit) => return Ok(self.stop(exit)),
                 }
             }
         }
@@ -671,11 +669,11 @@ impl<K: SupervisedKernel> Supervisor<K> {
 
     /// Runs the active kernel until it returns, telling the core it is healthy once a whole
     /// restart window has passed since the last failure.
-    async fn run_active(&mut self, epoch: Epoch) -> Result<(), String> {
+    async fn run_active(&mut self) -> Result<(), String> {
         let window = self.recovery.intensity().window;
         let mut healthy_at = self
             .quiet_since
-            .map(|since| epoch.to_tokio(since.saturating_add(window)));
+            .map(|since| clock::to_tokio(since.saturating_add(window)));
         let Self {
             kernels,
             active,
@@ -693,11 +691,11 @@ impl<K: SupervisedKernel> Supervisor<K> {
         loop {
             tokio::select! {
                 result = &mut run => return result.map_err(|error| error.to_string()),
-                () = tokio::time::sleep_until(healthy_at.unwrap_or_else(far_future)),
+                () = tokio::time::sleep_until(healthy_at.unwrap_or_else(clock::never)),
                     if healthy_at.is_some() =>
                 {
                     healthy_at = None;
-                    let at = epoch.now();
+                    let at = clock::now();
                     if let Some(recovered) = recovery.on_healthy(at) {
                         *quiet_since = None;
                         tracing::info!(kernel = %name, ?recovered, "kernel healthy for a whole restart window");
@@ -708,8 +706,8 @@ impl<K: SupervisedKernel> Supervisor<K> {
         }
     }
 
-    async fn handle_failure(&mut self, epoch: Epoch, error: String) -> Step {
-        let at = epoch.now();
+    async fn handle_failure(&mut self, error: String) -> Step {
+        let at = clock::now();
         tracing::warn!(kernel = %self.name, slot = %self.active, %error, "supervised kernel failed");
         self.log.push(SupervisorEvent::Failed {
             at,
@@ -722,10 +720,10 @@ impl<K: SupervisedKernel> Supervisor<K> {
         let restart_delay = self.recovery.policy().restart_delay;
         let strategy = match action {
             RecoveryAction::Restart { at, attempt } => {
-                return self.restart(epoch, at, Some(attempt)).await;
+                return self.restart(at, Some(attempt)).await;
             }
             RecoveryAction::RestartPending { at, .. } => {
-                return self.restart(epoch, at, None).await;
+                return self.restart(at, None).await;
             }
             RecoveryAction::GiveUp | RecoveryAction::AlreadyEscalated(Escalation::GaveUp) => {
                 tracing::error!(kernel = %self.name, %error, "restarts exhausted and no escalation: the kernel stays down");
@@ -740,8 +738,7 @@ impl<K: SupervisedKernel> Supervisor<K> {
         };
         match strategy {
             RecoveryStrategy::RestartKernel => {
-                self.restart(epoch, at.saturating_add(restart_delay), None)
-                    .await
+                self.restart(at.saturating_add(restart_delay), None).await
             }
             RecoveryStrategy::NotifyOperator => {
                 self.notify(at, action, error).await;
@@ -751,7 +748,7 @@ impl<K: SupervisedKernel> Supervisor<K> {
             | RecoveryStrategy::Failover
             | RecoveryStrategy::Degrade => match KernelSlot::for_strategy(strategy) {
                 Some(slot) if slot != self.active && self.kernels.get(slot).is_some() => {
-                    self.switch(epoch, slot).await
+                    self.switch(slot).await
                 }
                 _ => {
                     self.notify(at, action, error).await;
@@ -762,8 +759,8 @@ impl<K: SupervisedKernel> Supervisor<K> {
     }
 
     /// Sleeps until `at`, restarts the active kernel and restores its checkpoint.
-    async fn restart(&mut self, epoch: Epoch, at: Instant, attempt: Option<u32>) -> Step {
-        tokio::time::sleep_until(epoch.to_tokio(at)).await;
+    async fn restart(&mut self, at: Instant, attempt: Option<u32>) -> Step {
+        tokio::time::sleep_until(clock::to_tokio(at)).await;
         let slot = self.active;
         let Some(kernel) = self.kernels.get_mut(slot) else {
             return Step::Exit(SupervisorExit::Exhausted);
@@ -771,43 +768,43 @@ impl<K: SupervisedKernel> Supervisor<K> {
         if let Err(error) = kernel.restart().await {
             return Step::Failed(error.to_string());
         }
-        let at = epoch.now();
+        let at = clock::now();
         tracing::info!(kernel = %self.name, %slot, ?attempt, "kernel restarted");
         self.log
             .push(SupervisorEvent::Restarted { at, slot, attempt });
-        self.began(epoch, at).await;
+        self.began(at).await;
         Step::Run
     }
 
     /// Makes `to` the active kernel and restores its checkpoint.
-    async fn switch(&mut self, epoch: Epoch, to: KernelSlot) -> Step {
-        let at = epoch.now();
+    async fn switch(&mut self, to: KernelSlot) -> Step {
+        let at = clock::now();
         let from = self.active;
         tracing::warn!(kernel = %self.name, %from, %to, "switching kernels");
         self.log.push(SupervisorEvent::Switched { at, from, to });
         self.active = to;
-        self.began(epoch, at).await;
+        self.began(at).await;
         Step::Run
     }
 
     /// A (re)started kernel: its health probe starts over and it gets the latest checkpoint.
-    async fn began(&mut self, epoch: Epoch, at: Instant) {
+    async fn began(&mut self, at: Instant) {
         self.quiet_since = Some(at);
         if let Some((probe, component)) = &self.health
             && let Err(error) = probe.reset(component)
         {
             tracing::warn!(kernel = %self.name, component = %component, %error, "cannot reset the health probe");
         }
-        self.restore_active(epoch).await;
+        self.restore_active().await;
     }
 
-    async fn restore_active(&mut self, epoch: Epoch) {
+    async fn restore_active(&mut self) {
         let slot = self.active;
         let (Some(restorer), Some(kernel)) = (&self.restorer, self.kernels.get_mut(slot)) else {
             return;
         };
         let outcome = restorer.restore(kernel).await;
-        let at = epoch.now();
+        let at = clock::now();
         match outcome {
             RestoreOutcome::Restored(sequence) => {
                 tracing::info!(kernel = %self.name, %slot, sequence, "checkpoint restored");
@@ -848,8 +845,8 @@ impl<K: SupervisedKernel> Supervisor<K> {
         self.log.push(SupervisorEvent::OperatorNotified { alert });
     }
 
-    fn stop(&mut self, epoch: Epoch, exit: SupervisorExit) -> SupervisorExit {
-        let at = epoch.now();
+    fn stop(&mut self, exit: SupervisorExit) -> SupervisorExit {
+        let at = clock::now();
         tracing::info!(kernel = %self.name, %exit, "supervisor stopped");
         self.log.push(SupervisorEvent::Stopped { at, exit });
         exit

@@ -37,7 +37,6 @@
 //! # }
 //! ```
 
-mod epoch;
 mod report;
 
 use std::fmt;
@@ -46,6 +45,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use crate::clock;
 use rustkernel_core::error::ConfigError;
 use rustkernel_core::resilience::health::UnknownComponent;
 use rustkernel_core::resilience::{
@@ -57,7 +57,6 @@ use serde::Serialize;
 use tokio::sync::{Notify, broadcast};
 use tokio::task::{JoinHandle, JoinSet};
 
-pub(crate) use epoch::{Epoch, far_future};
 pub use report::{ComponentReport, HealthReport};
 
 /// How many components one [`HealthProbe`] holds; registering one more is
@@ -184,7 +183,6 @@ struct State {
 
 struct Shared {
     config: HealthProbeConfig,
-    epoch: Epoch,
     state: Mutex<State>,
     /// Wakes the runner when a registration, a reset or an on-demand check changed the
     /// schedule.
@@ -202,7 +200,7 @@ struct Batch {
 impl Batch {
     /// Runs the check under its timeout; a check that does not answer in time is an
     /// `Unhealthy` "timed out" result (the core counts it as a timeout either way).
-    async fn run(self, epoch: Epoch) -> (Vec<CheckTicket>, HealthCheckResult) {
+    async fn run(self) -> (Vec<CheckTicket>, HealthCheckResult) {
         let started = tokio::time::Instant::now();
         let result = tokio::time::timeout(self.timeout, self.check.check_boxed())
             .await
@@ -210,7 +208,7 @@ impl Batch {
         let finished = tokio::time::Instant::now();
         let result = result
             .with_latency(finished.saturating_duration_since(started))
-            .at(epoch.instant_at(finished));
+            .at(clock::to_core(finished));
         (self.tickets, result)
     }
 }
@@ -259,7 +257,6 @@ impl HealthProbe {
         Ok(Self {
             shared: Arc::new(Shared {
                 config,
-                epoch: Epoch::new(),
                 state: Mutex::new(State {
                     registry: Box::new(HealthRegistry::new()),
                     checks: Vec::new(),
@@ -332,7 +329,7 @@ impl HealthProbe {
         options: ComponentOptions,
     ) -> Result<ComponentId, RegistryError> {
         let config = options.config.unwrap_or(self.shared.config);
-        let now = self.shared.epoch.now();
+        let now = clock::now();
         let mut state = self.shared.lock();
         let id = state
             .registry
@@ -350,7 +347,7 @@ impl HealthProbe {
     /// # Errors
     /// [`UnknownComponent`] when no component has this name.
     pub fn reset(&self, name: &str) -> Result<(), UnknownComponent> {
-        let now = self.shared.epoch.now();
+        let now = clock::now();
         let mut state = self.shared.lock();
         let id = state.registry.id(name).ok_or(UnknownComponent)?;
         state.registry.reset(id, now)?;
@@ -377,7 +374,7 @@ impl HealthProbe {
     /// `Unknown` status, so a typo is not mistaken for a component nobody has heard from.
     pub async fn check(&self, name: &str) -> Result<HealthCheckResult, UnknownComponent> {
         let batch = {
-            let now = self.shared.epoch.now();
+            let now = clock::now();
             let mut state = self.shared.lock();
             let id = state.registry.id(name).ok_or(UnknownComponent)?;
             let roles = state
@@ -391,7 +388,7 @@ impl HealthProbe {
                 .collect();
             state.batch(id, tickets).ok_or(UnknownComponent)?
         };
-        let (tickets, result) = batch.run(self.shared.epoch).await;
+        let (tickets, result) = batch.run().await;
         self.shared.record(&tickets, &result);
         self.shared.wake.notify_one();
         Ok(result)
@@ -406,17 +403,14 @@ impl HealthProbe {
         let shared = self.shared;
         let mut running: JoinSet<(Vec<CheckTicket>, HealthCheckResult)> = JoinSet::new();
         loop {
-            let now = shared.epoch.now();
+            let now = clock::now();
             let (batches, next) = shared.start_due(now);
             for batch in batches {
-                running.spawn(batch.run(shared.epoch));
+                running.spawn(batch.run());
             }
             // `poll_at` is after `now` once everything due was started; never spin if not.
-            let wake_at = next.map_or_else(far_future, |at| {
-                shared
-                    .epoch
-                    .to_tokio(at)
-                    .max(tokio::time::Instant::now() + Duration::from_millis(1))
+            let wake_at = next.map_or_else(clock::never, |at| {
+                clock::to_tokio(at).max(tokio::time::Instant::now() + Duration::from_millis(1))
             });
             tokio::select! {
                 () = tokio::time::sleep_until(wake_at) => {}
@@ -503,7 +497,7 @@ impl HealthProbe {
     /// Now on the probe's clock: the `at` of its events and the `checked_at` of its results.
     #[must_use]
     pub fn now(&self) -> Instant {
-        self.shared.epoch.now()
+        clock::now()
     }
 }
 
