@@ -53,36 +53,49 @@ fn valid_backoff() -> impl Strategy<Value = BackoffStrategy> {
                 initial = Duration::from_nanos(1);
             }
             let max = max.max(initial);
-            match variant {
-                0 => BackoffStrategy::Fixed { delay: a },
-                1 => BackoffStrategy::Linear {
-                    initial,
-                    increment,
-                    max,
-                },
-                2 => BackoffStrategy::Exponential {
-                    initial,
-                    max,
-                    multiplier,
-                },
-                3 => BackoffStrategy::ExponentialWithJitter {
-                    initial,
-                    max,
-                    multiplier,
-                },
-                4 => BackoffStrategy::EqualJitter {
-                    initial,
-                    max,
-                    multiplier,
-                },
-                _ => BackoffStrategy::DecorrelatedJitter {
-                    initial,
-                    max,
-                    multiplier,
-                },
-            }
+            strategy(variant, a, initial, max, increment, multiplier)
         },
     )
+}
+
+/// Strategy number `variant` (0..6, in declaration order) with these values; `delay` is the
+/// fixed strategy's delay.
+fn strategy(
+    variant: u8,
+    delay: Duration,
+    initial: Duration,
+    max: Duration,
+    increment: Duration,
+    multiplier: f64,
+) -> BackoffStrategy {
+    match variant {
+        0 => BackoffStrategy::Fixed { delay },
+        1 => BackoffStrategy::Linear {
+            initial,
+            increment,
+            max,
+        },
+        2 => BackoffStrategy::Exponential {
+            initial,
+            max,
+            multiplier,
+        },
+        3 => BackoffStrategy::ExponentialWithJitter {
+            initial,
+            max,
+            multiplier,
+        },
+        4 => BackoffStrategy::EqualJitter {
+            initial,
+            max,
+            multiplier,
+        },
+        _ => BackoffStrategy::DecorrelatedJitter {
+            initial,
+            max,
+            multiplier,
+        },
+    }
 }
 
 /// Any strategy at all, including those `validate` refuses.
@@ -94,36 +107,9 @@ fn any_backoff() -> impl Strategy<Value = BackoffStrategy> {
         duration(),
         prop_oneof![any::<f64>(), multiplier()],
     )
-        .prop_map(
-            |(variant, initial, max, increment, multiplier)| match variant {
-                0 => BackoffStrategy::Fixed { delay: initial },
-                1 => BackoffStrategy::Linear {
-                    initial,
-                    increment,
-                    max,
-                },
-                2 => BackoffStrategy::Exponential {
-                    initial,
-                    max,
-                    multiplier,
-                },
-                3 => BackoffStrategy::ExponentialWithJitter {
-                    initial,
-                    max,
-                    multiplier,
-                },
-                4 => BackoffStrategy::EqualJitter {
-                    initial,
-                    max,
-                    multiplier,
-                },
-                _ => BackoffStrategy::DecorrelatedJitter {
-                    initial,
-                    max,
-                    multiplier,
-                },
-            },
-        )
+        .prop_map(|(variant, initial, max, increment, multiplier)| {
+            strategy(variant, initial, initial, max, increment, multiplier)
+        })
 }
 
 fn kind() -> impl Strategy<Value = ErrorKind> {
