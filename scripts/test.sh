@@ -26,9 +26,9 @@ RUSTFLAGS="--cfg loom" cargo test -p rustkernel-tokio --test loom_breaker --rele
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 
-step "no_std: the core builds for thumbv7em-none-eabihf with no features and with all"
+step "no_std: the core builds for thumbv7em-none-eabihf with no features and with every no_std feature (serde, defmt)"
 cargo build -p rustkernel-core --target thumbv7em-none-eabihf
-cargo build -p rustkernel-core --target thumbv7em-none-eabihf --all-features
+cargo build -p rustkernel-core --target thumbv7em-none-eabihf --features serde,defmt
 
 step "no_std: the embassy adapter builds for Cortex-M4F and Cortex-M0 (no compare-and-swap)"
 for target in thumbv7em-none-eabihf thumbv6m-none-eabi; do
@@ -37,7 +37,7 @@ for target in thumbv7em-none-eabihf thumbv6m-none-eabi; do
 done
 
 step "no alloc: the core and the embassy adapter build against a standard library that has only core"
-RUSTC_BOOTSTRAP=1 cargo build -p rustkernel-core --target thumbv7em-none-eabihf --all-features \
+RUSTC_BOOTSTRAP=1 cargo build -p rustkernel-core --target thumbv7em-none-eabihf --features serde,defmt \
   -Zbuild-std=core --target-dir target/build-std-core
 RUSTC_BOOTSTRAP=1 cargo build -p rustkernel-embassy --target thumbv6m-none-eabi --features defmt \
   -Zbuild-std=core --target-dir target/build-std-core

@@ -5,6 +5,11 @@
 
 use core::fmt;
 
+#[cfg(feature = "std")]
+mod std_impls;
+#[cfg(feature = "std")]
+pub use std_impls::io_error_kind;
+
 /// What kind of failure an operation had; retry and breakers decide on the kind alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -60,7 +65,24 @@ impl fmt::Display for ErrorKind {
 /// Classifies an operation's error so retry and breakers can act on it.
 ///
 /// Implement it for your error type; the default says every error is
-/// [`ErrorKind::Transient`], which retries and counts against the breaker.
+/// [`ErrorKind::Transient`], which retries and counts against the breaker. For an error type
+/// of another crate (which the orphan rule keeps you from implementing this for), give the
+/// wrapper a closure instead: `.classify_with(|e: &TheirError| ErrorKind::Transient)`.
+///
+/// Implemented here for [`ErrorKind`] itself, `()`, [`core::convert::Infallible`],
+/// [`core::fmt::Error`]; with the `std` feature for `std::io::Error` (by its
+/// [`kind`](std::io::Error::kind), see [`io_error_kind`]), `Box<dyn Error + Send + Sync>`
+/// (an `io::Error` inside is classified as one, anything else is transient), `String` and
+/// `&'static str` (transient); with the `tokio` feature for tokio's `Elapsed` (a timeout).
+///
+/// A guarded call's own [`ResilienceError`] is not `Classify`: wrappers take it through
+/// [`OperationError`] and flatten it, so composed calls return one level of error.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not say what kind of failure it is",
+    label = "this error type needs a `Classify` impl",
+    note = "add `impl Classify for {Self} {{}}` (every error transient) or implement `fn kind(&self) -> ErrorKind`",
+    note = "for an error type from another crate, give the wrapper a closure: `.classify_with(|e: &{Self}| ErrorKind::Transient)`"
+)]
 pub trait Classify {
     /// The kind of this error.
     fn kind(&self) -> ErrorKind {
@@ -71,6 +93,127 @@ pub trait Classify {
 impl Classify for ErrorKind {
     fn kind(&self) -> ErrorKind {
         *self
+    }
+}
+
+/// `()` as an error carries no detail: transient.
+impl Classify for () {}
+
+impl Classify for core::convert::Infallible {
+    fn kind(&self) -> ErrorKind {
+        match *self {}
+    }
+}
+
+/// A formatter error: transient (the writer may accept the next attempt).
+impl Classify for fmt::Error {}
+
+/// The error of an operation run by a resilience wrapper: either the operation's own error (any
+/// [`Classify`] type), or the [`ResilienceError`] of a call that was itself guarded, which the
+/// outer wrapper flattens so that composed calls return ONE level of error.
+///
+/// ```
+/// use rustkernel_core::error::{ErrorKind, OperationError, ResilienceError};
+/// // A plain error becomes `Operation(e)`.
+/// assert_eq!(ErrorKind::Permanent.into_resilience_error(), ResilienceError::Operation(ErrorKind::Permanent));
+/// // A guarded call's error stays as it is: `CircuitOpen` is still `CircuitOpen` one level up.
+/// let inner: ResilienceError<ErrorKind> = ResilienceError::CircuitOpen;
+/// assert_eq!(inner.into_resilience_error(), ResilienceError::CircuitOpen);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` does not say what kind of failure it is",
+    label = "this error type needs a `Classify` impl",
+    note = "add `impl Classify for {Self} {{}}` (every error transient) or implement `fn kind(&self) -> ErrorKind`",
+    note = "for an error type from another crate, give the wrapper a closure: `.classify_with(|e: &{Self}| ErrorKind::Transient)`"
+)]
+pub trait OperationError {
+    /// The operation's own error once flattened.
+    type Error;
+    /// This error as one level of [`ResilienceError`].
+    fn into_resilience_error(self) -> ResilienceError<Self::Error>;
+    /// Its kind, as retry and breakers see it.
+    fn error_kind(&self) -> ErrorKind;
+}
+
+impl<E: Classify> OperationError for E {
+    type Error = E;
+    #[inline]
+    fn into_resilience_error(self) -> ResilienceError<E> {
+        ResilienceError::Operation(self)
+    }
+    #[inline]
+    fn error_kind(&self) -> ErrorKind {
+        self.kind()
+    }
+}
+
+impl<E: Classify> OperationError for ResilienceError<E> {
+    type Error = E;
+    #[inline]
+    fn into_resilience_error(self) -> ResilienceError<E> {
+        self
+    }
+    #[inline]
+    fn error_kind(&self) -> ErrorKind {
+        self.kind_with(Classify::kind)
+    }
+}
+
+/// How a wrapper turns the error of its operation into a kind: [`ByClassify`] (the default,
+/// through [`Classify`], flattening a nested [`ResilienceError`]), or a closure
+/// `Fn(&E) -> ErrorKind` given with `classify_with`, for error types that are not `Classify`.
+#[diagnostic::on_unimplemented(
+    message = "cannot classify `{R}`: it is not `Classify`, and no matching closure was given",
+    label = "the operation's error type `{R}` has no classification",
+    note = "add `impl Classify for {R} {{}}` (every error transient) or implement `fn kind(&self) -> ErrorKind`",
+    note = "for an error type from another crate, give the wrapper a closure: `.classify_with(|e: &{R}| ErrorKind::Transient)`"
+)]
+pub trait Classifier<R> {
+    /// The error a caller gets back inside [`ResilienceError::Operation`].
+    type Error;
+    /// The operation's error as one level of [`ResilienceError`].
+    fn flatten(&self, error: R) -> ResilienceError<Self::Error>;
+    /// The kind of an operation's own error.
+    fn classify(&self, error: &Self::Error) -> ErrorKind;
+    /// The kind of a flattened error: `CircuitOpen` is unavailable, deadlines and timeouts are
+    /// timeouts, an operation's error is [`classify`](Self::classify)'d.
+    #[inline]
+    fn kind_of(&self, error: &ResilienceError<Self::Error>) -> ErrorKind {
+        error.kind_with(|error| self.classify(error))
+    }
+}
+
+/// The default [`Classifier`]: the error's own [`Classify`] impl (through [`OperationError`], so
+/// a guarded call's [`ResilienceError`] is flattened, never nested).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct ByClassify;
+
+impl<R: OperationError> Classifier<R> for ByClassify
+where
+    R::Error: Classify,
+{
+    type Error = R::Error;
+    #[inline]
+    fn flatten(&self, error: R) -> ResilienceError<R::Error> {
+        error.into_resilience_error()
+    }
+    #[inline]
+    fn classify(&self, error: &R::Error) -> ErrorKind {
+        error.kind()
+    }
+}
+
+/// A closure classifier: `|e: &E| ErrorKind::..`, for any error type `E` (no `Classify` needed).
+/// The operation's error is returned as it is, as `Operation(e)`.
+impl<E, F: Fn(&E) -> ErrorKind> Classifier<E> for F {
+    type Error = E;
+    #[inline]
+    fn flatten(&self, error: E) -> ResilienceError<E> {
+        ResilienceError::Operation(error)
+    }
+    #[inline]
+    fn classify(&self, error: &E) -> ErrorKind {
+        self(error)
     }
 }
 
@@ -297,13 +440,42 @@ impl<E> ResilienceError<ResilienceError<E>> {
     }
 }
 
-impl<E: Classify> Classify for ResilienceError<E> {
-    fn kind(&self) -> ErrorKind {
+impl<E> ResilienceError<E> {
+    /// The kind of this error, the operation's own classified by `classify`: `CircuitOpen` is
+    /// [`ErrorKind::Unavailable`], `DeadlineExceeded` and `Timeout` are [`ErrorKind::Timeout`].
+    #[inline]
+    pub fn kind_with(&self, classify: impl FnOnce(&E) -> ErrorKind) -> ErrorKind {
         match self {
             ResilienceError::CircuitOpen => ErrorKind::Unavailable,
             ResilienceError::DeadlineExceeded | ResilienceError::Timeout => ErrorKind::Timeout,
-            ResilienceError::Operation(error) => error.kind(),
+            ResilienceError::Operation(error) => classify(error),
         }
+    }
+
+    /// Whether the breaker refused the call (it was not attempted).
+    #[must_use]
+    pub const fn is_circuit_open(&self) -> bool {
+        matches!(self, ResilienceError::CircuitOpen)
+    }
+
+    /// Whether the call ran out of time: its deadline passed (`DeadlineExceeded`) or an
+    /// attempt's timeout did (`Timeout`).
+    #[must_use]
+    pub const fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            ResilienceError::DeadlineExceeded | ResilienceError::Timeout
+        )
+    }
+}
+
+impl<E: Classify> ResilienceError<E> {
+    /// The kind of this error (see [`kind_with`](Self::kind_with)); the operation's own error
+    /// keeps its [`Classify`] kind.
+    #[inline]
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        self.kind_with(Classify::kind)
     }
 }
 

@@ -1177,7 +1177,7 @@ proptest! {
     fn messages_truncate_on_char_boundaries(text in any::<String>(), pad in 0usize..70) {
         let text = "a".repeat(pad) + &text;
         let result = HealthCheckResult::unhealthy(&text);
-        let message = result.message.as_str();
+        let message = result.message();
         prop_assert!(message.len() <= MESSAGE_CAPACITY);
         prop_assert!(text.starts_with(message));
         if message.len() < text.len() {

@@ -65,7 +65,7 @@ use core::future::Future;
 
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, RawMutex};
-use rustkernel_core::error::{Classify, ConfigError, ErrorKind, ResilienceError};
+use rustkernel_core::error::{ByClassify, Classifier, ConfigError, ErrorKind, ResilienceError};
 use rustkernel_core::resilience::circuit_breaker::SlidingWindow;
 use rustkernel_core::resilience::{
     CircuitBreaker as CoreBreaker, CircuitBreakerConfig, CircuitBreakerStats, CircuitState,
@@ -214,20 +214,25 @@ impl<M: RawMutex, C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBrea
 
     /// Runs the operation if the breaker admits it, and records its outcome.
     ///
-    /// `op` is called only when a permit was granted; its error's [`Classify::kind`] decides
+    /// `op` is called only when a permit was granted; its error's kind
+    /// ([`Classify`](rustkernel_core::error::Classify)) decides
     /// whether the failure counts (kinds in `ignored_errors` do not). If the returned future is
     /// dropped before `op`'s future completes, the permit is settled as cancelled.
     ///
     /// # Errors
     /// [`ResilienceError::CircuitOpen`] when the breaker is open, forced open, half-open with
     /// every probe slot taken, or invalid; [`ResilienceError::Operation`] with `op`'s own error.
-    pub async fn call<T, E, F, Fut>(&self, op: F) -> Result<T, ResilienceError<E>>
+    pub async fn call<T, R, F, Fut>(
+        &self,
+        op: F,
+    ) -> Result<T, ResilienceError<<ByClassify as Classifier<R>>::Error>>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        E: Classify,
+        Fut: Future<Output = Result<T, R>>,
+        ByClassify: Classifier<R>,
     {
-        self.call_observed(op, ignore_transition).await
+        self.call_classified(&ByClassify, op, ignore_transition)
+            .await
     }
 
     /// [`call`](Self::call), handing each [`Transition`] the call causes to `observer`
@@ -236,15 +241,37 @@ impl<M: RawMutex, C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBrea
     ///
     /// # Errors
     /// As [`call`](Self::call).
-    pub async fn call_observed<T, E, F, Fut, O>(
+    pub async fn call_observed<T, R, F, Fut, O>(
         &self,
         op: F,
         observer: O,
-    ) -> Result<T, ResilienceError<E>>
+    ) -> Result<T, ResilienceError<<ByClassify as Classifier<R>>::Error>>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        E: Classify,
+        Fut: Future<Output = Result<T, R>>,
+        ByClassify: Classifier<R>,
+        O: FnMut(Transition),
+    {
+        self.call_classified(&ByClassify, op, observer).await
+    }
+
+    /// [`call_observed`](Self::call_observed) with the error classified by `classifier`: a
+    /// closure `|e: &E| ErrorKind::..` for an error type that is not
+    /// [`Classify`](rustkernel_core::error::Classify). A guarded call's own
+    /// [`ResilienceError`] is flattened by the default classifier, never nested.
+    ///
+    /// # Errors
+    /// As [`call`](Self::call).
+    pub async fn call_classified<T, R, F, Fut, K, O>(
+        &self,
+        classifier: &K,
+        op: F,
+        observer: O,
+    ) -> Result<T, ResilienceError<K::Error>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, R>>,
+        K: Classifier<R>,
         O: FnMut(Transition),
     {
         let Ok(call) = self.acquire_observed(observer) else {
@@ -256,8 +283,9 @@ impl<M: RawMutex, C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBrea
                 Ok(value)
             }
             Err(error) => {
-                call.failure(error.kind());
-                Err(ResilienceError::Operation(error))
+                let error = classifier.flatten(error);
+                call.failure(classifier.kind_of(&error));
+                Err(error)
             }
         }
     }

@@ -39,7 +39,7 @@ use core::future::Future;
 use core::time::Duration;
 
 use embassy_time::with_deadline;
-use rustkernel_core::error::ResilienceError;
+use rustkernel_core::error::{ByClassify, Classifier, ResilienceError};
 use rustkernel_core::resilience::{
     DeadlineBound, DeadlineContext as CoreDeadline, DeadlineExceeded, TimeoutConfig, WireDeadline,
 };
@@ -149,13 +149,39 @@ impl DeadlineContext {
     /// # Errors
     /// [`ResilienceError::DeadlineExceeded`] when the deadline passed before or during the call;
     /// [`ResilienceError::Operation`] with `op`'s own error.
-    pub async fn execute<T, E, F, Fut>(self, op: F) -> Result<T, ResilienceError<E>>
+    ///
+    /// A guarded call's own [`ResilienceError`] is flattened (one level comes back); the
+    /// error type must be [`Classify`](rustkernel_core::error::Classify) (use
+    /// [`execute_classified`](Self::execute_classified) otherwise).
+    pub async fn execute<T, R, F, Fut>(
+        self,
+        op: F,
+    ) -> Result<T, ResilienceError<<ByClassify as Classifier<R>>::Error>>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
+        Fut: Future<Output = Result<T, R>>,
+        ByClassify: Classifier<R>,
+    {
+        self.execute_classified(&ByClassify, op).await
+    }
+
+    /// [`execute`](Self::execute) with the error handed to `classifier` (a closure
+    /// `|e: &E| ErrorKind::..` keeps any error type as it is).
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute).
+    pub async fn execute_classified<T, R, F, Fut, K>(
+        self,
+        classifier: &K,
+        op: F,
+    ) -> Result<T, ResilienceError<K::Error>>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, R>>,
+        K: Classifier<R>,
     {
         match self.run_op(op).await {
-            Ok(result) => result.map_err(ResilienceError::Operation),
+            Ok(result) => result.map_err(|error| classifier.flatten(error)),
             Err(DeadlineExceeded) => Err(ResilienceError::DeadlineExceeded),
         }
     }
@@ -169,7 +195,7 @@ impl DeadlineContext {
         self.run_op(|| fut).await
     }
 
-    async fn run_op<F, Fut>(self, op: F) -> Result<Fut::Output, DeadlineExceeded>
+    pub(crate) async fn run_op<F, Fut>(self, op: F) -> Result<Fut::Output, DeadlineExceeded>
     where
         F: FnOnce() -> Fut,
         Fut: Future,
@@ -198,13 +224,14 @@ impl From<DeadlineContext> for CoreDeadline {
 /// # Errors
 /// [`ResilienceError::Timeout`] when the call did not finish in time (its future is dropped);
 /// [`ResilienceError::Operation`] with `op`'s own error.
-pub async fn execute_with_timeout<T, E, F, Fut>(
+pub async fn execute_with_timeout<T, R, F, Fut>(
     timeout: Duration,
     op: F,
-) -> Result<T, ResilienceError<E>>
+) -> Result<T, ResilienceError<<ByClassify as Classifier<R>>::Error>>
 where
     F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
+    Fut: Future<Output = Result<T, R>>,
+    ByClassify: Classifier<R>,
 {
     match DeadlineContext::new(timeout).execute(op).await {
         Err(ResilienceError::DeadlineExceeded) => Err(ResilienceError::Timeout),
@@ -220,16 +247,17 @@ where
 /// [`ResilienceError::DeadlineExceeded`] when the parent's deadline fired (it was the earlier
 /// bound), [`ResilienceError::Timeout`] when the call's own timeout fired, and
 /// [`ResilienceError::Operation`] with `op`'s own error.
-pub async fn execute_with_config<T, E, F, Fut>(
+pub async fn execute_with_config<T, R, F, Fut>(
     config: &TimeoutConfig,
     requested: Option<Duration>,
     parent: Option<DeadlineContext>,
     enqueued_at: embassy_time::Instant,
     op: F,
-) -> Result<T, ResilienceError<E>>
+) -> Result<T, ResilienceError<<ByClassify as Classifier<R>>::Error>>
 where
     F: FnOnce() -> Fut,
-    Fut: Future<Output = Result<T, E>>,
+    Fut: Future<Output = Result<T, R>>,
+    ByClassify: Classifier<R>,
 {
     let resolved = config.resolve(
         requested,

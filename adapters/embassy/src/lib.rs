@@ -11,14 +11,17 @@
 //! | [`time`] | `embassy_time::Instant`/`Duration` to the core's and back, [`time::now`] |
 //! | [`breaker`] | [`CircuitBreaker`](breaker::CircuitBreaker): `call(|| fut).await`, shareable in a `static` |
 //! | [`retry`] | [`Retrier`](retry::Retrier): retry with backoff slept on `Timer`, [`SharedRetryBudget`](retry::SharedRetryBudget) |
+//! | [`pipeline`] | [`Pipeline`](pipeline::Pipeline): deadline, retry, breaker and attempt timeout composed, in a `static` |
 //! | [`deadline`] | [`DeadlineContext`](deadline::DeadlineContext): `execute(|| fut)` under a deadline; per-call timeouts |
 //! | [`health`] | [`HealthMonitor`](health::HealthMonitor): runs probe checks at their interval under their timeout |
 //! | [`supervisor`] | [`Supervisor`](supervisor::Supervisor): carries out recovery actions (restart, degrade, notify) |
 //!
 //! # Putting them together
-//! A job runs under a deadline, through the breaker, retried: the retrier is outermost (it
-//! sleeps between attempts), each attempt asks the breaker, and the breaker guards the job
-//! with its own timeout. Nested [`ResilienceError`]s are merged with [`flatten`].
+//! [`Pipeline`](pipeline::Pipeline) composes them in a `static`: the total deadline, retry, the
+//! breaker for each attempt and an attempt timeout, with one flat [`ResilienceError`] (see
+//! [`pipeline`] for the order and why). Composed by hand, the wrappers flatten too: an operation
+//! that returns a guarded call's `ResilienceError` gives one level back, so matching
+//! `ResilienceError::CircuitOpen` at the top sees the breaker's rejection.
 //!
 //! ```
 //! use core::time::Duration;
@@ -28,7 +31,7 @@
 //! use rustkernel_embassy::breaker::{CircuitBreaker, CIRCUIT_BREAKER_DEFAULTS};
 //! use rustkernel_embassy::deadline::{DeadlineContext, execute_with_timeout};
 //! use rustkernel_embassy::retry::Retrier;
-//! use rustkernel_embassy::{flatten, ResilienceError};
+//! use rustkernel_embassy::ResilienceError;
 //!
 //! static BREAKER: CircuitBreaker<CriticalSectionRawMutex> =
 //!     CircuitBreaker::new(CircuitBreakerConfig { failure_threshold: 3, ..CIRCUIT_BREAKER_DEFAULTS });
@@ -47,15 +50,10 @@
 //!     0x1234,
 //! )
 //! .with_deadline(DeadlineContext::new(Duration::from_secs(1)));
+//! // One level: the retrier flattens the breaker's error, the breaker the timeout's.
 //! let result: Result<u32, ResilienceError<ErrorKind>> = retrier
-//!     .execute(|| async {
-//!         BREAKER
-//!             .call(|| execute_with_timeout(Duration::from_millis(100), || accelerator_job(21)))
-//!             .await
-//!             .map_err(flatten)
-//!     })
-//!     .await
-//!     .map_err(flatten);
+//!     .execute(|| BREAKER.call(|| execute_with_timeout(Duration::from_millis(100), || accelerator_job(21))))
+//!     .await;
 //! assert_eq!(result, Ok(42));
 //! # });
 //! ```
@@ -84,11 +82,16 @@
 pub mod breaker;
 pub mod deadline;
 pub mod health;
+pub mod pipeline;
 pub mod retry;
 pub mod supervisor;
 pub mod time;
 
-pub use rustkernel_core::error::{Classify, ConfigError, ErrorKind, ResilienceError};
+pub use pipeline::Pipeline;
+pub use rustkernel_core::error::{
+    ByClassify, Classifier, Classify, ConfigError, ErrorKind, OperationError, ResilienceError,
+};
+pub use rustkernel_core::resilience::PipelineConfig;
 
 /// Merges a nested error (an operation that itself returns [`ResilienceError`], such as a
 /// breaker call run by a retrier) into one level; the inner error wins where both are set.

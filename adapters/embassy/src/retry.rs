@@ -49,7 +49,7 @@ use core::marker::PhantomData;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, RawMutex};
 use embassy_time::Timer;
-use rustkernel_core::error::{Classify, ConfigError, ErrorKind, ResilienceError};
+use rustkernel_core::error::{ByClassify, Classifier, ConfigError, ErrorKind, ResilienceError};
 use rustkernel_core::resilience::{
     GiveUpReason, Retry, RetryBudget, RetryBudgetConfig, RetryConfig, RetryDecision,
 };
@@ -224,13 +224,16 @@ impl<'b, M: RawMutex, B: RetryBudgetSource> Retrier<'b, M, B> {
     /// [`ResilienceError::Operation`] with the last attempt's own error when the core gives up;
     /// [`ResilienceError::DeadlineExceeded`] when the deadline had passed before the first
     /// attempt or passed during an attempt.
-    pub async fn execute<T, E, F, Fut>(&mut self, op: F) -> Result<T, ResilienceError<E>>
+    pub async fn execute<T, R, F, Fut>(
+        &mut self,
+        op: F,
+    ) -> Result<T, ResilienceError<<ByClassify as Classifier<R>>::Error>>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        E: Classify,
+        Fut: Future<Output = Result<T, R>>,
+        ByClassify: Classifier<R>,
     {
-        self.execute_observed(op, |_| {}).await
+        self.execute_classified(&ByClassify, op, |_| {}).await
     }
 
     /// [`execute`](Self::execute), handing a [`RetryEvent`] to `observer` after each failed
@@ -238,15 +241,37 @@ impl<'b, M: RawMutex, B: RetryBudgetSource> Retrier<'b, M, B> {
     ///
     /// # Errors
     /// As [`execute`](Self::execute).
-    pub async fn execute_observed<T, E, F, Fut, O>(
+    pub async fn execute_observed<T, R, F, Fut, O>(
         &mut self,
-        mut op: F,
-        mut observer: O,
-    ) -> Result<T, ResilienceError<E>>
+        op: F,
+        observer: O,
+    ) -> Result<T, ResilienceError<<ByClassify as Classifier<R>>::Error>>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        E: Classify,
+        Fut: Future<Output = Result<T, R>>,
+        ByClassify: Classifier<R>,
+        O: FnMut(RetryEvent),
+    {
+        self.execute_classified(&ByClassify, op, observer).await
+    }
+
+    /// [`execute_observed`](Self::execute_observed) with errors classified by `classifier`: a
+    /// closure `|e: &E| ErrorKind::..` for an error type that is not
+    /// [`Classify`](rustkernel_core::error::Classify). With the default classifier a guarded
+    /// call's [`ResilienceError`] is flattened: the result has one level.
+    ///
+    /// # Errors
+    /// As [`execute`](Self::execute).
+    pub async fn execute_classified<T, R, F, Fut, K, O>(
+        &mut self,
+        classifier: &K,
+        mut op: F,
+        mut observer: O,
+    ) -> Result<T, ResilienceError<K::Error>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, R>>,
+        K: Classifier<R>,
         O: FnMut(RetryEvent),
     {
         let mut retry = match self.begin() {
@@ -254,20 +279,25 @@ impl<'b, M: RawMutex, B: RetryBudgetSource> Retrier<'b, M, B> {
             Err(DeadlineExceeded) => return Err(ResilienceError::DeadlineExceeded),
             // Unreachable: the configuration was validated when the retrier was built and
             // cannot change since. Without a state machine, make exactly one attempt.
-            Ok(None) => return self.attempt(&mut op).await,
+            Ok(None) => return self.attempt(classifier, &mut op).await,
         };
         loop {
-            let error = match self.attempt(&mut op).await {
+            let error = match self.attempt(classifier, &mut op).await {
                 Ok(value) => return Ok(value),
-                Err(ResilienceError::Operation(error)) => error,
-                Err(other) => return Err(other),
+                // The deadline passed during the attempt: no retry can start in time.
+                Err(ResilienceError::DeadlineExceeded)
+                    if self.deadline.is_some_and(|d| d.is_expired()) =>
+                {
+                    return Err(ResilienceError::DeadlineExceeded);
+                }
+                Err(error) => error,
             };
-            let event = self.decide(&mut retry, error.kind());
+            let event = self.decide(&mut retry, classifier.kind_of(&error));
             let decision = event.decision;
             observer(event);
             match decision {
                 RetryDecision::RetryAt(when) => Timer::at(to_embassy_instant(when)).await,
-                RetryDecision::GiveUp(_) => return Err(ResilienceError::Operation(error)),
+                RetryDecision::GiveUp(_) => return Err(error),
             }
         }
     }
@@ -303,15 +333,24 @@ impl<'b, M: RawMutex, B: RetryBudgetSource> Retrier<'b, M, B> {
     }
 
     /// One attempt, under the deadline if there is one.
-    async fn attempt<T, E, F, Fut>(&self, op: &mut F) -> Result<T, ResilienceError<E>>
+    async fn attempt<T, R, F, Fut, K>(
+        &self,
+        classifier: &K,
+        op: &mut F,
+    ) -> Result<T, ResilienceError<K::Error>>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
+        Fut: Future<Output = Result<T, R>>,
+        K: Classifier<R>,
     {
-        match self.deadline {
-            Some(deadline) => deadline.execute(op).await,
-            None => op().await.map_err(ResilienceError::Operation),
-        }
+        let result = match self.deadline {
+            Some(deadline) => match deadline.run_op(op).await {
+                Ok(result) => result,
+                Err(DeadlineExceeded) => return Err(ResilienceError::DeadlineExceeded),
+            },
+            None => op().await,
+        };
+        result.map_err(|error| classifier.flatten(error))
     }
 }
 

@@ -14,9 +14,9 @@ use rustkernel_core::error::ErrorKind;
 use rustkernel_core::resilience::{
     CircuitBreakerConfig, CircuitState, DeadlineExceeded, TimeoutConfig, WireDeadline,
 };
+use rustkernel_embassy::ResilienceError;
 use rustkernel_embassy::breaker::{CIRCUIT_BREAKER_DEFAULTS, CircuitBreaker};
 use rustkernel_embassy::deadline::{DeadlineContext, execute_with_config, execute_with_timeout};
-use rustkernel_embassy::{ResilienceError, flatten};
 
 async fn slow(ms: u64) -> Result<u64, JobError> {
     Timer::after(Duration::from_millis(ms)).await;
@@ -155,10 +155,7 @@ fn a_deadline_that_cuts_a_probe_frees_its_breaker_slot() {
         Timer::after(Duration::from_secs(1)).await;
         // The probe hangs; the deadline drops it, and with it the breaker's permit.
         let deadline = DeadlineContext::new(StdDuration::from_millis(100));
-        let cut = deadline
-            .execute(|| breaker.call(|| slow(10_000)))
-            .await
-            .map_err(flatten);
+        let cut = deadline.execute(|| breaker.call(|| slow(10_000))).await;
         assert_eq!(cut, Err(ResilienceError::DeadlineExceeded));
         assert_eq!(breaker.state(), CircuitState::HalfOpen);
         assert_eq!(breaker.call(|| slow(1)).await, Ok(1));

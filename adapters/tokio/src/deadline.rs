@@ -55,6 +55,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use pin_project_lite::pin_project;
+use rustkernel_core::error::{ByClassify, Classifier};
 use rustkernel_core::resilience::{
     DeadlineBound, DeadlineContext as CoreDeadline, DeadlineExceeded, ResilienceError,
     TimeoutConfig, WireDeadline,
@@ -204,12 +205,41 @@ impl DeadlineContext {
     /// [`ResilienceError::Operation`], or [`ResilienceError::DeadlineExceeded`] as soon as the
     /// deadline passes (the future is then dropped). When the deadline has already passed, `f`
     /// is not called. A result and the deadline arriving together count as the result.
-    pub fn execute<F, Fut, T, E>(self, f: F) -> DeadlineFuture<Fut>
+    ///
+    /// The operation's error is flattened: when it is itself a guarded call's
+    /// [`ResilienceError`], its variants come back one level up (a breaker's `CircuitOpen` stays
+    /// `CircuitOpen`), never nested in `Operation(..)`. Its type must be
+    /// [`Classify`](rustkernel_core::error::Classify); for another crate's error type use
+    /// [`execute_classified`](Self::execute_classified).
+    pub fn execute<F, Fut, T, R>(self, f: F) -> DeadlineFuture<Fut>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
+        Fut: Future<Output = Result<T, R>>,
+        ByClassify: Classifier<R>,
     {
-        DeadlineFuture::start(self.capped_by_current(), Expiry::DeadlineExceeded, f)
+        DeadlineFuture::start(
+            self.capped_by_current(),
+            Expiry::DeadlineExceeded,
+            ByClassify,
+            f,
+        )
+    }
+
+    /// As [`execute`](Self::execute), for an operation whose error is not
+    /// [`Classify`](rustkernel_core::error::Classify): `classifier` is a closure
+    /// `|e: &E| ErrorKind::..` (or any [`Classifier`]); the error comes back as `Operation(e)`.
+    pub fn execute_classified<F, Fut, T, R, C>(self, classifier: C, f: F) -> DeadlineFuture<Fut, C>
+    where
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, R>>,
+        C: Classifier<R>,
+    {
+        DeadlineFuture::start(
+            self.capped_by_current(),
+            Expiry::DeadlineExceeded,
+            classifier,
+            f,
+        )
     }
 
     /// Runs CPU-bound `work` on tokio's blocking pool under this deadline (capped by the
@@ -282,13 +312,13 @@ impl CancelFlag {
 
 /// Which error a deadline that runs out mid-call reports.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Expiry {
+pub(crate) enum Expiry {
     DeadlineExceeded,
     Timeout,
 }
 
 impl Expiry {
-    fn of(bound: DeadlineBound) -> Self {
+    pub(crate) fn of(bound: DeadlineBound) -> Self {
         match bound {
             DeadlineBound::Parent => Expiry::DeadlineExceeded,
             DeadlineBound::Requested | DeadlineBound::Default | DeadlineBound::MaxTimeout => {
@@ -309,8 +339,12 @@ pin_project! {
     /// The future of [`DeadlineContext::execute`] and [`ResolvedDeadline::execute`]: the
     /// operation's result, or the deadline's error once it passes.
     #[must_use = "futures do nothing unless polled"]
-    pub struct DeadlineFuture<F> {
+    ///
+    /// The operation's error comes back flattened by the classifier `C` (by default
+    /// [`ByClassify`]: a guarded call's own [`ResilienceError`] is not nested in another).
+    pub struct DeadlineFuture<F, C = ByClassify> {
         deadline: DeadlineContext,
+        classifier: C,
         #[pin]
         state: State<F>,
     }
@@ -332,9 +366,14 @@ pin_project! {
     }
 }
 
-impl<F: Future> DeadlineFuture<F> {
+impl<F: Future, C> DeadlineFuture<F, C> {
     /// Calls `f` with `deadline` current, unless it has passed already.
-    fn start(deadline: DeadlineContext, expiry: Expiry, f: impl FnOnce() -> F) -> Self {
+    pub(crate) fn start(
+        deadline: DeadlineContext,
+        expiry: Expiry,
+        classifier: C,
+        f: impl FnOnce() -> F,
+    ) -> Self {
         if deadline.is_expired() {
             tracing::debug!(
                 target: "rustkernel::deadline",
@@ -343,12 +382,14 @@ impl<F: Future> DeadlineFuture<F> {
             );
             return Self {
                 deadline,
+                classifier,
                 state: State::Expired,
             };
         }
         let future = CURRENT.sync_scope(deadline, f);
         Self {
             deadline,
+            classifier,
             state: State::Running {
                 inner: CURRENT.scope(deadline, future),
                 sleep: None,
@@ -358,7 +399,7 @@ impl<F: Future> DeadlineFuture<F> {
     }
 }
 
-impl<F> DeadlineFuture<F> {
+impl<F, C> DeadlineFuture<F, C> {
     /// The deadline the call runs under.
     #[must_use]
     pub fn deadline(&self) -> DeadlineContext {
@@ -366,11 +407,12 @@ impl<F> DeadlineFuture<F> {
     }
 }
 
-impl<F, T, E> Future for DeadlineFuture<F>
+impl<F, T, R, C> Future for DeadlineFuture<F, C>
 where
-    F: Future<Output = Result<T, E>>,
+    F: Future<Output = Result<T, R>>,
+    C: Classifier<R>,
 {
-    type Output = Result<T, ResilienceError<E>>;
+    type Output = Result<T, ResilienceError<C::Error>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -381,7 +423,8 @@ where
                 expiry,
             } => {
                 if let Poll::Ready(result) = inner.poll(cx) {
-                    result.map_err(ResilienceError::Operation)
+                    let classifier = &*this.classifier;
+                    result.map_err(|error| classifier.flatten(error))
                 } else {
                     if sleep.is_none() {
                         let at = clock::to_tokio(this.deadline.inner.deadline());
@@ -410,7 +453,7 @@ where
     }
 }
 
-impl<F> fmt::Debug for DeadlineFuture<F> {
+impl<F, C> fmt::Debug for DeadlineFuture<F, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("DeadlineFuture")
             .field("deadline", &self.deadline)
@@ -500,12 +543,13 @@ impl ResolvedDeadline {
     /// [`ResilienceError::Timeout`] when it was the call's own timeout, and
     /// [`ResilienceError::DeadlineExceeded`] when it was the caller's; a deadline already
     /// passed (a long wait in the queue) reports `DeadlineExceeded`.
-    pub fn execute<F, Fut, T, E>(self, f: F) -> DeadlineFuture<Fut>
+    pub fn execute<F, Fut, T, R>(self, f: F) -> DeadlineFuture<Fut>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
+        Fut: Future<Output = Result<T, R>>,
+        ByClassify: Classifier<R>,
     {
-        DeadlineFuture::start(self.context, Expiry::of(self.bound), f)
+        DeadlineFuture::start(self.context, Expiry::of(self.bound), ByClassify, f)
     }
 
     /// As [`DeadlineContext::execute_blocking`], with the errors of

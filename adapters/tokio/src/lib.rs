@@ -14,6 +14,7 @@ pub mod deadline;
 pub mod health;
 pub mod layer;
 pub mod metrics;
+pub mod pipeline;
 pub mod resilience;
 pub mod retry;
 #[cfg(not(loom))]

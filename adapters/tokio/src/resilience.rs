@@ -1,38 +1,78 @@
-//! Everything a host user needs, under the chapter's names: the core's configs and the
-//! tokio runtime types (`CircuitBreaker::call`, ...).
+//! Everything a host user needs, under the chapter's names, from one place: the core's configs,
+//! errors and clock type, and the tokio runtime types (`CircuitBreaker::call`, the
+//! [`Pipeline`], probes, the supervisor, checkpoint stores, tower layers).
+//!
+//! ```
+//! // Each group a host service uses, through this module alone.
+//! use rustkernel_tokio::resilience::{
+//!     // composition and errors
+//!     Pipeline, Outcome, RequestDeadline, ResilienceConfig, ResilienceError, Classify,
+//!     ErrorKind, ErrorKindSet, ConfigError, OperationError, Classifier, ByClassify,
+//!     // breaker, retry, deadlines
+//!     CircuitBreaker, CircuitBreakerConfig, CircuitState, Rejected, Retrier, RetryConfig,
+//!     RetryExt, BackoffStrategy, SharedRetryBudget, RetryBudgetConfig, DeadlineContext,
+//!     TimeoutConfig, TimeoutExt, current_deadline,
+//!     // health
+//!     HealthProbe, HealthProbeConfig, HealthCheck, HealthCheckResult, HealthStatus, check_fn,
+//!     FnCheck, ComponentId, ProbeEvent, RegistryError, UnknownComponent, ProbeRole,
+//!     // recovery and checkpoints
+//!     RecoveryPolicy, RecoveryStrategy, Supervisor, CheckpointStore, FileCheckpointStore,
+//!     CheckpointStoreError, LoadedCheckpoint, CheckpointableKernel,
+//!     // tower, time
+//!     CircuitBreakerLayer, DeadlineLayer, RetryLayer, PipelineLayer, Instant,
+//! };
+//!
+//! let pipeline = Pipeline::from_config(&ResilienceConfig::production()).unwrap();
+//! assert!(pipeline.breaker().is_some());
+//! let error: ResilienceError<ErrorKind> = ResilienceError::CircuitOpen;
+//! assert_eq!(error.kind(), ErrorKind::Unavailable);
+//! assert_eq!(HealthCheckResult::degraded("slow").message(), "slow");
+//! assert!(Instant::ZERO < Instant::from_secs(1));
+//! ```
 
 pub use crate::deadline::{
     CancelFlag, DeadlineContext, DeadlineFuture, ResolvedDeadline, TimeoutExt, current_deadline,
     flatten,
 };
-pub use crate::layer::{DeadlineLayer, GuardLayer, RetryLayer};
+pub use crate::layer::{
+    CircuitBreakerLayer, DeadlineLayer, Guard, GuardLayer, PipelineLayer, RetryLayer,
+};
+pub use crate::pipeline::{Outcome, Pipeline, PipelineBuilder, RequestDeadline};
 pub use crate::retry::{NoHint, Retrier, RetryAfterHint, RetryExt, SharedRetryBudget};
-pub use rustkernel_core::error::{Classify, ConfigError, ErrorKind, ErrorKindSet};
+pub use rustkernel_core::error::{
+    ByClassify, Classifier, Classify, ConfigError, ConfigField, ErrorKind, ErrorKindSet,
+    OperationError, io_error_kind,
+};
 pub use rustkernel_core::resilience::{
     BackoffStrategy, DeadlineBound, DeadlineExceeded, GiveUpReason, RetryBudget, RetryBudgetConfig,
     RetryConfig, RetryDecision, WireDeadline,
 };
 pub use rustkernel_core::resilience::{
-    CircuitBreakerConfig, CircuitBreakerStats, CircuitState, OpenBackoff, ResilienceError,
-    TimeoutConfig, Transition,
+    CircuitBreakerConfig, CircuitBreakerStats, CircuitState, OpenBackoff, Rejected,
+    ResilienceConfig, ResilienceError, TimeoutConfig, Transition,
 };
 pub use rustkernel_core::resilience::{
-    ComponentEvent, Criticality, HealthCheckResult, HealthProbeConfig, HealthStatus, ProbeRole,
-    ProbeRoles,
+    ComponentEvent, ComponentId, Criticality, HealthCheckResult, HealthProbeConfig, HealthStatus,
+    ProbeRole, ProbeRoles, RegistryError, UnknownComponent,
 };
 pub use rustkernel_core::resilience::{
     RecoveryAction, RecoveryPolicy, RecoveryStrategy, RestartIntensity,
 };
+pub use rustkernel_core::time::Instant;
 pub use rustkernel_core::traits::CheckpointableKernel;
 
 pub use crate::breaker::{
-    CallPermit, CircuitBreaker, CircuitBreakerBuilder, CountWindow, NoWindow, Rejected,
-    SlidingWindow,
+    CallPermit, CircuitBreaker, CircuitBreakerBuilder, Classified, CountWindow, NoWindow,
+    OwnedCallPermit, SlidingWindow,
 };
 #[cfg(not(loom))]
-pub use crate::checkpoint_store::{CheckpointStore, FileCheckpointStore, MemoryCheckpointStore};
+pub use crate::checkpoint_store::{
+    CheckpointStore, CheckpointStoreError, FileCheckpointStore, LoadedCheckpoint,
+    MemoryCheckpointStore,
+};
 pub use crate::health::{
-    ComponentOptions, ComponentReport, HealthCheck, HealthProbe, HealthReport, HealthRunner,
+    ComponentOptions, ComponentReport, FnCheck, HealthCheck, HealthProbe, HealthReport,
+    HealthRunner, ProbeEvent, check_fn,
 };
 pub use crate::metrics::MetricsSnapshot;
 #[cfg(not(loom))]

@@ -45,7 +45,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rustkernel_core::error::{Classify, ConfigError};
+use rustkernel_core::error::{ByClassify, Classifier, ConfigError, ErrorKind};
 use rustkernel_core::resilience::{
     GiveUpReason, ResilienceError, Retry, RetryBudget, RetryBudgetConfig, RetryConfig,
     RetryDecision,
@@ -213,12 +213,18 @@ pub(crate) enum Start {
 ///
 /// Clones share the budget and the seed stream. Each [`execute`](Self::execute) call is one
 /// logical call: one deposit into the budget, then one withdrawal per retry.
+///
+/// Errors are classified by their [`Classify`](rustkernel_core::error::Classify) impl, and a
+/// guarded call's [`ResilienceError`] is flattened (see
+/// [`OperationError`](rustkernel_core::error::OperationError)); for an error type that is not
+/// `Classify`, give a closure with [`classify_with`](Self::classify_with).
 #[derive(Clone)]
-pub struct Retrier<H = NoHint> {
+pub struct Retrier<H = NoHint, C = ByClassify> {
     config: RetryConfig,
     budget: Option<SharedRetryBudget>,
     seeds: Arc<SeedSequence>,
     hint: H,
+    classifier: C,
 }
 
 impl Retrier<NoHint> {
@@ -233,6 +239,7 @@ impl Retrier<NoHint> {
             budget: None,
             seeds: Arc::new(SeedSequence::from_entropy()),
             hint: NoHint,
+            classifier: ByClassify,
         })
     }
 
@@ -251,7 +258,7 @@ impl Retrier<NoHint> {
     }
 }
 
-impl<H> Retrier<H> {
+impl<H, C> Retrier<H, C> {
     /// Shares `budget` with this retrier: each call deposits once, each retry withdraws once.
     #[must_use]
     pub fn budget(mut self, budget: SharedRetryBudget) -> Self {
@@ -270,12 +277,27 @@ impl<H> Retrier<H> {
     /// backoff (see [`RetryAfterHint`]). A hint may exceed the backoff's `max`; a retry it
     /// would push past the deadline is not made.
     #[must_use]
-    pub fn retry_after<G>(self, hint: G) -> Retrier<G> {
+    pub fn retry_after<G>(self, hint: G) -> Retrier<G, C> {
         Retrier {
             config: self.config,
             budget: self.budget,
             seeds: self.seeds,
             hint,
+            classifier: self.classifier,
+        }
+    }
+
+    /// Classifies the operation's errors with `classify` instead of their
+    /// [`Classify`](rustkernel_core::error::Classify) impl, so an error type of another crate
+    /// needs no newtype: `.classify_with(|e: &std::num::ParseIntError| ErrorKind::InvalidInput)`.
+    #[must_use]
+    pub fn classify_with<E, G: Fn(&E) -> ErrorKind>(self, classify: G) -> Retrier<H, G> {
+        Retrier {
+            config: self.config,
+            budget: self.budget,
+            seeds: self.seeds,
+            hint: self.hint,
+            classifier: classify,
         }
     }
 
@@ -299,12 +321,15 @@ impl<H> Retrier<H> {
     /// next attempt could not start before the current deadline), or
     /// [`ResilienceError::DeadlineExceeded`] without calling `op` when the current deadline
     /// has already passed.
-    pub async fn execute<F, Fut, T, E>(&self, mut op: F) -> Result<T, ResilienceError<E>>
+    pub async fn execute<F, Fut, T, R>(
+        &self,
+        mut op: F,
+    ) -> Result<T, ResilienceError<<C as Classifier<R>>::Error>>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        E: Classify,
-        H: RetryAfterHint<E>,
+        Fut: Future<Output = Result<T, R>>,
+        C: Classifier<R>,
+        H: RetryAfterHint<<C as Classifier<R>>::Error>,
     {
         let mut retry = match self.start() {
             Start::Expired => return Err(ResilienceError::DeadlineExceeded),
@@ -313,13 +338,18 @@ impl<H> Retrier<H> {
         loop {
             let error = match op().await {
                 Ok(value) => return Ok(value),
-                Err(error) => error,
+                Err(error) => self.classifier.flatten(error),
             };
             match self.on_failure(&mut retry, &error) {
                 RetryDecision::RetryAt(at) => tokio::time::sleep_until(clock::to_tokio(at)).await,
-                RetryDecision::GiveUp(_) => return Err(ResilienceError::Operation(error)),
+                RetryDecision::GiveUp(_) => return Err(error),
             }
         }
+    }
+
+    /// The classifier.
+    pub(crate) fn classifier(&self) -> &C {
+        &self.classifier
     }
 
     /// Begins a logical call now, under the current deadline: deposits into the budget.
@@ -341,18 +371,26 @@ impl<H> Retrier<H> {
         Start::Ready(Retry::try_new(&self.config, seed, now, deadline).ok())
     }
 
-    /// Reports a failed attempt to `retry` now, with the budget and the hint.
-    pub(crate) fn on_failure<E>(&self, retry: &mut Option<Retry>, error: &E) -> RetryDecision
+    /// Reports a failed attempt (its flattened error) to `retry` now, with the budget and the
+    /// hint (asked only of the operation's own errors).
+    pub(crate) fn on_failure<R>(
+        &self,
+        retry: &mut Option<Retry>,
+        error: &ResilienceError<<C as Classifier<R>>::Error>,
+    ) -> RetryDecision
     where
-        E: Classify,
-        H: RetryAfterHint<E>,
+        C: Classifier<R>,
+        H: RetryAfterHint<<C as Classifier<R>>::Error>,
     {
         let Some(retry) = retry else {
             return RetryDecision::GiveUp(GiveUpReason::AttemptsExhausted);
         };
         let now = clock::now();
-        let kind = error.kind();
-        let hint = self.hint.retry_after(error);
+        let kind = self.classifier.kind_of(error);
+        let hint = match error {
+            ResilienceError::Operation(error) => self.hint.retry_after(error),
+            _ => None,
+        };
         let decision = match &self.budget {
             Some(budget) => budget.with(|budget| retry.on_failure(kind, now, hint, Some(budget))),
             None => retry.on_failure(kind, now, hint, None),
@@ -377,7 +415,7 @@ impl<H> Retrier<H> {
     }
 }
 
-impl<H> fmt::Debug for Retrier<H> {
+impl<H, C> fmt::Debug for Retrier<H, C> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retrier")
             .field("config", &self.config)
@@ -395,25 +433,27 @@ pub trait RetryExt {
     /// When the config is invalid (at the call, before any attempt), with the message of
     /// its [`ConfigError`]; check it with [`RetryConfig::validate`] when it is loaded, or use
     /// [`Retrier::try_new`].
-    fn execute<F, Fut, T, E>(
+    fn execute<F, Fut, T, R>(
         &self,
         op: F,
-    ) -> impl Future<Output = Result<T, ResilienceError<E>>> + use<Self, F, Fut, T, E>
+    ) -> impl Future<Output = Result<T, ResilienceError<<ByClassify as Classifier<R>>::Error>>>
+    + use<Self, F, Fut, T, R>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        E: Classify;
+        Fut: Future<Output = Result<T, R>>,
+        ByClassify: Classifier<R>;
 }
 
 impl RetryExt for RetryConfig {
-    fn execute<F, Fut, T, E>(
+    fn execute<F, Fut, T, R>(
         &self,
         op: F,
-    ) -> impl Future<Output = Result<T, ResilienceError<E>>> + use<F, Fut, T, E>
+    ) -> impl Future<Output = Result<T, ResilienceError<<ByClassify as Classifier<R>>::Error>>>
+    + use<F, Fut, T, R>
     where
         F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        E: Classify,
+        Fut: Future<Output = Result<T, R>>,
+        ByClassify: Classifier<R>,
     {
         let retrier = Retrier::new(*self);
         async move { retrier.execute(op).await }

@@ -56,7 +56,7 @@ async fn fail(cb: &CircuitBreaker) -> Result<(), ResilienceError<KernelError>> {
 }
 
 async fn succeed(cb: &CircuitBreaker) -> Result<u32, ResilienceError<KernelError>> {
-    cb.call(|| async { Ok(7) }).await
+    cb.call(|| async { Ok::<_, KernelError>(7) }).await
 }
 
 /// Trips `cb` (threshold 3) and waits out its open time, so the next call is a probe.

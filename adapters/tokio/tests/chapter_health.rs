@@ -74,5 +74,5 @@ fn health_status() {
     // ----- end of the snippet -----
 
     assert!(OFFLINE.with(Cell::get));
-    assert_eq!(result.message, "GPU unavailable");
+    assert_eq!(result.message(), "GPU unavailable");
 }

@@ -175,7 +175,7 @@ async fn a_hung_check_times_out_and_blocks_no_other_component() {
     let result = probe.check("gpu/hung").await.expect("registered");
     assert_eq!(asked.elapsed(), secs(1));
     assert_eq!(result.status, HealthStatus::Unhealthy);
-    assert_eq!(result.message, "timed out");
+    assert_eq!(result.message(), "timed out");
     assert_eq!(result.latency, secs(1));
 }
 

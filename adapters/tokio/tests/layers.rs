@@ -8,7 +8,7 @@ use rustkernel_tokio::layer::{Guard, GuardLayer, RequestTiming};
 use rustkernel_tokio::resilience::{
     BackoffStrategy, Classify, DeadlineBound, DeadlineContext, DeadlineLayer, ErrorKind,
     ResilienceError, Retrier, RetryBudgetConfig, RetryConfig, RetryLayer, SharedRetryBudget,
-    TimeoutConfig, TimeoutExt, current_deadline, flatten,
+    TimeoutConfig, TimeoutExt, current_deadline,
 };
 use tokio::time::{Instant, sleep};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
@@ -314,7 +314,7 @@ async fn retries_inside_a_deadline_stop_before_it() {
         .layer(DeadlineLayer::new(timeouts(250 * MS, false)))
         .layer(RetryLayer::new(fixed(10, 100 * MS)))
         .service(failing);
-    let result = service.oneshot("v").await.map_err(flatten);
+    let result = service.oneshot("v").await;
     // Attempts at 0, 100, 200; the one at 300 would pass the 250 ms deadline, so the last
     // real error comes back at 200 ms, before the deadline.
     assert_eq!(
@@ -334,7 +334,7 @@ async fn retries_inside_a_deadline_stop_before_it() {
         .layer(RetryLayer::new(fixed(3, 10 * MS)))
         .service(slow);
     let parent = DeadlineContext::new(500 * MS);
-    let result = parent.scope(service.oneshot(())).await.map_err(flatten);
+    let result = parent.scope(service.oneshot(())).await;
     assert_eq!(result, Err(ResilienceError::DeadlineExceeded));
     let resolved = parent
         .scope(async { timeouts(5 * S, false).resolve_deadline(None, None).bound })

@@ -8,6 +8,7 @@ pub mod circuit_breaker;
 pub mod config;
 pub mod deadline;
 pub mod health;
+pub mod pipeline;
 pub mod recovery;
 pub mod retry;
 pub mod timeout;
@@ -25,7 +26,9 @@ pub use health::{
     CheckTicket, ComponentEntry, ComponentEvent, ComponentHealth, ComponentId, ComponentPhase,
     Criticality, HealthCheckConfig, HealthCheckResult, HealthEvent, HealthProbeConfig,
     HealthRegistry, HealthStatus, ProbeRole, ProbeRoles, ProbeState, RegistryError, StartupFailure,
+    UnknownComponent,
 };
+pub use pipeline::PipelineConfig;
 pub use recovery::{
     DEFAULT_RESTART_CAPACITY, Escalation, Recovered, Recovery, RecoveryAction, RecoveryPolicy,
     RecoveryState, RecoveryStrategy, RestartBackoff, RestartIntensity,

@@ -36,7 +36,6 @@ use rustkernel_core::resilience::{
 use rustkernel_core::telemetry::{BreakerCounts, JobOutcome, Summary, TelemetryFrame, VERSION};
 use rustkernel_embassy::breaker::CircuitBreaker;
 use rustkernel_embassy::deadline::{DeadlineContext, execute_with_timeout};
-use rustkernel_embassy::flatten;
 use rustkernel_embassy::health::{HealthMonitor, MonitorEvent};
 use rustkernel_embassy::retry::{Retrier, RetryEvent};
 use rustkernel_embassy::supervisor::{RecoveryEffects, Supervisor};
@@ -347,13 +346,11 @@ async fn run_job(id: u32) -> (JobOutcome, u32) {
                             on_transition,
                         )
                         .await
-                        .map_err(flatten)
                 }
             },
             on_retry,
         )
-        .await
-        .map_err(flatten);
+        .await;
     let outcome = match result {
         Ok(value) if value == expected => JobOutcome::Done,
         Ok(_) => JobOutcome::Failed(ErrorKind::InvalidInput),

@@ -68,6 +68,7 @@
 //! the fields `breaker` (its name), `from` and `to`, and is sent on a `tokio::sync::watch`
 //! channel of the state ([`subscribe`](CircuitBreaker::subscribe)).
 
+mod classified;
 mod fast;
 mod permit;
 mod sync;
@@ -77,7 +78,7 @@ use std::future::Future;
 use std::sync::PoisonError;
 use std::time::Duration;
 
-use rustkernel_core::error::{Classify, ConfigError, ErrorKind, ErrorKindSet};
+use rustkernel_core::error::{ByClassify, Classifier, ConfigError, ErrorKind, ErrorKindSet};
 use rustkernel_core::resilience::{
     CircuitBreakerConfig, CircuitBreakerStats, CircuitState, Permit, ResilienceError, Transition,
 };
@@ -88,7 +89,8 @@ use fast::{Snapshot, StateWord, StripedCounter};
 use permit::{Issued, Ticket};
 use sync::{Arc, Mutex, MutexGuard};
 
-pub use permit::CallPermit;
+pub use classified::Classified;
+pub use permit::{CallPermit, OwnedCallPermit};
 pub use rustkernel_core::resilience::circuit_breaker::SlidingWindow;
 pub use rustkernel_core::resilience::{CountWindow, NoWindow, Rejected};
 
@@ -229,16 +231,49 @@ impl<W: SlidingWindow> CircuitBreakerBuilder<W> {
 impl<W: SlidingWindow> CircuitBreaker<W> {
     /// Runs `operation` under the breaker: rejected with [`ResilienceError::CircuitOpen`] when
     /// the breaker is open (or half-open with every probe slot taken); otherwise its error is
-    /// returned unchanged as [`ResilienceError::Operation`], after [`Classify`] gave its kind to
-    /// the breaker.
+    /// returned as [`ResilienceError::Operation`], after
+    /// [`Classify`](rustkernel_core::error::Classify) gave its kind to the breaker.
+    ///
+    /// An operation that is itself a guarded call (`|| retrier.execute(..)`) has its
+    /// [`ResilienceError`] flattened: the result has one level, and its kind (`CircuitOpen` is
+    /// unavailable, deadlines are timeouts) is what the breaker counts. For an error type that
+    /// is not `Classify`, use [`classify_with`](Self::classify_with).
     ///
     /// If `operation` panics, or the returned future is dropped before it finishes, the call is
     /// settled as cancelled (nothing is counted; a half-open slot is given back).
-    pub async fn call<F, Fut, T, E>(&self, operation: F) -> Result<T, ResilienceError<E>>
+    pub async fn call<F, Fut, T, R>(
+        &self,
+        operation: F,
+    ) -> Result<T, ResilienceError<<ByClassify as Classifier<R>>::Error>>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<T, E>>,
-        E: Classify,
+        Fut: Future<Output = Result<T, R>>,
+        ByClassify: Classifier<R>,
+    {
+        self.call_classified(&ByClassify, operation).await
+    }
+
+    /// This breaker with a closure classifier, for operations whose error type is not
+    /// [`Classify`](rustkernel_core::error::Classify) (another crate's):
+    /// `cb.classify_with(|e: &std::io::Error| ErrorKind::Unavailable).call(..)`. A cheap handle
+    /// (one `Arc` clone); keep it and call it as often as the breaker.
+    pub fn classify_with<E, C: Fn(&E) -> ErrorKind>(&self, classify: C) -> Classified<W, C> {
+        Classified {
+            breaker: self.clone(),
+            classifier: classify,
+        }
+    }
+
+    /// Runs `operation` under the breaker, its error flattened and classified by `classifier`.
+    pub(crate) async fn call_classified<C, F, Fut, T, R>(
+        &self,
+        classifier: &C,
+        operation: F,
+    ) -> Result<T, ResilienceError<C::Error>>
+    where
+        C: Classifier<R>,
+        F: FnOnce() -> Fut,
+        Fut: Future<Output = Result<T, R>>,
     {
         let permit = self.try_acquire()?;
         // Not `permit.run(..)`: one future level less keeps the closed path lean.
@@ -248,9 +283,24 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
                 Ok(value)
             }
             Err(error) => {
-                permit.failure(error.kind());
-                Err(ResilienceError::Operation(error))
+                let error = classifier.flatten(error);
+                permit.failure(classifier.kind_of(&error));
+                Err(error)
             }
+        }
+    }
+
+    /// How long until the breaker lets a call through again: `None` when it admits calls now
+    /// (closed, disabled, or half-open), else the time left of the open period (a breaker
+    /// forced open has no end: `Duration::MAX`). The figure for an HTTP `Retry-After`.
+    #[must_use]
+    pub fn retry_after(&self) -> Option<Duration> {
+        match self.state() {
+            CircuitState::Open => Some(self.poll_at().map_or(Duration::MAX, |at| {
+                at.saturating_duration_since(tokio::time::Instant::now())
+            })),
+            CircuitState::ForcedOpen => Some(Duration::MAX),
+            _ => None,
         }
     }
 
@@ -292,6 +342,16 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
                 let ticket = Ticket::new(permit.generation(), issued);
                 CallPermit::new(shared, ticket, permit.acquired_at())
             })
+    }
+
+    /// As [`try_acquire`](Self::try_acquire), the permit holding its own handle on the breaker
+    /// (for `'static` futures such as a tower service's).
+    ///
+    /// # Errors
+    /// [`Rejected`], as [`try_acquire`](Self::try_acquire).
+    pub fn try_acquire_owned(&self) -> Result<OwnedCallPermit<W>, Rejected> {
+        let permit = self.try_acquire()?;
+        Ok(permit.into_owned(Arc::clone(&self.shared)))
     }
 
     /// The current state, from the state word (no lock). Timers apply on the next call or

@@ -9,6 +9,7 @@ use rustkernel_core::resilience::circuit_breaker::SlidingWindow;
 use rustkernel_core::time::Instant;
 
 use super::Shared;
+use super::sync::Arc;
 
 /// How a permit was issued, which decides how much of the core its settlement needs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -133,6 +134,77 @@ impl<'a, W: SlidingWindow> CallPermit<'a, W> {
                 Err(error)
             }
         }
+    }
+}
+
+impl<W: SlidingWindow> CallPermit<'_, W> {
+    /// The same permit holding its own handle on the breaker, so it can outlive the borrow
+    /// (stored in a `'static` future, such as a tower response future).
+    pub(crate) fn into_owned(self, shared: Arc<Shared<W>>) -> OwnedCallPermit<W> {
+        let (_, ticket, acquired_at) = self.settle();
+        OwnedCallPermit {
+            shared: Some(shared),
+            acquired_at,
+            ticket,
+        }
+    }
+}
+
+/// A [`CallPermit`] that owns a handle on its breaker (from
+/// [`try_acquire_owned`](super::CircuitBreaker::try_acquire_owned)), for futures that must be
+/// `'static`. Settles the same way; dropped unsettled, it counts as cancelled.
+#[must_use = "a dropped permit counts as a cancelled call"]
+pub struct OwnedCallPermit<W: SlidingWindow = NoWindow> {
+    /// `None` once settled.
+    shared: Option<Arc<Shared<W>>>,
+    acquired_at: Instant,
+    ticket: Ticket,
+}
+
+impl<W: SlidingWindow> OwnedCallPermit<W> {
+    /// Takes the handle out, so `Drop` finds nothing to cancel.
+    fn settle(mut self) -> Option<(Arc<Shared<W>>, Ticket, Instant)> {
+        let shared = self.shared.take()?;
+        Some((shared, self.ticket, self.acquired_at))
+    }
+
+    /// Whether this call is a half-open probe.
+    #[must_use]
+    pub fn is_probe(&self) -> bool {
+        self.ticket.issued() == Issued::Probe
+    }
+
+    /// Reports that the call succeeded.
+    pub fn success(self) {
+        if let Some((shared, ticket, acquired_at)) = self.settle() {
+            shared.settle_success(ticket, acquired_at);
+        }
+    }
+
+    /// Reports that the call failed with an error of `kind`.
+    pub fn failure(self, kind: ErrorKind) {
+        if let Some((shared, ticket, acquired_at)) = self.settle() {
+            shared.settle_failure(ticket, acquired_at, kind);
+        }
+    }
+}
+
+impl<W: SlidingWindow> Drop for OwnedCallPermit<W> {
+    fn drop(&mut self) {
+        if let Some(shared) = &self.shared
+            && self.ticket.issued() == Issued::Probe
+        {
+            shared.cancel_probe(self.ticket, self.acquired_at);
+        }
+    }
+}
+
+impl<W: SlidingWindow> fmt::Debug for OwnedCallPermit<W> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OwnedCallPermit")
+            .field("generation", &self.ticket.generation())
+            .field("issued", &self.ticket.issued())
+            .finish_non_exhaustive()
     }
 }
 

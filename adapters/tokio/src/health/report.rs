@@ -87,7 +87,7 @@ impl ComponentReport {
             name: entry.name().to_owned(),
             status: entry.status(),
             message: latest
-                .map(|result| result.message.as_str().to_owned())
+                .map(|result| result.message().to_owned())
                 .unwrap_or_default(),
             latency: latest.map_or(Duration::ZERO, |result| result.latency),
             critical: entry.criticality() == Criticality::Critical,

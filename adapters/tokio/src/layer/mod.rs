@@ -13,7 +13,7 @@
 //! use std::time::Duration;
 //! use rustkernel_tokio::resilience::{
 //!     BackoffStrategy, DeadlineLayer, ErrorKind, Retrier, RetryConfig, RetryLayer,
-//!     TimeoutConfig, flatten,
+//!     TimeoutConfig,
 //! };
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //!
@@ -27,15 +27,22 @@
 //!         retryable_errors: [ErrorKind::Transient].into(),
 //!     })))
 //!     .service(service_fn(|x: u32| async move { Ok::<_, ErrorKind>(x * 2) }));
-//! let result = service.oneshot(21).await.map_err(flatten);
+//! let result = service.oneshot(21).await;
 //! assert_eq!(result, Ok(42));
 //! # }
 //! ```
 
 pub mod breaker;
 pub mod deadline;
+pub mod pipeline;
 pub mod retry;
 
 pub use breaker::{Guard, GuardLayer, GuardService};
+
+/// A tower layer that puts the crate's shared [`CircuitBreaker`](crate::breaker::CircuitBreaker)
+/// in front of a service: `CircuitBreakerLayer::new(breaker.clone())`.
+pub type CircuitBreakerLayer<W = rustkernel_core::resilience::NoWindow> =
+    GuardLayer<crate::breaker::CircuitBreaker<W>>;
 pub use deadline::{DeadlineLayer, DeadlineService, DefaultTiming, RequestTiming, TimingOf};
+pub use pipeline::{PipelineLayer, PipelineService};
 pub use retry::{RetryLayer, RetryService};

@@ -33,4 +33,4 @@ pub use registry::{
     HealthRegistry, NAME_CAPACITY, RegistryError, UnknownComponent,
 };
 pub use role::{ProbeRole, ProbeRoles};
-pub use status::{HealthCheckResult, HealthMessage, HealthStatus, MESSAGE_CAPACITY};
+pub use status::{HealthCheckResult, HealthStatus, MESSAGE_CAPACITY};

@@ -522,10 +522,7 @@ mod tests {
         );
         assert_eq!(probe.stats().timed_out, 2);
         assert_eq!(probe.stats().ignored, 1);
-        assert_eq!(
-            probe.last_result().map(|r| r.message.as_str()),
-            Some("timed out")
-        );
+        assert_eq!(probe.last_result().map(|r| r.message()), Some("timed out"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::time::Instant;
 pub const MESSAGE_CAPACITY: usize = 64;
 
 /// The fixed-capacity text of a [`HealthCheckResult`].
-pub type HealthMessage = heapless::String<MESSAGE_CAPACITY>;
+type HealthMessage = heapless::String<MESSAGE_CAPACITY>;
 
 /// The health of a check, a probe or a component.
 ///
@@ -103,15 +103,16 @@ impl fmt::Display for HealthStatus {
 ///     .with_latency(Duration::from_millis(3))
 ///     .at(Instant::from_secs(12));
 /// assert!(result.status == HealthStatus::Unhealthy);
-/// assert_eq!(result.message, "GPU unavailable");
+/// assert_eq!(result.message(), "GPU unavailable");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 pub struct HealthCheckResult {
     /// What the check found.
     pub status: HealthStatus,
-    /// Why, in at most [`MESSAGE_CAPACITY`] bytes; empty for a plain healthy result.
-    pub message: HealthMessage,
+    /// Why, in at most [`MESSAGE_CAPACITY`] bytes; empty for a plain healthy result
+    /// (read it with [`message`](Self::message)).
+    message: HealthMessage,
     /// How long the check took; zero unless set with [`HealthCheckResult::with_latency`].
     pub latency: Duration,
     /// When the check finished; [`Instant::ZERO`] unless set with [`HealthCheckResult::at`].
@@ -128,6 +129,12 @@ impl HealthCheckResult {
             latency: Duration::ZERO,
             checked_at: Instant::ZERO,
         }
+    }
+
+    /// Why: at most [`MESSAGE_CAPACITY`] bytes, empty for a plain healthy result.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        self.message.as_str()
     }
 
     /// A healthy result with an empty message.

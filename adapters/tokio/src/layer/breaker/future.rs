@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
-use rustkernel_core::error::Classify;
+use rustkernel_core::error::{ByClassify, Classifier};
 use rustkernel_core::resilience::ResilienceError;
 
 use super::Guard;
@@ -56,26 +56,26 @@ impl<F, G: Guard> ResponseFuture<F, G> {
     }
 }
 
-impl<F, G, T, E> Future for ResponseFuture<F, G>
+impl<F, G, T, R> Future for ResponseFuture<F, G>
 where
-    F: Future<Output = Result<T, E>>,
-    E: Classify,
+    F: Future<Output = Result<T, R>>,
+    ByClassify: Classifier<R>,
     G: Guard,
 {
-    type Output = Result<T, ResilienceError<E>>;
+    type Output = Result<T, ResilienceError<<ByClassify as Classifier<R>>::Error>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         let output = match this.state.as_mut().project() {
             StateProj::Admitted { future } => {
-                let result = ready!(future.poll(cx));
+                let result = ready!(future.poll(cx)).map_err(|error| ByClassify.flatten(error));
                 if let Some(permit) = this.permit.take() {
                     match &result {
                         Ok(_) => this.guard.on_success(permit),
-                        Err(error) => this.guard.on_failure(permit, error.kind()),
+                        Err(error) => this.guard.on_failure(permit, ByClassify.kind_of(error)),
                     }
                 }
-                result.map_err(ResilienceError::Operation)
+                result
             }
             StateProj::Rejected => Err(ResilienceError::CircuitOpen),
             // Polled after completion: there is nothing left to return.

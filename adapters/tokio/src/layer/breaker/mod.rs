@@ -12,8 +12,9 @@ pub use layer::GuardLayer;
 
 use std::task::{Context, Poll};
 
-use rustkernel_core::error::{Classify, ErrorKind};
+use rustkernel_core::error::{ByClassify, Classifier, ErrorKind};
 use rustkernel_core::resilience::ResilienceError;
+use rustkernel_core::resilience::circuit_breaker::SlidingWindow;
 use tower_service::Service;
 
 /// Admission control with a permit per call: the shape of a circuit breaker.
@@ -71,17 +72,17 @@ impl<S, G> GuardService<S, G> {
 impl<S, G, Req> Service<Req> for GuardService<S, G>
 where
     S: Service<Req>,
-    S::Error: Classify,
+    ByClassify: Classifier<S::Error>,
     G: Guard + Clone,
 {
     type Response = S::Response;
-    type Error = ResilienceError<S::Error>;
+    type Error = ResilienceError<<ByClassify as Classifier<S::Error>>::Error>;
     type Future = ResponseFuture<S::Future, G>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner
             .poll_ready(cx)
-            .map_err(ResilienceError::Operation)
+            .map_err(|error| ByClassify.flatten(error))
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
@@ -94,5 +95,26 @@ where
                 ResponseFuture::rejected(self.guard.clone())
             }
         }
+    }
+}
+
+/// The crate's own shared breaker is a guard: `GuardLayer::new(breaker.clone())` (or
+/// [`CircuitBreakerLayer`](crate::layer::CircuitBreakerLayer)) puts it in front of any tower
+/// service. Rejected calls fail with `ResilienceError::CircuitOpen`;
+/// [`CircuitBreaker::retry_after`](crate::breaker::CircuitBreaker::retry_after) gives the time
+/// for a `Retry-After` header.
+impl<W: SlidingWindow> Guard for crate::breaker::CircuitBreaker<W> {
+    type Permit = crate::breaker::OwnedCallPermit<W>;
+
+    fn try_acquire(&self) -> Option<Self::Permit> {
+        self.try_acquire_owned().ok()
+    }
+
+    fn on_success(&self, permit: Self::Permit) {
+        permit.success();
+    }
+
+    fn on_failure(&self, permit: Self::Permit, kind: ErrorKind) {
+        permit.failure(kind);
     }
 }

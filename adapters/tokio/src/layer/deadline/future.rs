@@ -5,6 +5,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use pin_project_lite::pin_project;
+use rustkernel_core::error::{ByClassify, Classifier};
 use rustkernel_core::resilience::ResilienceError;
 
 use crate::deadline::{DeadlineContext, DeadlineFuture};
@@ -32,11 +33,12 @@ impl<F> ResponseFuture<F> {
     }
 }
 
-impl<F, T, E> Future for ResponseFuture<F>
+impl<F, T, R> Future for ResponseFuture<F>
 where
-    F: Future<Output = Result<T, E>>,
+    F: Future<Output = Result<T, R>>,
+    ByClassify: Classifier<R>,
 {
-    type Output = Result<T, ResilienceError<E>>;
+    type Output = Result<T, ResilienceError<<ByClassify as Classifier<R>>::Error>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         self.project().inner.poll(cx)

@@ -9,6 +9,7 @@ pub use layer::DeadlineLayer;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use rustkernel_core::error::{ByClassify, Classifier};
 use rustkernel_core::resilience::{ResilienceError, TimeoutConfig};
 use tower_service::Service;
 
@@ -94,15 +95,16 @@ impl<S, X, Req> Service<Req> for DeadlineService<S, X>
 where
     S: Service<Req>,
     X: TimingOf<Req>,
+    ByClassify: Classifier<S::Error>,
 {
     type Response = S::Response;
-    type Error = ResilienceError<S::Error>;
+    type Error = ResilienceError<<ByClassify as Classifier<S::Error>>::Error>;
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner
             .poll_ready(cx)
-            .map_err(ResilienceError::Operation)
+            .map_err(|error| ByClassify.flatten(error))
     }
 
     fn call(&mut self, request: Req) -> Self::Future {

@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
-use rustkernel_core::error::Classify;
+use rustkernel_core::error::Classifier;
 use rustkernel_core::resilience::{ResilienceError, Retry, RetryDecision};
 use tokio::time::Sleep;
 use tower_service::Service;
@@ -17,13 +17,13 @@ use crate::retry::{Retrier, RetryAfterHint};
 pin_project! {
     /// The future of a [`RetryService`](super::RetryService) call: attempts, waits, retries.
     #[must_use = "futures do nothing unless polled"]
-    pub struct ResponseFuture<S, Req, H>
+    pub struct ResponseFuture<S, Req, H, C>
     where
         S: Service<Req>,
     {
         request: Req,
         service: S,
-        retrier: Retrier<H>,
+        retrier: Retrier<H, C>,
         retry: Option<Retry>,
         #[pin]
         state: State<S::Future>,
@@ -51,14 +51,14 @@ pin_project! {
     }
 }
 
-impl<S, Req, H> ResponseFuture<S, Req, H>
+impl<S, Req, H, C> ResponseFuture<S, Req, H, C>
 where
     S: Service<Req>,
 {
     pub(super) fn called(
         request: Req,
         service: S,
-        retrier: Retrier<H>,
+        retrier: Retrier<H, C>,
         retry: Option<Retry>,
         future: S::Future,
     ) -> Self {
@@ -71,7 +71,7 @@ where
         }
     }
 
-    pub(super) fn expired(request: Req, service: S, retrier: Retrier<H>) -> Self {
+    pub(super) fn expired(request: Req, service: S, retrier: Retrier<H, C>) -> Self {
         Self {
             request,
             service,
@@ -82,14 +82,14 @@ where
     }
 }
 
-impl<S, Req, H> Future for ResponseFuture<S, Req, H>
+impl<S, Req, H, C> Future for ResponseFuture<S, Req, H, C>
 where
     S: Service<Req>,
-    S::Error: Classify,
+    C: Classifier<S::Error>,
     Req: Clone,
-    H: RetryAfterHint<S::Error>,
+    H: RetryAfterHint<C::Error>,
 {
-    type Output = Result<S::Response, ResilienceError<S::Error>>;
+    type Output = Result<S::Response, ResilienceError<C::Error>>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
@@ -122,20 +122,21 @@ where
                 // Polled after completion: there is nothing left to return.
                 StateProj::Done => return Poll::Pending,
             };
-            match this.retrier.on_failure(this.retry, &error) {
+            let error = this.retrier.classifier().flatten(error);
+            match this.retrier.on_failure::<S::Error>(this.retry, &error) {
                 RetryDecision::RetryAt(at) => this.state.set(State::Sleeping {
                     sleep: tokio::time::sleep_until(clock::to_tokio(at)),
                 }),
                 RetryDecision::GiveUp(_) => {
                     this.state.set(State::Done);
-                    return Poll::Ready(Err(ResilienceError::Operation(error)));
+                    return Poll::Ready(Err(error));
                 }
             }
         }
     }
 }
 
-impl<S, Req, H> fmt::Debug for ResponseFuture<S, Req, H>
+impl<S, Req, H, C> fmt::Debug for ResponseFuture<S, Req, H, C>
 where
     S: Service<Req>,
 {

@@ -8,7 +8,7 @@ pub use layer::RetryLayer;
 
 use std::task::{Context, Poll};
 
-use rustkernel_core::error::Classify;
+use rustkernel_core::error::{ByClassify, Classifier};
 use rustkernel_core::resilience::ResilienceError;
 use tower_service::Service;
 
@@ -23,15 +23,15 @@ use crate::retry::{NoHint, Retrier, RetryAfterHint, Start};
 /// waits for the inner service to be ready; an error from `poll_ready` there counts as a
 /// failed attempt.
 #[derive(Clone, Debug)]
-pub struct RetryService<S, H = NoHint> {
+pub struct RetryService<S, H = NoHint, C = ByClassify> {
     inner: S,
-    retrier: Retrier<H>,
+    retrier: Retrier<H, C>,
 }
 
-impl<S, H> RetryService<S, H> {
+impl<S, H, C> RetryService<S, H, C> {
     /// Retries calls of `inner` with `retrier`.
     #[must_use]
-    pub fn new(inner: S, retrier: Retrier<H>) -> Self {
+    pub fn new(inner: S, retrier: Retrier<H, C>) -> Self {
         Self { inner, retrier }
     }
 
@@ -48,21 +48,22 @@ impl<S, H> RetryService<S, H> {
     }
 }
 
-impl<S, H, Req> Service<Req> for RetryService<S, H>
+impl<S, H, C, Req> Service<Req> for RetryService<S, H, C>
 where
     S: Service<Req> + Clone,
-    S::Error: Classify,
+    C: Classifier<S::Error> + Clone,
     Req: Clone,
-    H: RetryAfterHint<S::Error> + Clone,
+    H: RetryAfterHint<C::Error> + Clone,
 {
     type Response = S::Response;
-    type Error = ResilienceError<S::Error>;
-    type Future = ResponseFuture<S, Req, H>;
+    type Error = ResilienceError<C::Error>;
+    type Future = ResponseFuture<S, Req, H, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        let classifier = self.retrier.classifier();
         self.inner
             .poll_ready(cx)
-            .map_err(ResilienceError::Operation)
+            .map_err(|error| classifier.flatten(error))
     }
 
     fn call(&mut self, request: Req) -> Self::Future {

@@ -1,0 +1,243 @@
+//! One resilience pipeline for firmware: the total deadline, retry, the breaker for each
+//! attempt and an optional attempt timeout, in a `static`, returning ONE flat
+//! [`ResilienceError`].
+//!
+//! The same shape as the tokio adapter's `Pipeline`: built from a core [`PipelineConfig`],
+//! `pipeline.execute(|| op()).await`, the same order (outermost first: total deadline, retry,
+//! breaker per attempt, attempt timeout) for the same reasons: the deadline bounds every retry,
+//! each attempt asks the breaker again (a breaker that opened mid-call rejects the next attempt
+//! instead of letting retries hammer the accelerator), and a hung attempt is cut, counted by the
+//! breaker as a timeout and retried within the total deadline. No allocation; `new` is `const`.
+//! Retries here draw on no budget (firmware retries one caller's work; share a
+//! [`SharedRetryBudget`](crate::retry::SharedRetryBudget) through a
+//! [`Retrier`](crate::retry::Retrier) where several callers must).
+//!
+//! ```
+//! use core::time::Duration;
+//! use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+//! use rustkernel_core::error::ErrorKind;
+//! use rustkernel_core::resilience::{PipelineConfig, ResilienceConfig};
+//! use rustkernel_embassy::pipeline::Pipeline;
+//! use rustkernel_embassy::ResilienceError;
+//!
+//! static PIPELINE: Pipeline<CriticalSectionRawMutex> = Pipeline::new(
+//!     PipelineConfig::from_resilience(&ResilienceConfig::production())
+//!         .with_attempt_timeout(Duration::from_millis(100)),
+//!     0x5eed,
+//! );
+//!
+//! async fn accelerator_job(input: u32) -> Result<u32, ErrorKind> {
+//!     Ok(input * 2)
+//! }
+//!
+//! # embassy_futures::block_on(async {
+//! PIPELINE.init().expect("valid configuration");
+//! match PIPELINE.execute(|| accelerator_job(21)).await {
+//!     Ok(value) => assert_eq!(value, 42),
+//!     Err(ResilienceError::CircuitOpen) => unreachable!("fall back"),
+//!     Err(error) => panic!("{error:?}"),
+//! }
+//! # });
+//! ```
+
+use core::cell::Cell;
+use core::fmt;
+use core::future::Future;
+use core::time::Duration;
+
+use embassy_sync::blocking_mutex::Mutex;
+use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, RawMutex};
+use embassy_time::Timer;
+use rustkernel_core::error::{ByClassify, Classifier, ConfigError, ResilienceError};
+use rustkernel_core::resilience::{
+    CircuitBreakerConfig, NoWindow, PipelineConfig, Retry, RetryDecision,
+};
+use rustkernel_core::rng::Rng;
+
+use crate::breaker::CircuitBreaker;
+use crate::deadline::DeadlineContext;
+use crate::time::{now, to_embassy_instant};
+
+/// A deadline, retry, breaker and attempt-timeout pipeline that can live in a `static`.
+pub struct Pipeline<M: RawMutex = CriticalSectionRawMutex> {
+    breaker: CircuitBreaker<M, CircuitBreakerConfig, NoWindow>,
+    config: PipelineConfig,
+    /// The next call's jitter seed (a counter, mixed by SplitMix64 when drawn).
+    seeds: Mutex<M, Cell<u64>>,
+}
+
+/// The result of one call with what it took (see [`Pipeline::execute_outcome`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome<T, E> {
+    /// What [`Pipeline::execute`] returns.
+    pub result: Result<T, ResilienceError<E>>,
+    /// Attempts made, a rejected one included.
+    pub attempts: u32,
+}
+
+impl<M: RawMutex> Pipeline<M> {
+    /// A pipeline, `const` (so it can be a `static`); its configuration is checked by
+    /// [`init`](Self::init), and an invalid breaker configuration fails closed (every call
+    /// rejected) as the breaker's own `const` constructor does.
+    #[must_use]
+    pub const fn new(config: PipelineConfig, seed: u64) -> Self {
+        Self {
+            breaker: CircuitBreaker::new(config.circuit_breaker),
+            config,
+            seeds: Mutex::new(Cell::new(seed)),
+        }
+    }
+
+    /// Checks the configuration (and builds the breaker); call it at start-up.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`] of the [`PipelineConfig`].
+    pub fn init(&self) -> Result<(), ConfigError> {
+        self.config.validate()?;
+        self.breaker.init()
+    }
+
+    /// The breaker, for its state and stats (and operator controls).
+    #[must_use]
+    pub const fn breaker(&self) -> &CircuitBreaker<M, CircuitBreakerConfig, NoWindow> {
+        &self.breaker
+    }
+
+    /// The configuration.
+    #[must_use]
+    pub const fn config(&self) -> &PipelineConfig {
+        &self.config
+    }
+
+    /// Runs `op` through the pipeline; ONE level of [`ResilienceError`] comes back:
+    /// `CircuitOpen`, `DeadlineExceeded` (a parent's deadline), `Timeout` (the call's own total
+    /// deadline or an attempt's timeout), or `Operation(e)` with the last real error.
+    ///
+    /// # Errors
+    /// As above.
+    pub async fn execute<T, R, F, Fut>(
+        &self,
+        op: F,
+    ) -> Result<T, ResilienceError<<ByClassify as Classifier<R>>::Error>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, R>>,
+        ByClassify: Classifier<R>,
+    {
+        self.execute_outcome(&ByClassify, op).await.result
+    }
+
+    /// [`execute`](Self::execute) with errors classified by `classifier` (a closure
+    /// `|e: &E| ErrorKind::..` for an error type that is not `Classify`), returning the number
+    /// of attempts with the result.
+    pub async fn execute_outcome<T, R, F, Fut, K>(
+        &self,
+        classifier: &K,
+        mut op: F,
+    ) -> Outcome<T, K::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, R>>,
+        K: Classifier<R>,
+    {
+        let timeout = &self.config.timeout;
+        let total = DeadlineContext::new(if timeout.default_timeout < timeout.max_timeout {
+            timeout.default_timeout
+        } else {
+            timeout.max_timeout
+        });
+        let seed = self.seeds.lock(|seeds| {
+            let seed = seeds.get();
+            seeds.set(seed.wrapping_add(1));
+            seed
+        });
+        let mut retry = Retry::try_new(
+            &self.config.retry,
+            Rng::new(seed).next_u64(),
+            now(),
+            Some(total.as_core().deadline()),
+        )
+        .ok();
+        let mut attempts = 0_u32;
+        loop {
+            attempts = attempts.saturating_add(1);
+            let error = match total.run_op(|| self.attempt(classifier, &mut op)).await {
+                Ok(Ok(value)) => {
+                    return Outcome {
+                        result: Ok(value),
+                        attempts,
+                    };
+                }
+                Ok(Err(error)) => error,
+                Err(_) => {
+                    return Outcome {
+                        result: Err(ResilienceError::Timeout),
+                        attempts,
+                    };
+                }
+            };
+            let decision = match retry.as_mut() {
+                Some(retry) => retry.on_failure(classifier.kind_of(&error), now(), None, None),
+                None => RetryDecision::GiveUp(
+                    rustkernel_core::resilience::GiveUpReason::AttemptsExhausted,
+                ),
+            };
+            match decision {
+                RetryDecision::RetryAt(at) => Timer::at(to_embassy_instant(at)).await,
+                RetryDecision::GiveUp(_) => {
+                    return Outcome {
+                        result: Err(error),
+                        attempts,
+                    };
+                }
+            }
+        }
+    }
+
+    /// One attempt: the breaker's permit, then the operation under the attempt timeout.
+    async fn attempt<T, R, F, Fut, K>(
+        &self,
+        classifier: &K,
+        op: &mut F,
+    ) -> Result<T, ResilienceError<K::Error>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, R>>,
+        K: Classifier<R>,
+    {
+        let Ok(call) = self.breaker.acquire() else {
+            return Err(ResilienceError::CircuitOpen);
+        };
+        let result = match self.config.attempt_timeout {
+            Some(timeout) => match DeadlineContext::new(timeout).run_op(op).await {
+                Ok(result) => result.map_err(|error| classifier.flatten(error)),
+                Err(_) => Err(ResilienceError::Timeout),
+            },
+            None => op().await.map_err(|error| classifier.flatten(error)),
+        };
+        match &result {
+            Ok(_) => {
+                call.success();
+            }
+            Err(error) => {
+                call.failure(classifier.kind_of(error));
+            }
+        }
+        result
+    }
+
+    /// The attempt timeout, if any.
+    #[must_use]
+    pub const fn attempt_timeout(&self) -> Option<Duration> {
+        self.config.attempt_timeout
+    }
+}
+
+impl<M: RawMutex> fmt::Debug for Pipeline<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("config", &self.config)
+            .field("breaker", &self.breaker)
+            .finish_non_exhaustive()
+    }
+}

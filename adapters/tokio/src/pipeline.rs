@@ -1,0 +1,491 @@
+//! One resilience pipeline: the total deadline, retry, the breaker and a per-attempt timeout,
+//! composed once, in a fixed order, returning ONE flat [`ResilienceError`].
+//!
+//! # The order, outermost first, and why
+//! 1. **The total deadline** (from [`TimeoutConfig`], capped by the caller's current deadline).
+//!    It bounds everything below: retries never sleep towards an attempt that could not start in
+//!    time, and the whole call returns [`ResilienceError::DeadlineExceeded`] (the caller's
+//!    deadline) or [`ResilienceError::Timeout`] (the call's own) when it passes.
+//! 2. **Retry** (backoff with jitter, retryable kinds, retry-after hints, the shared budget).
+//!    Outside the breaker, so that each attempt asks the breaker again: a breaker that opened
+//!    during the call rejects the next attempt instead of letting retries hammer a failing
+//!    kernel, and a rejection (`CircuitOpen`, kind `Unavailable`) is retried only if
+//!    `retryable_errors` says so.
+//! 3. **The breaker**, once per attempt: every attempt's outcome counts, as the kernel saw it.
+//! 4. **The attempt timeout** (optional), innermost: a hung attempt is cut and counted by the
+//!    breaker as a timeout failure, and the retry can still make another attempt within the total
+//!    deadline.
+//!
+//! The result is `Result<T, ResilienceError<E>>` with one level: `CircuitOpen` (the breaker
+//! refused the last attempt; [`Outcome::retry_after`] or
+//! [`CircuitBreaker::retry_after`] say when to come back), `DeadlineExceeded`, `Timeout`, or
+//! `Operation(e)` with the last real error, unchanged. [`Pipeline::execute_outcome`] returns the
+//! same result with the number of attempts made, for logs and metrics.
+//!
+//! ```
+//! use std::time::Duration;
+//! use rustkernel_tokio::resilience::{
+//!     CircuitBreaker, CircuitBreakerConfig, ErrorKind, Pipeline, ResilienceConfig,
+//!     ResilienceError,
+//! };
+//!
+//! # #[tokio::main(flavor = "current_thread", start_paused = true)]
+//! # async fn main() {
+//! let pipeline = Pipeline::from_config(&ResilienceConfig::development()).expect("valid preset");
+//! let result = pipeline.execute(|| async { Ok::<_, ErrorKind>(42) }).await;
+//! assert_eq!(result, Ok(42));
+//!
+//! // A kernel that always fails: retries, then the breaker opens and rejects at the top level.
+//! let failing = || async { Err::<u32, _>(ErrorKind::Unavailable) };
+//! let mut rejected = 0;
+//! for _ in 0..20 {
+//!     match pipeline.execute(failing).await {
+//!         Err(ResilienceError::CircuitOpen) => rejected += 1,
+//!         Err(ResilienceError::Operation(kind)) => assert_eq!(kind, ErrorKind::Unavailable),
+//!         other => panic!("unexpected {other:?}"),
+//!     }
+//! }
+//! assert!(rejected > 0);
+//! # }
+//! ```
+
+use std::fmt;
+use std::future::Future;
+use std::time::Duration;
+
+use rustkernel_core::error::{ByClassify, Classifier, ConfigError, ErrorKind};
+use rustkernel_core::resilience::circuit_breaker::SlidingWindow;
+use rustkernel_core::resilience::{
+    CircuitState, NoWindow, ResilienceConfig, ResilienceError, RetryConfig, RetryDecision,
+    TimeoutConfig,
+};
+
+use crate::breaker::CircuitBreaker;
+use crate::clock;
+use crate::deadline::{DeadlineContext, DeadlineFuture, Expiry, TimeoutExt};
+use crate::retry::{NoHint, Retrier, RetryAfterHint, SharedRetryBudget, Start};
+
+/// A deadline, retry, breaker and attempt-timeout pipeline, built once and shared (it is a
+/// cheap [`Clone`]: the breaker and the budget are shared handles).
+///
+/// Build it from a [`ResilienceConfig`] ([`from_config`](Self::from_config)) or from parts
+/// ([`builder`](Self::builder)). See the [module docs](self) for the order and why.
+pub struct Pipeline<W: SlidingWindow = NoWindow, H = NoHint, C = ByClassify> {
+    timeout: Option<TimeoutConfig>,
+    retrier: Retrier<H, C>,
+    breaker: Option<CircuitBreaker<W>>,
+    attempt_timeout: Option<Duration>,
+}
+
+/// Builds a [`Pipeline`] from parts; from [`Pipeline::builder`].
+#[must_use = "a builder does nothing until built"]
+pub struct PipelineBuilder<W: SlidingWindow = NoWindow, H = NoHint, C = ByClassify> {
+    timeout: Option<TimeoutConfig>,
+    retrier: Retrier<H, C>,
+    breaker: Option<CircuitBreaker<W>>,
+    attempt_timeout: Option<Duration>,
+}
+
+/// The result of one call through a [`Pipeline`], with what it took.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct Outcome<T, E> {
+    /// What [`Pipeline::execute`] returns.
+    pub result: Result<T, ResilienceError<E>>,
+    /// How many attempts were made, a rejected one included (0 when the deadline had passed
+    /// before the first).
+    pub attempts: u32,
+    /// When the result is `CircuitOpen`: how long until the breaker admits a call again
+    /// (`Duration::MAX` while forced open).
+    pub retry_after: Option<Duration>,
+}
+
+impl Pipeline<NoWindow, NoHint, ByClassify> {
+    /// The pipeline a [`ResilienceConfig`] describes: its `timeout` (the total deadline), `retry`
+    /// with a shared `retry_budget`, and a consecutive-failure breaker from `circuit_breaker`.
+    /// No attempt timeout (add one with [`builder`](Self::builder)).
+    ///
+    /// # Errors
+    /// The first [`ConfigError`] of the parts it uses.
+    pub fn from_config(config: &ResilienceConfig) -> Result<Self, ConfigError> {
+        config.timeout.validate()?;
+        let budget = SharedRetryBudget::try_new(config.retry_budget)?;
+        let retrier = Retrier::try_new(config.retry)?.budget(budget);
+        let breaker = CircuitBreaker::try_new(config.circuit_breaker)?;
+        Ok(Self {
+            timeout: Some(config.timeout),
+            retrier,
+            breaker: Some(breaker),
+            attempt_timeout: None,
+        })
+    }
+
+    /// A builder with no deadline, one attempt, no breaker and no attempt timeout; add the parts.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use rustkernel_tokio::resilience::{
+    ///     CircuitBreaker, CircuitBreakerConfig, Pipeline, Retrier, RetryConfig, TimeoutConfig,
+    /// };
+    /// let pipeline = Pipeline::builder()
+    ///     .timeout(TimeoutConfig::default())
+    ///     .retry(Retrier::new(RetryConfig::default()).seed(7))
+    ///     .breaker(CircuitBreaker::new(CircuitBreakerConfig::default()))
+    ///     .attempt_timeout(Duration::from_secs(5))
+    ///     .build();
+    /// # let _ = pipeline;
+    /// ```
+    pub fn builder() -> PipelineBuilder<NoWindow, NoHint, ByClassify> {
+        PipelineBuilder {
+            timeout: None,
+            retrier: Retrier::new(RetryConfig {
+                max_attempts: 1,
+                ..RetryConfig::default()
+            }),
+            breaker: None,
+            attempt_timeout: None,
+        }
+    }
+}
+
+impl<W: SlidingWindow, H, C> PipelineBuilder<W, H, C> {
+    /// The total deadline of each call (its `default_timeout`, clamped by `max_timeout`, capped
+    /// by the caller's deadline when `propagate_deadline` is set).
+    pub fn timeout(mut self, timeout: TimeoutConfig) -> Self {
+        self.timeout = Some(timeout);
+        self
+    }
+
+    /// Retries with `retrier` (its config, budget, seed, hint and classifier).
+    pub fn retry<H2, C2>(self, retrier: Retrier<H2, C2>) -> PipelineBuilder<W, H2, C2> {
+        PipelineBuilder {
+            timeout: self.timeout,
+            retrier,
+            breaker: self.breaker,
+            attempt_timeout: self.attempt_timeout,
+        }
+    }
+
+    /// Asks `breaker` before each attempt and reports each attempt's outcome to it. A handle:
+    /// clones share the breaker, so several pipelines (or a health report) can share one.
+    pub fn breaker<V: SlidingWindow>(self, breaker: CircuitBreaker<V>) -> PipelineBuilder<V, H, C> {
+        PipelineBuilder {
+            timeout: self.timeout,
+            retrier: self.retrier,
+            breaker: Some(breaker),
+            attempt_timeout: self.attempt_timeout,
+        }
+    }
+
+    /// Cuts each attempt after `timeout` with [`ResilienceError::Timeout`] (counted by the
+    /// breaker and retried as [`ErrorKind::Timeout`]).
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt_timeout = Some(timeout);
+        self
+    }
+
+    /// Classifies errors with `classify` instead of their
+    /// [`Classify`](rustkernel_core::error::Classify) impl, for another crate's error type.
+    pub fn classify_with<E, G: Fn(&E) -> ErrorKind>(self, classify: G) -> PipelineBuilder<W, H, G> {
+        PipelineBuilder {
+            timeout: self.timeout,
+            retrier: self.retrier.classify_with(classify),
+            breaker: self.breaker,
+            attempt_timeout: self.attempt_timeout,
+        }
+    }
+
+    /// The pipeline, after checking the timeout configuration.
+    ///
+    /// # Errors
+    /// The [`ConfigError`] of the [`TimeoutConfig`], or a zero attempt timeout.
+    pub fn try_build(self) -> Result<Pipeline<W, H, C>, ConfigError> {
+        if let Some(timeout) = &self.timeout {
+            timeout.validate()?;
+        }
+        if self.attempt_timeout == Some(Duration::ZERO) {
+            return Err(ConfigError::Zero(
+                rustkernel_core::error::ConfigField::DefaultTimeout,
+            ));
+        }
+        Ok(Pipeline {
+            timeout: self.timeout,
+            retrier: self.retrier,
+            breaker: self.breaker,
+            attempt_timeout: self.attempt_timeout,
+        })
+    }
+
+    /// The pipeline.
+    ///
+    /// # Panics
+    /// When the timeout configuration is invalid or the attempt timeout is zero, with the
+    /// message of its [`ConfigError`]; use [`try_build`](Self::try_build) to get the error.
+    #[must_use]
+    #[allow(clippy::panic)] // documented, with a `try_build` twin
+    pub fn build(self) -> Pipeline<W, H, C> {
+        match self.try_build() {
+            Ok(pipeline) => pipeline,
+            Err(error) => panic!("invalid pipeline configuration: {error}"),
+        }
+    }
+}
+
+impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
+    /// Runs `op` through the pipeline: the total deadline, retry, the breaker for each attempt,
+    /// the attempt timeout. Returns the first success, or ONE level of [`ResilienceError`]
+    /// (see the [module docs](self)).
+    pub async fn execute<F, Fut, T, R>(
+        &self,
+        op: F,
+    ) -> Result<T, ResilienceError<<C as Classifier<R>>::Error>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, R>>,
+        C: Classifier<R>,
+        H: RetryAfterHint<<C as Classifier<R>>::Error>,
+    {
+        self.execute_outcome(None, op).await.result
+    }
+
+    /// As [`execute`](Self::execute), with the deadline of a request: `requested` (clamped by
+    /// `max_timeout`; `None` for the default timeout) counted from `enqueued_at` when the
+    /// configuration includes queue time. Returns the result with the number of attempts and,
+    /// for `CircuitOpen`, when to come back.
+    pub async fn execute_outcome<F, Fut, T, R>(
+        &self,
+        request: Option<RequestDeadline>,
+        mut op: F,
+    ) -> Outcome<T, <C as Classifier<R>>::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, R>>,
+        C: Classifier<R>,
+        H: RetryAfterHint<<C as Classifier<R>>::Error>,
+    {
+        let mut attempts = 0_u32;
+        let retries = self.run_retries(&mut op, &mut attempts);
+        let result = match &self.timeout {
+            None => retries.await,
+            Some(timeout) => {
+                let request = request.unwrap_or_default();
+                let resolved = timeout.resolve_deadline(request.timeout, request.enqueued_at);
+                DeadlineFuture::start(resolved.context, Expiry::of(resolved.bound), Flat, || {
+                    retries
+                })
+                .await
+            }
+        };
+        let retry_after = match (&result, &self.breaker) {
+            (Err(ResilienceError::CircuitOpen), Some(breaker)) => breaker.retry_after(),
+            _ => None,
+        };
+        Outcome {
+            result,
+            attempts,
+            retry_after,
+        }
+    }
+
+    /// Retry around the breaker and the attempt timeout.
+    async fn run_retries<F, Fut, T, R>(
+        &self,
+        op: &mut F,
+        attempts: &mut u32,
+    ) -> Result<T, ResilienceError<<C as Classifier<R>>::Error>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, R>>,
+        C: Classifier<R>,
+        H: RetryAfterHint<<C as Classifier<R>>::Error>,
+    {
+        let mut retry = match self.retrier.start() {
+            Start::Expired => return Err(ResilienceError::DeadlineExceeded),
+            Start::Ready(retry) => retry,
+        };
+        loop {
+            *attempts = attempts.saturating_add(1);
+            let error = match self.attempt(op).await {
+                Ok(value) => return Ok(value),
+                Err(error) => error,
+            };
+            match self.retrier.on_failure::<R>(&mut retry, &error) {
+                RetryDecision::RetryAt(at) => tokio::time::sleep_until(clock::to_tokio(at)).await,
+                RetryDecision::GiveUp(_) => return Err(error),
+            }
+        }
+    }
+
+    /// One attempt: the breaker's permit, the operation under the attempt timeout.
+    async fn attempt<F, Fut, T, R>(
+        &self,
+        op: &mut F,
+    ) -> Result<T, ResilienceError<<C as Classifier<R>>::Error>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, R>>,
+        C: Classifier<R>,
+    {
+        let classifier = self.retrier.classifier();
+        let Some(breaker) = &self.breaker else {
+            return self.timed(op).await.map_err(|e| flatten(classifier, e));
+        };
+        let permit = breaker.try_acquire()?;
+        match self.timed(op).await {
+            Ok(value) => {
+                permit.success();
+                Ok(value)
+            }
+            Err(error) => {
+                let error = flatten(classifier, error);
+                permit.failure(classifier.kind_of(&error));
+                Err(error)
+            }
+        }
+    }
+
+    /// The operation, cut at the attempt timeout (or the current deadline, if earlier).
+    async fn timed<F, Fut, T, R>(&self, op: &mut F) -> Result<T, Attempt<R>>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, R>>,
+    {
+        let Some(timeout) = self.attempt_timeout else {
+            return op().await.map_err(Attempt::Failed);
+        };
+        let own = DeadlineContext::detached(timeout);
+        let (deadline, expiry) = match crate::deadline::current_deadline() {
+            Some(current) if current <= own => (current, Expiry::DeadlineExceeded),
+            _ => (own, Expiry::Timeout),
+        };
+        match DeadlineFuture::start(deadline, expiry, Keep, op).await {
+            Ok(value) => Ok(value),
+            Err(ResilienceError::Operation(error)) => Err(Attempt::Failed(error)),
+            Err(ResilienceError::Timeout) => Err(Attempt::Cut(ResilienceError::Timeout)),
+            Err(_) => Err(Attempt::Cut(ResilienceError::DeadlineExceeded)),
+        }
+    }
+
+    /// The breaker, if the pipeline has one (for its state, stats and `retry_after`).
+    #[must_use]
+    pub fn breaker(&self) -> Option<&CircuitBreaker<W>> {
+        self.breaker.as_ref()
+    }
+
+    /// The retrier (config, budget).
+    #[must_use]
+    pub fn retrier(&self) -> &Retrier<H, C> {
+        &self.retrier
+    }
+
+    /// The total-deadline configuration, if any.
+    #[must_use]
+    pub fn timeout(&self) -> Option<&TimeoutConfig> {
+        self.timeout.as_ref()
+    }
+
+    /// The per-attempt timeout, if any.
+    #[must_use]
+    pub fn attempt_timeout(&self) -> Option<Duration> {
+        self.attempt_timeout
+    }
+
+    /// Whether the breaker (if any) would reject a call now.
+    #[must_use]
+    pub fn is_open(&self) -> bool {
+        self.breaker.as_ref().is_some_and(|breaker| {
+            matches!(
+                breaker.state(),
+                CircuitState::Open | CircuitState::ForcedOpen
+            )
+        })
+    }
+}
+
+impl<W: SlidingWindow, H: Clone, C: Clone> Clone for Pipeline<W, H, C> {
+    fn clone(&self) -> Self {
+        Self {
+            timeout: self.timeout,
+            retrier: self.retrier.clone(),
+            breaker: self.breaker.clone(),
+            attempt_timeout: self.attempt_timeout,
+        }
+    }
+}
+
+impl<W: SlidingWindow, H, C> fmt::Debug for Pipeline<W, H, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pipeline")
+            .field("timeout", &self.timeout)
+            .field("retrier", &self.retrier)
+            .field("breaker", &self.breaker)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .finish()
+    }
+}
+
+impl<W: SlidingWindow, H, C> fmt::Debug for PipelineBuilder<W, H, C> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PipelineBuilder")
+            .field("timeout", &self.timeout)
+            .field("breaker", &self.breaker)
+            .field("attempt_timeout", &self.attempt_timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The deadline a request asks for: its own timeout (clamped by `max_timeout`; `None` for the
+/// default) and when it arrived (counted when the configuration includes queue time).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestDeadline {
+    /// The timeout the request asked for.
+    pub timeout: Option<Duration>,
+    /// When the request arrived.
+    pub enqueued_at: Option<tokio::time::Instant>,
+}
+
+/// An attempt's failure before flattening: the operation's own error, or the attempt cut short.
+enum Attempt<R> {
+    Failed(R),
+    Cut(ResilienceError<std::convert::Infallible>),
+}
+
+fn flatten<C: Classifier<R>, R>(classifier: &C, attempt: Attempt<R>) -> ResilienceError<C::Error> {
+    match attempt {
+        Attempt::Failed(error) => classifier.flatten(error),
+        Attempt::Cut(cut) => match cut {
+            ResilienceError::Timeout => ResilienceError::Timeout,
+            ResilienceError::CircuitOpen => ResilienceError::CircuitOpen,
+            ResilienceError::DeadlineExceeded => ResilienceError::DeadlineExceeded,
+            ResilienceError::Operation(never) => match never {},
+        },
+    }
+}
+
+/// Passes an already flat error through a [`DeadlineFuture`].
+#[derive(Clone, Copy, Debug)]
+struct Flat;
+
+impl<E> Classifier<ResilienceError<E>> for Flat {
+    type Error = E;
+    fn flatten(&self, error: ResilienceError<E>) -> ResilienceError<E> {
+        error
+    }
+    fn classify(&self, _error: &E) -> ErrorKind {
+        ErrorKind::Transient
+    }
+}
+
+/// Keeps any error as it is (the attempt's classifier decides later).
+#[derive(Clone, Copy, Debug)]
+struct Keep;
+
+impl<R> Classifier<R> for Keep {
+    type Error = R;
+    fn flatten(&self, error: R) -> ResilienceError<R> {
+        ResilienceError::Operation(error)
+    }
+    fn classify(&self, _error: &R) -> ErrorKind {
+        ErrorKind::Transient
+    }
+}
