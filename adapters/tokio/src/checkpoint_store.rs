@@ -1,5 +1,6 @@
-//! Durable checkpoints: frames of the core's codec in files, written atomically, the last K
-//! kept, and a restore that skips torn or corrupt files for the newest good one.
+//! Durable checkpoints: frames of the core's codec in files, written atomically by one writer
+//! per kernel, the last K good ones kept, and a restore that skips torn or corrupt files for
+//! the newest good one.
 //!
 //! ```
 //! use rustkernel_tokio::checkpoint_store::FileCheckpointStore;
@@ -21,11 +22,48 @@
 //! Checkpoint `seq` of kernel `id` is the file `{id:08x}-{seq:020}.ckpt` (hexadecimal id,
 //! zero-padded decimal sequence, so names sort by sequence), holding one frame of
 //! [`rustkernel_core::checkpoint`]: header, postcard payload, CRC-32C. Several kernels may
-//! share a directory. One process writes a kernel's checkpoints at a time.
+//! share a directory.
+//!
+//! Kernel ids are `u32`s and every name the store makes from one is of fixed form (the one
+//! above, the lock file `.{id:08x}.lock` and temporary files `.{name}.{pid}.{n}.tmp`): ASCII
+//! letters, digits, `-` and `.`, never a path separator, never `.` or `..`, at most 71 bytes.
+//! So no kernel id can name a file outside the directory, and there is no invalid kernel id.
+//!
+//! # One writer per kernel
+//! A kernel's checkpoints in a directory have one writer at a time, so saves never race each
+//! other's temporary files or pruning:
+//! - In one process, every [`FileCheckpointStore`] opened on the same directory (compared
+//!   after [`canonicalize`](std::fs::canonicalize)) for the same kernel shares one writer:
+//!   their saves run one at a time, as if they were clones of one store. This is a
+//!   process-wide registry, since the operating system's file lock belongs to one open file,
+//!   not to a process.
+//! - Against other processes, [`FileCheckpointStore::open`] takes an advisory exclusive lock
+//!   (`flock` on Unix, `LockFileEx` on Windows, through [`fs4`]) on the kernel's lock file
+//!   `.{id:08x}.lock`. When another process holds it, `open` fails with
+//!   [`CheckpointStoreError::Locked`]: that process's files are left alone.
+//!
+//! The lock is held for the stores' lifetime, not per save: from the first `open` of the
+//! kernel in this process until the last store of it (clones and saves still running on the
+//! blocking pool included) is dropped. A process that dies releases it with its files, so a
+//! crash leaves no stale lock. The lock file is never deleted (deleting a lock file another
+//! process is about to lock would let two writers in). The lock is advisory: a program that
+//! does not take it, or a directory reached through two paths that canonicalize differently
+//! (two mounts of one file system), is not kept out, and a network file system may not honour
+//! it.
+//!
+//! # Retention
+//! After each save the store keeps the newest `keep_last` *good* checkpoints: it reads
+//! checkpoints newest first and checks each frame (length, CRC, kernel id and sequence; not
+//! the payload's type, which the store does not know) until it has counted `keep_last` good
+//! ones, and deletes only files older than the oldest of those. A damaged file never counts,
+//! so damage cannot make pruning delete good checkpoints, and the newest good checkpoint is
+//! never deleted. Damaged files newer than that are kept (restore skips them) until enough
+//! good checkpoints are newer; with fewer than `keep_last` good checkpoints nothing is
+//! deleted. A save of sequence `s` never deletes a checkpoint of sequence `s` or higher.
 //!
 //! # Crash safety
-//! [`FileCheckpointStore::save`] writes a temporary file (`.{name}.{pid}.{n}.tmp`, never taken
-//! for a checkpoint), `fsync`s it, renames it over the final name and `fsync`s the directory,
+//! [`FileCheckpointStore::save`] writes a temporary file (never taken for a checkpoint),
+//! `fsync`s it, renames it over the final name and `fsync`s the directory,
 //! so after a crash a checkpoint file is either absent or complete, and once `save` returned
 //! `Ok` the checkpoint survives a power cut. Renaming is atomic on POSIX file systems;
 //! directory `fsync` is done on Unix only (Windows has no such call).
@@ -41,7 +79,7 @@ use std::future::Future;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rustkernel_core::checkpoint::{self, CheckpointError, FrameHeader, HEADER_LEN};
 use rustkernel_core::error::{Classify, ErrorKind};
@@ -51,6 +89,7 @@ use serde::de::DeserializeOwned;
 /// What the store was doing when an I/O error struck.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
+#[non_exhaustive]
 pub enum StoreOp {
     /// Creating the directory.
     CreateDir,
@@ -66,6 +105,8 @@ pub enum StoreOp {
     Rename,
     /// Deleting an old checkpoint or a leftover temporary file.
     Remove,
+    /// Opening or locking the kernel's lock file.
+    Lock,
 }
 
 impl StoreOp {
@@ -80,6 +121,7 @@ impl StoreOp {
             StoreOp::Sync => "sync",
             StoreOp::Rename => "rename",
             StoreOp::Remove => "remove",
+            StoreOp::Lock => "lock",
         }
     }
 }
@@ -107,6 +149,12 @@ pub enum CheckpointStoreError {
     KeepLastZero,
     /// The blocking task doing the file work panicked or was cancelled.
     Background,
+    /// Another process writes this kernel's checkpoints in this directory: it holds the
+    /// kernel's lock file (see [one writer per kernel](self#one-writer-per-kernel)).
+    Locked {
+        /// The kernel.
+        kernel_id: u32,
+    },
 }
 
 impl fmt::Display for CheckpointStoreError {
@@ -122,6 +170,12 @@ impl fmt::Display for CheckpointStoreError {
             CheckpointStoreError::Background => {
                 f.write_str("the checkpoint store's blocking task failed")
             }
+            CheckpointStoreError::Locked { kernel_id } => write!(
+                f,
+                "checkpoints of kernel {kernel_id:08x} are written by another process \
+                 (it holds the lock file {})",
+                FileCheckpointStore::lock_file_name(*kernel_id)
+            ),
         }
     }
 }
@@ -137,7 +191,8 @@ impl std::error::Error for CheckpointStoreError {
 
 /// I/O errors are [`ErrorKind::Transient`] unless the disk is full or the store is not allowed
 /// there ([`ErrorKind::ResourceExhausted`], [`ErrorKind::Permanent`]); codec errors keep their
-/// kind; a zero `keep_last` is [`ErrorKind::InvalidInput`].
+/// kind; a zero `keep_last` is [`ErrorKind::InvalidInput`]; a kernel locked by another process
+/// is [`ErrorKind::Unavailable`] (it may be free once that process is gone).
 impl Classify for CheckpointStoreError {
     fn kind(&self) -> ErrorKind {
         match self {
@@ -153,6 +208,7 @@ impl Classify for CheckpointStoreError {
             CheckpointStoreError::Codec(error) => error.kind(),
             CheckpointStoreError::KeepLastZero => ErrorKind::InvalidInput,
             CheckpointStoreError::Background => ErrorKind::Transient,
+            CheckpointStoreError::Locked { .. } => ErrorKind::Unavailable,
         }
     }
 }
@@ -298,6 +354,12 @@ fn decode_frame<T: DeserializeOwned>(
     bytes: &[u8],
 ) -> Result<T, SkipReason> {
     let (header, value) = checkpoint::decode::<T>(bytes).map_err(SkipReason::Codec)?;
+    check_header(kernel_id, sequence, header)?;
+    Ok(value)
+}
+
+/// Checks that `header` names checkpoint `sequence` of `kernel_id`.
+fn check_header(kernel_id: u32, sequence: u64, header: FrameHeader) -> Result<(), SkipReason> {
     if header.kernel_id != kernel_id {
         return Err(SkipReason::WrongKernel {
             kernel_id: header.kernel_id,
@@ -308,11 +370,38 @@ fn decode_frame<T: DeserializeOwned>(
             sequence: header.sequence,
         });
     }
-    Ok(value)
+    Ok(())
 }
 
-/// Checkpoints of one kernel in a directory: atomic writes, the last `keep_last` kept, and a
-/// restore that falls back past torn or corrupt files. A cheap [`Clone`] handle.
+/// Whether `bytes` is a whole, intact frame of checkpoint `sequence` of `kernel_id`. The
+/// payload is not deserialized: a store does not know its type.
+fn is_good_frame(kernel_id: u32, sequence: u64, bytes: &[u8]) -> bool {
+    checkpoint::decode_raw(bytes)
+        .is_ok_and(|(header, _)| check_header(kernel_id, sequence, header).is_ok())
+}
+
+/// After saving `saved`, checkpoints below the returned sequence are deleted: the oldest of
+/// the newest `keep_last` good checkpoints, or `saved` when that is lower. `None` (delete
+/// nothing) while there are fewer than `keep_last` good ones.
+///
+/// `newest_first` yields every checkpoint's sequence, newest first, and whether it is good;
+/// it is consumed only until `keep_last` good ones are found, so files older than those are
+/// never read.
+fn prune_below(
+    keep_last: usize,
+    saved: u64,
+    newest_first: impl IntoIterator<Item = (u64, bool)>,
+) -> Option<u64> {
+    let oldest_kept = newest_first
+        .into_iter()
+        .filter_map(|(sequence, good)| good.then_some(sequence))
+        .nth(keep_last.checked_sub(1)?)?;
+    Some(oldest_kept.min(saved))
+}
+
+/// Checkpoints of one kernel in a directory: atomic writes, the newest `keep_last` good ones
+/// kept, one writer per kernel, and a restore that falls back past torn or corrupt files. A
+/// cheap [`Clone`] handle.
 ///
 /// See the [module docs](self) for the file layout and the crash-safety argument. The file work
 /// runs on tokio's blocking pool.
@@ -326,6 +415,15 @@ struct FileInner {
     dir: PathBuf,
     kernel_id: u32,
     keep_last: usize,
+    /// This store's share of the kernel's one writer in the process; held by every clone and
+    /// every save on the blocking pool, so the lock lasts until the last of them is done.
+    claim: Claim,
+}
+
+/// The writer of one kernel's checkpoints in one directory, shared by every store of that
+/// kernel in this process.
+#[derive(Debug, Default)]
+struct Writer {
     /// Saves (write, then prune) run one at a time, so pruning never races a write. Held by
     /// the blocking task itself, so a cancelled `save` keeps it until its file work is done.
     writing: Mutex<()>,
@@ -333,12 +431,105 @@ struct FileInner {
     temp_counter: AtomicU64,
 }
 
+/// A kernel written by this process: its writer, its locked lock file, and how many stores
+/// claim it.
+#[derive(Debug)]
+struct Registered {
+    writer: Arc<Writer>,
+    /// Locked for as long as it is open: dropping the entry closes it and releases the lock.
+    _lock_file: fs::File,
+    claims: usize,
+}
+
+/// A kernel's key in [`WRITERS`]: its canonical directory and its id.
+type WriterKey = (PathBuf, u32);
+
+/// The kernels this process writes. Process-wide because an operating system file lock
+/// belongs to one open file: a second store opening and locking the lock file again would be
+/// refused (`flock`) or, worse, let in (`fcntl`), so stores of one kernel share one lock.
+static WRITERS: Mutex<BTreeMap<WriterKey, Registered>> = Mutex::new(BTreeMap::new());
+
+fn writers() -> MutexGuard<'static, BTreeMap<WriterKey, Registered>> {
+    WRITERS.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One store's claim on its kernel's [`Writer`]. The last claim dropped in the process
+/// closes the lock file, which releases the lock.
+#[derive(Debug)]
+struct Claim {
+    key: WriterKey,
+    writer: Arc<Writer>,
+}
+
+impl Claim {
+    /// Claims the writer of `kernel_id` in the canonical directory `dir`, taking the lock
+    /// file's lock unless this process holds it already.
+    fn new(dir: PathBuf, kernel_id: u32) -> Result<Self, CheckpointStoreError> {
+        let key = (dir, kernel_id);
+        let mut writers = writers();
+        if let Some(registered) = writers.get_mut(&key) {
+            registered.claims = registered.claims.saturating_add(1);
+            let writer = Arc::clone(&registered.writer);
+            return Ok(Self { key, writer });
+        }
+        let path = key.0.join(FileCheckpointStore::lock_file_name(kernel_id));
+        let lock_file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|error| io_error(StoreOp::Lock, &path, &error))?;
+        match fs4::FileExt::try_lock(&lock_file) {
+            Ok(()) => {}
+            Err(fs4::TryLockError::WouldBlock) => {
+                tracing::warn!(path = %path.display(), "another process writes this kernel's checkpoints");
+                return Err(CheckpointStoreError::Locked { kernel_id });
+            }
+            Err(fs4::TryLockError::Error(error)) => {
+                return Err(io_error(StoreOp::Lock, &path, &error));
+            }
+        }
+        let writer = Arc::new(Writer::default());
+        writers.insert(
+            key.clone(),
+            Registered {
+                writer: Arc::clone(&writer),
+                _lock_file: lock_file,
+                claims: 1,
+            },
+        );
+        Ok(Self { key, writer })
+    }
+}
+
+impl Drop for Claim {
+    fn drop(&mut self) {
+        let mut writers = writers();
+        if let Some(registered) = writers.get_mut(&self.key) {
+            registered.claims = registered.claims.saturating_sub(1);
+            if registered.claims == 0 {
+                // Closes the lock file while `WRITERS` is locked, so a store opened next in
+                // this process finds the lock free.
+                writers.remove(&self.key);
+            }
+        }
+    }
+}
+
 impl FileCheckpointStore {
     /// A store for kernel `kernel_id` in `dir` (created if missing) that keeps the newest
-    /// `keep_last` checkpoints.
+    /// `keep_last` good checkpoints.
+    ///
+    /// The store becomes the kernel's writer: it shares the writer with the other stores of
+    /// this kernel and directory in this process, and takes the kernel's lock file against
+    /// other processes until the last of those stores is dropped (see
+    /// [one writer per kernel](self#one-writer-per-kernel)).
     ///
     /// # Errors
-    /// [`CheckpointStoreError::KeepLastZero`], or an I/O error creating the directory.
+    /// [`CheckpointStoreError::KeepLastZero`]; [`CheckpointStoreError::Locked`] when another
+    /// process writes this kernel in `dir`; or an I/O error creating the directory
+    /// ([`StoreOp::CreateDir`]) or opening or locking the lock file ([`StoreOp::Lock`]).
     pub async fn open(
         dir: impl Into<PathBuf>,
         kernel_id: u32,
@@ -348,17 +539,22 @@ impl FileCheckpointStore {
             return Err(CheckpointStoreError::KeepLastZero);
         }
         let dir = dir.into();
-        tokio::fs::create_dir_all(&dir)
-            .await
-            .map_err(|error| io_error(StoreOp::CreateDir, &dir, &error))?;
-        Ok(Self {
-            inner: Arc::new(FileInner {
+        let inner = tokio::task::spawn_blocking(move || {
+            let canonical = fs::create_dir_all(&dir)
+                .and_then(|()| fs::canonicalize(&dir))
+                .map_err(|error| io_error(StoreOp::CreateDir, &dir, &error))?;
+            let claim = Claim::new(canonical, kernel_id)?;
+            Ok::<_, CheckpointStoreError>(FileInner {
                 dir,
                 kernel_id,
                 keep_last,
-                writing: Mutex::new(()),
-                temp_counter: AtomicU64::new(0),
-            }),
+                claim,
+            })
+        })
+        .await
+        .map_err(|_| CheckpointStoreError::Background)??;
+        Ok(Self {
+            inner: Arc::new(inner),
         })
     }
 
@@ -374,7 +570,7 @@ impl FileCheckpointStore {
         self.inner.kernel_id
     }
 
-    /// How many checkpoints are kept.
+    /// How many good checkpoints are kept.
     #[must_use]
     pub fn keep_last(&self) -> usize {
         self.inner.keep_last
@@ -384,6 +580,12 @@ impl FileCheckpointStore {
     #[must_use]
     pub fn file_name(kernel_id: u32, sequence: u64) -> String {
         format!("{kernel_id:08x}-{sequence:020}.ckpt")
+    }
+
+    /// The name of the lock file of `kernel_id`: `.{kernel_id:08x}.lock`.
+    #[must_use]
+    pub fn lock_file_name(kernel_id: u32) -> String {
+        format!(".{kernel_id:08x}.lock")
     }
 
     /// The path of checkpoint `sequence` of this store's kernel.
@@ -396,15 +598,16 @@ impl FileCheckpointStore {
 
     /// Saves `value` as checkpoint `sequence`: writes a temporary file, `fsync`s it, renames
     /// it into place and `fsync`s the directory; then deletes the checkpoints older than
-    /// `sequence` that are not among the newest `keep_last`, and leftover temporary files of
-    /// this kernel.
+    /// both `sequence` and the newest `keep_last` good checkpoints (see
+    /// [retention](self#retention)), and leftover temporary files of this kernel.
     ///
     /// Sequences need not be consecutive or increasing: saving an existing sequence replaces
     /// it (a corrupt checkpoint is replaced this way), and [`load_latest`] always picks the
     /// highest good one. A checkpoint is never deleted by a save of a lower sequence.
     ///
-    /// Saves run one at a time. Dropping the future does not stop a save under way: its file
-    /// work finishes on the blocking pool, and only then may the next save start.
+    /// Saves run one at a time, also across the stores of this kernel and directory in this
+    /// process. Dropping the future does not stop a save under way: its file work finishes on
+    /// the blocking pool, and only then may the next save start.
     ///
     /// [`load_latest`]: Self::load_latest
     ///
@@ -425,7 +628,12 @@ impl FileCheckpointStore {
     async fn save_frame(&self, sequence: u64, frame: Vec<u8>) -> Result<(), CheckpointStoreError> {
         let inner = Arc::clone(&self.inner);
         tokio::task::spawn_blocking(move || {
-            let _writing = inner.writing.lock().unwrap_or_else(PoisonError::into_inner);
+            let _writing = inner
+                .claim
+                .writer
+                .writing
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             inner.write_atomically(sequence, &frame)?;
             inner.prune(sequence);
             Ok(())
@@ -525,7 +733,11 @@ impl FileInner {
 
     fn write_atomically(&self, sequence: u64, frame: &[u8]) -> Result<(), CheckpointStoreError> {
         let final_name = FileCheckpointStore::file_name(self.kernel_id, sequence);
-        let counter = self.temp_counter.fetch_add(1, Ordering::Relaxed);
+        let counter = self
+            .claim
+            .writer
+            .temp_counter
+            .fetch_add(1, Ordering::Relaxed);
         let temp = self.dir.join(format!(
             ".{final_name}.{}.{counter}.tmp",
             std::process::id()
@@ -542,8 +754,24 @@ impl FileInner {
         sync_dir(&self.dir)
     }
 
-    /// Deletes checkpoints older than `saved` beyond the newest `keep_last`, and leftover
-    /// temporary files of this kernel. Failures are logged: the checkpoint is saved already.
+    /// Whether checkpoint file `path` holds an intact frame of checkpoint `sequence`.
+    fn is_good(&self, sequence: u64, path: &Path) -> bool {
+        match fs::read(path) {
+            Ok(bytes) if is_good_frame(self.kernel_id, sequence, &bytes) => true,
+            Ok(_) => {
+                tracing::warn!(path = %path.display(), "a damaged checkpoint does not count toward keep_last");
+                false
+            }
+            Err(error) => {
+                tracing::warn!(path = %path.display(), %error, "an unreadable checkpoint does not count toward keep_last");
+                false
+            }
+        }
+    }
+
+    /// Deletes the checkpoints older than `saved` and than the newest `keep_last` good ones,
+    /// and leftover temporary files of this kernel. Failures are logged: the checkpoint is
+    /// saved already.
     fn prune(&self, saved: u64) {
         let files = match self.list() {
             Ok(files) => files,
@@ -552,10 +780,15 @@ impl FileInner {
                 return;
             }
         };
-        let excess = files.len().saturating_sub(self.keep_last);
-        for (_, path) in files.range(..saved).take(excess).collect::<Vec<_>>() {
-            if let Err(error) = fs::remove_file(path) {
-                tracing::warn!(path = %path.display(), %error, "cannot delete old checkpoint");
+        let newest_first = files
+            .iter()
+            .rev()
+            .map(|(&sequence, path)| (sequence, self.is_good(sequence, path)));
+        if let Some(below) = prune_below(self.keep_last, saved, newest_first) {
+            for path in files.range(..below).map(|(_, path)| path) {
+                if let Err(error) = fs::remove_file(path) {
+                    tracing::warn!(path = %path.display(), %error, "cannot delete old checkpoint");
+                }
             }
         }
         let Ok(entries) = fs::read_dir(&self.dir) else {
@@ -656,7 +889,8 @@ struct MemoryInner {
 }
 
 impl MemoryCheckpointStore {
-    /// An empty store for kernel `kernel_id` keeping the newest `keep_last` checkpoints.
+    /// An empty store for kernel `kernel_id` keeping the newest `keep_last` good checkpoints,
+    /// with the [retention](self#retention) of [`FileCheckpointStore`].
     ///
     /// # Errors
     /// [`CheckpointStoreError::KeepLastZero`].
@@ -703,17 +937,18 @@ impl MemoryCheckpointStore {
         sequence: u64,
         value: &T,
     ) -> Result<(), CheckpointStoreError> {
-        let frame = encode_frame(self.inner.kernel_id, sequence, value)?;
+        let kernel_id = self.inner.kernel_id;
+        let frame = encode_frame(kernel_id, sequence, value)?;
         let mut frames = self.frames();
         frames.insert(sequence, frame);
-        let excess = frames.len().saturating_sub(self.inner.keep_last);
-        let old: Vec<u64> = frames
-            .range(..sequence)
-            .take(excess)
-            .map(|(k, _)| *k)
-            .collect();
-        for sequence in old {
-            frames.remove(&sequence);
+        let newest_first = frames
+            .iter()
+            .rev()
+            .map(|(&held, frame)| (held, is_good_frame(kernel_id, held, frame)));
+        if let Some(below) = prune_below(self.inner.keep_last, sequence, newest_first) {
+            // Everything below `below` goes: keep the rest.
+            let kept = frames.split_off(&below);
+            *frames = kept;
         }
         Ok(())
     }
@@ -765,8 +1000,10 @@ mod tests {
             dir: PathBuf::from("."),
             kernel_id: 0xab,
             keep_last: 2,
-            writing: Mutex::new(()),
-            temp_counter: AtomicU64::new(0),
+            claim: Claim {
+                key: (PathBuf::from("/nonexistent"), 0xab),
+                writer: Arc::default(),
+            },
         }
     }
 
@@ -791,6 +1028,76 @@ mod tests {
         assert_eq!(inner.parse_name("000000ab-0000000000000000000x.ckpt"), None);
         assert!(inner.is_temp_name(&format!(".{a}.1.0.tmp")));
         assert!(!inner.is_temp_name(&a));
+    }
+
+    #[test]
+    fn no_kernel_id_names_a_file_outside_the_directory() {
+        for kernel_id in [0, 1, 0xab, 0x2e2e_2f2f, 0x8000_0000, u32::MAX] {
+            for sequence in [0, 1, u64::MAX] {
+                let temp = format!(
+                    ".{}.{}.{}.tmp",
+                    FileCheckpointStore::file_name(kernel_id, sequence),
+                    u32::MAX,
+                    u64::MAX
+                );
+                for name in [
+                    FileCheckpointStore::file_name(kernel_id, sequence),
+                    FileCheckpointStore::lock_file_name(kernel_id),
+                    temp,
+                ] {
+                    assert!(name.len() <= 71, "{name}");
+                    assert!(name != "." && name != "..", "{name}");
+                    assert!(
+                        name.bytes()
+                            .all(|byte| byte.is_ascii_hexdigit() || b"-.tmpcklo".contains(&byte)),
+                        "{name}"
+                    );
+                    let path = Path::new("dir").join(&name);
+                    assert_eq!(path.parent(), Some(Path::new("dir")), "{name}");
+                    assert_eq!(path.file_name().and_then(|n| n.to_str()), Some(&*name));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_k_good_ones_and_nothing_at_or_above_the_save() {
+        let good = |sequences: &[(u64, bool)]| sequences.to_vec();
+        // Newest first: 4 good, 3 damaged, 2 good, 1 good.
+        let files = good(&[(4, true), (3, false), (2, true), (1, true)]);
+        assert_eq!(prune_below(2, 4, files.clone()), Some(2));
+        assert_eq!(prune_below(1, 4, files.clone()), Some(4));
+        assert_eq!(prune_below(3, 4, files.clone()), Some(1));
+        // Fewer good ones than keep_last: nothing goes.
+        assert_eq!(prune_below(4, 4, files.clone()), None);
+        // A save of a lower sequence deletes nothing at or above it.
+        assert_eq!(prune_below(1, 2, files), Some(2));
+        assert_eq!(prune_below(0, 4, good(&[(4, true)])), None);
+        // Only as many files are checked as needed.
+        let mut checked = 0;
+        let lazily = (1..=100u64).rev().map(|sequence| {
+            checked += 1;
+            (sequence, true)
+        });
+        assert_eq!(prune_below(3, 100, lazily), Some(98));
+        assert_eq!(checked, 3);
+    }
+
+    #[tokio::test]
+    async fn memory_store_retention_skips_damaged_checkpoints() {
+        let store = MemoryCheckpointStore::try_new(1, 2).expect("valid");
+        for sequence in 1..=3u64 {
+            store.save(sequence, &sequence).await.expect("saved");
+        }
+        assert!(store.modify_frame(3, |frame| frame.truncate(10)));
+        store.save(4, &4u64).await.expect("saved");
+        assert_eq!(store.sequences(), vec![2, 3, 4]);
+        assert!(store.modify_frame(4, |frame| frame.truncate(10)));
+        let loaded = store.load_latest::<u64>().await.expect("ok").expect("some");
+        assert_eq!((loaded.sequence, loaded.value), (2, 2));
+        store.save(5, &5u64).await.expect("saved");
+        store.save(6, &6u64).await.expect("saved");
+        assert_eq!(store.sequences(), vec![5, 6]);
     }
 
     #[test]

@@ -96,6 +96,7 @@ async fn saves_and_loads_the_newest_across_reopening() {
     assert_eq!(
         dir.names(),
         vec![
+            ".00005eed.lock",
             "00005eed-00000000000000000002.ckpt",
             "00005eed-00000000000000000009.ckpt",
             "00005eed-00000000000000000010.ckpt",
@@ -259,7 +260,9 @@ async fn concurrent_saves_are_all_acknowledged_and_the_highest_wins() {
     assert_eq!(latest(&store).await, Some((24, state(24), vec![])));
     assert!(store.sequences().await.expect("lists").contains(&24));
     assert!(
-        dir.names().iter().all(|name| name.ends_with(".ckpt")),
+        dir.names()
+            .iter()
+            .all(|name| name.ends_with(".ckpt") || name == ".00005eed.lock"),
         "no temporary file left"
     );
 }
@@ -373,4 +376,192 @@ proptest! {
             Ok::<(), TestCaseError>(())
         })?;
     }
+}
+
+/// Damages checkpoint `sequence` on disk: flips a bit of its last payload byte (a CRC error).
+fn damage(store: &FileCheckpointStore, sequence: u64) {
+    let path = store.path_of(sequence);
+    let mut bytes = std::fs::read(&path).expect("reads");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x10;
+    std::fs::write(&path, &bytes).expect("writes");
+}
+
+#[tokio::test]
+async fn damaged_checkpoints_do_not_count_toward_keep_last() {
+    let dir = TempDir::new("retention");
+    let store = store(&dir, 2).await;
+    for step in 1..=3 {
+        store.save(step, &state(step)).await.expect("saved");
+    }
+    damage(&store, 3);
+    store.save(4, &state(4)).await.expect("saved");
+    // 3 is damaged, so the two good ones kept are 4 and 2; the damaged 3 stays until two good
+    // newer ones exist (restore skips it anyway).
+    assert_eq!(store.sequences().await.expect("lists"), vec![2, 3, 4]);
+    damage(&store, 4);
+    let (sequence, value, skipped) = latest(&store).await.expect("a good one is left");
+    assert_eq!((sequence, value), (2, state(2)));
+    assert_eq!(
+        skipped.iter().map(|s| s.sequence).collect::<Vec<_>>(),
+        vec![4, 3]
+    );
+    // With 4 and 3 damaged, saving 5 keeps 2 as the second good one.
+    store.save(5, &state(5)).await.expect("saved");
+    assert_eq!(store.sequences().await.expect("lists"), vec![2, 3, 4, 5]);
+    // Two good ones newer than all the damage: everything older goes.
+    store.save(6, &state(6)).await.expect("saved");
+    assert_eq!(store.sequences().await.expect("lists"), vec![5, 6]);
+    assert_eq!(latest(&store).await, Some((6, state(6), vec![])));
+}
+
+#[tokio::test]
+async fn keep_last_one_never_deletes_the_only_good_checkpoint() {
+    let dir = TempDir::new("retention-one");
+    let store = store(&dir, 1).await;
+    store.save(1, &state(1)).await.expect("saved");
+    store.save(2, &state(2)).await.expect("saved");
+    assert_eq!(store.sequences().await.expect("lists"), vec![2]);
+    // A torn file under a higher name (written by hand, as a crashed copy would) is no
+    // checkpoint: saving below it does not make it count.
+    std::fs::write(store.path_of(9), b"RKC\x01").expect("writes");
+    store.save(3, &state(3)).await.expect("saved");
+    assert_eq!(store.sequences().await.expect("lists"), vec![3, 9]);
+    damage(&store, 3);
+    store.save(4, &state(4)).await.expect("saved");
+    assert_eq!(store.sequences().await.expect("lists"), vec![4, 9]);
+    let (sequence, _, skipped) = latest(&store).await.expect("a good one");
+    assert_eq!(sequence, 4);
+    assert_eq!(skipped.len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_stores_of_one_kernel_in_one_process_share_one_writer() {
+    let dir = TempDir::new("two-stores");
+    let first = store(&dir, 3).await;
+    let second = store(&dir, 3).await;
+    let saves: Vec<_> = (1..=400u64)
+        .map(|step| {
+            let store = if step % 2 == 0 {
+                first.clone()
+            } else {
+                second.clone()
+            };
+            tokio::spawn(async move { store.save(step, &state(step)).await })
+        })
+        .collect();
+    let mut failed = Vec::new();
+    for (step, save) in (1..=400u64).zip(saves) {
+        if let Err(error) = save.await.expect("no panic") {
+            failed.push((step, error));
+        }
+    }
+    assert_eq!(failed, vec![], "every save succeeds");
+    assert_eq!(latest(&first).await, Some((400, state(400), vec![])));
+    assert_eq!(latest(&second).await, Some((400, state(400), vec![])));
+    let sequences = first.sequences().await.expect("lists");
+    assert!(sequences.ends_with(&[398, 399, 400]), "{sequences:?}");
+    assert!(
+        dir.names()
+            .iter()
+            .all(|name| name.ends_with(".ckpt") || name == ".00005eed.lock"),
+        "no temporary file left: {:?}",
+        dir.names()
+    );
+}
+
+/// Set in a child process of [`a_second_process_gets_the_typed_error`]: the directory.
+const CHILD_DIR: &str = "RK_CKPT_TEST_CHILD_DIR";
+/// Set in that child: `try` (open, report, exit) or `hold` (open, report, wait for stdin to close).
+const CHILD_MODE: &str = "RK_CKPT_TEST_CHILD_MODE";
+/// What the child prints before its report, to tell it from the test harness's output.
+const CHILD_SAYS: &str = "child says: ";
+
+/// This test binary run again as a child process running only
+/// [`a_second_process_gets_the_typed_error`], in `mode`.
+fn child(dir: &TempDir, mode: &str) -> std::process::Child {
+    std::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args([
+            "--exact",
+            "a_second_process_gets_the_typed_error",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(CHILD_DIR, dir.path())
+        .env(CHILD_MODE, mode)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawns")
+}
+
+/// The child's next report.
+fn report(child: &mut std::process::Child) -> String {
+    use std::io::BufRead;
+    let stdout = child.stdout.as_mut().expect("piped");
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    lines
+        .find_map(|line| {
+            // The harness prints `test name ... ` before it, on the same line.
+            let line = line.expect("reads");
+            line.split_once(CHILD_SAYS).map(|(_, said)| said.to_owned())
+        })
+        .expect("the child reports")
+}
+
+/// The child's side: open the store and say how it went.
+async fn run_child(dir: PathBuf, mode: &str) {
+    let opened = FileCheckpointStore::open(&dir, 0x5eed, 3).await;
+    match &opened {
+        Ok(_) => println!("{CHILD_SAYS}opened"),
+        Err(error @ CheckpointStoreError::Locked { .. }) => {
+            println!("{CHILD_SAYS}locked: {error}");
+        }
+        Err(error) => println!("{CHILD_SAYS}other error: {error:?}"),
+    }
+    if mode == "hold" {
+        // Hold the store until the parent closes stdin.
+        let mut rest = String::new();
+        let _ = std::io::Read::read_to_string(&mut std::io::stdin(), &mut rest);
+    }
+    drop(opened);
+}
+
+#[tokio::test]
+async fn a_second_process_gets_the_typed_error() {
+    if let (Some(dir), Some(mode)) = (std::env::var_os(CHILD_DIR), std::env::var(CHILD_MODE).ok()) {
+        return run_child(PathBuf::from(dir), &mode).await;
+    }
+    let dir = TempDir::new("two-processes");
+    // This process writes kernel 0x5eed: another process cannot open it.
+    let mine = store(&dir, 3).await;
+    mine.save(1, &state(1)).await.expect("saved");
+    let mut other = child(&dir, "try");
+    let said = report(&mut other);
+    assert!(other.wait().expect("exits").success());
+    assert_eq!(
+        said,
+        "locked: checkpoints of kernel 00005eed are written by another process \
+         (it holds the lock file .00005eed.lock)"
+    );
+    // Another kernel in the same directory is not locked.
+    FileCheckpointStore::open(dir.path(), 0xbeef, 3)
+        .await
+        .expect("another kernel opens");
+    // Once every store of the kernel is dropped here, the other process may write it...
+    let mine_too = mine.clone();
+    drop(mine);
+    drop(mine_too);
+    let mut other = child(&dir, "hold");
+    assert_eq!(report(&mut other), "opened");
+    // ...and while it does, this process gets the typed error, not a second writer.
+    let error = FileCheckpointStore::open(dir.path(), 0x5eed, 3)
+        .await
+        .expect_err("locked by the child");
+    assert_eq!(error, CheckpointStoreError::Locked { kernel_id: 0x5eed });
+    // The lock dies with the process.
+    drop(other.stdin.take());
+    assert!(other.wait().expect("exits").success());
+    let mine = store(&dir, 3).await;
+    assert_eq!(latest(&mine).await, Some((1, state(1), vec![])));
 }
