@@ -27,8 +27,11 @@
 //! boot to build it then and see a [`ConfigError`] early. A breaker whose configuration is
 //! invalid **fails closed**: it admits nothing ([`ResilienceError::CircuitOpen`]) and reports
 //! [`CircuitState::ForcedOpen`], because a guard that cannot work must not silently let every
-//! call through. [`try_new`](CircuitBreaker::try_new) validates at once instead, for breakers
-//! built at run time (in a task, or put in a `StaticCell`).
+//! call through. It stays that way: [`reset`](CircuitBreaker::reset),
+//! [`disable`](CircuitBreaker::disable) and [`force_open`](CircuitBreaker::force_open) return
+//! `None` and change nothing, since there is no valid configuration to run on; fix the
+//! configuration and rebuild. [`try_new`](CircuitBreaker::try_new) validates at once instead,
+//! for breakers built at run time (in a task, or put in a `StaticCell`).
 //!
 //! ```
 //! use core::time::Duration;
@@ -86,22 +89,76 @@ enum Slot<C, W> {
     Ready(CoreBreaker<C, W>),
     /// The configuration was invalid: every call is refused.
     Invalid { error: ConfigError, rejected: u64 },
-    /// Only while `build` moves the configuration out of `Pending`.
+    /// While `build` moves the configuration into the core breaker. Seen from outside `build`
+    /// only if a panic interrupted that move: the configuration is gone, every call is refused
+    /// and [`CircuitBreaker::init`] says so.
     Building,
 }
 
 impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> Slot<C, W> {
     /// Turns `Pending` into `Ready` or `Invalid`; leaves the others as they are.
+    ///
+    /// The configuration is checked, and the window cleared, while they are still in
+    /// `Pending`: a panic in that user code (a `Borrow` or `SlidingWindow` impl) leaves the slot
+    /// `Pending`, and the next use builds again. Only a panic in the final move (the same user
+    /// code panicking on a later call) can leave `Building`.
     fn build(&mut self) {
-        if !matches!(self, Slot::Pending { .. }) {
+        let Slot::Pending { config, window } = self else {
+            return;
+        };
+        let config: &CircuitBreakerConfig = (*config).borrow();
+        if let Err(error) = config.validate_for_window(W::CAPACITY) {
+            *self = Slot::Invalid { error, rejected: 0 };
             return;
         }
+        window.clear();
         if let Slot::Pending { config, window } = core::mem::replace(self, Slot::Building) {
             *self = match CoreBreaker::try_with_window(config, window) {
                 Ok(breaker) => Slot::Ready(breaker),
                 Err(error) => Slot::Invalid { error, rejected: 0 },
             };
         }
+    }
+}
+
+/// Why [`CircuitBreaker::init`] found the breaker unable to work; it then refuses every call
+/// (as [`CircuitState::ForcedOpen`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum InitError {
+    /// The configuration is invalid.
+    Invalid(ConfigError),
+    /// A panic interrupted the build after the configuration was moved out of the `const`
+    /// breaker (a `Borrow` or `SlidingWindow` impl that panicked); nothing is left to build
+    /// from. Build a new breaker.
+    Interrupted,
+}
+
+impl fmt::Display for InitError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InitError::Invalid(error) => {
+                write!(f, "invalid circuit breaker configuration: {error}")
+            }
+            InitError::Interrupted => f.write_str(
+                "the circuit breaker's build was interrupted by a panic; it refuses every call",
+            ),
+        }
+    }
+}
+
+impl core::error::Error for InitError {
+    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
+        match self {
+            InitError::Invalid(error) => Some(error),
+            InitError::Interrupted => None,
+        }
+    }
+}
+
+impl From<ConfigError> for InitError {
+    fn from(error: ConfigError) -> Self {
+        InitError::Invalid(error)
     }
 }
 
@@ -199,15 +256,19 @@ impl<M: RawMutex, C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBrea
         CoreBreaker::try_with_window(config, window).map(Self::from_core)
     }
 
-    /// Builds the core breaker now if it was built `const`, and reports whether its
-    /// configuration is valid. Idempotent: later calls return the same answer.
+    /// Builds the core breaker now if it was built `const`, and reports whether it can work.
+    /// Idempotent: later calls return the same answer.
     ///
     /// # Errors
-    /// The configuration's [`ConfigError`]; the breaker then refuses every call.
-    pub fn init(&self) -> Result<(), ConfigError> {
+    /// [`InitError::Invalid`] with the configuration's [`ConfigError`], or
+    /// [`InitError::Interrupted`] when a panic interrupted the build beyond repair; the breaker
+    /// then refuses every call, and operator controls ([`reset`](Self::reset),
+    /// [`disable`](Self::disable), [`force_open`](Self::force_open)) do nothing.
+    pub fn init(&self) -> Result<(), InitError> {
         self.with_slot(|slot| match slot {
-            Slot::Invalid { error, .. } => Err(*error),
-            _ => Ok(()),
+            Slot::Invalid { error, .. } => Err(InitError::Invalid(*error)),
+            Slot::Building => Err(InitError::Interrupted),
+            Slot::Pending { .. } | Slot::Ready(_) => Ok(()),
         })
         .unwrap_or(Ok(()))
     }

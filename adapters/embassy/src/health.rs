@@ -12,8 +12,11 @@
 //! [`with_registry`](HealthMonitor::with_registry) while [`run`](HealthMonitor::run) is
 //! sleeping or checking. [`new`](HealthMonitor::new) is `const`, so the monitor can be a `static`.
 //!
-//! Checks run one after the other, in registration then role order (startup, liveness,
-//! readiness); a check that hangs delays the checks behind it by at most its timeout.
+//! Every probe keeps its own interval whatever the others do: [`run`](HealthMonitor::run)
+//! starts each check when it is due and runs it beside the checks already running (one runner
+//! per probe, joined in the monitor's own future; nothing is allocated), so a check that hangs
+//! until its timeout delays no other check, and a component's startup deadline cannot run out
+//! because another component's check is slow.
 //!
 //! ```
 //! use core::time::Duration;
@@ -41,9 +44,9 @@
 //!     )
 //!     .expect("room for it");
 //! // The check: ping the accelerator (here it always answers).
-//! let mut ping = |_component: ComponentId, _role: ProbeRole| async { HealthCheckResult::healthy() };
+//! let ping = |_component: ComponentId, _role: ProbeRole| async { HealthCheckResult::healthy() };
 //! // One round of due checks; a firmware task calls `MONITOR.run(..)` instead, which loops.
-//! MONITOR.run_due(&mut ping, &mut |event: MonitorEvent| { let _ = event; }).await;
+//! MONITOR.run_due(&ping, &mut |event: MonitorEvent| { let _ = event; }).await;
 //! assert_eq!(MONITOR.status(accelerator), Some(HealthStatus::Healthy));
 //! assert!(MONITOR.live() && MONITOR.ready());
 //! # });
@@ -54,9 +57,10 @@ use core::convert::Infallible;
 use core::fmt;
 use core::future::Future;
 
-use embassy_futures::select::select;
+use embassy_futures::join::{join, join_array};
+use embassy_futures::select::{Either, select};
 use embassy_sync::blocking_mutex::Mutex;
-use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, RawMutex};
+use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, NoopRawMutex, RawMutex};
 use embassy_sync::signal::Signal;
 use embassy_time::{Timer, with_deadline};
 use rustkernel_core::resilience::health::UnknownComponent;
@@ -71,7 +75,11 @@ use crate::time::{now, to_embassy_instant};
 /// [`HealthCheckResult`]. The monitor cuts it at the probe's timeout (its future is dropped)
 /// and fills in `latency` and `checked_at` from embassy's clock.
 ///
-/// Implemented for every `FnMut(ComponentId, ProbeRole) -> impl Future<Output =
+/// The monitor runs the checks of different probes at the same time (each on its own
+/// interval), so a check takes `&self`; keep state that checks change in a `Cell`, a
+/// `RefCell` borrowed only between `.await`s, or a blocking mutex.
+///
+/// Implemented for every `Fn(ComponentId, ProbeRole) -> impl Future<Output =
 /// HealthCheckResult>`; implement it on a type when the checks need state of their own.
 #[allow(
     async_fn_in_trait,
@@ -79,15 +87,15 @@ use crate::time::{now, to_embassy_instant};
 )]
 pub trait HealthCheck {
     /// Runs the check of `component`'s `role` probe.
-    async fn check(&mut self, component: ComponentId, role: ProbeRole) -> HealthCheckResult;
+    async fn check(&self, component: ComponentId, role: ProbeRole) -> HealthCheckResult;
 }
 
 impl<F, Fut> HealthCheck for F
 where
-    F: FnMut(ComponentId, ProbeRole) -> Fut,
+    F: Fn(ComponentId, ProbeRole) -> Fut,
     Fut: Future<Output = HealthCheckResult>,
 {
-    async fn check(&mut self, component: ComponentId, role: ProbeRole) -> HealthCheckResult {
+    async fn check(&self, component: ComponentId, role: ProbeRole) -> HealthCheckResult {
         self(component, role).await
     }
 }
@@ -145,7 +153,8 @@ impl<M: RawMutex, const N: usize> HealthMonitor<M, N> {
     ///
     /// # Errors
     /// The core's [`RegistryError`]: invalid configuration or roles, empty or too long name,
-    /// duplicate name, registry full.
+    /// duplicate name, registry full; [`RegistryError::Busy`] when called while the registry
+    /// is borrowed (from inside [`with_registry`](Self::with_registry)).
     pub fn register(
         &self,
         name: &str,
@@ -157,7 +166,7 @@ impl<M: RawMutex, const N: usize> HealthMonitor<M, N> {
         let roles = roles.into();
         let id = self
             .with_mut(|registry| registry.register(name, config, criticality, roles, at))
-            .unwrap_or(Err(RegistryError::Full))?;
+            .unwrap_or(Err(RegistryError::Busy))?;
         self.wake();
         Ok(id)
     }
@@ -180,65 +189,75 @@ impl<M: RawMutex, const N: usize> HealthMonitor<M, N> {
         self.wake.signal(());
     }
 
-    /// Runs the checks forever: each round runs what is due, then sleeps until the registry
-    /// next needs attention (or [`wake`](Self::wake) is called). Spawn it as a task.
+    /// Runs the checks forever, each probe on its own interval: a scheduler starts every check
+    /// when it is due and hands it to that probe's own runner, which runs it under its timeout
+    /// while the others go on, then the scheduler sleeps until the registry next needs
+    /// attention (or [`wake`](Self::wake) is called). Spawn it as a task.
+    ///
+    /// A check that hangs therefore delays nothing but itself: other components (and the other
+    /// probes of its own component) keep their intervals, and a component's startup deadline
+    /// cannot pass because another component's check is slow. The future holds one runner per
+    /// possible probe (`3 x N`), each with room for one check future.
     ///
     /// `observer` sees every [`MonitorEvent`]; it runs outside the lock, so it may use the
     /// monitor (and send to channels: forward `needs_recovery()` events to a supervisor).
-    pub async fn run<C, O>(&self, checks: &mut C, observer: &mut O) -> Infallible
+    pub async fn run<C, O>(&self, checks: &C, observer: &mut O) -> Infallible
     where
         C: HealthCheck,
         O: FnMut(MonitorEvent),
     {
-        loop {
-            self.wake.reset();
-            self.run_due(checks, observer).await;
-            let next = self.poll_at().unwrap_or(embassy_time::Instant::MAX);
-            select(Timer::at(next), self.wake.wait()).await;
-        }
+        let observer = RefCell::new(observer);
+        let observer = &observer;
+        let inboxes: [[Inbox; ROLES]; N] =
+            core::array::from_fn(|_| core::array::from_fn(|_| Signal::new()));
+        let runners = join_array(inboxes.each_ref().map(|probes| {
+            join_array(
+                probes
+                    .each_ref()
+                    .map(|inbox| self.runner(checks, observer, inbox)),
+            )
+        }));
+        // The runners go first, so a check cut at its timeout is reported before the
+        // scheduler, woken at the same instant, applies the timeout. Neither ever ends.
+        let (_, never) = join(runners, self.schedule(&inboxes, observer)).await;
+        never
     }
 
-    /// Runs every check due now, one after the other, each under its timeout, and applies
-    /// timeouts and startup deadlines; returns when nothing is left to do at the current time.
-    pub async fn run_due<C, O>(&self, checks: &mut C, observer: &mut O)
+    /// Runs every check due now, at the same time, each under its timeout, and applies timeouts
+    /// and startup deadlines; returns when nothing is left to do at the current time (a
+    /// startup that passed makes liveness and readiness due at once: they run too).
+    ///
+    /// For callers with their own loop; [`run`](Self::run) keeps each probe on its own
+    /// interval, which rounds of `run_due` cannot do while one of their checks hangs.
+    pub async fn run_due<C, O>(&self, checks: &C, observer: &mut O)
     where
         C: HealthCheck,
         O: FnMut(MonitorEvent),
     {
+        let observer = RefCell::new(observer);
+        let observer = &observer;
         loop {
-            let started = now();
-            self.drain_events(started, observer);
-            let Some((ticket, timeout)) = self
-                .with_mut(|registry| {
-                    let ticket = registry.start_due(started)?;
-                    let timeout = registry
-                        .get(ticket.component())
-                        .map(|entry| entry.health().config().timeout)?;
-                    Some((ticket, timeout))
-                })
-                .flatten()
-            else {
-                return;
-            };
-            let deadline = to_embassy_instant(started.saturating_add(timeout));
-            let answer =
-                with_deadline(deadline, checks.check(ticket.component(), ticket.role())).await;
-            let finished = now();
-            // An answer at or after the deadline counts as a timeout in the core too.
-            let answer = answer
-                .ok()
-                .filter(|_| finished < started.saturating_add(timeout));
-            match answer {
-                Some(mut result) => {
-                    result.latency = finished.saturating_duration_since(started);
-                    result.checked_at = finished;
-                    self.record(ticket, result, observer);
-                }
-                None => {
-                    observer(checked(ticket, HealthStatus::Unhealthy, true));
-                    self.drain_events(finished, observer);
+            let at = now();
+            self.drain_events(at, observer);
+            let mut jobs: [[Option<Job>; ROLES]; N] = [[None; ROLES]; N];
+            let mut started = false;
+            while let Some(job) = self.start_next(at) {
+                if let Some(slot) = slot_of(&mut jobs, job.ticket) {
+                    *slot = Some(job);
+                    started = true;
                 }
             }
+            if !started {
+                return;
+            }
+            join_array(jobs.map(|probes| {
+                join_array(probes.map(|job| async move {
+                    if let Some(job) = job {
+                        self.run_check(checks, observer, job).await;
+                    }
+                }))
+            }))
+            .await;
         }
     }
 
@@ -296,20 +315,122 @@ impl<M: RawMutex, const N: usize> HealthMonitor<M, N> {
         self.with(f)
     }
 
+    /// The scheduler of [`run`](Self::run): applies timeouts and deadlines, starts what is due
+    /// and hands each check to its probe's inbox, then sleeps until the registry next needs
+    /// attention or something (a runner that finished, a registration, `wake`) woke it.
+    async fn schedule<O: FnMut(MonitorEvent)>(
+        &self,
+        inboxes: &[[Inbox; ROLES]; N],
+        observer: &RefCell<&mut O>,
+    ) -> Infallible {
+        loop {
+            // Reset before reading the registry: a change after this read wakes the wait.
+            self.wake.reset();
+            let at = now();
+            self.drain_events(at, observer);
+            while let Some(job) = self.start_next(at) {
+                if let Some(inbox) = inbox_of(inboxes, job.ticket) {
+                    inbox.signal(job);
+                }
+            }
+            let soonest = embassy_time::Instant::from_ticks(
+                embassy_time::Instant::now().as_ticks().saturating_add(1),
+            );
+            // Never earlier than the next tick: a due check that could not start must not turn
+            // this loop into a busy one.
+            let next = self
+                .poll_at()
+                .unwrap_or(embassy_time::Instant::MAX)
+                .max(soonest);
+            select(Timer::at(next), self.wake.wait()).await;
+        }
+    }
+
+    /// The runner of one probe in [`run`](Self::run): runs each check handed to it, then wakes
+    /// the scheduler (the result may make other checks due). A newer check of the same probe
+    /// replaces the running one, whose ticket the registry no longer accepts (the component was
+    /// reset).
+    async fn runner<C: HealthCheck, O: FnMut(MonitorEvent)>(
+        &self,
+        checks: &C,
+        observer: &RefCell<&mut O>,
+        inbox: &Inbox,
+    ) -> Infallible {
+        let mut job = inbox.wait().await;
+        loop {
+            match select(self.run_check(checks, observer, job), inbox.wait()).await {
+                Either::First(()) => {
+                    self.wake();
+                    job = inbox.wait().await;
+                }
+                Either::Second(newer) => job = newer,
+            }
+        }
+    }
+
+    /// Starts the next check due at `at`, with its deadline.
+    fn start_next(&self, at: rustkernel_core::time::Instant) -> Option<Job> {
+        self.with_mut(|registry| {
+            let ticket = registry.start_due(at)?;
+            let timeout = registry
+                .get(ticket.component())
+                .map(|entry| entry.health().config().timeout)?;
+            Some(Job {
+                ticket,
+                started: at,
+                deadline: at.saturating_add(timeout),
+            })
+        })
+        .flatten()
+    }
+
+    /// Runs one started check under its deadline and records what came of it.
+    async fn run_check<C: HealthCheck, O: FnMut(MonitorEvent)>(
+        &self,
+        checks: &C,
+        observer: &RefCell<&mut O>,
+        job: Job,
+    ) {
+        let Job {
+            ticket,
+            started,
+            deadline,
+        } = job;
+        let answer = with_deadline(
+            to_embassy_instant(deadline),
+            checks.check(ticket.component(), ticket.role()),
+        )
+        .await;
+        let finished = now();
+        // An answer at or after the deadline counts as a timeout in the core too.
+        let answer = answer.ok().filter(|_| finished < deadline);
+        match answer {
+            Some(mut result) => {
+                result.latency = finished.saturating_duration_since(started);
+                result.checked_at = finished;
+                self.record(ticket, result, observer);
+            }
+            None => {
+                emit(observer, checked(ticket, HealthStatus::Unhealthy, true));
+                self.drain_events(finished, observer);
+            }
+        }
+    }
+
     fn record<O: FnMut(MonitorEvent)>(
         &self,
         ticket: CheckTicket,
         result: HealthCheckResult,
-        observer: &mut O,
+        observer: &RefCell<&mut O>,
     ) {
         let status = result.status;
         let at = result.checked_at;
         let outcome = self.with_mut(|registry| registry.on_result(ticket, result, at));
         // A result the registry refused (stale, startup deadline first) is not a check.
         if let Some(Ok(event)) = outcome {
-            observer(checked(ticket, status, false));
+            emit(observer, checked(ticket, status, false));
             if let Some(event) = event {
-                observer(MonitorEvent::Health(event));
+                emit(observer, MonitorEvent::Health(event));
             }
         }
         self.drain_events(at, observer);
@@ -319,10 +440,10 @@ impl<M: RawMutex, const N: usize> HealthMonitor<M, N> {
     fn drain_events<O: FnMut(MonitorEvent)>(
         &self,
         at: rustkernel_core::time::Instant,
-        observer: &mut O,
+        observer: &RefCell<&mut O>,
     ) {
         while let Some(event) = self.with_mut(|registry| registry.poll(at)).flatten() {
-            observer(MonitorEvent::Health(event));
+            emit(observer, MonitorEvent::Health(event));
         }
     }
 
@@ -337,6 +458,46 @@ impl<M: RawMutex, const N: usize> HealthMonitor<M, N> {
                 .ok()
                 .map(|mut registry| f(&mut registry))
         })
+    }
+}
+
+/// How many probe roles a component can have: one runner each.
+const ROLES: usize = ProbeRole::ALL.len();
+
+/// Where the scheduler hands a started check to its probe's runner.
+type Inbox = Signal<NoopRawMutex, Job>;
+
+/// A started check: its ticket, when it started and when it times out (core clock).
+#[derive(Clone, Copy)]
+struct Job {
+    ticket: CheckTicket,
+    started: rustkernel_core::time::Instant,
+    deadline: rustkernel_core::time::Instant,
+}
+
+/// The runner inbox of the probe that `ticket` checks.
+fn inbox_of<const N: usize>(inboxes: &[[Inbox; ROLES]; N], ticket: CheckTicket) -> Option<&Inbox> {
+    let component = usize::try_from(ticket.component().index()).ok()?;
+    inboxes
+        .get(component)?
+        .get(usize::from(ticket.role() as u8))
+}
+
+/// The slot of the probe that `ticket` checks in a round of [`HealthMonitor::run_due`].
+fn slot_of<const N: usize>(
+    jobs: &mut [[Option<Job>; ROLES]; N],
+    ticket: CheckTicket,
+) -> Option<&mut Option<Job>> {
+    let component = usize::try_from(ticket.component().index()).ok()?;
+    jobs.get_mut(component)?
+        .get_mut(usize::from(ticket.role() as u8))
+}
+
+/// Hands `event` to the observer shared by the scheduler and the runners (never re-entered:
+/// nothing here calls the observer from inside the observer).
+fn emit<O: FnMut(MonitorEvent)>(observer: &RefCell<&mut O>, event: MonitorEvent) {
+    if let Ok(mut observer) = observer.try_borrow_mut() {
+        observer(event);
     }
 }
 

@@ -17,7 +17,7 @@ use rustkernel_core::error::{ConfigError, ConfigField, ErrorKind};
 use rustkernel_core::resilience::circuit_breaker::SlidingWindow;
 use rustkernel_core::resilience::{CircuitBreakerConfig, CircuitState, CountWindow, Transition};
 use rustkernel_embassy::ResilienceError;
-use rustkernel_embassy::breaker::{CIRCUIT_BREAKER_DEFAULTS, CircuitBreaker};
+use rustkernel_embassy::breaker::{CIRCUIT_BREAKER_DEFAULTS, CircuitBreaker, InitError};
 use rustkernel_embassy::time::now;
 
 const CONFIG: CircuitBreakerConfig = CircuitBreakerConfig {
@@ -242,10 +242,15 @@ fn an_invalid_configuration_fails_closed() {
     assert_eq!(result, Err(ResilienceError::CircuitOpen));
     assert!(!called.get());
     let error = ConfigError::Zero(ConfigField::FailureThreshold);
-    assert_eq!(INVALID_BREAKER.init(), Err(error));
+    assert_eq!(INVALID_BREAKER.init(), Err(InitError::Invalid(error)));
     assert_eq!(INVALID_BREAKER.state(), CircuitState::ForcedOpen);
     assert_eq!(INVALID_BREAKER.stats().rejected_count, 1);
+    // Documented: operator controls cannot bring back a breaker that has no valid
+    // configuration; it stays failed closed.
     assert_eq!(INVALID_BREAKER.reset(), None);
+    assert_eq!(INVALID_BREAKER.disable(), None);
+    assert_eq!(INVALID_BREAKER.state(), CircuitState::ForcedOpen);
+    assert!(INVALID_BREAKER.acquire().is_err());
     assert_eq!(
         CircuitBreaker::<NoopRawMutex>::try_new(CircuitBreakerConfig {
             failure_threshold: 0,
@@ -254,6 +259,60 @@ fn an_invalid_configuration_fails_closed() {
         .err(),
         Some(error)
     );
+}
+
+/// A configuration holder whose `borrow` panics on chosen calls (counted from 1): a user type
+/// that panics while a `const`-built breaker builds itself.
+struct PanickyConfig {
+    config: CircuitBreakerConfig,
+    calls: Cell<u32>,
+    panic_on: u32,
+}
+
+impl Borrow<CircuitBreakerConfig> for PanickyConfig {
+    fn borrow(&self) -> &CircuitBreakerConfig {
+        self.calls.set(self.calls.get() + 1);
+        assert!(self.calls.get() != self.panic_on, "borrow interrupted");
+        &self.config
+    }
+}
+
+fn panicky(panic_on: u32) -> CircuitBreaker<NoopRawMutex, PanickyConfig> {
+    CircuitBreaker::new(PanickyConfig {
+        config: CONFIG,
+        calls: Cell::new(0),
+        panic_on,
+    })
+}
+
+#[test]
+fn a_build_interrupted_by_a_panic_is_retried_on_the_next_use() {
+    let _clock = serial();
+    let breaker = panicky(1);
+    let interrupted =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| breaker.init())).is_err();
+    assert!(interrupted);
+    // The configuration was still in place: the next use builds the breaker.
+    assert_eq!(breaker.init(), Ok(()));
+    assert_eq!(breaker.state(), CircuitState::Closed);
+    let result = run_ms(breaker.call(|| async { Ok::<_, JobError>(5) }));
+    assert_eq!(result, Ok(5));
+}
+
+#[test]
+fn a_build_that_cannot_be_retried_is_reported_by_init() {
+    let _clock = serial();
+    // Every borrow but one works; the one that panics comes after the configuration was
+    // checked, when it is being moved into the core breaker.
+    let breaker = panicky(2);
+    let interrupted =
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| breaker.init())).is_err();
+    assert!(interrupted);
+    let truth = breaker.init();
+    assert_eq!(truth, Err(InitError::Interrupted));
+    assert!(truth.is_err_and(|error| error.to_string().contains("interrupted")));
+    assert_eq!(breaker.state(), CircuitState::ForcedOpen);
+    assert!(breaker.acquire().is_err());
 }
 
 #[test]

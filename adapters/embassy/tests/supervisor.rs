@@ -274,7 +274,7 @@ fn the_monitor_and_the_supervisor_restart_a_hung_accelerator() {
     };
     let mut supervisor = Supervisor::new([restarts(3, 50, Some(RecoveryStrategy::Degrade))]);
 
-    let mut ping = |_: ComponentId, _: ProbeRole| {
+    let ping = |_: ComponentId, _: ProbeRole| {
         let hung = hung.get();
         async move {
             if hung {
@@ -297,7 +297,7 @@ fn the_monitor_and_the_supervisor_restart_a_hung_accelerator() {
         }
     };
     run_ms(select(
-        join(monitor.run(&mut ping, &mut forward), supervise),
+        join(monitor.run(&ping, &mut forward), supervise),
         Timer::after(Duration::from_millis(400)),
     ));
     // Timeouts at 20 and 120 ms: Unhealthy at 120; restart 50 ms later; healthy at once.

@@ -182,7 +182,7 @@ async fn accelerator_task() -> ! {
 /// Pings the accelerator at the probe's interval; reports each change of its health.
 #[embassy_executor::task]
 async fn health_task() -> ! {
-    let mut ping = |_: ComponentId, _: ProbeRole| async {
+    let ping = |_: ComponentId, _: ProbeRole| async {
         match LINK.ping().await {
             Ok(()) => HealthCheckResult::healthy(),
             Err(kind) => HealthCheckResult::unhealthy(kind.as_str()),
@@ -207,7 +207,7 @@ async fn health_task() -> ! {
             info!("health   event queue full, change dropped");
         }
     };
-    match MONITOR.run(&mut ping, &mut observer).await {}
+    match MONITOR.run(&ping, &mut observer).await {}
 }
 
 /// What the supervisor does to the accelerator and the controller.

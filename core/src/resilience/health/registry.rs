@@ -59,6 +59,10 @@ pub enum RegistryError {
     NameTooLong,
     /// The configuration or the roles are invalid.
     Invalid(ConfigError),
+    /// The registry is in use: an adapter that shares it behind a lock was asked to register
+    /// from inside a read of that same registry (for example from the closure of a
+    /// `with_registry`). The core itself never returns it; register again once that read ended.
+    Busy,
 }
 
 impl fmt::Display for RegistryError {
@@ -71,6 +75,10 @@ impl fmt::Display for RegistryError {
                 write!(f, "component names are at most {NAME_CAPACITY} bytes")
             }
             RegistryError::Invalid(error) => write!(f, "invalid component: {error}"),
+            RegistryError::Busy => f.write_str(
+                "the health registry is in use (register called from inside a read of it); \
+                 register after that read",
+            ),
         }
     }
 }
