@@ -48,13 +48,13 @@ use core::time::Duration;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, RawMutex};
 use embassy_time::Timer;
-use rustkernel_core::error::{ByClassify, Classifier, ConfigError, ResilienceError};
+use rustkernel_core::error::{ByClassify, Classifier, ResilienceError};
 use rustkernel_core::resilience::{
     CircuitBreakerConfig, NoWindow, PipelineConfig, Retry, RetryDecision,
 };
 use rustkernel_core::rng::Rng;
 
-use crate::breaker::CircuitBreaker;
+use crate::breaker::{CircuitBreaker, InitError};
 use crate::deadline::DeadlineContext;
 use crate::time::{now, to_embassy_instant};
 
@@ -91,8 +91,9 @@ impl<M: RawMutex> Pipeline<M> {
     /// Checks the configuration (and builds the breaker); call it at start-up.
     ///
     /// # Errors
-    /// The first [`ConfigError`] of the [`PipelineConfig`].
-    pub fn init(&self) -> Result<(), ConfigError> {
+    /// The first [`ConfigError`] of the [`PipelineConfig`] (as [`InitError::Invalid`]), or the
+    /// breaker's own [`InitError`].
+    pub fn init(&self) -> Result<(), InitError> {
         self.config.validate()?;
         self.breaker.init()
     }
