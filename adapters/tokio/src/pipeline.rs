@@ -56,8 +56,8 @@ use std::time::Duration;
 use rustkernel_core::error::{ByClassify, Classifier, ConfigError, ErrorKind};
 use rustkernel_core::resilience::circuit_breaker::SlidingWindow;
 use rustkernel_core::resilience::{
-    CircuitState, NoWindow, ResilienceConfig, ResilienceError, RetryConfig, RetryDecision,
-    TimeoutConfig,
+    CircuitState, NoWindow, PipelineConfig, ResilienceConfig, ResilienceError, RetryConfig,
+    RetryDecision, TimeoutConfig,
 };
 
 use crate::breaker::CircuitBreaker;
@@ -118,6 +118,35 @@ impl Pipeline<NoWindow, NoHint, ByClassify> {
             breaker: Some(breaker),
             attempt_timeout: None,
         })
+    }
+
+    /// The pipeline a core [`PipelineConfig`] describes (the embassy adapter's `Pipeline` is
+    /// built from the same): its timeout, retry (with no budget, jitter seeded from OS entropy),
+    /// a consecutive-failure breaker and the attempt timeout.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`] of the configuration.
+    pub fn try_new(config: PipelineConfig) -> Result<Self, ConfigError> {
+        config.validate()?;
+        Ok(Self {
+            timeout: Some(config.timeout),
+            retrier: Retrier::try_new(config.retry)?,
+            breaker: Some(CircuitBreaker::try_new(config.circuit_breaker)?),
+            attempt_timeout: config.attempt_timeout,
+        })
+    }
+
+    /// As [`try_new`](Self::try_new).
+    ///
+    /// # Panics
+    /// When the configuration is invalid, with the message of its [`ConfigError`].
+    #[must_use]
+    #[allow(clippy::panic)] // documented, with a `try_new` twin
+    pub fn new(config: PipelineConfig) -> Self {
+        match Self::try_new(config) {
+            Ok(pipeline) => pipeline,
+            Err(error) => panic!("invalid pipeline configuration: {error}"),
+        }
     }
 
     /// A builder with no deadline, one attempt, no breaker and no attempt timeout; add the parts.
@@ -355,6 +384,11 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
         };
         let own = DeadlineContext::detached(timeout);
         let (deadline, expiry) = match crate::deadline::current_deadline() {
+            // The pipeline's total deadline comes first and cuts the attempt itself, with the
+            // error its bound calls for.
+            Some(current) if current <= own && self.timeout.is_some() => {
+                return op().await.map_err(Attempt::Failed);
+            }
             Some(current) if current <= own => (current, Expiry::DeadlineExceeded),
             _ => (own, Expiry::Timeout),
         };
