@@ -1,0 +1,444 @@
+extern crate std;
+
+use core::time::Duration;
+use std::string::ToString;
+
+use super::*;
+use crate::error::{ConfigError, ConfigField};
+use crate::time::Instant;
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn chapter_policy() -> RecoveryPolicy {
+    RecoveryPolicy {
+        strategy: RecoveryStrategy::RestartKernel,
+        max_restarts: 3,
+        restart_delay: Duration::from_secs(5),
+        escalation: Some(RecoveryStrategy::NotifyOperator),
+    }
+}
+
+fn immediate(max_restarts: u32, escalation: Option<RecoveryStrategy>) -> RecoveryPolicy {
+    RecoveryPolicy {
+        strategy: RecoveryStrategy::RestartKernel,
+        max_restarts,
+        restart_delay: Duration::ZERO,
+        escalation,
+    }
+}
+
+#[test]
+fn chapter_literal_is_the_default_and_builds() {
+    assert_eq!(chapter_policy(), RecoveryPolicy::default());
+    assert_eq!(chapter_policy().validate(), Ok(()));
+    let recovery: Recovery = Recovery::new(chapter_policy(), RestartIntensity::default());
+    assert_eq!(recovery.state(), RecoveryState::Normal);
+    assert_eq!(recovery.remaining_restarts(Instant::ZERO), 3);
+    assert_eq!(recovery.poll_at(), None);
+}
+
+#[test]
+fn validation_names_the_field() {
+    let zero = RecoveryPolicy {
+        max_restarts: 0,
+        ..chapter_policy()
+    };
+    assert_eq!(
+        zero.validate(),
+        Err(ConfigError::Zero(ConfigField::MaxRestarts))
+    );
+    // Other strategies do not restart, so zero restarts is fine for them.
+    let degrade = RecoveryPolicy {
+        strategy: RecoveryStrategy::Degrade,
+        ..zero
+    };
+    assert_eq!(degrade.validate(), Ok(()));
+
+    let no_window = RestartIntensity {
+        window: Duration::from_nanos(999),
+        backoff: None,
+    };
+    assert_eq!(
+        no_window.validate(),
+        Err(ConfigError::Zero(ConfigField::RestartWindow))
+    );
+
+    for (multiplier, error) in [
+        (
+            f64::NAN,
+            ConfigError::NotFinite(ConfigField::RestartBackoffMultiplier),
+        ),
+        (
+            f64::INFINITY,
+            ConfigError::NotFinite(ConfigField::RestartBackoffMultiplier),
+        ),
+        (
+            0.5,
+            ConfigError::MultiplierBelowOne(ConfigField::RestartBackoffMultiplier),
+        ),
+        (
+            -2.0,
+            ConfigError::MultiplierBelowOne(ConfigField::RestartBackoffMultiplier),
+        ),
+    ] {
+        let backoff = RestartBackoff {
+            multiplier,
+            max: secs(60),
+        };
+        assert_eq!(backoff.validate(), Err(error));
+        let intensity = RestartIntensity {
+            window: secs(600),
+            backoff: Some(backoff),
+        };
+        assert_eq!(
+            Recovery::<8>::try_new(chapter_policy(), intensity).err(),
+            Some(error)
+        );
+    }
+    let no_cap = RestartBackoff {
+        multiplier: 2.0,
+        max: Duration::ZERO,
+    };
+    assert_eq!(
+        no_cap.validate(),
+        Err(ConfigError::Zero(ConfigField::RestartBackoffMax))
+    );
+}
+
+#[test]
+fn validation_of_the_pair() {
+    let backoff = |max| RestartIntensity {
+        window: secs(600),
+        backoff: Some(RestartBackoff {
+            multiplier: 2.0,
+            max,
+        }),
+    };
+    assert_eq!(
+        backoff(secs(4)).validate_with(&chapter_policy()),
+        Err(ConfigError::Exceeds {
+            field: ConfigField::RestartDelay,
+            limit: ConfigField::RestartBackoffMax,
+        })
+    );
+    assert_eq!(
+        backoff(secs(4)).validate_with(&immediate(3, None)),
+        Err(ConfigError::Zero(ConfigField::RestartDelay))
+    );
+    assert_eq!(backoff(secs(60)).validate_with(&chapter_policy()), Ok(()));
+
+    // 3 restarts 5 s apart span 15 s: a 15 s window can never see a fourth failure.
+    let window = |s| RestartIntensity {
+        window: secs(s),
+        backoff: None,
+    };
+    let unreachable = Err(ConfigError::Exceeds {
+        field: ConfigField::RestartDelay,
+        limit: ConfigField::RestartWindow,
+    });
+    assert_eq!(window(15).validate_with(&chapter_policy()), unreachable);
+    assert_eq!(window(16).validate_with(&chapter_policy()), Ok(()));
+    // With doubling, 5 + 10 + 20 = 35 s.
+    let doubling = |s| RestartIntensity {
+        window: secs(s),
+        backoff: Some(RestartBackoff::default()),
+    };
+    assert_eq!(doubling(35).validate_with(&chapter_policy()), unreachable);
+    assert_eq!(doubling(36).validate_with(&chapter_policy()), Ok(()));
+    // OTP's default supervisor.
+    assert_eq!(
+        RestartIntensity::otp().validate_with(&immediate(1, None)),
+        Ok(())
+    );
+    // Non-restart strategies ignore the restart fields.
+    let failover = RecoveryPolicy {
+        strategy: RecoveryStrategy::Failover,
+        max_restarts: u32::MAX,
+        restart_delay: Duration::MAX,
+        escalation: None,
+    };
+    assert_eq!(window(1).validate_with(&failover), Ok(()));
+}
+
+#[test]
+fn capacity_bounds_max_restarts() {
+    let policy = immediate(9, None);
+    assert_eq!(
+        Recovery::<8>::try_new(policy, RestartIntensity::default()).err(),
+        Some(ConfigError::TooLarge {
+            field: ConfigField::MaxRestarts,
+            max: 8,
+        })
+    );
+    assert!(Recovery::<9>::try_new(policy, RestartIntensity::default()).is_ok());
+}
+
+#[test]
+#[should_panic(expected = "recovery.max_restarts must be greater than zero")]
+fn new_panics_with_the_message() {
+    let _: Recovery = Recovery::new(immediate(0, None), RestartIntensity::default());
+}
+
+#[test]
+fn restarts_then_escalates_then_stays_escalated() {
+    let mut r: Recovery = Recovery::new(chapter_policy(), RestartIntensity::default());
+    let t0 = Instant::from_secs(10);
+    assert_eq!(
+        r.on_failure(t0),
+        RecoveryAction::Restart {
+            at: t0 + secs(5),
+            attempt: 1
+        }
+    );
+    assert_eq!(r.poll_at(), Some(t0 + secs(5)));
+    // A second report before the restart is not a new failure.
+    let pending = r.on_failure(t0 + secs(1));
+    assert_eq!(
+        pending,
+        RecoveryAction::RestartPending {
+            at: t0 + secs(5),
+            attempt: 1
+        }
+    );
+    assert!(!pending.needs_action());
+    assert_eq!(r.restarts_in_window(t0 + secs(1)), 1);
+    r.on_timeout(t0 + secs(5));
+    assert_eq!(r.state(), RecoveryState::Normal);
+    assert_eq!(r.poll_at(), Some(t0 + secs(60)));
+
+    assert!(matches!(
+        r.on_failure(t0 + secs(6)),
+        RecoveryAction::Restart { attempt: 2, .. }
+    ));
+    assert!(matches!(
+        r.on_failure(t0 + secs(12)),
+        RecoveryAction::Restart { attempt: 3, .. }
+    ));
+    assert_eq!(r.remaining_restarts(t0 + secs(18)), 0);
+    let escalate = r.on_failure(t0 + secs(18));
+    assert_eq!(
+        escalate,
+        RecoveryAction::Escalate(RecoveryStrategy::NotifyOperator)
+    );
+    assert!(escalate.needs_action());
+    assert_eq!(
+        r.escalation(),
+        Some(Escalation::To(RecoveryStrategy::NotifyOperator))
+    );
+    assert_eq!(r.poll_at(), None);
+    // Sticky, even once the restarts have left the window.
+    assert_eq!(
+        r.on_failure(t0 + secs(1_000)),
+        RecoveryAction::AlreadyEscalated(Escalation::To(RecoveryStrategy::NotifyOperator))
+    );
+    // Healthy, but not yet for a whole window since the last failure.
+    assert_eq!(r.on_healthy(t0 + secs(1_059)), None);
+    assert_eq!(
+        r.on_healthy(t0 + secs(1_060)),
+        Some(Recovered::FromEscalation(Escalation::To(
+            RecoveryStrategy::NotifyOperator
+        )))
+    );
+    assert_eq!(r.escalation(), None);
+    assert!(matches!(
+        r.on_failure(t0 + secs(1_061)),
+        RecoveryAction::Restart { attempt: 1, .. }
+    ));
+}
+
+#[test]
+fn no_escalation_gives_up_and_reset_restores() {
+    let mut r: Recovery<2> = Recovery::new(immediate(1, None), RestartIntensity::otp());
+    let t = Instant::from_secs(1);
+    assert_eq!(
+        r.on_failure(t),
+        RecoveryAction::Restart { at: t, attempt: 1 }
+    );
+    assert_eq!(r.state(), RecoveryState::Normal);
+    assert_eq!(r.on_failure(t + secs(4)), RecoveryAction::GiveUp);
+    assert_eq!(
+        r.on_failure(t + secs(5)),
+        RecoveryAction::AlreadyEscalated(Escalation::GaveUp)
+    );
+    r.reset();
+    assert_eq!(r.escalation(), None);
+    assert_eq!(
+        r.on_failure(t + secs(6)),
+        RecoveryAction::Restart {
+            at: t + secs(6),
+            attempt: 1
+        }
+    );
+}
+
+#[test]
+fn restarts_age_out_of_the_window() {
+    let mut r: Recovery<2> = Recovery::new(immediate(1, None), RestartIntensity::otp());
+    let t = Instant::from_secs(100);
+    assert!(matches!(r.on_failure(t), RecoveryAction::Restart { .. }));
+    assert_eq!(r.poll_at(), Some(t + secs(5)));
+    // Exactly a window later the first restart is forgotten: OTP's one-restart-per-5-s
+    // supervisor restarts forever at that pace.
+    assert_eq!(
+        r.on_failure(t + secs(5)),
+        RecoveryAction::Restart {
+            at: t + secs(5),
+            attempt: 2
+        }
+    );
+    assert_eq!(r.restarts_in_window(t + secs(5)), 1);
+    assert_eq!(r.restarts_in_window(t + secs(10)), 0);
+    r.on_timeout(t + secs(10));
+    assert_eq!(r.poll_at(), None);
+    // Healthy for a window: the attempt count starts afresh.
+    assert_eq!(r.on_healthy(t + secs(10)), Some(Recovered::Budget));
+    assert_eq!(r.on_healthy(t + secs(20)), None);
+    assert_eq!(r.attempt(), 0);
+}
+
+#[test]
+#[allow(clippy::panic)] // a test reports a wrong action by failing
+fn backoff_grows_to_the_cap_and_resets_when_healthy() {
+    let policy = RecoveryPolicy {
+        max_restarts: 8,
+        restart_delay: secs(1),
+        ..chapter_policy()
+    };
+    let intensity = RestartIntensity {
+        window: secs(3_600),
+        backoff: Some(RestartBackoff {
+            multiplier: 3.0,
+            max: secs(20),
+        }),
+    };
+    let mut r: Recovery = Recovery::new(policy, intensity);
+    let mut now = Instant::ZERO;
+    let mut delays = std::vec::Vec::new();
+    for _ in 0..5 {
+        match r.on_failure(now) {
+            RecoveryAction::Restart { at, .. } => {
+                delays.push(at - now);
+                now = at;
+            }
+            other => panic!("expected a restart, got {other:?}"),
+        }
+    }
+    assert_eq!(delays, [secs(1), secs(3), secs(9), secs(20), secs(20)]);
+    assert_eq!(r.on_healthy(now + secs(3_599)), None);
+    assert_eq!(r.on_healthy(now + secs(3_600)), Some(Recovered::Budget));
+    assert_eq!(r.next_restart_delay(), secs(1));
+}
+
+#[test]
+fn other_strategies_answer_directly() {
+    for (strategy, action) in [
+        (RecoveryStrategy::UseReplica, RecoveryAction::UseReplica),
+        (RecoveryStrategy::Degrade, RecoveryAction::Degrade),
+        (RecoveryStrategy::Failover, RecoveryAction::Failover),
+        (
+            RecoveryStrategy::NotifyOperator,
+            RecoveryAction::NotifyOperator,
+        ),
+    ] {
+        let policy = RecoveryPolicy {
+            strategy,
+            ..chapter_policy()
+        };
+        let mut r: Recovery = Recovery::new(policy, RestartIntensity::default());
+        for s in 0..20 {
+            assert_eq!(r.on_failure(Instant::from_secs(s)), action);
+        }
+        assert_eq!(r.poll_at(), None);
+        assert_eq!(r.remaining_restarts(Instant::ZERO), 0);
+        assert_eq!(r.on_healthy(Instant::MAX), None);
+    }
+}
+
+#[test]
+fn extremes_saturate() {
+    let policy = RecoveryPolicy {
+        restart_delay: Duration::from_micros(u64::MAX - 1),
+        max_restarts: 1,
+        ..chapter_policy()
+    };
+    let intensity = RestartIntensity {
+        window: Duration::MAX,
+        backoff: Some(RestartBackoff {
+            multiplier: f64::MAX,
+            max: Duration::MAX,
+        }),
+    };
+    let mut r: Recovery<1> = Recovery::new(policy, intensity);
+    assert_eq!(
+        r.on_failure(Instant::MAX),
+        RecoveryAction::Restart {
+            at: Instant::MAX,
+            attempt: 1
+        }
+    );
+    assert_eq!(r.next_restart_delay(), Duration::MAX);
+    // Time going backwards counts as the latest time seen.
+    assert_eq!(
+        r.on_failure(Instant::ZERO),
+        RecoveryAction::Escalate(RecoveryStrategy::NotifyOperator)
+    );
+    assert_eq!(r.on_healthy(Instant::ZERO), None);
+    assert_eq!(r.restarts_in_window(Instant::ZERO), 1);
+}
+
+#[test]
+fn display_reads_well() {
+    assert_eq!(
+        RecoveryStrategy::RestartKernel.to_string(),
+        "restart_kernel"
+    );
+    assert_eq!(
+        RecoveryAction::Restart {
+            at: Instant::from_secs(2),
+            attempt: 1
+        }
+        .to_string(),
+        "restart at 2.000000s (attempt 1)"
+    );
+    assert_eq!(
+        RecoveryAction::Escalate(RecoveryStrategy::Failover).to_string(),
+        "escalate to failover"
+    );
+    assert_eq!(
+        RecoveryAction::AlreadyEscalated(Escalation::GaveUp).to_string(),
+        "already gave up"
+    );
+}
+
+#[cfg(feature = "serde")]
+#[test]
+fn round_trips_through_postcard() {
+    fn round_trip<T>(value: T)
+    where
+        T: serde::Serialize + serde::de::DeserializeOwned + PartialEq + core::fmt::Debug,
+    {
+        let mut buf = [0u8; 64];
+        let bytes = postcard::to_slice(&value, &mut buf).expect("fits");
+        assert_eq!(postcard::from_bytes::<T>(bytes).expect("decodes"), value);
+    }
+    round_trip(chapter_policy());
+    for strategy in RecoveryStrategy::ALL {
+        round_trip(strategy);
+    }
+    round_trip(RestartIntensity {
+        window: secs(60),
+        backoff: Some(RestartBackoff::default()),
+    });
+    round_trip(RecoveryAction::Restart {
+        at: Instant::MAX,
+        attempt: u32::MAX,
+    });
+    round_trip(RecoveryAction::AlreadyEscalated(Escalation::GaveUp));
+    round_trip(RecoveryState::Escalated {
+        escalation: Escalation::To(RecoveryStrategy::Failover),
+        since: Instant::from_secs(3),
+    });
+    round_trip(Recovered::Budget);
+}
