@@ -4,6 +4,8 @@
 use core::time::Duration;
 
 use super::{RecoveryPolicy, RecoveryStrategy, RestartBackoff};
+#[cfg(doc)]
+use super::DEFAULT_RESTART_CAPACITY;
 use crate::error::{ConfigError, ConfigField};
 use crate::time::duration_as_micros;
 
@@ -61,7 +63,8 @@ impl RestartIntensity {
     }
 
     /// Checks the intensity together with the policy it counts restarts for; this is what
-    /// [`Recovery::try_new`] runs, apart from the capacity check.
+    /// [`Recovery::try_new`] runs after the capacity check (see
+    /// [`validate_for`](Self::validate_for)). Its cost does not grow with `max_restarts`.
     ///
     /// # Errors
     /// Those of [`RecoveryPolicy::validate`] and [`RestartIntensity::validate`], and, with
@@ -91,24 +94,68 @@ impl RestartIntensity {
                 });
             }
         }
-        // The shortest span from the first of `max_restarts` restarts to the failure after the
-        // last: the sum of their delays, as the machine will compute them.
-        let window = duration_as_micros(self.window);
-        let mut delay = policy.restart_delay;
-        let mut span: u64 = 0;
-        for _ in 0..policy.max_restarts {
-            span = span.saturating_add(duration_as_micros(delay));
-            if span >= window {
-                return Err(ConfigError::Exceeds {
-                    field: ConfigField::RestartDelay,
-                    limit: ConfigField::RestartWindow,
-                });
-            }
-            if let Some(backoff) = &self.backoff {
-                delay = backoff.next(delay);
-            }
+        if self.delays_fill_window(policy) {
+            return Err(ConfigError::Exceeds {
+                field: ConfigField::RestartDelay,
+                limit: ConfigField::RestartWindow,
+            });
         }
         Ok(())
+    }
+
+    /// [`validate_with`](Self::validate_with) for a machine that remembers at most `capacity`
+    /// restarts, as [`Recovery::try_new`] (capacity `N`) and [`ResilienceConfig::validate`]
+    /// (capacity [`DEFAULT_RESTART_CAPACITY`], what the supervisors build) run it. The capacity
+    /// is checked first, so a huge `max_restarts` is refused at once.
+    ///
+    /// # Errors
+    /// [`ConfigError::TooLarge`] `{ field: MaxRestarts, max: capacity }` when the strategy is
+    /// [`RecoveryStrategy::RestartKernel`] and `max_restarts` exceeds `capacity` (other
+    /// strategies count no restarts), then those of [`validate_with`](Self::validate_with).
+    ///
+    /// [`ResilienceConfig::validate`]: crate::resilience::ResilienceConfig::validate
+    pub fn validate_for(
+        &self,
+        policy: &RecoveryPolicy,
+        capacity: usize,
+    ) -> Result<(), ConfigError> {
+        let fits = usize::try_from(policy.max_restarts).is_ok_and(|max| max <= capacity);
+        if policy.strategy == RecoveryStrategy::RestartKernel && !fits {
+            return Err(ConfigError::TooLarge {
+                field: ConfigField::MaxRestarts,
+                max: u64::try_from(capacity).unwrap_or(u64::MAX),
+            });
+        }
+        self.validate_with(policy)
+    }
+
+    /// Whether the delays of `max_restarts` successive restarts, as the machine computes them,
+    /// add up to the window or more: the shortest span from the first of them to the failure
+    /// after the last.
+    ///
+    /// Without backoff that is one multiplication. With backoff the delays are summed one by
+    /// one only while they grow and the sum is below the window; once a delay stops growing
+    /// (at the cap, or a product that rounds back to it), the remaining restarts all wait it
+    /// and are one multiplication. So the cost never depends on `max_restarts` alone.
+    fn delays_fill_window(&self, policy: &RecoveryPolicy) -> bool {
+        let window = duration_as_micros(self.window);
+        let mut remaining = policy.max_restarts;
+        let mut delay = policy.restart_delay;
+        let mut span: u64 = 0;
+        while remaining > 0 {
+            let next = self.backoff.map_or(delay, |backoff| backoff.next(delay));
+            if next == delay {
+                let rest = u64::from(remaining).saturating_mul(duration_as_micros(delay));
+                return span.saturating_add(rest) >= window;
+            }
+            span = span.saturating_add(duration_as_micros(delay));
+            if span >= window {
+                return true;
+            }
+            delay = next;
+            remaining = remaining.saturating_sub(1);
+        }
+        false
     }
 }
 

@@ -8,7 +8,7 @@ use super::{
     DEFAULT_RESTART_CAPACITY, Escalation, Recovered, RecoveryAction, RecoveryPolicy, RecoveryState, RecoveryStrategy,
     RestartIntensity,
 };
-use crate::error::{ConfigError, ConfigField};
+use crate::error::ConfigError;
 use crate::time::{Instant, duration_as_micros};
 
 /// The recovery state machine: failures and health reports in, [`RecoveryAction`]s out.
@@ -74,20 +74,14 @@ impl<const N: usize> Recovery<N> {
     /// A machine for `policy` with restarts counted as `intensity` says.
     ///
     /// # Errors
-    /// Those of [`RestartIntensity::validate_with`], and [`ConfigError::TooLarge`]
-    /// `{ field: MaxRestarts, max: N }` when `max_restarts` exceeds the capacity `N`.
+    /// Those of [`RestartIntensity::validate_for`] with capacity `N`: first
+    /// [`ConfigError::TooLarge`] `{ field: MaxRestarts, max: N }` when a restart policy's
+    /// `max_restarts` exceeds `N`, then those of [`RestartIntensity::validate_with`].
     pub fn try_new(
         policy: RecoveryPolicy,
         intensity: RestartIntensity,
     ) -> Result<Self, ConfigError> {
-        intensity.validate_with(&policy)?;
-        let fits = usize::try_from(policy.max_restarts).is_ok_and(|max| max <= N);
-        if !fits {
-            return Err(ConfigError::TooLarge {
-                field: ConfigField::MaxRestarts,
-                max: u64::try_from(N).unwrap_or(u64::MAX),
-            });
-        }
+        intensity.validate_for(&policy, N)?;
         Ok(Self {
             policy,
             intensity,

@@ -176,6 +176,68 @@ fn capacity_bounds_max_restarts() {
 }
 
 #[test]
+fn capacity_is_checked_first_and_validation_is_closed_form() {
+    // Both too many restarts and an unreachable window: the capacity is named first.
+    let both = RecoveryPolicy {
+        max_restarts: u32::MAX,
+        ..chapter_policy()
+    };
+    let short = RestartIntensity {
+        window: secs(1),
+        backoff: None,
+    };
+    assert_eq!(
+        Recovery::<8>::try_new(both, short).err(),
+        Some(ConfigError::TooLarge {
+            field: ConfigField::MaxRestarts,
+            max: 8,
+        })
+    );
+    // Without a capacity, u32::MAX restarts are judged in closed form: zero delays never fill
+    // a window; 5 s delays fill a year's but not `Duration::MAX`'s.
+    let unreachable = Err(ConfigError::Exceeds {
+        field: ConfigField::RestartDelay,
+        limit: ConfigField::RestartWindow,
+    });
+    assert_eq!(
+        RestartIntensity::default().validate_with(&immediate(u32::MAX, None)),
+        Ok(())
+    );
+    let plain = |window| RestartIntensity {
+        window,
+        backoff: None,
+    };
+    assert_eq!(plain(secs(365 * 86_400)).validate_with(&both), unreachable);
+    assert_eq!(plain(Duration::MAX).validate_with(&both), Ok(()));
+    // With backoff, the sum stops once the delay reaches its cap (60 s).
+    let doubling = |window| RestartIntensity {
+        window,
+        backoff: Some(RestartBackoff::default()),
+    };
+    assert_eq!(doubling(secs(365 * 86_400)).validate_with(&both), unreachable);
+    assert_eq!(doubling(Duration::MAX).validate_with(&both), Ok(()));
+    let fits = RecoveryPolicy {
+        max_restarts: 1_000,
+        restart_delay: Duration::from_millis(1),
+        ..chapter_policy()
+    };
+    // 1, 2, 4, .. 32768 ms (16 delays, 65.535 s), then 984 capped at 60 s: 59 105.535 s.
+    let window = |s| RestartIntensity {
+        window: Duration::from_millis(s),
+        backoff: Some(RestartBackoff::default()),
+    };
+    assert_eq!(window(59_105_535).validate_with(&fits), unreachable);
+    assert_eq!(window(59_105_536).validate_with(&fits), Ok(()));
+    assert_eq!(
+        window(59_105_536).validate_for(&fits, 999).err(),
+        Some(ConfigError::TooLarge {
+            field: ConfigField::MaxRestarts,
+            max: 999,
+        })
+    );
+}
+
+#[test]
 #[should_panic(expected = "recovery.max_restarts must be greater than zero")]
 fn new_panics_with_the_message() {
     let _: Recovery = Recovery::new(immediate(0, None), RestartIntensity::default());
