@@ -13,8 +13,8 @@ use core::time::Duration;
 use proptest::prelude::*;
 use rustkernel_core::error::{ConfigError, ConfigField};
 use rustkernel_core::resilience::{
-    Escalation, Recovered, Recovery, RecoveryAction, RecoveryPolicy, RecoveryState,
-    RecoveryStrategy, RestartBackoff, RestartIntensity,
+    Directive, Escalation, Recovered, Recovery, RecoveryAction, RecoveryLadder, RecoveryPolicy,
+    RecoveryState, RecoveryStrategy, RestartBackoff, RestartIntensity,
 };
 use rustkernel_core::time::{Instant, duration_as_micros};
 
@@ -734,6 +734,99 @@ proptest! {
                 },
                 RestartIntensity
             );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A ladder of one level is exactly its machine, and its directive is the one mapping of
+    /// the machine's action.
+    #[test]
+    fn a_ladder_of_one_is_its_machine((policy, intensity) in config(), ops in ops(60)) {
+        let mut machine = Machine::new(policy, intensity);
+        let mut ladder: RecoveryLadder<1, CAP> = Machine::new(policy, intensity).into();
+        let mut now = 0u64;
+        for (time, input) in ops {
+            now = step(now, time, &machine);
+            let t = Instant::from_micros(now);
+            match input {
+                Input::Failure => {
+                    let action = machine.on_failure(t);
+                    let step = ladder.on_failure(t);
+                    prop_assert_eq!(step.level, 0);
+                    prop_assert_eq!(step.action, action);
+                    let restart_at = if matches!(action, RecoveryAction::Escalate(_) | RecoveryAction::AlreadyEscalated(_)) {
+                        // Only escalations to restarts use it.
+                        match step.directive {
+                            Directive::Restart { at, attempt: None } => at,
+                            _ => Instant::ZERO,
+                        }
+                    } else {
+                        Instant::ZERO
+                    };
+                    prop_assert_eq!(step.directive, Directive::for_action(action, restart_at));
+                }
+                Input::Healthy => prop_assert_eq!(ladder.on_healthy(t), machine.on_healthy(t)),
+                Input::Timeout => {
+                    machine.on_timeout(t);
+                    ladder.on_timeout(t);
+                }
+                Input::Reset => {
+                    machine.reset();
+                    ladder.reset();
+                }
+            }
+            prop_assert_eq!(ladder.poll_at(), machine.poll_at());
+            prop_assert_eq!(ladder.healthy_at(), machine.healthy_at());
+            prop_assert_eq!(ladder.escalation(), machine.escalation());
+        }
+    }
+
+    /// `healthy_at` is exact for a ladder of two levels: a healthy report at that time restores
+    /// something, one microsecond earlier nothing; and no level ever de-escalates while the
+    /// current level has seen a failure (or a restart) within its own window.
+    #[test]
+    fn the_ladders_healthy_at_is_exact(
+        (first, first_window) in config(),
+        (second, second_window) in config(),
+        ops in ops(60),
+    ) {
+        let levels = [Machine::new(first, first_window), Machine::new(second, second_window)];
+        let mut ladder: RecoveryLadder<2, CAP> = RecoveryLadder::new(levels);
+        let mut now = 0u64;
+        let mut latest = 0u64;
+        for (time, input) in ops {
+            now = match time {
+                Time::PollAt => ladder.poll_at().map_or(now, Instant::as_micros),
+                Time::Forward(d) => now.saturating_add(d),
+                Time::Backward(d) => now.saturating_sub(d),
+                Time::At(t) => t,
+            };
+            latest = latest.max(now);
+            let t = Instant::from_micros(now);
+            match input {
+                Input::Failure => { let _ = ladder.on_failure(t); }
+                Input::Healthy => {
+                    let before = ladder.clone();
+                    let restored = ladder.on_healthy(t);
+                    if restored.is_some() {
+                        let due = before.healthy_at();
+                        prop_assert!(due.is_some_and(|due| due.as_micros() <= latest), "{due:?} {latest}");
+                    }
+                }
+                Input::Timeout => ladder.on_timeout(t),
+                Input::Reset => ladder.reset(),
+            }
+            if let Some(due) = ladder.healthy_at()
+                && due.as_micros() > latest
+            {
+                let mut early = ladder.clone();
+                prop_assert_eq!(early.on_healthy(Instant::from_micros(due.as_micros() - 1)), None);
+                let mut on_time = ladder.clone();
+                prop_assert!(on_time.on_healthy(due).is_some(), "nothing restored at {due:?}");
+            }
         }
     }
 }

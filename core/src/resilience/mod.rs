@@ -27,8 +27,9 @@ pub use health::{
     HealthRegistry, HealthStatus, ProbeRole, ProbeRoles, ProbeState, RegistryError, StartupFailure,
 };
 pub use recovery::{
-    DEFAULT_RESTART_CAPACITY, Escalation, Recovered, Recovery, RecoveryAction, RecoveryPolicy,
-    RecoveryState, RecoveryStrategy, RestartBackoff, RestartIntensity,
+    DEFAULT_RESTART_CAPACITY, Directive, Escalation, Recovered, Recovery, RecoveryAction,
+    RecoveryLadder, RecoveryPolicy, RecoveryState, RecoveryStep, RecoveryStrategy, RestartBackoff,
+    RestartIntensity,
 };
 pub use retry::{GiveUpReason, Retry, RetryConfig, RetryDecision};
 pub use timeout::{DeadlineBound, ResolvedDeadline, TimeoutConfig};

@@ -267,6 +267,18 @@ impl<const N: usize> Recovery<N> {
         self.next_delay
     }
 
+    /// When [`on_healthy`](Self::on_healthy) can next restore something: a whole window after
+    /// the last failure and its restart. `None` when there is nothing to restore (no restart
+    /// counted, no escalation), or when that time is past [`Instant::MAX`].
+    #[must_use]
+    pub fn healthy_at(&self) -> Option<Instant> {
+        let nothing = self.attempt == 0 && self.restarts.is_empty();
+        if nothing && self.escalation().is_none() {
+            return None;
+        }
+        self.quiet_until()
+    }
+
     // ----- output -----
 
     /// When the machine's answers next change with time alone: the pending restart's `at`, or
@@ -309,6 +321,32 @@ impl<const N: usize> Recovery<N> {
             self.state = RecoveryState::Normal;
         }
         now
+    }
+
+    /// Whether the kernel has gone a whole window without a failure (or a restart) by `now`;
+    /// for the ladder, which asks before it lets any level de-escalate.
+    pub(super) fn quiet_through(&self, now: Instant) -> bool {
+        self.elapsed(self.quiet_since, now.max(self.latest))
+    }
+
+    /// The kernel's quiet time starts no earlier than `now`: the ladder just handed this level
+    /// the kernel, so its window counts from here.
+    pub(super) fn quiet_from(&mut self, now: Instant) {
+        let now = self.advance(now);
+        self.quiet_since = self.quiet_since.max(now);
+    }
+
+    /// When the kernel's current quiet window ends; `None` past [`Instant::MAX`].
+    pub(super) fn quiet_until(&self) -> Option<Instant> {
+        self.quiet_since
+            .as_micros()
+            .checked_add(self.window_micros())
+            .map(Instant::from_micros)
+    }
+
+    /// The machine's clock: the latest `now` seen.
+    pub(super) const fn clock(&self) -> Instant {
+        self.latest
     }
 
     /// Whether a whole window has passed from `since` to `now`.

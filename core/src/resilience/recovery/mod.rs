@@ -39,6 +39,7 @@
 
 mod backoff;
 mod intensity;
+mod ladder;
 mod machine;
 
 use core::fmt;
@@ -46,6 +47,7 @@ use core::time::Duration;
 
 pub use backoff::RestartBackoff;
 pub use intensity::RestartIntensity;
+pub use ladder::{Directive, RecoveryLadder, RecoveryStep};
 pub use machine::Recovery;
 
 use crate::error::{ConfigError, ConfigField};
@@ -235,6 +237,25 @@ impl RecoveryAction {
             self,
             RecoveryAction::RestartPending { .. } | RecoveryAction::AlreadyEscalated(_)
         )
+    }
+
+    /// The strategy the action stands for: [`RecoveryStrategy::RestartKernel`] for a restart
+    /// (pending or not), the policy's own strategy, the escalation's, or the escalation in
+    /// force; `None` for [`RecoveryAction::GiveUp`] and an escalation that gave up.
+    #[must_use]
+    pub const fn strategy(self) -> Option<RecoveryStrategy> {
+        match self {
+            RecoveryAction::Restart { .. } | RecoveryAction::RestartPending { .. } => {
+                Some(RecoveryStrategy::RestartKernel)
+            }
+            RecoveryAction::UseReplica => Some(RecoveryStrategy::UseReplica),
+            RecoveryAction::Degrade => Some(RecoveryStrategy::Degrade),
+            RecoveryAction::Failover => Some(RecoveryStrategy::Failover),
+            RecoveryAction::NotifyOperator => Some(RecoveryStrategy::NotifyOperator),
+            RecoveryAction::Escalate(strategy)
+            | RecoveryAction::AlreadyEscalated(Escalation::To(strategy)) => Some(strategy),
+            RecoveryAction::GiveUp | RecoveryAction::AlreadyEscalated(Escalation::GaveUp) => None,
+        }
     }
 }
 

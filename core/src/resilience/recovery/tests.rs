@@ -504,3 +504,287 @@ fn round_trips_through_postcard() {
     });
     round_trip(Recovered::Budget);
 }
+
+// ----- the ladder -----
+
+fn ms(ms: u64) -> Instant {
+    Instant::from_millis(ms)
+}
+
+fn restart_level(
+    max_restarts: u32,
+    delay: Duration,
+    window: Duration,
+    escalation: Option<RecoveryStrategy>,
+) -> Recovery<2> {
+    Recovery::new(
+        RecoveryPolicy {
+            strategy: RecoveryStrategy::RestartKernel,
+            max_restarts,
+            restart_delay: delay,
+            escalation,
+        },
+        RestartIntensity {
+            window,
+            backoff: None,
+        },
+    )
+}
+
+/// Issue 15's ladder: level 0 allows 1 restart (10 ms) in 1 s, then degrades; level 1 allows 1
+/// restart after 2 s in 10 s, then notifies an operator.
+fn issue_15_ladder() -> RecoveryLadder<2, 2> {
+    RecoveryLadder::new([
+        restart_level(
+            1,
+            Duration::from_millis(10),
+            secs(1),
+            Some(RecoveryStrategy::Degrade),
+        ),
+        restart_level(1, secs(2), secs(10), Some(RecoveryStrategy::NotifyOperator)),
+    ])
+}
+
+#[test]
+fn the_ladder_restarts_escalates_and_hands_over() {
+    let mut ladder = issue_15_ladder();
+    assert_eq!(
+        ladder.on_failure(ms(0)),
+        RecoveryStep {
+            level: 0,
+            action: RecoveryAction::Restart {
+                at: ms(10),
+                attempt: 1
+            },
+            directive: Directive::Restart {
+                at: ms(10),
+                attempt: Some(1)
+            },
+        }
+    );
+    assert_eq!(
+        ladder.on_failure(ms(10)),
+        RecoveryStep {
+            level: 0,
+            action: RecoveryAction::Escalate(RecoveryStrategy::Degrade),
+            directive: Directive::Degrade,
+        }
+    );
+    assert_eq!(ladder.level(), 1);
+    assert_eq!(
+        ladder.on_failure(ms(10)).directive,
+        Directive::Restart {
+            at: ms(2_010),
+            attempt: Some(1)
+        }
+    );
+    assert_eq!(ladder.poll_at(), Some(ms(2_010)));
+    assert_eq!(
+        ladder.on_failure(ms(2_010)),
+        RecoveryStep {
+            level: 1,
+            action: RecoveryAction::Escalate(RecoveryStrategy::NotifyOperator),
+            directive: Directive::NotifyOperator,
+        }
+    );
+    // The last level's escalation is final: nothing new.
+    assert_eq!(
+        ladder.on_failure(ms(2_020)).directive,
+        Directive::Exhausted(Escalation::To(RecoveryStrategy::NotifyOperator))
+    );
+    assert_eq!(
+        ladder.escalation(),
+        Some(Escalation::To(RecoveryStrategy::NotifyOperator))
+    );
+    ladder.reset();
+    assert_eq!((ladder.level(), ladder.escalation()), (0, None));
+}
+
+/// Issue 15: the component came back at 2010 ms after being down the whole time; level 0's 1 s
+/// window since its last failure has long passed, but level 1's 10 s window must pass first.
+#[test]
+fn the_ladder_de_escalates_only_after_the_current_levels_quiet_window() {
+    let mut ladder = issue_15_ladder();
+    let _ = ladder.on_failure(ms(0));
+    let _ = ladder.on_failure(ms(10));
+    let _ = ladder.on_failure(ms(10));
+    assert_eq!(ladder.level(), 1);
+    assert_eq!(ladder.healthy_at(), Some(ms(12_010)));
+    assert_eq!(ladder.on_healthy(ms(2_010)), None);
+    assert_eq!(ladder.on_healthy(ms(12_009)), None);
+    assert_eq!(ladder.level(), 1);
+    assert_eq!(
+        ladder.on_healthy(ms(12_010)),
+        Some(Recovered::FromEscalation(Escalation::To(
+            RecoveryStrategy::Degrade
+        )))
+    );
+    assert_eq!((ladder.level(), ladder.escalation()), (0, None));
+    assert_eq!(ladder.healthy_at(), None);
+    // Level 1 starts afresh too.
+    assert_eq!(ladder.levels()[1].attempt(), 0);
+}
+
+/// A level that takes over counts its quiet window from the escalation, even if it never sees
+/// a failure: the degraded component must run a whole level-1 window.
+#[test]
+fn a_level_that_took_over_counts_its_window_from_the_escalation() {
+    let mut ladder = issue_15_ladder();
+    let _ = ladder.on_failure(ms(0));
+    let _ = ladder.on_failure(ms(10));
+    assert_eq!(ladder.level(), 1);
+    assert_eq!(ladder.healthy_at(), Some(ms(10_010)));
+    assert_eq!(ladder.on_healthy(ms(1_010)), None);
+    assert_eq!(ladder.on_healthy(ms(10_009)), None);
+    assert!(matches!(
+        ladder.on_healthy(ms(10_010)),
+        Some(Recovered::FromEscalation(_))
+    ));
+    assert_eq!(ladder.level(), 0);
+}
+
+/// A shallower level with a longer window than the current one ends its escalation only once
+/// its own window has passed too; until then the current level just gets its budget back.
+#[test]
+fn each_level_waits_for_its_own_window() {
+    let mut ladder: RecoveryLadder<2, 2> = RecoveryLadder::new([
+        restart_level(1, Duration::ZERO, secs(60), Some(RecoveryStrategy::Degrade)),
+        restart_level(1, Duration::ZERO, secs(10), Some(RecoveryStrategy::NotifyOperator)),
+    ]);
+    let _ = ladder.on_failure(ms(0));
+    let _ = ladder.on_failure(ms(0)); // escalates to level 1
+    let _ = ladder.on_failure(ms(1_000)); // level 1 restarts at once
+    assert_eq!(ladder.healthy_at(), Some(ms(11_000)));
+    assert_eq!(ladder.on_healthy(ms(11_000)), Some(Recovered::Budget));
+    assert_eq!(ladder.level(), 1);
+    assert_eq!(ladder.healthy_at(), Some(ms(61_000)));
+    assert_eq!(ladder.on_healthy(ms(60_999)), None);
+    assert_eq!(
+        ladder.on_healthy(ms(61_000)),
+        Some(Recovered::FromEscalation(Escalation::To(
+            RecoveryStrategy::Degrade
+        )))
+    );
+    assert_eq!(ladder.level(), 0);
+}
+
+#[test]
+fn a_level_without_escalation_hands_the_failure_on() {
+    let notify: Recovery<2> = Recovery::new(
+        RecoveryPolicy {
+            strategy: RecoveryStrategy::NotifyOperator,
+            max_restarts: 0,
+            restart_delay: Duration::ZERO,
+            escalation: None,
+        },
+        RestartIntensity::default(),
+    );
+    let mut ladder = RecoveryLadder::new([restart_level(1, secs(1), secs(10), None), notify]);
+    let _ = ladder.on_failure(ms(0));
+    assert_eq!(
+        ladder.on_failure(ms(1_000)),
+        RecoveryStep {
+            level: 1,
+            action: RecoveryAction::NotifyOperator,
+            directive: Directive::NotifyOperator,
+        }
+    );
+    let mut alone: RecoveryLadder<1, 2> = restart_level(1, secs(1), secs(10), None).into();
+    let _ = alone.on_failure(ms(0));
+    assert_eq!(alone.on_failure(ms(1_000)).directive, Directive::GiveUp);
+    assert_eq!(
+        alone.on_failure(ms(2_000)).directive,
+        Directive::Exhausted(Escalation::GaveUp)
+    );
+}
+
+/// An escalation to `RestartKernel` keeps restarting, uncounted, after the level's delay.
+#[test]
+fn an_escalation_to_restarts_keeps_restarting_uncounted() {
+    let mut ladder: RecoveryLadder<1, 2> = restart_level(
+        1,
+        secs(1),
+        secs(10),
+        Some(RecoveryStrategy::RestartKernel),
+    )
+    .into();
+    let _ = ladder.on_failure(ms(0));
+    for failed in [1_000, 2_000, 50_000] {
+        assert_eq!(
+            ladder.on_failure(ms(failed)).directive,
+            Directive::Restart {
+                at: ms(failed + 1_000),
+                attempt: None
+            }
+        );
+    }
+}
+
+/// The one mapping from decisions to directives.
+#[test]
+fn every_action_has_its_directive() {
+    let at = Instant::from_secs(3);
+    let restart_at = Instant::from_secs(8);
+    for (action, directive) in [
+        (
+            RecoveryAction::Restart { at, attempt: 2 },
+            Directive::Restart {
+                at,
+                attempt: Some(2),
+            },
+        ),
+        (
+            RecoveryAction::RestartPending { at, attempt: 2 },
+            Directive::Pending { at },
+        ),
+        (RecoveryAction::UseReplica, Directive::UseReplica),
+        (RecoveryAction::Degrade, Directive::Degrade),
+        (RecoveryAction::Failover, Directive::Failover),
+        (RecoveryAction::NotifyOperator, Directive::NotifyOperator),
+        (
+            RecoveryAction::Escalate(RecoveryStrategy::RestartKernel),
+            Directive::Restart {
+                at: restart_at,
+                attempt: None,
+            },
+        ),
+        (
+            RecoveryAction::Escalate(RecoveryStrategy::Failover),
+            Directive::Failover,
+        ),
+        (RecoveryAction::GiveUp, Directive::GiveUp),
+        (
+            RecoveryAction::AlreadyEscalated(Escalation::To(RecoveryStrategy::Degrade)),
+            Directive::Exhausted(Escalation::To(RecoveryStrategy::Degrade)),
+        ),
+        (
+            RecoveryAction::AlreadyEscalated(Escalation::GaveUp),
+            Directive::Exhausted(Escalation::GaveUp),
+        ),
+    ] {
+        assert_eq!(Directive::for_action(action, restart_at), directive);
+        if let Some(strategy) = directive.strategy() {
+            assert_eq!(action.strategy(), Some(strategy), "{action}");
+        }
+        assert_eq!(
+            directive.restores_checkpoint(),
+            matches!(
+                directive.strategy(),
+                Some(
+                    RecoveryStrategy::RestartKernel
+                        | RecoveryStrategy::UseReplica
+                        | RecoveryStrategy::Failover
+                        | RecoveryStrategy::Degrade
+                )
+            )
+        );
+    }
+    assert_eq!(
+        Directive::Restart {
+            at,
+            attempt: None
+        }
+        .to_string(),
+        "restart at 3.000000s (uncounted)"
+    );
+}
