@@ -30,7 +30,10 @@ type Machine = Recovery<CAP>;
 /// from the multiplier's IEEE 754 bits, `significand * 2^exponent`, with the product split
 /// into 64-bit halves; for valid multipliers only (finite, at least 1).
 fn model_next(delay: Duration, multiplier: f64, max: Duration) -> Duration {
-    assert!(multiplier.is_finite() && multiplier >= 1.0, "the model takes valid multipliers");
+    assert!(
+        multiplier.is_finite() && multiplier >= 1.0,
+        "the model takes valid multipliers"
+    );
     if delay >= max {
         return delay;
     }
@@ -54,7 +57,9 @@ fn model_next(delay: Duration, multiplier: f64, max: Duration) -> Duration {
         high.checked_mul(1 << (64 - down))
             .and_then(|high| high.checked_add(low >> down))
     };
-    let next = product.map_or(max.as_nanos(), |p| p.min(max.as_nanos())).max(nanos);
+    let next = product
+        .map_or(max.as_nanos(), |p| p.min(max.as_nanos()))
+        .max(nanos);
     Duration::new(
         u64::try_from(next / 1_000_000_000).unwrap(),
         (next % 1_000_000_000) as u32,

@@ -23,9 +23,9 @@ use core::time::Duration;
 
 use crate::error::{ConfigError, ConfigField, ErrorKind, ErrorKindSet};
 use crate::resilience::{
-    BackoffStrategy, CircuitBreakerConfig, DEFAULT_RESTART_CAPACITY, HealthProbeConfig, OpenBackoff, RecoveryPolicy,
-    RecoveryStrategy, RestartBackoff, RestartIntensity, RetryBudgetConfig, RetryConfig,
-    TimeoutConfig,
+    BackoffStrategy, CircuitBreakerConfig, DEFAULT_RESTART_CAPACITY, HealthProbeConfig,
+    OpenBackoff, RecoveryPolicy, RecoveryStrategy, RestartBackoff, RestartIntensity,
+    RetryBudgetConfig, RetryConfig, TimeoutConfig,
 };
 
 /// Every resilience setting of a service or firmware in one value.
@@ -380,11 +380,26 @@ mod tests {
             backoff: None,
         };
         let cases = [
-            (policy(9, Duration::from_secs(1)), plain(Duration::from_secs(600))),
-            (policy(u32::MAX, Duration::ZERO), plain(Duration::from_secs(60))),
-            (policy(u32::MAX, Duration::from_secs(5)), plain(Duration::MAX)),
-            (policy(8, Duration::from_secs(1)), plain(Duration::from_secs(600))),
-            (policy(3, Duration::from_secs(5)), plain(Duration::from_secs(15))),
+            (
+                policy(9, Duration::from_secs(1)),
+                plain(Duration::from_secs(600)),
+            ),
+            (
+                policy(u32::MAX, Duration::ZERO),
+                plain(Duration::from_secs(60)),
+            ),
+            (
+                policy(u32::MAX, Duration::from_secs(5)),
+                plain(Duration::MAX),
+            ),
+            (
+                policy(8, Duration::from_secs(1)),
+                plain(Duration::from_secs(600)),
+            ),
+            (
+                policy(3, Duration::from_secs(5)),
+                plain(Duration::from_secs(15)),
+            ),
             (policy(3, Duration::from_secs(5)), base.restart_intensity),
             (policy(0, Duration::from_secs(5)), base.restart_intensity),
             (

@@ -3,9 +3,9 @@
 
 use core::time::Duration;
 
-use super::{RecoveryPolicy, RecoveryStrategy, RestartBackoff};
 #[cfg(doc)]
 use super::DEFAULT_RESTART_CAPACITY;
+use super::{RecoveryPolicy, RecoveryStrategy, RestartBackoff};
 use crate::error::{ConfigError, ConfigField};
 use crate::time::duration_as_micros;
 

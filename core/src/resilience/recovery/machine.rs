@@ -5,8 +5,8 @@ use core::time::Duration;
 use heapless::Deque;
 
 use super::{
-    DEFAULT_RESTART_CAPACITY, Escalation, Recovered, RecoveryAction, RecoveryPolicy, RecoveryState, RecoveryStrategy,
-    RestartIntensity,
+    DEFAULT_RESTART_CAPACITY, Escalation, Recovered, RecoveryAction, RecoveryPolicy, RecoveryState,
+    RecoveryStrategy, RestartIntensity,
 };
 use crate::error::ConfigError;
 use crate::time::{Instant, duration_as_micros};
@@ -365,4 +365,3 @@ impl<const N: usize> Recovery<N> {
         self.next_delay = self.policy.restart_delay;
     }
 }
-

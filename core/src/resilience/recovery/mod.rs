@@ -36,7 +36,6 @@
 //! );
 //! ```
 
-
 mod backoff;
 mod intensity;
 mod ladder;
@@ -51,9 +50,9 @@ pub use ladder::{Directive, RecoveryLadder, RecoveryStep};
 pub use machine::Recovery;
 
 use crate::error::{ConfigError, ConfigField};
+use crate::time::Instant;
 #[cfg(feature = "defmt")]
 use crate::time::duration_as_micros;
-use crate::time::Instant;
 
 /// How a failed kernel is recovered; the chapter's five strategies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]

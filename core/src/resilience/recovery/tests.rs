@@ -214,7 +214,10 @@ fn capacity_is_checked_first_and_validation_is_closed_form() {
         window,
         backoff: Some(RestartBackoff::default()),
     };
-    assert_eq!(doubling(secs(365 * 86_400)).validate_with(&both), unreachable);
+    assert_eq!(
+        doubling(secs(365 * 86_400)).validate_with(&both),
+        unreachable
+    );
     assert_eq!(doubling(Duration::MAX).validate_with(&both), Ok(()));
     let fits = RecoveryPolicy {
         max_restarts: 1_000,
@@ -649,7 +652,12 @@ fn a_level_that_took_over_counts_its_window_from_the_escalation() {
 fn each_level_waits_for_its_own_window() {
     let mut ladder: RecoveryLadder<2, 2> = RecoveryLadder::new([
         restart_level(1, Duration::ZERO, secs(60), Some(RecoveryStrategy::Degrade)),
-        restart_level(1, Duration::ZERO, secs(10), Some(RecoveryStrategy::NotifyOperator)),
+        restart_level(
+            1,
+            Duration::ZERO,
+            secs(10),
+            Some(RecoveryStrategy::NotifyOperator),
+        ),
     ]);
     let _ = ladder.on_failure(ms(0));
     let _ = ladder.on_failure(ms(0)); // escalates to level 1
@@ -701,13 +709,8 @@ fn a_level_without_escalation_hands_the_failure_on() {
 /// An escalation to `RestartKernel` keeps restarting, uncounted, after the level's delay.
 #[test]
 fn an_escalation_to_restarts_keeps_restarting_uncounted() {
-    let mut ladder: RecoveryLadder<1, 2> = restart_level(
-        1,
-        secs(1),
-        secs(10),
-        Some(RecoveryStrategy::RestartKernel),
-    )
-    .into();
+    let mut ladder: RecoveryLadder<1, 2> =
+        restart_level(1, secs(1), secs(10), Some(RecoveryStrategy::RestartKernel)).into();
     let _ = ladder.on_failure(ms(0));
     for failed in [1_000, 2_000, 50_000] {
         assert_eq!(
@@ -780,11 +783,7 @@ fn every_action_has_its_directive() {
         );
     }
     assert_eq!(
-        Directive::Restart {
-            at,
-            attempt: None
-        }
-        .to_string(),
+        Directive::Restart { at, attempt: None }.to_string(),
         "restart at 3.000000s (uncounted)"
     );
 }
