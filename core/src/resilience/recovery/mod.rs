@@ -5,6 +5,12 @@
 //! `max_restarts` restarts may happen, as Erlang/OTP supervisors count them, and an optional
 //! growing delay between successive restarts. [`Recovery`] is the state machine that turns
 //! failure and health reports into [`RecoveryAction`]s for an adapter to carry out.
+//! [`RecoveryLadder`] chains several of them into escalation levels (restart, then degrade,
+//! then notify) and turns each decision into a [`Directive`]: the tokio and embassy supervisors
+//! only carry directives out.
+//!
+//! Files: `mod.rs` (strategy, policy, actions), `backoff.rs`, `intensity.rs` (and validation),
+//! `machine.rs` ([`Recovery`]), `ladder.rs` ([`RecoveryLadder`], [`Directive`]), `tests.rs`.
 //!
 //! ```
 //! use core::time::Duration;
