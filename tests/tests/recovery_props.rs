@@ -824,13 +824,22 @@ proptest! {
                 Input::Timeout => ladder.on_timeout(t),
                 Input::Reset => ladder.reset(),
             }
-            if let Some(due) = ladder.healthy_at()
-                && due.as_micros() > latest
-            {
-                let mut early = ladder.clone();
-                prop_assert_eq!(early.on_healthy(Instant::from_micros(due.as_micros() - 1)), None);
-                let mut on_time = ladder.clone();
-                prop_assert!(on_time.on_healthy(due).is_some(), "nothing restored at {due:?}");
+            match ladder.healthy_at() {
+                Some(due) if due.as_micros() > latest => {
+                    let mut early = ladder.clone();
+                    prop_assert_eq!(early.on_healthy(Instant::from_micros(due.as_micros() - 1)), None);
+                    let mut on_time = ladder.clone();
+                    prop_assert!(on_time.on_healthy(due).is_some(), "nothing restored at {due:?}");
+                }
+                // Already due: a healthy report now restores something (no busy timer).
+                Some(due) => {
+                    let mut late = ladder.clone();
+                    prop_assert!(late.on_healthy(Instant::from_micros(latest)).is_some(), "nothing restored after {due:?}");
+                }
+                None => {
+                    let mut never = ladder.clone();
+                    prop_assert_eq!(never.on_healthy(Instant::MAX), None);
+                }
             }
         }
     }
