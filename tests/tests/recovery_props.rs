@@ -1,5 +1,6 @@
 //! Property tests of `Recovery` against a reference model that keeps every restart time in a
-//! plain `Vec` and counts the window with exact `u128` arithmetic.
+//! plain `Vec`, counts the window with exact `u128` arithmetic and grows restart delays with
+//! its own exact arithmetic ([`model_next`]), never the core's `RestartBackoff::next`.
 #![allow(
     clippy::unwrap_used,
     clippy::panic,
@@ -12,8 +13,8 @@ use core::time::Duration;
 use proptest::prelude::*;
 use rustkernel_core::error::{ConfigError, ConfigField};
 use rustkernel_core::resilience::{
-    Escalation, Recovered, Recovery, RecoveryAction, RecoveryPolicy, RecoveryState,
-    RecoveryStrategy, RestartBackoff, RestartIntensity,
+    Directive, Escalation, Recovered, Recovery, RecoveryAction, RecoveryLadder, RecoveryPolicy,
+    RecoveryState, RecoveryStrategy, RestartBackoff, RestartIntensity,
 };
 use rustkernel_core::time::{Instant, duration_as_micros};
 
@@ -23,6 +24,52 @@ type Machine = Recovery<CAP>;
 // ---------------------------------------------------------------------------------------------
 // Reference model
 // ---------------------------------------------------------------------------------------------
+
+/// The restart delay after `delay`: `delay * multiplier` rounded down to the nanosecond, never
+/// below `delay`, at most `max` (a `delay` already at or above `max` stays). Computed exactly
+/// from the multiplier's IEEE 754 bits, `significand * 2^exponent`, with the product split
+/// into 64-bit halves; for valid multipliers only (finite, at least 1).
+fn model_next(delay: Duration, multiplier: f64, max: Duration) -> Duration {
+    assert!(
+        multiplier.is_finite() && multiplier >= 1.0,
+        "the model takes valid multipliers"
+    );
+    if delay >= max {
+        return delay;
+    }
+    let bits = multiplier.to_bits();
+    let biased = ((bits >> 52) & 0x7ff) as i32;
+    // At least 1, so normal: the implicit bit is set and the exponent is at least -52.
+    let significand = u128::from((bits & ((1 << 52) - 1)) | (1 << 52));
+    let exponent = biased - 1075;
+    let nanos = delay.as_nanos(); // below 2^94
+    let high = (nanos >> 64) * significand; // below 2^83
+    let low = (nanos & u128::from(u64::MAX)) * significand; // below 2^117
+    // floor((high * 2^64 + low) * 2^exponent), `None` when it overflows u128.
+    let product = if exponent >= 0 {
+        if high != 0 || exponent >= 128 {
+            None
+        } else {
+            low.checked_mul(1 << exponent)
+        }
+    } else {
+        let down = exponent.unsigned_abs(); // at most 52
+        high.checked_mul(1 << (64 - down))
+            .and_then(|high| high.checked_add(low >> down))
+    };
+    let next = product
+        .map_or(max.as_nanos(), |p| p.min(max.as_nanos()))
+        .max(nanos);
+    Duration::new(
+        u64::try_from(next / 1_000_000_000).unwrap(),
+        (next % 1_000_000_000) as u32,
+    )
+}
+
+/// The model's delay after `delay` under `backoff`, or `delay` without one.
+fn model_backoff(backoff: Option<&RestartBackoff>, delay: Duration) -> Duration {
+    backoff.map_or(delay, |b| model_next(delay, b.multiplier, b.max))
+}
 
 /// Every rule written out the plain way: all restart times since the last fresh start in a Vec,
 /// nothing pruned, the window counted with `u128` so nothing can saturate.
@@ -106,9 +153,7 @@ impl Model {
             return action;
         }
         let delay = self.next_delay;
-        if let Some(backoff) = &self.backoff {
-            self.next_delay = backoff.next(delay);
-        }
+        self.next_delay = model_backoff(self.backoff.as_ref(), delay);
         self.attempt += 1;
         self.restarts.push(now);
         let at = u64::try_from(u128::from(now) + u128::from(duration_as_micros(delay)))
@@ -172,15 +217,13 @@ fn strategy() -> impl Strategy<Value = RecoveryStrategy> {
     prop::sample::select(RecoveryStrategy::ALL.to_vec())
 }
 
-/// Sum of the first `max_restarts` delays, as validation computes it.
+/// Sum of the first `max_restarts` delays in microseconds, each as the model computes it.
 fn delay_span(policy: &RecoveryPolicy, backoff: Option<RestartBackoff>) -> u128 {
     let mut delay = policy.restart_delay;
     let mut span = 0u128;
     for _ in 0..policy.max_restarts {
         span += u128::from(duration_as_micros(delay));
-        if let Some(b) = &backoff {
-            delay = b.next(delay);
-        }
+        delay = model_backoff(backoff.as_ref(), delay);
     }
     span
 }
@@ -498,8 +541,8 @@ proptest! {
         }
     }
 
-    /// `RestartBackoff::next` on its own: never below its input, never above the cap (unless the
-    /// input already was), and at the cap it stays.
+    /// `RestartBackoff::next` on its own: the model's exact product, never below its input,
+    /// never above the cap (unless the input already was), and at the cap it stays.
     #[test]
     fn backoff_next_is_monotone_and_capped(
         delay_ns in any::<u64>(),
@@ -509,6 +552,7 @@ proptest! {
         let backoff = RestartBackoff { multiplier, max: Duration::from_nanos(cap_ns) };
         let delay = Duration::from_nanos(delay_ns);
         let next = backoff.next(delay);
+        prop_assert_eq!(next, model_next(delay, multiplier, backoff.max));
         prop_assert!(next >= delay);
         prop_assert!(next <= backoff.max.max(delay));
         prop_assert_eq!(backoff.next(backoff.max), backoff.max);
@@ -695,6 +739,108 @@ proptest! {
                 },
                 RestartIntensity
             );
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// A ladder of one level is exactly its machine, and its directive is the one mapping of
+    /// the machine's action.
+    #[test]
+    fn a_ladder_of_one_is_its_machine((policy, intensity) in config(), ops in ops(60)) {
+        let mut machine = Machine::new(policy, intensity);
+        let mut ladder: RecoveryLadder<1, CAP> = Machine::new(policy, intensity).into();
+        let mut now = 0u64;
+        for (time, input) in ops {
+            now = step(now, time, &machine);
+            let t = Instant::from_micros(now);
+            match input {
+                Input::Failure => {
+                    let action = machine.on_failure(t);
+                    let step = ladder.on_failure(t);
+                    prop_assert_eq!(step.level, 0);
+                    prop_assert_eq!(step.action, action);
+                    let restart_at = if matches!(action, RecoveryAction::Escalate(_) | RecoveryAction::AlreadyEscalated(_)) {
+                        // Only escalations to restarts use it.
+                        match step.directive {
+                            Directive::Restart { at, attempt: None } => at,
+                            _ => Instant::ZERO,
+                        }
+                    } else {
+                        Instant::ZERO
+                    };
+                    prop_assert_eq!(step.directive, Directive::for_action(action, restart_at));
+                }
+                Input::Healthy => prop_assert_eq!(ladder.on_healthy(t), machine.on_healthy(t)),
+                Input::Timeout => {
+                    machine.on_timeout(t);
+                    ladder.on_timeout(t);
+                }
+                Input::Reset => {
+                    machine.reset();
+                    ladder.reset();
+                }
+            }
+            prop_assert_eq!(ladder.poll_at(), machine.poll_at());
+            prop_assert_eq!(ladder.healthy_at(), machine.healthy_at());
+            prop_assert_eq!(ladder.escalation(), machine.escalation());
+        }
+    }
+
+    /// `healthy_at` is exact for a ladder of two levels: a healthy report at that time restores
+    /// something, one microsecond earlier nothing; and no level ever de-escalates while the
+    /// current level has seen a failure (or a restart) within its own window.
+    #[test]
+    fn the_ladders_healthy_at_is_exact(
+        (first, first_window) in config(),
+        (second, second_window) in config(),
+        ops in ops(60),
+    ) {
+        let levels = [Machine::new(first, first_window), Machine::new(second, second_window)];
+        let mut ladder: RecoveryLadder<2, CAP> = RecoveryLadder::new(levels);
+        let mut now = 0u64;
+        let mut latest = 0u64;
+        for (time, input) in ops {
+            now = match time {
+                Time::PollAt => ladder.poll_at().map_or(now, Instant::as_micros),
+                Time::Forward(d) => now.saturating_add(d),
+                Time::Backward(d) => now.saturating_sub(d),
+                Time::At(t) => t,
+            };
+            latest = latest.max(now);
+            let t = Instant::from_micros(now);
+            match input {
+                Input::Failure => { let _ = ladder.on_failure(t); }
+                Input::Healthy => {
+                    let before = ladder.clone();
+                    let restored = ladder.on_healthy(t);
+                    if restored.is_some() {
+                        let due = before.healthy_at();
+                        prop_assert!(due.is_some_and(|due| due.as_micros() <= latest), "{due:?} {latest}");
+                    }
+                }
+                Input::Timeout => ladder.on_timeout(t),
+                Input::Reset => ladder.reset(),
+            }
+            match ladder.healthy_at() {
+                Some(due) if due.as_micros() > latest => {
+                    let mut early = ladder.clone();
+                    prop_assert_eq!(early.on_healthy(Instant::from_micros(due.as_micros() - 1)), None);
+                    let mut on_time = ladder.clone();
+                    prop_assert!(on_time.on_healthy(due).is_some(), "nothing restored at {due:?}");
+                }
+                // Already due: a healthy report now restores something (no busy timer).
+                Some(due) => {
+                    let mut late = ladder.clone();
+                    prop_assert!(late.on_healthy(Instant::from_micros(latest)).is_some(), "nothing restored after {due:?}");
+                }
+                None => {
+                    let mut never = ladder.clone();
+                    prop_assert_eq!(never.on_healthy(Instant::MAX), None);
+                }
+            }
         }
     }
 }

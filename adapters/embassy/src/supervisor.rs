@@ -1,18 +1,22 @@
-//! A supervisor: carries out the core's [`RecoveryAction`]s, sleeping restart delays with
+//! A supervisor: carries out the core ladder's [`Directive`]s, sleeping restart delays with
 //! `Timer`, through your [`RecoveryEffects`].
 //!
-//! The core [`Recovery`] decides (restart now, restart pending, escalate, give up) with restart
-//! intensity; this supervisor reads embassy's clock, waits until a restart is due, and calls your
-//! effects: [`restart`](RecoveryEffects::restart) the component, [`apply`](RecoveryEffects::apply)
-//! a strategy (`Degrade`, `NotifyOperator`, `UseReplica`, `Failover`), or
-//! [`give_up`](RecoveryEffects::give_up).
+//! The core [`RecoveryLadder`] decides (restart now, escalate to the next level, give up) with
+//! restart intensity and hands back a [`Directive`]; this supervisor reads embassy's clock, waits
+//! until a restart is due, and carries the directive out through your effects:
+//! [`restart`](RecoveryEffects::restart) the component, [`apply`](RecoveryEffects::apply) a
+//! strategy (`Degrade`, `NotifyOperator`, `UseReplica`, `Failover`), or
+//! [`give_up`](RecoveryEffects::give_up). It decides nothing itself: the tokio supervisor drives
+//! the same ladder.
 //!
 //! # Escalation levels
-//! A supervisor holds `L` levels, each a core [`Recovery`] with its own policy. Failures go to the
-//! current level. When it escalates, its strategy is applied and the next level takes over the
-//! following failures; a level whose policy has no escalation (`GiveUp`) hands the same failure to
-//! the next level at once. The last level's escalation is final. So "restart up to 3 times in a
-//! minute, then degrade; while degraded, try one slow restart, then notify an operator" is:
+//! A supervisor holds `L` levels, each a core [`Recovery`] with its own policy, in a
+//! [`RecoveryLadder`] (see its rules). Failures go to the current level. When it escalates, its
+//! strategy is applied and the next level takes over the following failures; a level whose
+//! policy has no escalation (`GiveUp`) hands the same failure to the next level at once. The last
+//! level's escalation is final. An escalation ends only after the current level has been quiet
+//! for a whole window of its own. So "restart up to 3 times in a minute, then degrade; while
+//! degraded, try one slow restart, then notify an operator" is:
 //!
 //! ```
 //! use core::time::Duration;
@@ -89,7 +93,7 @@ use core::fmt;
 
 use embassy_time::Timer;
 use rustkernel_core::resilience::{
-    Escalation, Recovered, Recovery, RecoveryAction, RecoveryStrategy,
+    Directive, Escalation, Recovered, Recovery, RecoveryAction, RecoveryLadder, RecoveryStrategy,
 };
 use rustkernel_core::time::Instant as CoreInstant;
 
@@ -103,19 +107,21 @@ use crate::time::{now, to_core_instant, to_embassy_instant};
 )]
 pub trait RecoveryEffects {
     /// Restart the component now (the restart delay has been slept). `attempt` counts restarts
-    /// since the level last started afresh, from 1.
+    /// since the level last started afresh, from 1; it is 0 for an uncounted restart, when a
+    /// level escalates to `RestartKernel` (which then restarts for as long as it fails).
     async fn restart(&mut self, attempt: u32);
 
     /// Carry out `strategy`: `Degrade`, `NotifyOperator`, `UseReplica` or `Failover`, either as
     /// an escalation (restarts ran out) or because it is the level's own strategy (then on every
-    /// failure). `RestartKernel` arrives only if a policy names it as its escalation.
+    /// failure). Never `RestartKernel`: restarts come through [`restart`](Self::restart).
     async fn apply(&mut self, strategy: RecoveryStrategy);
 
     /// The last level gave up (its policy has no escalation): the component stays down.
     async fn give_up(&mut self) {}
 
-    /// The component was healthy for a whole window after an escalation: leave degraded mode,
-    /// clear alerts. The supervisor is back at level 0.
+    /// An escalation ended: the component was healthy for a whole window of the current level
+    /// (and of the level it goes back to). Leave degraded mode, clear alerts. The supervisor is
+    /// back at the shallowest level whose escalation ended (see [`RecoveryLadder`]).
     async fn recovered(&mut self) {}
 }
 
@@ -129,13 +135,14 @@ pub struct SupervisorStep {
     pub action: RecoveryAction,
 }
 
-/// Carries out recovery decisions of `L` escalation levels (see the [module docs](self)).
+/// Carries out the recovery directives of a [`RecoveryLadder`] of `L` levels (see the
+/// [module docs](self)).
 ///
 /// # Method families
 /// - Inputs: [`on_failure`](Self::on_failure) / [`on_failure_at`](Self::on_failure_at) (sleep,
 ///   act, return the step), [`on_healthy`](Self::on_healthy), [`reset`](Self::reset).
 /// - Getters: [`level`](Self::level), [`current`](Self::current), [`levels`](Self::levels),
-///   [`escalation`](Self::escalation).
+///   [`ladder`](Self::ladder), [`escalation`](Self::escalation).
 ///
 /// It is owned by one task (`&mut self`); send it failures through an `embassy_sync` channel or
 /// signal.
@@ -143,16 +150,20 @@ pub struct Supervisor<
     const L: usize,
     const N: usize = { rustkernel_core::resilience::DEFAULT_RESTART_CAPACITY },
 > {
-    levels: [Recovery<N>; L],
-    level: usize,
+    ladder: RecoveryLadder<L, N>,
 }
 
 impl<const L: usize, const N: usize> Supervisor<L, N> {
     /// A supervisor at level 0 of `levels` (at least one, checked at compile time).
     #[must_use]
     pub const fn new(levels: [Recovery<N>; L]) -> Self {
-        const { assert!(L > 0, "a supervisor needs at least one level") };
-        Self { levels, level: 0 }
+        Self::with_ladder(RecoveryLadder::new(levels))
+    }
+
+    /// A supervisor that carries out `ladder`'s directives.
+    #[must_use]
+    pub const fn with_ladder(ladder: RecoveryLadder<L, N>) -> Self {
+        Self { ladder }
     }
 
     /// The component failed now: decide, sleep until a restart is due, carry it out.
@@ -172,73 +183,52 @@ impl<const L: usize, const N: usize> Supervisor<L, N> {
             .await
     }
 
-    /// The component is healthy now. After a whole healthy window the restart budget starts
-    /// afresh, and an escalation ends: the supervisor returns to the shallowest level whose
-    /// escalation is over, calling [`RecoveryEffects::recovered`].
+    /// The component is healthy now. Once the current level has been quiet for a whole window
+    /// of its own, its restart budget starts afresh, and escalations whose windows have passed
+    /// end: the supervisor returns to the shallowest level whose escalation ended, calling
+    /// [`RecoveryEffects::recovered`].
     pub async fn on_healthy<E: RecoveryEffects>(&mut self, effects: &mut E) -> Option<Recovered> {
-        let at = now();
-        let mut answer = None;
-        let mut back_to = None;
-        for (index, level) in self
-            .levels
-            .iter_mut()
-            .enumerate()
-            .take(self.level.saturating_add(1))
-        {
-            let restored = level.on_healthy(at);
-            if index == self.level {
-                answer = answer.or(restored);
-            }
-            if let Some(Recovered::FromEscalation(_)) = restored {
-                back_to = back_to.or(Some(index));
-                answer = answer.or(restored);
-            }
-        }
-        if let Some(index) = back_to {
-            for level in self.levels.iter_mut().skip(index) {
-                level.reset();
-            }
-            self.level = index;
+        let restored = self.ladder.on_healthy(now());
+        if let Some(Recovered::FromEscalation(_)) = restored {
             effects.recovered().await;
         }
-        answer
+        restored
     }
 
     /// Back to level 0 with every budget fresh (an operator fixed the component). Calls no
     /// effect.
     pub fn reset(&mut self) {
-        for level in &mut self.levels {
-            level.reset();
-        }
-        self.level = 0;
+        self.ladder.reset();
     }
 
     /// The current level (0 until the first escalation).
     #[must_use]
     pub const fn level(&self) -> usize {
-        self.level
+        self.ladder.level()
     }
 
     /// The core state machine of the current level.
     #[must_use]
     pub fn current(&self) -> Option<&Recovery<N>> {
-        self.levels.get(self.level)
+        self.ladder.current()
     }
 
     /// Every level's core state machine.
     #[must_use]
     pub const fn levels(&self) -> &[Recovery<N>; L] {
-        &self.levels
+        self.ladder.levels()
+    }
+
+    /// The core ladder that decides.
+    #[must_use]
+    pub const fn ladder(&self) -> &RecoveryLadder<L, N> {
+        &self.ladder
     }
 
     /// The deepest escalation in force: the current level's, or the one that led to it.
     #[must_use]
     pub fn escalation(&self) -> Option<Escalation> {
-        self.levels
-            .iter()
-            .take(self.level.saturating_add(1))
-            .rev()
-            .find_map(Recovery::escalation)
+        self.ladder.escalation()
     }
 
     async fn handle_failure<E: RecoveryEffects>(
@@ -246,51 +236,28 @@ impl<const L: usize, const N: usize> Supervisor<L, N> {
         at: CoreInstant,
         effects: &mut E,
     ) -> SupervisorStep {
-        // Escalated levels above the current one hear every failure too, so their healthy
-        // window counts from the latest failure (they answer `AlreadyEscalated`).
-        for level in self.levels.iter_mut().take(self.level) {
-            let _ = level.on_failure(at);
-        }
-        loop {
-            let index = self.level;
-            let Some(level) = self.levels.get_mut(index) else {
-                // Unreachable: `level < L` always. Report the failure as handled by nobody.
-                return SupervisorStep {
-                    level: index,
-                    action: RecoveryAction::GiveUp,
-                };
-            };
-            let action = level.on_failure(at);
-            let has_next = index.saturating_add(1) < L;
-            match action {
-                RecoveryAction::Restart { at: due, attempt } => {
-                    Timer::at(to_embassy_instant(due)).await;
-                    effects.restart(attempt).await;
-                }
-                RecoveryAction::UseReplica => effects.apply(RecoveryStrategy::UseReplica).await,
-                RecoveryAction::Degrade => effects.apply(RecoveryStrategy::Degrade).await,
-                RecoveryAction::Failover => effects.apply(RecoveryStrategy::Failover).await,
-                RecoveryAction::NotifyOperator => {
-                    effects.apply(RecoveryStrategy::NotifyOperator).await;
-                }
-                RecoveryAction::Escalate(strategy) => {
-                    effects.apply(strategy).await;
-                    if has_next {
-                        self.level = index.saturating_add(1);
-                    }
-                }
-                RecoveryAction::GiveUp if has_next => {
-                    // No escalation of its own: the next level handles this very failure.
-                    self.level = index.saturating_add(1);
-                    continue;
-                }
-                RecoveryAction::GiveUp => effects.give_up().await,
-                RecoveryAction::RestartPending { .. } | RecoveryAction::AlreadyEscalated(_) => {}
+        let step = self.ladder.on_failure(at);
+        match step.directive {
+            Directive::Restart { at: due, attempt } => {
+                Timer::at(to_embassy_instant(due)).await;
+                effects.restart(attempt.unwrap_or(0)).await;
             }
-            return SupervisorStep {
-                level: index,
-                action,
-            };
+            Directive::UseReplica
+            | Directive::Failover
+            | Directive::Degrade
+            | Directive::NotifyOperator => {
+                if let Some(strategy) = step.directive.strategy() {
+                    effects.apply(strategy).await;
+                }
+            }
+            Directive::GiveUp => effects.give_up().await,
+            // Nothing new: the pending restart is (being) carried out by the call that decided
+            // it; an escalation in force stays as it is.
+            Directive::Pending { .. } | Directive::Exhausted(_) => {}
+        }
+        SupervisorStep {
+            level: step.level,
+            action: step.action,
         }
     }
 }
@@ -298,7 +265,7 @@ impl<const L: usize, const N: usize> Supervisor<L, N> {
 impl<const L: usize, const N: usize> fmt::Debug for Supervisor<L, N> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Supervisor")
-            .field("level", &self.level)
+            .field("level", &self.level())
             .field("current", &self.current().map(Recovery::state))
             .finish_non_exhaustive()
     }

@@ -305,3 +305,73 @@ fn the_monitor_and_the_supervisor_restart_a_hung_accelerator() {
     assert_eq!(monitor.status(gpu), Some(HealthStatus::Healthy));
     assert!(monitor.live());
 }
+
+/// Issue 15: a level may leave its escalation only once the current level has been quiet for a
+/// whole window of its own. Level 0 (1 restart, 10 ms, 1 s window) escalates to Degrade; level
+/// 1 (1 restart after 2 s, 10 s window) restarts the component, which comes up at 2010 ms.
+/// Level 0's window since its last failure has passed by then, but the component has been up
+/// for 0 s: `recovered()` must wait for level 1's 10 s window, until 12010 ms.
+#[test]
+fn de_escalation_waits_for_the_current_levels_quiet_window() {
+    let _clock = serial();
+    let level0 = Recovery::try_new(
+        RecoveryPolicy {
+            strategy: RecoveryStrategy::RestartKernel,
+            max_restarts: 1,
+            restart_delay: StdDuration::from_millis(10),
+            escalation: Some(RecoveryStrategy::Degrade),
+        },
+        RestartIntensity {
+            window: StdDuration::from_secs(1),
+            backoff: None,
+        },
+    )
+    .expect("valid policy");
+    let level1 = Recovery::try_new(
+        RecoveryPolicy {
+            strategy: RecoveryStrategy::RestartKernel,
+            max_restarts: 1,
+            restart_delay: StdDuration::from_secs(2),
+            escalation: Some(RecoveryStrategy::NotifyOperator),
+        },
+        WINDOW,
+    )
+    .expect("valid policy");
+    let mut supervisor: Supervisor<2> = Supervisor::new([level0, level1]);
+    let mut log = Log::default();
+    let healthy = run_ms(async {
+        for _ in 0..3 {
+            let _ = supervisor.on_failure(&mut log).await;
+        }
+        // The restart of level 1 just completed: up for 0 s.
+        let mut healthy = vec![(now_ms(), supervisor.on_healthy(&mut log).await)];
+        Timer::at(Instant::from_millis(12_009)).await;
+        healthy.push((now_ms(), supervisor.on_healthy(&mut log).await));
+        Timer::at(Instant::from_millis(12_010)).await;
+        healthy.push((now_ms(), supervisor.on_healthy(&mut log).await));
+        healthy
+    });
+    assert_eq!(
+        healthy,
+        vec![
+            (2_010, None),
+            (12_009, None),
+            (
+                12_010,
+                Some(Recovered::FromEscalation(Escalation::To(
+                    RecoveryStrategy::Degrade
+                )))
+            ),
+        ]
+    );
+    assert_eq!(
+        log.0,
+        vec![
+            (10, Effect::Restart(1)),
+            (10, Effect::Apply(RecoveryStrategy::Degrade)),
+            (2_010, Effect::Restart(1)),
+            (12_010, Effect::Recovered),
+        ]
+    );
+    assert_eq!(supervisor.level(), 0);
+}

@@ -6,6 +6,8 @@
 #![deny(missing_docs)]
 
 pub mod breaker;
+#[cfg(not(loom))]
+mod catch_panic;
 // tokio has no `fs` under `--cfg loom`; the loom models test the breaker only.
 #[cfg(not(loom))]
 pub mod checkpoint_store;

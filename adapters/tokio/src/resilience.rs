@@ -56,7 +56,7 @@ pub use rustkernel_core::resilience::{
     ProbeRole, ProbeRoles, RegistryError, UnknownComponent,
 };
 pub use rustkernel_core::resilience::{
-    RecoveryAction, RecoveryPolicy, RecoveryStrategy, RestartIntensity,
+    Directive, RecoveryAction, RecoveryLadder, RecoveryPolicy, RecoveryStrategy, RestartIntensity,
 };
 pub use rustkernel_core::time::Instant;
 pub use rustkernel_core::traits::CheckpointableKernel;
@@ -77,5 +77,6 @@ pub use crate::health::{
 pub use crate::metrics::MetricsSnapshot;
 #[cfg(not(loom))]
 pub use crate::supervisor::{
-    KernelSlot, Notifier, OperatorAlert, SupervisedKernel, Supervisor, SupervisorExit,
+    KernelFailure, KernelSlot, Notifier, OperatorAlert, SupervisedKernel, Supervisor,
+    SupervisorExit,
 };

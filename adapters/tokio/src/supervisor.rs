@@ -1,6 +1,12 @@
-//! A supervisor that carries out the core's [`RecoveryPolicy`] for a kernel on tokio: restart
+//! A supervisor that carries out the core's recovery decisions for a kernel on tokio: restart
 //! after the delay, restore the latest checkpoint, switch to a replica, a failover or a
 //! degraded implementation, or alert an operator.
+//!
+//! The core decides everything: a [`RecoveryPolicy`] (or a [`RecoveryLadder`] of several
+//! escalation levels, see [`Supervisor::with_ladder`]) turns each failure into a [`Directive`],
+//! which the supervisor carries out. A kernel that panics has failed, as a child process that
+//! crashes has for an OTP supervisor: the panic is caught at the kernel's future, reported as
+//! [`KernelFailure::Panic`] and handled under the policy like an error.
 //!
 //! ```
 //! use std::time::Duration;
@@ -43,18 +49,19 @@
 //! # }
 //! ```
 //!
-//! # What each decision of the core does
-//! | [`RecoveryAction`] | The supervisor |
+//! # What each directive of the core does
+//! | [`Directive`] | The supervisor |
 //! |---|---|
-//! | `Restart { at, .. }` | sleeps until `at` (tokio's clock), calls [`SupervisedKernel::restart`], resets the health probe, restores the latest checkpoint, runs again |
-//! | `UseReplica`, `Failover`, `Degrade` (as the strategy or an escalation) | switches to the kernel given with [`with_replica`](Supervisor::with_replica), [`with_failover`](Supervisor::with_failover) or [`with_degraded`](Supervisor::with_degraded), restores the latest checkpoint into it, runs it |
-//! | `NotifyOperator` (as the strategy or an escalation) | logs `tracing::error!`, calls the [`Notifier`], stops with [`SupervisorExit::OperatorNotified`] |
-//! | `Escalate(RestartKernel)` | restarts after `restart_delay`, uncounted, for as long as it fails |
-//! | `GiveUp` | logs `tracing::error!`, stops with [`SupervisorExit::GaveUp`] |
-//! | `AlreadyEscalated(To(s))` (the escalation's kernel failed too) | does `s` again: a switch to the kernel already running has nothing left to try, so it alerts the operator and stops with [`SupervisorExit::Exhausted`] |
+//! | `Restart { at, .. }` (counted, or uncounted for an escalation to `RestartKernel`) | sleeps until `at` (tokio's clock), calls [`SupervisedKernel::restart`], resets the health probe, restores the latest checkpoint, runs again |
+//! | `Pending { at }` | the same, uncounted |
+//! | `UseReplica`, `Failover`, `Degrade` (the level's strategy or an escalation) | switches to the kernel given with [`with_replica`](Supervisor::with_replica), [`with_failover`](Supervisor::with_failover) or [`with_degraded`](Supervisor::with_degraded), restores the latest checkpoint into it, runs it; a switch to the kernel already running has nothing left to try: it alerts the operator and stops with [`SupervisorExit::Exhausted`] |
+//! | `NotifyOperator` | logs `tracing::error!`, calls the [`Notifier`], stops with [`SupervisorExit::OperatorNotified`] |
+//! | `GiveUp`, `Exhausted(GaveUp)` | logs `tracing::error!`, stops with [`SupervisorExit::GaveUp`] |
+//! | `Exhausted(To(s))` (what the last escalation set up failed too) | alerts the operator, stops with [`SupervisorExit::Exhausted`] |
 //!
-//! While a kernel runs, the supervisor tells the core it is healthy once a whole restart window
-//! has passed since the last failure, so the restart budget starts afresh. It stays on a
+//! While a kernel runs, the supervisor tells the core it is healthy when the ladder's
+//! [`healthy_at`](RecoveryLadder::healthy_at) comes (a whole window of the current level after
+//! the last failure and its restart), so the restart budget starts afresh and escalations end. It stays on a
 //! replica, failover or degraded kernel until that one returns: failing back is an operator's
 //! decision.
 
@@ -66,14 +73,15 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use rustkernel_core::error::ConfigError;
 use rustkernel_core::resilience::{
-    Escalation, Recovered, Recovery, RecoveryAction, RecoveryPolicy, RecoveryStrategy,
-    RestartIntensity,
+    Directive, Escalation, Recovered, Recovery, RecoveryAction, RecoveryLadder, RecoveryPolicy,
+    RecoveryStrategy, RestartIntensity,
 };
 use rustkernel_core::time::Instant;
 use rustkernel_core::traits::CheckpointableKernel;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use crate::catch_panic::CatchPanic;
 use crate::checkpoint_store::CheckpointStore;
 use crate::clock;
 use crate::health::HealthProbe;
@@ -89,15 +97,16 @@ pub const LOG_CAPACITY: usize = 1024;
 /// [`CheckpointableKernel`] (see [`Supervisor::with_checkpoints`]). Replica, failover and
 /// degraded implementations have the same type: use an enum when they differ.
 pub trait SupervisedKernel: Send {
-    /// Why the kernel failed; logged and handed to the [`Notifier`].
-    type Error: fmt::Display + Send;
+    /// Why the kernel failed; kept typed in the supervisor's [`SupervisorEvent`]s and
+    /// [`OperatorAlert`]s (as [`KernelFailure::Error`]), logged with its `Display`.
+    type Error: fmt::Display + fmt::Debug + Send + Sync + 'static;
 
-    /// Runs the kernel until it finishes (`Ok`: the supervisor stops) or fails (`Err`: the
-    /// supervisor asks the recovery policy what to do).
+    /// Runs the kernel until it finishes (`Ok`: the supervisor stops) or fails (`Err`, or a
+    /// panic: the supervisor asks the recovery policy what to do).
     fn run(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Gets the kernel ready to run again after a failure (reset the device, reload weights).
-    /// The default does nothing. An error counts as another failure.
+    /// The default does nothing. An error or a panic counts as another failure.
     fn restart(&mut self) -> impl Future<Output = Result<(), Self::Error>> + Send {
         async { Ok(()) }
     }
@@ -147,42 +156,147 @@ impl fmt::Display for KernelSlot {
     }
 }
 
+/// Why a supervised kernel failed: its own error, typed, or a panic.
+#[derive(Debug)]
+pub enum KernelFailure<E> {
+    /// The kernel's `run` or `restart` returned this error (shared, so events and alerts that
+    /// carry it are cheap to clone).
+    Error(Arc<E>),
+    /// The kernel's `run` or `restart` panicked; the panic's message.
+    Panic(String),
+}
+
+impl<E> KernelFailure<E> {
+    /// The kernel's error, unless it panicked.
+    #[must_use]
+    pub fn error(&self) -> Option<&E> {
+        match self {
+            KernelFailure::Error(error) => Some(error),
+            KernelFailure::Panic(_) => None,
+        }
+    }
+
+    /// Whether the kernel panicked.
+    #[must_use]
+    pub const fn is_panic(&self) -> bool {
+        matches!(self, KernelFailure::Panic(_))
+    }
+}
+
+impl<E> Clone for KernelFailure<E> {
+    fn clone(&self) -> Self {
+        match self {
+            KernelFailure::Error(error) => KernelFailure::Error(Arc::clone(error)),
+            KernelFailure::Panic(message) => KernelFailure::Panic(message.clone()),
+        }
+    }
+}
+
+impl<E: PartialEq> PartialEq for KernelFailure<E> {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (KernelFailure::Error(a), KernelFailure::Error(b)) => a == b,
+            (KernelFailure::Panic(a), KernelFailure::Panic(b)) => a == b,
+            _ => false,
+        }
+    }
+}
+
+impl<E: Eq> Eq for KernelFailure<E> {}
+
+impl<E: fmt::Display> fmt::Display for KernelFailure<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            KernelFailure::Error(error) => error.fmt(f),
+            KernelFailure::Panic(message) => write!(f, "the kernel panicked: {message}"),
+        }
+    }
+}
+
+impl<E: std::error::Error + 'static> std::error::Error for KernelFailure<E> {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            KernelFailure::Error(error) => Some(&**error),
+            KernelFailure::Panic(_) => None,
+        }
+    }
+}
+
+/// As `{"kind": "error" | "panic", "message": "<Display>"}`: the error type needs no
+/// `Serialize`.
+impl<E: fmt::Display> Serialize for KernelFailure<E> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut state = serializer.serialize_struct("KernelFailure", 2)?;
+        match self {
+            KernelFailure::Error(error) => {
+                state.serialize_field("kind", "error")?;
+                state.serialize_field("message", &error.to_string())?;
+            }
+            KernelFailure::Panic(message) => {
+                state.serialize_field("kind", "panic")?;
+                state.serialize_field("message", message)?;
+            }
+        }
+        state.end()
+    }
+}
+
 /// What an operator is told.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct OperatorAlert {
+#[derive(Debug, PartialEq, Eq, Serialize)]
+#[serde(bound(serialize = "E: fmt::Display"))]
+pub struct OperatorAlert<E = String> {
     /// The supervisor's name.
     pub kernel: String,
     /// The kernel that failed last.
     pub slot: KernelSlot,
-    /// Its error.
-    pub error: String,
+    /// Why it failed.
+    pub error: KernelFailure<E>,
     /// The core's decision that called for the operator.
     pub action: RecoveryAction,
-    /// Restarts since the budget last started afresh.
+    /// The escalation level that decided (0 for a supervisor of one policy).
+    pub level: usize,
+    /// Restarts since that level's budget last started afresh.
     pub restarts: u32,
     /// When, on the supervisor's clock.
     pub at: Instant,
 }
 
-/// Alerts a human operator (a pager, a chat webhook, a ticket); the supervisor also logs every
-/// alert with `tracing::error!`.
-///
-/// `tokio::sync::mpsc::UnboundedSender<OperatorAlert>` is a notifier, handy for tests and for
-/// forwarding alerts to a task of your own.
-pub trait Notifier: Send + Sync + 'static {
-    /// Sends `alert`. The supervisor waits for it before stopping, so keep it short or
-    /// hand the alert to a task.
-    fn notify(&self, alert: &OperatorAlert) -> impl Future<Output = ()> + Send;
+impl<E> Clone for OperatorAlert<E> {
+    fn clone(&self) -> Self {
+        Self {
+            kernel: self.kernel.clone(),
+            slot: self.slot,
+            error: self.error.clone(),
+            action: self.action,
+            level: self.level,
+            restarts: self.restarts,
+            at: self.at,
+        }
+    }
 }
 
-impl<T: Notifier> Notifier for Arc<T> {
-    fn notify(&self, alert: &OperatorAlert) -> impl Future<Output = ()> + Send {
+/// Alerts a human operator (a pager, a chat webhook, a ticket); the supervisor also logs every
+/// alert with `tracing::error!`. `E` is the supervised kernel's error type.
+///
+/// `tokio::sync::mpsc::UnboundedSender<OperatorAlert<E>>` is a notifier, handy for tests and
+/// for forwarding alerts to a task of your own.
+pub trait Notifier<E = String>: Send + Sync + 'static {
+    /// Sends `alert`. The supervisor waits for it before stopping, so keep it short or
+    /// hand the alert to a task.
+    fn notify(&self, alert: &OperatorAlert<E>) -> impl Future<Output = ()> + Send;
+}
+
+impl<E, T: Notifier<E>> Notifier<E> for Arc<T> {
+    fn notify(&self, alert: &OperatorAlert<E>) -> impl Future<Output = ()> + Send {
         T::notify(self, alert)
     }
 }
 
-impl Notifier for tokio::sync::mpsc::UnboundedSender<OperatorAlert> {
-    async fn notify(&self, alert: &OperatorAlert) {
+impl<E: Send + Sync + 'static> Notifier<E>
+    for tokio::sync::mpsc::UnboundedSender<OperatorAlert<E>>
+{
+    async fn notify(&self, alert: &OperatorAlert<E>) {
         // A closed receiver is an operator who left; the tracing event remains.
         let _ = self.send(alert.clone());
     }
@@ -190,12 +304,12 @@ impl Notifier for tokio::sync::mpsc::UnboundedSender<OperatorAlert> {
 
 type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
-trait ErasedNotifier: Send + Sync {
-    fn notify_boxed<'a>(&'a self, alert: &'a OperatorAlert) -> BoxFuture<'a, ()>;
+trait ErasedNotifier<E>: Send + Sync {
+    fn notify_boxed<'a>(&'a self, alert: &'a OperatorAlert<E>) -> BoxFuture<'a, ()>;
 }
 
-impl<T: Notifier> ErasedNotifier for T {
-    fn notify_boxed<'a>(&'a self, alert: &'a OperatorAlert) -> BoxFuture<'a, ()> {
+impl<E, T: Notifier<E>> ErasedNotifier<E> for T {
+    fn notify_boxed<'a>(&'a self, alert: &'a OperatorAlert<E>) -> BoxFuture<'a, ()> {
         Box::pin(self.notify(alert))
     }
 }
@@ -290,9 +404,12 @@ impl std::error::Error for SupervisorError {}
 
 /// One thing the supervisor did, with when it did it (on its clock: microseconds since its
 /// first [`run`](Supervisor::run)).
-#[derive(Clone, Debug, PartialEq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum SupervisorEvent {
+///
+/// `E` is the supervised kernel's error type, kept typed in [`SupervisorEvent::Failed`] and
+/// in alerts.
+#[derive(Debug, PartialEq, Serialize)]
+#[serde(rename_all = "snake_case", bound(serialize = "E: fmt::Display"))]
+pub enum SupervisorEvent<E = String> {
     /// `run` started the kernel in `slot`.
     Started {
         /// When.
@@ -300,19 +417,22 @@ pub enum SupervisorEvent {
         /// Which kernel.
         slot: KernelSlot,
     },
-    /// The kernel in `slot` failed (its `run` or its `restart`).
+    /// The kernel in `slot` failed (its `run` or its `restart` returned an error or
+    /// panicked).
     Failed {
         /// When.
         at: Instant,
         /// Which kernel.
         slot: KernelSlot,
-        /// Its error.
-        error: String,
+        /// Why: the kernel's error, or its panic.
+        error: KernelFailure<E>,
     },
     /// The core decided what to do about the failure.
     Decided {
         /// When.
         at: Instant,
+        /// The escalation level that decided (0 for a supervisor of one policy).
+        level: usize,
         /// The decision.
         action: RecoveryAction,
     },
@@ -356,9 +476,11 @@ pub enum SupervisorEvent {
     /// An operator was alerted.
     OperatorNotified {
         /// The alert.
-        alert: OperatorAlert,
+        alert: OperatorAlert<E>,
     },
-    /// The kernel ran a whole restart window without failing: the budget starts afresh.
+    /// The kernel ran a whole restart window without failing: the budget starts afresh, or an
+    /// escalation ended (the supervisor keeps running the kernel it switched to: failing back
+    /// is an operator's decision).
     Recovered {
         /// When.
         at: Instant,
@@ -374,24 +496,101 @@ pub enum SupervisorEvent {
     },
 }
 
-#[derive(Debug, Default)]
-struct LogInner {
-    events: VecDeque<SupervisorEvent>,
+impl<E> Clone for SupervisorEvent<E> {
+    fn clone(&self) -> Self {
+        match self {
+            Self::Started { at, slot } => Self::Started {
+                at: *at,
+                slot: *slot,
+            },
+            Self::Failed { at, slot, error } => Self::Failed {
+                at: *at,
+                slot: *slot,
+                error: error.clone(),
+            },
+            Self::Decided { at, level, action } => Self::Decided {
+                at: *at,
+                level: *level,
+                action: *action,
+            },
+            Self::Restarted { at, slot, attempt } => Self::Restarted {
+                at: *at,
+                slot: *slot,
+                attempt: *attempt,
+            },
+            Self::Restored { at, slot, sequence } => Self::Restored {
+                at: *at,
+                slot: *slot,
+                sequence: *sequence,
+            },
+            Self::RestoreFailed { at, slot, error } => Self::RestoreFailed {
+                at: *at,
+                slot: *slot,
+                error: error.clone(),
+            },
+            Self::Switched { at, from, to } => Self::Switched {
+                at: *at,
+                from: *from,
+                to: *to,
+            },
+            Self::OperatorNotified { alert } => Self::OperatorNotified {
+                alert: alert.clone(),
+            },
+            Self::Recovered { at, recovered } => Self::Recovered {
+                at: *at,
+                recovered: *recovered,
+            },
+            Self::Stopped { at, exit } => Self::Stopped {
+                at: *at,
+                exit: *exit,
+            },
+        }
+    }
+}
+
+#[derive(Debug)]
+struct LogInner<E> {
+    events: VecDeque<SupervisorEvent<E>>,
     counts: RecoveryActionCounts,
+}
+
+impl<E> Default for LogInner<E> {
+    fn default() -> Self {
+        Self {
+            events: VecDeque::new(),
+            counts: RecoveryActionCounts::default(),
+        }
+    }
 }
 
 /// The supervisor's record: its last [`LOG_CAPACITY`] events and the count of every decision
 /// of the core, for tests and for metrics. A cheap [`Clone`] handle that stays valid while
-/// the supervisor runs on another task.
-#[derive(Clone, Debug, Default)]
-pub struct SupervisorLog {
-    inner: Arc<Mutex<LogInner>>,
+/// the supervisor runs on another task. `E` is the supervised kernel's error type.
+#[derive(Debug)]
+pub struct SupervisorLog<E = String> {
+    inner: Arc<Mutex<LogInner<E>>>,
 }
 
-impl SupervisorLog {
+impl<E> Clone for SupervisorLog<E> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<E> Default for SupervisorLog<E> {
+    fn default() -> Self {
+        Self {
+            inner: Arc::new(Mutex::new(LogInner::default())),
+        }
+    }
+}
+
+impl<E> SupervisorLog<E> {
     /// The events kept, oldest first.
     #[must_use]
-    pub fn events(&self) -> Vec<SupervisorEvent> {
+    pub fn events(&self) -> Vec<SupervisorEvent<E>> {
         self.lock().events.iter().cloned().collect()
     }
 
@@ -401,7 +600,7 @@ impl SupervisorLog {
         self.lock().counts
     }
 
-    fn push(&self, event: SupervisorEvent) {
+    fn push(&self, event: SupervisorEvent<E>) {
         let mut inner = self.lock();
         if let SupervisorEvent::Decided { action, .. } = &event {
             inner.counts.record(*action);
@@ -412,7 +611,7 @@ impl SupervisorLog {
         inner.events.push_back(event);
     }
 
-    fn lock(&self) -> MutexGuard<'_, LogInner> {
+    fn lock(&self) -> MutexGuard<'_, LogInner<E>> {
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
@@ -445,21 +644,22 @@ impl<K> Kernels<K> {
 }
 
 /// What to do after a failure was handled.
-enum Step {
+enum Step<E> {
     /// Run the active kernel.
     Run,
     /// Getting it ready failed too: handle this failure.
-    Failed(String),
+    Failed(KernelFailure<E>),
     /// Stop.
     Exit(SupervisorExit),
 }
 
-/// Runs a kernel and carries out the core [`Recovery`]'s decisions when it fails.
+/// Runs a kernel and carries out the core's recovery directives when it fails.
 ///
-/// Build it with [`new`](Self::new), add what the policy needs ([`with_replica`],
-/// [`with_failover`], [`with_degraded`], [`with_notifier`], [`with_checkpoints`],
-/// [`with_health_probe`]), then `run().await` it, on its own task if you like. The
-/// [module docs](self) list what each decision does.
+/// Build it with [`new`](Self::new) (one [`RecoveryPolicy`]) or
+/// [`with_ladder`](Self::with_ladder) (`L` escalation levels), add what the policies need
+/// ([`with_replica`], [`with_failover`], [`with_degraded`], [`with_notifier`],
+/// [`with_checkpoints`], [`with_health_probe`]), then `run().await` it, on its own task if you
+/// like. The [module docs](self) list what each directive does.
 ///
 /// Delays are slept on tokio's clock, so tests run on the paused clock; the supervisor's clock
 /// (the `at` of its events) starts at its first [`run`](Self::run).
@@ -470,25 +670,24 @@ enum Step {
 /// [`with_notifier`]: Self::with_notifier
 /// [`with_checkpoints`]: Self::with_checkpoints
 /// [`with_health_probe`]: Self::with_health_probe
-pub struct Supervisor<K: SupervisedKernel> {
+pub struct Supervisor<K: SupervisedKernel, const L: usize = 1> {
     name: String,
-    recovery: Recovery,
+    ladder: RecoveryLadder<L>,
     kernels: Kernels<K>,
     active: KernelSlot,
-    notifier: Option<Box<dyn ErasedNotifier>>,
+    notifier: Option<Box<dyn ErasedNotifier<K::Error>>>,
     restorer: Option<Box<dyn Restore<K>>>,
     health: Option<(HealthProbe, String)>,
-    log: SupervisorLog,
-    /// Since when the active kernel has run without failing, when that matters to the core.
-    quiet_since: Option<Instant>,
+    log: SupervisorLog<K::Error>,
 }
 
-impl<K: SupervisedKernel> fmt::Debug for Supervisor<K> {
+impl<K: SupervisedKernel, const L: usize> fmt::Debug for Supervisor<K, L> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Supervisor")
             .field("name", &self.name)
             .field("active", &self.active)
-            .field("recovery", &self.recovery.state())
+            .field("level", &self.ladder.level())
+            .field("recovery", &self.ladder.current().map(Recovery::state))
             .field("checkpoints", &self.restorer.is_some())
             .field("notifier", &self.notifier.is_some())
             .finish_non_exhaustive()
@@ -502,28 +701,16 @@ impl<K: SupervisedKernel> Supervisor<K> {
     /// # Errors
     /// The error of [`Recovery::try_new`]: an invalid policy or intensity, or `max_restarts`
     /// above [`DEFAULT_RESTART_CAPACITY`](rustkernel_core::resilience::DEFAULT_RESTART_CAPACITY).
+    /// [`ResilienceConfig::validate`](rustkernel_core::resilience::ResilienceConfig::validate)
+    /// accepts exactly the policies this accepts.
     pub fn try_new(
         name: impl Into<String>,
         kernel: K,
         policy: RecoveryPolicy,
         intensity: RestartIntensity,
     ) -> Result<Self, ConfigError> {
-        Ok(Self {
-            name: name.into(),
-            recovery: Recovery::try_new(policy, intensity)?,
-            kernels: Kernels {
-                primary: kernel,
-                replica: None,
-                failover: None,
-                degraded: None,
-            },
-            active: KernelSlot::Primary,
-            notifier: None,
-            restorer: None,
-            health: None,
-            log: SupervisorLog::default(),
-            quiet_since: None,
-        })
+        let recovery = Recovery::try_new(policy, intensity)?;
+        Ok(Self::with_ladder(name, kernel, recovery.into()))
     }
 
     /// [`Supervisor::try_new`] for a configuration known to be valid.
@@ -542,6 +729,38 @@ impl<K: SupervisedKernel> Supervisor<K> {
         match Self::try_new(name, kernel, policy, intensity) {
             Ok(supervisor) => supervisor,
             Err(error) => panic!("invalid supervisor configuration: {error}"),
+        }
+    }
+
+    /// The core's recovery state machine (the supervisor's only level).
+    #[must_use]
+    pub fn recovery(&self) -> &Recovery {
+        let [recovery] = self.ladder.levels();
+        recovery
+    }
+}
+
+impl<K: SupervisedKernel, const L: usize> Supervisor<K, L> {
+    /// A supervisor called `name` of `kernel` that carries out `ladder`'s directives: "restart
+    /// up to 3 times, then degrade; while degraded, restart once more, then notify an
+    /// operator" is a ladder of two levels. Each level's restarts restart the kernel that runs
+    /// then (the degraded one, after a switch).
+    #[must_use]
+    pub fn with_ladder(name: impl Into<String>, kernel: K, ladder: RecoveryLadder<L>) -> Self {
+        Self {
+            name: name.into(),
+            ladder,
+            kernels: Kernels {
+                primary: kernel,
+                replica: None,
+                failover: None,
+                degraded: None,
+            },
+            active: KernelSlot::Primary,
+            notifier: None,
+            restorer: None,
+            health: None,
+            log: SupervisorLog::default(),
         }
     }
 
@@ -569,7 +788,7 @@ impl<K: SupervisedKernel> Supervisor<K> {
 
     /// Who [`RecoveryStrategy::NotifyOperator`] alerts, besides the `tracing::error!` event.
     #[must_use]
-    pub fn with_notifier(mut self, notifier: impl Notifier) -> Self {
+    pub fn with_notifier(mut self, notifier: impl Notifier<K::Error>) -> Self {
         self.notifier = Some(Box::new(notifier));
         self
     }
@@ -608,15 +827,15 @@ impl<K: SupervisedKernel> Supervisor<K> {
         self.kernels.get_mut(slot)
     }
 
-    /// The core's recovery state machine.
+    /// The core's escalation ladder (one level for a supervisor built from one policy).
     #[must_use]
-    pub fn recovery(&self) -> &Recovery {
-        &self.recovery
+    pub const fn ladder(&self) -> &RecoveryLadder<L> {
+        &self.ladder
     }
 
     /// The record of what the supervisor did; clone it before moving the supervisor to a task.
     #[must_use]
-    pub fn log(&self) -> SupervisorLog {
+    pub fn log(&self) -> SupervisorLog<K::Error> {
         self.log.clone()
     }
 
@@ -656,49 +875,50 @@ impl<K: SupervisedKernel> Supervisor<K> {
     }
 
     fn check_kernels(&self) -> Result<(), SupervisorError> {
-        let policy = self.recovery.policy();
-        for strategy in core::iter::once(policy.strategy).chain(policy.escalation) {
-            if let Some(slot) = KernelSlot::for_strategy(strategy)
-                && self.kernels.get(slot).is_none()
-            {
-                return Err(SupervisorError::MissingKernel { strategy, slot });
+        for level in self.ladder.levels() {
+            let policy = level.policy();
+            for strategy in core::iter::once(policy.strategy).chain(policy.escalation) {
+                if let Some(slot) = KernelSlot::for_strategy(strategy)
+                    && self.kernels.get(slot).is_none()
+                {
+                    return Err(SupervisorError::MissingKernel { strategy, slot });
+                }
             }
         }
         Ok(())
     }
 
-    /// Runs the active kernel until it returns, telling the core it is healthy once a whole
-    /// restart window has passed since the last failure.
-    async fn run_active(&mut self) -> Result<(), String> {
-        let window = self.recovery.intensity().window;
-        let mut healthy_at = self
-            .quiet_since
-            .map(|since| clock::to_tokio(since.saturating_add(window)));
+    /// Runs the active kernel until it returns or panics, telling the core it is healthy
+    /// whenever the ladder's `healthy_at` comes.
+    async fn run_active(&mut self) -> Result<(), KernelFailure<K::Error>> {
         let Self {
             kernels,
             active,
-            recovery,
+            ladder,
             log,
             name,
-            quiet_since,
             ..
         } = self;
         let Some(kernel) = kernels.get_mut(*active) else {
-            return Err(format!("no {active} kernel"));
+            // Unreachable: only slots that hold a kernel become active.
+            return Ok(());
         };
-        let run = kernel.run();
+        let run = CatchPanic::new(kernel.run());
         tokio::pin!(run);
         loop {
+            let healthy_at = ladder.healthy_at().map(clock::to_tokio);
             tokio::select! {
-                result = &mut run => return result.map_err(|error| error.to_string()),
+                result = &mut run => return match result {
+                    Ok(Ok(())) => Ok(()),
+                    Ok(Err(error)) => Err(KernelFailure::Error(Arc::new(error))),
+                    Err(message) => Err(KernelFailure::Panic(message)),
+                },
                 () = tokio::time::sleep_until(healthy_at.unwrap_or_else(clock::never)),
                     if healthy_at.is_some() =>
                 {
-                    healthy_at = None;
                     let at = clock::now();
-                    if let Some(recovered) = recovery.on_healthy(at) {
-                        *quiet_since = None;
-                        tracing::info!(kernel = %name, ?recovered, "kernel healthy for a whole restart window");
+                    if let Some(recovered) = ladder.on_healthy(at) {
+                        tracing::info!(kernel = %name, ?recovered, level = ladder.level(), "kernel healthy for a whole restart window");
                         log.push(SupervisorEvent::Recovered { at, recovered });
                     }
                 }
@@ -706,7 +926,7 @@ impl<K: SupervisedKernel> Supervisor<K> {
         }
     }
 
-    async fn handle_failure(&mut self, error: String) -> Step {
+    async fn handle_failure(&mut self, error: KernelFailure<K::Error>) -> Step<K::Error> {
         let at = clock::now();
         tracing::warn!(kernel = %self.name, slot = %self.active, %error, "supervised kernel failed");
         self.log.push(SupervisorEvent::Failed {
@@ -714,82 +934,73 @@ impl<K: SupervisedKernel> Supervisor<K> {
             slot: self.active,
             error: error.clone(),
         });
-        let action = self.recovery.on_failure(at);
-        tracing::info!(kernel = %self.name, %action, "recovery decided");
-        self.log.push(SupervisorEvent::Decided { at, action });
-        let restart_delay = self.recovery.policy().restart_delay;
-        let strategy = match action {
-            RecoveryAction::Restart { at, attempt } => {
-                return self.restart(at, Some(attempt)).await;
-            }
-            RecoveryAction::RestartPending { at, .. } => {
-                return self.restart(at, None).await;
-            }
-            RecoveryAction::GiveUp | RecoveryAction::AlreadyEscalated(Escalation::GaveUp) => {
+        let step = self.ladder.on_failure(at);
+        let (level, action) = (step.level, step.action);
+        tracing::info!(kernel = %self.name, level, %action, directive = %step.directive, "recovery decided");
+        self.log
+            .push(SupervisorEvent::Decided { at, level, action });
+        match step.directive {
+            Directive::Restart { at, attempt } => self.restart(at, attempt).await,
+            Directive::Pending { at } => self.restart(at, None).await,
+            Directive::GiveUp | Directive::Exhausted(Escalation::GaveUp) => {
                 tracing::error!(kernel = %self.name, %error, "restarts exhausted and no escalation: the kernel stays down");
-                return Step::Exit(SupervisorExit::GaveUp);
+                Step::Exit(SupervisorExit::GaveUp)
             }
-            RecoveryAction::UseReplica => RecoveryStrategy::UseReplica,
-            RecoveryAction::Degrade => RecoveryStrategy::Degrade,
-            RecoveryAction::Failover => RecoveryStrategy::Failover,
-            RecoveryAction::NotifyOperator => RecoveryStrategy::NotifyOperator,
-            RecoveryAction::Escalate(strategy)
-            | RecoveryAction::AlreadyEscalated(Escalation::To(strategy)) => strategy,
-        };
-        match strategy {
-            RecoveryStrategy::RestartKernel => {
-                self.restart(at.saturating_add(restart_delay), None).await
-            }
-            RecoveryStrategy::NotifyOperator => {
-                self.notify(at, action, error).await;
+            Directive::NotifyOperator => {
+                self.notify(at, level, action, error).await;
                 Step::Exit(SupervisorExit::OperatorNotified)
             }
-            RecoveryStrategy::UseReplica
-            | RecoveryStrategy::Failover
-            | RecoveryStrategy::Degrade => match KernelSlot::for_strategy(strategy) {
-                Some(slot) if slot != self.active && self.kernels.get(slot).is_some() => {
-                    self.switch(slot).await
+            Directive::Exhausted(Escalation::To(_)) => {
+                self.notify(at, level, action, error).await;
+                Step::Exit(SupervisorExit::Exhausted)
+            }
+            Directive::UseReplica | Directive::Failover | Directive::Degrade => {
+                match step.directive.strategy().and_then(KernelSlot::for_strategy) {
+                    Some(slot) if slot != self.active && self.kernels.get(slot).is_some() => {
+                        self.switch(slot).await
+                    }
+                    _ => {
+                        self.notify(at, level, action, error).await;
+                        Step::Exit(SupervisorExit::Exhausted)
+                    }
                 }
-                _ => {
-                    self.notify(at, action, error).await;
-                    Step::Exit(SupervisorExit::Exhausted)
-                }
-            },
+            }
         }
     }
 
     /// Sleeps until `at`, restarts the active kernel and restores its checkpoint.
-    async fn restart(&mut self, at: Instant, attempt: Option<u32>) -> Step {
+    async fn restart(&mut self, at: Instant, attempt: Option<u32>) -> Step<K::Error> {
         tokio::time::sleep_until(clock::to_tokio(at)).await;
         let slot = self.active;
         let Some(kernel) = self.kernels.get_mut(slot) else {
             return Step::Exit(SupervisorExit::Exhausted);
         };
-        if let Err(error) = kernel.restart().await {
-            return Step::Failed(error.to_string());
+        match CatchPanic::new(kernel.restart()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(error)) => return Step::Failed(KernelFailure::Error(Arc::new(error))),
+            Err(message) => return Step::Failed(KernelFailure::Panic(message)),
         }
         let at = clock::now();
         tracing::info!(kernel = %self.name, %slot, ?attempt, "kernel restarted");
         self.log
             .push(SupervisorEvent::Restarted { at, slot, attempt });
-        self.began(at).await;
+        self.began().await;
         Step::Run
     }
 
     /// Makes `to` the active kernel and restores its checkpoint.
-    async fn switch(&mut self, to: KernelSlot) -> Step {
+    async fn switch(&mut self, to: KernelSlot) -> Step<K::Error> {
         let at = clock::now();
         let from = self.active;
         tracing::warn!(kernel = %self.name, %from, %to, "switching kernels");
         self.log.push(SupervisorEvent::Switched { at, from, to });
         self.active = to;
-        self.began(at).await;
+        self.began().await;
         Step::Run
     }
 
     /// A (re)started kernel: its health probe starts over and it gets the latest checkpoint.
-    async fn began(&mut self, at: Instant) {
-        self.quiet_since = Some(at);
+    async fn began(&mut self) {
         if let Some((probe, component)) = &self.health
             && let Err(error) = probe.reset(component)
         {
@@ -822,13 +1033,20 @@ impl<K: SupervisedKernel> Supervisor<K> {
         }
     }
 
-    async fn notify(&mut self, at: Instant, action: RecoveryAction, error: String) {
+    async fn notify(
+        &mut self,
+        at: Instant,
+        level: usize,
+        action: RecoveryAction,
+        error: KernelFailure<K::Error>,
+    ) {
         let alert = OperatorAlert {
             kernel: self.name.clone(),
             slot: self.active,
             error,
             action,
-            restarts: self.recovery.attempt(),
+            level,
+            restarts: self.ladder.levels().get(level).map_or(0, Recovery::attempt),
             at,
         };
         tracing::error!(
@@ -836,6 +1054,7 @@ impl<K: SupervisedKernel> Supervisor<K> {
             slot = %alert.slot,
             error = %alert.error,
             action = %alert.action,
+            level = alert.level,
             restarts = alert.restarts,
             "operator attention needed"
         );
@@ -853,7 +1072,7 @@ impl<K: SupervisedKernel> Supervisor<K> {
     }
 }
 
-impl<K> Supervisor<K>
+impl<K, const L: usize> Supervisor<K, L>
 where
     K: SupervisedKernel + CheckpointableKernel + 'static,
     K::Checkpoint: DeserializeOwned + Send + 'static,

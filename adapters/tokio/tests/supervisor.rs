@@ -15,7 +15,7 @@ use rustkernel_tokio::resilience::{
     KernelSlot, MemoryCheckpointStore, OperatorAlert, RecoveryAction, RecoveryPolicy,
     RecoveryStrategy, RestartIntensity, SupervisedKernel, Supervisor, SupervisorExit,
 };
-use rustkernel_tokio::supervisor::{SupervisorError, SupervisorEvent};
+use rustkernel_tokio::supervisor::{KernelFailure, SupervisorError, SupervisorEvent};
 use tokio::sync::mpsc;
 
 /// One run of a scripted kernel: how long it runs, and whether it then fails.
@@ -196,8 +196,9 @@ async fn past_the_restart_intensity_the_operator_is_notified() {
         OperatorAlert {
             kernel: "graph/pagerank".into(),
             slot: KernelSlot::Primary,
-            error: "gpu lost its device".into(),
+            error: KernelFailure::Error(Arc::new("gpu lost its device".to_owned())),
             action: RecoveryAction::Escalate(RecoveryStrategy::NotifyOperator),
+            level: 0,
             restarts: 3,
             at: (t0 + secs(15)),
         }
@@ -577,5 +578,347 @@ async fn a_failed_restore_is_logged_and_the_kernel_runs_from_its_own_state() {
             .expect("primary")
             .progress,
         2
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Panics
+
+/// A kernel with a bug: its `run` indexes an empty `Vec`, which panics.
+struct Buggy {
+    data: Vec<u32>,
+    runs: u32,
+}
+
+impl SupervisedKernel for Buggy {
+    type Error = String;
+
+    #[allow(clippy::indexing_slicing, reason = "the bug under test")]
+    async fn run(&mut self) -> Result<(), String> {
+        self.runs += 1;
+        let first = self.data[0];
+        std::hint::black_box(first);
+        Ok(())
+    }
+}
+
+/// A panicking kernel is a failed kernel, as for an OTP supervisor: the supervisor survives,
+/// restarts it under the policy and escalates past the restart intensity.
+#[tokio::test(start_paused = true)]
+async fn a_panicking_kernel_is_restarted_under_the_policy_then_escalates() {
+    let (notifier, mut alerts) = mpsc::unbounded_channel();
+    let mut supervisor = Supervisor::new(
+        "buggy",
+        Buggy {
+            data: Vec::new(),
+            runs: 0,
+        },
+        chapter_policy(),
+        RestartIntensity::default(),
+    )
+    .with_notifier(notifier);
+    let log = supervisor.log();
+    let task = tokio::spawn(async move {
+        let exit = supervisor.run().await;
+        (exit, supervisor)
+    });
+    let (exit, supervisor) = task.await.expect("the supervisor survives a kernel panic");
+    assert_eq!(exit, Ok(SupervisorExit::OperatorNotified));
+    assert_eq!(
+        supervisor
+            .kernel(KernelSlot::Primary)
+            .expect("primary")
+            .runs,
+        4,
+        "the first run and three restarts"
+    );
+    let counts = log.counts();
+    assert_eq!((counts.restart, counts.escalate), (3, 1));
+    // The panic is reported typed, as its own variant, with its message.
+    let panic = KernelFailure::Panic("index out of bounds: the len is 0 but the index is 0".into());
+    let failures: Vec<KernelFailure<String>> = log
+        .events()
+        .into_iter()
+        .filter_map(|event| match event {
+            SupervisorEvent::Failed { error, .. } => Some(error),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(failures, vec![panic.clone(); 4]);
+    let alert = alerts.try_recv().expect("the operator was alerted");
+    assert_eq!(alert.error, panic);
+    assert!(alert.error.is_panic() && alert.error.error().is_none());
+}
+
+/// A kernel whose `restart` panics: that restart is another failure, counted by the policy.
+struct PanicsOnRestart;
+
+impl SupervisedKernel for PanicsOnRestart {
+    type Error = String;
+
+    async fn run(&mut self) -> Result<(), String> {
+        Err("fault".into())
+    }
+
+    #[allow(clippy::panic, reason = "the panic under test")]
+    async fn restart(&mut self) -> Result<(), String> {
+        panic!("reset line stuck")
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_panicking_restart_is_another_failure() {
+    let policy = RecoveryPolicy {
+        escalation: None,
+        ..chapter_policy()
+    };
+    let mut supervisor = Supervisor::new("x", PanicsOnRestart, policy, RestartIntensity::default());
+    assert_eq!(supervisor.run().await, Ok(SupervisorExit::GaveUp));
+    let events = supervisor.log().events();
+    let failures: Vec<String> = events
+        .iter()
+        .filter_map(|event| match event {
+            SupervisorEvent::Failed { error, .. } => Some(error.to_string()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        failures,
+        vec![
+            "fault",
+            "the kernel panicked: reset line stuck",
+            "the kernel panicked: reset line stuck",
+            "the kernel panicked: reset line stuck",
+        ]
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Typed errors
+
+/// A kernel error that is neither `Clone` nor a string.
+#[derive(Debug, PartialEq, Eq)]
+struct DeviceLost {
+    device: u32,
+}
+
+impl std::fmt::Display for DeviceLost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "device {} lost", self.device)
+    }
+}
+
+impl std::error::Error for DeviceLost {}
+
+struct Typed;
+
+impl SupervisedKernel for Typed {
+    type Error = DeviceLost;
+
+    async fn run(&mut self) -> Result<(), DeviceLost> {
+        Err(DeviceLost { device: 7 })
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn kernel_errors_stay_typed_in_events_and_alerts() {
+    let (notifier, mut alerts) = mpsc::unbounded_channel::<OperatorAlert<DeviceLost>>();
+    let policy = RecoveryPolicy {
+        max_restarts: 1,
+        ..chapter_policy()
+    };
+    let mut supervisor = Supervisor::new("typed", Typed, policy, RestartIntensity::default())
+        .with_notifier(notifier);
+    assert_eq!(supervisor.run().await, Ok(SupervisorExit::OperatorNotified));
+    let alert = alerts.try_recv().expect("alerted");
+    assert_eq!(alert.error.error(), Some(&DeviceLost { device: 7 }));
+    let source = std::error::Error::source(&alert.error).expect("the kernel's error is the source");
+    assert_eq!(source.to_string(), "device 7 lost");
+    assert!(supervisor.log().events().iter().any(|event| matches!(
+        event,
+        SupervisorEvent::Failed { error: KernelFailure::Error(error), .. } if **error == DeviceLost { device: 7 }
+    )));
+    let json = serde_json::to_value(&alert).expect("serializes");
+    assert_eq!(
+        json.get("error"),
+        Some(&serde_json::json!({ "kind": "error", "message": "device 7 lost" }))
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Escalation levels
+
+/// "Restart up to 3 times, then degrade; while degraded, restart once, then notify an
+/// operator": the ladder of the core, carried out on tokio.
+#[tokio::test(start_paused = true)]
+async fn a_ladder_restarts_degrades_restarts_the_degraded_kernel_then_notifies() {
+    use rustkernel_core::resilience::{Recovery, RecoveryLadder};
+
+    let runs = runs();
+    let primary = Scripted::new("gpu", &[FAIL_NOW; 10], &runs);
+    let degraded = Scripted::new("cpu", &[Run::Fail(secs(1)), Run::Fail(secs(2))], &runs);
+    let level = |max_restarts, delay, escalation| {
+        Recovery::try_new(
+            RecoveryPolicy {
+                strategy: RecoveryStrategy::RestartKernel,
+                max_restarts,
+                restart_delay: secs(delay),
+                escalation: Some(escalation),
+            },
+            RestartIntensity::default(),
+        )
+        .expect("valid policy")
+    };
+    let ladder = RecoveryLadder::new([
+        level(3, 5, RecoveryStrategy::Degrade),
+        level(1, 10, RecoveryStrategy::NotifyOperator),
+    ]);
+    let (notifier, mut alerts) = mpsc::unbounded_channel();
+    let mut supervisor = Supervisor::with_ladder("graph/pagerank", primary, ladder)
+        .with_degraded(degraded)
+        .with_notifier(notifier);
+    assert_eq!(supervisor.run().await, Ok(SupervisorExit::OperatorNotified));
+    // gpu at 0, 5, 10, 15; fails at 15 and degrades; cpu fails at 16, restarts at 26, fails at
+    // 28: level 1's one restart is used, it notifies.
+    assert_eq!(
+        taken(&runs),
+        vec![
+            ("gpu", secs(0)),
+            ("gpu", secs(5)),
+            ("gpu", secs(10)),
+            ("gpu", secs(15)),
+            ("cpu", secs(15)),
+            ("cpu", secs(26)),
+        ]
+    );
+    assert_eq!(supervisor.active_slot(), KernelSlot::Degraded);
+    assert_eq!(supervisor.ladder().level(), 1);
+    let alert = alerts.try_recv().expect("alerted");
+    assert_eq!(
+        (alert.level, alert.slot, alert.action, alert.restarts),
+        (
+            1,
+            KernelSlot::Degraded,
+            RecoveryAction::Escalate(RecoveryStrategy::NotifyOperator),
+            1
+        )
+    );
+    let decided: Vec<usize> = supervisor
+        .log()
+        .events()
+        .iter()
+        .filter_map(|event| match event {
+            SupervisorEvent::Decided { level, .. } => Some(*level),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(decided, vec![0, 0, 0, 0, 1, 1]);
+}
+
+/// Every level's strategies and escalations need their kernels before anything runs.
+#[tokio::test(start_paused = true)]
+async fn a_ladder_needing_a_missing_kernel_is_refused() {
+    use rustkernel_core::resilience::{Recovery, RecoveryLadder};
+
+    let runs = runs();
+    let restarts: Recovery = Recovery::new(chapter_policy(), RestartIntensity::default());
+    let failover: Recovery = Recovery::new(
+        RecoveryPolicy {
+            strategy: RecoveryStrategy::Failover,
+            ..chapter_policy()
+        },
+        RestartIntensity::default(),
+    );
+    let mut supervisor = Supervisor::with_ladder(
+        "x",
+        Scripted::new("gpu", &[FAIL_NOW], &runs),
+        RecoveryLadder::new([restarts, failover]),
+    );
+    assert_eq!(
+        supervisor.run().await,
+        Err(SupervisorError::MissingKernel {
+            strategy: RecoveryStrategy::Failover,
+            slot: KernelSlot::Failover,
+        })
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation
+
+/// `ResilienceConfig::validate` accepts exactly the recovery settings the supervisor accepts,
+/// and a `max_restarts` of `u32::MAX` is refused (at once: the capacity is checked first).
+#[test]
+fn config_validation_agrees_with_the_supervisor() {
+    use rustkernel_core::error::{ConfigError, ConfigField};
+    use rustkernel_core::resilience::ResilienceConfig;
+
+    let base = ResilienceConfig::production();
+    let restart = |max_restarts, delay_ms| RecoveryPolicy {
+        max_restarts,
+        restart_delay: Duration::from_millis(delay_ms),
+        ..chapter_policy()
+    };
+    let window = |s| RestartIntensity {
+        window: secs(s),
+        backoff: None,
+    };
+    let growing = |s| RestartIntensity {
+        window: secs(s),
+        backoff: Some(RestartBackoff {
+            multiplier: 2.0,
+            max: secs(60),
+        }),
+    };
+    let cases = [
+        (restart(3, 5_000), window(60)),
+        (restart(3, 5_000), window(15)),
+        (restart(3, 5_000), growing(35)),
+        (restart(3, 5_000), growing(36)),
+        (restart(8, 0), window(1)),
+        (restart(9, 0), window(1)),
+        (restart(9, 1_000), window(3_600)),
+        (restart(u32::MAX, 0), window(60)),
+        (restart(u32::MAX, 5_000), growing(u64::MAX)),
+        (restart(0, 5_000), window(60)),
+        (restart(2, 0), growing(60)),
+        (
+            RecoveryPolicy {
+                strategy: RecoveryStrategy::Degrade,
+                max_restarts: u32::MAX,
+                ..chapter_policy()
+            },
+            window(1),
+        ),
+    ];
+    for (recovery, restart_intensity) in cases {
+        let config = ResilienceConfig {
+            recovery,
+            restart_intensity,
+            ..base
+        };
+        let supervisor = Supervisor::try_new(
+            "x",
+            Scripted::new("gpu", &[], &runs()),
+            recovery,
+            restart_intensity,
+        );
+        assert_eq!(
+            config.validate().err(),
+            supervisor.err(),
+            "{recovery:?} {restart_intensity:?}"
+        );
+    }
+    let huge = ResilienceConfig {
+        recovery: restart(u32::MAX, 0),
+        restart_intensity: window(60),
+        ..base
+    };
+    assert_eq!(
+        huge.validate(),
+        Err(ConfigError::TooLarge {
+            field: ConfigField::MaxRestarts,
+            max: 8,
+        })
     );
 }

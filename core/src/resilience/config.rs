@@ -23,9 +23,9 @@ use core::time::Duration;
 
 use crate::error::{ConfigError, ConfigField, ErrorKind, ErrorKindSet};
 use crate::resilience::{
-    BackoffStrategy, CircuitBreakerConfig, HealthProbeConfig, OpenBackoff, RecoveryPolicy,
-    RecoveryStrategy, RestartBackoff, RestartIntensity, RetryBudgetConfig, RetryConfig,
-    TimeoutConfig,
+    BackoffStrategy, CircuitBreakerConfig, DEFAULT_RESTART_CAPACITY, HealthProbeConfig,
+    OpenBackoff, RecoveryPolicy, RecoveryStrategy, RestartBackoff, RestartIntensity,
+    RetryBudgetConfig, RetryConfig, TimeoutConfig,
 };
 
 /// Every resilience setting of a service or firmware in one value.
@@ -128,7 +128,9 @@ impl ResilienceConfig {
     /// Checks every part, then the parts against each other: retries must end within
     /// `timeout.max_timeout`, one backoff delay must fit in `retry_max_elapsed`, and the restart
     /// delays must fit in the restart window (the health probe's own check already keeps its
-    /// timeout within its interval).
+    /// timeout within its interval). The recovery settings are checked exactly as the
+    /// supervisors check them ([`RestartIntensity::validate_for`] with
+    /// [`DEFAULT_RESTART_CAPACITY`]), so a config that validates builds a supervisor.
     ///
     /// # Errors
     /// The first invalid value, as a [`ConfigError`] naming the field.
@@ -138,7 +140,8 @@ impl ResilienceConfig {
         self.timeout.validate()?;
         self.health_check.validate()?;
         self.retry_budget.validate()?;
-        self.restart_intensity.validate_with(&self.recovery)?;
+        self.restart_intensity
+            .validate_for(&self.recovery, DEFAULT_RESTART_CAPACITY)?;
         if self.retry_max_elapsed.is_zero() {
             return Err(ConfigError::Zero(ConfigField::RetryMaxElapsed));
         }
@@ -358,6 +361,94 @@ mod tests {
         assert_eq!(
             bad_part.validate(),
             Err(ConfigError::Zero(ConfigField::FailureThreshold))
+        );
+    }
+
+    /// `validate` accepts exactly the recovery settings a supervisor accepts (a `Recovery`
+    /// of the default capacity), and a huge `max_restarts` is refused at once.
+    #[test]
+    fn recovery_validation_agrees_with_the_machine() {
+        use crate::resilience::{DEFAULT_RESTART_CAPACITY, Recovery, RestartBackoff};
+        let base = ResilienceConfig::production();
+        let policy = |max_restarts, restart_delay| RecoveryPolicy {
+            max_restarts,
+            restart_delay,
+            ..base.recovery
+        };
+        let plain = |window| RestartIntensity {
+            window,
+            backoff: None,
+        };
+        let cases = [
+            (
+                policy(9, Duration::from_secs(1)),
+                plain(Duration::from_secs(600)),
+            ),
+            (
+                policy(u32::MAX, Duration::ZERO),
+                plain(Duration::from_secs(60)),
+            ),
+            (
+                policy(u32::MAX, Duration::from_secs(5)),
+                plain(Duration::MAX),
+            ),
+            (
+                policy(8, Duration::from_secs(1)),
+                plain(Duration::from_secs(600)),
+            ),
+            (
+                policy(3, Duration::from_secs(5)),
+                plain(Duration::from_secs(15)),
+            ),
+            (policy(3, Duration::from_secs(5)), base.restart_intensity),
+            (policy(0, Duration::from_secs(5)), base.restart_intensity),
+            (
+                RecoveryPolicy {
+                    strategy: RecoveryStrategy::Failover,
+                    max_restarts: u32::MAX,
+                    restart_delay: Duration::MAX,
+                    escalation: None,
+                },
+                plain(Duration::from_secs(1)),
+            ),
+            (
+                policy(u32::MAX, Duration::from_nanos(1_500)),
+                RestartIntensity {
+                    window: Duration::MAX,
+                    backoff: Some(RestartBackoff {
+                        multiplier: 1.000_000_1,
+                        max: Duration::MAX,
+                    }),
+                },
+            ),
+        ];
+        for (recovery, restart_intensity) in cases {
+            let config = ResilienceConfig {
+                recovery,
+                restart_intensity,
+                ..base
+            };
+            let machine =
+                Recovery::<DEFAULT_RESTART_CAPACITY>::try_new(recovery, restart_intensity);
+            assert_eq!(
+                config.validate().is_ok(),
+                machine.is_ok(),
+                "{recovery:?} {restart_intensity:?}: {:?} vs {:?}",
+                config.validate(),
+                machine.err()
+            );
+        }
+        let huge = ResilienceConfig {
+            recovery: policy(u32::MAX, Duration::ZERO),
+            restart_intensity: plain(Duration::from_secs(60)),
+            ..base
+        };
+        assert_eq!(
+            huge.validate(),
+            Err(ConfigError::TooLarge {
+                field: ConfigField::MaxRestarts,
+                max: 8,
+            })
         );
     }
 }

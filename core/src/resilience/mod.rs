@@ -30,8 +30,9 @@ pub use health::{
 };
 pub use pipeline::PipelineConfig;
 pub use recovery::{
-    DEFAULT_RESTART_CAPACITY, Escalation, Recovered, Recovery, RecoveryAction, RecoveryPolicy,
-    RecoveryState, RecoveryStrategy, RestartBackoff, RestartIntensity,
+    DEFAULT_RESTART_CAPACITY, Directive, Escalation, Recovered, Recovery, RecoveryAction,
+    RecoveryLadder, RecoveryPolicy, RecoveryState, RecoveryStep, RecoveryStrategy, RestartBackoff,
+    RestartIntensity,
 };
 pub use retry::{GiveUpReason, Retry, RetryConfig, RetryDecision};
 pub use timeout::{DeadlineBound, ResolvedDeadline, TimeoutConfig};
