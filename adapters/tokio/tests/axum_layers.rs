@@ -150,7 +150,7 @@ async fn pipeline_layer_retries_and_rejects_through_one_layer() {
             async move {
                 match input {
                     // Fails once, then succeeds: the retry hides it.
-                    1 if n % 2 == 0 => Err(ErrorKind::Transient),
+                    1 if n.is_multiple_of(2) => Err(ErrorKind::Transient),
                     1 => Ok(2),
                     _ => Err(ErrorKind::Transient),
                 }
