@@ -283,14 +283,17 @@ impl Model {
         }
         let counts = self.counts();
         let enough = counts.calls >= self.config.minimum_calls;
-        let share = |n: u32| f64::from(n) / f64::from(counts.calls);
+        // The share as an f32 division computes it (one rounding; counts this small convert
+        // exactly), so a threshold of k/n or a decimal like 0.3 is reached at exactly k of n.
+        #[allow(clippy::cast_precision_loss, reason = "window counts are small")]
+        let share = |n: u32| n as f32 / counts.calls as f32;
         let by_failures = match self.config.failure_rate_threshold {
-            Some(rate) => enough && share(counts.failures) >= f64::from(rate),
+            Some(rate) => enough && share(counts.failures) >= rate,
             None => self.consecutive >= self.config.failure_threshold,
         };
         let by_slow = self.config.slow_call_duration.is_some()
             && enough
-            && share(counts.slow) >= f64::from(self.config.slow_call_rate_threshold);
+            && share(counts.slow) >= self.config.slow_call_rate_threshold;
         if by_failures || by_slow {
             self.trip(now)
         } else {

@@ -22,6 +22,7 @@
 //! - Failure rate ([`CountWindow<N>`]): with `failure_rate_threshold` and/or
 //!   `slow_call_duration` set, the breaker opens when the failure rate or slow-call rate over
 //!   the last `N` calls reaches its threshold, once `minimum_calls` calls are in the window.
+//!   A threshold stands for the decimal it was written as: `0.3` opens at 3 of 10 calls.
 
 mod config;
 mod state;
@@ -458,7 +459,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
         }
         let counts = self.window.counts();
         let over = |count: u32, threshold: f32| {
-            // count / calls >= threshold, without dividing, exactly in integers.
+            // count as f32 / calls as f32 >= threshold, without dividing, in integers.
             crate::float::reaches_rate(count, threshold, counts.calls)
         };
         let trip = if rate_mode {
