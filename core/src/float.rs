@@ -229,21 +229,56 @@ pub(crate) fn mul_floor(x: u128, mantissa: u64, exp: i32) -> Option<(u128, bool)
     Some((u128::from(a) | (u128::from(b) << 64), !dropped))
 }
 
-/// Whether `count >= rate * calls`, exactly, with the float semantics of that comparison for
-/// NaN (false), infinities and negative rates.
+/// The exponent of an `f32`'s lowest binade (subnormals and the smallest normals), as
+/// [`Parts::of_f32`] gives it.
+const F32_MIN_EXP: i32 = -149;
+
+/// Whether the share `count / calls` reaches `rate`: `count as f32 / calls as f32 >= rate`, with
+/// the quotient rounded once, to nearest (ties to even), as an `f32` division rounds it, and
+/// the float semantics of that comparison (NaN never reaches anything, `0 / 0` is NaN, `k / 0`
+/// is infinite).
+///
+/// A rate stands for every real number that rounds to it, so it stands for the decimal that was
+/// written: `0.3` (stored as 0.300000011920928955078125) is reached by exactly 3 of 10, and
+/// `k as f32 / n as f32` by exactly `k` of `n`. Comparing with the `f32`'s own binary value
+/// instead would need 4 of 10. The limit is the `f32`'s precision: a share below the written
+/// value `a / b` is at least `1 / (b * calls)` below it, and the values that round to a rate
+/// of at most 1 lie within `2^-24` of each other, so no share below the written value reaches
+/// the rate while `b * calls < 2^24` (for `k / n`, windows of up to 4 096 calls; for one decimal
+/// digit, up to 1.6 million).
+///
+/// Computed without a float operation: the quotient rounds to `rate` or above exactly when it
+/// is above the midpoint between `rate` and the `f32` below it, or on that midpoint with `rate`'s
+/// significand even; `midpoint * calls` is exact in integers ([`mul_floor`]).
 pub(crate) fn reaches_rate(count: u32, rate: f32, calls: u32) -> bool {
-    match Parts::of_f32(rate) {
+    let rate = Parts::of_f32(rate);
+    if calls == 0 {
+        // `count / 0` is +inf (which reaches any non-NaN rate), `0 / 0` is NaN.
+        return count != 0 && rate != Parts::Nan;
+    }
+    match rate {
         Parts::Nan => false,
-        // `0 * inf` is NaN; otherwise a finite count never reaches +inf and always -inf.
-        Parts::Infinite { negative } => negative && calls != 0,
-        Parts::Finite { negative: true, .. } => true,
-        Parts::Finite { mantissa, exp, .. } => match mul_floor(u128::from(calls), mantissa, exp) {
-            None => false,
-            Some((floor, exact)) => {
-                let count = u128::from(count);
-                count > floor || (count == floor && exact)
+        // The quotient is finite: it never reaches +inf and always -inf.
+        Parts::Infinite { negative } => negative,
+        // Zero or negative: every quotient (at least 0) reaches it.
+        Parts::Finite { negative: true, .. } | Parts::Finite { mantissa: 0, .. } => true,
+        Parts::Finite { mantissa, exp, .. } => {
+            // The midpoint below `rate`: half a unit below, or a quarter at the bottom of a
+            // binade (the `f32` below has units half as large), except in the lowest binade.
+            let (edge, edge_exp) = if mantissa == 1 << 23 && exp > F32_MIN_EXP {
+                ((mantissa << 2) - 1, exp - 2)
+            } else {
+                ((mantissa << 1) - 1, exp - 1)
+            };
+            match mul_floor(u128::from(calls), edge, edge_exp) {
+                None => false,
+                Some((floor, exact)) => {
+                    let count = u128::from(count);
+                    // On the midpoint, the tie goes to the even significand.
+                    count > floor || (count == floor && exact && mantissa & 1 == 0)
+                }
             }
-        },
+        }
     }
 }
 
@@ -576,38 +611,141 @@ mod tests {
         }
     }
 
+    /// The reference: the share divided in `f32` (exact conversions below 2^24, one rounding).
+    fn share_reaches(count: u32, rate: f32, calls: u32) -> bool {
+        assert!(count < 1 << 24 && calls < 1 << 24);
+        count as f32 / calls as f32 >= rate
+    }
+
     #[test]
-    fn reaches_rate_matches_exact_rationals() {
-        for &(count, calls) in &[(0u32, 0u32), (0, 10), (5, 10), (4, 10), (10, 10), (1, 3)] {
-            for rate in [0.5f32, 0.4, 0.1, 1.0, 1.0 / 3.0, 0.333_333_34] {
-                // count >= rate * calls exactly, checked in f64 (both factors fit exactly).
-                let exact = f64::from(count) >= f64::from(rate) * f64::from(calls);
+    fn reaches_rate_rounds_the_share_like_an_f32_division() {
+        for &(count, calls) in &[
+            (0u32, 0u32),
+            (0, 10),
+            (5, 10),
+            (4, 10),
+            (10, 10),
+            (1, 3),
+            (3, 0),
+        ] {
+            for rate in [
+                0.5f32,
+                0.4,
+                0.1,
+                1.0,
+                1.0 / 3.0,
+                0.333_333_34,
+                0.0,
+                -0.0,
+                1e-45,
+            ] {
                 assert_eq!(
                     reaches_rate(count, rate, calls),
-                    exact,
+                    share_reaches(count, rate, calls),
                     "{count} {rate} {calls}"
                 );
             }
         }
         assert!(!reaches_rate(3, f32::NAN, 3));
+        assert!(!reaches_rate(0, f32::NAN, 0));
+        assert!(!reaches_rate(3, f32::NAN, 0));
         assert!(!reaches_rate(3, f32::INFINITY, 3));
-        assert!(!reaches_rate(3, f32::NEG_INFINITY, 0));
+        assert!(reaches_rate(3, f32::INFINITY, 0));
+        assert!(!reaches_rate(0, f32::NEG_INFINITY, 0));
         assert!(reaches_rate(0, f32::NEG_INFINITY, 3));
         assert!(reaches_rate(0, -0.5, 3));
         assert!(!reaches_rate(u32::MAX, f32::MAX, u32::MAX));
         assert!(reaches_rate(u32::MAX, 1.0, u32::MAX));
-        // 0.1f32 is a hair above 0.1: 1 of 10 does not reach it.
-        assert!(!reaches_rate(1, 0.1, 10));
+        // 1 - 1/(2^32 - 1) rounds to 1.0 in f32: the precision limit of an f32 rate.
+        assert!(reaches_rate(u32::MAX - 1, 1.0, u32::MAX));
+        assert!(!reaches_rate(u32::MAX - 512, 1.0, u32::MAX));
+        // 0.1f32 is a hair above 0.1, 0.7f32 a hair below 0.7: both stand for the decimal.
+        assert!(reaches_rate(1, 0.1, 10));
+        assert!(!reaches_rate(0, 0.1, 10));
+        assert!(reaches_rate(7, 0.7, 10));
+        assert!(!reaches_rate(6, 0.7, 10));
+        // 2/3 rounds up in f32: two of three reach it, and so do 2 000 000 of 3 000 000.
+        assert!(reaches_rate(2, 2.0 / 3.0, 3));
+        assert!(reaches_rate(2_000_000, 2.0 / 3.0, 3_000_000));
+        assert!(!reaches_rate(1_999_999, 2.0 / 3.0, 3_000_000));
+        // Shares exactly on a midpoint (the tie goes to the even significand); over a power of
+        // two the f64 quotient is exact, so one rounding to f32 is the reference.
+        let above = |x: f32| f32::from_bits(x.to_bits() + 1);
+        let below = |x: f32| f32::from_bits(x.to_bits() - 1);
+        for (count, calls) in [
+            (3 << 23, 1 << 25),
+            ((3 << 23) - 1, 1 << 25),
+            ((3 << 23) + 1, 1 << 25),
+            ((1 << 25) - 1, 1 << 26),
+            ((1 << 25) - 2, 1 << 26),
+            ((1 << 25) + 1, 1 << 26),
+            (1, 1 << 31),
+        ] {
+            let share = (f64::from(count) / f64::from(calls)) as f32;
+            for rate in [
+                0.75f32,
+                above(0.75),
+                below(0.75),
+                0.5,
+                above(0.5),
+                below(0.5),
+                share,
+            ] {
+                let reference = (f64::from(count) / f64::from(calls)) as f32 >= rate;
+                assert_eq!(
+                    reaches_rate(count, rate, calls),
+                    reference,
+                    "{count} {rate} {calls}"
+                );
+            }
+        }
+        assert!(reaches_rate((3 << 23) - 1, 0.75, 1 << 25));
+        assert!(!reaches_rate((3 << 23) + 1, above(0.75), 1 << 25));
+        assert!(reaches_rate((1 << 25) - 1, 0.5, 1 << 26));
+        assert!(!reaches_rate((1 << 25) - 2, 0.5, 1 << 26));
+        // Subnormal rates: every positive share reaches them.
+        assert!(reaches_rate(1, f32::from_bits(1), u32::MAX));
+        assert!(!reaches_rate(0, f32::from_bits(1), u32::MAX));
+        // The bottom of a binade: the f32 below 0.5 is closer, so the midpoint is a quarter unit.
+        let below_half = f32::from_bits(0.5f32.to_bits() - 1);
+        for calls in [1u32, 3, 1 << 23, (1 << 24) - 1] {
+            for count in [0, calls / 2, calls / 2 + 1, calls.saturating_sub(1) / 2] {
+                for rate in [0.5, below_half, f32::from_bits(0.5f32.to_bits() + 1)] {
+                    assert_eq!(
+                        reaches_rate(count, rate, calls),
+                        share_reaches(count, rate, calls),
+                        "{count} {rate} {calls}"
+                    );
+                }
+            }
+        }
         for bits in values() {
             let rate = f32::from_bits(u32::try_from(bits >> 40).unwrap_or(0)) % 1.5;
             #[allow(clippy::cast_possible_truncation)]
             let (count, calls) = ((bits % 1000) as u32, ((bits >> 20) % 1000) as u32);
-            let reference = f64::from(count) >= f64::from(rate) * f64::from(calls);
             assert_eq!(
                 reaches_rate(count, rate, calls),
-                reference,
+                share_reaches(count, rate, calls),
                 "{count} {rate} {calls}"
             );
+            // Rates just around the share itself, where the rounding decides.
+            #[allow(clippy::cast_possible_truncation)]
+            let (count, calls) = (
+                (bits % 5_000_000) as u32,
+                ((bits >> 24) % 10_000_000) as u32,
+            );
+            let share = count as f32 / calls.max(1) as f32;
+            for rate in [
+                share,
+                f32::from_bits(share.to_bits().wrapping_add(1)),
+                f32::from_bits(share.to_bits().saturating_sub(1)),
+            ] {
+                assert_eq!(
+                    reaches_rate(count, rate, calls),
+                    share_reaches(count, rate, calls),
+                    "{count} {rate} {calls}"
+                );
+            }
         }
     }
 

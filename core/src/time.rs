@@ -22,7 +22,8 @@ pub struct Instant {
 impl Instant {
     /// The epoch itself.
     pub const ZERO: Self = Self { micros: 0 };
-    /// The latest representable instant; "never" for deadlines.
+    /// The latest representable instant; "never" for deadlines (see
+    /// [`is_reached_at`](Self::is_reached_at)).
     pub const MAX: Self = Self { micros: u64::MAX };
 
     /// An instant `micros` microseconds after the epoch.
@@ -81,6 +82,15 @@ impl Instant {
         Self {
             micros: self.micros.saturating_sub(duration_as_micros(duration)),
         }
+    }
+
+    /// Whether a deadline at `self` has been reached at `now`: `now >= self`, except that
+    /// [`Instant::MAX`] is never reached. A deadline computed with the saturating additions
+    /// stops at `Instant::MAX` when it lies beyond the end of the clock, so there it means
+    /// "never", and a clock that reaches its last value does not fire it.
+    #[must_use]
+    pub const fn is_reached_at(self, now: Self) -> bool {
+        self.micros != u64::MAX && now.micros >= self.micros
     }
 
     /// Time from `earlier` to `self`, or zero when `earlier` is later (clock went backwards).
@@ -174,6 +184,18 @@ mod tests {
             Instant::MAX.saturating_add_ceil(Duration::from_nanos(1)),
             Instant::MAX
         );
+    }
+
+    #[test]
+    fn the_last_instant_is_never_reached_as_a_deadline() {
+        let last_but_one = Instant::from_micros(u64::MAX - 1);
+        assert!(last_but_one.is_reached_at(last_but_one));
+        assert!(last_but_one.is_reached_at(Instant::MAX));
+        assert!(!last_but_one.is_reached_at(Instant::from_micros(u64::MAX - 2)));
+        assert!(!Instant::MAX.is_reached_at(Instant::MAX));
+        assert!(Instant::ZERO.is_reached_at(Instant::ZERO));
+        let saturated = Instant::MAX - Duration::from_secs(1) + Duration::from_secs(2);
+        assert!(!saturated.is_reached_at(Instant::MAX));
     }
 
     #[test]

@@ -13,7 +13,8 @@
 //!    current cycle (a permit's cycle is the breaker's transition count when it was issued);
 //! 2. a report with a stale permit changes no state: the breaker ends where `poll(now)` alone
 //!    would take it, and only the counters move;
-//! 3. a half-open cycle ends at `since + max_wait_in_half_open`, not a microsecond earlier.
+//! 3. a half-open cycle ends at `since + max_wait_in_half_open`, not a microsecond earlier,
+//!    and never when that sum saturates at `Instant::MAX` (a saturated deadline means "never").
 //!
 //! Open times in the model are exact (`timeout * multiplier^n` in `u128` nanoseconds, capped),
 //! so lockstep configs use integer multipliers and whole-microsecond timers; the core computes
@@ -57,6 +58,11 @@ struct ModelPermit {
 /// `at + d` in whole microseconds (sub-microsecond parts dropped), clamped to the last instant.
 fn after(at: u64, d: Duration) -> u64 {
     u64::try_from(u128::from(at) + d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Whether a timer ending at `deadline` has fired at `now`; the last instant is "never".
+fn reached(deadline: u64, now: u64) -> bool {
+    deadline != u64::MAX && now >= deadline
 }
 
 const NANOS_PER_SEC: u128 = 1_000_000_000;
@@ -158,12 +164,17 @@ impl Model {
 
     fn timers(&mut self, now: u64) -> Option<Transition> {
         match self.state {
-            Open if now >= self.open_until => {
+            Open if reached(self.open_until, now) => {
                 self.probe_successes = 0;
                 self.half_open_since = now;
                 self.enter(HalfOpen)
             }
-            HalfOpen if now >= after(self.half_open_since, self.config.max_wait_in_half_open) => {
+            HalfOpen
+                if reached(
+                    after(self.half_open_since, self.config.max_wait_in_half_open),
+                    now,
+                ) =>
+            {
                 self.trip(now)
             }
             _ => None,
@@ -283,14 +294,17 @@ impl Model {
         }
         let counts = self.counts();
         let enough = counts.calls >= self.config.minimum_calls;
-        let share = |n: u32| f64::from(n) / f64::from(counts.calls);
+        // The share as an f32 division computes it (one rounding; counts this small convert
+        // exactly), so a threshold of k/n or a decimal like 0.3 is reached at exactly k of n.
+        #[allow(clippy::cast_precision_loss, reason = "window counts are small")]
+        let share = |n: u32| n as f32 / counts.calls as f32;
         let by_failures = match self.config.failure_rate_threshold {
-            Some(rate) => enough && share(counts.failures) >= f64::from(rate),
+            Some(rate) => enough && share(counts.failures) >= rate,
             None => self.consecutive >= self.config.failure_threshold,
         };
         let by_slow = self.config.slow_call_duration.is_some()
             && enough
-            && share(counts.slow) >= f64::from(self.config.slow_call_rate_threshold);
+            && share(counts.slow) >= self.config.slow_call_rate_threshold;
         if by_failures || by_slow {
             self.trip(now)
         } else {
@@ -623,7 +637,8 @@ impl<W: SlidingWindow + Clone> Run<W> {
                 probes
             );
             prop_assert_eq!(probes, self.model.live_probes());
-            // Property 3: the cycle ends at since + max_wait, not a microsecond earlier.
+            // Property 3: the cycle ends at since + max_wait, not a microsecond earlier, and
+            // never when that saturates.
             let since = self
                 .half_open_since
                 .ok_or_else(|| fail("half-open without an observed transition".into()))?;
@@ -631,7 +646,8 @@ impl<W: SlidingWindow + Clone> Run<W> {
             prop_assert_eq!(cb.poll_at(), Some(end));
             let mut probe = cb.clone();
             prop_assert_eq!(probe.poll(end - Duration::from_micros(1)), None);
-            prop_assert_eq!(probe.poll(end), Some(HALF_OPEN_FAILED));
+            let ends = (end != Instant::MAX).then_some(HALF_OPEN_FAILED);
+            prop_assert_eq!(probe.poll(end), ends);
         }
         Ok(())
     }
@@ -1054,7 +1070,8 @@ proptest! {
 
     /// Property 3: probes that never report cannot hold the breaker half-open: whatever happens
     /// before `since + max_wait_in_half_open` (more probes, rejections, polls, a clock going
-    /// back), a poll at that instant opens it again, and nothing earlier does.
+    /// back), a poll at that instant opens it again, and nothing earlier does; unless that
+    /// instant saturated at `Instant::MAX`, which never comes.
     #[test]
     fn a_half_open_cycle_whose_probes_never_report_ends_at_max_wait(
         (config, _) in consecutive_setup(),
@@ -1067,17 +1084,21 @@ proptest! {
         let max = config.half_open_max_calls;
         let mut cb = CircuitBreaker::try_new(config)?;
         open(&mut cb, Instant::from_micros(t0))?;
-        let since = cb.poll_at().expect("open") + Duration::from_micros(delay);
+        let open_until = cb.poll_at().expect("open");
+        if open_until == Instant::MAX {
+            // The open time saturated: open for good, even at the last instant.
+            prop_assert!(cb.try_acquire(Instant::MAX).is_err());
+            prop_assert_eq!(cb.state(), Open);
+            return Ok(());
+        }
+        let since = open_until + Duration::from_micros(delay);
         let first = cb.try_acquire(since)?;
         prop_assert_eq!(first.transition(), Some(Transition { from: Open, to: HalfOpen }));
         let mut in_flight = 1;
         let end = since + config.max_wait_in_half_open;
-        // At the end of the clock `end` saturates to `since`: the cycle is over at once.
-        if since < end {
-            for _ in 1..lost.min(max) {
-                let _lost = cb.try_acquire(since)?;
-                in_flight += 1;
-            }
+        for _ in 1..lost.min(max) {
+            let _lost = cb.try_acquire(since)?;
+            in_flight += 1;
         }
         prop_assert_eq!(cb.poll_at(), Some(end));
         // Anything from a little before `since` up to just before `end`.
@@ -1103,9 +1124,15 @@ proptest! {
             }
             prop_assert_eq!(cb.state(), HalfOpen);
         }
-        prop_assert_eq!(cb.poll(end), Some(HALF_OPEN_FAILED));
-        prop_assert!(cb.poll_at() >= Some(end));
-        prop_assert_eq!(cb.state(), Open);
+        if end == Instant::MAX {
+            // The end saturated: "never", even at the last instant.
+            prop_assert_eq!(cb.poll(end), None);
+            prop_assert_eq!(cb.state(), HalfOpen);
+        } else {
+            prop_assert_eq!(cb.poll(end), Some(HALF_OPEN_FAILED));
+            prop_assert!(cb.poll_at() >= Some(end));
+            prop_assert_eq!(cb.state(), Open);
+        }
     }
 
     /// Property 4: alternating outcomes (a 50 % failure rate) open a rate breaker with

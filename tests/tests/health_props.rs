@@ -10,6 +10,12 @@
 use core::time::Duration;
 
 use proptest::prelude::*;
+
+/// Whether a deadline has passed at `now`; a deadline at the last instant (one that saturated)
+/// means "never".
+fn reached(deadline: u64, now: u64) -> bool {
+    deadline != u64::MAX && now >= deadline
+}
 use rustkernel_core::resilience::health::{
     ComponentEvent, ComponentHealth, ComponentPhase, Criticality, HealthCheckResult, HealthEvent,
     HealthProbeConfig, HealthRegistry, HealthStatus, IgnoredResult, MESSAGE_CAPACITY, ProbeRole,
@@ -219,7 +225,7 @@ impl ProbeModel {
             Some((g, started, deadline)) if g == generation => {
                 self.in_flight = None;
                 self.due = started.saturating_add(self.interval);
-                if now >= deadline {
+                if reached(deadline, now) {
                     self.timed_out += 1;
                     Ok(self.record(Outcome::Fail))
                 } else if matches!(status, HealthStatus::Healthy | HealthStatus::Degraded) {
@@ -237,7 +243,7 @@ impl ProbeModel {
 
     fn poll(&mut self, now: u64) -> Option<(HealthStatus, HealthStatus)> {
         match self.in_flight {
-            Some((_, started, deadline)) if now >= deadline => {
+            Some((_, started, deadline)) if reached(deadline, now) => {
                 self.in_flight = None;
                 self.due = started.saturating_add(self.interval);
                 self.timed_out += 1;
@@ -522,7 +528,7 @@ impl ComponentModel {
     }
 
     fn expired(&self, now: u64) -> bool {
-        matches!(self.phase, PhaseModel::Starting { deadline } if now >= deadline)
+        matches!(self.phase, PhaseModel::Starting { deadline } if reached(deadline, now))
     }
 
     fn expire(&mut self, now: u64) -> Option<ComponentEvent> {
@@ -823,7 +829,8 @@ proptest! {
     }
 
     /// A startup probe that never succeeds fails exactly `failure_threshold x interval` after the
-    /// start, not a microsecond earlier, and liveness/readiness never run before.
+    /// start, not a microsecond earlier (never, when that saturates at the last instant), and
+    /// liveness/readiness never run before.
     #[test]
     fn startup_deadline_fires_at_threshold_times_interval(
         config in config(),
@@ -842,7 +849,7 @@ proptest! {
             let event = c.poll(at(now));
             if fired {
                 prop_assert_eq!(event, None);
-            } else if now >= deadline {
+            } else if reached(deadline, now) {
                 prop_assert_eq!(event, Some(ComponentEvent::StartupFailed(StartupFailure::Deadline)));
                 prop_assert!(event.is_some_and(ComponentEvent::needs_recovery));
                 fired = true;
@@ -860,7 +867,7 @@ proptest! {
         }
         prop_assert_eq!(
             fresh.poll(at(deadline)),
-            Some(ComponentEvent::StartupFailed(StartupFailure::Deadline))
+            (deadline != u64::MAX).then_some(ComponentEvent::StartupFailed(StartupFailure::Deadline))
         );
     }
 }

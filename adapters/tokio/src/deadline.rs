@@ -12,7 +12,8 @@
 //!
 //! CPU-bound work cannot be interrupted by dropping a future, so
 //! [`DeadlineContext::execute_blocking`] runs it on tokio's blocking pool, returns on time
-//! anyway, and raises a [`CancelFlag`] that the work polls to stop early.
+//! anyway, and raises a [`CancelFlag`] that the work polls to stop early; work still queued
+//! for the pool when its deadline passes is skipped, never started late.
 //!
 //! A [`TimeoutConfig`] turns a request into a deadline with [`TimeoutExt::resolve_deadline`]
 //! (the core's [`TimeoutConfig::resolve`]: requested or default timeout, cut to the maximum,
@@ -248,8 +249,11 @@ impl DeadlineContext {
     /// `work` gets a [`CancelFlag`] that is raised when the deadline passes (or when this
     /// future is dropped before the work finished); it should poll the flag and stop early.
     /// Returns the work's result, its error as [`ResilienceError::Operation`], or
-    /// [`ResilienceError::DeadlineExceeded`]; when the deadline has already passed the work is
-    /// not started. A panic in `work` resumes on the caller. If the runtime shuts down before
+    /// [`ResilienceError::DeadlineExceeded`]. Work that has not started by its deadline never
+    /// starts: neither when the deadline has already passed, nor when the work waited in the
+    /// blocking pool's queue (every thread busy) until after it; it is then skipped, as it is
+    /// when this future was dropped before the work started. A panic in `work` resumes on the
+    /// caller. If the runtime shuts down before
     /// the work started, the result is [`ResilienceError::Timeout`].
     ///
     /// On a paused clock, note that tokio does not auto-advance time while blocking work runs:
@@ -498,14 +502,22 @@ where
     let mut guard = CancelOnDrop {
         flag: Some(flag.clone()),
     };
-    let mut handle = tokio::task::spawn_blocking(move || work(flag));
+    let mut handle = tokio::task::spawn_blocking(move || {
+        // The work may have waited in the pool's queue (every blocking thread busy) past its
+        // deadline, or past the caller giving up: work that has not started by then never does.
+        if flag.is_cancelled() || deadline.is_expired() {
+            return None;
+        }
+        Some(work(flag))
+    });
     let sleep = tokio::time::sleep_until(deadline.deadline());
     tokio::select! {
         biased;
         joined = &mut handle => {
             guard.disarm();
             match joined {
-                Ok(result) => result.map_err(ResilienceError::Operation),
+                Ok(Some(result)) => result.map_err(ResilienceError::Operation),
+                Ok(None) => Err(ResilienceError::DeadlineExceeded),
                 Err(error) => match error.try_into_panic() {
                     Ok(payload) => std::panic::resume_unwind(payload),
                     Err(_cancelled) => Err(ResilienceError::Timeout),

@@ -2,8 +2,10 @@
 //! `TimeoutConfig` resolution (queue time, propagation) and the wire form.
 
 use std::cell::Cell;
-use std::future::pending;
-use std::sync::mpsc;
+use std::future::{pending, poll_fn};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::task::Poll;
 use std::time::Duration;
 
 use rustkernel_tokio::resilience::{
@@ -198,6 +200,63 @@ async fn dropping_execute_blocking_raises_the_flag() {
     assert!(flag.is_cancelled());
     release_tx.send(()).expect("the work waits");
     assert_eq!(seen_rx.recv(), Ok(true));
+}
+
+/// Work still queued for the blocking pool when its deadline passes never starts: with the
+/// only blocking thread held past the deadline, the queued job's closure never runs.
+#[test]
+fn blocking_work_queued_past_its_deadline_never_starts() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .max_blocking_threads(1)
+        .enable_time()
+        .start_paused(true)
+        .build()
+        .expect("a runtime");
+    runtime.block_on(async {
+        // The only blocking thread runs work that waits to be released.
+        let (started_tx, started_rx) = oneshot::channel();
+        let (release_tx, release_rx) = mpsc::channel();
+        let (seen_tx, seen_rx) = mpsc::channel();
+        let holder = tokio::spawn(
+            DeadlineContext::detached(60 * S)
+                .execute_blocking(gated_work(started_tx, release_rx, seen_tx)),
+        );
+        started_rx.await.expect("the holder started");
+
+        // A second job waits in the pool's queue behind it.
+        let ran = Arc::new(AtomicBool::new(false));
+        let work = {
+            let ran = Arc::clone(&ran);
+            move |_cancel: CancelFlag| {
+                ran.store(true, Ordering::SeqCst);
+                Ok::<_, ErrorKind>(())
+            }
+        };
+        let mut queued = Box::pin(DeadlineContext::detached(S).execute_blocking(work));
+        // One poll submits the work to the pool (the deadline has not passed yet).
+        poll_fn(|cx| {
+            assert!(queued.as_mut().poll(cx).is_pending());
+            Poll::Ready(())
+        })
+        .await;
+
+        // Its deadline passes while it is still queued (blocking work stops auto-advance).
+        advance(S).await;
+        assert_eq!(queued.await, Err(ResilienceError::DeadlineExceeded));
+
+        // The holder finishes; the pool runs its queue in order, so once a job submitted
+        // after the queued one has run, the queued one has had its turn.
+        release_tx.send(()).expect("the holder waits");
+        assert_eq!(holder.await.expect("the holder task ran"), Ok(42));
+        assert_eq!(seen_rx.recv(), Ok(false));
+        tokio::task::spawn_blocking(|| ())
+            .await
+            .expect("the pool runs");
+        assert!(
+            !ran.load(Ordering::SeqCst),
+            "work that had not started by its deadline started later"
+        );
+    });
 }
 
 fn config(propagate_deadline: bool, include_queue_time: bool) -> TimeoutConfig {

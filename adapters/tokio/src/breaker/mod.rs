@@ -58,8 +58,9 @@
 //! exactly 2^32 transitions to be taken for a current one.
 //!
 //! # Time
-//! The breaker reads [`tokio::time::Instant`] and hands the core microseconds since an epoch
-//! captured at construction (saturating), so tests on tokio's paused clock drive its timers.
+//! The breaker reads the adapter's one clock, [`crate::clock`] (tokio's, so tests on the paused
+//! clock drive its timers): the core instants it hands out, such as [`Rejected::retry_at`],
+//! compare with every other instant of this crate ([`clock::now`], [`clock::to_core`]).
 //! Timers apply lazily, on the next call or on [`poll`](CircuitBreaker::poll);
 //! [`poll_at`](CircuitBreaker::poll_at) says when that is due.
 //!
@@ -82,8 +83,10 @@ use rustkernel_core::error::{ByClassify, Classifier, ConfigError, ErrorKind, Err
 use rustkernel_core::resilience::{
     CircuitBreakerConfig, CircuitBreakerStats, CircuitState, Permit, ResilienceError, Transition,
 };
-use rustkernel_core::time::{Instant, duration_as_micros};
+use rustkernel_core::time::Instant;
 use tokio::sync::watch;
+
+use crate::clock;
 
 use fast::{Snapshot, StateWord, StripedCounter};
 use permit::{Issued, Ticket};
@@ -205,7 +208,6 @@ impl<W: SlidingWindow> CircuitBreakerBuilder<W> {
             ignored: config.ignored_errors,
             config,
             core: Mutex::new(core),
-            epoch: tokio::time::Instant::now(),
             name: self.name.unwrap_or_else(|| DEFAULT_NAME.into()),
             states,
         };
@@ -309,7 +311,7 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
     ///
     /// # Errors
     /// [`Rejected`] when the breaker is open, forced open, or half-open with every probe slot
-    /// taken; the rejection is counted. Its `retry_at` is on the breaker's clock:
+    /// taken; the rejection is counted. Its `retry_at` is on the crate's [`clock`]:
     /// [`poll_at`](Self::poll_at) gives the same instant as a tokio `Instant`.
     #[inline]
     pub fn try_acquire(&self) -> Result<CallPermit<'_, W>, Rejected> {
@@ -317,7 +319,7 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
         let word = shared.word.load();
         if word.admits_freely() {
             let acquired_at = if shared.timed_permits {
-                shared.now()
+                clock::now()
             } else {
                 // Only slow-call detection reads the start time.
                 Instant::ZERO
@@ -442,7 +444,7 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
             return None;
         }
         let at = self.shared.lock().poll_at()?;
-        Some(self.shared.to_tokio(at))
+        Some(clock::to_tokio(at))
     }
 
     /// A receiver of the state, updated on every transition.
@@ -488,27 +490,11 @@ pub(crate) struct Shared<W: SlidingWindow> {
     ignored: ErrorKindSet,
     config: CircuitBreakerConfig,
     core: Mutex<Core<W>>,
-    epoch: tokio::time::Instant,
     name: Box<str>,
     states: watch::Sender<CircuitState>,
 }
 
 impl<W: SlidingWindow> Shared<W> {
-    /// Now on the breaker's clock: microseconds since the epoch, saturating.
-    fn now(&self) -> Instant {
-        let since = tokio::time::Instant::now().saturating_duration_since(self.epoch);
-        Instant::from_micros(duration_as_micros(since))
-    }
-
-    fn to_tokio(&self, at: Instant) -> tokio::time::Instant {
-        /// About 30 years, as tokio's own "far future".
-        const FAR: Duration = Duration::from_secs(86_400 * 365 * 30);
-        self.epoch
-            .checked_add(Duration::from_micros(at.as_micros()))
-            .or_else(|| self.epoch.checked_add(FAR))
-            .unwrap_or(self.epoch)
-    }
-
     /// The core; a poisoned lock is recovered (the core never panics half-way through a change).
     fn lock(&self) -> MutexGuard<'_, Core<W>> {
         self.core.lock().unwrap_or_else(PoisonError::into_inner)
@@ -522,7 +508,7 @@ impl<W: SlidingWindow> Shared<W> {
     ) -> R {
         let mut core = self.lock();
         // Read under the lock, so the core sees time in order.
-        let now = self.now();
+        let now = clock::now();
         let (result, transition) = input(&mut core, now);
         let state = core.state();
         let streak = state == CircuitState::Closed && core.stats().consecutive_failures > 0;
@@ -659,20 +645,6 @@ mod tests {
         assert_eq!(cb.shared.successes.sum(), 0);
         assert_eq!(cb.shared.lock().window_counts().calls, 3);
         assert_eq!(cb.stats().success_count, 3);
-    }
-
-    #[test]
-    fn instants_convert_both_ways_and_saturate() {
-        let cb = CircuitBreaker::new(config(1));
-        let shared = &cb.shared;
-        let at = Instant::from_micros(1_500_000);
-        assert_eq!(
-            shared.to_tokio(at) - shared.epoch,
-            Duration::from_micros(1_500_000)
-        );
-        // Far beyond any clock: no panic.
-        let _ = shared.to_tokio(Instant::MAX);
-        assert!(shared.now() < Instant::from_secs(3_600));
     }
 
     #[test]

@@ -25,6 +25,11 @@ pub struct CircuitBreakerConfig {
     /// Failure-rate mode: open when the share of failures over the sliding window reaches this
     /// rate, in `(0, 1]`. Needs a breaker built with a [`CountWindow`](super::CountWindow);
     /// replaces the consecutive `failure_threshold` rule.
+    ///
+    /// The share is compared as `failures as f32 / calls as f32 >= rate` would compare it
+    /// (rounded once to `f32`), so the rate stands for the decimal that was written: `0.3` opens
+    /// at 3 failures of 10 (though `0.3f32` is a hair above 0.3), and `k as f32 / n as f32` at
+    /// `k` of `n`, exactly, for windows of up to 4 096 calls.
     pub failure_rate_threshold: Option<f32>,
     /// Calls the window must hold before either rate is evaluated.
     pub minimum_calls: u32,
@@ -32,7 +37,8 @@ pub struct CircuitBreakerConfig {
     /// `slow_call_rate_threshold` over the window, and a slow half-open probe counts as a failed
     /// probe. Needs a windowed breaker.
     pub slow_call_duration: Option<Duration>,
-    /// Open when the share of slow calls over the window reaches this rate, in `(0, 1]`.
+    /// Open when the share of slow calls over the window reaches this rate, in `(0, 1]`;
+    /// compared as `failure_rate_threshold` is (`0.3` opens at 3 slow calls of 10).
     pub slow_call_rate_threshold: f32,
     /// Longest time a half-open cycle may last; probes that never report (a dropped future, a
     /// lost frame) cannot keep the breaker half-open beyond it: it opens again.

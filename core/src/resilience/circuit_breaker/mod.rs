@@ -22,6 +22,7 @@
 //! - Failure rate ([`CountWindow<N>`]): with `failure_rate_threshold` and/or
 //!   `slow_call_duration` set, the breaker opens when the failure rate or slow-call rate over
 //!   the last `N` calls reaches its threshold, once `minimum_calls` calls are in the window.
+//!   A threshold stands for the decimal it was written as: `0.3` opens at 3 of 10 calls.
 
 mod config;
 mod state;
@@ -314,17 +315,18 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     }
 
     /// Applies the timers due at `now`: `Open -> HalfOpen` at the end of the open time,
-    /// `HalfOpen -> Open` when the cycle outlived `max_wait_in_half_open`.
+    /// `HalfOpen -> Open` when the cycle outlived `max_wait_in_half_open`. A timer that ends at
+    /// [`Instant::MAX`] (its end saturated) never fires.
     pub fn poll(&mut self, now: Instant) -> Option<Transition> {
         match self.state {
-            CircuitState::Open if now >= self.at => {
+            CircuitState::Open if self.at.is_reached_at(now) => {
                 self.half_open_in_flight = 0;
                 self.half_open_successes = 0;
                 let transition = self.enter(CircuitState::HalfOpen);
                 self.at = now;
                 transition
             }
-            CircuitState::HalfOpen if now >= self.half_open_ends() => self.trip(now),
+            CircuitState::HalfOpen if self.half_open_ends().is_reached_at(now) => self.trip(now),
             _ => None,
         }
     }
@@ -387,7 +389,8 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     // ---- outputs ------------------------------------------------------------------------
 
     /// When time alone will next change the state: the end of the open time, or the end of the
-    /// half-open cycle. `None` when no timer runs.
+    /// half-open cycle. `None` when no timer runs; [`Instant::MAX`] when the timer never ends
+    /// (see [`Instant::is_reached_at`]).
     #[must_use]
     pub fn poll_at(&self) -> Option<Instant> {
         match self.state {
@@ -458,7 +461,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
         }
         let counts = self.window.counts();
         let over = |count: u32, threshold: f32| {
-            // count / calls >= threshold, without dividing, exactly in integers.
+            // count as f32 / calls as f32 >= threshold, without dividing, in integers.
             crate::float::reaches_rate(count, threshold, counts.calls)
         };
         let trip = if rate_mode {

@@ -412,6 +412,56 @@ fn time_going_backwards_neither_panics_nor_reopens() {
     assert_eq!(cb.poll_at(), Some(Instant::MAX));
 }
 
+/// A deadline that saturated at `Instant::MAX` means "never": a clock that reaches its last
+/// value neither ends the half-open cycle (so a good probe closes the breaker) nor the open time.
+#[test]
+fn saturated_deadlines_are_never_reached_at_the_last_instant() {
+    let config = CircuitBreakerConfig {
+        success_threshold: 1,
+        ..config()
+    };
+    let near_end = Instant::MAX - Duration::from_secs(15);
+    let mut cb = CircuitBreaker::new(config);
+    for _ in 0..3 {
+        fail(&mut cb, near_end);
+    }
+    // Open until MAX - 5 s (not saturated): the probe starts a cycle whose end saturates.
+    let half_open_at = Instant::MAX - Duration::from_secs(5);
+    assert_eq!(cb.poll_at(), Some(half_open_at));
+    let probe = cb.try_acquire(half_open_at).expect("probe");
+    assert_eq!(cb.state(), CircuitState::HalfOpen);
+    assert_eq!(cb.poll_at(), Some(Instant::MAX));
+    assert_eq!(cb.poll(Instant::MAX), None);
+    assert_eq!(cb.state(), CircuitState::HalfOpen);
+    assert_eq!(
+        cb.on_success(probe, Instant::MAX),
+        Some(Transition {
+            from: CircuitState::HalfOpen,
+            to: CircuitState::Closed
+        })
+    );
+    // Tripped at the end of the clock: open for good, even at `Instant::MAX`.
+    for _ in 0..3 {
+        fail(&mut cb, Instant::MAX);
+    }
+    assert_eq!(cb.state(), CircuitState::Open);
+    assert_eq!(cb.poll(Instant::MAX), None);
+    let rejected = cb.try_acquire(Instant::MAX).expect_err("open for good");
+    assert_eq!(rejected.retry_at, Some(Instant::MAX));
+    assert_eq!(cb.state(), CircuitState::Open);
+    // One microsecond before a deadline that did not saturate still counts as before it.
+    let mut cb = CircuitBreaker::new(config);
+    let open_at = Instant::MAX - Duration::from_secs(10) - Duration::from_micros(1);
+    for _ in 0..3 {
+        fail(&mut cb, open_at);
+    }
+    let last_but_one = Instant::MAX - Duration::from_micros(1);
+    assert_eq!(cb.poll_at(), Some(last_but_one));
+    assert_eq!(cb.poll(last_but_one - Duration::from_micros(1)), None);
+    assert!(cb.poll(last_but_one).is_some());
+    assert_eq!(cb.state(), CircuitState::HalfOpen);
+}
+
 #[cfg(feature = "serde")]
 #[test]
 fn config_state_and_stats_round_trip_through_postcard() {

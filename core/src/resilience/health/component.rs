@@ -29,7 +29,7 @@ pub enum StartupFailure {
 pub enum ComponentPhase {
     /// The startup probe runs; liveness and readiness wait. Startup fails at `deadline`.
     Starting {
-        /// Start plus `failure_threshold x interval`.
+        /// Start plus `failure_threshold x interval` (saturating; [`Instant::MAX`] never comes).
         deadline: Instant,
     },
     /// Started (or no startup probe): liveness and readiness run.
@@ -429,7 +429,7 @@ impl ComponentHealth {
     }
 
     fn startup_expired(&self, now: Instant) -> bool {
-        matches!(self.phase, ComponentPhase::Starting { deadline } if now >= deadline)
+        matches!(self.phase, ComponentPhase::Starting { deadline } if deadline.is_reached_at(now))
     }
 
     fn expire_startup(&mut self, now: Instant) -> Option<ComponentEvent> {
@@ -558,6 +558,34 @@ mod tests {
         )
         .expect("counted");
         assert_eq!(c.status(), HealthStatus::Healthy);
+    }
+
+    #[test]
+    fn a_startup_deadline_that_saturates_is_never_reached() {
+        // Created 10 s before the end of the clock with a 30 s startup window.
+        let created = Instant::MAX - Duration::from_secs(10);
+        let mut c = ComponentHealth::new(config(), ALL, created);
+        assert_eq!(
+            c.phase(),
+            ComponentPhase::Starting {
+                deadline: Instant::MAX
+            }
+        );
+        assert_eq!(c.poll(Instant::MAX), None);
+        assert_eq!(
+            c.due_roles(Instant::MAX),
+            ProbeRoles::from(ProbeRole::Startup)
+        );
+        assert_eq!(
+            check(
+                &mut c,
+                ProbeRole::Startup,
+                HealthCheckResult::healthy(),
+                Instant::MAX
+            ),
+            Ok(Some(ComponentEvent::Started))
+        );
+        assert!(c.is_started());
     }
 
     #[test]

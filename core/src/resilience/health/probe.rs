@@ -40,7 +40,8 @@ pub enum ProbeTimer {
         ticket: ProbeTicket,
         /// When it started.
         started: Instant,
-        /// `started + timeout`: at this instant or later the check has timed out.
+        /// `started + timeout` (saturating): at this instant or later the check has timed out;
+        /// [`Instant::MAX`] never comes.
         deadline: Instant,
     },
 }
@@ -229,7 +230,7 @@ impl ProbeState {
     /// Records the result of the check `ticket` at `now`.
     ///
     /// A result that arrives at or after the check's deadline counts as a timeout, whatever it
-    /// says. Returns the status change, if any.
+    /// says; a deadline that saturated at [`Instant::MAX`] is never reached. Returns the status change, if any.
     ///
     /// # Errors
     /// [`StaleTicket`] when `ticket` is not the check in flight; nothing changes but
@@ -256,7 +257,7 @@ impl ProbeState {
         self.timer = ProbeTimer::Due {
             at: started.saturating_add(self.config.interval),
         };
-        if now >= deadline {
+        if deadline.is_reached_at(now) {
             return Ok(self.record_timeout(started, now));
         }
         let passed = result.status.is_passing();
@@ -277,7 +278,7 @@ impl ProbeState {
         match self.timer {
             ProbeTimer::InFlight {
                 started, deadline, ..
-            } if now >= deadline => {
+            } if deadline.is_reached_at(now) => {
                 self.timer = ProbeTimer::Due {
                     at: started.saturating_add(self.config.interval),
                 };
@@ -558,12 +559,46 @@ mod tests {
             Ok(None)
         );
         assert_eq!(probe.poll_at(), Some(Instant::MAX));
+        // A deadline that saturated means "never": not even the last instant times it out.
         let ticket = probe.try_start(Instant::from_micros(7)).expect("idle");
-        assert_eq!(probe.poll(Instant::MAX), None); // timed out, still Unknown
-        assert_eq!(probe.stats().timed_out, 1);
+        assert_eq!(probe.poll(Instant::MAX), None);
+        assert_eq!(probe.stats().timed_out, 0);
         assert_eq!(
             probe.on_result(ticket, HealthCheckResult::healthy(), Instant::MAX),
-            Err(StaleTicket)
+            Ok(None)
         );
+        assert_eq!(probe.stats().passed, 2);
+    }
+
+    #[test]
+    fn a_deadline_that_saturates_is_never_reached() {
+        let mut probe = ProbeState::new(HealthProbeConfig {
+            failure_threshold: 1,
+            success_threshold: 1,
+            ..HealthProbeConfig::default()
+        });
+        // Started 0.5 s before the end of the clock with a 1 s timeout: the deadline saturates.
+        let started = Instant::MAX - Duration::from_millis(500);
+        let ticket = probe.try_start(started).expect("idle");
+        assert_eq!(probe.poll(Instant::MAX), None);
+        assert_eq!(
+            probe.on_result(ticket, HealthCheckResult::healthy(), Instant::MAX),
+            Ok(Some(ProbeTransition {
+                from: HealthStatus::Unknown,
+                to: HealthStatus::Healthy
+            }))
+        );
+        assert_eq!(probe.stats().timed_out, 0);
+        // A deadline one microsecond before the end is reached there, as any other.
+        let started = Instant::MAX - Duration::from_secs(1) - Duration::from_micros(1);
+        probe.try_start(started).expect("idle");
+        assert_eq!(probe.poll(Instant::MAX - Duration::from_micros(2)), None);
+        assert!(
+            probe
+                .poll(Instant::MAX - Duration::from_micros(1))
+                .is_some()
+        );
+        assert_eq!(probe.stats().timed_out, 1);
+        assert_eq!(probe.status(), HealthStatus::Unhealthy);
     }
 }
