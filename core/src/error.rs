@@ -71,7 +71,7 @@ impl fmt::Display for ErrorKind {
 ///
 /// Implemented here for [`ErrorKind`] itself, `()`, [`core::convert::Infallible`],
 /// [`core::fmt::Error`]; with the `std` feature for `std::io::Error` (by its
-/// [`kind`](std::io::Error::kind), see [`io_error_kind`]), `Box<dyn Error + Send + Sync>`
+/// `kind`, see `io_error_kind`), `Box<dyn Error + Send + Sync>`
 /// (an `io::Error` inside is classified as one, anything else is transient), `String` and
 /// `&'static str` (transient); with the `tokio` feature for tokio's `Elapsed` (a timeout).
 ///

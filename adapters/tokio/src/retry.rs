@@ -2,7 +2,7 @@
 //! seeds and retry-after hints.
 //!
 //! The decisions are the core's [`Retry`] state machine: which errors are retried
-//! ([`Classify`] and `retryable_errors`), how long to wait ([`BackoffStrategy`](rustkernel_core::resilience::BackoffStrategy)),
+//! ([`Classify`](rustkernel_core::error::Classify) and `retryable_errors`), how long to wait ([`BackoffStrategy`](rustkernel_core::resilience::BackoffStrategy)),
 //! how much to retry overall (a [`SharedRetryBudget`]) and whether the next attempt could
 //! still start before the [current deadline](crate::deadline::current_deadline). This module
 //! carries them out: it runs each attempt, sleeps with tokio timers, and when it gives up

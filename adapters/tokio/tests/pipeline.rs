@@ -190,7 +190,7 @@ async fn attempt_timeout_cuts_hung_attempts_and_the_total_deadline_bounds_them()
         .build();
     let started = tokio::time::Instant::now();
     let result = hung
-        .execute(|| std::future::pending::<Result<(), ErrorKind>>())
+        .execute(std::future::pending::<Result<(), ErrorKind>>)
         .await;
     assert!(
         result.as_ref().is_err_and(ResilienceError::is_timeout),
@@ -205,7 +205,7 @@ async fn attempt_timeout_cuts_hung_attempts_and_the_total_deadline_bounds_them()
                 timeout: Some(50 * MS),
                 enqueued_at: None,
             }),
-            || std::future::pending::<Result<(), ErrorKind>>(),
+            std::future::pending::<Result<(), ErrorKind>>,
         )
         .await;
     assert_eq!(outcome.result, Err(ResilienceError::Timeout));
@@ -218,7 +218,7 @@ async fn attempt_timeout_cuts_hung_attempts_and_the_total_deadline_bounds_them()
 async fn a_callers_deadline_is_deadline_exceeded() {
     let pipeline = Pipeline::from_config(&ResilienceConfig::production()).unwrap();
     let result = DeadlineContext::new(100 * MS)
-        .scope(pipeline.execute(|| std::future::pending::<Result<(), ErrorKind>>()))
+        .scope(pipeline.execute(std::future::pending::<Result<(), ErrorKind>>))
         .await;
     assert_eq!(result, Err(ResilienceError::DeadlineExceeded));
 }
