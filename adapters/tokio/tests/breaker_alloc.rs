@@ -1,18 +1,14 @@
-//! The closed-path `call` allocates nothing: counted by an instrumented global allocator
-//! (`stats_alloc`, so this test needs no `unsafe` of its own).
+//! The closed-path `call` allocates nothing: counted per thread by `allocation-counter`'s
+//! global allocator (so this test needs no `unsafe` of its own, and allocations of other
+//! threads, such as the test harness's, cannot disturb the count).
 // A test fails by panicking.
 #![allow(clippy::panic)]
 
-use std::alloc::System;
 use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
 use rustkernel_tokio::resilience::{CircuitBreaker, CircuitBreakerConfig, Classify};
-use stats_alloc::{INSTRUMENTED_SYSTEM, Region, StatsAlloc};
-
-#[global_allocator]
-static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
 
 #[derive(Debug)]
 struct Failed;
@@ -42,35 +38,36 @@ fn closed_path_call_allocates_nothing() {
     ready(fail()).ok();
     ready(call(0)).ok();
 
-    let region = Region::new(GLOBAL);
     let mut sum = 0;
-    for n in 0..10_000 {
-        sum += ready(call(n)).unwrap_or(0);
-    }
-    let change = region.change();
+    let change = allocation_counter::measure(|| {
+        for n in 0..10_000 {
+            sum += ready(call(n)).unwrap_or(0);
+        }
+    });
     assert_eq!(sum, 49_995_000);
     assert_eq!(
-        (
-            change.allocations,
-            change.reallocations,
-            change.bytes_allocated
-        ),
-        (0, 0, 0),
+        (change.count_total, change.bytes_total),
+        (0, 0),
         "closed-path successes allocated: {change:?}"
     );
 
     // The locked paths (a failure, then the success that ends the streak) allocate nothing
     // either when no transition happens.
-    let region = Region::new(GLOBAL);
-    for _ in 0..1_000 {
-        assert!(ready(fail()).is_err());
-        assert!(ready(call(1)).is_ok());
-    }
-    let change = region.change();
+    let change = allocation_counter::measure(|| {
+        for _ in 0..1_000 {
+            assert!(ready(fail()).is_err());
+            assert!(ready(call(1)).is_ok());
+        }
+    });
     assert_eq!(
-        (change.allocations, change.bytes_allocated),
+        (change.count_total, change.bytes_total),
         (0, 0),
         "{change:?}"
     );
+    // The counter does see this thread's allocations.
+    let control = allocation_counter::measure(|| {
+        std::hint::black_box(Box::new(1_u64));
+    });
+    assert_eq!(control.count_total, 1);
     assert_eq!(cb.stats().success_count, 100 + 1 + 10_000 + 1_000);
 }
