@@ -1,16 +1,22 @@
 //! Command-line parsing (clap derive) and dispatch to the subcommands.
 //!
 //! Exit codes: 0 when the command did its work (for `telemetry decode`: the stream was read to
-//! its end, bad frames included); 1 on an I/O error; 2 on a usage error (clap's); 3 for
-//! `telemetry decode --strict` when a frame was bad or none was found.
+//! its end, bad frames included); 1 on an I/O error or an invalid configuration; 2 on a usage
+//! error (clap's); 3 for `telemetry decode --strict` when a frame was bad or none was found.
+//! `rustkernel health` has its own codes (see [`commands::health`](crate::commands::health)).
 
 use std::fs::File;
 use std::io::{self, BufReader};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::commands;
+use crate::commands::health::{DEFAULT_URL, HealthFormat};
+use crate::config::{Preset, ServiceConfig};
 use crate::telemetry::{self, Format, Framing};
 
 /// rustkernel: resilience tooling for GPU and accelerator kernels.
@@ -25,9 +31,66 @@ pub struct Cli {
 /// The subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the kernel service (HTTP: health probes, metrics, kernel execution) until SIGTERM.
+    Serve(ServeArgs),
+    /// Ask a running service for its health; the exit code says how it is.
+    Health(HealthArgs),
+    /// Show or check the service's configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
     /// Work with telemetry frames from firmware.
     #[command(subcommand)]
     Telemetry(TelemetryCommand),
+}
+
+/// Arguments of `rustkernel serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// A TOML configuration file (see `rustkernel config show` for every field).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// The preset to run with when no file is given.
+    #[arg(long, value_enum, default_value_t = Preset::Production)]
+    pub preset: Preset,
+    /// Listen on this address instead of the configured one (default 127.0.0.1:8080).
+    #[arg(long)]
+    pub address: Option<SocketAddr>,
+}
+
+/// Arguments of `rustkernel health`.
+#[derive(Debug, Args)]
+pub struct HealthArgs {
+    /// The service's base URL.
+    #[arg(long, default_value = DEFAULT_URL)]
+    pub url: String,
+    /// How to print: an aligned table, or the service's JSON.
+    #[arg(long, value_enum, default_value_t = HealthFormat::Text)]
+    pub format: HealthFormat,
+    /// Only this component (`runtime`, `kernel/graph/pagerank`, ...).
+    #[arg(long)]
+    pub component: Option<String>,
+    /// How long to wait for the answer, in seconds.
+    #[arg(long, default_value_t = 5.0)]
+    pub timeout: f64,
+}
+
+/// `rustkernel config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Print the effective configuration as TOML.
+    Show {
+        /// A file to apply over its preset.
+        #[arg(long)]
+        file: Option<PathBuf>,
+        /// The preset to show when no file is given.
+        #[arg(long, value_enum, default_value_t = Preset::Production)]
+        preset: Preset,
+    },
+    /// Check a configuration file; exits 1 naming the field and the reason.
+    Check {
+        /// The file.
+        file: PathBuf,
+    },
 }
 
 /// `rustkernel telemetry ...`
@@ -61,8 +124,62 @@ pub struct DecodeArgs {
 #[must_use]
 pub fn run(cli: Cli) -> ExitCode {
     match cli.command {
+        Command::Serve(args) => serve(&args),
+        Command::Health(args) => {
+            let timeout = if args.timeout.is_finite() && args.timeout > 0.0 {
+                Duration::from_secs_f64(args.timeout.min(3600.0))
+            } else {
+                report(format_args!(
+                    "rustkernel: --timeout must be a positive number of seconds"
+                ));
+                return ExitCode::from(2);
+            };
+            commands::health::run(&args.url, args.format, args.component.as_deref(), timeout)
+        }
+        Command::Config(ConfigCommand::Show { file, preset }) => {
+            commands::config::show(file.as_deref(), preset)
+        }
+        Command::Config(ConfigCommand::Check { file }) => commands::config::check(&file),
         Command::Telemetry(TelemetryCommand::Decode(args)) => decode(&args),
     }
+}
+
+fn serve(args: &ServeArgs) -> ExitCode {
+    init_logging();
+    let config = match &args.config {
+        Some(path) => ServiceConfig::load(path),
+        None => ServiceConfig::preset(args.preset),
+    };
+    let mut config = match config {
+        Ok(config) => config,
+        Err(error) => {
+            report(format_args!("rustkernel: {error}"));
+            return ExitCode::from(1);
+        }
+    };
+    if let Some(address) = args.address {
+        // The address decides whether tokens are required: resolve auth again for it.
+        let mut file = config.to_file();
+        file.server.address = Some(address);
+        config = match file.resolve(args.config.as_deref().and_then(std::path::Path::parent)) {
+            Ok(config) => config,
+            Err(error) => {
+                report(format_args!("rustkernel: {error}"));
+                return ExitCode::from(1);
+            }
+        };
+    }
+    commands::serve::run(config)
+}
+
+/// Logs to stderr; `RUST_LOG` filters (default `info`).
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
 }
 
 fn decode(args: &DecodeArgs) -> ExitCode {

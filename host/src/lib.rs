@@ -1,8 +1,12 @@
 //! The `rustkernel` command's library: each subcommand is a module, [`cli`] parses and runs.
 //!
-//! Commands so far: `rustkernel telemetry decode` ([`telemetry`]). The service commands
-//! (`serve`, `health`) slot in beside it as modules and [`cli::Command`] variants.
+//! Commands: `rustkernel serve` ([`service`], configured by [`config`]), `rustkernel health`,
+//! `rustkernel config show|check` ([`commands`]) and `rustkernel telemetry decode`
+//! ([`telemetry`]). The kernels the service runs are in [`kernels`].
 
 pub mod cli;
+pub mod commands;
+pub mod config;
 pub mod kernels;
+pub mod service;
 pub mod telemetry;

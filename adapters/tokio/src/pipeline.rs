@@ -56,8 +56,8 @@ use std::time::Duration;
 use rustkernel_core::error::{ByClassify, Classifier, ConfigError, ErrorKind};
 use rustkernel_core::resilience::circuit_breaker::SlidingWindow;
 use rustkernel_core::resilience::{
-    CircuitState, NoWindow, PipelineConfig, ResilienceConfig, ResilienceError, RetryConfig,
-    RetryDecision, TimeoutConfig,
+    CircuitState, GiveUpReason, NoWindow, PipelineConfig, ResilienceConfig, ResilienceError,
+    RetryConfig, RetryDecision, TimeoutConfig,
 };
 
 use crate::breaker::CircuitBreaker;
@@ -98,6 +98,9 @@ pub struct Outcome<T, E> {
     /// When the result is `CircuitOpen`: how long until the breaker admits a call again
     /// (`Duration::MAX` while forced open).
     pub retry_after: Option<Duration>,
+    /// Why retry stopped on an error (`None` on success, or when no retry decision was made:
+    /// the deadline cut the call). `BudgetExhausted` means load was shed.
+    pub gave_up: Option<GiveUpReason>,
 }
 
 impl Pipeline<NoWindow, NoHint, ByClassify> {
@@ -293,7 +296,8 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
         H: RetryAfterHint<<C as Classifier<R>>::Error>,
     {
         let mut attempts = 0_u32;
-        let retries = self.run_retries(&mut op, &mut attempts);
+        let mut gave_up = None;
+        let retries = self.run_retries(&mut op, &mut attempts, &mut gave_up);
         let result = match &self.timeout {
             None => retries.await,
             Some(timeout) => {
@@ -313,6 +317,7 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
             result,
             attempts,
             retry_after,
+            gave_up,
         }
     }
 
@@ -321,6 +326,7 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
         &self,
         op: &mut F,
         attempts: &mut u32,
+        gave_up: &mut Option<GiveUpReason>,
     ) -> Result<T, ResilienceError<<C as Classifier<R>>::Error>>
     where
         F: FnMut() -> Fut,
@@ -340,7 +346,10 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
             };
             match self.retrier.on_failure::<R>(&mut retry, &error) {
                 RetryDecision::RetryAt(at) => tokio::time::sleep_until(clock::to_tokio(at)).await,
-                RetryDecision::GiveUp(_) => return Err(error),
+                RetryDecision::GiveUp(reason) => {
+                    *gave_up = Some(reason);
+                    return Err(error);
+                }
             }
         }
     }

@@ -1,0 +1,428 @@
+//! The health components and the probe routes.
+//!
+//! Components: `runtime` (critical; see [`runtime`](super::runtime)) and one per kernel,
+//! `kernel/<id>` (non-critical: an open breaker degrades the service but the others still take
+//! work), reporting its breaker: closed is healthy, half-open degraded, open or forced open
+//! unhealthy. Their checks run in the background on the probe's runner, concurrently, each
+//! under its own timeout and never two of the same at once; the routes only read the cached
+//! results.
+//!
+//! Aggregation (`status` of `GET /health`): `unknown` until the first round of checks finished;
+//! then the worst of the components' contributions, in the order unhealthy, unknown, degraded,
+//! healthy, where a non-critical component contributes at most `degraded`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, SystemTime};
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rustkernel_core::resilience::{
+    CircuitState, Criticality, HealthCheckResult, HealthProbeConfig, HealthStatus, ProbeRole,
+    ProbeRoles,
+};
+use rustkernel_tokio::resilience::{ComponentOptions, HealthReport, check_fn};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::execute::ApiError;
+use super::metrics::state_label;
+
+/// The name of the service's own component.
+pub const RUNTIME: &str = "runtime";
+
+/// The component name of a kernel (`kernel/graph/pagerank`).
+#[must_use]
+pub fn kernel_component(id: &str) -> String {
+    format!("kernel/{id}")
+}
+
+/// Registers `runtime` and one component per kernel.
+pub(super) fn register_components(state: &Arc<AppState>) {
+    let runtime = state.runtime.clone();
+    let runtime_config = HealthProbeConfig {
+        interval: state.config.runtime.check_interval,
+        timeout: state
+            .config
+            .runtime
+            .check_interval
+            .min(Duration::from_secs(5)),
+        failure_threshold: 1,
+        success_threshold: 1,
+    };
+    let registered = state.probe.try_register_with(
+        RUNTIME,
+        check_fn(move || {
+            let runtime = runtime.clone();
+            async move { runtime.check() }
+        }),
+        ComponentOptions {
+            criticality: Criticality::Critical,
+            roles: ProbeRoles::of(&[ProbeRole::Liveness, ProbeRole::Readiness]),
+            config: Some(runtime_config),
+        },
+    );
+    if let Err(error) = registered {
+        tracing::error!(%error, "cannot register the runtime health component");
+    }
+    for id in state.kernels.keys().copied() {
+        let weak = Arc::downgrade(state);
+        let registered = state.probe.try_register_with(
+            &kernel_component(id),
+            check_fn(move || {
+                let state = weak.upgrade();
+                async move {
+                    match state {
+                        Some(state) => kernel_check(&state, id),
+                        None => HealthCheckResult::unhealthy("service stopped"),
+                    }
+                }
+            }),
+            ComponentOptions {
+                criticality: Criticality::NonCritical,
+                roles: ProbeRoles::of(&[ProbeRole::Liveness, ProbeRole::Readiness]),
+                config: None,
+            },
+        );
+        if let Err(error) = registered {
+            tracing::error!(%error, kernel = id, "cannot register a kernel health component");
+        }
+    }
+}
+
+/// A kernel's health: its breaker.
+fn kernel_check(state: &AppState, id: &str) -> HealthCheckResult {
+    let Some(breaker) = state
+        .kernels
+        .get(id)
+        .and_then(|slot| slot.pipeline.breaker())
+    else {
+        return HealthCheckResult::healthy();
+    };
+    match breaker.state() {
+        CircuitState::Closed | CircuitState::Disabled => HealthCheckResult::healthy(),
+        CircuitState::HalfOpen => HealthCheckResult::degraded("circuit breaker half-open: probing"),
+        CircuitState::Open => {
+            let stats = breaker.stats();
+            let wait = breaker.retry_after().unwrap_or_default();
+            HealthCheckResult::unhealthy(&format!(
+                "circuit breaker open after {} failures; probing in {} s",
+                stats.consecutive_failures.max(1),
+                wait.as_secs_f64().ceil()
+            ))
+        }
+        CircuitState::ForcedOpen => {
+            HealthCheckResult::unhealthy("circuit breaker forced open by an operator")
+        }
+    }
+}
+
+/// Marks startup finished once every component has answered its first check (run
+/// concurrently, each on its own task).
+pub(super) async fn finish_startup(state: Arc<AppState>) {
+    let mut checks = tokio::task::JoinSet::new();
+    for name in state.probe.components() {
+        let probe = state.probe.clone();
+        checks.spawn(async move { probe.check(&name).await });
+    }
+    while checks.join_next().await.is_some() {}
+    state.started.store(true, Ordering::SeqCst);
+    tracing::info!("startup finished: every component answered its first check");
+}
+
+/// Counts breaker transitions and keeps the state gauges current, one task per kernel.
+pub(super) async fn watch_breakers(state: Arc<AppState>) {
+    let mut tasks = tokio::task::JoinSet::new();
+    for slot in state.kernels.values() {
+        let Some(breaker) = slot.pipeline.breaker() else {
+            continue;
+        };
+        let mut states = breaker.subscribe();
+        let id = slot.id;
+        let state = state.clone();
+        tasks.spawn(async move {
+            let mut previous = *states.borrow_and_update();
+            state.metrics.set_breaker_state(id, previous);
+            while states.changed().await.is_ok() {
+                let current = *states.borrow_and_update();
+                if current != previous {
+                    state
+                        .metrics
+                        .breaker_transitions
+                        .get_or_create(&super::metrics::TransitionLabels {
+                            kernel: id.to_owned(),
+                            from: state_label(previous),
+                            to: state_label(current),
+                        })
+                        .inc();
+                    state.metrics.set_breaker_state(id, current);
+                    previous = current;
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+/// The body of the probe routes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProbeBody {
+    /// `live`, `ready`, `started`, or the negative (`not_ready`, `draining`, ...).
+    pub status: String,
+    /// Why, when the answer is 503.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+}
+
+fn probe(ok: bool, status: &str, negative: &str, reason: Option<String>) -> Response {
+    let (code, body) = if ok {
+        (
+            StatusCode::OK,
+            ProbeBody {
+                status: status.to_owned(),
+                reason: None,
+            },
+        )
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            ProbeBody {
+                status: negative.to_owned(),
+                reason,
+            },
+        )
+    };
+    (code, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+}
+
+/// `GET /health/live`: the process and its supervisor are alive. Never checks a dependency.
+pub(super) async fn live(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(error) = super::execute::check_health_auth(&state, &headers) {
+        return error.into_response();
+    }
+    let alive = state.runtime.is_live();
+    probe(
+        alive,
+        "live",
+        "not_live",
+        (!alive).then(|| "the runtime heartbeat or the health supervisor stopped".to_owned()),
+    )
+}
+
+/// Why the service is not ready, or `None` when it is.
+pub(crate) fn not_ready_reason(state: &AppState, report: &HealthReport) -> Option<String> {
+    if state.draining.load(Ordering::SeqCst) {
+        return Some("draining: the service is shutting down".to_owned());
+    }
+    if !state.started.load(Ordering::SeqCst) {
+        return Some("starting: the first health checks have not finished".to_owned());
+    }
+    if !report.ready {
+        let names: Vec<&str> = report
+            .components
+            .iter()
+            .filter(|component| component.critical && !component.ready)
+            .map(|component| component.name.as_str())
+            .collect();
+        return Some(format!(
+            "critical components not ready: {}",
+            names.join(", ")
+        ));
+    }
+    let accepting = state.kernels.values().any(|slot| !slot.pipeline.is_open());
+    if !accepting {
+        return Some("no executor accepts work: every kernel's circuit breaker is open".to_owned());
+    }
+    None
+}
+
+/// `GET /health/ready`: answered from the cached snapshot, never by running a check.
+pub(super) async fn ready(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(error) = super::execute::check_health_auth(&state, &headers) {
+        return error.into_response();
+    }
+    let report = state.probe.report();
+    let reason = not_ready_reason(&state, &report);
+    let status = if state.draining.load(Ordering::SeqCst) {
+        "draining"
+    } else {
+        "not_ready"
+    };
+    probe(reason.is_none(), "ready", status, reason)
+}
+
+/// `GET /health/startup`: the first round of checks finished.
+pub(super) async fn startup(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(error) = super::execute::check_health_auth(&state, &headers) {
+        return error.into_response();
+    }
+    let started = state.started.load(Ordering::SeqCst);
+    probe(
+        started,
+        "started",
+        "starting",
+        (!started).then(|| "the first health checks have not finished".to_owned()),
+    )
+}
+
+/// The body of `GET /health`; `rustkernel health --format json` prints the same shape.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HealthBody {
+    /// The aggregate: `healthy`, `degraded`, `unhealthy` or `unknown` (while starting).
+    pub status: HealthStatus,
+    /// `/health/live`'s answer.
+    pub live: bool,
+    /// `/health/ready`'s answer.
+    pub ready: bool,
+    /// `/health/startup`'s answer.
+    pub started: bool,
+    /// Why the service is not ready, if it is not.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub reason: Option<String>,
+    /// Every component, in registration order.
+    pub components: Vec<ComponentBody>,
+}
+
+/// One component of [`HealthBody`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ComponentBody {
+    /// `runtime`, `kernel/graph/pagerank`, ...
+    pub name: String,
+    /// Its status.
+    pub status: HealthStatus,
+    /// Its latest check's message (empty when healthy).
+    pub message: String,
+    /// How long its latest check took, in milliseconds.
+    pub latency_ms: f64,
+    /// When its latest check finished (RFC 3339, UTC), `null` before the first.
+    pub last_check: Option<String>,
+    /// Whether the service's readiness depends on it.
+    pub critical: bool,
+    /// The kernel's circuit breaker, for kernel components.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub breaker: Option<BreakerBody>,
+}
+
+/// A kernel's breaker in [`ComponentBody`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BreakerBody {
+    /// `closed`, `open`, `half_open`, `forced_open` or `disabled`.
+    pub state: String,
+    /// Failures counted since start.
+    pub failures: u64,
+    /// Successes counted since start.
+    pub successes: u64,
+    /// Calls rejected since start.
+    pub rejected: u64,
+    /// Seconds until an open breaker probes again.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub retry_after_s: Option<u64>,
+}
+
+/// The whole health view.
+pub(crate) fn body(state: &AppState) -> HealthBody {
+    let report = state.probe.report();
+    let reason = not_ready_reason(state, &report);
+    let started = state.started.load(Ordering::SeqCst);
+    let now_tokio = tokio::time::Instant::now();
+    let now_wall = SystemTime::now();
+    let components = report
+        .components
+        .iter()
+        .map(|component| {
+            let breaker = component
+                .name
+                .strip_prefix("kernel/")
+                .and_then(|id| state.kernels.get(id))
+                .and_then(|slot| slot.pipeline.breaker())
+                .map(|breaker| {
+                    let stats = breaker.stats();
+                    BreakerBody {
+                        state: state_label(stats.state).to_owned(),
+                        failures: stats.failure_count,
+                        successes: stats.success_count,
+                        rejected: stats.rejected_count,
+                        retry_after_s: breaker
+                            .retry_after()
+                            .filter(|wait| *wait != Duration::MAX)
+                            .map(|wait| wait.as_secs() + u64::from(wait.subsec_nanos() > 0)),
+                    }
+                });
+            let last_check = component.checked_at.map(|at| {
+                let ago =
+                    now_tokio.saturating_duration_since(rustkernel_tokio::clock::to_tokio(at));
+                humantime::format_rfc3339_millis(now_wall - ago).to_string()
+            });
+            ComponentBody {
+                name: component.name.clone(),
+                status: component.status,
+                message: component.message.clone(),
+                latency_ms: (component.latency.as_secs_f64() * 1_000_000.0).round() / 1000.0,
+                last_check,
+                critical: component.critical,
+                breaker,
+            }
+        })
+        .collect();
+    for component in &report.components {
+        state.metrics.set_health(&component.name, component.status);
+    }
+    HealthBody {
+        status: if started {
+            report.overall
+        } else {
+            HealthStatus::Unknown
+        },
+        live: state.runtime.is_live(),
+        ready: reason.is_none(),
+        started,
+        reason,
+        components,
+    }
+}
+
+/// `GET /health`: every component. 200 unless the service is unhealthy (503).
+pub(super) async fn full(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if let Err(error) = super::execute::check_health_auth(&state, &headers) {
+        return error.into_response();
+    }
+    let body = body(&state);
+    let code = if body.status == HealthStatus::Unhealthy {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (code, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
+}
+
+/// `GET /metrics`: Prometheus text.
+pub(super) async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    if state.config.auth.protect_metrics
+        && let Err(error) = super::execute::check_token(&state, &headers)
+    {
+        return error.into_response();
+    }
+    // Refresh the gauges from the current state (cheap: no check runs).
+    for slot in state.kernels.values() {
+        if let Some(breaker) = slot.pipeline.breaker() {
+            state.metrics.set_breaker_state(slot.id, breaker.state());
+        }
+    }
+    for component in state.probe.report().components {
+        state.metrics.set_health(&component.name, component.status);
+    }
+    match state.metrics.encode() {
+        Ok(text) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => ApiError::Internal("cannot encode metrics".to_owned()).into_response(),
+    }
+}

@@ -1,0 +1,353 @@
+//! `rustkernel serve`: the kernel service on axum, as a library type that tests start
+//! in-process.
+//!
+//! | Route | What it answers |
+//! |---|---|
+//! | `GET /health/live` | the process and its supervisor are alive; never checks a dependency |
+//! | `GET /health/ready` | startup finished, not draining, the critical components are ready and some kernel accepts work (from the cached snapshot the background checks keep current) |
+//! | `GET /health/startup` | the first round of checks finished |
+//! | `GET /health` | every component: status, message, latency, last check, breaker state |
+//! | `GET /metrics` | Prometheus text (see [`metrics`]) |
+//! | `POST /v1/kernels/{id}/execute` | runs a kernel through its pipeline on the blocking pool |
+//! | `POST /v1/admin/kernels/{id}/force-open`, `.../reset` | operator controls of a kernel's breaker |
+//!
+//! Health answers are 200 or 503 with a small JSON body naming the reason. Kernel errors map
+//! to one status each in [`execute::ApiError`].
+
+pub(crate) mod auth;
+pub mod execute;
+pub mod faults;
+pub mod health;
+pub mod metrics;
+pub mod runtime;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::num::NonZeroU32;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
+use rustkernel_core::resilience::PipelineConfig;
+use rustkernel_tokio::resilience::{HealthProbe, HealthRunner, Pipeline};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+use crate::config::{AuthMode, ServiceConfig};
+use crate::kernels::KERNEL_IDS;
+use faults::FaultInjector;
+use metrics::Metrics;
+use runtime::{KernelPool, RuntimeMonitor};
+
+/// One kernel's pipeline (with its breaker) and fault injector.
+#[derive(Debug)]
+pub struct KernelSlot {
+    /// The kernel id.
+    pub id: &'static str,
+    /// Deadline, retry, breaker and attempt timeout of this kernel.
+    pub pipeline: Pipeline,
+    /// Injected faults, when configured.
+    pub faults: Option<FaultInjector>,
+}
+
+/// Everything the handlers share.
+pub struct AppState {
+    /// The configuration the service runs with.
+    pub config: ServiceConfig,
+    /// The kernels by id.
+    pub kernels: BTreeMap<&'static str, KernelSlot>,
+    /// The health probe and its components.
+    pub probe: HealthProbe,
+    /// The metric families.
+    pub metrics: Metrics,
+    /// The `runtime` component's figures.
+    pub runtime: Arc<RuntimeMonitor>,
+    /// The blocking pool that runs kernels.
+    pub pool: Arc<KernelPool>,
+    /// Kernel requests in flight (the global concurrency limit).
+    pub concurrency: Arc<Semaphore>,
+    /// Requests per second per client address.
+    pub rate_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
+    /// Set when a shutdown began: readiness answers 503 at once.
+    pub draining: AtomicBool,
+    /// Set when the first round of checks finished.
+    pub started: AtomicBool,
+}
+
+impl fmt::Debug for AppState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AppState")
+            .field("config", &self.config)
+            .field("kernels", &self.kernels.keys().collect::<Vec<_>>())
+            .field("draining", &self.draining)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why the service could not start or stopped with an error.
+#[derive(Debug)]
+pub enum ServeError {
+    /// The address could not be bound.
+    Bind {
+        /// The address.
+        address: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A configuration value the service could not use.
+    Config(String),
+    /// The server failed while running.
+    Io(std::io::Error),
+}
+
+impl fmt::Display for ServeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServeError::Bind { address, source } => {
+                write!(f, "cannot listen on {address}: {source}")
+            }
+            ServeError::Config(message) => write!(f, "invalid configuration: {message}"),
+            ServeError::Io(error) => write!(f, "server error: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ServeError::Bind { source, .. } => Some(source),
+            ServeError::Io(error) => Some(error),
+            ServeError::Config(_) => None,
+        }
+    }
+}
+
+/// A running service: its address, and the handle that shuts it down.
+#[derive(Debug)]
+pub struct RunningService {
+    address: SocketAddr,
+    state: Arc<AppState>,
+    shutdown: watch::Sender<bool>,
+    server: JoinHandle<Result<(), ServeError>>,
+    background: Vec<JoinHandle<()>>,
+    runner: Option<HealthRunner>,
+}
+
+impl AppState {
+    fn new(config: ServiceConfig) -> Result<Self, ServeError> {
+        let pool = Arc::new(KernelPool::new(config.runtime.blocking_threads));
+        let runtime = Arc::new(RuntimeMonitor::new(config.runtime, pool.clone()));
+        let probe = HealthProbe::try_new(config.resilience.health_check)
+            .map_err(|error| ServeError::Config(error.to_string()))?;
+        let mut kernels = BTreeMap::new();
+        for id in KERNEL_IDS {
+            let pipeline_config = PipelineConfig {
+                attempt_timeout: config.attempt_timeout,
+                ..PipelineConfig::from_resilience(&config.resilience)
+            };
+            let pipeline = Pipeline::try_new(pipeline_config)
+                .map_err(|error| ServeError::Config(error.to_string()))?;
+            kernels.insert(
+                id,
+                KernelSlot {
+                    id,
+                    pipeline,
+                    faults: config.faults.get(id).copied().map(FaultInjector::new),
+                },
+            );
+        }
+        let rate_limiter = NonZeroU32::new(config.limits.per_client_rate).map(|rate| {
+            let burst = NonZeroU32::new(config.limits.per_client_burst).unwrap_or(rate);
+            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
+        });
+        Ok(Self {
+            concurrency: Arc::new(Semaphore::new(config.limits.max_concurrency)),
+            config,
+            kernels,
+            probe,
+            metrics: Metrics::new(),
+            runtime,
+            pool,
+            rate_limiter,
+            draining: AtomicBool::new(false),
+            started: AtomicBool::new(false),
+        })
+    }
+}
+
+/// Starts the service on the configured address.
+///
+/// # Errors
+/// [`ServeError::Bind`] when the address cannot be bound.
+pub async fn start(config: ServiceConfig) -> Result<RunningService, ServeError> {
+    let address = config.address;
+    let listener = TcpListener::bind(address)
+        .await
+        .map_err(|source| ServeError::Bind { address, source })?;
+    start_on(config, listener).await
+}
+
+/// Starts the service on `listener` (tests bind 127.0.0.1:0).
+///
+/// # Errors
+/// [`ServeError`] when the listener has no address or the configuration cannot be used.
+pub async fn start_on(
+    config: ServiceConfig,
+    listener: TcpListener,
+) -> Result<RunningService, ServeError> {
+    let address = listener.local_addr().map_err(ServeError::Io)?;
+    let drain_timeout = config.drain_timeout;
+    let body_limit = config.body_limit;
+    match config.auth.mode {
+        AuthMode::Token => tracing::info!(
+            %address,
+            source = config.auth.token_source.as_deref().unwrap_or("?"),
+            "authentication: bearer tokens required on the execute and admin routes"
+        ),
+        AuthMode::None => tracing::info!(%address, "authentication: none"),
+    }
+    let state = Arc::new(AppState::new(config)?);
+    health::register_components(&state);
+
+    let mut background = Vec::new();
+    background.push(tokio::spawn(state.runtime.clone().heartbeat()));
+    background.push(tokio::spawn(health::watch_breakers(state.clone())));
+    let runner = state.probe.spawn();
+    background.push(tokio::spawn(health::finish_startup(state.clone())));
+
+    let router = Router::new()
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/health/startup", get(health::startup))
+        .route("/health", get(health::full))
+        .route("/metrics", get(health::metrics))
+        .route("/v1/kernels/{*path}", post(execute::execute))
+        .route("/v1/admin/kernels/{*path}", post(execute::admin))
+        .fallback(execute::not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(state.clone());
+
+    let (shutdown, mut signal) = watch::channel(false);
+    let server_state = state.clone();
+    let server = tokio::spawn(async move {
+        let mut drain_signal = signal.clone();
+        let serve = axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .with_graceful_shutdown(async move {
+            let _ = drain_signal.wait_for(|stop| *stop).await;
+        });
+        let serving = tokio::spawn(async move { serve.await });
+        let mut serving = serving;
+        tokio::select! {
+            joined = &mut serving => return joined.map_err(|e| ServeError::Io(std::io::Error::other(e)))?.map_err(ServeError::Io),
+            _ = signal.wait_for(|stop| *stop) => {}
+        }
+        server_state.draining.store(true, Ordering::SeqCst);
+        // In-flight requests get until the drain deadline; then the rest are dropped.
+        match tokio::time::timeout(drain_timeout, &mut serving).await {
+            Ok(joined) => joined
+                .map_err(|e| ServeError::Io(std::io::Error::other(e)))?
+                .map_err(ServeError::Io),
+            Err(_) => {
+                tracing::warn!(
+                    ?drain_timeout,
+                    "drain deadline passed; dropping in-flight requests"
+                );
+                serving.abort();
+                Ok(())
+            }
+        }
+    });
+    Ok(RunningService {
+        address,
+        state,
+        shutdown,
+        server,
+        background,
+        runner: Some(runner),
+    })
+}
+
+impl RunningService {
+    /// The address the service listens on.
+    #[must_use]
+    pub fn local_addr(&self) -> SocketAddr {
+        self.address
+    }
+
+    /// The shared state (metrics, kernels, probe), for tests and the demo.
+    #[must_use]
+    pub fn state(&self) -> &Arc<AppState> {
+        &self.state
+    }
+
+    /// Begins the shutdown: readiness turns 503 at once, new connections are refused,
+    /// in-flight requests finish within the drain deadline.
+    pub fn begin_shutdown(&self) {
+        self.state.draining.store(true, Ordering::SeqCst);
+        let _ = self.shutdown.send(true);
+    }
+
+    /// Shuts down (as [`begin_shutdown`](Self::begin_shutdown)) and waits until the server
+    /// stopped.
+    ///
+    /// # Errors
+    /// The server's error, if it failed.
+    pub async fn shutdown(mut self) -> Result<(), ServeError> {
+        self.begin_shutdown();
+        self.wait().await
+    }
+
+    /// Waits until the server stopped (after a shutdown began elsewhere).
+    ///
+    /// # Errors
+    /// The server's error, if it failed.
+    pub async fn wait(&mut self) -> Result<(), ServeError> {
+        let result = match (&mut self.server).await {
+            Ok(result) => result,
+            Err(error) => Err(ServeError::Io(std::io::Error::other(error))),
+        };
+        if let Some(runner) = self.runner.take() {
+            runner.stop();
+        }
+        for task in &self.background {
+            task.abort();
+        }
+        result
+    }
+
+    /// A handle that begins the shutdown from another task (a signal handler).
+    #[must_use]
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            state: self.state.clone(),
+            shutdown: self.shutdown.clone(),
+        }
+    }
+}
+
+/// Begins a service's shutdown from anywhere.
+#[derive(Clone, Debug)]
+pub struct ShutdownHandle {
+    state: Arc<AppState>,
+    shutdown: watch::Sender<bool>,
+}
+
+impl ShutdownHandle {
+    /// As [`RunningService::begin_shutdown`].
+    pub fn begin(&self) {
+        self.state.draining.store(true, Ordering::SeqCst);
+        let _ = self.shutdown.send(true);
+    }
+}
+
+/// The drain deadline's default, for documentation.
+pub const DEFAULT_DRAIN: Duration = Duration::from_secs(10);

@@ -1,0 +1,224 @@
+//! The service's own machinery, checked as the `runtime` health component, and the blocking
+//! pool that runs CPU kernels.
+//!
+//! `runtime` is:
+//! - **unhealthy** when the heartbeat task has stopped beating (the tokio runtime is stuck or
+//!   the task died) or the health runner (the supervisor of every check) has stopped;
+//! - **degraded** when a heartbeat came later than `runtime.max_heartbeat_lag`, when more
+//!   than `runtime.max_blocking_queue` kernel jobs wait for a blocking thread, or when the
+//!   process's open file descriptors or resident memory exceed `runtime.max_open_fds` /
+//!   `runtime.max_rss_bytes`;
+//! - **healthy** otherwise.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use rustkernel_core::resilience::{HealthCheckResult, ResilienceError};
+use rustkernel_tokio::deadline::{CancelFlag, DeadlineContext, current_deadline};
+use tokio::sync::Semaphore;
+
+use crate::config::RuntimeLimits;
+
+/// Heartbeat, blocking-pool and process figures behind the `runtime` component.
+#[derive(Debug)]
+pub struct RuntimeMonitor {
+    limits: RuntimeLimits,
+    /// The latest heartbeat's lateness, in microseconds.
+    lag_us: AtomicU64,
+    /// Microseconds since the monitor's start at the latest heartbeat.
+    beat_at_us: AtomicU64,
+    started: tokio::time::Instant,
+    /// Whether the health runner (which supervises every check) is running.
+    supervisor_alive: AtomicBool,
+    pool: Arc<KernelPool>,
+}
+
+impl RuntimeMonitor {
+    /// A monitor of `pool` with `limits`.
+    #[must_use]
+    pub fn new(limits: RuntimeLimits, pool: Arc<KernelPool>) -> Self {
+        Self {
+            limits,
+            lag_us: AtomicU64::new(0),
+            beat_at_us: AtomicU64::new(0),
+            started: tokio::time::Instant::now(),
+            supervisor_alive: AtomicBool::new(true),
+            pool,
+        }
+    }
+
+    /// The heartbeat loop: ticks every `heartbeat_interval` and records how late each tick
+    /// was. Runs until its task is aborted.
+    pub async fn heartbeat(self: Arc<Self>) {
+        let interval = self.limits.heartbeat_interval;
+        let mut next = tokio::time::Instant::now() + interval;
+        loop {
+            tokio::time::sleep_until(next).await;
+            let now = tokio::time::Instant::now();
+            let lag = now.saturating_duration_since(next);
+            self.lag_us.store(micros(lag), Ordering::Relaxed);
+            self.beat_at_us.store(
+                micros(now.saturating_duration_since(self.started)),
+                Ordering::Relaxed,
+            );
+            next = now + interval;
+        }
+    }
+
+    /// Records whether the health runner is alive.
+    pub fn set_supervisor_alive(&self, alive: bool) {
+        self.supervisor_alive.store(alive, Ordering::Relaxed);
+    }
+
+    /// Whether the process and its supervisor are alive (for `/health/live`): the health
+    /// runner runs and the heartbeat has beaten recently. Never checks a dependency.
+    #[must_use]
+    pub fn is_live(&self) -> bool {
+        self.supervisor_alive.load(Ordering::Relaxed) && self.heartbeat_is_fresh()
+    }
+
+    fn heartbeat_is_fresh(&self) -> bool {
+        let since_start = tokio::time::Instant::now().saturating_duration_since(self.started);
+        let beat_at = Duration::from_micros(self.beat_at_us.load(Ordering::Relaxed));
+        let allowed = self.limits.heartbeat_interval * 5 + self.limits.max_heartbeat_lag;
+        since_start.saturating_sub(beat_at) <= allowed.max(Duration::from_secs(1))
+    }
+
+    /// The `runtime` component's check.
+    #[must_use]
+    pub fn check(&self) -> HealthCheckResult {
+        if !self.supervisor_alive.load(Ordering::Relaxed) {
+            return HealthCheckResult::unhealthy("health supervisor stopped");
+        }
+        if !self.heartbeat_is_fresh() {
+            return HealthCheckResult::unhealthy("runtime heartbeat stalled");
+        }
+        let lag = Duration::from_micros(self.lag_us.load(Ordering::Relaxed));
+        if lag > self.limits.max_heartbeat_lag {
+            return HealthCheckResult::degraded(&format!(
+                "runtime lag {} ms over {} ms",
+                lag.as_millis(),
+                self.limits.max_heartbeat_lag.as_millis()
+            ));
+        }
+        let queued = self.pool.queued();
+        if queued > self.limits.max_blocking_queue {
+            return HealthCheckResult::degraded(&format!(
+                "blocking pool saturated: {queued} jobs queued (limit {})",
+                self.limits.max_blocking_queue
+            ));
+        }
+        if let Some(fds) = open_fds()
+            && fds > self.limits.max_open_fds
+        {
+            return HealthCheckResult::degraded(&format!(
+                "{fds} open file descriptors (limit {})",
+                self.limits.max_open_fds
+            ));
+        }
+        if let Some(rss) = resident_bytes()
+            && rss > self.limits.max_rss_bytes
+        {
+            return HealthCheckResult::degraded(&format!(
+                "resident memory {} MiB (limit {} MiB)",
+                rss >> 20,
+                self.limits.max_rss_bytes >> 20
+            ));
+        }
+        HealthCheckResult::healthy()
+    }
+}
+
+fn micros(duration: Duration) -> u64 {
+    u64::try_from(duration.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Open file descriptors of this process (Linux: `/proc/self/fd`).
+fn open_fds() -> Option<u64> {
+    let entries = std::fs::read_dir("/proc/self/fd").ok()?;
+    u64::try_from(entries.count()).ok()
+}
+
+/// Resident memory of this process in bytes (Linux: `/proc/self/statm`, pages of 4 KiB).
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages.saturating_mul(4096))
+}
+
+/// The blocking pool that runs CPU kernels: at most `threads` at once on tokio's blocking
+/// threads; the rest wait in a queue whose depth the `runtime` component watches.
+#[derive(Debug)]
+pub struct KernelPool {
+    permits: Arc<Semaphore>,
+    queued: AtomicUsize,
+    running: Arc<AtomicUsize>,
+}
+
+impl KernelPool {
+    /// A pool of `threads` blocking threads.
+    #[must_use]
+    pub fn new(threads: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(threads)),
+            queued: AtomicUsize::new(0),
+            running: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// Jobs waiting for a thread.
+    #[must_use]
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
+    }
+
+    /// Jobs running.
+    #[must_use]
+    pub fn running(&self) -> usize {
+        self.running.load(Ordering::Relaxed)
+    }
+
+    /// Runs `work` on a pool thread under the current deadline: it waits for a thread at most
+    /// until the deadline, never starts after it, and gets a [`CancelFlag`] raised when the
+    /// deadline passes. The thread stays counted until the work returns.
+    ///
+    /// # Errors
+    /// `DeadlineExceeded` when the deadline passed first; `Operation(e)` with the work's error.
+    pub async fn run<T, E, F>(&self, work: F) -> Result<T, ResilienceError<E>>
+    where
+        F: FnOnce(CancelFlag) -> Result<T, E> + Send + 'static,
+        T: Send + 'static,
+        E: Send + 'static,
+    {
+        self.queued.fetch_add(1, Ordering::Relaxed);
+        let queue = QueueGuard(&self.queued);
+        let permit = self.permits.clone().acquire_owned().await;
+        drop(queue);
+        let Ok(permit) = permit else {
+            // The semaphore is never closed; a closed one means the service is going away.
+            return Err(ResilienceError::Timeout);
+        };
+        let running = self.running.clone();
+        let deadline =
+            current_deadline().unwrap_or_else(|| DeadlineContext::detached(Duration::MAX));
+        deadline
+            .execute_blocking(move |cancel| {
+                running.fetch_add(1, Ordering::Relaxed);
+                let result = work(cancel);
+                running.fetch_sub(1, Ordering::Relaxed);
+                drop(permit);
+                result
+            })
+            .await
+    }
+}
+
+/// Takes a job off the queue count when it leaves the queue, however it leaves.
+struct QueueGuard<'a>(&'a AtomicUsize);
+
+impl Drop for QueueGuard<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
