@@ -24,8 +24,7 @@ pub struct Fault {
 /// The fault sequence of one kernel.
 #[derive(Debug)]
 pub struct FaultInjector {
-    config: FaultConfig,
-    rng: Mutex<Rng>,
+    state: Mutex<(FaultConfig, Rng)>,
 }
 
 impl FaultInjector {
@@ -33,21 +32,36 @@ impl FaultInjector {
     #[must_use]
     pub fn new(config: FaultConfig) -> Self {
         Self {
-            config,
-            rng: Mutex::new(Rng::new(config.seed)),
+            state: Mutex::new((config, Rng::new(config.seed))),
         }
+    }
+
+    /// Replaces the faults (and restarts the sequence from the new seed): how a rehearsal
+    /// moves from one phase to the next.
+    pub fn reconfigure(&self, config: FaultConfig) {
+        *self.lock() = (config, Rng::new(config.seed));
+    }
+
+    /// The current faults.
+    #[must_use]
+    pub fn config(&self) -> FaultConfig {
+        self.lock().0
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (FaultConfig, Rng)> {
+        self.state
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The faults of the next call.
     pub fn draw(&self) -> Fault {
-        let mut rng = self
-            .rng
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let hang = unit(&mut rng) < self.config.hang_probability;
-        let fail = unit(&mut rng) < self.config.error_rate;
+        let mut state = self.lock();
+        let (config, rng) = &mut *state;
+        let hang = unit(rng) < config.hang_probability;
+        let fail = unit(rng) < config.error_rate;
         Fault {
-            latency: self.config.latency,
+            latency: config.latency,
             hang,
             fail,
         }
