@@ -45,4 +45,9 @@ RUSTC_BOOTSTRAP=1 cargo build -p rustkernel-embassy --target thumbv6m-none-eabi 
 step "firmware: build, run under QEMU, decode and check the telemetry, report sizes"
 ./scripts/firmware-e2e.sh
 
+# --- fuzz (scripts/fuzz.sh; FUZZ_SECONDS per target, default 20) ---
+step "fuzz: every decoder of outside bytes for ${FUZZ_SECONDS:-20} s per target, fails on a crash"
+./scripts/fuzz.sh
+# --- end fuzz ---
+
 step "all checks passed"

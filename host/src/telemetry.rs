@@ -310,6 +310,11 @@ impl<W: Write, E: Write> Printer<'_, W, E> {
         serde_json::Value::Object(object).to_string()
     }
 
+    /// A component's name for the text output, control characters escaped.
+    fn text_name(&self, component: u8) -> String {
+        escape_controls(&self.name(component))
+    }
+
     fn text(&self, frame: &TelemetryFrame) -> String {
         let (at_us, body) = match frame {
             TelemetryFrame::Hello {
@@ -320,12 +325,17 @@ impl<W: Write, E: Write> Printer<'_, W, E> {
                 Some(*at_us),
                 format!("version={version} device={device:#010x}"),
             ),
-            TelemetryFrame::Component { id, name } => (None, format!("#{id} = {name}")),
+            TelemetryFrame::Component { id, name } => {
+                (None, format!("#{id} = {}", escape_controls(name)))
+            }
             TelemetryFrame::Health {
                 component,
                 status,
                 at_us,
-            } => (Some(*at_us), format!("{}: {status}", self.name(*component))),
+            } => (
+                Some(*at_us),
+                format!("{}: {status}", self.text_name(*component)),
+            ),
             TelemetryFrame::Breaker {
                 component,
                 transition,
@@ -335,7 +345,7 @@ impl<W: Write, E: Write> Printer<'_, W, E> {
                 Some(*at_us),
                 format!(
                     "{}: {transition} (successes={} failures={} rejected={} streak={})",
-                    self.name(*component),
+                    self.text_name(*component),
                     counts.successes,
                     counts.failures,
                     counts.rejected,
@@ -346,7 +356,10 @@ impl<W: Write, E: Write> Printer<'_, W, E> {
                 component,
                 action,
                 at_us,
-            } => (Some(*at_us), format!("{}: {action}", self.name(*component))),
+            } => (
+                Some(*at_us),
+                format!("{}: {action}", self.text_name(*component)),
+            ),
             TelemetryFrame::Job {
                 id,
                 outcome,
@@ -370,6 +383,21 @@ impl<W: Write, E: Write> Printer<'_, W, E> {
         });
         format!("{time:>12} {:<9} {body}", frame.kind())
     }
+}
+
+/// `text` with its control characters escaped as Rust does (`\n`, `\u{1b}`): names come from
+/// the device, and a line break or a terminal escape in one must not break the one line a frame
+/// prints, nor act on the terminal.
+fn escape_controls(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn summary_text(s: &Summary) -> String {
@@ -508,5 +536,39 @@ mod tests {
         assert!(out.contains(r#""component":"npu""#), "{out}");
         let (out, _, _) = run(input.as_bytes(), Framing::Lines, Format::Text);
         assert!(out.contains("npu: unhealthy"), "{out}");
+    }
+
+    /// Found by the `host_stream` fuzz target: a component name is the device's text, and a
+    /// newline in it printed as a line break, so one frame became several output lines (a
+    /// device could forge frames in the text output, or send terminal escapes).
+    #[test]
+    fn control_characters_in_names_are_escaped_in_text_output() {
+        let mut name = rustkernel_core::resilience::health::ComponentName::new();
+        name.push_str("np\nu\n   9.999999s fake\u{1b}[2J")
+            .expect("fits");
+        let input = format!(
+            "{}{}",
+            line(&TelemetryFrame::Component { id: 0, name }),
+            line(&HEALTH)
+        );
+        let (out, _, stats) = run(input.as_bytes(), Framing::Lines, Format::Text);
+        assert_eq!(stats.frames, 2);
+        assert_eq!(out.lines().count(), 2, "{out}");
+        assert!(
+            out.contains(r"#0 = np\nu\n   9.999999s fake\u{1b}[2J"),
+            "{out}"
+        );
+        assert!(
+            out.contains(r"np\nu\n   9.999999s fake\u{1b}[2J: unhealthy"),
+            "{out}"
+        );
+        assert!(!out.contains('\u{1b}'), "{out}");
+        // JSON escapes by itself and keeps the name as sent.
+        let (out, _, _) = run(input.as_bytes(), Framing::Lines, Format::Json);
+        assert_eq!(out.lines().count(), 2, "{out}");
+        assert!(
+            out.contains(r#""component":"np\nu\n   9.999999s fake\u001b[2J""#),
+            "{out}"
+        );
     }
 }

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Fuzzes every decoder that reads outside bytes (fuzz/fuzz_targets/, one target each), each for
+# FUZZ_SECONDS (default 20), and fails on the first crash. Called by scripts/test.sh; run it by
+# hand to fuzz longer: `FUZZ_SECONDS=3600 scripts/fuzz.sh [target...]` (README.md, "Fuzzing").
+#
+# Works on the stable toolchain: cargo-fuzz's coverage flags are stable `-C` flags, and `-s none`
+# leaves out the sanitizer (which needs nightly; the crates forbid `unsafe`, so there is little
+# for it to find). Each target starts from its committed seeds (fuzz/seeds/<target>/) plus the
+# inputs earlier runs kept (fuzz/corpus/<target>/, not committed); a crash leaves its input in
+# fuzz/artifacts/<target>/.
+set -euo pipefail
+cd "$(dirname "$0")/../fuzz"
+
+CARGO_FUZZ_VERSION=0.13.2
+seconds="${FUZZ_SECONDS:-20}"
+target_dir="${FUZZ_TARGET_DIR:-$PWD/../target/fuzz}"
+
+if ! cargo fuzz --version 2>/dev/null | grep -qx "cargo-fuzz $CARGO_FUZZ_VERSION"; then
+  cargo install --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION"
+fi
+# libFuzzer itself is C++, compiled by the libfuzzer-sys crate.
+if ! command -v c++ >/dev/null; then
+  sudo_if_needed=$([ "$(id -u)" -eq 0 ] || echo sudo)
+  $sudo_if_needed apt-get update
+  $sudo_if_needed apt-get install -y g++
+fi
+
+fuzz() { cargo fuzz "$1" -s none --target-dir "$target_dir" "${@:2}"; }
+
+if [ "$#" -gt 0 ]; then
+  targets=("$@")
+else
+  mapfile -t targets < <(cargo fuzz list)
+fi
+
+cargo fmt --check
+fuzz build
+mkdir -p "$target_dir/logs"
+for target in "${targets[@]}"; do
+  mkdir -p "corpus/$target" "seeds/$target"
+  log="$target_dir/logs/$target.log"
+  printf 'fuzzing %s for %s s... ' "$target" "$seconds"
+  if fuzz run "$target" "corpus/$target" "seeds/$target" -- \
+      -max_total_time="$seconds" -timeout=10 -print_final_stats=1 >"$log" 2>&1; then
+    grep -a -m1 '^Done [0-9]* runs' "$log" || echo "done"
+  else
+    echo "FAILED"
+    tail -n 60 "$log"
+    echo "fuzz target $target failed; full log: $log; the input is in fuzz/artifacts/$target/" >&2
+    exit 1
+  fi
+done
