@@ -3,7 +3,7 @@
 //! Exit codes: 0 when the command did its work (for `telemetry decode`: the stream was read to
 //! its end, bad frames included); 1 on an I/O error or an invalid configuration; 2 on a usage
 //! error (clap's); 3 for `telemetry decode --strict` when a frame was bad or none was found.
-//! `rustkernel health` has its own codes (see [`commands::health`](crate::commands::health)).
+//! `rustkernel health` has its own codes (see [`commands::health`]).
 
 use std::fs::File;
 use std::io::{self, BufReader};
@@ -35,6 +35,13 @@ pub enum Command {
     Serve(ServeArgs),
     /// Ask a running service for its health; the exit code says how it is.
     Health(HealthArgs),
+    /// Start the service in-process and drive it through an error burst, a latency spike and a
+    /// hang, with a live view and a summary (deterministic for a given seed).
+    Demo {
+        /// The seed of the workload and of every injected fault.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
     /// Show or check the service's configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -136,6 +143,7 @@ pub fn run(cli: Cli) -> ExitCode {
             };
             commands::health::run(&args.url, args.format, args.component.as_deref(), timeout)
         }
+        Command::Demo { seed } => commands::demo::run(seed),
         Command::Config(ConfigCommand::Show { file, preset }) => {
             commands::config::show(file.as_deref(), preset)
         }
@@ -178,6 +186,7 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }

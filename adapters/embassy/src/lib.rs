@@ -11,13 +11,13 @@
 //! | [`time`] | `embassy_time::Instant`/`Duration` to the core's and back, [`time::now`] |
 //! | [`breaker`] | [`CircuitBreaker`](breaker::CircuitBreaker): `call(|| fut).await`, shareable in a `static` |
 //! | [`retry`] | [`Retrier`](retry::Retrier): retry with backoff slept on `Timer`, [`SharedRetryBudget`](retry::SharedRetryBudget) |
-//! | [`pipeline`] | [`Pipeline`](pipeline::Pipeline): deadline, retry, breaker and attempt timeout composed, in a `static` |
+//! | [`pipeline`] | [`Pipeline`]: deadline, retry, breaker and attempt timeout composed, in a `static` |
 //! | [`deadline`] | [`DeadlineContext`](deadline::DeadlineContext): `execute(|| fut)` under a deadline; per-call timeouts |
 //! | [`health`] | [`HealthMonitor`](health::HealthMonitor): runs probe checks at their interval under their timeout |
 //! | [`supervisor`] | [`Supervisor`](supervisor::Supervisor): carries out recovery actions (restart, degrade, notify) |
 //!
 //! # Putting them together
-//! [`Pipeline`](pipeline::Pipeline) composes them in a `static`: the total deadline, retry, the
+//! [`Pipeline`] composes them in a `static`: the total deadline, retry, the
 //! breaker for each attempt and an attempt timeout, with one flat [`ResilienceError`] (see
 //! [`pipeline`] for the order and why). Composed by hand, the wrappers flatten too: an operation
 //! that returns a guarded call's `ResilienceError` gives one level back, so matching

@@ -91,7 +91,7 @@ impl<M: RawMutex> Pipeline<M> {
     /// Checks the configuration (and builds the breaker); call it at start-up.
     ///
     /// # Errors
-    /// The first [`ConfigError`] of the [`PipelineConfig`] (as [`InitError::Invalid`]), or the
+    /// The first [`ConfigError`](rustkernel_core::error::ConfigError) of the [`PipelineConfig`] (as [`InitError::Invalid`]), or the
     /// breaker's own [`InitError`].
     pub fn init(&self) -> Result<(), InitError> {
         self.config.validate()?;

@@ -11,7 +11,7 @@
 //! | 2 (clap) | usage error |
 //!
 //! `--format json` prints the service's `/health` body unchanged (see
-//! [`HealthBody`](crate::service::health::HealthBody)); with `--component`, that component's
+//! [`HealthBody`]); with `--component`, that component's
 //! object. Both shapes are stable: fields may be added, never renamed or removed.
 
 use std::fmt::Write as _;

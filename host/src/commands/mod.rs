@@ -1,6 +1,7 @@
 //! The service's commands: `serve`, `health`, `config`, `demo`.
 
 pub mod config;
+pub mod demo;
 pub mod health;
 pub mod serve;
 

@@ -350,7 +350,7 @@ pub(crate) fn body(state: &AppState) -> HealthBody {
                             .map(|wait| wait.as_secs() + u64::from(wait.subsec_nanos() > 0)),
                     }
                 });
-            let last_check = component.checked_at.map(|at| {
+            let last_check = state.probe.checked_at(&component.name).map(|at| {
                 let ago =
                     now_tokio.saturating_duration_since(rustkernel_tokio::clock::to_tokio(at));
                 humantime::format_rfc3339_millis(now_wall - ago).to_string()

@@ -459,6 +459,21 @@ impl HealthProbe {
             .map(|entry| entry.status())
     }
 
+    /// When component `name`'s latest check finished, on the crate's clock
+    /// ([`clock::to_tokio`] turns it into a tokio instant); `None` before its first check or
+    /// when there is no such component.
+    #[must_use]
+    pub fn checked_at(&self, name: &str) -> Option<Instant> {
+        let state = self.shared.lock();
+        let health = state.registry.get_by_name(name)?.health();
+        health
+            .roles()
+            .iter()
+            .filter_map(|role| health.probe(role).and_then(|probe| probe.last_result()))
+            .map(|result| result.checked_at)
+            .max()
+    }
+
     /// The service's status: the worst contribution of its components.
     #[must_use]
     pub fn overall(&self) -> HealthStatus {

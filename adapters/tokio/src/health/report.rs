@@ -51,11 +51,6 @@ pub struct ComponentReport {
     pub ready: bool,
     /// Whether its startup probe succeeded (always, without one, until a failed startup).
     pub started: bool,
-    /// When its latest check finished, on the crate's clock (`None` before the first);
-    /// [`clock::to_tokio`](crate::clock::to_tokio) turns it into a tokio instant. Not
-    /// serialized: the instant means nothing outside this process.
-    #[serde(skip)]
-    pub checked_at: Option<rustkernel_core::time::Instant>,
 }
 
 impl HealthReport {
@@ -99,7 +94,6 @@ impl ComponentReport {
             live: health.is_live(),
             ready: health.is_ready(),
             started: health.is_started(),
-            checked_at: latest.map(|result| result.checked_at),
         }
     }
 }
