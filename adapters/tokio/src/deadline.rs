@@ -331,7 +331,7 @@ impl Expiry {
         }
     }
 
-    fn error<E>(self) -> ResilienceError<E> {
+    pub(crate) fn error<E>(self) -> ResilienceError<E> {
         match self {
             Expiry::DeadlineExceeded => ResilienceError::DeadlineExceeded,
             Expiry::Timeout => ResilienceError::Timeout,
@@ -360,9 +360,10 @@ pin_project! {
         Running {
             #[pin]
             inner: TaskLocalFuture<DeadlineContext, F>,
-            // Created on the first poll, so building the future needs no runtime.
-            #[pin]
-            sleep: Option<Sleep>,
+            // Created on the first poll that finds the call still running, so building the
+            // future needs no runtime, and boxed, so a call that finishes at once neither
+            // allocates nor carries (and moves) a timer entry in its state.
+            sleep: Option<Pin<Box<Sleep>>>,
             expiry: Expiry,
         },
         Expired,
@@ -378,7 +379,18 @@ impl<F: Future, C> DeadlineFuture<F, C> {
         classifier: C,
         f: impl FnOnce() -> F,
     ) -> Self {
-        if deadline.is_expired() {
+        Self::start_at(deadline, expiry, classifier, clock::now(), f)
+    }
+
+    /// As [`start`](Self::start), with the current time already read.
+    pub(crate) fn start_at(
+        deadline: DeadlineContext,
+        expiry: Expiry,
+        classifier: C,
+        now: rustkernel_core::time::Instant,
+        f: impl FnOnce() -> F,
+    ) -> Self {
+        if deadline.inner.is_expired(now) {
             tracing::debug!(
                 target: "rustkernel::deadline",
                 deadline = %deadline.inner.deadline(),
@@ -423,19 +435,19 @@ where
         let output = match this.state.as_mut().project() {
             StateProj::Running {
                 inner,
-                mut sleep,
+                sleep,
                 expiry,
             } => {
                 if let Poll::Ready(result) = inner.poll(cx) {
                     let classifier = &*this.classifier;
                     result.map_err(|error| classifier.flatten(error))
                 } else {
-                    if sleep.is_none() {
+                    let sleep = sleep.get_or_insert_with(|| {
                         let at = clock::to_tokio(this.deadline.inner.deadline());
-                        sleep.set(Some(tokio::time::sleep_until(at)));
-                    }
-                    match sleep.as_pin_mut().map(|sleep| sleep.poll(cx)) {
-                        Some(Poll::Ready(())) => {
+                        Box::pin(tokio::time::sleep_until(at))
+                    });
+                    match sleep.as_mut().poll(cx) {
+                        Poll::Ready(()) => {
                             tracing::debug!(
                                 target: "rustkernel::deadline",
                                 deadline = %this.deadline.inner.deadline(),
@@ -444,7 +456,7 @@ where
                             );
                             Err(expiry.error())
                         }
-                        Some(Poll::Pending) | None => return Poll::Pending,
+                        Poll::Pending => return Poll::Pending,
                     }
                 }
             }
@@ -463,6 +475,40 @@ impl<F, C> fmt::Debug for DeadlineFuture<F, C> {
             .field("deadline", &self.deadline)
             .finish_non_exhaustive()
     }
+}
+
+/// Polls the pinned `future` with `deadline` as the task's current deadline until it finishes
+/// (`Some(output)`) or the deadline passes (`None`; the caller drops the future). The future is
+/// polled in place, never moved: the pipeline nests these, and moving its futures from layer
+/// to layer was most of its cost. The timer is made (boxed) only if the first poll finds the
+/// future still running.
+pub(crate) async fn poll_until<Fut: Future>(
+    deadline: DeadlineContext,
+    mut future: Pin<&mut Fut>,
+) -> Option<Fut::Output> {
+    let mut sleep: Option<Pin<Box<Sleep>>> = None;
+    std::future::poll_fn(move |cx| {
+        if let Poll::Ready(output) = CURRENT.sync_scope(deadline, || future.as_mut().poll(cx)) {
+            return Poll::Ready(Some(output));
+        }
+        let sleep = sleep.get_or_insert_with(|| {
+            Box::pin(tokio::time::sleep_until(clock::to_tokio(
+                deadline.inner.deadline(),
+            )))
+        });
+        match sleep.as_mut().poll(cx) {
+            Poll::Ready(()) => {
+                tracing::debug!(
+                    target: "rustkernel::deadline",
+                    deadline = %deadline.inner.deadline(),
+                    "deadline passed during the call"
+                );
+                Poll::Ready(None)
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    })
+    .await
 }
 
 /// Raises the flag when dropped, unless disarmed: covers the deadline passing and the caller

@@ -62,8 +62,10 @@ use rustkernel_core::resilience::{
 
 use crate::breaker::CircuitBreaker;
 use crate::clock;
-use crate::deadline::{DeadlineContext, DeadlineFuture, Expiry, TimeoutExt};
-use crate::retry::{NoHint, Retrier, RetryAfterHint, SharedRetryBudget, Start};
+use crate::deadline::{DeadlineContext, Expiry, current_deadline, poll_until};
+use crate::retry::{NoHint, Retrier, RetryAfterHint, SharedRetryBudget};
+use rustkernel_core::resilience::DeadlineContext as CoreDeadline;
+use rustkernel_core::time::Instant;
 
 /// A deadline, retry, breaker and attempt-timeout pipeline, built once and shared (it is a
 /// cheap [`Clone`]: the breaker and the budget are shared handles).
@@ -295,18 +297,37 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
         C: Classifier<R>,
         H: RetryAfterHint<<C as Classifier<R>>::Error>,
     {
+        // One clock read and one look at the caller's deadline serve the whole first attempt.
+        let now = clock::now();
+        let parent = current_deadline();
         let mut attempts = 0_u32;
         let mut gave_up = None;
-        let retries = self.run_retries(&mut op, &mut attempts, &mut gave_up);
         let result = match &self.timeout {
-            None => retries.await,
+            None => {
+                self.run_retries(&mut op, now, parent, &mut attempts, &mut gave_up)
+                    .await
+            }
             Some(timeout) => {
                 let request = request.unwrap_or_default();
-                let resolved = timeout.resolve_deadline(request.timeout, request.enqueued_at);
-                DeadlineFuture::start(resolved.context, Expiry::of(resolved.bound), Flat, || {
-                    retries
-                })
-                .await
+                let enqueued_at = request.enqueued_at.map_or(now, clock::to_core);
+                let resolved = timeout.resolve(
+                    request.timeout,
+                    parent.map(DeadlineContext::as_core),
+                    enqueued_at,
+                    now,
+                );
+                let total = DeadlineContext::from_core(resolved.context);
+                let retries = std::pin::pin!(self.run_retries(
+                    &mut op,
+                    now,
+                    Some(total),
+                    &mut attempts,
+                    &mut gave_up
+                ));
+                match poll_until(total, retries).await {
+                    Some(result) => result,
+                    None => Err(Expiry::of(resolved.bound).error()),
+                }
             }
         };
         let retry_after = match (&result, &self.breaker) {
@@ -321,10 +342,12 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
         }
     }
 
-    /// Retry around the breaker and the attempt timeout.
+    /// Retry around the breaker and the attempt timeout, from `now` under `deadline`.
     async fn run_retries<F, Fut, T, R>(
         &self,
         op: &mut F,
+        now: Instant,
+        deadline: Option<DeadlineContext>,
         attempts: &mut u32,
         gave_up: &mut Option<GiveUpReason>,
     ) -> Result<T, ResilienceError<<C as Classifier<R>>::Error>>
@@ -334,18 +357,25 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
         C: Classifier<R>,
         H: RetryAfterHint<<C as Classifier<R>>::Error>,
     {
-        let mut retry = match self.retrier.start() {
-            Start::Expired => return Err(ResilienceError::DeadlineExceeded),
-            Start::Ready(retry) => retry,
-        };
+        let core_deadline = deadline.map(DeadlineContext::as_core);
+        if core_deadline.is_some_and(|deadline| deadline.is_expired(now)) {
+            return Err(ResilienceError::DeadlineExceeded);
+        }
+        let mut retry = self
+            .retrier
+            .start_lazy(now, core_deadline.map(|deadline| deadline.deadline()));
+        let mut attempt_at = now;
         loop {
             *attempts = attempts.saturating_add(1);
-            let error = match self.attempt(op).await {
+            let error = match self.attempt(op, attempt_at, deadline).await {
                 Ok(value) => return Ok(value),
                 Err(error) => error,
             };
-            match self.retrier.on_failure::<R>(&mut retry, &error) {
-                RetryDecision::RetryAt(at) => tokio::time::sleep_until(clock::to_tokio(at)).await,
+            match self.retrier.on_lazy_failure::<R>(&mut retry, &error) {
+                RetryDecision::RetryAt(at) => {
+                    tokio::time::sleep_until(clock::to_tokio(at)).await;
+                    attempt_at = clock::now();
+                }
                 RetryDecision::GiveUp(reason) => {
                     *gave_up = Some(reason);
                     return Err(error);
@@ -354,10 +384,12 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
         }
     }
 
-    /// One attempt: the breaker's permit, the operation under the attempt timeout.
+    /// One attempt at `now`: the breaker's permit, the operation under the attempt timeout.
     async fn attempt<F, Fut, T, R>(
         &self,
         op: &mut F,
+        now: Instant,
+        deadline: Option<DeadlineContext>,
     ) -> Result<T, ResilienceError<<C as Classifier<R>>::Error>>
     where
         F: FnMut() -> Fut,
@@ -366,10 +398,13 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
     {
         let classifier = self.retrier.classifier();
         let Some(breaker) = &self.breaker else {
-            return self.timed(op).await.map_err(|e| flatten(classifier, e));
+            return self
+                .timed(op, now, deadline)
+                .await
+                .map_err(|e| flatten(classifier, e));
         };
         let permit = breaker.try_acquire()?;
-        match self.timed(op).await {
+        match self.timed(op, now, deadline).await {
             Ok(value) => {
                 permit.success();
                 Ok(value)
@@ -382,8 +417,13 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
         }
     }
 
-    /// The operation, cut at the attempt timeout (or the current deadline, if earlier).
-    async fn timed<F, Fut, T, R>(&self, op: &mut F) -> Result<T, Attempt<R>>
+    /// The operation, cut at the attempt timeout (or at `deadline`, the call's, if earlier).
+    async fn timed<F, Fut, T, R>(
+        &self,
+        op: &mut F,
+        now: Instant,
+        deadline: Option<DeadlineContext>,
+    ) -> Result<T, Attempt<R>>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, R>>,
@@ -391,21 +431,23 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
         let Some(timeout) = self.attempt_timeout else {
             return op().await.map_err(Attempt::Failed);
         };
-        let own = DeadlineContext::detached(timeout);
-        let (deadline, expiry) = match crate::deadline::current_deadline() {
+        let own = DeadlineContext::from_core(CoreDeadline::new(now, timeout));
+        let (deadline, expiry) = match deadline {
             // The pipeline's total deadline comes first and cuts the attempt itself, with the
             // error its bound calls for.
-            Some(current) if current <= own && self.timeout.is_some() => {
+            Some(total) if total <= own && self.timeout.is_some() => {
                 return op().await.map_err(Attempt::Failed);
             }
-            Some(current) if current <= own => (current, Expiry::DeadlineExceeded),
+            Some(parent) if parent <= own => (parent, Expiry::DeadlineExceeded),
             _ => (own, Expiry::Timeout),
         };
-        match DeadlineFuture::start(deadline, expiry, Keep, op).await {
-            Ok(value) => Ok(value),
-            Err(ResilienceError::Operation(error)) => Err(Attempt::Failed(error)),
-            Err(ResilienceError::Timeout) => Err(Attempt::Cut(ResilienceError::Timeout)),
-            Err(_) => Err(Attempt::Cut(ResilienceError::DeadlineExceeded)),
+        if deadline.as_core().is_expired(now) {
+            return Err(Attempt::Cut(ResilienceError::DeadlineExceeded));
+        }
+        let future = std::pin::pin!(op());
+        match poll_until(deadline, future).await {
+            Some(result) => result.map_err(Attempt::Failed),
+            None => Err(Attempt::Cut(expiry.error())),
         }
     }
 
@@ -502,33 +544,5 @@ fn flatten<C: Classifier<R>, R>(classifier: &C, attempt: Attempt<R>) -> Resilien
             ResilienceError::DeadlineExceeded => ResilienceError::DeadlineExceeded,
             ResilienceError::Operation(never) => match never {},
         },
-    }
-}
-
-/// Passes an already flat error through a [`DeadlineFuture`].
-#[derive(Clone, Copy, Debug)]
-struct Flat;
-
-impl<E> Classifier<ResilienceError<E>> for Flat {
-    type Error = E;
-    fn flatten(&self, error: ResilienceError<E>) -> ResilienceError<E> {
-        error
-    }
-    fn classify(&self, _error: &E) -> ErrorKind {
-        ErrorKind::Transient
-    }
-}
-
-/// Keeps any error as it is (the attempt's classifier decides later).
-#[derive(Clone, Copy, Debug)]
-struct Keep;
-
-impl<R> Classifier<R> for Keep {
-    type Error = R;
-    fn flatten(&self, error: R) -> ResilienceError<R> {
-        ResilienceError::Operation(error)
-    }
-    fn classify(&self, _error: &R) -> ErrorKind {
-        ErrorKind::Transient
     }
 }

@@ -194,6 +194,14 @@ pub(crate) enum Start {
     Ready(Option<Retry>),
 }
 
+/// A logical call begun by [`Retrier::start_lazy`]: its retry state machine, built on the
+/// first failure (`Some(None)` if the validated config were refused after all).
+pub(crate) struct LazyRetry {
+    started_at: rustkernel_core::time::Instant,
+    deadline: Option<rustkernel_core::time::Instant>,
+    retry: Option<Option<Retry>>,
+}
+
 /// Runs calls with retries: a validated [`RetryConfig`] plus an optional shared budget, a
 /// jitter seed and a retry-after hint.
 ///
@@ -369,6 +377,46 @@ impl<H, C> Retrier<H, C> {
         let seed = self.seeds.next_seed();
         let deadline = deadline.map(|deadline| deadline.deadline());
         Start::Ready(Retry::try_new(&self.config, seed, now, deadline).ok())
+    }
+
+    /// Begins a logical call at `now` under `deadline` (already read by the caller), without
+    /// building the retry state machine: the closed path pays only the budget's deposit, and
+    /// the seed and the state machine are made on the first failure ([`LazyRetry`]).
+    pub(crate) fn start_lazy(
+        &self,
+        now: rustkernel_core::time::Instant,
+        deadline: Option<rustkernel_core::time::Instant>,
+    ) -> LazyRetry {
+        if let Some(budget) = &self.budget {
+            budget.with(|budget| budget.deposit(now));
+        }
+        LazyRetry {
+            started_at: now,
+            deadline,
+            retry: None,
+        }
+    }
+
+    /// As [`on_failure`](Self::on_failure) for a call begun with
+    /// [`start_lazy`](Self::start_lazy): builds its state machine on the first failure.
+    pub(crate) fn on_lazy_failure<R>(
+        &self,
+        lazy: &mut LazyRetry,
+        error: &ResilienceError<<C as Classifier<R>>::Error>,
+    ) -> RetryDecision
+    where
+        C: Classifier<R>,
+        H: RetryAfterHint<<C as Classifier<R>>::Error>,
+    {
+        if lazy.retry.is_none() {
+            let seed = self.seeds.next_seed();
+            lazy.retry =
+                Some(Retry::try_new(&self.config, seed, lazy.started_at, lazy.deadline).ok());
+        }
+        let mut retry = lazy.retry.take().flatten();
+        let decision = self.on_failure::<R>(&mut retry, error);
+        lazy.retry = Some(retry);
+        decision
     }
 
     /// Reports a failed attempt (its flattened error) to `retry` now, with the budget and the
