@@ -92,16 +92,3 @@ pub use rustkernel_core::error::{
     ByClassify, Classifier, Classify, ConfigError, ErrorKind, OperationError, ResilienceError,
 };
 pub use rustkernel_core::resilience::PipelineConfig;
-
-/// Merges a nested error (an operation that itself returns [`ResilienceError`], such as a
-/// breaker call run by a retrier) into one level; the inner error wins where both are set.
-///
-/// ```
-/// use rustkernel_embassy::{flatten, ResilienceError};
-/// let nested: ResilienceError<ResilienceError<u8>> =
-///     ResilienceError::Operation(ResilienceError::CircuitOpen);
-/// assert_eq!(flatten(nested), ResilienceError::CircuitOpen);
-/// ```
-pub fn flatten<E>(error: ResilienceError<ResilienceError<E>>) -> ResilienceError<E> {
-    error.flatten()
-}

@@ -81,14 +81,6 @@ pub fn current_deadline() -> Option<DeadlineContext> {
     CURRENT.try_with(|deadline| *deadline).ok()
 }
 
-/// Unwraps the error of a call under a deadline that itself returned a [`ResilienceError`]
-/// (`deadline.execute(|| retrier.execute(..))`): the outer variants win, an inner error comes
-/// back as it was.
-#[must_use]
-pub fn flatten<E>(error: ResilienceError<ResilienceError<E>>) -> ResilienceError<E> {
-    error.flatten()
-}
-
 /// An absolute deadline on tokio's clock: the chapter's `DeadlineContext`.
 ///
 /// A `Copy` wrapper of the core's [`DeadlineContext`](CoreDeadline) whose methods read
@@ -681,19 +673,6 @@ mod tests {
         let waker = std::task::Waker::noop();
         let mut cx = Context::from_waker(waker);
         assert!(future.as_mut().poll(&mut cx).is_pending());
-    }
-
-    #[test]
-    fn flatten_keeps_the_outer_variant_or_the_inner_error() {
-        let inner: ResilienceError<ResilienceError<u8>> =
-            ResilienceError::Operation(ResilienceError::Operation(3));
-        assert_eq!(flatten(inner), ResilienceError::Operation(3));
-        let outer: ResilienceError<ResilienceError<u8>> = ResilienceError::Timeout;
-        assert_eq!(flatten(outer), ResilienceError::Timeout);
-        assert_eq!(
-            flatten::<u8>(ResilienceError::Operation(ResilienceError::CircuitOpen)),
-            ResilienceError::CircuitOpen
-        );
     }
 
     #[test]

@@ -32,7 +32,6 @@
 
 pub use crate::deadline::{
     CancelFlag, DeadlineContext, DeadlineFuture, ResolvedDeadline, TimeoutExt, current_deadline,
-    flatten,
 };
 pub use crate::layer::{
     CircuitBreakerLayer, DeadlineLayer, Guard, GuardLayer, PipelineLayer, RetryLayer,

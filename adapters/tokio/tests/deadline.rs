@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use rustkernel_tokio::resilience::{
     CancelFlag, DeadlineBound, DeadlineContext, DeadlineExceeded, ErrorKind, ResilienceError,
-    TimeoutConfig, TimeoutExt, WireDeadline, current_deadline, flatten,
+    TimeoutConfig, TimeoutExt, WireDeadline, current_deadline,
 };
 use tokio::sync::oneshot;
 use tokio::time::{Instant, advance, sleep};
@@ -392,5 +392,8 @@ async fn instants_convert_both_ways() {
     assert_eq!(result, Ok(1));
     let nested: Result<u8, ResilienceError<ResilienceError<ErrorKind>>> =
         Err(ResilienceError::Operation(ResilienceError::Timeout));
-    assert_eq!(nested.map_err(flatten), Err(ResilienceError::Timeout));
+    assert_eq!(
+        nested.map_err(ResilienceError::flatten),
+        Err(ResilienceError::Timeout)
+    );
 }
