@@ -4,4 +4,5 @@
 //! (`serve`, `health`) slot in beside it as modules and [`cli::Command`] variants.
 
 pub mod cli;
+pub mod kernels;
 pub mod telemetry;
