@@ -4,5 +4,6 @@
 //! (`serve`, `health`) slot in beside it as modules and [`cli::Command`] variants.
 
 pub mod cli;
+pub mod gpu;
 pub mod kernels;
 pub mod telemetry;
