@@ -25,7 +25,7 @@ pub mod pool;
 pub mod protocol;
 pub mod worker;
 
-pub use pool::{GpuConfig, GpuExecutor, WorkerFault, WorkerPhase};
+pub use pool::{GpuConfig, GpuExecutor, GpuStatus, WorkerFault, WorkerPhase};
 pub use worker::{BackendKind, FaultKind};
 
 /// Which path computed a response.

@@ -233,21 +233,24 @@ pub enum WorkerPhase {
     Stopped,
 }
 
-/// What the supervisor publishes.
+/// What the supervisor publishes about the GPU path: [`GpuExecutor::status`].
 #[derive(Clone, Debug, PartialEq, Eq)]
-struct GpuState {
-    phase: WorkerPhase,
+pub struct GpuStatus {
+    /// Where the worker is in its life.
+    pub phase: WorkerPhase,
     /// A hardware Xid that makes the device unhealthy until a worker starts cleanly again.
-    hardware_xid: Option<u64>,
+    pub hardware_xid: Option<u64>,
     /// Application Xids seen (counted against the kernels, not the device).
-    application_xids: u64,
-    /// Workers started so far.
-    workers_started: u64,
+    pub application_xids: u64,
+    /// Workers started so far (1 after a clean start; each restart adds one).
+    pub workers_started: u64,
     /// The current worker's process id.
-    worker_pid: Option<u32>,
-    /// NVML's verdict, `None` when NVML is not asked.
-    nvml: Option<nvml::NvmlStatus>,
+    pub worker_pid: Option<u32>,
+    /// NVML's verdict, `None` when NVML is not asked or has not answered yet.
+    pub nvml: Option<nvml::NvmlStatus>,
 }
+
+type GpuState = GpuStatus;
 
 /// Why one GPU attempt has no result.
 #[derive(Debug)]
@@ -431,7 +434,13 @@ impl GpuExecutor {
         result.at(clock::now())
     }
 
-    /// The worker's phase, for `/health` details and tests.
+    /// The GPU path's status, for `/health` details, metrics and tests.
+    #[must_use]
+    pub fn status(&self) -> GpuStatus {
+        self.state.borrow().clone()
+    }
+
+    /// The worker's phase.
     #[must_use]
     pub fn phase(&self) -> WorkerPhase {
         self.state.borrow().phase.clone()
@@ -456,6 +465,18 @@ impl GpuExecutor {
         self.state.borrow().application_xids
     }
 
+    /// Waits until the status satisfies `predicate`, at most `timeout`; whether it did.
+    pub async fn wait_for(
+        &self,
+        timeout: Duration,
+        mut predicate: impl FnMut(&GpuStatus) -> bool,
+    ) -> bool {
+        let mut state = self.state.clone();
+        tokio::time::timeout(timeout, state.wait_for(|s| predicate(s)))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
     /// The device's breaker (for metrics).
     #[must_use]
     pub fn breaker(&self) -> &CircuitBreaker {
@@ -467,18 +488,6 @@ impl GpuExecutor {
     /// start-up is the check that clears the mark). Public for other monitors and for tests.
     pub fn report_xid(&self, xid: u64) {
         let _ = self.commands.try_send(Command_::Xid(xid));
-    }
-
-    /// Waits until the worker's phase satisfies `predicate`, at most `timeout`; whether it did.
-    pub async fn wait_for_phase(
-        &self,
-        timeout: Duration,
-        mut predicate: impl FnMut(&WorkerPhase) -> bool,
-    ) -> bool {
-        let mut state = self.state.clone();
-        tokio::time::timeout(timeout, state.wait_for(|s| predicate(&s.phase)))
-            .await
-            .is_ok_and(|r| r.is_ok())
     }
 
     /// Stops the worker (a `Shutdown` frame, then a kill after the grace) and the supervisor.
@@ -735,7 +744,8 @@ async fn run_worker(
                     Ok(frame) => Event::Frame(frame),
                     Err(e) => Event::Bad(e),
                 },
-                Ok(false) => Event::Eof,
+                // A frame cut short by the end of the stream: the worker died while writing.
+                Ok(false) | Err(protocol::ProtocolError::Truncated) => Event::Eof,
                 Err(e) => Event::Bad(e),
             };
             let last = !matches!(event, Event::Frame(_));

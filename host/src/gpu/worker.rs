@@ -181,6 +181,7 @@ pub fn run<F>(args: &WorkerArgs, init: F) -> i32
 where
     F: FnOnce(&WorkerArgs, Instant) -> Result<Box<dyn GpuBackend>, String>,
 {
+    close_inherited_fds();
     let out = Out(Arc::new(Mutex::new(BufWriter::new(io::stdout()))));
     let init_deadline = Instant::now() + Duration::from_millis(args.init_timeout_ms);
     let mut backend = match init(args, init_deadline) {
@@ -254,6 +255,30 @@ where
         }
         if poisoned {
             return EXIT_POISONED;
+        }
+    }
+}
+
+/// Closes every descriptor above 2 the worker was started with.
+///
+/// The service's own descriptors are close-on-exec (the standard library opens them so), but
+/// a descriptor the service itself inherited without that flag from its parent (a shell's
+/// redirect, a supervisor's pipe) would pass on to the worker; the worker closes them before
+/// doing anything else, so it holds exactly its stdin, stdout and stderr. Linux only (it lists
+/// `/proc/self/fd`); elsewhere a no-op.
+pub fn close_inherited_fds() {
+    #[cfg(target_os = "linux")]
+    {
+        let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+            .map(|dir| {
+                dir.filter_map(|entry| entry.ok()?.file_name().to_str()?.parse().ok())
+                    .filter(|&fd: &i32| fd > 2)
+                    .collect()
+            })
+            .unwrap_or_default();
+        // The directory's own descriptor is in the list and already closed: EBADF, ignored.
+        for fd in fds {
+            let _ = nix::unistd::close(fd);
         }
     }
 }
