@@ -36,7 +36,9 @@ mod with_cuda {
         let executor = GpuExecutor::start(config).await.expect("starts");
         assert_eq!(
             executor.phase(),
-            WorkerPhase::Unavailable { reason: "no device".into() },
+            WorkerPhase::Unavailable {
+                reason: "no device".into()
+            },
             "{:?}",
             executor.status()
         );
@@ -50,12 +52,17 @@ mod with_cuda {
             a: vec![1.0, 2.0, 3.0, 4.0],
             b: vec![5.0, 6.0, 7.0, 8.0],
         });
-        let (response, backend) =
-            executor.execute(request, Duration::from_secs(5)).await.expect("answers");
+        let (response, backend) = executor
+            .execute(request, Duration::from_secs(5))
+            .await
+            .expect("answers");
         assert_eq!(backend, Backend::Cpu);
         assert_eq!(
             response,
-            KernelResponse::MatMul(MatMulOutput { n: 2, c: vec![19.0, 22.0, 43.0, 50.0] })
+            KernelResponse::MatMul(MatMulOutput {
+                n: 2,
+                c: vec![19.0, 22.0, 43.0, 50.0]
+            })
         );
         executor.shutdown().await;
     }
@@ -66,8 +73,14 @@ mod with_cuda {
             let bytes = std::fs::read(path).expect("binary");
             bytes.windows(12).any(|w| w == b"libcuda.so.1")
         };
-        assert!(needs(env!("CARGO_BIN_EXE_rustkernel-worker")), "the cuda worker should link libcuda");
-        assert!(!needs(env!("CARGO_BIN_EXE_rustkernel")), "the service binary links libcuda");
+        assert!(
+            needs(env!("CARGO_BIN_EXE_rustkernel-worker")),
+            "the cuda worker should link libcuda"
+        );
+        assert!(
+            !needs(env!("CARGO_BIN_EXE_rustkernel")),
+            "the service binary links libcuda"
+        );
     }
 }
 
