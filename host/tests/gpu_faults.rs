@@ -5,7 +5,8 @@
 //! These tests run real processes on tokio's real clock, with short heartbeats (20 ms) and
 //! timeouts generous enough for a loaded machine; they assert outcomes, never latencies.
 
-#![allow(clippy::panic, clippy::indexing_slicing)] // tests fail loudly and index what they built
+// Tests fail loudly, index what they built, and compare small integers held in f64 (exact).
+#![allow(clippy::panic, clippy::indexing_slicing, clippy::float_cmp)]
 
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -211,11 +212,13 @@ async fn concurrent_requests_through_a_crash_each_get_their_own_answer_once() {
     });
     let executor = GpuExecutor::start(config(fault)).await.expect("starts");
     ready(&executor).await;
-    let calls = (0..40).map(|i| {
-        let executor = &executor;
-        async move { (i, executor.execute(scalar(f64::from(i)), DEADLINE).await) }
-    });
-    let answers = futures_join_all(calls).await;
+    let executor = std::sync::Arc::new(executor);
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..40u32 {
+        let executor = executor.clone();
+        calls.spawn(async move { (i, executor.execute(scalar(f64::from(i)), DEADLINE).await) });
+    }
+    let answers = calls.join_all().await;
     let mut seen = HashSet::new();
     let mut backends = HashSet::new();
     for (i, answer) in answers {
@@ -233,60 +236,10 @@ async fn concurrent_requests_through_a_crash_each_get_their_own_answer_once() {
         backends.contains(&Backend::Cpu),
         "the crash forced a failover"
     );
-    executor.shutdown().await;
-}
-
-/// Joins futures without a dependency on the `futures` crate.
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl IntoIterator<Item = F>,
-) -> Vec<F::Output>
-where
-    F::Output: Send + 'static,
-    F: Send,
-{
-    let mut out = Vec::new();
-    let mut set = Vec::new();
-    for f in futures {
-        set.push(Box::pin(f));
-    }
-    // Poll them all concurrently.
-    let results = std::sync::Mutex::new(Vec::new());
-    {
-        let results = &results;
-        let all = set.into_iter().map(|f| async move {
-            let r = f.await;
-            results.lock().expect("lock").push(r);
-        });
-        let mut joined = Vec::new();
-        for f in all {
-            joined.push(f);
-        }
-        join_vec(joined).await;
-    }
-    out.extend(results.into_inner().expect("lock"));
-    out
-}
-
-async fn join_vec<F: std::future::Future<Output = ()>>(futures: Vec<F>) {
-    let mut futures: Vec<_> = futures.into_iter().map(Box::pin).map(Some).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for slot in &mut futures {
-            if let Some(f) = slot {
-                if f.as_mut().poll(cx).is_ready() {
-                    *slot = None;
-                } else {
-                    pending = true;
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
+    std::sync::Arc::into_inner(executor)
+        .expect("no other owner")
+        .shutdown()
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -157,10 +157,10 @@ fn watch(on_xid: &dyn Fn(u64), on_status: &dyn Fn(NvmlStatus), stop: &AtomicBool
         }
         match &events {
             Some(set) => {
-                if let Ok(event) = set.wait(500) {
-                    if let Some(XidError::Value(xid)) = event.event_data {
-                        on_xid(xid);
-                    }
+                if let Ok(event) = set.wait(500)
+                    && let Some(XidError::Value(xid)) = event.event_data
+                {
+                    on_xid(xid);
                 }
             }
             None => std::thread::sleep(Duration::from_millis(500)),

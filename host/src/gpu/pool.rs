@@ -365,8 +365,8 @@ impl GpuExecutor {
         kernels::validate(&request).map_err(GpuError::InvalidInput)?;
         let request = Arc::new(request);
         let ready = matches!(self.state.borrow().phase, WorkerPhase::Ready { .. });
-        if ready {
-            if let Ok(permit) = self.breaker.try_acquire() {
+        if ready && let Ok(permit) = self.breaker.try_acquire() {
+            {
                 match self.attempt_gpu(request.clone(), deadline).await {
                     Ok(response) => {
                         permit.success();

@@ -243,10 +243,10 @@ where
         };
         served += 1;
         let deadline = Instant::now() + Duration::from_micros(deadline_us);
-        if let Some(fault) = args.fault.filter(|_| served == args.fault_on) {
-            if let Some(status) = inject(fault, id, &out, &heartbeats_stopped) {
-                return status;
-            }
+        if let Some(fault) = args.fault.filter(|_| served == args.fault_on)
+            && let Some(status) = inject(fault, id, &out, &heartbeats_stopped)
+        {
+            return status;
         }
         let result = backend.run(&request, deadline);
         let poisoned = matches!(&result, Err(e) if e.poisoned);
