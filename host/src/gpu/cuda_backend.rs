@@ -87,3 +87,33 @@ impl GpuBackend for CudaBackend {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use rustkernel_core::error::ErrorKind;
+
+    use super::*;
+
+    #[test]
+    fn sticky_errors_poison_and_ordinary_ones_do_not() {
+        let e = |code| CudaError {
+            code,
+            message: "m".into(),
+        };
+        let sticky = wire(&e(700));
+        assert_eq!(
+            (sticky.kind, sticky.poisoned, sticky.code),
+            (ErrorKind::Permanent, true, Some(700))
+        );
+        let oom = wire(&e(2));
+        assert_eq!(
+            (oom.kind, oom.poisoned),
+            (ErrorKind::ResourceExhausted, false)
+        );
+        let late = wire(&CudaError::deadline());
+        assert_eq!(
+            (late.kind, late.poisoned, late.code),
+            (ErrorKind::Timeout, false, None)
+        );
+    }
+}

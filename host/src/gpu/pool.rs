@@ -22,10 +22,13 @@
 //! # The worker's environment and descriptors
 //! The worker starts with a cleared environment (`env_clear`) plus only the variables named
 //! in [`GpuConfig::env_passthrough`] (by default `PATH`, `LD_LIBRARY_PATH` and `CUDA_*`): the
-//! service's tokens never reach it. It gets three descriptors, its stdin, stdout and stderr
-//! pipes: the standard library opens every descriptor with `O_CLOEXEC`, and `Command` sets up
-//! only 0, 1 and 2 in the child, so nothing else the service holds (sockets, files) is
-//! inherited. A test checks both from inside a worker.
+//! service's tokens never reach it. It keeps three descriptors, its stdin, stdout and stderr
+//! pipes: the standard library opens every descriptor with `O_CLOEXEC` and `Command` sets up
+//! only 0, 1 and 2 in the child, so nothing the service opened (sockets, files) is inherited;
+//! descriptors the service itself inherited without `O_CLOEXEC` from its parent would pass
+//! through `exec`, so the worker closes everything above 2 as its first act
+//! ([`close_inherited_fds`](super::worker::close_inherited_fds)). A test reads the running
+//! worker's `/proc/<pid>/environ` and `/proc/<pid>/fd`.
 
 use std::path::PathBuf;
 use std::process::Stdio;
