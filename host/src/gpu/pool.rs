@@ -127,6 +127,17 @@ impl GpuConfig {
         }
     }
 
+    /// `rustkernel-worker` in the directory of the running executable (where cargo and an
+    /// install put it beside `rustkernel`); `None` when the executable's path is unknown.
+    #[must_use]
+    pub fn worker_beside_current_exe() -> Option<PathBuf> {
+        let exe = std::env::current_exe().ok()?;
+        Some(
+            exe.parent()?
+                .join(format!("rustkernel-worker{}", std::env::consts::EXE_SUFFIX)),
+        )
+    }
+
     /// Checks the durations, the policy, the intensity and the breaker.
     ///
     /// # Errors
@@ -352,6 +363,10 @@ impl GpuExecutor {
     /// Runs `request` within `deadline`: on the worker when it is ready and the device's
     /// breaker admits the call, otherwise (or when the attempt fails for any reason but the
     /// deadline) on the CPU, on tokio's blocking pool, with what is left of the deadline.
+    ///
+    /// The worker runs one request at a time; others wait in its queue (up to 256, then they
+    /// go to the CPU), and one still queued when its deadline passes gets
+    /// [`GpuError::DeadlineExceeded`].
     ///
     /// Returns the response and the path that computed it.
     ///
