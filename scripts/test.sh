@@ -13,6 +13,11 @@ rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi
 step "format"
 cargo fmt --all -- --check
 
+step "CUDA stub: a libcuda without a GPU, so --all-features (the worker's \`cuda\` feature) links and runs"
+# Exports CUDA_LIBRARY_PATH, LD_LIBRARY_PATH and RUSTKERNEL_CUDA_STUB=1; host/tests/gpu_stub.rs
+# then runs in the tests step below against the stub ("GPU unavailable: no device").
+eval "$(./scripts/cuda-stub.sh --env)"
+
 step "clippy (all features, then none)"
 cargo clippy --workspace --all-targets --all-features -- -D warnings
 cargo clippy --workspace --all-targets -- -D warnings

@@ -7,6 +7,7 @@
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod gpu;
 pub mod kernels;
 pub mod service;
 pub mod telemetry;
