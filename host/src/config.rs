@@ -183,6 +183,41 @@ pub struct ConfigFile {
     /// Per-kernel settings (fault injection), by kernel id.
     #[serde(default)]
     pub kernels: BTreeMap<String, KernelFile>,
+    /// GPU execution through a worker process (off by default).
+    #[serde(default)]
+    pub gpu: GpuFile,
+}
+
+/// `[gpu]`: kernels run on a GPU in a worker process that the service supervises, with the CPU
+/// implementation as failover.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuFile {
+    /// Run kernels through the GPU worker (default false: CPU only).
+    pub enabled: Option<bool>,
+    /// The worker binary (default: `rustkernel-worker` beside `rustkernel`).
+    pub worker: Option<PathBuf>,
+    /// `"cuda"` (the default) or `"cpu"` (the worker's CPU backend: the worker path without a
+    /// GPU, for rehearsals).
+    pub backend: Option<GpuBackend>,
+    /// Where the worker finds its PTX files.
+    pub ptx_dir: Option<PathBuf>,
+    /// How often the worker beats (default 100 ms).
+    #[serde(default, with = "humantime_serde::option")]
+    pub heartbeat_interval: Option<Duration>,
+    /// Silence after which the worker is killed and restarted (default 1 s).
+    #[serde(default, with = "humantime_serde::option")]
+    pub heartbeat_timeout: Option<Duration>,
+}
+
+/// The worker's backend.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GpuBackend {
+    /// CUDA through `cust`.
+    Cuda,
+    /// The CPU kernels, in the worker process.
+    Cpu,
 }
 
 /// `[server]`.
@@ -600,8 +635,12 @@ pub struct ServiceConfig {
     pub limits: Limits,
     /// Fault injection per kernel id.
     pub faults: BTreeMap<String, FaultConfig>,
+    /// The GPU worker, when enabled.
+    pub gpu: Option<crate::gpu::GpuConfig>,
     /// The file's auth settings as written (for `config show`).
     auth_file: AuthFile,
+    /// The file's GPU settings as written (for `config show`).
+    gpu_file: GpuFile,
 }
 
 /// The default listen address: loopback only.
@@ -717,6 +756,10 @@ impl ServiceConfig {
                     )
                 })
                 .collect(),
+            gpu: GpuFile {
+                enabled: Some(self.gpu.is_some()),
+                ..self.gpu_file.clone()
+            },
         }
     }
 }
@@ -857,6 +900,7 @@ impl ConfigFile {
             }
         }
 
+        let gpu = resolve_gpu(&self.gpu, base)?;
         let auth = crate::service::auth::resolve(&self.auth, address, base)?;
         Ok(ServiceConfig {
             preset,
@@ -869,9 +913,46 @@ impl ConfigFile {
             auth,
             limits,
             faults,
+            gpu,
             auth_file: self.auth,
+            gpu_file: self.gpu,
         })
     }
+}
+
+fn resolve_gpu(
+    file: &GpuFile,
+    base: Option<&Path>,
+) -> Result<Option<crate::gpu::GpuConfig>, ConfigError> {
+    if !file.enabled.unwrap_or(false) {
+        return Ok(None);
+    }
+    let worker = match &file.worker {
+        Some(path) => match base {
+            Some(base) if path.is_relative() => base.join(path),
+            _ => path.clone(),
+        },
+        None => crate::gpu::GpuConfig::worker_beside_current_exe().ok_or_else(|| {
+            invalid(
+                "gpu.worker",
+                "cannot locate rustkernel-worker beside this binary",
+            )
+        })?,
+    };
+    let mut config = crate::gpu::GpuConfig::new(worker);
+    if let Some(backend) = file.backend {
+        config.backend = match backend {
+            GpuBackend::Cuda => crate::gpu::BackendKind::Cuda,
+            GpuBackend::Cpu => crate::gpu::BackendKind::Cpu,
+        };
+    }
+    config.ptx_dir.clone_from(&file.ptx_dir);
+    set(&mut config.heartbeat_interval, file.heartbeat_interval);
+    set(&mut config.heartbeat_timeout, file.heartbeat_timeout);
+    config
+        .validate()
+        .map_err(|error| invalid("gpu", error.to_string()))?;
+    Ok(Some(config))
 }
 
 fn unreachable_addr() -> SocketAddr {

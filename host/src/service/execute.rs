@@ -351,11 +351,11 @@ async fn run(
             .inc_by(u64::from(outcome.attempts - 1));
     }
     let (label, result) = match outcome.result {
-        Ok(result) => (
+        Ok((result, backend)) => (
             "success",
             Ok(ExecuteBody {
                 kernel: id.to_owned(),
-                backend: "cpu".to_owned(),
+                backend: backend.to_owned(),
                 attempts: outcome.attempts,
                 elapsed_ms: (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0,
                 result,
@@ -409,12 +409,28 @@ async fn run(
     result
 }
 
-/// One attempt: the kernel (after its injected faults) on the blocking pool.
+/// One attempt: on the GPU worker when `[gpu]` is enabled (which fails over to the CPU by
+/// itself), else the kernel (after its injected faults) on the blocking pool. Returns the
+/// result and where it ran.
 async fn run_on_pool(
     state: &AppState,
     slot: &super::KernelSlot,
     request: Arc<KernelRequest>,
-) -> Result<KernelResponse, ResilienceError<KernelError>> {
+) -> Result<(KernelResponse, &'static str), ResilienceError<KernelError>> {
+    if let Some(gpu) = &state.gpu {
+        let remaining = rustkernel_tokio::deadline::current_deadline()
+            .map_or(Duration::from_secs(3600), |deadline| deadline.remaining());
+        return match gpu.execute((*request).clone(), remaining).await {
+            Ok((response, backend)) => Ok((response, backend.as_str())),
+            Err(crate::gpu::GpuError::DeadlineExceeded) => Err(ResilienceError::DeadlineExceeded),
+            Err(
+                crate::gpu::GpuError::InvalidInput(error) | crate::gpu::GpuError::Kernel(error),
+            ) => Err(ResilienceError::Operation(error)),
+            Err(crate::gpu::GpuError::Config(message)) => {
+                Err(ResilienceError::Operation(KernelError::Failed(message)))
+            }
+        };
+    }
     let fault = slot.faults.as_ref().map(super::faults::FaultInjector::draw);
     state
         .pool
@@ -427,7 +443,7 @@ async fn run_on_pool(
                     return Err(KernelError::Failed("injected fault".to_owned()));
                 }
             }
-            kernels::run_cpu(&request, &|| cancel.is_cancelled())
+            kernels::run_cpu(&request, &|| cancel.is_cancelled()).map(|response| (response, "cpu"))
         })
         .await
 }

@@ -33,6 +33,9 @@ use super::metrics::state_label;
 /// The name of the service's own component.
 pub const RUNTIME: &str = "runtime";
 
+/// The GPU worker's component (registered when `[gpu]` is enabled).
+pub const GPU: &str = "gpu";
+
 /// The component name of a kernel (`kernel/graph/pagerank`).
 #[must_use]
 pub fn kernel_component(id: &str) -> String {
@@ -66,6 +69,30 @@ pub(super) fn register_components(state: &Arc<AppState>) {
     );
     if let Err(error) = registered {
         tracing::error!(%error, "cannot register the runtime health component");
+    }
+    if state.gpu.is_some() {
+        let weak = Arc::downgrade(state);
+        let registered = state.probe.try_register_with(
+            GPU,
+            check_fn(move || {
+                let state = weak.upgrade();
+                async move {
+                    match state.as_ref().and_then(|state| state.gpu.as_ref()) {
+                        Some(gpu) => gpu.health(),
+                        None => HealthCheckResult::unhealthy("service stopped"),
+                    }
+                }
+            }),
+            ComponentOptions {
+                // The CPU path keeps the service ready while the GPU is down.
+                criticality: Criticality::NonCritical,
+                roles: ProbeRoles::of(&[ProbeRole::Liveness, ProbeRole::Readiness]),
+                config: None,
+            },
+        );
+        if let Err(error) = registered {
+            tracing::error!(%error, "cannot register the gpu health component");
+        }
     }
     for id in state.kernels.keys().copied() {
         let weak = Arc::downgrade(state);
@@ -412,6 +439,20 @@ pub(super) async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderM
     }
     for component in state.probe.report().components {
         state.metrics.set_health(&component.name, component.status);
+    }
+    if let Some(gpu) = &state.gpu {
+        // Restarts = workers started beyond the first.
+        let restarts = gpu.workers_started().saturating_sub(1);
+        let counted = state.gpu_restarts_counted.swap(restarts, Ordering::SeqCst);
+        if restarts > counted {
+            state
+                .metrics
+                .restarts
+                .get_or_create(&super::metrics::ComponentLabels {
+                    component: GPU.to_owned(),
+                })
+                .inc_by(restarts - counted);
+        }
     }
     match state.metrics.encode() {
         Ok(text) => (

@@ -78,6 +78,10 @@ pub struct AppState {
     pub draining: AtomicBool,
     /// Set when the first round of checks finished.
     pub started: AtomicBool,
+    /// The GPU worker and its CPU failover, when `[gpu]` is enabled.
+    pub gpu: Option<crate::gpu::GpuExecutor>,
+    /// GPU worker restarts already counted in the metrics.
+    pub gpu_restarts_counted: std::sync::atomic::AtomicU64,
 }
 
 impl fmt::Debug for AppState {
@@ -140,7 +144,10 @@ pub struct RunningService {
 }
 
 impl AppState {
-    fn new(config: ServiceConfig) -> Result<Self, ServeError> {
+    fn new(
+        config: ServiceConfig,
+        gpu: Option<crate::gpu::GpuExecutor>,
+    ) -> Result<Self, ServeError> {
         let pool = Arc::new(KernelPool::new(config.runtime.blocking_threads));
         let runtime = Arc::new(RuntimeMonitor::new(config.runtime, pool.clone()));
         let probe = HealthProbe::try_new(config.resilience.health_check)
@@ -177,6 +184,8 @@ impl AppState {
             rate_limiter,
             draining: AtomicBool::new(false),
             started: AtomicBool::new(false),
+            gpu,
+            gpu_restarts_counted: std::sync::atomic::AtomicU64::new(0),
         })
     }
 }
@@ -212,7 +221,17 @@ pub async fn start_on(
         ),
         AuthMode::None => tracing::info!(%address, "authentication: none"),
     }
-    let state = Arc::new(AppState::new(config)?);
+    let gpu = match config.gpu.clone() {
+        Some(gpu_config) => {
+            let executor = crate::gpu::GpuExecutor::start(gpu_config)
+                .await
+                .map_err(|error| ServeError::Config(format!("gpu: {error}")))?;
+            tracing::info!(health = %executor.health(), "GPU executor started");
+            Some(executor)
+        }
+        None => None,
+    };
+    let state = Arc::new(AppState::new(config, gpu)?);
     health::register_components(&state);
 
     let mut background = Vec::new();
