@@ -38,6 +38,11 @@
 //! max_heartbeat_lag = "50ms"
 //! max_blocking_queue = 32
 //!
+//! [telemetry]                      # edge devices (see `rustkernel_host::telemetry::source`)
+//! sources = ["tcp://127.0.0.1:9000", "/var/log/edge.log?framing=raw"]
+//! unknown_after = "30s"
+//! unhealthy_after = "2m"
+//!
 //! [kernels."graph/pagerank".faults] # fault injection, off by default
 //! error_rate = 0.1
 //! latency = "20ms"
@@ -59,6 +64,7 @@ use rustkernel_core::resilience::{
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::KERNEL_IDS;
+use crate::telemetry::source::{TelemetryConfig, TelemetryFile};
 
 /// Which preset a configuration starts from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -183,6 +189,9 @@ pub struct ConfigFile {
     /// Per-kernel settings (fault injection), by kernel id.
     #[serde(default)]
     pub kernels: BTreeMap<String, KernelFile>,
+    /// Edge devices' telemetry sources and limits (see [`crate::telemetry::source`]).
+    #[serde(default)]
+    pub telemetry: TelemetryFile,
 }
 
 /// `[server]`.
@@ -600,6 +609,8 @@ pub struct ServiceConfig {
     pub limits: Limits,
     /// Fault injection per kernel id.
     pub faults: BTreeMap<String, FaultConfig>,
+    /// Edge devices' telemetry: sources, silence thresholds, bounds.
+    pub telemetry: TelemetryConfig,
     /// The file's auth settings as written (for `config show`).
     auth_file: AuthFile,
 }
@@ -717,6 +728,7 @@ impl ServiceConfig {
                     )
                 })
                 .collect(),
+            telemetry: self.telemetry.to_file(),
         }
     }
 }
@@ -857,6 +869,10 @@ impl ConfigFile {
             }
         }
 
+        let telemetry = self
+            .telemetry
+            .resolve()
+            .map_err(|error| invalid(&error.field, error.reason))?;
         let auth = crate::service::auth::resolve(&self.auth, address, base)?;
         Ok(ServiceConfig {
             preset,
@@ -869,6 +885,7 @@ impl ConfigFile {
             auth,
             limits,
             faults,
+            telemetry,
             auth_file: self.auth,
         })
     }
