@@ -322,7 +322,15 @@ pub struct EdgeFleet {
 enum Verdict {
     Ready(HealthCheckResult),
     /// Unknown for now: ask again at this time, or when something changes.
-    Pending(Instant),
+    Pending(Instant, Pending),
+}
+
+/// Why a component is unknown.
+enum Pending {
+    /// The device is silent (the message says for how long).
+    Silent(String),
+    /// The device has not reported the component's health.
+    NoStatus,
 }
 
 impl EdgeFleet {
@@ -736,17 +744,22 @@ impl EdgeFleet {
     /// nearly ends.
     async fn check(&self, device: &str, name: &str) -> HealthCheckResult {
         let window = self.check_window();
-        let give_up = Instant::now() + window.saturating_sub(window / 10);
+        let give_up = Instant::now() + window.saturating_sub((window / 10).min(Duration::from_millis(500)));
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            let until = match self.verdict(device, name) {
+            let (until, why) = match self.verdict(device, name) {
                 Verdict::Ready(result) => return result,
-                Verdict::Pending(until) => until,
+                Verdict::Pending(until, why) => (until, why),
             };
             if Instant::now() >= give_up {
-                return HealthCheckResult::degraded("no health status reported by the device");
+                return match why {
+                    Pending::Silent(message) => HealthCheckResult::unhealthy(&message),
+                    Pending::NoStatus => {
+                        HealthCheckResult::degraded("no health status reported by the device")
+                    }
+                };
             }
             tokio::select! {
                 () = tokio::time::sleep_until(until.min(give_up)) => {}
@@ -765,20 +778,24 @@ impl EdgeFleet {
         };
         let now = Instant::now();
         let silence = now.saturating_duration_since(device.last_frame);
+        let silent = || {
+            format!(
+                "silent {} since {}",
+                humantime::format_duration(Duration::from_secs(silence.as_secs())),
+                humantime::format_rfc3339_seconds(device.last_frame_wall)
+            )
+        };
         if silence >= self.config.unhealthy_after {
-            let since = humantime::format_rfc3339_seconds(device.last_frame_wall);
-            let secs = Duration::from_secs(silence.as_secs());
-            return Verdict::Ready(HealthCheckResult::unhealthy(&format!(
-                "silent {} since {since}",
-                humantime::format_duration(secs)
-            )));
+            return Verdict::Ready(HealthCheckResult::unhealthy(&silent()));
         }
         let deadline = device.last_frame + self.config.unhealthy_after;
         if silence >= self.config.unknown_after {
-            return Verdict::Pending(deadline);
+            return Verdict::Pending(deadline, Pending::Silent(silent()));
         }
         let reported = match component.status {
-            None | Some(HealthStatus::Unknown) => return Verdict::Pending(deadline),
+            None | Some(HealthStatus::Unknown) => {
+                return Verdict::Pending(deadline, Pending::NoStatus);
+            }
             Some(status) => status,
         };
         let result = match component.escalation {
@@ -1127,5 +1144,264 @@ async fn follow_open(
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustkernel_core::resilience::health::ComponentName;
+    use rustkernel_core::resilience::{CircuitState, Transition};
+    use rustkernel_core::telemetry::BreakerCounts;
+
+    const DEVICE: u32 = 0x0a38_6001;
+
+    fn fleet(config: TelemetryConfig) -> (Arc<EdgeFleet>, HealthProbe) {
+        let probe = HealthProbe::new(HealthProbeConfig {
+            interval: Duration::from_secs(1),
+            timeout: Duration::from_millis(500),
+            failure_threshold: 1,
+            success_threshold: 1,
+        });
+        let fleet = EdgeFleet::new(config, probe.clone(), EdgeMetrics::default());
+        (fleet, probe)
+    }
+
+    fn config() -> TelemetryConfig {
+        TelemetryConfig {
+            unknown_after: Duration::from_secs(10),
+            unhealthy_after: Duration::from_secs(30),
+            ..TelemetryConfig::default()
+        }
+    }
+
+    fn name(text: &str) -> ComponentName {
+        let mut name = ComponentName::new();
+        name.push_str(text).expect("fits");
+        name
+    }
+
+    fn feed(fleet: &EdgeFleet, stream: &mut StreamContext, frames: &[TelemetryFrame]) {
+        for frame in frames {
+            fleet.ingest(stream, Ok(frame.clone()));
+        }
+    }
+
+    fn hello(device: u32) -> TelemetryFrame {
+        TelemetryFrame::Hello {
+            version: 1,
+            device,
+            at_us: 0,
+        }
+    }
+
+    fn health(status: HealthStatus) -> TelemetryFrame {
+        TelemetryFrame::Health {
+            component: 0,
+            status,
+            at_us: 1,
+        }
+    }
+
+    fn status(probe: &HealthProbe, component: &str) -> (HealthStatus, String) {
+        let report = probe.report();
+        let line = report.component(component).expect("registered");
+        (line.status, line.message.clone())
+    }
+
+    /// Lets spawned checks and the runner catch up (virtual time).
+    async fn settle() {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_device_turns_unknown_then_unhealthy_and_recovers_when_it_talks() {
+        let (fleet, probe) = fleet(config());
+        let _runner = probe.spawn();
+        let _tasks = start(&fleet, async {}).await.expect("no sources to bind");
+        let mut stream = StreamContext::new("test");
+        let npu = "edge/0a386001/npu";
+        feed(
+            &fleet,
+            &mut stream,
+            &[
+                hello(DEVICE),
+                TelemetryFrame::Component {
+                    id: 0,
+                    name: name("npu"),
+                },
+            ],
+        );
+        settle().await;
+        assert_eq!(status(&probe, npu).0, HealthStatus::Unknown, "nothing reported yet");
+        feed(&fleet, &mut stream, &[health(HealthStatus::Healthy)]);
+        settle().await;
+        assert_eq!(status(&probe, npu), (HealthStatus::Healthy, String::new()));
+
+        tokio::time::sleep(Duration::from_secs(11)).await;
+        assert_eq!(status(&probe, npu).0, HealthStatus::Unknown, "silent 11 s");
+        tokio::time::sleep(Duration::from_secs(15)).await;
+        assert_eq!(status(&probe, npu).0, HealthStatus::Unknown, "silent 26 s");
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        let (now, message) = status(&probe, npu);
+        assert_eq!(now, HealthStatus::Unhealthy, "silent 31 s: {message}");
+        assert!(
+            message.starts_with("silent 3") && message.contains("s since 20"),
+            "{message}"
+        );
+        assert!(probe.report().ready, "an edge device is not critical");
+        tokio::time::sleep(Duration::from_secs(100)).await;
+        assert_eq!(status(&probe, npu).0, HealthStatus::Unhealthy);
+
+        feed(&fleet, &mut stream, &[health(HealthStatus::Degraded)]);
+        settle().await;
+        assert_eq!(status(&probe, npu).0, HealthStatus::Degraded, "talks again");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn escalations_restarts_and_breakers_show_in_health_and_metrics() {
+        let (fleet, probe) = fleet(config());
+        let _runner = probe.spawn();
+        let mut stream = StreamContext::new("test");
+        let open = Transition {
+            from: CircuitState::Closed,
+            to: CircuitState::Open,
+        };
+        feed(
+            &fleet,
+            &mut stream,
+            &[
+                hello(DEVICE),
+                TelemetryFrame::Component {
+                    id: 0,
+                    name: name("npu"),
+                },
+                health(HealthStatus::Healthy),
+                TelemetryFrame::Breaker {
+                    component: 0,
+                    transition: open,
+                    counts: BreakerCounts::default(),
+                    at_us: 2,
+                },
+            ],
+        );
+        settle().await;
+        assert_eq!(
+            status(&probe, "edge/0a386001/npu"),
+            (HealthStatus::Healthy, "breaker open".to_owned())
+        );
+        feed(
+            &fleet,
+            &mut stream,
+            &[
+                TelemetryFrame::Recovery {
+                    component: 0,
+                    action: RecoveryAction::Restart {
+                        at: rustkernel_core::time::Instant::ZERO,
+                        attempt: 1,
+                    },
+                    at_us: 3,
+                },
+                TelemetryFrame::Recovery {
+                    component: 0,
+                    action: RecoveryAction::Escalate(RecoveryStrategy::NotifyOperator),
+                    at_us: 4,
+                },
+            ],
+        );
+        settle().await;
+        let (now, message) = status(&probe, "edge/0a386001/npu");
+        assert_eq!(now, HealthStatus::Degraded, "an escalation degrades at least");
+        assert!(
+            message.starts_with("escalated to notify_operator at 20"),
+            "{message}"
+        );
+        let labels = EdgeComponentLabels {
+            device: "0a386001".into(),
+            component: "npu".into(),
+        };
+        assert_eq!(fleet.metrics.restarts.get_or_create(&labels).get(), 1);
+        assert!(fleet.metrics.operator_notified.get_or_create(&labels).get() > 1.0e9);
+        let escalations = EdgeEscalationLabels {
+            device: "0a386001".into(),
+            component: "npu".into(),
+            strategy: "notify_operator",
+        };
+        assert_eq!(fleet.metrics.escalations.get_or_create(&escalations).get(), 1);
+        let transitions = EdgeTransitionLabels {
+            device: "0a386001".into(),
+            component: "npu".into(),
+            from: "closed",
+            to: "open",
+        };
+        assert_eq!(
+            fleet.metrics.breaker_transitions.get_or_create(&transitions).get(),
+            1
+        );
+
+        // The device restarts: its escalation is forgotten, its components unknown again.
+        feed(&fleet, &mut stream, &[hello(DEVICE)]);
+        settle().await;
+        assert_eq!(status(&probe, "edge/0a386001/npu").0, HealthStatus::Unknown);
+        feed(&fleet, &mut stream, &[health(HealthStatus::Healthy)]);
+        settle().await;
+        assert_eq!(
+            status(&probe, "edge/0a386001/npu"),
+            (HealthStatus::Healthy, String::new())
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn devices_and_components_over_the_bounds_are_refused_and_counted() {
+        let (fleet, probe) = fleet(TelemetryConfig {
+            max_devices: 1,
+            max_components_per_device: 2,
+            ..config()
+        });
+        let mut first = StreamContext::new("a");
+        let mut second = StreamContext::new("b");
+        let frames: Vec<TelemetryFrame> = (0..5u8)
+            .map(|id| TelemetryFrame::Health {
+                component: id,
+                status: HealthStatus::Healthy,
+                at_us: 0,
+            })
+            .collect();
+        feed(&fleet, &mut first, &[hello(1)]);
+        feed(&fleet, &mut first, &frames);
+        feed(&fleet, &mut second, &[hello(2)]);
+        feed(&fleet, &mut second, &frames);
+        assert_eq!(fleet.devices(), vec!["00000001".to_owned()]);
+        assert_eq!(fleet.metrics.devices_refused.get(), 1);
+        assert_eq!(fleet.metrics.components_refused.get(), 3);
+        let count = |source: &str, result| {
+            fleet
+                .metrics
+                .frames
+                .get_or_create(&FrameLabels {
+                    source: source.into(),
+                    result,
+                })
+                .get()
+        };
+        assert_eq!(count("a", "ok"), 6);
+        assert_eq!(count("b", "refused"), 6);
+        assert_eq!(
+            probe.components(),
+            vec!["edge/00000001/0".to_owned(), "edge/00000001/1".to_owned()]
+        );
+        // Frames before any hello are skipped and counted.
+        let mut third = StreamContext::new("c");
+        feed(&fleet, &mut third, &frames);
+        assert_eq!(count("c", "no_hello"), 5);
+    }
+
+    #[test]
+    fn component_names_are_cleaned_and_fit_the_probe() {
+        assert_eq!(sanitize("accelerator", 8), "accelerator");
+        assert_eq!(sanitize("a b/c\n\u{1b}[2J", 8), "a_b_c___2J");
+        assert_eq!(sanitize("", 8), "_");
+        let long = sanitize(&"x".repeat(40), 8);
+        assert_eq!(format!("edge/00000000/{long}").len(), NAME_CAPACITY);
     }
 }
