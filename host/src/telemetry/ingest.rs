@@ -185,11 +185,7 @@ impl EdgeMetrics {
             "Telemetry frames ingested, by source and result",
             self.frames.clone(),
         );
-        registry.register(
-            "edge_devices",
-            "Edge devices tracked",
-            self.devices.clone(),
-        );
+        registry.register("edge_devices", "Edge devices tracked", self.devices.clone());
         registry.register(
             "edge_devices_refused",
             "Edge devices refused because max_devices were tracked",
@@ -257,8 +253,8 @@ struct Component {
     breaker: CircuitState,
     /// The last escalation and when it arrived.
     escalation: Option<(RecoveryStrategy, SystemTime)>,
-    /// A pushed check is scheduled and has not started yet.
-    check_scheduled: Arc<AtomicBool>,
+    /// Pushes of its state to the probe.
+    push: Arc<PushState>,
 }
 
 #[derive(Debug)]
@@ -303,8 +299,22 @@ impl StreamContext {
 #[derive(Debug, Default)]
 struct Followup {
     reset: Vec<String>,
-    check: Vec<(String, Arc<AtomicBool>)>,
+    check: Vec<(String, Arc<PushState>)>,
 }
+
+/// A component's pushes: a change marks it dirty; one task at a time checks it until the
+/// probe shows what the fleet holds (a check whose result the probe drops, because another
+/// check of the component was in flight with an older answer, is pushed again).
+#[derive(Debug, Default)]
+struct PushState {
+    /// Changed since the running push task last checked.
+    dirty: AtomicBool,
+    /// A push task runs.
+    active: AtomicBool,
+}
+
+/// The most checks one push task makes before it leaves the rest to the probe's rounds.
+const PUSH_ATTEMPTS: u32 = 100;
 
 /// The ingested state of every edge device, and the settings it is kept with.
 #[derive(Debug)]
@@ -594,7 +604,10 @@ impl EdgeFleet {
                     .duration_since(SystemTime::UNIX_EPOCH)
                     .unwrap_or_default()
                     .as_secs_f64();
-                self.metrics.operator_notified.get_or_create(labels).set(unix);
+                self.metrics
+                    .operator_notified
+                    .get_or_create(labels)
+                    .set(unix);
                 tracing::warn!(
                     device = %labels.device,
                     component = %labels.component,
@@ -653,7 +666,8 @@ impl EdgeFleet {
 
     /// The tracked component numbered `id`, registering it on first sight.
     fn component<'d>(&self, device: &'d mut Device, id: u8) -> Option<&'d mut Component> {
-        self.named_component(device, id).map(|(_, component)| component)
+        self.named_component(device, id)
+            .map(|(_, component)| component)
     }
 
     fn named_component<'d>(
@@ -686,7 +700,7 @@ impl EdgeFleet {
                     status: None,
                     breaker: CircuitState::Closed,
                     escalation: None,
-                    check_scheduled: Arc::new(AtomicBool::new(false)),
+                    push: Arc::new(PushState::default()),
                 },
             );
         }
@@ -744,7 +758,8 @@ impl EdgeFleet {
     /// nearly ends.
     async fn check(&self, device: &str, name: &str) -> HealthCheckResult {
         let window = self.check_window();
-        let give_up = Instant::now() + window.saturating_sub((window / 10).min(Duration::from_millis(500)));
+        let give_up =
+            Instant::now() + window.saturating_sub((window / 10).min(Duration::from_millis(500)));
         loop {
             let notified = self.changed.notified();
             tokio::pin!(notified);
@@ -817,23 +832,68 @@ impl EdgeFleet {
         Verdict::Ready(result)
     }
 
-    /// Tells the probe what changed, without the fleet's lock.
+    /// Tells the probe what changed, without the fleet's lock, and wakes waiting checks.
     fn follow_up(&self, followup: Followup) {
+        self.push(followup);
+        self.changed.notify_waiters();
+    }
+
+    fn push(&self, followup: Followup) {
         for name in &followup.reset {
             // Unknown at once; the probe's next check waits for news.
             let _ = self.probe.reset(name);
         }
-        for (name, scheduled) in followup.check {
-            if scheduled.swap(true, Ordering::SeqCst) {
+        for (name, push) in followup.check {
+            push.dirty.store(true, Ordering::SeqCst);
+            if push.active.swap(true, Ordering::SeqCst) {
                 continue;
             }
-            let probe = self.probe.clone();
+            let weak = self.weak.clone();
             tokio::spawn(async move {
-                scheduled.store(false, Ordering::SeqCst);
-                let _ = probe.check(&name).await;
+                let Some(fleet) = weak.upgrade() else { return };
+                let mut attempts = 0;
+                loop {
+                    push.dirty.store(false, Ordering::SeqCst);
+                    let _ = fleet.probe.check(&name).await;
+                    attempts += 1;
+                    if !fleet.shown(&name) && attempts < PUSH_ATTEMPTS {
+                        // Another check was in flight: let it land, then push again.
+                        tokio::time::sleep(Duration::from_millis(5)).await;
+                        continue;
+                    }
+                    if push.dirty.load(Ordering::SeqCst) && attempts < PUSH_ATTEMPTS {
+                        continue;
+                    }
+                    push.active.store(false, Ordering::SeqCst);
+                    // A change that came after the last look but found the task still active.
+                    if push.dirty.load(Ordering::SeqCst)
+                        && !push.active.swap(true, Ordering::SeqCst)
+                        && attempts < PUSH_ATTEMPTS
+                    {
+                        continue;
+                    }
+                    return;
+                }
             });
         }
-        self.changed.notify_waiters();
+    }
+
+    /// Whether the probe shows what the fleet holds for component `full` (or the component is
+    /// unknown for now, which its waiting check takes care of).
+    fn shown(&self, full: &str) -> bool {
+        let Some((device, name)) = full
+            .strip_prefix("edge/")
+            .and_then(|rest| rest.split_once('/'))
+        else {
+            return true;
+        };
+        let Verdict::Ready(expected) = self.verdict(device, name) else {
+            return true;
+        };
+        let report = self.probe.report();
+        report.component(full).is_none_or(|shown| {
+            shown.status == expected.status && shown.message == expected.message()
+        })
     }
 
     /// Moves silent devices to unknown, then unhealthy; runs until aborted.
@@ -884,18 +944,8 @@ impl EdgeFleet {
                 }
                 next
             };
-            if !followup.reset.is_empty() || !followup.check.is_empty() {
-                // Resets and checks only; no notify, or this loop would wake itself.
-                for name in &followup.reset {
-                    let _ = fleet.probe.reset(name);
-                }
-                for (name, _) in followup.check {
-                    let probe = fleet.probe.clone();
-                    tokio::spawn(async move {
-                        let _ = probe.check(&name).await;
-                    });
-                }
-            }
+            // Resets and pushes only; no notify, or this loop would wake itself.
+            fleet.push(followup);
             match next {
                 Some(at) => tokio::select! {
                     () = tokio::time::sleep_until(at) => {}
@@ -910,7 +960,7 @@ impl EdgeFleet {
 impl Followup {
     fn check(&mut self, component: &Component) {
         self.check
-            .push((component.full.clone(), component.check_scheduled.clone()));
+            .push((component.full.clone(), component.push.clone()));
     }
 }
 
@@ -963,7 +1013,9 @@ pub async fn start(
             let listener = TcpListener::bind(address)
                 .await
                 .map_err(|error| (source.clone(), error))?;
-            let bound = listener.local_addr().map_err(|error| (source.clone(), error))?;
+            let bound = listener
+                .local_addr()
+                .map_err(|error| (source.clone(), error))?;
             tracing::info!(source = %source, %bound, "telemetry: listening for edge devices");
             lock(&fleet.listeners).push((source.clone(), bound));
             listeners.push((source.clone(), bound, listener));
@@ -1233,7 +1285,11 @@ mod tests {
             ],
         );
         settle().await;
-        assert_eq!(status(&probe, npu).0, HealthStatus::Unknown, "nothing reported yet");
+        assert_eq!(
+            status(&probe, npu).0,
+            HealthStatus::Unknown,
+            "nothing reported yet"
+        );
         feed(&fleet, &mut stream, &[health(HealthStatus::Healthy)]);
         settle().await;
         assert_eq!(status(&probe, npu), (HealthStatus::Healthy, String::new()));
@@ -1311,7 +1367,11 @@ mod tests {
         );
         settle().await;
         let (now, message) = status(&probe, "edge/0a386001/npu");
-        assert_eq!(now, HealthStatus::Degraded, "an escalation degrades at least");
+        assert_eq!(
+            now,
+            HealthStatus::Degraded,
+            "an escalation degrades at least"
+        );
         assert!(
             message.starts_with("escalated to notify_operator at 20"),
             "{message}"
@@ -1327,7 +1387,10 @@ mod tests {
             component: "npu".into(),
             strategy: "notify_operator",
         };
-        assert_eq!(fleet.metrics.escalations.get_or_create(&escalations).get(), 1);
+        assert_eq!(
+            fleet.metrics.escalations.get_or_create(&escalations).get(),
+            1
+        );
         let transitions = EdgeTransitionLabels {
             device: "0a386001".into(),
             component: "npu".into(),
@@ -1335,7 +1398,11 @@ mod tests {
             to: "open",
         };
         assert_eq!(
-            fleet.metrics.breaker_transitions.get_or_create(&transitions).get(),
+            fleet
+                .metrics
+                .breaker_transitions
+                .get_or_create(&transitions)
+                .get(),
             1
         );
 

@@ -136,12 +136,13 @@ impl FromStr for TelemetrySource {
             .strip_prefix("tcp://")
             .or_else(|| body.strip_prefix("tcp:"))
         {
-            let parsed = address
-                .parse::<SocketAddr>()
-                .map_err(|error| SourceError::TcpAddress {
-                    address: address.to_owned(),
-                    reason: error.to_string(),
-                })?;
+            let parsed =
+                address
+                    .parse::<SocketAddr>()
+                    .map_err(|error| SourceError::TcpAddress {
+                        address: address.to_owned(),
+                        reason: error.to_string(),
+                    })?;
             SourceKind::Tcp(parsed)
         } else if let Some(path) = body.strip_prefix("file:") {
             if path.is_empty() {
@@ -455,7 +456,10 @@ mod tests {
             Err(SourceError::Scheme("serial".into()))
         );
         let message = parse("udp://1.2.3.4:5").expect_err("refused").to_string();
-        assert!(message.contains("unknown source scheme \"udp\""), "{message}");
+        assert!(
+            message.contains("unknown source scheme \"udp\""),
+            "{message}"
+        );
     }
 
     #[test]
@@ -483,7 +487,10 @@ mod tests {
                 .expect_err("refused")
                 .field
         };
-        assert_eq!(bad("unhealthy_after = \"10s\""), "telemetry.unhealthy_after");
+        assert_eq!(
+            bad("unhealthy_after = \"10s\""),
+            "telemetry.unhealthy_after"
+        );
         assert_eq!(bad("max_devices = 0"), "telemetry.max_devices");
         assert_eq!(bad("max_devices = 1000"), "telemetry.max_devices");
         assert_eq!(
