@@ -183,7 +183,7 @@ fn decode(bytes: &mut [u8]) -> Scanned {
 }
 
 #[cfg(test)]
-#[allow(clippy::indexing_slicing)] // tests slice what they built
+#[allow(clippy::indexing_slicing, clippy::panic)] // tests slice what they built, fail by panicking
 mod tests {
     use super::*;
     use proptest::prelude::*;
