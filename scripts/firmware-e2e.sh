@@ -102,6 +102,9 @@ fi
 step "check the sequence in order (host/tests/firmware_e2e.rs on this run's output)"
 RUSTKERNEL_FIRMWARE_LOG="$work/run.log" cargo test -p rustkernel-host --test firmware_e2e
 
+step "the host service ingests this run (file, TCP, stdin) and a live QEMU run; /health and /metrics agree with its summary"
+RUSTKERNEL_FIRMWARE_LOG="$work/run.log" cargo test -p rustkernel-host --test edge_ingest
+
 step "size of accelerator_supervisor (arm-none-eabi-size)"
 arm-none-eabi-size -A "$ELF" | grep -E '^(section|\.vector_table|\.text|\.rodata|\.data|\.bss|\.uninit) '
 read -r text data bss _ < <(arm-none-eabi-size "$ELF" | tail -n 1)

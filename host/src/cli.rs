@@ -62,6 +62,12 @@ pub struct ServeArgs {
     /// Listen on this address instead of the configured one (default 127.0.0.1:8080).
     #[arg(long)]
     pub address: Option<SocketAddr>,
+    /// Ingest edge devices' telemetry from SOURCE (repeatable; added to the file's
+    /// `[telemetry] sources`): a file followed as it grows, `-` for standard input, or
+    /// `tcp://IP:PORT` to listen for devices; `?framing=lines|raw` forces the framing (default:
+    /// detected).
+    #[arg(long, value_name = "SOURCE")]
+    pub telemetry: Vec<crate::telemetry::source::TelemetrySource>,
 }
 
 /// Arguments of `rustkernel health`.
@@ -165,10 +171,16 @@ fn serve(args: &ServeArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    if let Some(address) = args.address {
+    if args.address.is_some() || !args.telemetry.is_empty() {
         // The address decides whether tokens are required: resolve auth again for it.
         let mut file = config.to_file();
-        file.server.address = Some(address);
+        if let Some(address) = args.address {
+            file.server.address = Some(address);
+        }
+        file.telemetry
+            .sources
+            .get_or_insert_with(Vec::new)
+            .extend(args.telemetry.iter().cloned());
         config = match file.resolve(args.config.as_deref().and_then(std::path::Path::parent)) {
             Ok(config) => config,
             Err(error) => {

@@ -38,6 +38,11 @@
 //! max_heartbeat_lag = "50ms"
 //! max_blocking_queue = 32
 //!
+//! [telemetry]                      # edge devices (see `rustkernel_host::telemetry::source`)
+//! sources = ["tcp://127.0.0.1:9000", "/var/log/edge.log?framing=raw"]
+//! unknown_after = "30s"
+//! unhealthy_after = "2m"
+//!
 //! [kernels."graph/pagerank".faults] # fault injection, off by default
 //! error_rate = 0.1
 //! latency = "20ms"
@@ -59,6 +64,7 @@ use rustkernel_core::resilience::{
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::KERNEL_IDS;
+use crate::telemetry::source::{TelemetryConfig, TelemetryFile};
 
 /// Which preset a configuration starts from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
@@ -186,6 +192,9 @@ pub struct ConfigFile {
     /// GPU execution through a worker process (off by default).
     #[serde(default)]
     pub gpu: GpuFile,
+    /// Edge devices' telemetry sources and limits (see [`crate::telemetry::source`]).
+    #[serde(default)]
+    pub telemetry: TelemetryFile,
 }
 
 /// `[gpu]`: kernels run on a GPU in a worker process that the service supervises, with the CPU
@@ -637,6 +646,8 @@ pub struct ServiceConfig {
     pub faults: BTreeMap<String, FaultConfig>,
     /// The GPU worker, when enabled.
     pub gpu: Option<crate::gpu::GpuConfig>,
+    /// Edge devices' telemetry: sources, silence thresholds, bounds.
+    pub telemetry: TelemetryConfig,
     /// The file's auth settings as written (for `config show`).
     auth_file: AuthFile,
     /// The file's GPU settings as written (for `config show`).
@@ -760,6 +771,7 @@ impl ServiceConfig {
                 enabled: Some(self.gpu.is_some()),
                 ..self.gpu_file.clone()
             },
+            telemetry: self.telemetry.to_file(),
         }
     }
 }
@@ -901,6 +913,10 @@ impl ConfigFile {
         }
 
         let gpu = resolve_gpu(&self.gpu, base)?;
+        let telemetry = self
+            .telemetry
+            .resolve()
+            .map_err(|error| invalid(&error.field, error.reason))?;
         let auth = crate::service::auth::resolve(&self.auth, address, base)?;
         Ok(ServiceConfig {
             preset,
@@ -914,6 +930,7 @@ impl ConfigFile {
             limits,
             faults,
             gpu,
+            telemetry,
             auth_file: self.auth,
             gpu_file: self.gpu,
         })

@@ -13,6 +13,14 @@
 //!
 //! Every candidate frame is decoded on its own: a bad one (corrupted, cut, of another version)
 //! is reported with its byte offset in the stream and skipped, and decoding goes on.
+//!
+//! The service side, `rustkernel serve --telemetry SOURCE`, is in [`ingest`] (what it does with
+//! the frames), [`scan`] (the same framings, fed in chunks as they arrive) and [`source`]
+//! (where it reads them from).
+
+pub mod ingest;
+pub mod scan;
+pub mod source;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -227,13 +235,13 @@ fn read_bounded<R: BufRead>(
     }
 }
 
-fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+pub(crate) fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack
         .windows(needle.len())
         .position(|window| window == needle)
 }
 
-fn unhex(hex: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn unhex(hex: &[u8]) -> Option<Vec<u8>> {
     if hex.is_empty() || !hex.len().is_multiple_of(2) {
         return None;
     }

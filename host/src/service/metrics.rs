@@ -12,6 +12,7 @@
 //! | `rustkernel_restarts_total` | counter | `component` |
 //! | `rustkernel_escalations_total` | counter | `component`, `strategy` |
 //! | `rustkernel_http_requests_total` | counter | `route`, `status` |
+//! | `rustkernel_edge_*` | | edge devices' telemetry: see [`crate::telemetry::ingest`] |
 
 use std::time::Duration;
 
@@ -104,6 +105,8 @@ pub struct Metrics {
     pub escalations: Family<EscalationLabels, Counter>,
     /// HTTP responses by route and status.
     pub http: Family<HttpLabels, Counter>,
+    /// The edge devices' families (`rustkernel_edge_*`).
+    pub edge: crate::telemetry::ingest::EdgeMetrics,
 }
 
 impl Metrics {
@@ -122,6 +125,7 @@ impl Metrics {
             restarts: Family::default(),
             escalations: Family::default(),
             http: Family::default(),
+            edge: crate::telemetry::ingest::EdgeMetrics::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -174,6 +178,7 @@ impl Metrics {
             "HTTP responses by route and status",
             metrics.http.clone(),
         );
+        metrics.edge.register(&mut registry);
         Self {
             registry,
             ..metrics

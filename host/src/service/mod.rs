@@ -82,6 +82,8 @@ pub struct AppState {
     pub gpu: Option<crate::gpu::GpuExecutor>,
     /// GPU worker restarts already counted in the metrics.
     pub gpu_restarts_counted: std::sync::atomic::AtomicU64,
+    /// The edge devices' ingested telemetry (`--telemetry`).
+    pub edge: Arc<crate::telemetry::ingest::EdgeFleet>,
 }
 
 impl fmt::Debug for AppState {
@@ -173,12 +175,19 @@ impl AppState {
             let burst = NonZeroU32::new(config.limits.per_client_burst).unwrap_or(rate);
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
+        let metrics = Metrics::new();
+        let edge = crate::telemetry::ingest::EdgeFleet::new(
+            config.telemetry.clone(),
+            probe.clone(),
+            metrics.edge.clone(),
+        );
         Ok(Self {
             concurrency: Arc::new(Semaphore::new(config.limits.max_concurrency)),
             config,
             kernels,
             probe,
-            metrics: Metrics::new(),
+            metrics,
+            edge,
             runtime,
             pool,
             rate_limiter,
@@ -239,6 +248,7 @@ pub async fn start_on(
     background.push(tokio::spawn(health::watch_breakers(state.clone())));
     let runner = state.probe.spawn();
     background.push(tokio::spawn(health::finish_startup(state.clone())));
+    background.extend(start_telemetry(&state).await?);
 
     let router = Router::new()
         .route("/health/live", get(health::live))
@@ -293,6 +303,30 @@ pub async fn start_on(
         background,
         runner: Some(runner),
     })
+}
+
+/// Starts the `--telemetry` sources; they read once startup finished.
+async fn start_telemetry(state: &Arc<AppState>) -> Result<Vec<JoinHandle<()>>, ServeError> {
+    let weak = Arc::downgrade(state);
+    let started = async move {
+        loop {
+            match weak.upgrade() {
+                Some(state) if state.started.load(Ordering::SeqCst) => return,
+                Some(_) => {}
+                None => std::future::pending::<()>().await,
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    };
+    crate::telemetry::ingest::start(&state.edge, started)
+        .await
+        .map_err(|(source, error)| match source.kind {
+            crate::telemetry::source::SourceKind::Tcp(address) => ServeError::Bind {
+                address,
+                source: error,
+            },
+            _ => ServeError::Io(error),
+        })
 }
 
 impl RunningService {
