@@ -496,6 +496,8 @@ fn failed_closed_stats(rejected_count: u64) -> CircuitBreakerStats {
         success_count: 0,
         rejected_count,
         slow_call_count: 0,
+        slow_success_count: 0,
+        slow_failure_count: 0,
         consecutive_failures: 0,
         transitions: 0,
         success_rate: 1.0,

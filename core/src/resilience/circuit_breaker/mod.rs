@@ -137,7 +137,7 @@ impl<E> From<Rejected> for crate::error::ResilienceError<E> {
 /// firmware `static`), or an `Arc` (a host sharing one config); anything that borrows as a
 /// [`CircuitBreakerConfig`]. `W` is the sliding window: [`NoWindow`] for the consecutive mode,
 /// [`CountWindow<N>`] for the failure-rate mode. A consecutive breaker with a borrowed config
-/// takes 64 bytes on 64-bit targets.
+/// takes 72 bytes on 64-bit targets.
 ///
 /// See the [module docs](self) for the method families and the permit rules.
 #[derive(Clone, Debug)]
@@ -148,7 +148,8 @@ pub struct CircuitBreaker<C = CircuitBreakerConfig, W = NoWindow> {
     success_count: u64,
     failure_count: u64,
     rejected_count: u64,
-    slow_call_count: u64,
+    slow_success_count: u64,
+    slow_failure_count: u64,
     generation: u32,
     consecutive_failures: u32,
     half_open_in_flight: u16,
@@ -193,7 +194,8 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             success_count: 0,
             failure_count: 0,
             rejected_count: 0,
-            slow_call_count: 0,
+            slow_success_count: 0,
+            slow_failure_count: 0,
             generation: 0,
             consecutive_failures: 0,
             half_open_in_flight: 0,
@@ -295,6 +297,8 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     /// Reports that the call made under `permit` failed at `now` with an error of `kind`.
     ///
     /// Kinds in `ignored_errors` count as neither success nor failure; they only free the slot.
+    /// A failure that took at least `slow_call_duration` counts as a failure and as slow (as
+    /// Resilience4j counts it): towards both rates when closed.
     pub fn on_failure(
         &mut self,
         permit: Permit,
@@ -373,7 +377,9 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             failure_count: self.failure_count,
             success_count: self.success_count,
             rejected_count: self.rejected_count,
-            slow_call_count: self.slow_call_count,
+            slow_call_count: self.slow_success_count.saturating_add(self.slow_failure_count),
+            slow_success_count: self.slow_success_count,
+            slow_failure_count: self.slow_failure_count,
             consecutive_failures: self.consecutive_failures,
             transitions: self.generation,
             success_rate,
@@ -404,7 +410,8 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
 
     fn settle(&mut self, permit: Permit, now: Instant, outcome: Settle) -> Option<Transition> {
         let config = self.config.borrow();
-        let slow = outcome == Settle::Success
+        // A slow failure is slow too: it counts towards both rates.
+        let slow = outcome != Settle::Cancelled
             && config
                 .slow_call_duration
                 .is_some_and(|limit| now.saturating_duration_since(permit.acquired_at) >= limit);
@@ -413,8 +420,12 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             Settle::Failure => self.failure_count = self.failure_count.saturating_add(1),
             Settle::Cancelled => {}
         }
-        if slow {
-            self.slow_call_count = self.slow_call_count.saturating_add(1);
+        match (slow, outcome) {
+            (true, Settle::Success) => {
+                self.slow_success_count = self.slow_success_count.saturating_add(1);
+            }
+            (true, _) => self.slow_failure_count = self.slow_failure_count.saturating_add(1),
+            (false, _) => {}
         }
         // Timers first: a result that arrives after its cycle ended belongs to no live cycle.
         if let Some(transition) = self.poll(now) {
