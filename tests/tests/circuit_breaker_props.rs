@@ -931,6 +931,7 @@ fn extreme_setup(capacity: u32) -> impl Strategy<Value = Setup> {
                     max_wait_in_half_open: wait,
                     open_backoff,
                     ignored_errors: ignored,
+                    ..CircuitBreakerConfig::DEFAULT
                 };
                 (config, if backoff.is_some() { exact } else { 1 })
             },
@@ -1382,6 +1383,7 @@ fn any_config() -> impl Strategy<Value = CircuitBreakerConfig> {
                 max_wait_in_half_open: wait,
                 open_backoff: backoff.map(|(multiplier, max)| OpenBackoff { multiplier, max }),
                 ignored_errors: ignored,
+                ..CircuitBreakerConfig::DEFAULT
             },
         )
 }

@@ -18,7 +18,7 @@ pub use backoff::BackoffStrategy;
 pub use budget::{RetryBudget, RetryBudgetConfig};
 pub use circuit_breaker::{
     CircuitBreaker, CircuitBreakerConfig, CircuitBreakerStats, CircuitState, CountWindow, NoWindow,
-    OpenBackoff, Permit, Rejected, Transition,
+    OpenBackoff, Permit, Rejected, TimeWindow, Transition,
 };
 pub use config::ResilienceConfig;
 pub use deadline::{DeadlineContext, DeadlineExceeded, WireDeadline};

@@ -23,7 +23,8 @@ pub struct CircuitBreakerConfig {
     /// Probe calls admitted at the same time while half-open (at most 65 535).
     pub half_open_max_calls: u32,
     /// Failure-rate mode: open when the share of failures over the sliding window reaches this
-    /// rate, in `(0, 1]`. Needs a breaker built with a [`CountWindow`](super::CountWindow);
+    /// rate, in `(0, 1]`. Needs a breaker built with a [`CountWindow`](super::CountWindow) or a
+    /// [`TimeWindow`](super::TimeWindow);
     /// replaces the consecutive `failure_threshold` rule.
     ///
     /// The share is compared as `failures as f32 / calls as f32 >= rate` would compare it
@@ -48,6 +49,10 @@ pub struct CircuitBreakerConfig {
     /// Error kinds that say nothing about the callee's health; they count as neither success nor
     /// failure (default: `InvalidInput`).
     pub ignored_errors: ErrorKindSet,
+    /// The length `T` of a window by time: with a [`TimeWindow<B>`](super::TimeWindow), both
+    /// rates are over the calls of the last `T`, in `B` buckets of `T / B`. Needs a breaker
+    /// built with a `TimeWindow` (which needs it).
+    pub window_duration: Option<Duration>,
 }
 
 /// Growth of the open time over successive re-opens: `timeout * multiplier^n`, capped at `max`.
@@ -78,6 +83,7 @@ impl CircuitBreakerConfig {
         max_wait_in_half_open: Duration::from_secs(60),
         open_backoff: None,
         ignored_errors: ErrorKindSet::of(&[ErrorKind::InvalidInput]),
+        window_duration: None,
     };
 }
 
@@ -145,6 +151,9 @@ impl CircuitBreakerConfig {
                     limit: F::OpenBackoffMax,
                 });
             }
+        }
+        if self.window_duration.is_some_and(|length| length.is_zero()) {
+            return Err(ConfigError::Zero(F::WindowDuration));
         }
         let windowed = self.failure_rate_threshold.is_some() || self.slow_call_duration.is_some();
         if let Some(rate) = self.failure_rate_threshold {

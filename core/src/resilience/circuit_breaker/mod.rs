@@ -26,6 +26,7 @@
 
 mod config;
 mod state;
+mod time_window;
 mod window;
 
 use core::borrow::Borrow;
@@ -33,6 +34,7 @@ use core::fmt;
 
 pub use config::{CircuitBreakerConfig, OpenBackoff};
 pub use state::{CircuitBreakerStats, CircuitState, Transition};
+pub use time_window::TimeWindow;
 pub use window::{CountWindow, NoWindow, Outcome, SlidingWindow, WindowCounts};
 
 use crate::error::{ConfigError, ErrorKind};
@@ -187,6 +189,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     /// The configuration's first invalid value for a window of `W::CAPACITY` outcomes.
     pub fn try_with_window(config: C, mut window: W) -> Result<Self, ConfigError> {
         config.borrow().validate_for_window(W::CAPACITY)?;
+        window.configure(config.borrow())?;
         window.clear();
         Ok(Self {
             config,
@@ -386,10 +389,68 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
         }
     }
 
-    /// What the sliding window holds now.
+    /// What the sliding window holds now (as of the last input: a window by time drops old
+    /// buckets when the next input comes).
     #[must_use]
     pub fn window_counts(&self) -> WindowCounts {
         self.window.counts()
+    }
+
+    // ---- deferred successes -------------------------------------------------------------
+
+    /// Until when (exclusive) a fast success reported in the current cycle changes nothing but
+    /// counts, so an adapter may count it on the side and hand it over later with
+    /// [`record_successes`](Self::record_successes); `None` when the next success must go
+    /// through [`on_success`](Self::on_success).
+    ///
+    /// A success can change the state only when it ends a failure streak (consecutive mode, or
+    /// the `consecutive_failures` statistic), when it brings the window up to `minimum_calls`
+    /// while it holds failures or slow calls (so the rates are evaluated for the first time), or
+    /// when old outcomes dropped out of a window by time since the last evaluation. So:
+    /// - disabled: [`Instant::MAX`] (outcomes are only counted);
+    /// - closed with no failure streak and a window that either holds `minimum_calls` calls or
+    ///   no failure and no slow call: the window's [`stable_until`](SlidingWindow::stable_until)
+    ///   ([`Instant::MAX`] but for a window by time, the end of its current bucket);
+    /// - otherwise `None`.
+    ///
+    /// Successes handed over by `record_successes` before the next input give exactly the
+    /// decisions that reporting each one through `on_success` would have given.
+    #[must_use]
+    pub fn successes_deferrable_until(&self) -> Option<Instant> {
+        match self.state {
+            CircuitState::Disabled => Some(Instant::MAX),
+            CircuitState::Closed if self.consecutive_failures == 0 => {
+                let config = self.config.borrow();
+                let windowed =
+                    config.failure_rate_threshold.is_some() || config.slow_call_duration.is_some();
+                if !windowed {
+                    return Some(Instant::MAX);
+                }
+                let counts = self.window.counts();
+                let settled = counts.calls >= config.minimum_calls
+                    || (counts.failures == 0 && counts.slow == 0);
+                settled.then(|| self.window.stable_until())
+            }
+            _ => None,
+        }
+    }
+
+    /// Hands over `count` fast successes that an adapter counted on the side while
+    /// [`successes_deferrable_until`](Self::successes_deferrable_until) allowed it: counted in
+    /// the stats; while closed, added to the window (at its current bucket) without evaluating
+    /// either rate. Call it before the next input, so the window sees them in order.
+    pub fn record_successes(&mut self, count: u64) {
+        if count == 0 {
+            return;
+        }
+        self.success_count = self.success_count.saturating_add(count);
+        if self.state == CircuitState::Closed {
+            self.consecutive_failures = 0;
+            let config = self.config.borrow();
+            if config.failure_rate_threshold.is_some() || config.slow_call_duration.is_some() {
+                self.window.record_successes(count);
+            }
+        }
     }
 
     // ---- outputs ------------------------------------------------------------------------
@@ -468,6 +529,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
         let rate_mode = config.failure_rate_threshold.is_some();
         let windowed = rate_mode || config.slow_call_duration.is_some();
         if windowed {
+            self.window.advance(now);
             self.window.record(Outcome { failed, slow });
         }
         let counts = self.window.counts();
