@@ -63,7 +63,7 @@ pub use rustkernel_core::traits::CheckpointableKernel;
 
 pub use crate::breaker::{
     CallPermit, CircuitBreaker, CircuitBreakerBuilder, Classified, CountWindow, NoWindow,
-    OwnedCallPermit, SlidingWindow,
+    OwnedCallPermit, SlidingWindow, TimeWindow, WindowCounts,
 };
 #[cfg(not(loom))]
 pub use crate::checkpoint_store::{

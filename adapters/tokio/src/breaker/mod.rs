@@ -90,12 +90,13 @@ use crate::clock;
 
 use fast::{Snapshot, StateWord, StripedCounter};
 use permit::{Issued, Ticket};
-use sync::{Arc, Mutex, MutexGuard};
+use sync::{Arc, AtomicU64, Mutex, MutexGuard, Ordering};
 
 pub use classified::Classified;
 pub use permit::{CallPermit, OwnedCallPermit};
 pub use rustkernel_core::resilience::circuit_breaker::SlidingWindow;
-pub use rustkernel_core::resilience::{CountWindow, NoWindow, Rejected};
+pub use rustkernel_core::resilience::circuit_breaker::WindowCounts;
+pub use rustkernel_core::resilience::{CountWindow, NoWindow, Rejected, TimeWindow};
 
 type Core<W> = rustkernel_core::resilience::CircuitBreaker<CircuitBreakerConfig, W>;
 
@@ -197,17 +198,19 @@ impl<W: SlidingWindow> CircuitBreakerBuilder<W> {
     pub fn try_build(self) -> Result<CircuitBreaker<W>, ConfigError> {
         let core = Core::try_with_window(self.config, self.window)?;
         let config = self.config;
-        let snapshot = Snapshot::new(core.state(), core.generation(), false);
+        let until = core.successes_deferrable_until();
+        let snapshot = Snapshot::new(core.state(), core.generation(), until.is_none());
         let (states, _) = watch::channel(core.state());
         let shared = Shared {
             word: StateWord::new(snapshot),
+            defer_until: AtomicU64::new(until.map_or(0, Instant::as_micros)),
             successes: StripedCounter::new(),
-            count_only_successes: config.failure_rate_threshold.is_none()
-                && config.slow_call_duration.is_none(),
+            timed_successes: W::TIMED || config.slow_call_duration.is_some(),
+            slow_call_duration: config.slow_call_duration,
             timed_permits: config.slow_call_duration.is_some(),
             ignored: config.ignored_errors,
             config,
-            core: Mutex::new(core),
+            core: Mutex::new(Locked { core, folded: 0 }),
             name: self.name.unwrap_or_else(|| DEFAULT_NAME.into()),
             states,
         };
@@ -363,15 +366,17 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
         self.shared.word.load().state()
     }
 
-    /// Counters and rates (takes the lock): the core's, plus the successes counted on the
-    /// lock-free path. `success_rate` is `success_count / (success_count + failure_count)`, or
-    /// 1.0 before any call finished.
+    /// Counters and rates (takes the lock): the core's, after it was handed the successes
+    /// counted on the lock-free path, plus those counted while it was being handed them.
+    /// `success_rate` is `success_count / (success_count + failure_count)`, or 1.0 before any
+    /// call finished.
     #[must_use]
     pub fn stats(&self) -> CircuitBreakerStats {
-        let mut stats = self.shared.lock().stats();
-        stats.success_count = stats
-            .success_count
-            .saturating_add(self.shared.successes.sum());
+        let locked = self.shared.lock();
+        let mut stats = locked.core.stats();
+        let racing = self.shared.successes.sum().saturating_sub(locked.folded);
+        drop(locked);
+        stats.success_count = stats.success_count.saturating_add(racing);
         let finished = stats.success_count.saturating_add(stats.failure_count);
         #[allow(
             clippy::cast_precision_loss,
@@ -384,6 +389,13 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
         };
         stats.success_rate = success_rate;
         stats
+    }
+
+    /// What the sliding window holds (takes the lock, and hands the window the successes counted
+    /// on the lock-free path first); a window by time drops old buckets on the next input.
+    #[must_use]
+    pub fn window_counts(&self) -> WindowCounts {
+        self.shared.lock().core.window_counts()
     }
 
     /// The configuration.
@@ -443,7 +455,7 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
         if !self.timer_may_run() {
             return None;
         }
-        let at = self.shared.lock().poll_at()?;
+        let at = self.shared.lock().core.poll_at()?;
         Some(clock::to_tokio(at))
     }
 
@@ -481,23 +493,44 @@ impl<W: SlidingWindow> fmt::Debug for CircuitBreaker<W> {
 /// What every handle of one breaker shares.
 pub(crate) struct Shared<W: SlidingWindow> {
     word: StateWord,
+    /// While the word lets successes skip the core: until when (core microseconds, exclusive),
+    /// for a breaker by time (the end of its window's bucket); written under the lock before
+    /// the word.
+    defer_until: AtomicU64,
     successes: StripedCounter,
-    /// A closed-state success in the current cycle with no streak changes nothing but the
-    /// count: consecutive mode, no slow-call detection.
-    count_only_successes: bool,
+    /// A success needs the time to be counted on the side: slow-call detection, or a window by
+    /// time.
+    timed_successes: bool,
+    slow_call_duration: Option<Duration>,
     /// Slow-call detection is on: permits need their start time.
     timed_permits: bool,
     ignored: ErrorKindSet,
     config: CircuitBreakerConfig,
-    core: Mutex<Core<W>>,
+    core: Mutex<Locked<W>>,
     name: Box<str>,
     states: watch::Sender<CircuitState>,
 }
 
+/// What the lock guards: the core, and how much of the striped success count it was handed.
+pub(crate) struct Locked<W: SlidingWindow> {
+    core: Core<W>,
+    /// The stripes' sum when the core was last handed their successes.
+    folded: u64,
+}
+
 impl<W: SlidingWindow> Shared<W> {
-    /// The core; a poisoned lock is recovered (the core never panics half-way through a change).
-    fn lock(&self) -> MutexGuard<'_, Core<W>> {
-        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The core, after handing it the successes counted on the side since the last lock
+    /// (`record_successes`), so it sees them before the next input, in order. A poisoned lock is
+    /// recovered (the core never panics half-way through a change).
+    fn lock(&self) -> MutexGuard<'_, Locked<W>> {
+        let mut locked = self.core.lock().unwrap_or_else(PoisonError::into_inner);
+        let sum = self.successes.sum();
+        let pending = sum.saturating_sub(locked.folded);
+        if pending > 0 {
+            locked.folded = sum;
+            locked.core.record_successes(pending);
+        }
+        locked
     }
 
     /// Runs `input` on the core at the current time under the lock, publishes the core's state
@@ -506,14 +539,18 @@ impl<W: SlidingWindow> Shared<W> {
         &self,
         input: impl FnOnce(&mut Core<W>, Instant) -> (R, Option<Transition>),
     ) -> R {
-        let mut core = self.lock();
+        let mut locked = self.lock();
         // Read under the lock, so the core sees time in order.
         let now = clock::now();
-        let (result, transition) = input(&mut core, now);
-        let state = core.state();
-        let streak = state == CircuitState::Closed && core.stats().consecutive_failures > 0;
+        let (result, transition) = input(&mut locked.core, now);
+        let core = &locked.core;
+        let until = core.successes_deferrable_until();
+        if self.timed_successes {
+            self.defer_until
+                .store(until.map_or(0, Instant::as_micros), Ordering::Release);
+        }
         self.word
-            .store(Snapshot::new(state, core.generation(), streak));
+            .store(Snapshot::new(core.state(), core.generation(), until.is_none()));
         if let Some(transition) = transition {
             self.announce(transition);
         }
@@ -533,18 +570,27 @@ impl<W: SlidingWindow> Shared<W> {
         self.states.send_replace(to);
     }
 
-    /// Settles a success: counted on the thread's stripe when it changes nothing else (see the
-    /// module docs), through the core otherwise.
+    /// Settles a success: counted on the thread's stripe when the core would only count it (see
+    /// the module docs), through the core otherwise.
     #[inline]
     pub(crate) fn settle_success(&self, ticket: Ticket, acquired_at: Instant) {
         if ticket.issued() == Issued::Freely
-            && self.count_only_successes
             && self.word.load().success_is_count_only(ticket.generation())
         {
-            self.successes.increment();
-        } else {
-            self.settle_success_locked(ticket, acquired_at);
+            if !self.timed_successes {
+                self.successes.increment();
+                return;
+            }
+            let now = clock::now();
+            let fast = self
+                .slow_call_duration
+                .is_none_or(|limit| now.saturating_duration_since(acquired_at) < limit);
+            if fast && now.as_micros() < self.defer_until.load(Ordering::Acquire) {
+                self.successes.increment();
+                return;
+            }
         }
+        self.settle_success_locked(ticket, acquired_at);
     }
 
     #[cold]
@@ -609,7 +655,8 @@ mod tests {
                 .map(|p| p.failure(ErrorKind::Transient))
                 .ok();
         }
-        assert_eq!(word(), Snapshot::new(CircuitState::Open, 1, false));
+        // Open: every success goes through the core.
+        assert_eq!(word(), Snapshot::new(CircuitState::Open, 1, true));
         let stats = cb.stats();
         assert_eq!((stats.success_count, stats.failure_count), (2, 3));
         assert!((stats.success_rate - 0.4).abs() < 1e-12);
@@ -631,7 +678,7 @@ mod tests {
     }
 
     #[test]
-    fn a_windowed_breaker_counts_successes_in_the_core() {
+    fn a_windowed_breaker_counts_successes_on_the_side_while_they_cannot_open_it() {
         let cb = CircuitBreaker::builder(CircuitBreakerConfig {
             failure_rate_threshold: Some(0.5),
             minimum_calls: 4,
@@ -642,9 +689,18 @@ mod tests {
         for _ in 0..3 {
             cb.try_acquire().map(CallPermit::success).ok();
         }
-        assert_eq!(cb.shared.successes.sum(), 0);
-        assert_eq!(cb.shared.lock().window_counts().calls, 3);
+        // Below `minimum_calls` with no failure, successes cannot open it: counted on the side,
+        // handed to the window on the next lock.
+        assert_eq!(cb.shared.successes.sum(), 3);
+        assert_eq!(cb.window_counts().calls, 3);
         assert_eq!(cb.stats().success_count, 3);
+        // With a failure in a window below `minimum_calls`, a success could open it: the core.
+        cb.try_acquire()
+            .map(|p| p.failure(ErrorKind::Transient))
+            .ok();
+        cb.try_acquire().map(CallPermit::success).ok();
+        assert_eq!(cb.shared.successes.sum(), 3);
+        assert_eq!(cb.window_counts(), WindowCounts { calls: 5, failures: 1, slow: 0 });
     }
 
     #[test]
