@@ -48,7 +48,7 @@ pub use rustkernel_core::resilience::{
     RetryConfig, RetryDecision, WireDeadline,
 };
 pub use rustkernel_core::resilience::{
-    CircuitBreakerConfig, CircuitBreakerStats, CircuitState, OpenBackoff, PipelineConfig, Rejected,
+    AfterMaxWait, CircuitBreakerConfig, CircuitBreakerStats, CircuitState, OpenBackoff, PipelineConfig, Rejected,
     ResilienceConfig, ResilienceError, TimeoutConfig, Transition,
 };
 pub use rustkernel_core::resilience::{

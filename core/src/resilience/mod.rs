@@ -17,7 +17,7 @@ pub use crate::error::{ConfigError, ErrorKind, ErrorKindSet, ResilienceError};
 pub use backoff::BackoffStrategy;
 pub use budget::{RetryBudget, RetryBudgetConfig};
 pub use circuit_breaker::{
-    CircuitBreaker, CircuitBreakerConfig, CircuitBreakerStats, CircuitState, CountWindow, NoWindow,
+    AfterMaxWait, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerStats, CircuitState, CountWindow, NoWindow,
     OpenBackoff, Permit, Rejected, TimeWindow, Transition,
 };
 pub use config::ResilienceConfig;

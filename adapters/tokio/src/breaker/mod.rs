@@ -34,25 +34,47 @@
 //! # How it shares the core
 //! The core [`CircuitBreaker`](rustkernel_core::resilience::CircuitBreaker) sits behind a
 //! mutex. Beside it, an atomic state word packs the state, the cycle (generation) and whether a
-//! failure streak is running; it is written under the lock after every change of the core.
+//! success must go through the core; it is written under the lock after every change of the
+//! core, from the core's own answer
+//! ([`successes_deferrable_until`](rustkernel_core::resilience::CircuitBreaker::successes_deferrable_until)).
 //! - Admission while closed or disabled reads the word and makes the permit without the lock
 //!   ([`Permit::for_cycle`]). Open, half-open and forced-open admission goes through the core
 //!   under the lock, so at most `half_open_max_calls` probes are ever in flight.
-//! - A success while the word still says closed (or disabled) in the permit's cycle with no
-//!   failure streak changes nothing but the success count: it is added to the thread's own
-//!   cache-line-padded stripe of a striped counter with a plain load and store (no locked
+//! - In the closed state a success can never open the breaker, except when it ends a failure
+//!   streak, or brings a window holding failures (or slow calls) up to `minimum_calls`, or
+//!   comes after old buckets of a window by time dropped out. Outside those cases the word says
+//!   so, and a success admitted in the word's cycle only adds one to the thread's own
+//!   cache-line-padded stripe of a striped counter, with a plain load and store (no locked
 //!   instruction; each live thread holds a distinct slot, given back when it exits). Threads
 //!   beyond twice the parallelism (a large blocking pool) share one more stripe, atomically.
-//!   Everything else (failures, probes, successes that end a streak) takes the lock.
+//! - Whoever takes the lock next (a failure, a probe, a success that needs the core, a read of
+//!   the stats) first hands the core the successes counted since
+//!   ([`record_successes`](rustkernel_core::resilience::CircuitBreaker::record_successes)): they
+//!   enter the window, in order, before the input that took the lock. So only failures evaluate
+//!   the rates, and on every sequential history the breaker decides exactly as the core fed one
+//!   outcome at a time (`tests/breaker_model_props.rs`), in every mode.
+//! - With slow-call detection, a success also reads the clock: a slow one goes through the core.
+//!   With a window by time ([`TimeWindow`]), a success reads the clock and is counted on the side
+//!   only before the end of the window's current bucket (kept in a second atomic); the first
+//!   success after it goes through the core, which moves the window on.
 //! - So a successful closed-state call costs two loads of the word, a thread-local read and a
-//!   load and store on the thread's own stripe, takes no lock and never allocates;
-//!   [`stats`](CircuitBreaker::stats) adds the stripes to the core's counts.
-//! - A failure-rate or slow-call breaker (built with a window, see
-//!   [`CircuitBreakerBuilder::window`]) records every outcome in its window, so it takes the lock
-//!   on every settle; its closed-state admission stays lock-free.
+//!   load and store on the thread's own stripe (plus a clock read with slow calls or a window by
+//!   time), takes no lock and never allocates.
 //! - A permit admitted while closed that is cancelled, or fails with an ignored kind, changes
 //!   nothing in the core and is dropped without the lock (the core would only apply due timers,
 //!   which the next input applies anyway).
+//!
+//! ## Under concurrency
+//! A success is counted against the word it read. One that read the word just before another
+//! thread changed the state (a failure that opened the breaker, or one that started a streak)
+//! is counted as if it had come first: it is handed to the core later, in the state that the
+//! core is then in. Its success is always counted in the stats; it reaches a closed window only
+//! if the core is closed when it is handed over, which for a success from an earlier closed
+//! cycle means the breaker opened and closed again in between (at most one success per thread
+//! in flight). A success counted on the side after the end of a time bucket (it read the
+//! bucket's end just before) lands in the bucket it read. The loom models in
+//! `tests/loom_breaker.rs` check that every outcome is counted exactly once whatever the
+//! interleaving.
 //!
 //! Generations wrap after `u32::MAX` transitions; a permit would have to stay in flight across
 //! exactly 2^32 transitions to be taken for a current one.
@@ -106,7 +128,7 @@ const DEFAULT_NAME: &str = "circuit_breaker";
 /// A circuit breaker shared by many tasks and threads: a cheap [`Clone`] handle.
 ///
 /// `W` is the core's sliding window: [`NoWindow`] (the default) for the consecutive-failure
-/// mode, [`CountWindow<N>`] for the failure-rate and slow-call modes (see
+/// mode, [`CountWindow<N>`] or [`TimeWindow<B>`] for the failure-rate and slow-call modes (see
 /// [`builder`](CircuitBreaker::builder)). See the [module docs](self) for how the state is
 /// shared and what each path costs.
 ///
@@ -181,7 +203,9 @@ impl<W: SlidingWindow> CircuitBreakerBuilder<W> {
     }
 
     /// Uses `window` as the core's sliding window; needed for `failure_rate_threshold` and
-    /// `slow_call_duration`. Such a breaker takes the lock on every settle.
+    /// `slow_call_duration`: a [`CountWindow`] (the last `N` calls) or a [`TimeWindow`] (the
+    /// last `window_duration`). Its closed-state successes skip the lock as the consecutive
+    /// breaker's do (see the module docs).
     pub fn window<V: SlidingWindow>(self, window: V) -> CircuitBreakerBuilder<V> {
         CircuitBreakerBuilder {
             config: self.config,

@@ -19,10 +19,26 @@
 //!
 //! # Modes
 //! - Consecutive (default, [`NoWindow`]): `failure_threshold` consecutive failures open it.
-//! - Failure rate ([`CountWindow<N>`]): with `failure_rate_threshold` and/or
+//! - Failure rate over the last `N` calls ([`CountWindow<N>`]) or over the last
+//!   `window_duration` in `B` buckets ([`TimeWindow<B>`]): with `failure_rate_threshold` and/or
 //!   `slow_call_duration` set, the breaker opens when the failure rate or slow-call rate over
-//!   the last `N` calls reaches its threshold, once `minimum_calls` calls are in the window.
+//!   the window reaches its threshold, once `minimum_calls` calls are in the window.
 //!   A threshold stands for the decimal it was written as: `0.3` opens at 3 of 10 calls.
+//!   A call slower than `slow_call_duration` is slow whether it succeeded or failed (a slow
+//!   failure counts towards both rates, as in Resilience4j).
+//!
+//! # The half-open decision
+//! Half-open, the breaker admits at most `half_open_max_calls` probes **at the same time** (a
+//! bound on concurrent probes, not on probes per cycle: a probe that reports frees its slot for
+//! the next). It opens again on the first failed or slow probe, and closes after
+//! `success_threshold` good probes. Resilience4j instead admits its permitted probes, waits for
+//! all of them and decides on their failure and slow-call rates. The core decides probe by probe
+//! because one failed probe is already the evidence that the callee has not recovered: waiting
+//! for the others would send more calls to a kernel that is still failing (on firmware, more
+//! work on a faulted accelerator), and it would need to remember every probe's outcome, while
+//! counting good probes needs one counter. With `success_threshold` equal to the number of
+//! probes, the core closes exactly when all of them succeeded, which Resilience4j does at a
+//! failure-rate threshold below `1 / probes`.
 
 mod config;
 mod state;
@@ -32,7 +48,7 @@ mod window;
 use core::borrow::Borrow;
 use core::fmt;
 
-pub use config::{CircuitBreakerConfig, OpenBackoff};
+pub use config::{AfterMaxWait, CircuitBreakerConfig, OpenBackoff};
 pub use state::{CircuitBreakerStats, CircuitState, Transition};
 pub use time_window::TimeWindow;
 pub use window::{CountWindow, NoWindow, Outcome, SlidingWindow, WindowCounts};
@@ -138,7 +154,7 @@ impl<E> From<Rejected> for crate::error::ResilienceError<E> {
 /// `C` holds the configuration: the value itself (the default), a `&'static` reference (a
 /// firmware `static`), or an `Arc` (a host sharing one config); anything that borrows as a
 /// [`CircuitBreakerConfig`]. `W` is the sliding window: [`NoWindow`] for the consecutive mode,
-/// [`CountWindow<N>`] for the failure-rate mode. A consecutive breaker with a borrowed config
+/// [`CountWindow<N>`] or [`TimeWindow<B>`] for the failure-rate and slow-call modes. A consecutive breaker with a borrowed config
 /// takes 72 bytes on 64-bit targets.
 ///
 /// See the [module docs](self) for the method families and the permit rules.
@@ -322,7 +338,8 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     }
 
     /// Applies the timers due at `now`: `Open -> HalfOpen` at the end of the open time,
-    /// `HalfOpen -> Open` when the cycle outlived `max_wait_in_half_open`. A timer that ends at
+    /// `HalfOpen -> Open` (or `-> Closed`, see `after_max_wait_in_half_open`) when the cycle
+    /// outlived `max_wait_in_half_open`. A timer that ends at
     /// [`Instant::MAX`] (its end saturated) never fires.
     pub fn poll(&mut self, now: Instant) -> Option<Transition> {
         match self.state {
@@ -333,7 +350,12 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
                 self.at = now;
                 transition
             }
-            CircuitState::HalfOpen if self.half_open_ends().is_reached_at(now) => self.trip(now),
+            CircuitState::HalfOpen if self.half_open_ends().is_reached_at(now) => {
+                match self.config.borrow().after_max_wait_in_half_open {
+                    AfterMaxWait::Open => self.trip(now),
+                    AfterMaxWait::Closed => self.close(),
+                }
+            }
             _ => None,
         }
     }

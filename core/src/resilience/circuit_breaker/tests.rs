@@ -304,6 +304,41 @@ fn a_slow_failure_counts_as_a_failure_and_as_slow() {
     );
 }
 
+/// Resilience4j's `transitionToStateAfterWaitDuration = CLOSED`: a half-open cycle whose probe
+/// never reports closes at `max_wait_in_half_open` instead of opening again.
+#[test]
+fn a_half_open_cycle_past_max_wait_can_close() {
+    let mut cb = CircuitBreaker::new(CircuitBreakerConfig {
+        failure_threshold: 1,
+        after_max_wait_in_half_open: AfterMaxWait::Closed,
+        ..config()
+    });
+    assert_eq!(fail(&mut cb, t(0)), Some(OPENED));
+    let lost = cb.try_acquire(t(10)).expect("probe");
+    assert_eq!(cb.state(), CircuitState::HalfOpen);
+    assert_eq!(cb.poll_at(), Some(t(30)));
+    assert_eq!(cb.poll(t(29)), None);
+    assert_eq!(
+        cb.poll(t(30)),
+        Some(Transition {
+            from: CircuitState::HalfOpen,
+            to: CircuitState::Closed
+        })
+    );
+    // The lost probe reports late: stale, no change; calls pass again.
+    assert_eq!(cb.on_success(lost, t(31)), None);
+    assert_eq!(succeed(&mut cb, t(31)), None);
+    assert_eq!(cb.state(), CircuitState::Closed);
+    // The default opens again.
+    let mut cb = CircuitBreaker::new(CircuitBreakerConfig {
+        failure_threshold: 1,
+        ..config()
+    });
+    assert_eq!(fail(&mut cb, t(0)), Some(OPENED));
+    let _lost = cb.try_acquire(t(10)).expect("probe");
+    assert_eq!(cb.poll(t(30)).map(|tr| tr.to), Some(CircuitState::Open));
+}
+
 #[test]
 fn operator_controls_hold_and_release() {
     let mut cb = CircuitBreaker::new(config());
