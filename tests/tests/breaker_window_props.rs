@@ -187,7 +187,10 @@ fn breaker_by_time_follows_the_rule(
             return Ok(());
         }
         let counts = cb.window_counts();
-        prop_assert_eq!(usize::try_from(counts.calls).unwrap_or(usize::MAX), live.len());
+        prop_assert_eq!(
+            usize::try_from(counts.calls).unwrap_or(usize::MAX),
+            live.len()
+        );
         now += took;
     }
     Ok(())
@@ -222,7 +225,10 @@ proptest! {
 #[derive(Clone, Copy, Debug)]
 enum Op {
     /// Acquire, then settle after `took` µs: 0 success, 1 failure, 2 ignored failure, 3 cancel.
-    Call { took: u64, how: u8 },
+    Call {
+        took: u64,
+        how: u8,
+    },
     /// Acquire a permit and keep it (settled by a later `Settle`).
     Hold,
     /// Settle the oldest held permit with a success.
@@ -331,7 +337,9 @@ impl<W: SlidingWindow> Pair<W> {
                     self.fold();
                     match how {
                         0 => self.deferring.on_success(deferring, end),
-                        1 => self.deferring.on_failure(deferring, ErrorKind::Transient, end),
+                        1 => self
+                            .deferring
+                            .on_failure(deferring, ErrorKind::Transient, end),
                         2 => self
                             .deferring
                             .on_failure(deferring, ErrorKind::InvalidInput, end),
@@ -343,7 +351,8 @@ impl<W: SlidingWindow> Pair<W> {
             Op::Hold => {
                 self.fold();
                 let now = self.at();
-                if let (Ok(a), Ok(b)) = (self.exact.try_acquire(now), self.deferring.try_acquire(now))
+                if let (Ok(a), Ok(b)) =
+                    (self.exact.try_acquire(now), self.deferring.try_acquire(now))
                 {
                     self.held.push((a, b));
                 }
@@ -353,7 +362,10 @@ impl<W: SlidingWindow> Pair<W> {
                     let (a, b) = self.held.remove(0);
                     self.fold();
                     let now = self.at();
-                    prop_assert_eq!(self.exact.on_success(a, now), self.deferring.on_success(b, now));
+                    prop_assert_eq!(
+                        self.exact.on_success(a, now),
+                        self.deferring.on_success(b, now)
+                    );
                 }
             }
             Op::Wait(d) => self.now += d,
@@ -477,7 +489,13 @@ fn most_successes_of_a_healthy_run_are_deferred() {
         ..CircuitBreakerConfig::DEFAULT
     };
     let ops: Vec<Op> = (0..200)
-        .map(|i| if i % 50 == 49 { Op::Call { took: 0, how: 1 } } else { Op::Call { took: 3, how: 0 } })
+        .map(|i| {
+            if i % 50 == 49 {
+                Op::Call { took: 0, how: 1 }
+            } else {
+                Op::Call { took: 3, how: 0 }
+            }
+        })
         .collect();
     let deferred = deferral(config, TimeWindow::<4>::new(), &ops).unwrap_or(0);
     assert!(deferred > 150, "{deferred}");

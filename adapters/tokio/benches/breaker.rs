@@ -52,8 +52,7 @@ fn rate_config() -> CircuitBreakerConfig {
     }
 }
 
-type Failsafe =
-    failsafe::StateMachine<failure_policy::ConsecutiveFailures<backoff::Constant>, ()>;
+type Failsafe = failsafe::StateMachine<failure_policy::ConsecutiveFailures<backoff::Constant>, ()>;
 
 /// The breakers under test, each in its closed state.
 struct Breakers {
@@ -316,9 +315,7 @@ fn run_named(breakers: &Breakers, name: &str, threads: usize, iters: u64) -> Dur
         ),
         "count100/recloser_async" => run_threads(
             unit,
-            |(), v| {
-                now(b.recloser_async.call(std::future::ready(Ok::<_, ()>(v)))).unwrap_or(0)
-            },
+            |(), v| now(b.recloser_async.call(std::future::ready(Ok::<_, ()>(v)))).unwrap_or(0),
             threads,
             iters,
         ),
@@ -334,12 +331,9 @@ fn run_named(breakers: &Breakers, name: &str, threads: usize, iters: u64) -> Dur
             threads,
             iters,
         ),
-        "time10s_tower/rustkernel" => run_threads(
-            || ours_tower(&b.ours_time),
-            tower_call,
-            threads,
-            iters,
-        ),
+        "time10s_tower/rustkernel" => {
+            run_threads(|| ours_tower(&b.ours_time), tower_call, threads, iters)
+        }
         "time10s_tower/tower_resilience" => {
             let peer = peer_tower();
             run_threads(|| peer.clone(), tower_call, threads, iters)

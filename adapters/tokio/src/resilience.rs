@@ -44,12 +44,12 @@ pub use rustkernel_core::error::{
     OperationError, io_error_kind,
 };
 pub use rustkernel_core::resilience::{
-    BackoffStrategy, DeadlineBound, DeadlineExceeded, GiveUpReason, RetryBudget, RetryBudgetConfig,
-    RetryConfig, RetryDecision, WireDeadline,
+    AfterMaxWait, CircuitBreakerConfig, CircuitBreakerStats, CircuitState, OpenBackoff,
+    PipelineConfig, Rejected, ResilienceConfig, ResilienceError, TimeoutConfig, Transition,
 };
 pub use rustkernel_core::resilience::{
-    AfterMaxWait, CircuitBreakerConfig, CircuitBreakerStats, CircuitState, OpenBackoff, PipelineConfig, Rejected,
-    ResilienceConfig, ResilienceError, TimeoutConfig, Transition,
+    BackoffStrategy, DeadlineBound, DeadlineExceeded, GiveUpReason, RetryBudget, RetryBudgetConfig,
+    RetryConfig, RetryDecision, WireDeadline,
 };
 pub use rustkernel_core::resilience::{
     ComponentEvent, ComponentId, Criticality, HealthCheckResult, HealthProbeConfig, HealthStatus,

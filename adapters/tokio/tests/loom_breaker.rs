@@ -299,7 +299,8 @@ fn rate_mode_hands_every_striped_success_to_the_window() {
             let cb = cb.clone();
             let outcomes = Arc::clone(&outcomes);
             move || {
-                let result = ready(cb.call(|| async move { if ok { Ok(()) } else { Err(Failed) } }));
+                let result =
+                    ready(cb.call(|| async move { if ok { Ok(()) } else { Err(Failed) } }));
                 let counter = match result {
                     Ok(()) => &outcomes.0,
                     Err(rustkernel_tokio::resilience::ResilienceError::Operation(_)) => &outcomes.1,

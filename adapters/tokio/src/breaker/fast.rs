@@ -171,7 +171,8 @@ mod tests {
     }
 
     #[test]
-    fn only_a_closed_word_needing_no_core_or_a_disabled_word_of_the_same_cycle_counts_successes_alone() {
+    fn only_a_closed_word_needing_no_core_or_a_disabled_word_of_the_same_cycle_counts_successes_alone()
+     {
         let closed = Snapshot::new(CircuitState::Closed, 7, false);
         assert!(closed.success_is_count_only(7));
         assert!(!closed.success_is_count_only(6));

@@ -321,14 +321,16 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
 
     /// How long until the breaker lets a call through again: `None` when it admits calls now
     /// (closed, disabled, or half-open), else the time left of the open period (a breaker
-    /// forced open has no end: `Duration::MAX`). The figure for an HTTP `Retry-After`.
+    /// forced open with no end: `Duration::MAX`). The figure for an HTTP `Retry-After`.
     #[must_use]
     pub fn retry_after(&self) -> Option<Duration> {
         match self.state() {
             CircuitState::Open => Some(self.poll_at().map_or(Duration::MAX, |at| {
                 at.saturating_duration_since(tokio::time::Instant::now())
             })),
-            CircuitState::ForcedOpen => Some(Duration::MAX),
+            CircuitState::ForcedOpen => Some(self.poll_at().map_or(Duration::MAX, |at| {
+                at.saturating_duration_since(tokio::time::Instant::now())
+            })),
             _ => None,
         }
     }
@@ -442,6 +444,25 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
         })
     }
 
+    /// Holds the breaker open for `duration` (a maintenance window), then returns it to the mode
+    /// it was in: disabled if it was disabled, otherwise closed with a fresh window. The end
+    /// applies on the next call or [`poll`](Self::poll) ([`poll_at`](Self::poll_at) says when).
+    pub fn force_open_for(&self, duration: Duration) -> Option<Transition> {
+        self.shared.with_core(|core, now| {
+            let transition = core.force_open_for(duration, now);
+            (transition, transition)
+        })
+    }
+
+    /// As [`force_open_for`](Self::force_open_for), until `until` on tokio's clock.
+    pub fn force_open_until(&self, until: tokio::time::Instant) -> Option<Transition> {
+        let until = clock::to_core(until);
+        self.shared.with_core(|core, _| {
+            let transition = core.force_open_until(until);
+            (transition, transition)
+        })
+    }
+
     /// Lets every call through and never changes state until [`reset`](Self::reset); outcomes
     /// are still counted.
     pub fn disable(&self) -> Option<Transition> {
@@ -473,7 +494,7 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
     }
 
     /// When time alone will next change the state (see [`poll`](Self::poll)); `None` when no
-    /// timer runs (closed, disabled, forced open).
+    /// timer runs (closed, disabled, forced open with no end).
     #[must_use]
     pub fn poll_at(&self) -> Option<tokio::time::Instant> {
         if !self.timer_may_run() {
@@ -492,7 +513,7 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
     fn timer_may_run(&self) -> bool {
         matches!(
             self.shared.word.load().state(),
-            CircuitState::Open | CircuitState::HalfOpen
+            CircuitState::Open | CircuitState::HalfOpen | CircuitState::ForcedOpen
         )
     }
 }
@@ -573,8 +594,11 @@ impl<W: SlidingWindow> Shared<W> {
             self.defer_until
                 .store(until.map_or(0, Instant::as_micros), Ordering::Release);
         }
-        self.word
-            .store(Snapshot::new(core.state(), core.generation(), until.is_none()));
+        self.word.store(Snapshot::new(
+            core.state(),
+            core.generation(),
+            until.is_none(),
+        ));
         if let Some(transition) = transition {
             self.announce(transition);
         }
@@ -724,7 +748,14 @@ mod tests {
             .ok();
         cb.try_acquire().map(CallPermit::success).ok();
         assert_eq!(cb.shared.successes.sum(), 3);
-        assert_eq!(cb.window_counts(), WindowCounts { calls: 5, failures: 1, slow: 0 });
+        assert_eq!(
+            cb.window_counts(),
+            WindowCounts {
+                calls: 5,
+                failures: 1,
+                slow: 0
+            }
+        );
     }
 
     #[test]

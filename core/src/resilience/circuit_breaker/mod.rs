@@ -47,6 +47,7 @@ mod window;
 
 use core::borrow::Borrow;
 use core::fmt;
+use core::time::Duration;
 
 pub use config::{AfterMaxWait, CircuitBreakerConfig, OpenBackoff};
 pub use state::{CircuitBreakerStats, CircuitState, Transition};
@@ -173,6 +174,8 @@ pub struct CircuitBreaker<C = CircuitBreakerConfig, W = NoWindow> {
     half_open_in_flight: u16,
     half_open_successes: u16,
     state: CircuitState,
+    /// The mode a timed force-open returns to (`Closed` or `Disabled`).
+    after_forced: CircuitState,
     /// Re-opens since the last successful close (drives `open_backoff`).
     reopens: u8,
     window: W,
@@ -220,6 +223,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             half_open_in_flight: 0,
             half_open_successes: 0,
             state: CircuitState::Closed,
+            after_forced: CircuitState::Closed,
             reopens: 0,
             window,
         })
@@ -284,7 +288,9 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             })
         } else {
             self.rejected_count = self.rejected_count.saturating_add(1);
-            let retry_at = (self.state == CircuitState::Open).then_some(self.at);
+            let retry_at = self
+                .poll_at()
+                .filter(|_| self.state != CircuitState::HalfOpen);
             Err(Rejected {
                 state: self.state,
                 retry_at,
@@ -350,6 +356,14 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
                 self.at = now;
                 transition
             }
+            CircuitState::ForcedOpen if self.at.is_reached_at(now) => {
+                if self.after_forced == CircuitState::Disabled {
+                    self.enter(CircuitState::Disabled)
+                } else {
+                    self.reopens = 0;
+                    self.close()
+                }
+            }
             CircuitState::HalfOpen if self.half_open_ends().is_reached_at(now) => {
                 match self.config.borrow().after_max_wait_in_half_open {
                     AfterMaxWait::Open => self.trip(now),
@@ -362,7 +376,27 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
 
     /// Holds the breaker open until [`reset`](Self::reset), whatever the calls do.
     pub fn force_open(&mut self) -> Option<Transition> {
+        self.force_open_until(Instant::MAX)
+    }
+
+    /// Holds the breaker open until `until` (a maintenance window), whatever the calls do, then
+    /// returns it to the mode it was in: disabled if it was disabled, otherwise closed with a
+    /// fresh window (as [`reset`](Self::reset)). [`Instant::MAX`] never ends (as
+    /// [`force_open`](Self::force_open)); [`reset`](Self::reset) and
+    /// [`disable`](Self::disable) end it early. Forcing a forced breaker again moves its end.
+    pub fn force_open_until(&mut self, until: Instant) -> Option<Transition> {
+        match self.state {
+            CircuitState::ForcedOpen => {}
+            CircuitState::Disabled => self.after_forced = CircuitState::Disabled,
+            _ => self.after_forced = CircuitState::Closed,
+        }
+        self.at = until;
         self.enter(CircuitState::ForcedOpen)
+    }
+
+    /// [`force_open_until`](Self::force_open_until) `now + duration`.
+    pub fn force_open_for(&mut self, duration: Duration, now: Instant) -> Option<Transition> {
+        self.force_open_until(now.saturating_add_ceil(duration))
     }
 
     /// Lets every call through and never changes state until [`reset`](Self::reset); outcomes
@@ -402,7 +436,9 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             failure_count: self.failure_count,
             success_count: self.success_count,
             rejected_count: self.rejected_count,
-            slow_call_count: self.slow_success_count.saturating_add(self.slow_failure_count),
+            slow_call_count: self
+                .slow_success_count
+                .saturating_add(self.slow_failure_count),
             slow_success_count: self.slow_success_count,
             slow_failure_count: self.slow_failure_count,
             consecutive_failures: self.consecutive_failures,
@@ -477,13 +513,14 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
 
     // ---- outputs ------------------------------------------------------------------------
 
-    /// When time alone will next change the state: the end of the open time, or the end of the
-    /// half-open cycle. `None` when no timer runs; [`Instant::MAX`] when the timer never ends
+    /// When time alone will next change the state: the end of the open time, of a timed
+    /// force-open, or of the half-open cycle. `None` when no timer runs; [`Instant::MAX`] when the timer never ends
     /// (see [`Instant::is_reached_at`]).
     #[must_use]
     pub fn poll_at(&self) -> Option<Instant> {
         match self.state {
             CircuitState::Open => Some(self.at),
+            CircuitState::ForcedOpen => (self.at != Instant::MAX).then_some(self.at),
             CircuitState::HalfOpen => Some(self.half_open_ends()),
             _ => None,
         }

@@ -339,6 +339,45 @@ fn a_half_open_cycle_past_max_wait_can_close() {
     assert_eq!(cb.poll(t(30)).map(|tr| tr.to), Some(CircuitState::Open));
 }
 
+/// A maintenance window: forced open for a while, then back to the mode it was in.
+#[test]
+fn a_timed_force_open_returns_to_the_previous_mode() {
+    let mut cb = CircuitBreaker::new(config());
+    assert_eq!(fail(&mut cb, t(0)), None);
+    assert_eq!(
+        cb.force_open_for(Duration::from_secs(5), t(1))
+            .map(|tr| tr.to),
+        Some(CircuitState::ForcedOpen)
+    );
+    assert_eq!(cb.poll_at(), Some(t(6)));
+    let rejected = cb.try_acquire(t(5)).expect_err("forced");
+    assert_eq!(
+        (rejected.state, rejected.retry_at),
+        (CircuitState::ForcedOpen, Some(t(6)))
+    );
+    // At the end it closes with a fresh window and admits calls again.
+    let permit = cb.try_acquire(t(6)).expect("closed again");
+    assert_eq!(
+        permit.transition(),
+        Some(Transition {
+            from: CircuitState::ForcedOpen,
+            to: CircuitState::Closed
+        })
+    );
+    assert_eq!(cb.stats().consecutive_failures, 0);
+    assert_eq!(cb.on_success(permit, t(6)), None);
+    // A disabled breaker goes back to disabled.
+    assert!(cb.disable().is_some());
+    assert!(cb.force_open_until(t(20)).is_some());
+    assert_eq!(cb.poll(t(19)), None);
+    assert_eq!(cb.poll(t(20)).map(|tr| tr.to), Some(CircuitState::Disabled));
+    // Without an end, only reset ends it.
+    assert!(cb.force_open().is_some());
+    assert_eq!(cb.poll_at(), None);
+    assert_eq!(cb.poll(Instant::MAX), None);
+    assert_eq!(cb.reset().map(|tr| tr.to), Some(CircuitState::Closed));
+}
+
 #[test]
 fn operator_controls_hold_and_release() {
     let mut cb = CircuitBreaker::new(config());

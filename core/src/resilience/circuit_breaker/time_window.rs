@@ -5,8 +5,8 @@ use core::time::Duration;
 use crate::error::{ConfigError, ConfigField};
 use crate::time::{Instant, duration_as_micros};
 
-use super::window::{Outcome, SlidingWindow, WindowCounts};
 use super::CircuitBreakerConfig;
+use super::window::{Outcome, SlidingWindow, WindowCounts};
 
 /// The outcomes of the last `window_duration` (the configuration's `T`), in `B` buckets of `T / B`
 /// each (rounded down to whole microseconds), as Resilience4j's `TIME_BASED` window, Polly's
@@ -77,9 +77,7 @@ impl<const B: usize> TimeWindow<B> {
     }
 
     fn bucket_of(&self, now: Instant) -> u64 {
-        now.as_micros()
-            .checked_div(self.bucket_micros)
-            .unwrap_or(0)
+        now.as_micros().checked_div(self.bucket_micros).unwrap_or(0)
     }
 }
 
