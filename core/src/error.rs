@@ -270,6 +270,7 @@ pub enum ConfigField {
     RestartBackoffMultiplier,
     RetryMaxElapsed,
     ProbeRoles,
+    WindowDuration,
 }
 
 impl ConfigField {
@@ -311,6 +312,7 @@ impl ConfigField {
             ConfigField::RestartBackoffMultiplier => "recovery.restart_backoff.multiplier",
             ConfigField::RetryMaxElapsed => "retry.max_elapsed",
             ConfigField::ProbeRoles => "health_check.roles",
+            ConfigField::WindowDuration => "circuit_breaker.window_duration",
         }
     }
 }
@@ -358,6 +360,17 @@ pub enum ConfigError {
         /// The window capacity the breaker was built with.
         capacity: u32,
     },
+    /// A field that the breaker's window needs is not set (`window_duration` for a
+    /// `TimeWindow`).
+    Missing(ConfigField),
+    /// A field is set that the breaker's window never reads (`window_duration` without a
+    /// `TimeWindow`).
+    NotApplicable(ConfigField),
+    /// `window_duration` is shorter than one microsecond per bucket.
+    BucketTooShort {
+        /// The buckets of the breaker's `TimeWindow`.
+        buckets: u32,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -381,6 +394,18 @@ impl fmt::Display for ConfigError {
             ConfigError::WindowTooSmall { needed, capacity } => write!(
                 f,
                 "failure-rate mode needs a window of at least {needed} calls, the breaker holds {capacity}"
+            ),
+            ConfigError::Missing(field) => {
+                write!(f, "{field} must be set for the breaker's window")
+            }
+            ConfigError::NotApplicable(field) => write!(
+                f,
+                "{field} is set but the breaker's window does not use it (it needs a TimeWindow)"
+            ),
+            ConfigError::BucketTooShort { buckets } => write!(
+                f,
+                "{} must be at least {buckets} µs: one microsecond per bucket",
+                ConfigField::WindowDuration
             ),
         }
     }

@@ -93,7 +93,8 @@ struct Model {
     successes: u64,
     failures: u64,
     rejected: u64,
-    slow_calls: u64,
+    slow_successes: u64,
+    slow_failures: u64,
 }
 
 impl Model {
@@ -114,7 +115,8 @@ impl Model {
             successes: 0,
             failures: 0,
             rejected: 0,
-            slow_calls: 0,
+            slow_successes: 0,
+            slow_failures: 0,
         }
     }
 
@@ -218,7 +220,8 @@ impl Model {
     }
 
     fn is_slow(&self, report: Report, permit: ModelPermit, now: u64) -> bool {
-        report == Report::Success
+        // Failures and successes alike (Resilience4j counts a slow failure as both).
+        report != Report::Cancelled
             && self.config.slow_call_duration.is_some_and(|limit| {
                 u128::from(now.saturating_sub(permit.acquired_at)) * 1_000 >= limit.as_nanos()
             })
@@ -244,7 +247,11 @@ impl Model {
             Report::Cancelled => {}
         }
         if slow {
-            self.slow_calls += 1;
+            if report == Report::Success {
+                self.slow_successes += 1;
+            } else {
+                self.slow_failures += 1;
+            }
         }
         if let Some(transition) = self.timers(now) {
             return Some(transition);
@@ -347,7 +354,9 @@ impl Model {
             failure_count: self.failures,
             success_count: self.successes,
             rejected_count: self.rejected,
-            slow_call_count: self.slow_calls,
+            slow_call_count: self.slow_successes + self.slow_failures,
+            slow_success_count: self.slow_successes,
+            slow_failure_count: self.slow_failures,
             consecutive_failures: self.consecutive,
             transitions: u32::try_from(self.cycle).expect("fewer than 2^32 transitions"),
             success_rate: if finished == 0 {
@@ -922,6 +931,7 @@ fn extreme_setup(capacity: u32) -> impl Strategy<Value = Setup> {
                     max_wait_in_half_open: wait,
                     open_backoff,
                     ignored_errors: ignored,
+                    ..CircuitBreakerConfig::DEFAULT
                 };
                 (config, if backoff.is_some() { exact } else { 1 })
             },
@@ -1373,6 +1383,7 @@ fn any_config() -> impl Strategy<Value = CircuitBreakerConfig> {
                 max_wait_in_half_open: wait,
                 open_backoff: backoff.map(|(multiplier, max)| OpenBackoff { multiplier, max }),
                 ignored_errors: ignored,
+                ..CircuitBreakerConfig::DEFAULT
             },
         )
 }

@@ -420,6 +420,14 @@ impl<M: RawMutex, C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBrea
         self.with_ready(CoreBreaker::force_open)
     }
 
+    /// Holds the breaker open for `duration` (a maintenance window), then returns it to the mode
+    /// it was in (disabled, or closed with a fresh window) on the next call or
+    /// [`poll`](Self::poll).
+    pub fn force_open_for(&self, duration: core::time::Duration) -> Option<Transition> {
+        let at = now();
+        self.with_ready(|breaker| breaker.force_open_for(duration, at))
+    }
+
     /// Lets every call through and stops counting until [`reset`](Self::reset).
     pub fn disable(&self) -> Option<Transition> {
         self.with_ready(CoreBreaker::disable)
@@ -496,6 +504,8 @@ fn failed_closed_stats(rejected_count: u64) -> CircuitBreakerStats {
         success_count: 0,
         rejected_count,
         slow_call_count: 0,
+        slow_success_count: 0,
+        slow_failure_count: 0,
         consecutive_failures: 0,
         transitions: 0,
         success_rate: 1.0,

@@ -1,14 +1,23 @@
-//! Closed-path cost of the shared circuit breaker against `failsafe` 1.3 and `recloser` 1.4, in
-//! one run: one thread, two threads (throughput), and `call` against awaiting the bare future.
+//! Closed-path cost of the shared circuit breaker in every mode against its like-for-like peer,
+//! in one run, on one thread and on two (throughput):
 //!
-//! Every operation is a future (or function) that succeeds at once; futures are polled once
-//! with a no-op waker, so no runtime cost is measured. Peers: failsafe with its
-//! consecutive-failures policy (the like-for-like of ours; its default adds a success-rate
-//! window) through its futures API and its function API; recloser (rate mode, its only mode)
-//! through `AsyncRecloser` and its function API.
+//! | ours | peer |
+//! |---|---|
+//! | consecutive failures (`NoWindow`) | `failsafe` 1.3, consecutive-failures policy |
+//! | failure rate over the last 100 calls (`CountWindow<100>`) | `recloser` 1.4 default (failure rate over a ring of 100) |
+//! | failure rate + slow calls, `CountWindow<100>` | (none has both; listed for the cost of the clock) |
+//! | failure rate over the last 10 s in 10 buckets (`TimeWindow<10>`), as a tower service | `tower-resilience-circuitbreaker` 0.14, time-based window of 10 s, as a tower service |
+//!
+//! Every operation succeeds at once; futures are polled once with a no-op waker, so no runtime
+//! cost is measured. The `closed_call` and `call_overhead` groups are the earlier single-thread
+//! comparisons (`call` against failsafe's and recloser's futures and function APIs); `clock`
+//! measures what one read of each clock costs here.
 //!
 //! `cargo bench -p rustkernel-tokio --bench breaker -- --warm-up-time 1 --measurement-time 3`
+// A bench with a bad peer configuration stops with its message.
+#![allow(clippy::panic)]
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::hint::black_box;
 use std::pin::pin;
@@ -18,7 +27,11 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use failsafe::{backoff, failure_policy};
-use rustkernel_tokio::resilience::{CircuitBreaker, CircuitBreakerConfig, Classify};
+use rustkernel_tokio::resilience::{
+    CircuitBreaker, CircuitBreakerConfig, Classify, CountWindow, GuardLayer, TimeWindow,
+};
+use tower::Layer;
+use tower_service::Service;
 
 #[derive(Debug)]
 struct Never;
@@ -33,10 +46,23 @@ fn now<F: Future>(future: F) -> F::Output {
     }
 }
 
+fn rate_config() -> CircuitBreakerConfig {
+    CircuitBreakerConfig {
+        failure_rate_threshold: Some(0.5),
+        minimum_calls: 100,
+        ..Default::default()
+    }
+}
+
+type Failsafe = failsafe::StateMachine<failure_policy::ConsecutiveFailures<backoff::Constant>, ()>;
+
 /// The breakers under test, each in its closed state.
 struct Breakers {
     ours: CircuitBreaker,
-    failsafe: failsafe::StateMachine<failure_policy::ConsecutiveFailures<backoff::Constant>, ()>,
+    ours_count: CircuitBreaker<CountWindow<100>>,
+    ours_count_slow: CircuitBreaker<CountWindow<100>>,
+    ours_time: CircuitBreaker<TimeWindow<10>>,
+    failsafe: Failsafe,
     recloser: recloser::Recloser,
     recloser_async: recloser::AsyncRecloser,
 }
@@ -45,6 +71,19 @@ impl Breakers {
     fn new() -> Self {
         Self {
             ours: CircuitBreaker::new(CircuitBreakerConfig::default()),
+            ours_count: CircuitBreaker::builder(rate_config())
+                .window(CountWindow::<100>::new())
+                .build(),
+            ours_count_slow: CircuitBreaker::builder(CircuitBreakerConfig {
+                slow_call_duration: Some(Duration::from_secs(1)),
+                slow_call_rate_threshold: 0.5,
+                ..rate_config()
+            })
+            .window(CountWindow::<100>::new())
+            .build(),
+            ours_time: CircuitBreaker::builder(time_config())
+                .window(TimeWindow::<10>::new())
+                .build(),
             failsafe: failsafe::Config::new()
                 .failure_policy(failure_policy::consecutive_failures(
                     5,
@@ -57,13 +96,86 @@ impl Breakers {
     }
 }
 
-const NAMES: [&str; 5] = [
-    "rustkernel",
-    "failsafe_async",
-    "failsafe_fn",
-    "recloser_async",
-    "recloser_fn",
-];
+fn time_config() -> CircuitBreakerConfig {
+    CircuitBreakerConfig {
+        window_duration: Some(Duration::from_secs(10)),
+        ..rate_config()
+    }
+}
+
+/// The inner service of the tower comparisons: answers at once.
+#[derive(Clone, Copy, Debug)]
+struct Echo;
+
+impl Service<u64> for Echo {
+    type Response = u64;
+    type Error = Never;
+    type Future = std::future::Ready<Result<u64, Never>>;
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Never>> {
+        Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, request: u64) -> Self::Future {
+        std::future::ready(Ok(request))
+    }
+}
+
+/// Echo for the peer, whose error bound wants `Send + 'static` and no `Classify`.
+#[derive(Clone, Copy, Debug)]
+struct PeerEcho;
+
+impl Service<u64> for PeerEcho {
+    type Response = u64;
+    type Error = Infallible;
+    type Future = std::future::Ready<Result<u64, Infallible>>;
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+    fn call(&mut self, request: u64) -> Self::Future {
+        std::future::ready(Ok(request))
+    }
+}
+
+fn ours_tower(cb: &CircuitBreaker<TimeWindow<10>>) -> impl Service<u64, Response = u64> + Clone {
+    GuardLayer::new(cb.clone()).layer(Echo)
+}
+
+fn peer_tower() -> impl Service<u64, Response = u64> + Clone + Send {
+    use tower_resilience_circuitbreaker::{CircuitBreakerLayer as PeerLayer, SlidingWindowType};
+    let layer = PeerLayer::builder()
+        .failure_rate_threshold(0.5)
+        .sliding_window_type(SlidingWindowType::TimeBased)
+        .sliding_window_duration(Duration::from_secs(10))
+        .minimum_number_of_calls(100)
+        .build();
+    match layer {
+        Ok(layer) => layer.layer(PeerEcho),
+        Err(error) => panic!("tower-resilience config: {error}"),
+    }
+}
+
+/// Polls `future` until it is ready, spinning (the peer's async mutex is pending while another
+/// thread holds it; nothing wakes a no-op waker, so poll again).
+#[inline(always)]
+fn spin<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let mut cx = Context::from_waker(Waker::noop());
+    loop {
+        if let Poll::Ready(output) = future.as_mut().poll(&mut cx) {
+            return output;
+        }
+        std::hint::spin_loop();
+    }
+}
+
+/// One call through a tower service: ready, then call.
+#[inline(always)]
+fn tower_call<S: Service<u64, Response = u64>>(service: &mut S, value: u64) -> u64 {
+    let mut cx = Context::from_waker(Waker::noop());
+    match service.poll_ready(&mut cx) {
+        Poll::Ready(Ok(())) => spin(service.call(value)).unwrap_or(0),
+        _ => 0,
+    }
+}
 
 fn single_thread(c: &mut Criterion) {
     let breakers = Breakers::new();
@@ -116,19 +228,34 @@ fn overhead(c: &mut Criterion) {
     group.finish();
 }
 
-/// `threads` threads make `iters` calls each at once, on one shared breaker; the time is the
-/// slowest thread's, from a common start.
-fn run_threads<F: Fn(u64) -> u64 + Sync>(call: F, threads: usize, iters: u64) -> Duration {
+fn clock(c: &mut Criterion) {
+    let mut group = c.benchmark_group("clock");
+    group.bench_function("std_instant_now", |b| b.iter(Instant::now));
+    group.bench_function("tokio_instant_now", |b| b.iter(tokio::time::Instant::now));
+    group.bench_function("rustkernel_clock_now", |b| {
+        b.iter(rustkernel_tokio::clock::now)
+    });
+    group.finish();
+}
+
+/// `threads` threads make `iters` calls each at once, each with its own state from `make` (a
+/// clone of a tower service); the time is the slowest thread's, from a common start.
+fn run_threads<S, M, F>(make: M, call: F, threads: usize, iters: u64) -> Duration
+where
+    M: Fn() -> S + Sync,
+    F: Fn(&mut S, u64) -> u64 + Sync,
+{
     let start = Barrier::new(threads);
     let slowest = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads)
             .map(|_| {
                 scope.spawn(|| {
+                    let mut state = make();
                     start.wait();
                     let begun = Instant::now();
                     let mut sum = 0u64;
                     for i in 0..iters {
-                        sum = sum.wrapping_add(call(black_box(i)));
+                        sum = sum.wrapping_add(call(&mut state, black_box(i)));
                     }
                     black_box(sum);
                     begun.elapsed()
@@ -143,48 +270,90 @@ fn run_threads<F: Fn(u64) -> u64 + Sync>(call: F, threads: usize, iters: u64) ->
     slowest.unwrap_or_default()
 }
 
+/// The closed-path calls of every mode and peer, by name.
+const NAMES: [&str; 10] = [
+    "consecutive/rustkernel",
+    "consecutive/failsafe_fn",
+    "consecutive/failsafe_async",
+    "count100/rustkernel",
+    "count100/recloser_fn",
+    "count100/recloser_async",
+    "count100_slow/rustkernel",
+    "time10s/rustkernel",
+    "time10s_tower/rustkernel",
+    "time10s_tower/tower_resilience",
+];
+
+async fn ok(value: u64) -> Result<u64, Never> {
+    Ok(value)
+}
+
 /// [`run_threads`] with the closed-path call of the breaker named `name`.
 fn run_named(breakers: &Breakers, name: &str, threads: usize, iters: u64) -> Duration {
+    let b = breakers;
+    let unit = || ();
     match name {
-        "rustkernel" => run_threads(
-            |value| now(breakers.ours.call(|| async move { Ok::<_, Never>(value) })).unwrap_or(0),
+        "consecutive/rustkernel" => run_threads(
+            unit,
+            |(), v| now(b.ours.call(|| ok(v))).unwrap_or(0),
             threads,
             iters,
         ),
-        "failsafe_async" => run_threads(
-            |value| {
+        "consecutive/failsafe_fn" => run_threads(
+            unit,
+            |(), v| failsafe::CircuitBreaker::call(&b.failsafe, || Ok::<_, ()>(v)).unwrap_or(0),
+            threads,
+            iters,
+        ),
+        "consecutive/failsafe_async" => run_threads(
+            unit,
+            |(), v| {
                 now(failsafe::futures::CircuitBreaker::call(
-                    &breakers.failsafe,
-                    std::future::ready(Ok::<_, ()>(value)),
+                    &b.failsafe,
+                    std::future::ready(Ok::<_, ()>(v)),
                 ))
                 .unwrap_or(0)
             },
             threads,
             iters,
         ),
-        "failsafe_fn" => run_threads(
-            |value| {
-                failsafe::CircuitBreaker::call(&breakers.failsafe, || Ok::<_, ()>(value))
-                    .unwrap_or(0)
-            },
+        "count100/rustkernel" => run_threads(
+            unit,
+            |(), v| now(b.ours_count.call(|| ok(v))).unwrap_or(0),
             threads,
             iters,
         ),
-        "recloser_async" => run_threads(
-            |value| {
-                now(breakers
-                    .recloser_async
-                    .call(std::future::ready(Ok::<_, ()>(value))))
-                .unwrap_or(0)
-            },
+        "count100/recloser_fn" => run_threads(
+            unit,
+            |(), v| b.recloser.call(|| Ok::<_, ()>(v)).unwrap_or(0),
             threads,
             iters,
         ),
-        "recloser_fn" => run_threads(
-            |value| breakers.recloser.call(|| Ok::<_, ()>(value)).unwrap_or(0),
+        "count100/recloser_async" => run_threads(
+            unit,
+            |(), v| now(b.recloser_async.call(std::future::ready(Ok::<_, ()>(v)))).unwrap_or(0),
             threads,
             iters,
         ),
+        "count100_slow/rustkernel" => run_threads(
+            unit,
+            |(), v| now(b.ours_count_slow.call(|| ok(v))).unwrap_or(0),
+            threads,
+            iters,
+        ),
+        "time10s/rustkernel" => run_threads(
+            unit,
+            |(), v| now(b.ours_time.call(|| ok(v))).unwrap_or(0),
+            threads,
+            iters,
+        ),
+        "time10s_tower/rustkernel" => {
+            run_threads(|| ours_tower(&b.ours_time), tower_call, threads, iters)
+        }
+        "time10s_tower/tower_resilience" => {
+            let peer = peer_tower();
+            run_threads(|| peer.clone(), tower_call, threads, iters)
+        }
         _ => unreachable!("unknown breaker {name}"),
     }
 }
@@ -203,5 +372,5 @@ fn threads(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, single_thread, overhead, threads);
+criterion_group!(benches, threads, single_thread, overhead, clock);
 criterion_main!(benches);

@@ -11,6 +11,8 @@
 //!     success_count: 98,
 //!     rejected_count: 0,
 //!     slow_call_count: 1,
+//!     slow_success_count: 1,
+//!     slow_failure_count: 0,
 //!     consecutive_failures: 0,
 //!     transitions: 0,
 //!     success_rate: 0.98,
@@ -187,7 +189,7 @@ impl MetricsSnapshot {
     /// |---|---|---|---|
     /// | `rustkernel_circuit_breaker_state` | gauge | `breaker` | 0 closed, 1 half-open, 2 open, 3 forced open, 4 disabled |
     /// | `rustkernel_circuit_breaker_calls_total` | counter | `breaker`, `outcome` (`success`, `failure`, `rejected`) | calls |
-    /// | `rustkernel_circuit_breaker_slow_calls_total` | counter | `breaker` | slow calls (also counted as successes) |
+    /// | `rustkernel_circuit_breaker_slow_calls_total` | counter | `breaker` | slow calls (also counted as successes or failures) |
     /// | `rustkernel_circuit_breaker_consecutive_failures` | gauge | `breaker` | failures since the last success |
     /// | `rustkernel_circuit_breaker_transitions_total` | counter | `breaker` | state changes |
     /// | `rustkernel_circuit_breaker_success_rate` | gauge | `breaker` | 0 to 1 |
@@ -275,7 +277,7 @@ impl MetricsSnapshot {
             (
                 "rustkernel_circuit_breaker_slow_calls_total",
                 "counter",
-                "Calls slower than the slow-call duration (also counted as successes).",
+                "Calls slower than the slow-call duration (also counted as successes or failures).",
                 |stats| Number::Int(stats.slow_call_count),
             ),
             (
@@ -478,6 +480,8 @@ mod tests {
             success_count: 7,
             rejected_count: 3,
             slow_call_count: 1,
+            slow_success_count: 1,
+            slow_failure_count: 0,
             consecutive_failures: 5,
             transitions: 1,
             success_rate: 0.5,

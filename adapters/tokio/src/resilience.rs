@@ -43,12 +43,12 @@ pub use rustkernel_core::error::{
     OperationError, io_error_kind,
 };
 pub use rustkernel_core::resilience::{
-    BackoffStrategy, DeadlineBound, DeadlineExceeded, GiveUpReason, RetryBudget, RetryBudgetConfig,
-    RetryConfig, RetryDecision, WireDeadline,
+    AfterMaxWait, CircuitBreakerConfig, CircuitBreakerStats, CircuitState, OpenBackoff,
+    PipelineConfig, Rejected, ResilienceConfig, ResilienceError, TimeoutConfig, Transition,
 };
 pub use rustkernel_core::resilience::{
-    CircuitBreakerConfig, CircuitBreakerStats, CircuitState, OpenBackoff, PipelineConfig, Rejected,
-    ResilienceConfig, ResilienceError, TimeoutConfig, Transition,
+    BackoffStrategy, DeadlineBound, DeadlineExceeded, GiveUpReason, RetryBudget, RetryBudgetConfig,
+    RetryConfig, RetryDecision, WireDeadline,
 };
 pub use rustkernel_core::resilience::{
     ComponentEvent, ComponentId, Criticality, HealthCheckResult, HealthProbeConfig, HealthStatus,
@@ -62,7 +62,7 @@ pub use rustkernel_core::traits::CheckpointableKernel;
 
 pub use crate::breaker::{
     CallPermit, CircuitBreaker, CircuitBreakerBuilder, Classified, CountWindow, NoWindow,
-    OwnedCallPermit, SlidingWindow,
+    OwnedCallPermit, SlidingWindow, TimeWindow, WindowCounts,
 };
 #[cfg(not(loom))]
 pub use crate::checkpoint_store::{

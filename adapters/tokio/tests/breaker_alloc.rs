@@ -8,7 +8,11 @@ use std::future::Future;
 use std::pin::pin;
 use std::task::{Context, Poll, Waker};
 
-use rustkernel_tokio::resilience::{CircuitBreaker, CircuitBreakerConfig, Classify};
+use std::time::Duration;
+
+use rustkernel_tokio::resilience::{
+    CircuitBreaker, CircuitBreakerConfig, Classify, CountWindow, SlidingWindow, TimeWindow,
+};
 
 #[derive(Debug)]
 struct Failed;
@@ -70,4 +74,80 @@ fn closed_path_call_allocates_nothing() {
     });
     assert_eq!(control.count_total, 1);
     assert_eq!(cb.stats().success_count, 100 + 1 + 10_000 + 1_000);
+}
+
+/// 10 000 closed-path successes of `cb`, then 1 000 failure-success pairs: no allocation.
+fn allocates_nothing<W: SlidingWindow>(cb: &CircuitBreaker<W>) {
+    let call = |n: u64| cb.call(move || async move { Ok::<_, Failed>(n) });
+    let fail = || cb.call(|| async { Err::<u64, _>(Failed) });
+    for n in 0..200 {
+        assert_eq!(ready(call(n)).ok(), Some(n));
+    }
+    let mut sum = 0;
+    let change = allocation_counter::measure(|| {
+        for n in 0..10_000 {
+            sum += ready(call(n)).unwrap_or(0);
+        }
+    });
+    assert_eq!(sum, 49_995_000);
+    assert_eq!(
+        (change.count_total, change.bytes_total),
+        (0, 0),
+        "closed-path successes allocated: {change:?}"
+    );
+    let change = allocation_counter::measure(|| {
+        for _ in 0..1_000 {
+            assert!(ready(fail()).is_err());
+            assert!(ready(call(1)).is_ok());
+        }
+    });
+    assert_eq!(
+        (change.count_total, change.bytes_total),
+        (0, 0),
+        "{change:?}"
+    );
+    assert_eq!(cb.stats().success_count, 200 + 10_000 + 1_000);
+}
+
+fn rate_config() -> CircuitBreakerConfig {
+    CircuitBreakerConfig {
+        // 1 failure in 2 calls never reaches it: the breaker stays closed throughout.
+        failure_rate_threshold: Some(0.9),
+        minimum_calls: 10,
+        ..Default::default()
+    }
+}
+
+#[test]
+fn rate_mode_allocates_nothing() {
+    allocates_nothing(
+        &CircuitBreaker::builder(rate_config())
+            .window(CountWindow::<100>::new())
+            .build(),
+    );
+}
+
+#[test]
+fn slow_call_mode_allocates_nothing() {
+    allocates_nothing(
+        &CircuitBreaker::builder(CircuitBreakerConfig {
+            slow_call_duration: Some(Duration::from_secs(10)),
+            slow_call_rate_threshold: 0.9,
+            ..rate_config()
+        })
+        .window(CountWindow::<100>::new())
+        .build(),
+    );
+}
+
+#[test]
+fn time_window_mode_allocates_nothing() {
+    allocates_nothing(
+        &CircuitBreaker::builder(CircuitBreakerConfig {
+            window_duration: Some(Duration::from_secs(10)),
+            ..rate_config()
+        })
+        .window(TimeWindow::<10>::new())
+        .build(),
+    );
 }

@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use rustkernel_tokio::clock;
 use rustkernel_tokio::resilience::{
-    CircuitBreaker, CircuitBreakerConfig, CircuitState, Classify, ConfigError, CountWindow,
-    ErrorKind, ErrorKindSet, ResilienceError, Transition,
+    CallPermit, CircuitBreaker, CircuitBreakerConfig, CircuitState, Classify, ConfigError,
+    CountWindow, ErrorKind, ErrorKindSet, ResilienceError, Transition,
 };
 use tokio::time::{Instant, advance};
 
@@ -529,4 +529,30 @@ async fn the_chapter_example_works() {
     println!("Failures: {}", stats.failure_count);
     println!("Success rate: {:.1}%", stats.success_rate * 100.0);
     assert_eq!(format!("{:.1}%", stats.success_rate * 100.0), "100.0%");
+}
+
+/// A maintenance window: forced open for a minute, then closed again by the first call after it;
+/// `retry_after` counts down to its end.
+#[tokio::test(start_paused = true)]
+async fn force_open_for_a_duration_returns_to_closed() {
+    let cb = CircuitBreaker::new(CircuitBreakerConfig::default());
+    assert_eq!(
+        cb.force_open_for(Duration::from_secs(60)).map(|t| t.to),
+        Some(CircuitState::ForcedOpen)
+    );
+    // Core instants are whole microseconds: the end is within a microsecond of a minute.
+    let left = |secs: u64| {
+        cb.retry_after().is_some_and(|d| {
+            d <= Duration::from_secs(secs)
+                && d + Duration::from_micros(1) > Duration::from_secs(secs)
+        })
+    };
+    assert!(left(60), "{:?}", cb.retry_after());
+    tokio::time::advance(Duration::from_secs(59)).await;
+    assert!(cb.try_acquire().is_err());
+    assert!(left(1), "{:?}", cb.retry_after());
+    tokio::time::advance(Duration::from_secs(1)).await;
+    assert_eq!(cb.poll().map(|t| t.to), Some(CircuitState::Closed));
+    assert!(cb.try_acquire().map(CallPermit::success).is_ok());
+    assert_eq!(cb.state(), CircuitState::Closed);
 }

@@ -16,8 +16,8 @@ use loom::sync::Arc;
 use loom::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use loom::thread;
 use rustkernel_tokio::resilience::{
-    CallPermit, CircuitBreaker, CircuitBreakerConfig, CircuitState, Classify, ErrorKind,
-    OpenBackoff,
+    CallPermit, CircuitBreaker, CircuitBreakerConfig, CircuitState, Classify, CountWindow,
+    ErrorKind, OpenBackoff,
 };
 
 #[derive(Debug)]
@@ -276,5 +276,64 @@ fn a_late_closed_success_never_closes_an_open_breaker() {
         assert_eq!(cb.state(), CircuitState::Open);
         assert_eq!(stats.success_count, u64::from(admitted));
         assert_eq!(stats.rejected_count, u64::from(!admitted));
+    });
+}
+
+/// Failure-rate mode (a window of 4, 50 %, at least 2 calls): two threads succeed (their
+/// successes counted on their stripes while the window holds no failure) while a third fails.
+/// Whatever the interleaving, every outcome is counted once, and while the breaker stays closed
+/// the window holds every admitted outcome: the stripes' successes were handed to it before the
+/// failure was recorded or the stats were read.
+#[test]
+fn rate_mode_hands_every_striped_success_to_the_window() {
+    model(|| {
+        let cb = CircuitBreaker::builder(CircuitBreakerConfig {
+            failure_rate_threshold: Some(0.5),
+            minimum_calls: 2,
+            ..config(1)
+        })
+        .window(CountWindow::<4>::new())
+        .build();
+        let outcomes = Arc::new((AtomicU64::new(0), AtomicU64::new(0), AtomicU64::new(0)));
+        let worker = |ok: bool| {
+            let cb = cb.clone();
+            let outcomes = Arc::clone(&outcomes);
+            move || {
+                let result =
+                    ready(cb.call(|| async move { if ok { Ok(()) } else { Err(Failed) } }));
+                let counter = match result {
+                    Ok(()) => &outcomes.0,
+                    Err(rustkernel_tokio::resilience::ResilienceError::Operation(_)) => &outcomes.1,
+                    Err(_) => &outcomes.2,
+                };
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+        };
+        let first = thread::spawn(worker(true));
+        let second = thread::spawn(worker(true));
+        worker(false)();
+        assert!(first.join().is_ok());
+        assert!(second.join().is_ok());
+
+        let (successes, failures, rejected) = (
+            outcomes.0.load(Ordering::SeqCst),
+            outcomes.1.load(Ordering::SeqCst),
+            outcomes.2.load(Ordering::SeqCst),
+        );
+        let stats = cb.stats();
+        assert_eq!(stats.success_count, successes);
+        assert_eq!(stats.failure_count, failures);
+        assert_eq!(stats.rejected_count, rejected);
+        assert_eq!(successes + failures + rejected, 3);
+        assert_eq!(cb.state(), stats.state);
+        let counts = cb.window_counts();
+        match stats.state {
+            // The failure came first: the next success (1 of 2 failed) opened it.
+            CircuitState::Open => assert_eq!(counts.calls, 0),
+            _ => {
+                assert_eq!(u64::from(counts.calls), successes + failures);
+                assert_eq!(counts.failures, 1);
+            }
+        }
     });
 }

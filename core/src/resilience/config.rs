@@ -205,6 +205,7 @@ impl CircuitBreakerConfig {
                 max: Duration::from_secs(300),
             }),
             ignored_errors: ErrorKindSet::of(&[ErrorKind::InvalidInput]),
+            ..CircuitBreakerConfig::DEFAULT
         }
     }
 }

@@ -17,8 +17,8 @@ pub use crate::error::{ConfigError, ErrorKind, ErrorKindSet, ResilienceError};
 pub use backoff::BackoffStrategy;
 pub use budget::{RetryBudget, RetryBudgetConfig};
 pub use circuit_breaker::{
-    CircuitBreaker, CircuitBreakerConfig, CircuitBreakerStats, CircuitState, CountWindow, NoWindow,
-    OpenBackoff, Permit, Rejected, Transition,
+    AfterMaxWait, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerStats, CircuitState,
+    CountWindow, NoWindow, OpenBackoff, Permit, Rejected, TimeWindow, Transition,
 };
 pub use config::ResilienceConfig;
 pub use deadline::{DeadlineContext, DeadlineExceeded, WireDeadline};

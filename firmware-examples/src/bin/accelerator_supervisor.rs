@@ -75,6 +75,7 @@ const BREAKER_CONFIG: CircuitBreakerConfig = CircuitBreakerConfig {
     max_wait_in_half_open: Duration::from_millis(100),
     open_backoff: None,
     ignored_errors: rustkernel_core::error::ErrorKindSet::of(&[ErrorKind::InvalidInput]),
+    ..CircuitBreakerConfig::DEFAULT
 };
 
 /// Three attempts, 2 ms apart; transient errors and timeouts are retried, the rest are not.

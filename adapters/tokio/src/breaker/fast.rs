@@ -5,12 +5,13 @@ use rustkernel_core::resilience::CircuitState;
 
 use super::sync::{AtomicU64, Ordering, owned_stripes, thread_slot};
 
-/// Set in the word while the core's consecutive-failure count is above zero: a success must
-/// then go through the core to clear it.
-const STREAK: u64 = 1 << 8;
+/// Set in the word while a success must go through the core (it would end a failure streak, or
+/// could open a breaker whose window is below `minimum_calls`: see the core's
+/// `successes_deferrable_until`).
+const NEED_CORE: u64 = 1 << 8;
 const TAG_MASK: u64 = 0xff;
 
-/// The state word: `generation << 32 | streak << 8 | state tag`. Written only under the core's
+/// The state word: `generation << 32 | need_core << 8 | state tag`. Written only under the core's
 /// lock, after the core changed; read by anyone.
 #[derive(Debug)]
 pub(crate) struct StateWord(AtomicU64);
@@ -46,12 +47,12 @@ const fn tag(state: CircuitState) -> u64 {
 }
 
 impl Snapshot {
-    /// Packs a state, its generation, and whether a failure streak is running.
+    /// Packs a state, its generation, and whether successes must go through the core.
     #[inline]
-    pub(crate) const fn new(state: CircuitState, generation: u32, streak: bool) -> Self {
-        let streak = if streak { STREAK } else { 0 };
+    pub(crate) const fn new(state: CircuitState, generation: u32, need_core: bool) -> Self {
+        let need_core = if need_core { NEED_CORE } else { 0 };
         // Widening casts only: `u32 as u64` cannot truncate.
-        Self(((generation as u64) << 32) | streak | tag(state))
+        Self(((generation as u64) << 32) | need_core | tag(state))
     }
 
     #[inline]
@@ -79,13 +80,14 @@ impl Snapshot {
         matches!(self.0 & TAG_MASK, 0 | 4)
     }
 
-    /// Whether a success reported with a permit of cycle `generation` changes nothing but the
-    /// success count: closed with no failure streak, or disabled, still in that cycle.
+    /// Whether a fast success reported with a permit of cycle `generation` may be counted on
+    /// the side and handed to the core later: closed with nothing that needs the core, or
+    /// disabled, still in that cycle (a breaker by time also checks the end of its bucket).
     #[inline]
     pub(crate) const fn success_is_count_only(self, generation: u32) -> bool {
         let closed = Self::new(CircuitState::Closed, generation, false).0;
         let disabled = Self::new(CircuitState::Disabled, generation, false).0;
-        self.0 == closed || (self.0 & !STREAK) == disabled
+        self.0 == closed || (self.0 & !NEED_CORE) == disabled
     }
 }
 
@@ -155,8 +157,8 @@ mod tests {
             CircuitState::Disabled,
         ] {
             for generation in [0, 1, 0x8000_0000, u32::MAX] {
-                for streak in [false, true] {
-                    let snapshot = Snapshot::new(state, generation, streak);
+                for need_core in [false, true] {
+                    let snapshot = Snapshot::new(state, generation, need_core);
                     assert_eq!(snapshot.state(), state);
                     assert_eq!(snapshot.generation(), generation);
                     assert_eq!(
@@ -169,7 +171,8 @@ mod tests {
     }
 
     #[test]
-    fn only_a_closed_streakless_or_disabled_word_of_the_same_cycle_counts_successes_alone() {
+    fn only_a_closed_word_needing_no_core_or_a_disabled_word_of_the_same_cycle_counts_successes_alone()
+     {
         let closed = Snapshot::new(CircuitState::Closed, 7, false);
         assert!(closed.success_is_count_only(7));
         assert!(!closed.success_is_count_only(6));

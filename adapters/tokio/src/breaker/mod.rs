@@ -34,25 +34,47 @@
 //! # How it shares the core
 //! The core [`CircuitBreaker`](rustkernel_core::resilience::CircuitBreaker) sits behind a
 //! mutex. Beside it, an atomic state word packs the state, the cycle (generation) and whether a
-//! failure streak is running; it is written under the lock after every change of the core.
+//! success must go through the core; it is written under the lock after every change of the
+//! core, from the core's own answer
+//! ([`successes_deferrable_until`](rustkernel_core::resilience::CircuitBreaker::successes_deferrable_until)).
 //! - Admission while closed or disabled reads the word and makes the permit without the lock
 //!   ([`Permit::for_cycle`]). Open, half-open and forced-open admission goes through the core
 //!   under the lock, so at most `half_open_max_calls` probes are ever in flight.
-//! - A success while the word still says closed (or disabled) in the permit's cycle with no
-//!   failure streak changes nothing but the success count: it is added to the thread's own
-//!   cache-line-padded stripe of a striped counter with a plain load and store (no locked
+//! - In the closed state a success can never open the breaker, except when it ends a failure
+//!   streak, or brings a window holding failures (or slow calls) up to `minimum_calls`, or
+//!   comes after old buckets of a window by time dropped out. Outside those cases the word says
+//!   so, and a success admitted in the word's cycle only adds one to the thread's own
+//!   cache-line-padded stripe of a striped counter, with a plain load and store (no locked
 //!   instruction; each live thread holds a distinct slot, given back when it exits). Threads
 //!   beyond twice the parallelism (a large blocking pool) share one more stripe, atomically.
-//!   Everything else (failures, probes, successes that end a streak) takes the lock.
+//! - Whoever takes the lock next (a failure, a probe, a success that needs the core, a read of
+//!   the stats) first hands the core the successes counted since
+//!   ([`record_successes`](rustkernel_core::resilience::CircuitBreaker::record_successes)): they
+//!   enter the window, in order, before the input that took the lock. So only failures evaluate
+//!   the rates, and on every sequential history the breaker decides exactly as the core fed one
+//!   outcome at a time (`tests/breaker_model_props.rs`), in every mode.
+//! - With slow-call detection, a success also reads the clock: a slow one goes through the core.
+//!   With a window by time ([`TimeWindow`]), a success reads the clock and is counted on the side
+//!   only before the end of the window's current bucket (kept in a second atomic); the first
+//!   success after it goes through the core, which moves the window on.
 //! - So a successful closed-state call costs two loads of the word, a thread-local read and a
-//!   load and store on the thread's own stripe, takes no lock and never allocates;
-//!   [`stats`](CircuitBreaker::stats) adds the stripes to the core's counts.
-//! - A failure-rate or slow-call breaker (built with a window, see
-//!   [`CircuitBreakerBuilder::window`]) records every outcome in its window, so it takes the lock
-//!   on every settle; its closed-state admission stays lock-free.
+//!   load and store on the thread's own stripe (plus a clock read with slow calls or a window by
+//!   time), takes no lock and never allocates.
 //! - A permit admitted while closed that is cancelled, or fails with an ignored kind, changes
 //!   nothing in the core and is dropped without the lock (the core would only apply due timers,
 //!   which the next input applies anyway).
+//!
+//! ## Under concurrency
+//! A success is counted against the word it read. One that read the word just before another
+//! thread changed the state (a failure that opened the breaker, or one that started a streak)
+//! is counted as if it had come first: it is handed to the core later, in the state that the
+//! core is then in. Its success is always counted in the stats; it reaches a closed window only
+//! if the core is closed when it is handed over, which for a success from an earlier closed
+//! cycle means the breaker opened and closed again in between (at most one success per thread
+//! in flight). A success counted on the side after the end of a time bucket (it read the
+//! bucket's end just before) lands in the bucket it read. The loom models in
+//! `tests/loom_breaker.rs` check that every outcome is counted exactly once whatever the
+//! interleaving.
 //!
 //! Generations wrap after `u32::MAX` transitions; a permit would have to stay in flight across
 //! exactly 2^32 transitions to be taken for a current one.
@@ -90,12 +112,13 @@ use crate::clock;
 
 use fast::{Snapshot, StateWord, StripedCounter};
 use permit::{Issued, Ticket};
-use sync::{Arc, Mutex, MutexGuard};
+use sync::{Arc, AtomicU64, Mutex, MutexGuard, Ordering};
 
 pub use classified::Classified;
 pub use permit::{CallPermit, OwnedCallPermit};
 pub use rustkernel_core::resilience::circuit_breaker::SlidingWindow;
-pub use rustkernel_core::resilience::{CountWindow, NoWindow, Rejected};
+pub use rustkernel_core::resilience::circuit_breaker::WindowCounts;
+pub use rustkernel_core::resilience::{CountWindow, NoWindow, Rejected, TimeWindow};
 
 type Core<W> = rustkernel_core::resilience::CircuitBreaker<CircuitBreakerConfig, W>;
 
@@ -105,7 +128,7 @@ const DEFAULT_NAME: &str = "circuit_breaker";
 /// A circuit breaker shared by many tasks and threads: a cheap [`Clone`] handle.
 ///
 /// `W` is the core's sliding window: [`NoWindow`] (the default) for the consecutive-failure
-/// mode, [`CountWindow<N>`] for the failure-rate and slow-call modes (see
+/// mode, [`CountWindow<N>`] or [`TimeWindow<B>`] for the failure-rate and slow-call modes (see
 /// [`builder`](CircuitBreaker::builder)). See the [module docs](self) for how the state is
 /// shared and what each path costs.
 ///
@@ -180,7 +203,9 @@ impl<W: SlidingWindow> CircuitBreakerBuilder<W> {
     }
 
     /// Uses `window` as the core's sliding window; needed for `failure_rate_threshold` and
-    /// `slow_call_duration`. Such a breaker takes the lock on every settle.
+    /// `slow_call_duration`: a [`CountWindow`] (the last `N` calls) or a [`TimeWindow`] (the
+    /// last `window_duration`). Its closed-state successes skip the lock as the consecutive
+    /// breaker's do (see the module docs).
     pub fn window<V: SlidingWindow>(self, window: V) -> CircuitBreakerBuilder<V> {
         CircuitBreakerBuilder {
             config: self.config,
@@ -197,17 +222,19 @@ impl<W: SlidingWindow> CircuitBreakerBuilder<W> {
     pub fn try_build(self) -> Result<CircuitBreaker<W>, ConfigError> {
         let core = Core::try_with_window(self.config, self.window)?;
         let config = self.config;
-        let snapshot = Snapshot::new(core.state(), core.generation(), false);
+        let until = core.successes_deferrable_until();
+        let snapshot = Snapshot::new(core.state(), core.generation(), until.is_none());
         let (states, _) = watch::channel(core.state());
         let shared = Shared {
             word: StateWord::new(snapshot),
+            defer_until: AtomicU64::new(until.map_or(0, Instant::as_micros)),
             successes: StripedCounter::new(),
-            count_only_successes: config.failure_rate_threshold.is_none()
-                && config.slow_call_duration.is_none(),
+            timed_successes: W::TIMED || config.slow_call_duration.is_some(),
+            slow_call_duration: config.slow_call_duration,
             timed_permits: config.slow_call_duration.is_some(),
             ignored: config.ignored_errors,
             config,
-            core: Mutex::new(core),
+            core: Mutex::new(Locked { core, folded: 0 }),
             name: self.name.unwrap_or_else(|| DEFAULT_NAME.into()),
             states,
         };
@@ -294,14 +321,16 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
 
     /// How long until the breaker lets a call through again: `None` when it admits calls now
     /// (closed, disabled, or half-open), else the time left of the open period (a breaker
-    /// forced open has no end: `Duration::MAX`). The figure for an HTTP `Retry-After`.
+    /// forced open with no end: `Duration::MAX`). The figure for an HTTP `Retry-After`.
     #[must_use]
     pub fn retry_after(&self) -> Option<Duration> {
         match self.state() {
             CircuitState::Open => Some(self.poll_at().map_or(Duration::MAX, |at| {
                 at.saturating_duration_since(tokio::time::Instant::now())
             })),
-            CircuitState::ForcedOpen => Some(Duration::MAX),
+            CircuitState::ForcedOpen => Some(self.poll_at().map_or(Duration::MAX, |at| {
+                at.saturating_duration_since(tokio::time::Instant::now())
+            })),
             _ => None,
         }
     }
@@ -363,15 +392,17 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
         self.shared.word.load().state()
     }
 
-    /// Counters and rates (takes the lock): the core's, plus the successes counted on the
-    /// lock-free path. `success_rate` is `success_count / (success_count + failure_count)`, or
-    /// 1.0 before any call finished.
+    /// Counters and rates (takes the lock): the core's, after it was handed the successes
+    /// counted on the lock-free path, plus those counted while it was being handed them.
+    /// `success_rate` is `success_count / (success_count + failure_count)`, or 1.0 before any
+    /// call finished.
     #[must_use]
     pub fn stats(&self) -> CircuitBreakerStats {
-        let mut stats = self.shared.lock().stats();
-        stats.success_count = stats
-            .success_count
-            .saturating_add(self.shared.successes.sum());
+        let locked = self.shared.lock();
+        let mut stats = locked.core.stats();
+        let racing = self.shared.successes.sum().saturating_sub(locked.folded);
+        drop(locked);
+        stats.success_count = stats.success_count.saturating_add(racing);
         let finished = stats.success_count.saturating_add(stats.failure_count);
         #[allow(
             clippy::cast_precision_loss,
@@ -384,6 +415,13 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
         };
         stats.success_rate = success_rate;
         stats
+    }
+
+    /// What the sliding window holds (takes the lock, and hands the window the successes counted
+    /// on the lock-free path first); a window by time drops old buckets on the next input.
+    #[must_use]
+    pub fn window_counts(&self) -> WindowCounts {
+        self.shared.lock().core.window_counts()
     }
 
     /// The configuration.
@@ -402,6 +440,25 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
     pub fn force_open(&self) -> Option<Transition> {
         self.shared.with_core(|core, _| {
             let transition = core.force_open();
+            (transition, transition)
+        })
+    }
+
+    /// Holds the breaker open for `duration` (a maintenance window), then returns it to the mode
+    /// it was in: disabled if it was disabled, otherwise closed with a fresh window. The end
+    /// applies on the next call or [`poll`](Self::poll) ([`poll_at`](Self::poll_at) says when).
+    pub fn force_open_for(&self, duration: Duration) -> Option<Transition> {
+        self.shared.with_core(|core, now| {
+            let transition = core.force_open_for(duration, now);
+            (transition, transition)
+        })
+    }
+
+    /// As [`force_open_for`](Self::force_open_for), until `until` on tokio's clock.
+    pub fn force_open_until(&self, until: tokio::time::Instant) -> Option<Transition> {
+        let until = clock::to_core(until);
+        self.shared.with_core(|core, _| {
+            let transition = core.force_open_until(until);
             (transition, transition)
         })
     }
@@ -437,13 +494,13 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
     }
 
     /// When time alone will next change the state (see [`poll`](Self::poll)); `None` when no
-    /// timer runs (closed, disabled, forced open).
+    /// timer runs (closed, disabled, forced open with no end).
     #[must_use]
     pub fn poll_at(&self) -> Option<tokio::time::Instant> {
         if !self.timer_may_run() {
             return None;
         }
-        let at = self.shared.lock().poll_at()?;
+        let at = self.shared.lock().core.poll_at()?;
         Some(clock::to_tokio(at))
     }
 
@@ -456,7 +513,7 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
     fn timer_may_run(&self) -> bool {
         matches!(
             self.shared.word.load().state(),
-            CircuitState::Open | CircuitState::HalfOpen
+            CircuitState::Open | CircuitState::HalfOpen | CircuitState::ForcedOpen
         )
     }
 }
@@ -481,23 +538,44 @@ impl<W: SlidingWindow> fmt::Debug for CircuitBreaker<W> {
 /// What every handle of one breaker shares.
 pub(crate) struct Shared<W: SlidingWindow> {
     word: StateWord,
+    /// While the word lets successes skip the core: until when (core microseconds, exclusive),
+    /// for a breaker by time (the end of its window's bucket); written under the lock before
+    /// the word.
+    defer_until: AtomicU64,
     successes: StripedCounter,
-    /// A closed-state success in the current cycle with no streak changes nothing but the
-    /// count: consecutive mode, no slow-call detection.
-    count_only_successes: bool,
+    /// A success needs the time to be counted on the side: slow-call detection, or a window by
+    /// time.
+    timed_successes: bool,
+    slow_call_duration: Option<Duration>,
     /// Slow-call detection is on: permits need their start time.
     timed_permits: bool,
     ignored: ErrorKindSet,
     config: CircuitBreakerConfig,
-    core: Mutex<Core<W>>,
+    core: Mutex<Locked<W>>,
     name: Box<str>,
     states: watch::Sender<CircuitState>,
 }
 
+/// What the lock guards: the core, and how much of the striped success count it was handed.
+pub(crate) struct Locked<W: SlidingWindow> {
+    core: Core<W>,
+    /// The stripes' sum when the core was last handed their successes.
+    folded: u64,
+}
+
 impl<W: SlidingWindow> Shared<W> {
-    /// The core; a poisoned lock is recovered (the core never panics half-way through a change).
-    fn lock(&self) -> MutexGuard<'_, Core<W>> {
-        self.core.lock().unwrap_or_else(PoisonError::into_inner)
+    /// The core, after handing it the successes counted on the side since the last lock
+    /// (`record_successes`), so it sees them before the next input, in order. A poisoned lock is
+    /// recovered (the core never panics half-way through a change).
+    fn lock(&self) -> MutexGuard<'_, Locked<W>> {
+        let mut locked = self.core.lock().unwrap_or_else(PoisonError::into_inner);
+        let sum = self.successes.sum();
+        let pending = sum.saturating_sub(locked.folded);
+        if pending > 0 {
+            locked.folded = sum;
+            locked.core.record_successes(pending);
+        }
+        locked
     }
 
     /// Runs `input` on the core at the current time under the lock, publishes the core's state
@@ -506,14 +584,21 @@ impl<W: SlidingWindow> Shared<W> {
         &self,
         input: impl FnOnce(&mut Core<W>, Instant) -> (R, Option<Transition>),
     ) -> R {
-        let mut core = self.lock();
+        let mut locked = self.lock();
         // Read under the lock, so the core sees time in order.
         let now = clock::now();
-        let (result, transition) = input(&mut core, now);
-        let state = core.state();
-        let streak = state == CircuitState::Closed && core.stats().consecutive_failures > 0;
-        self.word
-            .store(Snapshot::new(state, core.generation(), streak));
+        let (result, transition) = input(&mut locked.core, now);
+        let core = &locked.core;
+        let until = core.successes_deferrable_until();
+        if self.timed_successes {
+            self.defer_until
+                .store(until.map_or(0, Instant::as_micros), Ordering::Release);
+        }
+        self.word.store(Snapshot::new(
+            core.state(),
+            core.generation(),
+            until.is_none(),
+        ));
         if let Some(transition) = transition {
             self.announce(transition);
         }
@@ -533,18 +618,27 @@ impl<W: SlidingWindow> Shared<W> {
         self.states.send_replace(to);
     }
 
-    /// Settles a success: counted on the thread's stripe when it changes nothing else (see the
-    /// module docs), through the core otherwise.
+    /// Settles a success: counted on the thread's stripe when the core would only count it (see
+    /// the module docs), through the core otherwise.
     #[inline]
     pub(crate) fn settle_success(&self, ticket: Ticket, acquired_at: Instant) {
         if ticket.issued() == Issued::Freely
-            && self.count_only_successes
             && self.word.load().success_is_count_only(ticket.generation())
         {
-            self.successes.increment();
-        } else {
-            self.settle_success_locked(ticket, acquired_at);
+            if !self.timed_successes {
+                self.successes.increment();
+                return;
+            }
+            let now = clock::now();
+            let fast = self
+                .slow_call_duration
+                .is_none_or(|limit| now.saturating_duration_since(acquired_at) < limit);
+            if fast && now.as_micros() < self.defer_until.load(Ordering::Acquire) {
+                self.successes.increment();
+                return;
+            }
         }
+        self.settle_success_locked(ticket, acquired_at);
     }
 
     #[cold]
@@ -609,7 +703,8 @@ mod tests {
                 .map(|p| p.failure(ErrorKind::Transient))
                 .ok();
         }
-        assert_eq!(word(), Snapshot::new(CircuitState::Open, 1, false));
+        // Open: every success goes through the core.
+        assert_eq!(word(), Snapshot::new(CircuitState::Open, 1, true));
         let stats = cb.stats();
         assert_eq!((stats.success_count, stats.failure_count), (2, 3));
         assert!((stats.success_rate - 0.4).abs() < 1e-12);
@@ -631,7 +726,7 @@ mod tests {
     }
 
     #[test]
-    fn a_windowed_breaker_counts_successes_in_the_core() {
+    fn a_windowed_breaker_counts_successes_on_the_side_while_they_cannot_open_it() {
         let cb = CircuitBreaker::builder(CircuitBreakerConfig {
             failure_rate_threshold: Some(0.5),
             minimum_calls: 4,
@@ -642,9 +737,25 @@ mod tests {
         for _ in 0..3 {
             cb.try_acquire().map(CallPermit::success).ok();
         }
-        assert_eq!(cb.shared.successes.sum(), 0);
-        assert_eq!(cb.shared.lock().window_counts().calls, 3);
+        // Below `minimum_calls` with no failure, successes cannot open it: counted on the side,
+        // handed to the window on the next lock.
+        assert_eq!(cb.shared.successes.sum(), 3);
+        assert_eq!(cb.window_counts().calls, 3);
         assert_eq!(cb.stats().success_count, 3);
+        // With a failure in a window below `minimum_calls`, a success could open it: the core.
+        cb.try_acquire()
+            .map(|p| p.failure(ErrorKind::Transient))
+            .ok();
+        cb.try_acquire().map(CallPermit::success).ok();
+        assert_eq!(cb.shared.successes.sum(), 3);
+        assert_eq!(
+            cb.window_counts(),
+            WindowCounts {
+                calls: 5,
+                failures: 1,
+                slow: 0
+            }
+        );
     }
 
     #[test]

@@ -101,8 +101,10 @@ impl<'a, W: SlidingWindow> CallPermit<'a, W> {
 
     /// Reports that the call succeeded.
     ///
-    /// In the closed state of a consecutive-failure breaker with no failure streak running this
-    /// is one atomic load and an add to this thread's counter stripe; otherwise it takes the lock.
+    /// In the closed state, while a success cannot change the state (no failure streak running,
+    /// a window that cannot open on a success), this is one atomic load and an add to this
+    /// thread's counter stripe (and a clock read with slow calls or a window by time); otherwise
+    /// it takes the lock.
     #[inline]
     pub fn success(self) {
         let (shared, ticket, acquired_at) = self.settle();

@@ -20,10 +20,13 @@ pub struct CircuitBreakerConfig {
     pub success_threshold: u32,
     /// Time spent open before the breaker turns half-open.
     pub timeout: Duration,
-    /// Probe calls admitted at the same time while half-open (at most 65 535).
+    /// Probe calls admitted at the same time while half-open (at most 65 535): a bound on
+    /// concurrent probes, not on probes per cycle (a probe that reports frees its slot). See
+    /// the half-open decision in the [module docs](super).
     pub half_open_max_calls: u32,
     /// Failure-rate mode: open when the share of failures over the sliding window reaches this
-    /// rate, in `(0, 1]`. Needs a breaker built with a [`CountWindow`](super::CountWindow);
+    /// rate, in `(0, 1]`. Needs a breaker built with a [`CountWindow`](super::CountWindow) or a
+    /// [`TimeWindow`](super::TimeWindow);
     /// replaces the consecutive `failure_threshold` rule.
     ///
     /// The share is compared as `failures as f32 / calls as f32 >= rate` would compare it
@@ -41,13 +44,35 @@ pub struct CircuitBreakerConfig {
     /// compared as `failure_rate_threshold` is (`0.3` opens at 3 slow calls of 10).
     pub slow_call_rate_threshold: f32,
     /// Longest time a half-open cycle may last; probes that never report (a dropped future, a
-    /// lost frame) cannot keep the breaker half-open beyond it: it opens again.
+    /// lost frame) cannot keep the breaker half-open beyond it: it goes to
+    /// `after_max_wait_in_half_open` (open again, by default).
     pub max_wait_in_half_open: Duration,
     /// Grow the open time on each re-open without a successful close in between.
     pub open_backoff: Option<OpenBackoff>,
     /// Error kinds that say nothing about the callee's health; they count as neither success nor
     /// failure (default: `InvalidInput`).
     pub ignored_errors: ErrorKindSet,
+    /// The length `T` of a window by time: with a [`TimeWindow<B>`](super::TimeWindow), both
+    /// rates are over the calls of the last `T`, in `B` buckets of `T / B`. Needs a breaker
+    /// built with a `TimeWindow` (which needs it).
+    pub window_duration: Option<Duration>,
+    /// Where a half-open cycle that outlived `max_wait_in_half_open` goes: open again (the
+    /// default; the open time grows as after a failed probe) or closed (Resilience4j's
+    /// `transitionToStateAfterWaitDuration = CLOSED`, with a fresh window; the open-time growth
+    /// is kept, since no probe succeeded).
+    pub after_max_wait_in_half_open: AfterMaxWait,
+}
+
+/// Where a half-open cycle that outlived `max_wait_in_half_open` goes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum AfterMaxWait {
+    /// Open again, for the next open time.
+    #[default]
+    Open,
+    /// Close, with a fresh window.
+    Closed,
 }
 
 /// Growth of the open time over successive re-opens: `timeout * multiplier^n`, capped at `max`.
@@ -78,6 +103,8 @@ impl CircuitBreakerConfig {
         max_wait_in_half_open: Duration::from_secs(60),
         open_backoff: None,
         ignored_errors: ErrorKindSet::of(&[ErrorKind::InvalidInput]),
+        window_duration: None,
+        after_max_wait_in_half_open: AfterMaxWait::Open,
     };
 }
 
@@ -145,6 +172,9 @@ impl CircuitBreakerConfig {
                     limit: F::OpenBackoffMax,
                 });
             }
+        }
+        if self.window_duration.is_some_and(|length| length.is_zero()) {
+            return Err(ConfigError::Zero(F::WindowDuration));
         }
         let windowed = self.failure_rate_threshold.is_some() || self.slow_call_duration.is_some();
         if let Some(rate) = self.failure_rate_threshold {

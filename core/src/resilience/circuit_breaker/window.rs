@@ -1,4 +1,10 @@
-//! Count-based sliding windows of call outcomes for the failure-rate mode.
+//! Sliding windows of call outcomes for the failure-rate and slow-call modes: by count
+//! ([`CountWindow`]) or by time ([`TimeWindow`](super::TimeWindow)).
+
+use crate::error::{ConfigError, ConfigField};
+use crate::time::Instant;
+
+use super::CircuitBreakerConfig;
 
 /// One finished call as a window records it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -21,16 +27,56 @@ pub struct WindowCounts {
 }
 
 /// Storage for the last outcomes of a breaker; [`NoWindow`] for the consecutive-failure mode,
-/// [`CountWindow`] for the failure-rate mode.
+/// [`CountWindow`] for the last `N` calls, [`TimeWindow`](super::TimeWindow) for the last `T`
+/// seconds.
+///
+/// The breaker calls [`advance`](Self::advance) with the time before every
+/// [`record`](Self::record) and every evaluation; a window by count ignores it.
 pub trait SlidingWindow {
-    /// How many outcomes the window holds at most.
+    /// How many outcomes the window holds at most (`u32::MAX` for a window by time, whose
+    /// counts saturate).
     const CAPACITY: u32;
+    /// Whether the window's counts depend on time (then [`stable_until`](Self::stable_until)
+    /// is not always [`Instant::MAX`]).
+    const TIMED: bool = false;
     /// Adds an outcome, dropping the oldest when full.
     fn record(&mut self, outcome: Outcome);
     /// Forgets every outcome.
     fn clear(&mut self);
     /// The current counts.
     fn counts(&self) -> WindowCounts;
+    /// Moves the window to `now`, dropping what fell out of it (a window by time); `now`
+    /// earlier than a previous one changes nothing.
+    fn advance(&mut self, now: Instant) {
+        let _ = now;
+    }
+    /// Adds `count` fast successes at the current head of the window (as `count` calls of
+    /// [`record`](Self::record) would, in any order, since they are all alike).
+    fn record_successes(&mut self, count: u64) {
+        let fast = Outcome {
+            failed: false,
+            slow: false,
+        };
+        for _ in 0..count.min(u64::from(Self::CAPACITY)) {
+            self.record(fast);
+        }
+    }
+    /// Until when time alone cannot drop anything from the window (exclusive): the end of a
+    /// window by time's current bucket, [`Instant::MAX`] for a window by count.
+    fn stable_until(&self) -> Instant {
+        Instant::MAX
+    }
+    /// Takes what the window needs from the breaker's configuration, when the breaker is built.
+    ///
+    /// # Errors
+    /// A window by count refuses a `window_duration` (which only a window by time reads).
+    fn configure(&mut self, config: &CircuitBreakerConfig) -> Result<(), ConfigError> {
+        if config.window_duration.is_some() {
+            Err(ConfigError::NotApplicable(ConfigField::WindowDuration))
+        } else {
+            Ok(())
+        }
+    }
 }
 
 /// No window: the breaker counts consecutive failures only. Takes no space.
@@ -122,6 +168,29 @@ impl<const N: usize> SlidingWindow for CountWindow<N> {
 
     fn counts(&self) -> WindowCounts {
         self.counts
+    }
+
+    fn record_successes(&mut self, count: u64) {
+        if count >= u64::from(Self::CAPACITY) {
+            // Every slot is a fast success now; the ring's position moves as `count` records
+            // would move it.
+            self.ring = [0; N];
+            let steps = usize::try_from(count % (N as u64)).unwrap_or(0);
+            self.next = (self.next + steps) % N;
+            self.counts = WindowCounts {
+                calls: Self::CAPACITY,
+                failures: 0,
+                slow: 0,
+            };
+        } else {
+            let fast = Outcome {
+                failed: false,
+                slow: false,
+            };
+            for _ in 0..count {
+                self.record(fast);
+            }
+        }
     }
 }
 
