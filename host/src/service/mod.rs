@@ -166,12 +166,18 @@ impl AppState {
             let burst = NonZeroU32::new(config.limits.per_client_burst).unwrap_or(rate);
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
+        let metrics = Metrics::new();
+        // Every kernel's counters exist from the start at 0, so `rate()` and alerts see a
+        // series before the first retry or timeout (a missing series reads as "no data").
+        for id in kernels.keys() {
+            metrics.init_kernel(id);
+        }
         Ok(Self {
             concurrency: Arc::new(Semaphore::new(config.limits.max_concurrency)),
             config,
             kernels,
             probe,
-            metrics: Metrics::new(),
+            metrics,
             runtime,
             pool,
             rate_limiter,
