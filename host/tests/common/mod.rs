@@ -118,6 +118,11 @@ pub async fn start_with(config: ServiceConfig) -> Server {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("binds 127.0.0.1:0");
+    start_on_listener(config, listener).await
+}
+
+/// Starts a service with `config` on `listener` and waits until it is ready.
+pub async fn start_on_listener(config: ServiceConfig, listener: tokio::net::TcpListener) -> Server {
     let running = service::start_on(config, listener)
         .await
         .expect("the service starts");
@@ -340,4 +345,137 @@ impl Drop for TempDir {
 #[must_use]
 pub fn accepts(address: SocketAddr) -> bool {
     std::net::TcpStream::connect_timeout(&address, Duration::from_millis(200)).is_ok()
+}
+
+/// `rustkernel serve` as a child process, its stderr read line by line on a thread.
+pub struct ServeProcess {
+    /// The child.
+    pub child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    /// Every stderr line read so far (ANSI colours stripped).
+    pub log: Vec<String>,
+}
+
+/// `text` without ANSI escape sequences.
+#[must_use]
+pub fn strip_ansi(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ ... final byte in @..~
+            if chars.next() == Some('[') {
+                for c in chars.by_ref() {
+                    if ('@'..='~').contains(&c) {
+                        break;
+                    }
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl ServeProcess {
+    /// Starts `rustkernel serve ARGS`.
+    #[must_use]
+    pub fn spawn(args: &[&str]) -> Self {
+        let mut child = binary()
+            .arg("serve")
+            .args(args)
+            .env("NO_COLOR", "1")
+            .env("RUST_LOG", "info")
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (send, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            for line in std::io::BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                if send.send(strip_ansi(&line)).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            child,
+            lines,
+            log: Vec::new(),
+        }
+    }
+
+    /// Waits for a stderr line containing `needle`; `None` after `timeout` or at the end of
+    /// stderr.
+    pub fn wait_for_line(&mut self, needle: &str, timeout: Duration) -> Option<String> {
+        let deadline = Instant::now() + timeout;
+        if let Some(line) = self.log.iter().find(|line| line.contains(needle)) {
+            return Some(line.clone());
+        }
+        loop {
+            let left = deadline.checked_duration_since(Instant::now())?;
+            let line = self.lines.recv_timeout(left).ok()?;
+            self.log.push(line.clone());
+            if line.contains(needle) {
+                return Some(line);
+            }
+        }
+    }
+
+    /// The address the service logged it listens on.
+    pub fn listening_address(&mut self, timeout: Duration) -> SocketAddr {
+        let line = self
+            .wait_for_line("listening", timeout)
+            .unwrap_or_else(|| panic!("the service never listened: {:#?}", self.log));
+        line.split_whitespace()
+            .find_map(|word| word.strip_prefix("address="))
+            .and_then(|address| address.parse().ok())
+            .unwrap_or_else(|| panic!("no address in {line:?}"))
+    }
+
+    /// Sends SIGTERM.
+    pub fn terminate(&self) {
+        let status = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status()
+            .expect("kill runs");
+        assert!(status.success(), "kill -TERM failed");
+    }
+
+    /// Waits for the process to exit; `None` after `timeout`.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return Some(status);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Every stderr line read so far and any still buffered, for failure messages.
+    pub fn drain_log(&mut self) -> String {
+        while let Ok(line) = self.lines.try_recv() {
+            self.log.push(line);
+        }
+        self.log.join("\n")
+    }
+}
+
+impl Drop for ServeProcess {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
 }
