@@ -1,4 +1,5 @@
 //! `rustkernel config show` and `rustkernel config check` as a user runs them.
+#![allow(clippy::panic)] // tests fail loudly
 
 mod common;
 

@@ -3,6 +3,7 @@
 //! until it holds, under an overall timeout; never a fixed long sleep).
 #![allow(dead_code)] // each test file uses its own subset
 #![allow(unreachable_pub)] // a test helper module, not an API
+#![allow(clippy::panic, clippy::indexing_slicing)] // tests index JSON they checked and fail loudly
 
 use std::future::Future;
 use std::net::{SocketAddr, TcpListener as StdListener};
@@ -453,6 +454,10 @@ impl ServeProcess {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
+                // Read stderr to its end, so the log is complete.
+                while let Ok(line) = self.lines.recv_timeout(Duration::from_secs(5)) {
+                    self.log.push(line);
+                }
                 return Some(status);
             }
             if Instant::now() >= deadline {
