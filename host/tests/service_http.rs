@@ -750,3 +750,27 @@ async fn shutdown_turns_readiness_off_at_once_and_lets_in_flight_requests_finish
         .expect("stops within the drain deadline")
         .expect("stops cleanly");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_rate_limiter_forgets_idle_clients() {
+    // Ten per second, no burst: a client's state is back to full 100 ms after its request.
+    let server = start("[limits]\nper_client_rate = 10\nper_client_burst = 1").await;
+    assert_eq!(
+        server.execute("linalg/matmul", MATMUL_2X2).await.status,
+        200
+    );
+    let state = server.running.state().clone();
+    let limiter = state.rate_limiter.as_ref().expect("a rate limiter");
+    assert_eq!(limiter.len(), 1, "the client is tracked");
+    // Every address ever seen would otherwise stay in memory for good.
+    wait_until(
+        "the idle client is forgotten",
+        Duration::from_secs(5),
+        || async { limiter.is_empty() },
+    )
+    .await;
+    assert_eq!(
+        server.execute("linalg/matmul", MATMUL_2X2).await.status,
+        200
+    );
+}

@@ -187,6 +187,25 @@ impl AppState {
     }
 }
 
+/// How often the per-client rate limiter forgets clients whose quota is full again.
+pub const RATE_LIMIT_PRUNE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Forgets, every [`RATE_LIMIT_PRUNE_INTERVAL`], the clients whose rate-limit state is back to
+/// a full burst (they would be admitted as new ones anyway), so the per-client map does not
+/// keep every address the service has ever seen.
+async fn prune_rate_limiter(state: Arc<AppState>) {
+    let Some(limiter) = state.rate_limiter.as_ref() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(RATE_LIMIT_PRUNE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        limiter.retain_recent();
+        limiter.shrink_to_fit();
+    }
+}
+
 /// Starts the service on the configured address.
 ///
 /// # Errors
@@ -226,6 +245,7 @@ pub async fn start_on(
     background.push(tokio::spawn(health::watch_breakers(state.clone())));
     let runner = state.probe.spawn();
     background.push(tokio::spawn(health::finish_startup(state.clone())));
+    background.push(tokio::spawn(prune_rate_limiter(state.clone())));
 
     let router = Router::new()
         .route("/health/live", get(health::live))
