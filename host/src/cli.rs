@@ -16,7 +16,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::commands;
 use crate::commands::health::{DEFAULT_URL, HealthFormat};
-use crate::config::{Preset, ServiceConfig};
+use crate::config::{ConfigFile, Preset};
 use crate::telemetry::{self, Format, Framing};
 
 /// rustkernel: resilience tooling for GPU and accelerator kernels.
@@ -160,36 +160,35 @@ pub fn run(cli: Cli) -> ExitCode {
 
 fn serve(args: &ServeArgs) -> ExitCode {
     init_logging();
-    let config = match &args.config {
-        Some(path) => ServiceConfig::load(path),
-        None => ServiceConfig::preset(args.preset),
+    // `--address` is applied to the file as written, before it is resolved: the address
+    // decides whether tokens are required, so an auth mode the loopback default chose must
+    // not carry over to another address.
+    let file = match &args.config {
+        Some(path) => ConfigFile::load(path),
+        None => Ok(ConfigFile {
+            preset: Some(args.preset),
+            ..ConfigFile::default()
+        }),
     };
-    let mut config = match config {
-        Ok(config) => config,
-        Err(error) => {
-            report(format_args!("rustkernel: {error}"));
-            return ExitCode::from(1);
-        }
-    };
-    if args.address.is_some() || !args.telemetry.is_empty() {
-        // The address decides whether tokens are required: resolve auth again for it.
-        let mut file = config.to_file();
+    let config = file.and_then(|mut file| {
         if let Some(address) = args.address {
             file.server.address = Some(address);
         }
-        file.telemetry
-            .sources
-            .get_or_insert_with(Vec::new)
-            .extend(args.telemetry.iter().cloned());
-        config = match file.resolve(args.config.as_deref().and_then(std::path::Path::parent)) {
-            Ok(config) => config,
-            Err(error) => {
-                report(format_args!("rustkernel: {error}"));
-                return ExitCode::from(1);
-            }
-        };
+        if !args.telemetry.is_empty() {
+            file.telemetry
+                .sources
+                .get_or_insert_with(Vec::new)
+                .extend(args.telemetry.iter().cloned());
+        }
+        file.resolve(args.config.as_deref().and_then(std::path::Path::parent))
+    });
+    match config {
+        Ok(config) => commands::serve::run(config),
+        Err(error) => {
+            report(format_args!("rustkernel: {error}"));
+            ExitCode::from(1)
+        }
     }
-    commands::serve::run(config)
 }
 
 /// Logs to stderr; `RUST_LOG` filters (default `info`).

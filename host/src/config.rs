@@ -675,19 +675,7 @@ impl ServiceConfig {
     /// # Errors
     /// A [`ConfigError`] naming the file, the field and the reason.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        ConfigFile::parse(&text)
-            .map_err(|error| match error {
-                ConfigError::Parse { message, .. } => ConfigError::Parse {
-                    path: Some(path.to_owned()),
-                    message,
-                },
-                other => other,
-            })?
-            .resolve(path.parent())
+        ConfigFile::load(path)?.resolve(path.parent())
     }
 
     /// Whether the listen address is a loopback one.
@@ -777,6 +765,24 @@ impl ServiceConfig {
 }
 
 impl ConfigFile {
+    /// Reads and parses a TOML file, as written (not resolved: see [`ServiceConfig::load`]).
+    ///
+    /// # Errors
+    /// [`ConfigError::Read`] or [`ConfigError::Parse`] naming the file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        ConfigFile::parse(&text).map_err(|error| match error {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: Some(path.to_owned()),
+                message,
+            },
+            other => other,
+        })
+    }
+
     /// Parses TOML text.
     ///
     /// # Errors

@@ -556,3 +556,40 @@ async fn force_open_for_a_duration_returns_to_closed() {
     assert!(cb.try_acquire().map(CallPermit::success).is_ok());
     assert_eq!(cb.state(), CircuitState::Closed);
 }
+
+#[tokio::test(start_paused = true)]
+async fn every_transition_is_delivered_in_order_where_the_state_watch_merges_them() {
+    let cb = CircuitBreaker::new(CircuitBreakerConfig {
+        success_threshold: 1,
+        ..config()
+    });
+    let mut states = cb.subscribe();
+    let mut transitions = cb.subscribe_transitions();
+    half_open(&cb).await;
+    // The probe: open -> half-open -> closed within one call.
+    assert_eq!(succeed(&cb).await, Ok(7));
+    assert_eq!(cb.state(), CircuitState::Closed);
+    let mut seen = Vec::new();
+    while let Ok(transition) = transitions.try_recv() {
+        seen.push(transition);
+    }
+    assert_eq!(
+        seen,
+        [
+            Transition {
+                from: CircuitState::Closed,
+                to: CircuitState::Open
+            },
+            Transition {
+                from: CircuitState::Open,
+                to: CircuitState::HalfOpen
+            },
+            Transition {
+                from: CircuitState::HalfOpen,
+                to: CircuitState::Closed
+            },
+        ]
+    );
+    // The watch only has the latest state.
+    assert_eq!(*states.borrow_and_update(), CircuitState::Closed);
+}

@@ -24,6 +24,9 @@ pub fn run(config: ServiceConfig) -> ExitCode {
         }
     };
     runtime.block_on(async move {
+        // The handlers are installed before the port is bound: a SIGTERM that arrives as soon
+        // as the service accepts connections drains it instead of killing the process.
+        let signals = Signals::install();
         let mut running = match service::start(config).await {
             Ok(running) => running,
             Err(error) => {
@@ -34,7 +37,7 @@ pub fn run(config: ServiceConfig) -> ExitCode {
         tracing::info!(address = %running.local_addr(), "rustkernel serve: listening");
         let handle = running.shutdown_handle();
         tokio::spawn(async move {
-            wait_for_signal().await;
+            signals.wait().await;
             tracing::info!("shutdown signal: readiness is 503, draining in-flight requests");
             handle.begin();
         });
@@ -51,28 +54,45 @@ pub fn run(config: ServiceConfig) -> ExitCode {
     })
 }
 
-/// SIGTERM or SIGINT (Ctrl-C).
-async fn wait_for_signal() {
+/// SIGTERM and SIGINT (Ctrl-C), listened for from [`install`](Self::install) on.
+struct Signals {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => {
+    unix: Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>,
+}
+
+impl Signals {
+    /// Installs the handlers (inside the runtime).
+    fn install() -> Self {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            let unix = match (
+                signal(SignalKind::terminate()),
+                signal(SignalKind::interrupt()),
+            ) {
+                (Ok(term), Ok(int)) => Some((term, int)),
+                _ => None,
+            };
+            Self { unix }
+        }
+        #[cfg(not(unix))]
+        {
+            Self {}
+        }
+    }
+
+    /// Waits for SIGTERM or SIGINT.
+    async fn wait(self) {
+        #[cfg(unix)]
+        {
+            if let Some((mut term, mut int)) = self.unix {
                 tokio::select! {
                     _ = term.recv() => {}
                     _ = int.recv() => {}
                 }
-            }
-            _ => {
-                let _ = tokio::signal::ctrl_c().await;
+                return;
             }
         }
-    }
-    #[cfg(not(unix))]
-    {
         let _ = tokio::signal::ctrl_c().await;
     }
 }

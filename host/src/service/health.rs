@@ -160,32 +160,46 @@ pub(super) async fn finish_startup(state: Arc<AppState>) {
 }
 
 /// Counts breaker transitions and keeps the state gauges current, one task per kernel.
+///
+/// It reads every transition in order (not the latest state, which would merge a quick
+/// open, half-open, closed into one "open to closed" that never happened).
 pub(super) async fn watch_breakers(state: Arc<AppState>) {
+    use tokio::sync::broadcast::error::RecvError;
     let mut tasks = tokio::task::JoinSet::new();
     for slot in state.kernels.values() {
         let Some(breaker) = slot.pipeline.breaker() else {
             continue;
         };
-        let mut states = breaker.subscribe();
+        let mut transitions = breaker.subscribe_transitions();
         let id = slot.id;
         let state = state.clone();
         tasks.spawn(async move {
-            let mut previous = *states.borrow_and_update();
-            state.metrics.set_breaker_state(id, previous);
-            while states.changed().await.is_ok() {
-                let current = *states.borrow_and_update();
-                if current != previous {
-                    state
-                        .metrics
-                        .breaker_transitions
-                        .get_or_create(&super::metrics::TransitionLabels {
-                            kernel: id.to_owned(),
-                            from: state_label(previous),
-                            to: state_label(current),
-                        })
-                        .inc();
-                    state.metrics.set_breaker_state(id, current);
-                    previous = current;
+            if let Some(breaker) = state.kernels.get(id).and_then(|s| s.pipeline.breaker()) {
+                state.metrics.set_breaker_state(id, breaker.state());
+            }
+            loop {
+                match transitions.recv().await {
+                    Ok(transition) => {
+                        state
+                            .metrics
+                            .breaker_transitions
+                            .get_or_create(&super::metrics::TransitionLabels {
+                                kernel: id.to_owned(),
+                                from: state_label(transition.from),
+                                to: state_label(transition.to),
+                            })
+                            .inc();
+                        state.metrics.set_breaker_state(id, transition.to);
+                    }
+                    Err(RecvError::Lagged(missed)) => {
+                        tracing::warn!(kernel = id, missed, "breaker transitions not counted");
+                        if let Some(breaker) =
+                            state.kernels.get(id).and_then(|s| s.pipeline.breaker())
+                        {
+                            state.metrics.set_breaker_state(id, breaker.state());
+                        }
+                    }
+                    Err(RecvError::Closed) => break,
                 }
             }
         });

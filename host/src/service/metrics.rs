@@ -200,6 +200,16 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
+    /// Creates `kernel`'s retry and deadline counters at 0, so they are exported before their
+    /// first event.
+    pub fn init_kernel(&self, kernel: &str) {
+        let labels = KernelLabels {
+            kernel: kernel.to_owned(),
+        };
+        let _ = self.retries.get_or_create(&labels);
+        let _ = self.deadline_exceeded.get_or_create(&labels);
+    }
+
     /// Sets a breaker's state gauge.
     pub fn set_breaker_state(&self, kernel: &str, state: CircuitState) {
         self.breaker_state

@@ -181,6 +181,11 @@ impl AppState {
             probe.clone(),
             metrics.edge.clone(),
         );
+        // Every kernel's counters exist from the start at 0, so `rate()` and alerts see a
+        // series before the first retry or timeout (a missing series reads as "no data").
+        for id in kernels.keys() {
+            metrics.init_kernel(id);
+        }
         Ok(Self {
             concurrency: Arc::new(Semaphore::new(config.limits.max_concurrency)),
             config,
@@ -196,6 +201,25 @@ impl AppState {
             gpu,
             gpu_restarts_counted: std::sync::atomic::AtomicU64::new(0),
         })
+    }
+}
+
+/// How often the per-client rate limiter forgets clients whose quota is full again.
+pub const RATE_LIMIT_PRUNE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Forgets, every [`RATE_LIMIT_PRUNE_INTERVAL`], the clients whose rate-limit state is back to
+/// a full burst (they would be admitted as new ones anyway), so the per-client map does not
+/// keep every address the service has ever seen.
+async fn prune_rate_limiter(state: Arc<AppState>) {
+    let Some(limiter) = state.rate_limiter.as_ref() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(RATE_LIMIT_PRUNE_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    loop {
+        tick.tick().await;
+        limiter.retain_recent();
+        limiter.shrink_to_fit();
     }
 }
 
@@ -249,6 +273,7 @@ pub async fn start_on(
     let runner = state.probe.spawn();
     background.push(tokio::spawn(health::finish_startup(state.clone())));
     background.extend(start_telemetry(&state).await?);
+    background.push(tokio::spawn(prune_rate_limiter(state.clone())));
 
     let router = Router::new()
         .route("/health/live", get(health::live))

@@ -106,7 +106,7 @@ use rustkernel_core::resilience::{
     CircuitBreakerConfig, CircuitBreakerStats, CircuitState, Permit, ResilienceError, Transition,
 };
 use rustkernel_core::time::Instant;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use crate::clock;
 
@@ -124,6 +124,9 @@ type Core<W> = rustkernel_core::resilience::CircuitBreaker<CircuitBreakerConfig,
 
 /// The name a breaker built without one carries in its events.
 const DEFAULT_NAME: &str = "circuit_breaker";
+
+/// How many unread transitions a [`CircuitBreaker::subscribe_transitions`] receiver holds.
+pub const TRANSITION_CAPACITY: usize = 64;
 
 /// A circuit breaker shared by many tasks and threads: a cheap [`Clone`] handle.
 ///
@@ -225,6 +228,7 @@ impl<W: SlidingWindow> CircuitBreakerBuilder<W> {
         let until = core.successes_deferrable_until();
         let snapshot = Snapshot::new(core.state(), core.generation(), until.is_none());
         let (states, _) = watch::channel(core.state());
+        let (transitions, _) = broadcast::channel(TRANSITION_CAPACITY);
         let shared = Shared {
             word: StateWord::new(snapshot),
             defer_until: AtomicU64::new(until.map_or(0, Instant::as_micros)),
@@ -237,6 +241,7 @@ impl<W: SlidingWindow> CircuitBreakerBuilder<W> {
             core: Mutex::new(Locked { core, folded: 0 }),
             name: self.name.unwrap_or_else(|| DEFAULT_NAME.into()),
             states,
+            transitions,
         };
         Ok(CircuitBreaker {
             shared: Arc::new(shared),
@@ -505,9 +510,21 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
     }
 
     /// A receiver of the state, updated on every transition.
+    ///
+    /// A watch keeps only the latest state: transitions in quick succession (open, half-open,
+    /// closed within one probe) are seen as one change. Count transitions with
+    /// [`subscribe_transitions`](Self::subscribe_transitions).
     #[must_use]
     pub fn subscribe(&self) -> watch::Receiver<CircuitState> {
         self.shared.states.subscribe()
+    }
+
+    /// A receiver of every transition, in order, from now on. It holds the latest
+    /// [`TRANSITION_CAPACITY`] unread transitions; a receiver that falls further behind gets
+    /// [`broadcast::error::RecvError::Lagged`] with the number it missed.
+    #[must_use]
+    pub fn subscribe_transitions(&self) -> broadcast::Receiver<Transition> {
+        self.shared.transitions.subscribe()
     }
 
     fn timer_may_run(&self) -> bool {
@@ -554,6 +571,7 @@ pub(crate) struct Shared<W: SlidingWindow> {
     core: Mutex<Locked<W>>,
     name: Box<str>,
     states: watch::Sender<CircuitState>,
+    transitions: broadcast::Sender<Transition>,
 }
 
 /// What the lock guards: the core, and how much of the striped success count it was handed.
@@ -616,6 +634,8 @@ impl<W: SlidingWindow> Shared<W> {
             tracing::info!(breaker = name, %from, %to, "circuit breaker state changed");
         }
         self.states.send_replace(to);
+        // No receiver is not an error: nobody counts transitions.
+        let _ = self.transitions.send(transition);
     }
 
     /// Settles a success: counted on the thread's stripe when the core would only count it (see
