@@ -141,10 +141,12 @@ add = lines.append
 add(f"Measured {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC, commit `{sh('git rev-parse --short HEAD')}`"
     f"{' (with uncommitted changes)' if sh('git status --porcelain --untracked-files=no') else ''}.")
 add("")
-add(f"Machine: {sh('nproc')} CPUs ({sh('lscpu | sed -n s/^Model\\ name:\\ *//p')}), "
-    f"{sh('free -g | awk \"/Mem:/ {print \\$2}\"')} GiB memory, Linux {sh('uname -r')}; "
-    f"the load generator runs on the same CPUs. wrk {sh('wrk -v 2>&1 | head -1 | cut -d\" \" -f2')}, "
-    f"{sh('oha --version')}, {sh('rustc --version')}.")
+cpu_model = sh("lscpu | sed -n 's/^Model name: *//p'")
+memory = sh("free -g | awk '/Mem:/ {print $2}'")
+wrk_version = sh("wrk -v 2>&1 | head -1 | cut -d' ' -f2")
+add(f"Machine: {sh('nproc')} CPUs ({cpu_model}), {memory} GiB memory, Linux {sh('uname -r')}; "
+    f"the load generator runs on the same CPUs. wrk {wrk_version}, {sh('oha --version')}, "
+    f"{sh('rustc --version')}.")
 add("")
 add("Load average (1, 5, 15 min) at the start of each run, from `/proc/loadavg`: "
     f"(a) {env['load_a']}; (b) {env['load_b']}; (c) {env['load_c']}; (d) {env['load_d']}.")
