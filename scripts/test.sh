@@ -28,6 +28,11 @@ cargo test --workspace --all-features
 step "loom: the shared breaker's lock-free paths under every interleaving of small models"
 RUSTFLAGS="--cfg loom" cargo test -p rustkernel-tokio --test loom_breaker --release --target-dir target/loom
 
+# Deploy check (owner: deploy/): kubernetes-validate on deploy/kubernetes.yaml (offline,
+# pinned), `rustkernel config check` on its ConfigMap, and host/tests/deploy_manifest.rs.
+step "deploy: the Kubernetes manifest (schemas, config check, probe paths served)"
+./scripts/k8s-check.sh
+
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 

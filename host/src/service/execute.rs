@@ -409,8 +409,27 @@ async fn run(
     result
 }
 
+/// The most work, in [`work_units`], that runs inline on the async worker instead of on the
+/// blocking pool: about 10-30 µs of CPU, less than the two thread wake-ups of a pool hop.
+pub const INLINE_WORK_UNITS: u64 = 16_384;
+
+/// An upper bound of a request's work: PageRank (nodes + edges) x max iterations, matmul n³.
+#[must_use]
+pub fn work_units(request: &KernelRequest) -> u64 {
+    match request {
+        KernelRequest::PageRank(input) => {
+            let per_iteration = u64::from(input.num_nodes)
+                .saturating_add(u64::try_from(input.edges.len()).unwrap_or(u64::MAX));
+            per_iteration.saturating_mul(u64::from(input.max_iterations.max(1)))
+        }
+        KernelRequest::MatMul(input) => u64::from(input.n).saturating_pow(3),
+    }
+}
+
 /// One attempt: on the GPU worker when `[gpu]` is enabled (which fails over to the CPU by
-/// itself), else the kernel (after its injected faults) on the blocking pool. Returns the
+/// itself); else the kernel (after its injected faults) on the blocking pool, or inline on the
+/// async worker when it is tiny ([`INLINE_WORK_UNITS`]) and no fault is injected: the pool hop
+/// (a blocking thread woken, the worker woken back) costs more than such a kernel. Returns the
 /// result and where it ran.
 async fn run_on_pool(
     state: &AppState,
@@ -430,6 +449,14 @@ async fn run_on_pool(
                 Err(ResilienceError::Operation(KernelError::Failed(message)))
             }
         };
+    }
+    if slot.faults.is_none() && work_units(&request) <= INLINE_WORK_UNITS {
+        if rustkernel_tokio::deadline::current_deadline().is_some_and(|d| d.is_expired()) {
+            return Err(ResilienceError::DeadlineExceeded);
+        }
+        return kernels::run_cpu(&request, &|| false)
+            .map(|response| (response, "cpu"))
+            .map_err(ResilienceError::Operation);
     }
     let fault = slot.faults.as_ref().map(super::faults::FaultInjector::draw);
     state
@@ -495,4 +522,60 @@ pub(super) async fn admin(
 /// Any other route: 404 with a JSON body.
 pub(super) async fn not_found(uri: axum::http::Uri) -> Response {
     ApiError::NotFound(format!("no route {}", uri.path())).into_response()
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)] // tests fail loudly
+mod tests {
+    use std::future::Future;
+    use std::pin::pin;
+    use std::task::{Context, Poll, Waker};
+
+    use super::*;
+    use crate::config::{FaultConfig, Preset, ServiceConfig};
+    use crate::service::runtime::KernelPool;
+
+    fn pagerank(nodes: u32) -> Arc<KernelRequest> {
+        let edges: Vec<[u32; 2]> = (0..nodes).map(|i| [i, (i + 1) % nodes]).collect();
+        let body = serde_json::json!({ "num_nodes": nodes, "edges": edges }).to_string();
+        Arc::new(kernels::parse_request(kernels::PAGERANK, body.as_bytes()).unwrap())
+    }
+
+    /// Polls `run_on_pool` once on a pool with no thread: only an inline run can finish.
+    fn finishes_without_the_pool(state: &AppState, request: Arc<KernelRequest>) -> bool {
+        let slot = state.kernels.get(kernels::PAGERANK).unwrap();
+        let attempt = pin!(run_on_pool(state, slot, request));
+        match attempt.poll(&mut Context::from_waker(Waker::noop())) {
+            Poll::Ready(result) => {
+                assert!(result.is_ok(), "{result:?}");
+                true
+            }
+            Poll::Pending => false,
+        }
+    }
+
+    #[tokio::test]
+    async fn tiny_kernels_run_inline_and_the_rest_on_the_pool() {
+        let mut state = AppState::new(ServiceConfig::preset(Preset::Production).unwrap()).unwrap();
+        state.pool = Arc::new(KernelPool::new(0));
+        assert!(work_units(&pagerank(3)) <= INLINE_WORK_UNITS);
+        assert!(finishes_without_the_pool(&state, pagerank(3)));
+        assert!(work_units(&pagerank(1000)) > INLINE_WORK_UNITS);
+        assert!(!finishes_without_the_pool(&state, pagerank(1000)));
+
+        // Injected faults (latency, hangs) always run on the pool, never on a worker.
+        let mut config = ServiceConfig::preset(Preset::Production).unwrap();
+        config.faults.insert(
+            kernels::PAGERANK.to_owned(),
+            FaultConfig {
+                error_rate: 0.0,
+                latency: Duration::ZERO,
+                hang_probability: 0.0,
+                seed: 1,
+            },
+        );
+        let mut state = AppState::new(config).unwrap();
+        state.pool = Arc::new(KernelPool::new(0));
+        assert!(!finishes_without_the_pool(&state, pagerank(3)));
+    }
 }
