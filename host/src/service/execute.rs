@@ -556,7 +556,7 @@ mod tests {
 
     #[tokio::test]
     async fn tiny_kernels_run_inline_and_the_rest_on_the_pool() {
-        let mut state = AppState::new(ServiceConfig::preset(Preset::Production).unwrap()).unwrap();
+        let mut state = AppState::new(ServiceConfig::preset(Preset::Production).unwrap(), None).unwrap();
         state.pool = Arc::new(KernelPool::new(0));
         assert!(work_units(&pagerank(3)) <= INLINE_WORK_UNITS);
         assert!(finishes_without_the_pool(&state, pagerank(3)));
@@ -574,7 +574,7 @@ mod tests {
                 seed: 1,
             },
         );
-        let mut state = AppState::new(config).unwrap();
+        let mut state = AppState::new(config, None).unwrap();
         state.pool = Arc::new(KernelPool::new(0));
         assert!(!finishes_without_the_pool(&state, pagerank(3)));
     }
