@@ -556,7 +556,8 @@ mod tests {
 
     #[tokio::test]
     async fn tiny_kernels_run_inline_and_the_rest_on_the_pool() {
-        let mut state = AppState::new(ServiceConfig::preset(Preset::Production).unwrap(), None).unwrap();
+        let mut state =
+            AppState::new(ServiceConfig::preset(Preset::Production).unwrap(), None).unwrap();
         state.pool = Arc::new(KernelPool::new(0));
         assert!(work_units(&pagerank(3)) <= INLINE_WORK_UNITS);
         assert!(finishes_without_the_pool(&state, pagerank(3)));
