@@ -4,7 +4,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; }
+step() { printf '\n==> %s\n' "$*"; df -h . | awk 'NR==2 {print "    (disk: " $3 " used, " $4 " free)"}'; }
+
+# One-shot builds gain nothing from incremental caches, which would double the target directory.
+export CARGO_INCREMENTAL=0
 
 step "toolchain components and targets"
 rustup component add rustfmt clippy rust-src
