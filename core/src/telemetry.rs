@@ -60,7 +60,7 @@ use crate::resilience::recovery::{RecoveryAction, RecoveryStrategy};
 mod cobs;
 
 /// The wire format version this crate writes and reads; the first byte of every frame.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 /// Starts a frame's line on a text channel; the hex of the encoded frame follows.
 pub const LINE_PREFIX: &str = "@RK ";
@@ -409,10 +409,7 @@ mod tests {
             },
             TelemetryFrame::Breaker {
                 component: u8::MAX,
-                transition: Transition {
-                    from: CircuitState::Disabled,
-                    to: CircuitState::ForcedOpen,
-                },
+                transition: Transition::new(CircuitState::Disabled, CircuitState::ForcedOpen),
                 counts: BreakerCounts {
                     successes: u64::MAX,
                     failures: u64::MAX,
@@ -490,7 +487,7 @@ mod tests {
         let mut wire = encode(&frame);
         assert_eq!(wire.pop(), Some(DELIMITER));
         let len = cobs::decode_in_place(&mut wire[..]).expect("valid");
-        // version 1, variant 0, version 1, device 7, at 0, then the CRC: no zero inside but the
+        // version 2, variant 0, version 2, device 7, at 0, then the CRC: no zero inside but the
         // `at_us` varint, so COBS has work to do.
         assert_eq!(&wire[..5], &[VERSION, 0, VERSION, 7, 0]);
         assert_eq!(len, 9);
@@ -568,7 +565,7 @@ mod tests {
     fn errors_and_kinds_read_well() {
         assert_eq!(
             TelemetryError::UnsupportedVersion(9).to_string(),
-            "unsupported frame version 9 (expected 1)"
+            "unsupported frame version 9 (expected 2)"
         );
         assert_eq!(TelemetryError::CrcMismatch.to_string(), "CRC mismatch");
         let kinds: Vec<&str> = largest_frames().iter().map(TelemetryFrame::kind).collect();

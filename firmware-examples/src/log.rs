@@ -143,6 +143,9 @@ impl LogArg for Transition {
         line.str(self.from.as_str())
             .str(" -> ")
             .str(self.to.as_str());
+        if let Some(trip) = self.trip {
+            line.str(" (").str(trip.reason.as_str()).str(")");
+        }
     }
 }
 

@@ -39,10 +39,7 @@ fn frames() -> Vec<TelemetryFrame> {
         },
         TelemetryFrame::Breaker {
             component: 1,
-            transition: Transition {
-                from: CircuitState::Closed,
-                to: CircuitState::Open,
-            },
+            transition: Transition::new(CircuitState::Closed, CircuitState::Open),
             counts: BreakerCounts {
                 successes: 7,
                 failures: 5,

@@ -26,10 +26,7 @@ fn frames() -> Vec<TelemetryFrame> {
         TelemetryFrame::Component { id: 0, name },
         TelemetryFrame::Breaker {
             component: 0,
-            transition: Transition {
-                from: CircuitState::Closed,
-                to: CircuitState::Open,
-            },
+            transition: Transition::new(CircuitState::Closed, CircuitState::Open),
             counts: BreakerCounts {
                 successes: 4,
                 failures: 3,

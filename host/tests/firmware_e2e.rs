@@ -89,7 +89,10 @@ fn the_scenario_runs_as_scripted() {
 
     // It introduces itself and names the accelerator.
     assert_eq!(stream.kind(0), "hello");
-    assert_eq!(stream.body(0)["version"], 1);
+    assert_eq!(
+        stream.body(0)["version"],
+        u64::from(rustkernel_core::telemetry::VERSION)
+    );
     let named = stream.find(0, "component", "component name", |c| {
         c["name"] == "accelerator"
     });
@@ -104,6 +107,10 @@ fn the_scenario_runs_as_scripted() {
     let opened = stream.breaker(burst, "Closed", "Open");
     let counts = &stream.body(opened)["counts"];
     assert!(counts["failures"].as_u64() >= Some(3), "{counts}");
+    // ... and says why: the figures that opened it travel with the transition.
+    let trip = &stream.body(opened)["transition"]["trip"];
+    assert_eq!(trip["reason"], "ConsecutiveFailures", "{trip}");
+    assert_eq!(trip["consecutive_failures"], 3, "{trip}");
     assert!(
         stream.find(burst, "job", "a timed-out job", |j| {
             j["outcome"]["failed"] == "timeout" && j["attempts"] == 3

@@ -32,11 +32,11 @@ use rustkernel_core::error::{ConfigError, ConfigField, ErrorKind, ErrorKindSet};
 use rustkernel_core::resilience::circuit_breaker::{SlidingWindow, WindowCounts};
 use rustkernel_core::resilience::{
     CircuitBreaker, CircuitBreakerConfig, CircuitBreakerStats, CircuitState, CountWindow, NoWindow,
-    OpenBackoff, Permit, Rejected, Transition,
+    OpenBackoff, OpenReason, Permit, Rejected, Transition, Trip,
 };
 use rustkernel_core::time::Instant;
 
-use CircuitState::{Closed, Disabled, ForcedOpen, HalfOpen, Open};
+use CircuitState::{Closed, Disabled, ForcedOpen, HalfOpen, MetricsOnly, Open};
 
 // ---------- reference model ----------
 
@@ -95,6 +95,9 @@ struct Model {
     rejected: u64,
     slow_successes: u64,
     slow_failures: u64,
+    /// Why it is not closed (metrics-only: why it last would have opened).
+    trip: Option<Trip>,
+    would_open: u64,
 }
 
 impl Model {
@@ -117,6 +120,8 @@ impl Model {
             rejected: 0,
             slow_successes: 0,
             slow_failures: 0,
+            trip: None,
+            would_open: 0,
         }
     }
 
@@ -131,7 +136,15 @@ impl Model {
         }
         self.state = to;
         self.cycle += 1;
-        Some(Transition { from, to })
+        let trip = match to {
+            Open | ForcedOpen => self.trip,
+            HalfOpen => None,
+            Closed | Disabled | MetricsOnly => {
+                self.trip = None;
+                None
+            }
+        };
+        Some(Transition { from, to, trip })
     }
 
     /// `timeout * multiplier^reopens`, capped at the backoff's max.
@@ -147,14 +160,26 @@ impl Model {
         from_nanos(nanos)
     }
 
-    fn trip(&mut self, now: u64) -> Option<Transition> {
+    fn trip(&mut self, now: u64, trip: Trip) -> Option<Transition> {
         if self.state == HalfOpen {
             self.reopens += 1;
         }
         self.open_until = after(now, self.open_time());
         self.window.clear();
         self.consecutive = 0;
+        self.trip = Some(trip);
         self.enter(Open)
+    }
+
+    /// A half-open cycle's figures: its good probes, plus the bad one if any.
+    fn probe_trip(&self, reason: OpenReason, failed: bool, slow: bool) -> Trip {
+        Trip {
+            reason,
+            calls: self.probe_successes + u32::from(failed || slow),
+            failures: u32::from(failed),
+            slow: u32::from(slow),
+            consecutive_failures: u32::from(failed),
+        }
     }
 
     fn close(&mut self) -> Option<Transition> {
@@ -177,7 +202,8 @@ impl Model {
                     now,
                 ) =>
             {
-                self.trip(now)
+                let trip = self.probe_trip(OpenReason::HalfOpenTimeout, false, false);
+                self.trip(now, trip)
             }
             _ => None,
         }
@@ -193,7 +219,7 @@ impl Model {
     fn acquire(&mut self, now: u64) -> Result<(ModelPermit, Option<Transition>), Rejected> {
         let transition = self.timers(now);
         let admitted = match self.state {
-            Closed | Disabled => true,
+            Closed | Disabled | MetricsOnly => true,
             HalfOpen => {
                 u64::try_from(self.live_probes()).expect("few permits")
                     < u64::from(self.config.half_open_max_calls)
@@ -261,8 +287,11 @@ impl Model {
         }
         let failed = report != Report::Success;
         match self.state {
-            Closed => self.record(failed, slow, now),
-            HalfOpen if failed || slow => self.trip(now),
+            Closed | MetricsOnly => self.record(failed, slow, now),
+            HalfOpen if failed || slow => {
+                let trip = self.probe_trip(OpenReason::ProbeFailed, failed, slow);
+                self.trip(now, trip)
+            }
             HalfOpen => {
                 self.probe_successes += 1;
                 if self.probe_successes >= self.config.success_threshold {
@@ -312,15 +341,55 @@ impl Model {
         let by_slow = self.config.slow_call_duration.is_some()
             && enough
             && share(counts.slow) >= self.config.slow_call_rate_threshold;
-        if by_failures || by_slow {
-            self.trip(now)
-        } else {
-            None
+        let reason = match (by_failures, by_slow) {
+            (true, _) if self.config.failure_rate_threshold.is_some() => OpenReason::FailureRate,
+            (true, _) => OpenReason::ConsecutiveFailures,
+            (false, true) => OpenReason::SlowCallRate,
+            (false, false) => return None,
+        };
+        let trip = Trip {
+            reason,
+            calls: counts.calls,
+            failures: counts.failures,
+            slow: counts.slow,
+            consecutive_failures: self.consecutive,
+        };
+        if self.state == MetricsOnly {
+            self.would_open += 1;
+            self.trip = Some(trip);
+            self.window.clear();
+            self.consecutive = 0;
+            return Some(Transition {
+                from: MetricsOnly,
+                to: MetricsOnly,
+                trip: Some(trip),
+            });
         }
+        self.trip(now, trip)
     }
 
     fn force_open(&mut self) -> Option<Transition> {
+        if self.state != ForcedOpen {
+            let counts = self.counts();
+            self.trip = Some(Trip {
+                reason: OpenReason::Forced,
+                calls: counts.calls,
+                failures: counts.failures,
+                slow: counts.slow,
+                consecutive_failures: self.consecutive,
+            });
+        }
         self.enter(ForcedOpen)
+    }
+
+    fn metrics_only(&mut self) -> Option<Transition> {
+        if self.state == MetricsOnly {
+            return None;
+        }
+        self.window.clear();
+        self.consecutive = 0;
+        self.probe_successes = 0;
+        self.enter(MetricsOnly)
     }
 
     fn disable(&mut self) -> Option<Transition> {
@@ -364,6 +433,8 @@ impl Model {
             } else {
                 self.successes as f64 / finished as f64
             },
+            trip: self.trip,
+            would_open_count: self.would_open,
         }
     }
 }
@@ -394,6 +465,7 @@ enum Op {
     Poll(Step),
     ForceOpen,
     Disable,
+    MetricsOnly,
     Reset,
 }
 
@@ -417,6 +489,7 @@ struct Seen {
     rate_trips: usize,
     backwards: usize,
     near_max: usize,
+    would_open: usize,
 }
 
 struct Run<W> {
@@ -529,6 +602,15 @@ impl<W: SlidingWindow + Clone> Run<W> {
                 self.observe(got);
                 Ok(())
             }
+            Op::MetricsOnly => {
+                let got = self.cb.metrics_only();
+                prop_assert_eq!(got, self.model.metrics_only());
+                if got.is_some_and(|t| t.would_open()) {
+                    self.seen.would_open += 1;
+                }
+                self.observe(got);
+                Ok(())
+            }
             Op::Reset => {
                 let got = self.cb.reset();
                 prop_assert_eq!(got, self.model.reset());
@@ -591,7 +673,10 @@ impl<W: SlidingWindow + Clone> Run<W> {
         if got.is_some_and(|t| t.from == HalfOpen && timer.is_some()) {
             self.seen.max_wait_trips += 1;
         }
-        if got.is_some_and(|t| t == OPENED) && window_before.calls > 0 {
+        if got.is_some_and(|t| t.would_open()) {
+            self.seen.would_open += 1;
+        }
+        if edge(got) == Some(OPENED) && window_before.calls > 0 {
             self.seen.rate_trips += 1;
         }
         self.observe(got);
@@ -656,21 +741,27 @@ impl<W: SlidingWindow + Clone> Run<W> {
             let mut probe = cb.clone();
             prop_assert_eq!(probe.poll(end - Duration::from_micros(1)), None);
             let ends = (end != Instant::MAX).then_some(HALF_OPEN_FAILED);
-            prop_assert_eq!(probe.poll(end), ends);
+            let ended = probe.poll(end);
+            prop_assert_eq!(edge(ended), ends);
+            if ended.is_some() {
+                prop_assert_eq!(
+                    ended.and_then(|t| t.trip).map(|trip| trip.reason),
+                    Some(OpenReason::HalfOpenTimeout)
+                );
+            }
         }
         Ok(())
     }
 }
 
-const OPENED: Transition = Transition {
-    from: Closed,
-    to: Open,
-};
+const OPENED: (CircuitState, CircuitState) = (Closed, Open);
 
-const HALF_OPEN_FAILED: Transition = Transition {
-    from: HalfOpen,
-    to: Open,
-};
+const HALF_OPEN_FAILED: (CircuitState, CircuitState) = (HalfOpen, Open);
+
+/// A transition's states, without its trip figures.
+fn edge(transition: Option<Transition>) -> Option<(CircuitState, CircuitState)> {
+    transition.map(|t| (t.from, t.to))
+}
 
 /// Every serde type of the breaker survives postcard.
 fn round_trips<W: SlidingWindow>(
@@ -692,10 +783,7 @@ fn round_trips<W: SlidingWindow>(
     let rejected = Rejected {
         state: cb.state(),
         retry_at: cb.poll_at(),
-        transition: Some(Transition {
-            from: cb.state(),
-            to: Disabled,
-        }),
+        transition: Some(Transition::new(cb.state(), Disabled)),
     };
     let bytes = postcard::to_slice(&rejected, &mut buf).expect("fits");
     prop_assert_eq!(
@@ -845,6 +933,7 @@ fn ops(step: BoxedStrategy<Step>) -> impl Strategy<Value = Vec<Op>> {
         3 => step.prop_map(Op::Poll),
         1 => Just(Op::ForceOpen),
         1 => Just(Op::Disable),
+        1 => Just(Op::MetricsOnly),
         2 => Just(Op::Reset),
     ];
     prop::collection::vec(op, 1..120)
@@ -1058,7 +1147,11 @@ fn alternate<W: SlidingWindow>(
         };
         let due = k >= minimum_calls && 2 * failures >= k;
         if due {
-            prop_assert_eq!(got, Some(OPENED), "call {}", k);
+            prop_assert_eq!(edge(got), Some(OPENED), "call {}", k);
+            prop_assert_eq!(
+                got.and_then(|t| t.trip).map(|trip| trip.reason),
+                Some(OpenReason::FailureRate)
+            );
             prop_assert!(k <= minimum_calls + 1);
             return Ok(());
         }
@@ -1103,7 +1196,7 @@ proptest! {
         }
         let since = open_until + Duration::from_micros(delay);
         let first = cb.try_acquire(since)?;
-        prop_assert_eq!(first.transition(), Some(Transition { from: Open, to: HalfOpen }));
+        prop_assert_eq!(first.transition(), Some(Transition::new(Open, HalfOpen)));
         let mut in_flight = 1;
         let end = since + config.max_wait_in_half_open;
         for _ in 1..lost.min(max) {
@@ -1139,7 +1232,7 @@ proptest! {
             prop_assert_eq!(cb.poll(end), None);
             prop_assert_eq!(cb.state(), HalfOpen);
         } else {
-            prop_assert_eq!(cb.poll(end), Some(HALF_OPEN_FAILED));
+            prop_assert_eq!(edge(cb.poll(end)), Some(HALF_OPEN_FAILED));
             prop_assert!(cb.poll_at() >= Some(end));
             prop_assert_eq!(cb.state(), Open);
         }
@@ -1621,8 +1714,9 @@ fn the_generators_reach_every_path() {
         seen.rate_trips += run.rate_trips;
         seen.backwards += run.backwards;
         seen.near_max += run.near_max;
+        seen.would_open += run.would_open;
     };
-    for _ in 0..64 {
+    for _ in 0..160 {
         let setup = windowed_setup(8)
             .new_tree(&mut runner)
             .expect("generates")
@@ -1644,12 +1738,16 @@ fn the_generators_reach_every_path() {
         let run = lockstep(setup, NoWindow, &sequence).expect("follows the model");
         merge(run.seen);
     }
-    for from in [Closed, Open, HalfOpen, ForcedOpen, Disabled] {
-        for to in [Closed, Open, HalfOpen, ForcedOpen, Disabled] {
+    let states = [Closed, Open, HalfOpen, ForcedOpen, Disabled, MetricsOnly];
+    for from in states {
+        for to in states {
             let possible = match (from, to) {
                 (Closed, HalfOpen)
                 | (ForcedOpen, Open | HalfOpen)
-                | (Disabled, Open | HalfOpen) => false,
+                | (Disabled, Open | HalfOpen)
+                | (MetricsOnly, Open | HalfOpen) => false,
+                // A metrics-only breaker's report that it would open.
+                (MetricsOnly, MetricsOnly) => true,
                 (Open, Closed) => true, // by reset
                 _ => from != to,
             };
@@ -1668,6 +1766,7 @@ fn the_generators_reach_every_path() {
     assert!(seen.rate_trips > 10, "{seen:?}");
     assert!(seen.backwards > 10, "{seen:?}");
     assert!(seen.near_max > 10, "{seen:?}");
+    assert!(seen.would_open > 5, "{seen:?}");
 }
 
 /// The model itself, on hand-worked cases, so a wrong model cannot pass silently.
@@ -1689,7 +1788,7 @@ fn the_model_agrees_with_hand_worked_cases() {
     let (b, _) = m.acquire(0).expect("closed");
     assert_eq!(m.settle(a, Report::Failure(ErrorKind::Timeout), 1), None);
     assert_eq!(
-        m.settle(b, Report::Failure(ErrorKind::Timeout), 2),
+        edge(m.settle(b, Report::Failure(ErrorKind::Timeout), 2)),
         Some(OPENED)
     );
     assert_eq!(m.poll_at(), Some(12));
@@ -1697,18 +1796,12 @@ fn the_model_agrees_with_hand_worked_cases() {
     assert_eq!(rejected.retry_at, Some(Instant::from_micros(11 + 1)));
     // Two cycles that time out: open for 30 µs, then 50 (capped, not 90).
     let (_lost, t) = m.acquire(12).expect("probe");
-    assert_eq!(
-        t,
-        Some(Transition {
-            from: Open,
-            to: HalfOpen
-        })
-    );
+    assert_eq!(t, Some(Transition::new(Open, HalfOpen)));
     assert!(m.acquire(12).is_err());
-    assert_eq!(m.timers(17), Some(HALF_OPEN_FAILED));
+    assert_eq!(edge(m.timers(17)), Some(HALF_OPEN_FAILED));
     assert_eq!(m.poll_at(), Some(47));
     assert_eq!(m.timers(47).map(|t| t.to), Some(HalfOpen));
-    assert_eq!(m.timers(52), Some(HALF_OPEN_FAILED));
+    assert_eq!(edge(m.timers(52)), Some(HALF_OPEN_FAILED));
     assert_eq!(m.poll_at(), Some(102));
     let (probe, _) = m.acquire(102).expect("probe");
     assert_eq!(

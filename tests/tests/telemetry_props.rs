@@ -6,7 +6,8 @@ use proptest::prelude::*;
 use rustkernel_core::error::ErrorKind;
 use rustkernel_core::resilience::health::ComponentName;
 use rustkernel_core::resilience::{
-    CircuitState, Escalation, HealthStatus, RecoveryAction, RecoveryStrategy, Transition,
+    CircuitState, Escalation, HealthStatus, OpenReason, RecoveryAction, RecoveryStrategy,
+    Transition, Trip,
 };
 use rustkernel_core::telemetry::{
     self, BreakerCounts, DELIMITER, JobOutcome, MAX_FRAME_LEN, Summary, TelemetryError,
@@ -44,7 +45,30 @@ fn circuit_state() -> impl Strategy<Value = CircuitState> {
         CircuitState::HalfOpen,
         CircuitState::ForcedOpen,
         CircuitState::Disabled,
+        CircuitState::MetricsOnly,
     ])
+}
+
+fn trip() -> impl Strategy<Value = Option<Trip>> {
+    let reason = proptest::sample::select(vec![
+        OpenReason::FailureRate,
+        OpenReason::SlowCallRate,
+        OpenReason::ConsecutiveFailures,
+        OpenReason::ProbeFailed,
+        OpenReason::HalfOpenTimeout,
+        OpenReason::Forced,
+    ]);
+    proptest::option::of(
+        (reason, wide_u32(), wide_u32(), wide_u32(), wide_u32()).prop_map(
+            |(reason, calls, failures, slow, consecutive_failures)| Trip {
+                reason,
+                calls,
+                failures,
+                slow,
+                consecutive_failures,
+            },
+        ),
+    )
 }
 
 fn escalation() -> impl Strategy<Value = Escalation> {
@@ -129,15 +153,14 @@ fn frame() -> impl Strategy<Value = TelemetryFrame> {
         }),
         (
             any::<u8>(),
-            circuit_state(),
-            circuit_state(),
+            (circuit_state(), circuit_state(), trip()),
             (wide_u64(), wide_u64(), wide_u64(), wide_u32()),
             wide_u64()
         )
-            .prop_map(|(component, from, to, (s, f, r, c), at_us)| {
+            .prop_map(|(component, (from, to, trip), (s, f, r, c), at_us)| {
                 TelemetryFrame::Breaker {
                     component,
-                    transition: Transition { from, to },
+                    transition: Transition { from, to, trip },
                     counts: BreakerCounts {
                         successes: s,
                         failures: f,
@@ -298,10 +321,7 @@ fn every_single_bit_flip_is_caught() {
         },
         TelemetryFrame::Breaker {
             component: 0,
-            transition: Transition {
-                from: CircuitState::Closed,
-                to: CircuitState::Open,
-            },
+            transition: Transition::new(CircuitState::Closed, CircuitState::Open),
             counts: BreakerCounts {
                 successes: 10,
                 failures: 3,

@@ -421,7 +421,7 @@ impl<M: RawMutex, C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBrea
     }
 
     /// Holds the breaker open for `duration` (a maintenance window), then returns it to the mode
-    /// it was in (disabled, or closed with a fresh window) on the next call or
+    /// it was in (disabled, metrics-only, or closed with a fresh window) on the next call or
     /// [`poll`](Self::poll).
     pub fn force_open_for(&self, duration: core::time::Duration) -> Option<Transition> {
         let at = now();
@@ -431,6 +431,15 @@ impl<M: RawMutex, C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBrea
     /// Lets every call through and stops counting until [`reset`](Self::reset).
     pub fn disable(&self) -> Option<Transition> {
         self.with_ready(CoreBreaker::disable)
+    }
+
+    /// Shadow mode (see the core's
+    /// [`metrics_only`](rustkernel_core::resilience::CircuitBreaker::metrics_only)): every call
+    /// passes, outcomes are evaluated as when closed, and where the breaker would open the call's
+    /// observer gets a transition from and to `MetricsOnly` carrying the trip
+    /// ([`Transition::would_open`]); [`reset`](Self::reset) ends it.
+    pub fn metrics_only(&self) -> Option<Transition> {
+        self.with_ready(CoreBreaker::metrics_only)
     }
 
     /// Closes the breaker and forgets the open-time growth; counters are kept.
@@ -509,6 +518,8 @@ fn failed_closed_stats(rejected_count: u64) -> CircuitBreakerStats {
         consecutive_failures: 0,
         transitions: 0,
         success_rate: 1.0,
+        trip: None,
+        would_open_count: 0,
     }
 }
 

@@ -15,7 +15,9 @@ use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, NoopRawMutex, R
 use embassy_time::{Duration, Timer};
 use rustkernel_core::error::{ConfigError, ConfigField, ErrorKind};
 use rustkernel_core::resilience::circuit_breaker::SlidingWindow;
-use rustkernel_core::resilience::{CircuitBreakerConfig, CircuitState, CountWindow, Transition};
+use rustkernel_core::resilience::{
+    CircuitBreakerConfig, CircuitState, CountWindow, OpenReason, Transition, Trip,
+};
 use rustkernel_embassy::ResilienceError;
 use rustkernel_embassy::breaker::{CIRCUIT_BREAKER_DEFAULTS, CircuitBreaker, InitError};
 use rustkernel_embassy::time::now;
@@ -45,7 +47,22 @@ fn transient(attempt: u32) -> JobError {
 }
 
 fn tr(from: CircuitState, to: CircuitState) -> Transition {
-    Transition { from, to }
+    Transition::new(from, to)
+}
+
+/// A transition to `Open` or `ForcedOpen` with the trip that caused it.
+fn opened(from: CircuitState, to: CircuitState, reason: OpenReason, streak: u32) -> Transition {
+    Transition {
+        from,
+        to,
+        trip: Some(Trip {
+            reason,
+            calls: 0,
+            failures: 0,
+            slow: 0,
+            consecutive_failures: streak,
+        }),
+    }
 }
 
 async fn fail<M, C, W>(breaker: &CircuitBreaker<M, C, W>) -> Result<u32, ResilienceError<JobError>>
@@ -108,7 +125,15 @@ fn opens_rejects_half_opens_and_closes_on_the_virtual_clock() {
     assert_eq!(
         seen.into_inner(),
         vec![
-            (250, tr(CircuitState::Closed, CircuitState::Open)),
+            (
+                250,
+                opened(
+                    CircuitState::Closed,
+                    CircuitState::Open,
+                    OpenReason::ConsecutiveFailures,
+                    3
+                )
+            ),
             (5_250, tr(CircuitState::Open, CircuitState::HalfOpen)),
             (5_250, tr(CircuitState::HalfOpen, CircuitState::Closed)),
         ]
@@ -170,7 +195,12 @@ fn a_dropped_guard_frees_the_slot_and_a_forgotten_one_is_recovered_by_max_wait()
         Timer::after(Duration::from_secs(10)).await;
         assert_eq!(
             breaker.poll(),
-            Some(tr(CircuitState::HalfOpen, CircuitState::Open))
+            Some(opened(
+                CircuitState::HalfOpen,
+                CircuitState::Open,
+                OpenReason::HalfOpenTimeout,
+                0
+            ))
         );
         assert_eq!(breaker.poll_at().map(|at| at.as_millis()), Some(20_000));
     });
@@ -212,7 +242,12 @@ fn a_static_breaker_builds_on_first_use() {
     );
     assert_eq!(
         STATIC_BREAKER.force_open(),
-        Some(tr(CircuitState::Closed, CircuitState::ForcedOpen))
+        Some(opened(
+            CircuitState::Closed,
+            CircuitState::ForcedOpen,
+            OpenReason::Forced,
+            0
+        ))
     );
     assert!(STATIC_BREAKER.acquire().is_err());
     assert_eq!(
@@ -229,6 +264,30 @@ fn a_static_breaker_builds_on_first_use() {
         STATIC_BREAKER.reset(),
         Some(tr(CircuitState::Disabled, CircuitState::Closed))
     );
+    // Shadow mode: the failures that opened it above pass now, and the observer hears that it
+    // would have opened.
+    assert_eq!(
+        STATIC_BREAKER.metrics_only(),
+        Some(tr(CircuitState::Closed, CircuitState::MetricsOnly))
+    );
+    let reports = core::cell::RefCell::new(Vec::new());
+    run_ms(async {
+        for _ in 0..3 {
+            let result = STATIC_BREAKER
+                .call_observed(
+                    || async { Err::<u32, _>(transient(0)) },
+                    |t: Transition| reports.borrow_mut().push(t),
+                )
+                .await;
+            assert!(matches!(result, Err(ResilienceError::Operation(_))));
+        }
+    });
+    let reports = reports.into_inner();
+    assert_eq!(reports.len(), 1);
+    assert!(reports.iter().all(Transition::would_open));
+    assert_eq!(STATIC_BREAKER.state(), CircuitState::MetricsOnly);
+    assert_eq!(STATIC_BREAKER.stats().would_open_count, 1);
+    STATIC_BREAKER.reset();
 }
 
 #[test]

@@ -16,6 +16,8 @@
 //!     consecutive_failures: 0,
 //!     transitions: 0,
 //!     success_rate: 0.98,
+//!     trip: None,
+//!     would_open_count: 0,
 //! };
 //! let snapshot = MetricsSnapshot::new()
 //!     .with_breaker("graph/pagerank", stats)
@@ -29,7 +31,7 @@
 use std::fmt::{self, Write};
 
 use rustkernel_core::resilience::{
-    CircuitBreakerStats, CircuitState, Escalation, HealthStatus, RecoveryAction,
+    CircuitBreakerStats, CircuitState, Escalation, HealthStatus, RecoveryAction, Trip,
 };
 use serde::{Deserialize, Serialize};
 
@@ -141,6 +143,7 @@ const fn state_value(state: CircuitState) -> u8 {
         CircuitState::Open => 2,
         CircuitState::ForcedOpen => 3,
         CircuitState::Disabled => 4,
+        CircuitState::MetricsOnly => 5,
     }
 }
 
@@ -241,7 +244,7 @@ impl MetricsSnapshot {
             out,
             "rustkernel_circuit_breaker_state",
             "gauge",
-            "Circuit breaker state: 0 closed, 1 half-open, 2 open, 3 forced open, 4 disabled.",
+            "Circuit breaker state: 0 closed, 1 half-open, 2 open, 3 forced open, 4 disabled, 5 metrics-only.",
         )?;
         for breaker in &self.breakers {
             let labels = [("breaker", breaker.name.as_str())];
@@ -273,7 +276,7 @@ impl MetricsSnapshot {
                 )?;
             }
         }
-        let per_breaker: [(&str, &str, &str, StatOf); 4] = [
+        let per_breaker: [(&str, &str, &str, StatOf); 5] = [
             (
                 "rustkernel_circuit_breaker_slow_calls_total",
                 "counter",
@@ -298,6 +301,12 @@ impl MetricsSnapshot {
                 "Successes over finished calls, 1 before any call finished.",
                 |stats| Number::Float(stats.success_rate),
             ),
+            (
+                "rustkernel_circuit_breaker_would_open_total",
+                "counter",
+                "Times a metrics-only (shadow) breaker would have opened.",
+                |stats| Number::Int(stats.would_open_count),
+            ),
         ];
         for (name, kind, help, value) in per_breaker {
             family(out, name, kind, help)?;
@@ -308,6 +317,62 @@ impl MetricsSnapshot {
                     &[("breaker", &breaker.name)],
                     value(&breaker.stats),
                 )?;
+            }
+        }
+        self.write_trips(out)
+    }
+
+    /// The figures that opened each breaker that is not closed (or that a metrics-only breaker
+    /// would have opened on): only breakers with a trip have these samples.
+    fn write_trips(&self, out: &mut String) -> fmt::Result {
+        let tripped = || {
+            self.breakers
+                .iter()
+                .filter_map(|breaker| breaker.stats.trip.map(|trip| (breaker.name.as_str(), trip)))
+        };
+        if tripped().next().is_none() {
+            return Ok(());
+        }
+        family(
+            out,
+            "rustkernel_circuit_breaker_trip_reason",
+            "gauge",
+            "1 for why the breaker is open (or, metrics-only, last would have opened).",
+        )?;
+        for (name, trip) in tripped() {
+            sample(
+                out,
+                "rustkernel_circuit_breaker_trip_reason",
+                &[("breaker", name), ("reason", trip.reason.as_str())],
+                1u8,
+            )?;
+        }
+        let figures: [(&str, &str, TripFigure); 4] = [
+            (
+                "rustkernel_circuit_breaker_trip_calls",
+                "Calls in the window when the breaker opened.",
+                |trip| Number::Int(u64::from(trip.calls)),
+            ),
+            (
+                "rustkernel_circuit_breaker_trip_failure_rate",
+                "Failure rate over the window when the breaker opened.",
+                |trip| Number::Float(trip.failure_rate()),
+            ),
+            (
+                "rustkernel_circuit_breaker_trip_slow_call_rate",
+                "Slow-call rate over the window when the breaker opened.",
+                |trip| Number::Float(trip.slow_call_rate()),
+            ),
+            (
+                "rustkernel_circuit_breaker_trip_consecutive_failures",
+                "The failure streak when the breaker opened.",
+                |trip| Number::Int(u64::from(trip.consecutive_failures)),
+            ),
+        ];
+        for (metric, help, value) in figures {
+            family(out, metric, "gauge", help)?;
+            for (name, trip) in tripped() {
+                sample(out, metric, &[("breaker", name)], value(&trip))?;
             }
         }
         Ok(())
@@ -383,6 +448,7 @@ fn write_health(out: &mut String, health: &HealthReport) -> fmt::Result {
 
 /// Reads one number out of a breaker's stats.
 type StatOf = fn(&CircuitBreakerStats) -> Number;
+type TripFigure = fn(&Trip) -> Number;
 
 /// The health gauges' value: the core's severity rank.
 fn status_value(status: HealthStatus) -> u8 {
@@ -467,7 +533,7 @@ fn escape_label_value(out: &mut String, value: &str) {
 mod tests {
     use std::time::Duration;
 
-    use rustkernel_core::resilience::RecoveryStrategy;
+    use rustkernel_core::resilience::{OpenReason, RecoveryStrategy};
     use rustkernel_core::time::Instant;
 
     use super::*;
@@ -485,7 +551,39 @@ mod tests {
             consecutive_failures: 5,
             transitions: 1,
             success_rate: 0.5,
+            trip: (state == CircuitState::Open).then_some(Trip {
+                reason: OpenReason::FailureRate,
+                calls: 10,
+                failures: 6,
+                slow: 1,
+                consecutive_failures: 2,
+            }),
+            would_open_count: 0,
         }
+    }
+
+    #[test]
+    fn an_open_breaker_exports_the_figures_that_opened_it() {
+        let text = MetricsSnapshot::new()
+            .with_breaker("open", stats(CircuitState::Open))
+            .with_breaker("closed", stats(CircuitState::Closed))
+            .to_prometheus();
+        for line in [
+            "rustkernel_circuit_breaker_trip_reason{breaker=\"open\",reason=\"failure_rate\"} 1\n",
+            "rustkernel_circuit_breaker_trip_calls{breaker=\"open\"} 10\n",
+            "rustkernel_circuit_breaker_trip_failure_rate{breaker=\"open\"} 0.6\n",
+            "rustkernel_circuit_breaker_trip_slow_call_rate{breaker=\"open\"} 0.1\n",
+            "rustkernel_circuit_breaker_trip_consecutive_failures{breaker=\"open\"} 2\n",
+            "rustkernel_circuit_breaker_would_open_total{breaker=\"closed\"} 0\n",
+        ] {
+            assert!(text.contains(line), "{line} missing from\n{text}");
+        }
+        // A closed breaker has no trip samples.
+        assert!(!text.contains("trip_calls{breaker=\"closed\"}"), "{text}");
+        let closed_only = MetricsSnapshot::new()
+            .with_breaker("closed", stats(CircuitState::Closed))
+            .to_prometheus();
+        assert!(!closed_only.contains("trip_reason"), "{closed_only}");
     }
 
     #[test]

@@ -43,8 +43,8 @@ pub use rustkernel_core::error::{
     OperationError, io_error_kind,
 };
 pub use rustkernel_core::resilience::{
-    AfterMaxWait, CircuitBreakerConfig, CircuitBreakerStats, CircuitState, OpenBackoff,
-    PipelineConfig, Rejected, ResilienceConfig, ResilienceError, TimeoutConfig, Transition,
+    AfterMaxWait, CircuitBreakerConfig, CircuitBreakerStats, CircuitState, OpenBackoff, OpenReason,
+    PipelineConfig, Rejected, ResilienceConfig, ResilienceError, TimeoutConfig, Transition, Trip,
 };
 pub use rustkernel_core::resilience::{
     BackoffStrategy, DeadlineBound, DeadlineExceeded, GiveUpReason, RetryBudget, RetryBudgetConfig,

@@ -327,10 +327,7 @@ async fn poll_publishes_half_open_and_the_half_open_deadline() {
     assert_eq!(cb.state(), CircuitState::Open);
     assert_eq!(
         cb.poll(),
-        Some(Transition {
-            from: CircuitState::Open,
-            to: CircuitState::HalfOpen
-        })
+        Some(Transition::new(CircuitState::Open, CircuitState::HalfOpen))
     );
     assert_eq!(cb.state(), CircuitState::HalfOpen);
     assert_eq!(
@@ -358,10 +355,10 @@ async fn operator_controls_override_the_calls() {
     let cb = CircuitBreaker::new(config());
     assert_eq!(
         cb.force_open(),
-        Some(Transition {
-            from: CircuitState::Closed,
-            to: CircuitState::ForcedOpen
-        })
+        Some(Transition::new(
+            CircuitState::Closed,
+            CircuitState::ForcedOpen
+        ))
     );
     advance(Duration::from_secs(3_600)).await;
     assert_eq!(succeed(&cb).await, Err(ResilienceError::CircuitOpen));
@@ -576,18 +573,9 @@ async fn every_transition_is_delivered_in_order_where_the_state_watch_merges_the
     assert_eq!(
         seen,
         [
-            Transition {
-                from: CircuitState::Closed,
-                to: CircuitState::Open
-            },
-            Transition {
-                from: CircuitState::Open,
-                to: CircuitState::HalfOpen
-            },
-            Transition {
-                from: CircuitState::HalfOpen,
-                to: CircuitState::Closed
-            },
+            Transition::new(CircuitState::Closed, CircuitState::Open),
+            Transition::new(CircuitState::Open, CircuitState::HalfOpen),
+            Transition::new(CircuitState::HalfOpen, CircuitState::Closed),
         ]
     );
     // The watch only has the latest state.

@@ -21,7 +21,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rustkernel_core::resilience::{
     CircuitState, Criticality, HealthCheckResult, HealthProbeConfig, HealthStatus, ProbeRole,
-    ProbeRoles,
+    ProbeRoles, Trip,
 };
 use rustkernel_tokio::resilience::{ComponentOptions, HealthReport, check_fn};
 use serde::{Deserialize, Serialize};
@@ -129,14 +129,18 @@ fn kernel_check(state: &AppState, id: &str) -> HealthCheckResult {
         return HealthCheckResult::healthy();
     };
     match breaker.state() {
-        CircuitState::Closed | CircuitState::Disabled => HealthCheckResult::healthy(),
+        CircuitState::Closed | CircuitState::Disabled | CircuitState::MetricsOnly => {
+            HealthCheckResult::healthy()
+        }
         CircuitState::HalfOpen => HealthCheckResult::degraded("circuit breaker half-open: probing"),
         CircuitState::Open => {
-            let stats = breaker.stats();
+            let why = breaker
+                .stats()
+                .trip
+                .map_or_else(|| "failures".to_owned(), |trip| trip.to_string());
             let wait = breaker.retry_after().unwrap_or_default();
             HealthCheckResult::unhealthy(&format!(
-                "circuit breaker open after {} failures; probing in {} s",
-                stats.consecutive_failures.max(1),
+                "circuit breaker open ({why}); probing in {} s",
                 wait.as_secs_f64().ceil()
             ))
         }
@@ -180,6 +184,22 @@ pub(super) async fn watch_breakers(state: Arc<AppState>) {
             loop {
                 match transitions.recv().await {
                     Ok(transition) => {
+                        if let Some(trip) = transition.trip {
+                            let family = if transition.would_open() {
+                                &state.metrics.breaker_would_open
+                            } else {
+                                &state.metrics.breaker_opened
+                            };
+                            family
+                                .get_or_create(&super::metrics::TripLabels {
+                                    kernel: id.to_owned(),
+                                    reason: trip.reason.as_str(),
+                                })
+                                .inc();
+                            if transition.would_open() {
+                                continue;
+                            }
+                        }
                         state
                             .metrics
                             .breaker_transitions
@@ -347,9 +367,9 @@ pub struct ComponentBody {
 }
 
 /// A kernel's breaker in [`ComponentBody`].
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BreakerBody {
-    /// `closed`, `open`, `half_open`, `forced_open` or `disabled`.
+    /// `closed`, `open`, `half_open`, `forced_open`, `disabled` or `metrics_only`.
     pub state: String,
     /// Failures counted since start.
     pub failures: u64,
@@ -360,6 +380,47 @@ pub struct BreakerBody {
     /// Seconds until an open breaker probes again.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub retry_after_s: Option<u64>,
+    /// Why the breaker is not closed: the figures of the window that opened it (metrics-only:
+    /// of the last time it would have opened).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub trip: Option<TripBody>,
+    /// Times a metrics-only breaker would have opened.
+    #[serde(default)]
+    pub would_open: u64,
+}
+
+/// The figures that opened a breaker, in the health report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TripBody {
+    /// `failure_rate`, `slow_call_rate`, `consecutive_failures`, `probe_failed`,
+    /// `half_open_timeout` or `forced`.
+    pub reason: String,
+    /// Calls in the window (half-open: probes) when it opened.
+    pub calls: u32,
+    /// Failed ones among them.
+    pub failures: u32,
+    /// Slow ones among them.
+    pub slow: u32,
+    /// `failures / calls`.
+    pub failure_rate: f64,
+    /// `slow / calls`.
+    pub slow_call_rate: f64,
+    /// The failure streak when it opened.
+    pub consecutive_failures: u32,
+}
+
+impl From<Trip> for TripBody {
+    fn from(trip: Trip) -> Self {
+        Self {
+            reason: trip.reason.as_str().to_owned(),
+            calls: trip.calls,
+            failures: trip.failures,
+            slow: trip.slow,
+            failure_rate: trip.failure_rate(),
+            slow_call_rate: trip.slow_call_rate(),
+            consecutive_failures: trip.consecutive_failures,
+        }
+    }
 }
 
 /// The whole health view.
@@ -389,6 +450,8 @@ pub(crate) fn body(state: &AppState) -> HealthBody {
                             .retry_after()
                             .filter(|wait| *wait != Duration::MAX)
                             .map(|wait| wait.as_secs() + u64::from(wait.subsec_nanos() > 0)),
+                        trip: stats.trip.map(TripBody::from),
+                        would_open: stats.would_open_count,
                     }
                 });
             let last_check = state.probe.checked_at(&component.name).map(|at| {

@@ -6,8 +6,10 @@
 //! | `rustkernel_kernel_duration_seconds` | histogram | `kernel` |
 //! | `rustkernel_kernel_retries_total` | counter | `kernel` |
 //! | `rustkernel_deadline_exceeded_total` | counter | `kernel` |
-//! | `rustkernel_breaker_state` | gauge (0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled) | `kernel` |
+//! | `rustkernel_breaker_state` | gauge (0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled, 5 metrics-only) | `kernel` |
 //! | `rustkernel_breaker_transitions_total` | counter | `kernel`, `from`, `to` |
+//! | `rustkernel_breaker_opened_total` | counter | `kernel`, `reason` (`failure_rate`, `slow_call_rate`, `consecutive_failures`, `probe_failed`, `half_open_timeout`, `forced`) |
+//! | `rustkernel_breaker_would_open_total` | counter | `kernel`, `reason`: a metrics-only breaker would have opened |
 //! | `rustkernel_health_status` | gauge (0 healthy, 1 degraded, 2 unknown, 3 unhealthy) | `component` |
 //! | `rustkernel_restarts_total` | counter | `component` |
 //! | `rustkernel_escalations_total` | counter | `component`, `strategy` |
@@ -49,6 +51,15 @@ pub struct TransitionLabels {
     pub from: &'static str,
     /// The state after.
     pub to: &'static str,
+}
+
+/// Labels of a breaker trip.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TripLabels {
+    /// The kernel id.
+    pub kernel: String,
+    /// Why it opened (`failure_rate`, `consecutive_failures`, ...).
+    pub reason: &'static str,
 }
 
 /// Labels of a health component.
@@ -97,6 +108,10 @@ pub struct Metrics {
     pub breaker_state: Family<KernelLabels, Gauge>,
     /// Breaker transitions.
     pub breaker_transitions: Family<TransitionLabels, Counter>,
+    /// Breaker openings by reason.
+    pub breaker_opened: Family<TripLabels, Counter>,
+    /// Openings a metrics-only breaker reported and did not make, by reason.
+    pub breaker_would_open: Family<TripLabels, Counter>,
     /// Health status by component.
     pub health_status: Family<ComponentLabels, Gauge>,
     /// Restarts by component.
@@ -121,6 +136,8 @@ impl Metrics {
             deadline_exceeded: Family::default(),
             breaker_state: Family::default(),
             breaker_transitions: Family::default(),
+            breaker_opened: Family::default(),
+            breaker_would_open: Family::default(),
             health_status: Family::default(),
             restarts: Family::default(),
             escalations: Family::default(),
@@ -150,13 +167,23 @@ impl Metrics {
         );
         registry.register(
             "breaker_state",
-            "Circuit breaker state: 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled",
+            "Circuit breaker state: 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled, 5 metrics-only",
             metrics.breaker_state.clone(),
         );
         registry.register(
             "breaker_transitions",
             "Circuit breaker state transitions",
             metrics.breaker_transitions.clone(),
+        );
+        registry.register(
+            "breaker_opened",
+            "Circuit breaker openings by reason",
+            metrics.breaker_opened.clone(),
+        );
+        registry.register(
+            "breaker_would_open",
+            "Openings a metrics-only (shadow) circuit breaker would have made, by reason",
+            metrics.breaker_would_open.clone(),
         );
         registry.register(
             "health_status",
@@ -254,6 +281,7 @@ pub fn breaker_state_value(state: CircuitState) -> i64 {
         CircuitState::HalfOpen => 2,
         CircuitState::ForcedOpen => 3,
         CircuitState::Disabled => 4,
+        CircuitState::MetricsOnly => 5,
     }
 }
 
@@ -277,5 +305,6 @@ pub fn state_label(state: CircuitState) -> &'static str {
         CircuitState::HalfOpen => "half_open",
         CircuitState::ForcedOpen => "forced_open",
         CircuitState::Disabled => "disabled",
+        CircuitState::MetricsOnly => "metrics_only",
     }
 }

@@ -1319,10 +1319,7 @@ mod tests {
         let (fleet, probe) = fleet(config());
         let _runner = probe.spawn();
         let mut stream = StreamContext::new("test");
-        let open = Transition {
-            from: CircuitState::Closed,
-            to: CircuitState::Open,
-        };
+        let open = Transition::new(CircuitState::Closed, CircuitState::Open);
         feed(
             &fleet,
             &mut stream,

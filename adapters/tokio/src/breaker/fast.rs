@@ -43,6 +43,7 @@ const fn tag(state: CircuitState) -> u64 {
         CircuitState::HalfOpen => 2,
         CircuitState::ForcedOpen => 3,
         CircuitState::Disabled => 4,
+        CircuitState::MetricsOnly => 5,
     }
 }
 
@@ -62,7 +63,8 @@ impl Snapshot {
             1 => CircuitState::Open,
             2 => CircuitState::HalfOpen,
             3 => CircuitState::ForcedOpen,
-            _ => CircuitState::Disabled,
+            4 => CircuitState::Disabled,
+            _ => CircuitState::MetricsOnly,
         }
     }
 
@@ -74,20 +76,22 @@ impl Snapshot {
         generation
     }
 
-    /// Whether a call may be admitted without the core: closed or disabled.
+    /// Whether a call may be admitted without the core: closed, disabled or metrics-only.
     #[inline]
     pub(crate) const fn admits_freely(self) -> bool {
-        matches!(self.0 & TAG_MASK, 0 | 4)
+        matches!(self.0 & TAG_MASK, 0 | 4 | 5)
     }
 
     /// Whether a fast success reported with a permit of cycle `generation` may be counted on
-    /// the side and handed to the core later: closed with nothing that needs the core, or
-    /// disabled, still in that cycle (a breaker by time also checks the end of its bucket).
+    /// the side and handed to the core later: closed or metrics-only with nothing that needs
+    /// the core, or disabled, still in that cycle (a breaker by time also checks the end of its
+    /// bucket).
     #[inline]
     pub(crate) const fn success_is_count_only(self, generation: u32) -> bool {
         let closed = Self::new(CircuitState::Closed, generation, false).0;
+        let shadow = Self::new(CircuitState::MetricsOnly, generation, false).0;
         let disabled = Self::new(CircuitState::Disabled, generation, false).0;
-        self.0 == closed || (self.0 & !NEED_CORE) == disabled
+        self.0 == closed || self.0 == shadow || (self.0 & !NEED_CORE) == disabled
     }
 }
 
@@ -155,6 +159,7 @@ mod tests {
             CircuitState::HalfOpen,
             CircuitState::ForcedOpen,
             CircuitState::Disabled,
+            CircuitState::MetricsOnly,
         ] {
             for generation in [0, 1, 0x8000_0000, u32::MAX] {
                 for need_core in [false, true] {
@@ -163,7 +168,12 @@ mod tests {
                     assert_eq!(snapshot.generation(), generation);
                     assert_eq!(
                         snapshot.admits_freely(),
-                        matches!(state, CircuitState::Closed | CircuitState::Disabled)
+                        matches!(
+                            state,
+                            CircuitState::Closed
+                                | CircuitState::Disabled
+                                | CircuitState::MetricsOnly
+                        )
                     );
                 }
             }
@@ -181,6 +191,8 @@ mod tests {
         assert!(!Snapshot::new(CircuitState::Disabled, 8, false).success_is_count_only(7));
         assert!(!Snapshot::new(CircuitState::HalfOpen, 7, false).success_is_count_only(7));
         assert!(!Snapshot::new(CircuitState::Open, 7, false).success_is_count_only(7));
+        assert!(Snapshot::new(CircuitState::MetricsOnly, 7, false).success_is_count_only(7));
+        assert!(!Snapshot::new(CircuitState::MetricsOnly, 7, true).success_is_count_only(7));
     }
 
     #[test]

@@ -449,8 +449,21 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
         })
     }
 
+    /// Shadow mode (see the core's
+    /// [`metrics_only`](rustkernel_core::resilience::CircuitBreaker::metrics_only)): every call
+    /// passes, outcomes are evaluated as when closed, and where the breaker would open it
+    /// announces a transition from and to `MetricsOnly` carrying the trip (a `warn` event,
+    /// and on [`subscribe_transitions`](Self::subscribe_transitions)) and counts it in
+    /// [`CircuitBreakerStats::would_open_count`]. [`reset`](Self::reset) ends it.
+    pub fn metrics_only(&self) -> Option<Transition> {
+        self.shared.with_core(|core, _| {
+            let transition = core.metrics_only();
+            (transition, transition)
+        })
+    }
+
     /// Holds the breaker open for `duration` (a maintenance window), then returns it to the mode
-    /// it was in: disabled if it was disabled, otherwise closed with a fresh window. The end
+    /// it was in: disabled or metrics-only if it was, otherwise closed with a fresh window. The end
     /// applies on the next call or [`poll`](Self::poll) ([`poll_at`](Self::poll_at) says when).
     pub fn force_open_for(&self, duration: Duration) -> Option<Transition> {
         self.shared.with_core(|core, now| {
@@ -626,10 +639,18 @@ impl<W: SlidingWindow> Shared<W> {
     /// Logs a transition and sends the new state to subscribers; under the lock, so both see
     /// transitions in order.
     fn announce(&self, transition: Transition) {
-        let Transition { from, to } = transition;
+        let Transition { from, to, trip } = transition;
         let name = &*self.name;
-        if matches!(to, CircuitState::Open | CircuitState::ForcedOpen) {
-            tracing::warn!(breaker = name, %from, %to, "circuit breaker opened");
+        let reason = trip.map(|trip| trip.reason.as_str());
+        if transition.would_open() {
+            tracing::warn!(
+                breaker = name,
+                reason,
+                trip = %transition,
+                "circuit breaker would open (metrics-only mode)"
+            );
+        } else if matches!(to, CircuitState::Open | CircuitState::ForcedOpen) {
+            tracing::warn!(breaker = name, %from, %to, reason, trip = %transition, "circuit breaker opened");
         } else {
             tracing::info!(breaker = name, %from, %to, "circuit breaker state changed");
         }

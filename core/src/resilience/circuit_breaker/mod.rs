@@ -5,8 +5,9 @@
 //!   [`on_success`](CircuitBreaker::on_success), [`on_failure`](CircuitBreaker::on_failure) or
 //!   [`on_cancelled`](CircuitBreaker::on_cancelled) with the permit after it,
 //!   [`poll(now)`](CircuitBreaker::poll) when a timer is due; operator controls
-//!   [`force_open`](CircuitBreaker::force_open), [`disable`](CircuitBreaker::disable),
-//!   [`reset`](CircuitBreaker::reset).
+//!   [`force_open`](CircuitBreaker::force_open) (and [`force_open_for`](CircuitBreaker::force_open_for)
+//!   a maintenance window), [`disable`](CircuitBreaker::disable),
+//!   [`metrics_only`](CircuitBreaker::metrics_only) (shadow mode), [`reset`](CircuitBreaker::reset).
 //! - Getters: [`state`](CircuitBreaker::state), [`stats`](CircuitBreaker::stats).
 //! - Outputs: [`poll_at`](CircuitBreaker::poll_at), the next instant at which time alone changes
 //!   the state. Every input returns the [`Transition`] it caused, if any.
@@ -50,7 +51,7 @@ use core::fmt;
 use core::time::Duration;
 
 pub use config::{AfterMaxWait, CircuitBreakerConfig, OpenBackoff};
-pub use state::{CircuitBreakerStats, CircuitState, Transition};
+pub use state::{CircuitBreakerStats, CircuitState, OpenReason, Transition, Trip};
 pub use time_window::TimeWindow;
 pub use window::{CountWindow, NoWindow, Outcome, SlidingWindow, WindowCounts};
 
@@ -156,7 +157,7 @@ impl<E> From<Rejected> for crate::error::ResilienceError<E> {
 /// firmware `static`), or an `Arc` (a host sharing one config); anything that borrows as a
 /// [`CircuitBreakerConfig`]. `W` is the sliding window: [`NoWindow`] for the consecutive mode,
 /// [`CountWindow<N>`] or [`TimeWindow<B>`] for the failure-rate and slow-call modes. A consecutive breaker with a borrowed config
-/// takes 72 bytes on 64-bit targets.
+/// takes 104 bytes on 64-bit targets (32 of them keep the trip figures and the metrics-only count).
 ///
 /// See the [module docs](self) for the method families and the permit rules.
 #[derive(Clone, Debug)]
@@ -174,8 +175,11 @@ pub struct CircuitBreaker<C = CircuitBreakerConfig, W = NoWindow> {
     half_open_in_flight: u16,
     half_open_successes: u16,
     state: CircuitState,
-    /// The mode a timed force-open returns to (`Closed` or `Disabled`).
+    /// The mode a timed force-open returns to (`Closed`, `Disabled` or `MetricsOnly`).
     after_forced: CircuitState,
+    /// Why the breaker is not closed (or, metrics-only, why it last would have opened).
+    trip: Option<Trip>,
+    would_open_count: u64,
     /// Re-opens since the last successful close (drives `open_backoff`).
     reopens: u8,
     window: W,
@@ -224,6 +228,8 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             half_open_successes: 0,
             state: CircuitState::Closed,
             after_forced: CircuitState::Closed,
+            trip: None,
+            would_open_count: 0,
             reopens: 0,
             window,
         })
@@ -268,7 +274,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
         }
         let transition = self.poll(now);
         let admitted = match self.state {
-            CircuitState::Closed | CircuitState::Disabled => true,
+            CircuitState::Closed | CircuitState::Disabled | CircuitState::MetricsOnly => true,
             CircuitState::HalfOpen => {
                 let max = self.config.borrow().half_open_max_calls;
                 if u32::from(self.half_open_in_flight) < max {
@@ -356,17 +362,20 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
                 self.at = now;
                 transition
             }
-            CircuitState::ForcedOpen if self.at.is_reached_at(now) => {
-                if self.after_forced == CircuitState::Disabled {
-                    self.enter(CircuitState::Disabled)
-                } else {
+            CircuitState::ForcedOpen if self.at.is_reached_at(now) => match self.after_forced {
+                CircuitState::Disabled => self.enter(CircuitState::Disabled),
+                CircuitState::MetricsOnly => self.metrics_only(),
+                _ => {
                     self.reopens = 0;
                     self.close()
                 }
-            }
+            },
             CircuitState::HalfOpen if self.half_open_ends().is_reached_at(now) => {
                 match self.config.borrow().after_max_wait_in_half_open {
-                    AfterMaxWait::Open => self.trip(now),
+                    AfterMaxWait::Open => {
+                        let trip = self.probe_trip(OpenReason::HalfOpenTimeout, 0, 0);
+                        self.trip(now, trip)
+                    }
                     AfterMaxWait::Closed => self.close(),
                 }
             }
@@ -380,17 +389,30 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     }
 
     /// Holds the breaker open until `until` (a maintenance window), whatever the calls do, then
-    /// returns it to the mode it was in: disabled if it was disabled, otherwise closed with a
-    /// fresh window (as [`reset`](Self::reset)). [`Instant::MAX`] never ends (as
-    /// [`force_open`](Self::force_open)); [`reset`](Self::reset) and
-    /// [`disable`](Self::disable) end it early. Forcing a forced breaker again moves its end.
+    /// returns it to the mode it was in: disabled if it was disabled, metrics-only if it was
+    /// metrics-only (both with a fresh window), otherwise closed with a fresh window (as
+    /// [`reset`](Self::reset)). [`Instant::MAX`] never ends (as
+    /// [`force_open`](Self::force_open)); [`reset`](Self::reset), [`disable`](Self::disable)
+    /// and [`metrics_only`](Self::metrics_only) end it early. Forcing a forced breaker again
+    /// moves its end.
     pub fn force_open_until(&mut self, until: Instant) -> Option<Transition> {
         match self.state {
             CircuitState::ForcedOpen => {}
-            CircuitState::Disabled => self.after_forced = CircuitState::Disabled,
+            CircuitState::Disabled | CircuitState::MetricsOnly => self.after_forced = self.state,
             _ => self.after_forced = CircuitState::Closed,
         }
         self.at = until;
+        if self.state == CircuitState::ForcedOpen {
+            return None;
+        }
+        let counts = self.window.counts();
+        self.trip = Some(Trip {
+            reason: OpenReason::Forced,
+            calls: counts.calls,
+            failures: counts.failures,
+            slow: counts.slow,
+            consecutive_failures: self.consecutive_failures,
+        });
         self.enter(CircuitState::ForcedOpen)
     }
 
@@ -403,6 +425,24 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     /// are still counted.
     pub fn disable(&mut self) -> Option<Transition> {
         self.enter(CircuitState::Disabled)
+    }
+
+    /// Shadow mode: lets every call through, records and evaluates outcomes as a closed breaker
+    /// does (from a fresh window), and where a closed breaker would open, counts it
+    /// ([`CircuitBreakerStats::would_open_count`]), keeps its figures
+    /// ([`CircuitBreakerStats::trip`]), starts a fresh window and returns a transition from
+    /// and to [`MetricsOnly`](CircuitState::MetricsOnly) that carries the [`Trip`] (see
+    /// [`Transition::would_open`]), while it never rejects. [`reset`](Self::reset) makes it a
+    /// real breaker again.
+    pub fn metrics_only(&mut self) -> Option<Transition> {
+        if self.state == CircuitState::MetricsOnly {
+            return None;
+        }
+        self.window.clear();
+        self.consecutive_failures = 0;
+        self.half_open_in_flight = 0;
+        self.half_open_successes = 0;
+        self.enter(CircuitState::MetricsOnly)
     }
 
     /// Closes the breaker with a fresh window and open-time growth; counters are kept.
@@ -444,6 +484,8 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             consecutive_failures: self.consecutive_failures,
             transitions: self.generation,
             success_rate,
+            trip: self.trip,
+            would_open_count: self.would_open_count,
         }
     }
 
@@ -477,7 +519,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     pub fn successes_deferrable_until(&self) -> Option<Instant> {
         match self.state {
             CircuitState::Disabled => Some(Instant::MAX),
-            CircuitState::Closed if self.consecutive_failures == 0 => {
+            CircuitState::Closed | CircuitState::MetricsOnly if self.consecutive_failures == 0 => {
                 let config = self.config.borrow();
                 let windowed =
                     config.failure_rate_threshold.is_some() || config.slow_call_duration.is_some();
@@ -502,7 +544,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             return;
         }
         self.success_count = self.success_count.saturating_add(count);
-        if self.state == CircuitState::Closed {
+        if matches!(self.state, CircuitState::Closed | CircuitState::MetricsOnly) {
             self.consecutive_failures = 0;
             let config = self.config.borrow();
             if config.failure_rate_threshold.is_some() || config.slow_call_duration.is_some() {
@@ -560,11 +602,19 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
                 None
             }
             (_, Settle::Cancelled) => None,
-            (CircuitState::Closed, _) => self.record_closed(outcome == Settle::Failure, slow, now),
+            (CircuitState::Closed | CircuitState::MetricsOnly, _) => {
+                self.record_closed(outcome == Settle::Failure, slow, now)
+            }
             (CircuitState::HalfOpen, _) => {
                 self.half_open_in_flight = self.half_open_in_flight.saturating_sub(1);
-                if outcome == Settle::Failure || slow {
-                    return self.trip(now);
+                let failed = outcome == Settle::Failure;
+                if failed || slow {
+                    let trip = self.probe_trip(
+                        OpenReason::ProbeFailed,
+                        u32::from(failed),
+                        u32::from(slow),
+                    );
+                    return self.trip(now, trip);
                 }
                 self.half_open_successes = self.half_open_successes.saturating_add(1);
                 if u32::from(self.half_open_successes) >= self.config.borrow().success_threshold {
@@ -596,17 +646,56 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             // count as f32 / calls as f32 >= threshold, without dividing, in integers.
             crate::float::reaches_rate(count, threshold, counts.calls)
         };
-        let trip = if rate_mode {
-            counts.calls >= config.minimum_calls
+        let enough = counts.calls >= config.minimum_calls;
+        let reason = if rate_mode {
+            (enough
                 && config
                     .failure_rate_threshold
-                    .is_some_and(|rate| over(counts.failures, rate))
+                    .is_some_and(|rate| over(counts.failures, rate)))
+            .then_some(OpenReason::FailureRate)
         } else {
-            self.consecutive_failures >= config.failure_threshold
-        } || (config.slow_call_duration.is_some()
-            && counts.calls >= config.minimum_calls
-            && over(counts.slow, config.slow_call_rate_threshold));
-        if trip { self.trip(now) } else { None }
+            (self.consecutive_failures >= config.failure_threshold)
+                .then_some(OpenReason::ConsecutiveFailures)
+        }
+        .or_else(|| {
+            (config.slow_call_duration.is_some()
+                && enough
+                && over(counts.slow, config.slow_call_rate_threshold))
+            .then_some(OpenReason::SlowCallRate)
+        })?;
+        let trip = Trip {
+            reason,
+            calls: counts.calls,
+            failures: counts.failures,
+            slow: counts.slow,
+            consecutive_failures: self.consecutive_failures,
+        };
+        if self.state == CircuitState::MetricsOnly {
+            // Shadow mode: report and start over, as a trip would, without rejecting anything.
+            self.would_open_count = self.would_open_count.saturating_add(1);
+            self.trip = Some(trip);
+            self.window.clear();
+            self.consecutive_failures = 0;
+            return Some(Transition {
+                from: CircuitState::MetricsOnly,
+                to: CircuitState::MetricsOnly,
+                trip: Some(trip),
+            });
+        }
+        self.trip(now, trip)
+    }
+
+    /// The figures of a half-open cycle that ends open: its good probes plus the one that failed
+    /// (`failed`, `slow`: 1 or 0).
+    fn probe_trip(&self, reason: OpenReason, failed: u32, slow: u32) -> Trip {
+        let good = u32::from(self.half_open_successes);
+        Trip {
+            reason,
+            calls: good.saturating_add(failed.max(slow)),
+            failures: failed,
+            slow,
+            consecutive_failures: failed,
+        }
     }
 
     /// When the current half-open cycle ends by `max_wait_in_half_open`.
@@ -615,8 +704,9 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             .saturating_add_ceil(self.config.borrow().max_wait_in_half_open)
     }
 
-    /// Opens the breaker at `now` for the open time that the re-open count gives.
-    fn trip(&mut self, now: Instant) -> Option<Transition> {
+    /// Opens the breaker at `now`, for `trip`'s reason, for the open time that the re-open count
+    /// gives.
+    fn trip(&mut self, now: Instant, trip: Trip) -> Option<Transition> {
         if self.state == CircuitState::HalfOpen {
             self.reopens = self.reopens.saturating_add(1);
         }
@@ -624,6 +714,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
         self.at = now.saturating_add_ceil(open_for);
         self.window.clear();
         self.consecutive_failures = 0;
+        self.trip = Some(trip);
         self.enter(CircuitState::Open)
     }
 
@@ -635,7 +726,9 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
         self.enter(CircuitState::Closed)
     }
 
-    /// Moves to `to` and starts a new cycle; `None` when already there.
+    /// Moves to `to` and starts a new cycle; `None` when already there. The trip is kept while
+    /// the breaker is open, half-open or forced open (a transition to `Open` or `ForcedOpen`
+    /// carries it) and dropped otherwise.
     fn enter(&mut self, to: CircuitState) -> Option<Transition> {
         let from = self.state;
         if from == to {
@@ -643,7 +736,15 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
         }
         self.state = to;
         self.generation = self.generation.wrapping_add(1);
-        Some(Transition { from, to })
+        let trip = match to {
+            CircuitState::Open | CircuitState::ForcedOpen => self.trip,
+            CircuitState::HalfOpen => None,
+            CircuitState::Closed | CircuitState::Disabled | CircuitState::MetricsOnly => {
+                self.trip = None;
+                None
+            }
+        };
+        Some(Transition { from, to, trip })
     }
 }
 

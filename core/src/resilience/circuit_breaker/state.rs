@@ -17,6 +17,11 @@ pub enum CircuitState {
     ForcedOpen,
     /// Switched off by an operator (`disable`): every call passes, nothing changes state.
     Disabled,
+    /// Shadow mode, set by an operator (`metrics_only`): every call passes; outcomes are
+    /// recorded and evaluated as when closed, and where a closed breaker would open, the breaker
+    /// reports it (a [`Transition`] from and to `MetricsOnly` that carries the [`Trip`]) and
+    /// stays in this state. How a new threshold is tried in production before it may reject.
+    MetricsOnly,
 }
 
 impl CircuitState {
@@ -29,6 +34,7 @@ impl CircuitState {
             CircuitState::HalfOpen => "HalfOpen",
             CircuitState::ForcedOpen => "ForcedOpen",
             CircuitState::Disabled => "Disabled",
+            CircuitState::MetricsOnly => "MetricsOnly",
         }
     }
 }
@@ -40,6 +46,10 @@ impl fmt::Display for CircuitState {
 }
 
 /// A change of state, returned by the input that caused it so the adapter can log or emit it.
+///
+/// A transition to `Open` or `ForcedOpen` carries the [`Trip`] that caused it. In
+/// [`MetricsOnly`](CircuitState::MetricsOnly), a transition from and to `MetricsOnly` with a
+/// trip reports that a closed breaker would have opened ([`would_open`](Self::would_open)).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -48,11 +58,146 @@ pub struct Transition {
     pub from: CircuitState,
     /// The state after.
     pub to: CircuitState,
+    /// Why the breaker opened (or, in metrics-only mode, would have): set on transitions to
+    /// `Open`, `ForcedOpen` and on metrics-only reports, `None` otherwise.
+    pub trip: Option<Trip>,
+}
+
+impl Transition {
+    /// A transition with no trip (one that does not open the breaker).
+    #[must_use]
+    pub const fn new(from: CircuitState, to: CircuitState) -> Self {
+        Self {
+            from,
+            to,
+            trip: None,
+        }
+    }
+
+    /// Whether this is a metrics-only report: the breaker would have opened, and did not.
+    #[must_use]
+    pub const fn would_open(&self) -> bool {
+        matches!(
+            (self.from, self.to, self.trip),
+            (
+                CircuitState::MetricsOnly,
+                CircuitState::MetricsOnly,
+                Some(_)
+            )
+        )
+    }
 }
 
 impl fmt::Display for Transition {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} -> {}", self.from, self.to)
+        if self.would_open() {
+            f.write_str("MetricsOnly (would open)")?;
+        } else {
+            write!(f, "{} -> {}", self.from, self.to)?;
+        }
+        match self.trip {
+            Some(trip) => write!(f, " ({trip})"),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Why a breaker opened.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum OpenReason {
+    /// The failure rate over the window reached `failure_rate_threshold`.
+    FailureRate,
+    /// The slow-call rate over the window reached `slow_call_rate_threshold`.
+    SlowCallRate,
+    /// `failure_threshold` failures in a row (the consecutive mode).
+    ConsecutiveFailures,
+    /// A half-open probe failed or was slow.
+    ProbeFailed,
+    /// The half-open cycle outlived `max_wait_in_half_open` (with `AfterMaxWait::Open`).
+    HalfOpenTimeout,
+    /// An operator forced it open (`force_open`, `force_open_for`, `force_open_until`).
+    Forced,
+}
+
+impl OpenReason {
+    /// The reason's name in `snake_case`, as metrics and reports write it.
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OpenReason::FailureRate => "failure_rate",
+            OpenReason::SlowCallRate => "slow_call_rate",
+            OpenReason::ConsecutiveFailures => "consecutive_failures",
+            OpenReason::ProbeFailed => "probe_failed",
+            OpenReason::HalfOpenTimeout => "half_open_timeout",
+            OpenReason::Forced => "forced",
+        }
+    }
+}
+
+impl fmt::Display for OpenReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The figures that opened a breaker: its reason and what the window held at that moment (for
+/// a half-open trip, the cycle's probes: `calls` probes reported, `failures` and `slow` of them
+/// bad). Kept while the breaker is not closed (see [`CircuitBreakerStats::trip`]), so an
+/// operator who sees `Open` sees why.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Trip {
+    /// Why it opened.
+    pub reason: OpenReason,
+    /// Outcomes in the window (or probes in the half-open cycle) when it opened.
+    pub calls: u32,
+    /// Failed ones among them.
+    pub failures: u32,
+    /// Slow ones among them (failed or not).
+    pub slow: u32,
+    /// The failure streak when it opened.
+    pub consecutive_failures: u32,
+}
+
+impl Trip {
+    /// `failures / calls` at the trip, or 0.0 with no calls.
+    #[must_use]
+    pub fn failure_rate(&self) -> f64 {
+        rate(self.failures, self.calls)
+    }
+
+    /// `slow / calls` at the trip, or 0.0 with no calls.
+    #[must_use]
+    pub fn slow_call_rate(&self) -> f64 {
+        rate(self.slow, self.calls)
+    }
+}
+
+fn rate(part: u32, whole: u32) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        crate::float::ratio_f64(u64::from(part), u64::from(whole))
+    }
+}
+
+impl fmt::Display for Trip {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.reason {
+            OpenReason::ConsecutiveFailures => {
+                write!(f, "{} consecutive failures", self.consecutive_failures)
+            }
+            OpenReason::Forced => f.write_str("forced open"),
+            OpenReason::HalfOpenTimeout => f.write_str("half-open cycle timed out"),
+            reason => write!(
+                f,
+                "{reason}: {} calls, {} failed, {} slow",
+                self.calls, self.failures, self.slow
+            ),
+        }
     }
 }
 
@@ -86,4 +231,10 @@ pub struct CircuitBreakerStats {
     pub transitions: u32,
     /// `success_count / (success_count + failure_count)`, or 1.0 before any call finished.
     pub success_rate: f64,
+    /// Why the breaker is open, half-open or forced open (the figures of the trip that started
+    /// it); in metrics-only mode, the last time it would have opened. `None` while closed or
+    /// disabled.
+    pub trip: Option<Trip>,
+    /// Times a metrics-only breaker would have opened (see [`CircuitState::MetricsOnly`]).
+    pub would_open_count: u64,
 }

@@ -1,4 +1,5 @@
 extern crate std;
+use std::string::ToString;
 
 use core::time::Duration;
 
@@ -36,10 +37,14 @@ fn succeed<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow>(
     cb.on_success(permit, now)
 }
 
-const OPENED: Transition = Transition {
-    from: CircuitState::Closed,
-    to: CircuitState::Open,
-};
+const OPENED: (CircuitState, CircuitState) = (CircuitState::Closed, CircuitState::Open);
+
+const REOPENED: (CircuitState, CircuitState) = (CircuitState::HalfOpen, CircuitState::Open);
+
+/// A transition's states, without its trip figures.
+fn edge(transition: Option<Transition>) -> Option<(CircuitState, CircuitState)> {
+    transition.map(|t| (t.from, t.to))
+}
 
 #[test]
 fn consecutive_failures_open_and_a_success_resets_the_count() {
@@ -50,7 +55,7 @@ fn consecutive_failures_open_and_a_success_resets_the_count() {
     assert_eq!(cb.stats().consecutive_failures, 0);
     fail(&mut cb, t(2));
     fail(&mut cb, t(2));
-    assert_eq!(fail(&mut cb, t(2)), Some(OPENED));
+    assert_eq!(edge(fail(&mut cb, t(2))), Some(OPENED));
     let rejected = cb.try_acquire(t(3)).expect_err("open");
     assert_eq!(rejected.state, CircuitState::Open);
     assert_eq!(rejected.retry_at, Some(t(12)));
@@ -76,10 +81,7 @@ fn half_open_admits_bounded_probes_and_closes_after_successes() {
     let p1 = cb.try_acquire(t(10)).expect("probe 1");
     assert_eq!(
         p1.transition(),
-        Some(Transition {
-            from: CircuitState::Open,
-            to: CircuitState::HalfOpen
-        })
+        Some(Transition::new(CircuitState::Open, CircuitState::HalfOpen))
     );
     let p2 = cb.try_acquire(t(10)).expect("probe 2");
     let full = cb.try_acquire(t(10)).expect_err("only two probes");
@@ -89,10 +91,10 @@ fn half_open_admits_bounded_probes_and_closes_after_successes() {
     let p3 = cb.try_acquire(t(11)).expect("probe 3");
     assert_eq!(
         cb.on_success(p2, t(11)),
-        Some(Transition {
-            from: CircuitState::HalfOpen,
-            to: CircuitState::Closed
-        })
+        Some(Transition::new(
+            CircuitState::HalfOpen,
+            CircuitState::Closed
+        ))
     );
     // p3 belongs to the finished half-open cycle: counted, but changes nothing.
     let before = cb.stats();
@@ -134,7 +136,14 @@ fn a_failed_probe_reopens_and_stale_closed_results_change_nothing() {
         cb.on_failure(probe, ErrorKind::Timeout, t(11)),
         Some(Transition {
             from: CircuitState::HalfOpen,
-            to: CircuitState::Open
+            to: CircuitState::Open,
+            trip: Some(Trip {
+                reason: OpenReason::ProbeFailed,
+                calls: 1,
+                failures: 1,
+                slow: 0,
+                consecutive_failures: 1,
+            }),
         })
     );
     assert_eq!(cb.poll_at(), Some(t(21)));
@@ -150,12 +159,13 @@ fn probes_that_never_report_end_the_cycle_after_max_wait() {
     let _lost2 = cb.try_acquire(t(10)).expect("probe");
     assert!(cb.try_acquire(t(15)).is_err());
     assert_eq!(cb.poll_at(), Some(t(30)));
+    let reopened = cb.poll(t(30));
+    assert_eq!(edge(reopened), Some(REOPENED));
     assert_eq!(
-        cb.poll(t(30)),
-        Some(Transition {
-            from: CircuitState::HalfOpen,
-            to: CircuitState::Open
-        })
+        reopened
+            .and_then(|t| t.trip)
+            .map(|trip| (trip.reason, trip.calls)),
+        Some((OpenReason::HalfOpenTimeout, 0))
     );
     // A new cycle follows the open time, with fresh slots.
     assert!(cb.try_acquire(t(40)).is_ok());
@@ -191,7 +201,7 @@ fn ignored_error_kinds_neither_fail_nor_succeed() {
     assert_eq!(cb.on_failure(permit, ErrorKind::InvalidInput, t(0)), None);
     assert_eq!(cb.state(), CircuitState::Closed);
     assert_eq!(cb.stats().failure_count, 0);
-    assert_eq!(fail(&mut cb, t(0)), Some(OPENED));
+    assert_eq!(edge(fail(&mut cb, t(0))), Some(OPENED));
 }
 
 #[test]
@@ -236,7 +246,7 @@ fn rate_mode_opens_at_the_threshold_after_minimum_calls() {
     assert_eq!(fail(&mut cb, t(0)), None);
     assert_eq!(succeed(&mut cb, t(0)), None);
     assert_eq!(fail(&mut cb, t(0)), None); // 2 of 3, below minimum_calls
-    assert_eq!(succeed(&mut cb, t(0)), Some(OPENED)); // 2 of 4 = 50 %
+    assert_eq!(edge(succeed(&mut cb, t(0))), Some(OPENED)); // 2 of 4 = 50 %
 }
 
 #[test]
@@ -250,7 +260,7 @@ fn slow_call_rate_opens_and_slow_probes_fail() {
     let mut cb = CircuitBreaker::with_window(config, CountWindow::<4>::new());
     let slow = cb.try_acquire(t(0)).expect("closed");
     assert_eq!(cb.on_success(slow, t(3)), None);
-    assert_eq!(succeed(&mut cb, t(3)), Some(OPENED));
+    assert_eq!(edge(succeed(&mut cb, t(3))), Some(OPENED));
     assert_eq!(cb.stats().slow_call_count, 1);
     let probe = cb.try_acquire(t(13)).expect("probe");
     assert_eq!(
@@ -290,7 +300,17 @@ fn a_slow_failure_counts_as_a_failure_and_as_slow() {
     // 2 failures of 5 (40 %) stay below 50 %; 3 slow calls of 5 reach 60 %.
     assert_eq!(
         cb.on_failure(slow_failure, ErrorKind::Transient, t(6)),
-        Some(OPENED)
+        Some(Transition {
+            from: CircuitState::Closed,
+            to: CircuitState::Open,
+            trip: Some(Trip {
+                reason: OpenReason::SlowCallRate,
+                calls: 5,
+                failures: 2,
+                slow: 3,
+                consecutive_failures: 1,
+            }),
+        })
     );
     let stats = cb.stats();
     assert_eq!(
@@ -313,17 +333,17 @@ fn a_half_open_cycle_past_max_wait_can_close() {
         after_max_wait_in_half_open: AfterMaxWait::Closed,
         ..config()
     });
-    assert_eq!(fail(&mut cb, t(0)), Some(OPENED));
+    assert_eq!(edge(fail(&mut cb, t(0))), Some(OPENED));
     let lost = cb.try_acquire(t(10)).expect("probe");
     assert_eq!(cb.state(), CircuitState::HalfOpen);
     assert_eq!(cb.poll_at(), Some(t(30)));
     assert_eq!(cb.poll(t(29)), None);
     assert_eq!(
         cb.poll(t(30)),
-        Some(Transition {
-            from: CircuitState::HalfOpen,
-            to: CircuitState::Closed
-        })
+        Some(Transition::new(
+            CircuitState::HalfOpen,
+            CircuitState::Closed
+        ))
     );
     // The lost probe reports late: stale, no change; calls pass again.
     assert_eq!(cb.on_success(lost, t(31)), None);
@@ -334,7 +354,7 @@ fn a_half_open_cycle_past_max_wait_can_close() {
         failure_threshold: 1,
         ..config()
     });
-    assert_eq!(fail(&mut cb, t(0)), Some(OPENED));
+    assert_eq!(edge(fail(&mut cb, t(0))), Some(OPENED));
     let _lost = cb.try_acquire(t(10)).expect("probe");
     assert_eq!(cb.poll(t(30)).map(|tr| tr.to), Some(CircuitState::Open));
 }
@@ -359,10 +379,10 @@ fn a_timed_force_open_returns_to_the_previous_mode() {
     let permit = cb.try_acquire(t(6)).expect("closed again");
     assert_eq!(
         permit.transition(),
-        Some(Transition {
-            from: CircuitState::ForcedOpen,
-            to: CircuitState::Closed
-        })
+        Some(Transition::new(
+            CircuitState::ForcedOpen,
+            CircuitState::Closed
+        ))
     );
     assert_eq!(cb.stats().consecutive_failures, 0);
     assert_eq!(cb.on_success(permit, t(6)), None);
@@ -505,14 +525,14 @@ fn new_panics_with_the_error_message() {
 }
 
 #[test]
-fn a_consecutive_breaker_with_a_borrowed_config_fits_in_64_bytes() {
+fn a_consecutive_breaker_with_a_borrowed_config_fits_in_104_bytes() {
     static CONFIG: CircuitBreakerConfig = CircuitBreakerConfig {
         ignored_errors: crate::error::ErrorKindSet::EMPTY,
         ..CircuitBreakerConfig::DEFAULT
     };
     let cb = CircuitBreaker::new(&CONFIG);
     assert!(
-        core::mem::size_of_val(&cb) <= 72,
+        core::mem::size_of_val(&cb) <= 104,
         "{} bytes",
         core::mem::size_of_val(&cb)
     );
@@ -554,10 +574,10 @@ fn saturated_deadlines_are_never_reached_at_the_last_instant() {
     assert_eq!(cb.state(), CircuitState::HalfOpen);
     assert_eq!(
         cb.on_success(probe, Instant::MAX),
-        Some(Transition {
-            from: CircuitState::HalfOpen,
-            to: CircuitState::Closed
-        })
+        Some(Transition::new(
+            CircuitState::HalfOpen,
+            CircuitState::Closed
+        ))
     );
     // Tripped at the end of the clock: open for good, even at `Instant::MAX`.
     for _ in 0..3 {
@@ -609,4 +629,177 @@ fn config_state_and_stats_round_trip_through_postcard() {
     );
     let json = serde_json::to_string(&CircuitState::HalfOpen).expect("json");
     assert_eq!(json, "\"HalfOpen\"");
+}
+
+fn rate_breaker() -> CircuitBreaker<CircuitBreakerConfig, CountWindow<8>> {
+    let config = CircuitBreakerConfig {
+        failure_rate_threshold: Some(0.5),
+        minimum_calls: 4,
+        ..config()
+    };
+    CircuitBreaker::with_window(config, CountWindow::<8>::new())
+}
+
+#[test]
+fn the_figures_that_opened_the_breaker_stay_in_the_stats_until_it_closes() {
+    let mut cb = rate_breaker();
+    assert_eq!(cb.stats().trip, None);
+    fail(&mut cb, t(0));
+    succeed(&mut cb, t(0));
+    fail(&mut cb, t(0));
+    fail(&mut cb, t(0));
+    let opened = Trip {
+        reason: OpenReason::FailureRate,
+        calls: 4,
+        failures: 3,
+        slow: 0,
+        consecutive_failures: 2,
+    };
+    assert_eq!(cb.state(), CircuitState::Open);
+    assert_eq!(cb.stats().trip, Some(opened));
+    // 3/4 and 0/4 are exact in binary.
+    assert_eq!(opened.failure_rate().to_bits(), 0.75f64.to_bits());
+    assert_eq!(opened.slow_call_rate().to_bits(), 0.0f64.to_bits());
+    assert_eq!(
+        opened.to_string(),
+        "failure_rate: 4 calls, 3 failed, 0 slow"
+    );
+    // The window itself starts over; the figures do not.
+    assert_eq!(cb.window_counts(), WindowCounts::default());
+    // Half-open, the trip that opened it is still why it is not closed.
+    let probe = cb.try_acquire(t(10)).expect("probe");
+    assert_eq!(cb.state(), CircuitState::HalfOpen);
+    assert_eq!(cb.stats().trip, Some(opened));
+    assert_eq!(cb.on_success(probe, t(10)), None);
+    let closed = succeed(&mut cb, t(10));
+    assert_eq!(
+        closed,
+        Some(Transition::new(
+            CircuitState::HalfOpen,
+            CircuitState::Closed
+        ))
+    );
+    assert_eq!(cb.stats().trip, None);
+}
+
+#[test]
+fn consecutive_and_forced_trips_say_so() {
+    let mut cb = CircuitBreaker::new(config());
+    for _ in 0..3 {
+        fail(&mut cb, t(0));
+    }
+    let trip = cb.stats().trip.expect("open");
+    assert_eq!(trip.reason, OpenReason::ConsecutiveFailures);
+    assert_eq!(trip.consecutive_failures, 3);
+    assert_eq!(trip.to_string(), "3 consecutive failures");
+    cb.reset();
+    fail(&mut cb, t(1));
+    let forced = cb.force_open_for(Duration::from_secs(5), t(1));
+    assert_eq!(
+        forced,
+        Some(Transition {
+            from: CircuitState::Closed,
+            to: CircuitState::ForcedOpen,
+            trip: Some(Trip {
+                reason: OpenReason::Forced,
+                calls: 0,
+                failures: 0,
+                slow: 0,
+                consecutive_failures: 1,
+            }),
+        })
+    );
+    assert_eq!(
+        forced.map(|t| t.to_string()).as_deref(),
+        Some("Closed -> ForcedOpen (forced open)")
+    );
+    // Forcing again moves the end and changes nothing else.
+    assert_eq!(cb.force_open_for(Duration::from_secs(9), t(2)), None);
+    assert_eq!(cb.poll(t(11)).map(|t| t.to), Some(CircuitState::Closed));
+    assert_eq!(cb.stats().trip, None);
+}
+
+#[test]
+fn metrics_only_never_rejects_and_reports_each_time_it_would_open() {
+    let mut cb = rate_breaker();
+    let entered = cb.metrics_only();
+    assert_eq!(
+        entered,
+        Some(Transition::new(
+            CircuitState::Closed,
+            CircuitState::MetricsOnly
+        ))
+    );
+    assert_eq!(cb.metrics_only(), None);
+    fail(&mut cb, t(0));
+    succeed(&mut cb, t(0));
+    fail(&mut cb, t(0));
+    let report = fail(&mut cb, t(0)).expect("would open");
+    assert!(report.would_open());
+    assert_eq!(
+        report.to_string(),
+        "MetricsOnly (would open) (failure_rate: 4 calls, 3 failed, 0 slow)"
+    );
+    assert_eq!(cb.state(), CircuitState::MetricsOnly);
+    let stats = cb.stats();
+    assert_eq!(stats.would_open_count, 1);
+    assert_eq!(stats.trip, report.trip);
+    // No cycle started: permits issued before the report still count.
+    assert_eq!(stats.transitions, 1);
+    // It keeps admitting and evaluating a fresh window: 4 more failures, one more report.
+    for k in 0..20 {
+        let permit = cb.try_acquire(t(1)).expect("never rejects");
+        let got = cb.on_failure(permit, ErrorKind::Transient, t(1));
+        assert_eq!(got.is_some(), k % 4 == 3, "call {k}");
+    }
+    assert_eq!(cb.stats().would_open_count, 6);
+    assert_eq!(cb.stats().rejected_count, 0);
+    // Not every outcome reports: successes keep it quiet.
+    for _ in 0..8 {
+        assert_eq!(succeed(&mut cb, t(2)), None);
+    }
+    // Reset makes it a real breaker again, which opens on the same figures.
+    assert_eq!(
+        cb.reset(),
+        Some(Transition::new(
+            CircuitState::MetricsOnly,
+            CircuitState::Closed
+        ))
+    );
+    assert_eq!(cb.stats().trip, None);
+    for _ in 0..4 {
+        fail(&mut cb, t(3));
+    }
+    assert_eq!(cb.state(), CircuitState::Open);
+    assert!(cb.try_acquire(t(3)).is_err());
+}
+
+#[test]
+fn metrics_only_in_the_consecutive_mode_and_a_timed_force_open_return_to_it() {
+    let mut cb = CircuitBreaker::new(config());
+    fail(&mut cb, t(0));
+    cb.metrics_only();
+    // The streak starts over in the new mode.
+    assert_eq!(fail(&mut cb, t(0)), None);
+    assert_eq!(fail(&mut cb, t(0)), None);
+    let report = fail(&mut cb, t(0)).expect("would open");
+    assert_eq!(
+        report
+            .trip
+            .map(|trip| (trip.reason, trip.consecutive_failures)),
+        Some((OpenReason::ConsecutiveFailures, 3))
+    );
+    // A maintenance window over a shadow breaker rejects, then gives the shadow mode back.
+    cb.force_open_for(Duration::from_secs(5), t(1));
+    assert!(cb.try_acquire(t(2)).is_err());
+    let back = cb.try_acquire(t(6)).expect("metrics-only again");
+    assert_eq!(
+        back.transition(),
+        Some(Transition::new(
+            CircuitState::ForcedOpen,
+            CircuitState::MetricsOnly
+        ))
+    );
+    assert_eq!(cb.on_success(back, t(6)), None);
+    assert_eq!(cb.stats().would_open_count, 1);
 }
