@@ -21,8 +21,14 @@
 //! per_client_burst = 100
 //!
 //! [resilience.circuit_breaker]
-//! failure_threshold = 5
+//! failure_threshold = 5            # the consecutive mode (the default)
 //! timeout = "30s"
+//! # failure_rate_threshold = 0.5   # the failure-rate mode: over the last 100 calls, or with
+//! # window_duration = "60s"        #   a window by time, over the last 60 s (10 buckets)
+//! # minimum_calls = 20
+//! # slow_call_duration = "2s"      # the slow-call mode (with slow_call_rate_threshold)
+//! # slow_call_rate_threshold = 0.8
+//! # mode = "metrics_only"          # shadow mode: evaluates and reports, never rejects
 //!
 //! [resilience.retry]
 //! max_attempts = 3
@@ -57,6 +63,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use rustkernel_core::error::{ConfigError as CoreConfigError, ErrorKind, ErrorKindSet};
+use rustkernel_core::resilience::circuit_breaker::SlidingWindow;
 use rustkernel_core::resilience::{
     BackoffStrategy, CircuitBreakerConfig, HealthProbeConfig, ResilienceConfig, RetryConfig,
     TimeoutConfig,
@@ -320,7 +327,37 @@ pub struct BreakerFile {
     /// How long a half-open cycle may wait for its probes.
     #[serde(default, with = "humantime_serde::option")]
     pub max_wait_in_half_open: Option<Duration>,
+    /// The failure-rate mode: the share of failed calls in the window that opens the breaker.
+    pub failure_rate_threshold: Option<f32>,
+    /// The slow-call mode: a call that takes at least this long is slow.
+    #[serde(default, with = "humantime_serde::option")]
+    pub slow_call_duration: Option<Duration>,
+    /// The share of slow calls in the window that opens the breaker.
+    pub slow_call_rate_threshold: Option<f32>,
+    /// Calls the window must hold before either rate is evaluated.
+    pub minimum_calls: Option<u32>,
+    /// A window by time over this duration (in 10 buckets) instead of the last 100 calls.
+    #[serde(default, with = "humantime_serde::option")]
+    pub window_duration: Option<Duration>,
+    /// `enabled` (the default) or `metrics_only`: the breaker evaluates, reports when it would
+    /// open (metrics, log, health report), and never rejects.
+    pub mode: Option<BreakerMode>,
 }
+
+/// What a kernel's breaker does with its decisions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BreakerMode {
+    /// Opens and rejects.
+    #[default]
+    Enabled,
+    /// Shadow mode: reports where it would open, never rejects.
+    MetricsOnly,
+}
+
+/// The window of every kernel's breaker: the configuration picks the consecutive mode, the last
+/// 100 calls, or a window by time in 10 buckets.
+pub type KernelWindow = rustkernel_core::resilience::circuit_breaker::ConfiguredWindow<100, 10>;
 
 /// `[resilience.retry]`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -632,8 +669,10 @@ pub struct ServiceConfig {
     pub body_limit: usize,
     /// How long in-flight requests may take to finish after a shutdown signal.
     pub drain_timeout: Duration,
-    /// The resilience layer (validated).
+    /// The resilience layer (validated, its breaker for a [`KernelWindow`]).
     pub resilience: ResilienceConfig,
+    /// What the kernels' breakers do with their decisions.
+    pub breaker_mode: BreakerMode,
     /// Each attempt's own timeout.
     pub attempt_timeout: Option<Duration>,
     /// The `runtime` component's thresholds.
@@ -715,6 +754,14 @@ impl ServiceConfig {
                     timeout: Some(cb.timeout),
                     half_open_max_calls: Some(cb.half_open_max_calls),
                     max_wait_in_half_open: Some(cb.max_wait_in_half_open),
+                    failure_rate_threshold: cb.failure_rate_threshold,
+                    slow_call_duration: cb.slow_call_duration,
+                    slow_call_rate_threshold: cb
+                        .slow_call_duration
+                        .map(|_| cb.slow_call_rate_threshold),
+                    minimum_calls: Some(cb.minimum_calls),
+                    window_duration: cb.window_duration,
+                    mode: Some(self.breaker_mode),
                 },
                 retry: RetryFile {
                     max_attempts: Some(r.retry.max_attempts),
@@ -820,7 +867,12 @@ impl ConfigFile {
         apply_retry(&mut resilience.retry, &self.resilience.retry);
         apply_timeout(&mut resilience.timeout, &self.resilience.timeout);
         apply_health(&mut resilience.health_check, &self.resilience.health_check);
-        resilience.validate()?;
+        resilience.validate_for_window(<KernelWindow as SlidingWindow>::CAPACITY)?;
+        // The window's own checks (minimum_calls within the last 100 calls, bucket length).
+        rustkernel_core::resilience::CircuitBreaker::try_with_window(
+            resilience.circuit_breaker,
+            KernelWindow::new(),
+        )?;
         if self.resilience.attempt_timeout == Some(Duration::ZERO) {
             return Err(invalid(
                 "resilience.attempt_timeout",
@@ -930,6 +982,7 @@ impl ConfigFile {
             body_limit,
             drain_timeout,
             resilience,
+            breaker_mode: self.resilience.circuit_breaker.mode.unwrap_or_default(),
             attempt_timeout: self.resilience.attempt_timeout,
             runtime,
             auth,
@@ -999,6 +1052,17 @@ fn apply_breaker(config: &mut CircuitBreakerConfig, file: &BreakerFile) {
         &mut config.max_wait_in_half_open,
         file.max_wait_in_half_open,
     );
+    set_some(
+        &mut config.failure_rate_threshold,
+        file.failure_rate_threshold,
+    );
+    set_some(&mut config.slow_call_duration, file.slow_call_duration);
+    set_some(&mut config.window_duration, file.window_duration);
+    set(
+        &mut config.slow_call_rate_threshold,
+        file.slow_call_rate_threshold,
+    );
+    set(&mut config.minimum_calls, file.minimum_calls);
 }
 
 fn apply_retry(config: &mut RetryConfig, file: &RetryFile) {
@@ -1022,6 +1086,13 @@ fn apply_health(config: &mut HealthProbeConfig, file: &HealthFile) {
     set(&mut config.timeout, file.timeout);
     set(&mut config.failure_threshold, file.failure_threshold);
     set(&mut config.success_threshold, file.success_threshold);
+}
+
+/// Sets an optional setting when the file gives it (a file cannot unset a preset's value).
+fn set_some<T: Copy>(slot: &mut Option<T>, value: Option<T>) {
+    if value.is_some() {
+        *slot = value;
+    }
 }
 
 fn set<T: Copy>(slot: &mut T, value: Option<T>) {
@@ -1077,6 +1148,30 @@ mod tests {
     }
 
     #[test]
+    fn the_breaker_mode_and_window_come_from_the_file_and_show_again() {
+        let text = "[resilience.circuit_breaker]\nfailure_rate_threshold = 0.25\nwindow_duration = \"30s\"\nminimum_calls = 500\nslow_call_duration = \"2s\"\nslow_call_rate_threshold = 0.75\nmode = \"metrics_only\"";
+        let config = ConfigFile::parse(text)
+            .expect("parses")
+            .resolve(None)
+            .expect("valid: a window by time holds any number of calls");
+        let cb = config.resilience.circuit_breaker;
+        assert_eq!(cb.failure_rate_threshold, Some(0.25));
+        assert_eq!(cb.window_duration, Some(Duration::from_secs(30)));
+        assert_eq!(cb.minimum_calls, 500);
+        assert_eq!(cb.slow_call_duration, Some(Duration::from_secs(2)));
+        assert_eq!(cb.slow_call_rate_threshold.to_bits(), 0.75f32.to_bits());
+        assert_eq!(config.breaker_mode, BreakerMode::MetricsOnly);
+        // `config show` writes it back, and the written file resolves to the same.
+        let shown = config.to_file().to_toml().expect("writes");
+        let again = ConfigFile::parse(&shown)
+            .expect("parses")
+            .resolve(None)
+            .expect("valid");
+        assert_eq!(again.resilience.circuit_breaker, cb);
+        assert_eq!(again.breaker_mode, BreakerMode::MetricsOnly);
+    }
+
+    #[test]
     fn bad_values_name_their_field() {
         let cases = [
             (
@@ -1086,6 +1181,19 @@ mod tests {
             (
                 "[resilience.timeout]\ndefault_timeout = \"10m\"\nmax_timeout = \"1m\"",
                 "resilience.timeout.default_timeout",
+            ),
+            (
+                "[resilience.circuit_breaker]\nfailure_rate_threshold = 1.5",
+                "resilience.circuit_breaker.failure_rate_threshold",
+            ),
+            (
+                // The last 100 calls cannot hold 101.
+                "[resilience.circuit_breaker]\nfailure_rate_threshold = 0.5\nminimum_calls = 101",
+                "101",
+            ),
+            (
+                "[resilience.circuit_breaker]\nslow_call_duration = \"0s\"",
+                "resilience.circuit_breaker.slow_call_duration",
             ),
             ("[limits]\nmax_concurrency = 0", "limits.max_concurrency"),
             (

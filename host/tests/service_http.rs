@@ -774,3 +774,124 @@ async fn the_rate_limiter_forgets_idle_clients() {
         200
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_breaker_from_the_file_opens_and_says_why() {
+    let server = start(
+        r#"
+        [resilience.circuit_breaker]
+        failure_rate_threshold = 0.5
+        minimum_calls = 4
+        timeout = "60s"
+        [kernels."graph/pagerank".faults]
+        error_rate = 1.0
+        "#,
+    )
+    .await;
+    for _ in 0..4 {
+        let answer = server.execute(PAGERANK, CYCLE).await;
+        assert_eq!(answer.status, 500, "{answer:?}");
+    }
+    let open = server.execute(PAGERANK, CYCLE).await;
+    assert_eq!(open.error_code(), "circuit_open", "{open:?}");
+    wait_until("/health shows the trip", Duration::from_secs(5), || async {
+        let c = component(&server.health().await, "kernel/graph/pagerank");
+        c["breaker"]["state"] == "open"
+            && c["breaker"]["trip"]["reason"] == "failure_rate"
+            && c["status"] == "unhealthy"
+    })
+    .await;
+    let c = component(&server.health().await, "kernel/graph/pagerank");
+    let trip = &c["breaker"]["trip"];
+    assert_eq!(trip["calls"], 4, "{c}");
+    assert_eq!(trip["failures"], 4, "{c}");
+    assert_eq!(trip["failure_rate"], 1.0, "{c}");
+    assert!(
+        c["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("failure_rate: 4 calls, 4 failed")),
+        "{c}"
+    );
+    wait_until("the opening is counted", Duration::from_secs(5), || async {
+        sample(
+            &server.metrics().await,
+            "rustkernel_breaker_opened_total",
+            r#"kernel="graph/pagerank",reason="failure_rate""#,
+        ) == Some(1.0)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_metrics_only_breaker_reports_what_it_would_do_and_never_rejects() {
+    let server = start(
+        r#"
+        [resilience.circuit_breaker]
+        failure_rate_threshold = 0.5
+        minimum_calls = 4
+        mode = "metrics_only"
+        [kernels."graph/pagerank".faults]
+        error_rate = 1.0
+        "#,
+    )
+    .await;
+    // Twelve failures: three windows of four that would each have opened a real breaker, and
+    // every call reached the kernel.
+    for _ in 0..12 {
+        let answer = server.execute(PAGERANK, CYCLE).await;
+        assert_eq!(answer.status, 500, "{answer:?}");
+        assert_eq!(answer.error_code(), "kernel_failed", "{answer:?}");
+    }
+    let would_open = r#"kernel="graph/pagerank",reason="failure_rate""#;
+    wait_until(
+        "the reports are counted",
+        Duration::from_secs(5),
+        || async {
+            sample(
+                &server.metrics().await,
+                "rustkernel_breaker_would_open_total",
+                would_open,
+            ) == Some(3.0)
+        },
+    )
+    .await;
+    let metrics = server.metrics().await;
+    assert_eq!(
+        sample(
+            &metrics,
+            "rustkernel_breaker_state",
+            r#"kernel="graph/pagerank""#
+        ),
+        Some(5.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "rustkernel_breaker_opened_total",
+            r#"kernel="graph/pagerank",reason="failure_rate""#
+        ),
+        None,
+        "{metrics}"
+    );
+    let c = component(&server.health().await, "kernel/graph/pagerank");
+    assert_eq!(c["breaker"]["state"], "metrics_only", "{c}");
+    assert_eq!(c["breaker"]["would_open"], 3, "{c}");
+    assert_eq!(c["breaker"]["trip"]["reason"], "failure_rate", "{c}");
+    assert_eq!(c["status"], "healthy", "{c}");
+
+    // An operator turns it into a real breaker, which then opens on the same failures.
+    let admin = "/v1/admin/kernels/graph/pagerank/reset";
+    assert_eq!(server.post(admin, Vec::new()).await.status, 200);
+    for _ in 0..4 {
+        assert_eq!(server.execute(PAGERANK, CYCLE).await.status, 500);
+    }
+    let open = server.execute(PAGERANK, CYCLE).await;
+    assert_eq!(open.error_code(), "circuit_open", "{open:?}");
+    // ... and back to shadow mode.
+    let answer = server
+        .post("/v1/admin/kernels/graph/pagerank/metrics-only", Vec::new())
+        .await;
+    assert_eq!(answer.json()["breaker"], "metrics_only", "{answer:?}");
+    assert_eq!(server.execute(PAGERANK, CYCLE).await.status, 500);
+}

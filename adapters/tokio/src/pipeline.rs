@@ -132,13 +132,7 @@ impl Pipeline<NoWindow, NoHint, ByClassify> {
     /// # Errors
     /// The first [`ConfigError`] of the configuration.
     pub fn try_new(config: PipelineConfig) -> Result<Self, ConfigError> {
-        config.validate()?;
-        Ok(Self {
-            timeout: Some(config.timeout),
-            retrier: Retrier::try_new(config.retry)?,
-            breaker: Some(CircuitBreaker::try_new(config.circuit_breaker)?),
-            attempt_timeout: config.attempt_timeout,
-        })
+        Pipeline::try_with_window(config, NoWindow)
     }
 
     /// As [`try_new`](Self::try_new).
@@ -262,6 +256,28 @@ impl<W: SlidingWindow, H, C> PipelineBuilder<W, H, C> {
             Ok(pipeline) => pipeline,
             Err(error) => panic!("invalid pipeline configuration: {error}"),
         }
+    }
+}
+
+impl<W: SlidingWindow> Pipeline<W, NoHint, ByClassify> {
+    /// As [`try_new`](Pipeline::try_new), with the breaker over `window`: a
+    /// [`CountWindow`](crate::breaker::CountWindow) or [`TimeWindow`](crate::breaker::TimeWindow)
+    /// for the failure-rate and slow-call modes, or a
+    /// [`ConfiguredWindow`](crate::breaker::ConfiguredWindow) to let the configuration pick.
+    ///
+    /// # Errors
+    /// The first [`ConfigError`] of the configuration, the window's included.
+    pub fn try_with_window(config: PipelineConfig, window: W) -> Result<Self, ConfigError> {
+        config.validate_for_window(W::CAPACITY)?;
+        let breaker = CircuitBreaker::builder(config.circuit_breaker)
+            .window(window)
+            .try_build()?;
+        Ok(Self {
+            timeout: Some(config.timeout),
+            retrier: Retrier::try_new(config.retry)?,
+            breaker: Some(breaker),
+            attempt_timeout: config.attempt_timeout,
+        })
     }
 }
 

@@ -135,7 +135,17 @@ impl ResilienceConfig {
     /// # Errors
     /// The first invalid value, as a [`ConfigError`] naming the field.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.circuit_breaker.validate()?;
+        self.validate_for_window(0)
+    }
+
+    /// As [`validate`](Self::validate), for a breaker over a window of `window_capacity`
+    /// outcomes (see [`CircuitBreakerConfig::validate_for_window`]): a configuration in the
+    /// failure-rate or slow-call mode is valid only for a breaker with a window.
+    ///
+    /// # Errors
+    /// The first invalid value found.
+    pub fn validate_for_window(&self, window_capacity: u32) -> Result<(), ConfigError> {
+        self.circuit_breaker.validate_for_window(window_capacity)?;
         self.retry.validate()?;
         self.timeout.validate()?;
         self.health_check.validate()?;

@@ -58,7 +58,16 @@ impl PipelineConfig {
     /// The first part's [`ConfigError`]; a zero attempt timeout is
     /// `Zero(ConfigField::DefaultTimeout)`.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        self.circuit_breaker.validate()?;
+        self.validate_for_window(0)
+    }
+
+    /// As [`validate`](Self::validate), for a breaker over a window of `window_capacity`
+    /// outcomes (see [`CircuitBreakerConfig::validate_for_window`]).
+    ///
+    /// # Errors
+    /// The first invalid value found.
+    pub fn validate_for_window(&self, window_capacity: u32) -> Result<(), ConfigError> {
+        self.circuit_breaker.validate_for_window(window_capacity)?;
         self.retry.validate()?;
         self.timeout.validate()?;
         if self.attempt_timeout == Some(Duration::ZERO) {

@@ -505,6 +505,9 @@ pub(super) async fn admin(
             "reset" => {
                 breaker.reset();
             }
+            "metrics-only" => {
+                breaker.metrics_only();
+            }
             other => return Err(ApiError::NotFound(format!("no admin action {other:?}"))),
         }
         tracing::warn!(kernel = id, action, "operator changed a circuit breaker");

@@ -9,7 +9,7 @@
 //! | `GET /health` | every component: status, message, latency, last check, breaker state |
 //! | `GET /metrics` | Prometheus text (see [`metrics`]) |
 //! | `POST /v1/kernels/{id}/execute` | runs a kernel through its pipeline on the blocking pool |
-//! | `POST /v1/admin/kernels/{id}/force-open`, `.../reset` | operator controls of a kernel's breaker |
+//! | `POST /v1/admin/kernels/{id}/force-open`, `.../reset`, `.../metrics-only` | operator controls of a kernel's breaker |
 //!
 //! Health answers are 200 or 503 with a small JSON body naming the reason. Kernel errors map
 //! to one status each in [`execute::ApiError`].
@@ -39,7 +39,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::{AuthMode, ServiceConfig};
+use crate::config::{AuthMode, BreakerMode, KernelWindow, ServiceConfig};
 use crate::kernels::KERNEL_IDS;
 use faults::FaultInjector;
 use metrics::Metrics;
@@ -51,7 +51,7 @@ pub struct KernelSlot {
     /// The kernel id.
     pub id: &'static str,
     /// Deadline, retry, breaker and attempt timeout of this kernel.
-    pub pipeline: Pipeline,
+    pub pipeline: Pipeline<KernelWindow>,
     /// Injected faults, when configured.
     pub faults: Option<FaultInjector>,
 }
@@ -160,8 +160,13 @@ impl AppState {
                 attempt_timeout: config.attempt_timeout,
                 ..PipelineConfig::from_resilience(&config.resilience)
             };
-            let pipeline = Pipeline::try_new(pipeline_config)
+            let pipeline = Pipeline::try_with_window(pipeline_config, KernelWindow::new())
                 .map_err(|error| ServeError::Config(error.to_string()))?;
+            if config.breaker_mode == BreakerMode::MetricsOnly
+                && let Some(breaker) = pipeline.breaker()
+            {
+                breaker.metrics_only();
+            }
             kernels.insert(
                 id,
                 KernelSlot {

@@ -116,8 +116,8 @@ use sync::{Arc, AtomicU64, Mutex, MutexGuard, Ordering};
 
 pub use classified::Classified;
 pub use permit::{CallPermit, OwnedCallPermit};
-pub use rustkernel_core::resilience::circuit_breaker::SlidingWindow;
 pub use rustkernel_core::resilience::circuit_breaker::WindowCounts;
+pub use rustkernel_core::resilience::circuit_breaker::{ConfiguredWindow, SlidingWindow};
 pub use rustkernel_core::resilience::{CountWindow, NoWindow, Rejected, TimeWindow};
 
 type Core<W> = rustkernel_core::resilience::CircuitBreaker<CircuitBreakerConfig, W>;

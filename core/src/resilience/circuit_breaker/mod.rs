@@ -42,6 +42,7 @@
 //! failure-rate threshold below `1 / probes`.
 
 mod config;
+mod configured_window;
 mod state;
 mod time_window;
 mod window;
@@ -51,6 +52,7 @@ use core::fmt;
 use core::time::Duration;
 
 pub use config::{AfterMaxWait, CircuitBreakerConfig, OpenBackoff};
+pub use configured_window::ConfiguredWindow;
 pub use state::{CircuitBreakerStats, CircuitState, OpenReason, Transition, Trip};
 pub use time_window::TimeWindow;
 pub use window::{CountWindow, NoWindow, Outcome, SlidingWindow, WindowCounts};
