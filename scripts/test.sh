@@ -36,6 +36,15 @@ RUSTFLAGS="--cfg loom" cargo test -p rustkernel-tokio --test loom_breaker --rele
 step "deploy: the Kubernetes manifest (schemas, config check, probe paths served)"
 ./scripts/k8s-check.sh
 
+step "dependencies: licenses against an allow-list, sources crates.io only, duplicate versions reported (cargo-deny, deny.toml)"
+# The advisory check needs the RustSec database from GitHub, which this machine cannot fetch:
+# run `cargo deny check advisories` where the network allows (README.md, "Security").
+CARGO_DENY_VERSION=0.20.2
+if ! cargo deny --version 2>/dev/null | grep -qx "cargo-deny $CARGO_DENY_VERSION"; then
+  cargo install --locked cargo-deny --version "$CARGO_DENY_VERSION"
+fi
+cargo deny check licenses bans sources
+
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 
