@@ -518,14 +518,14 @@ mod tests {
         );
 
         // Another version, with a CRC that would match.
-        let mut raw = [2u8, 0, 0, 0, 0, 0];
+        let mut raw = [VERSION + 1, 0, 0, 0, 0, 0];
         let crc = CRC32C.checksum(&raw[..2]);
         raw[2..].copy_from_slice(&crc.to_le_bytes());
         let mut wire = [0u8; 16];
         let n = cobs::encode(&raw, &mut wire).expect("fits");
         assert_eq!(
             decode_frame(&mut wire[..n]),
-            Err(TelemetryError::UnsupportedVersion(2))
+            Err(TelemetryError::UnsupportedVersion(VERSION + 1))
         );
 
         let mut wire = encode(&frame);

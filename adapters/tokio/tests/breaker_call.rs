@@ -11,7 +11,7 @@ use std::time::Duration;
 use rustkernel_tokio::clock;
 use rustkernel_tokio::resilience::{
     CallPermit, CircuitBreaker, CircuitBreakerConfig, CircuitState, Classify, ConfigError,
-    CountWindow, ErrorKind, ErrorKindSet, ResilienceError, Transition,
+    CountWindow, ErrorKind, ErrorKindSet, OpenReason, ResilienceError, Transition, Trip,
 };
 use tokio::time::{Instant, advance};
 
@@ -355,10 +355,17 @@ async fn operator_controls_override_the_calls() {
     let cb = CircuitBreaker::new(config());
     assert_eq!(
         cb.force_open(),
-        Some(Transition::new(
-            CircuitState::Closed,
-            CircuitState::ForcedOpen
-        ))
+        Some(Transition {
+            from: CircuitState::Closed,
+            to: CircuitState::ForcedOpen,
+            trip: Some(Trip {
+                reason: OpenReason::Forced,
+                calls: 0,
+                failures: 0,
+                slow: 0,
+                consecutive_failures: 0,
+            }),
+        })
     );
     advance(Duration::from_secs(3_600)).await;
     assert_eq!(succeed(&cb).await, Err(ResilienceError::CircuitOpen));
@@ -573,7 +580,17 @@ async fn every_transition_is_delivered_in_order_where_the_state_watch_merges_the
     assert_eq!(
         seen,
         [
-            Transition::new(CircuitState::Closed, CircuitState::Open),
+            Transition {
+                from: CircuitState::Closed,
+                to: CircuitState::Open,
+                trip: Some(Trip {
+                    reason: OpenReason::ConsecutiveFailures,
+                    calls: 0,
+                    failures: 0,
+                    slow: 0,
+                    consecutive_failures: 3,
+                }),
+            },
             Transition::new(CircuitState::Open, CircuitState::HalfOpen),
             Transition::new(CircuitState::HalfOpen, CircuitState::Closed),
         ]

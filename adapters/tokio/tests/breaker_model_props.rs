@@ -35,6 +35,7 @@ enum Op {
     ForceOpen,
     ForceOpenFor(u64),
     Disable,
+    MetricsOnly,
     Reset,
 }
 
@@ -52,6 +53,7 @@ fn op() -> impl Strategy<Value = Op> {
         1 => Just(Op::ForceOpen),
         1 => (1u64..600).prop_map(Op::ForceOpenFor),
         1 => Just(Op::Disable),
+        1 => Just(Op::MetricsOnly),
         1 => Just(Op::Reset),
     ]
 }
@@ -138,6 +140,7 @@ async fn lockstep<W: SlidingWindow + Clone>(
                 prop_assert_eq!(cb.force_open_for(d), core.force_open_for(d, clock::now()));
             }
             Op::Disable => prop_assert_eq!(cb.disable(), core.disable()),
+            Op::MetricsOnly => prop_assert_eq!(cb.metrics_only(), core.metrics_only()),
             Op::Reset => prop_assert_eq!(cb.reset(), core.reset()),
         }
         check(&cb, &core)?;
