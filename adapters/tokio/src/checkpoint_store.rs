@@ -913,9 +913,10 @@ impl MemoryCheckpointStore {
         self.frames().keys().copied().collect()
     }
 
-    /// Changes the stored frame of `sequence` in place (tests use it to corrupt one);
-    /// `false` when there is none.
-    pub fn modify_frame(&self, sequence: u64, change: impl FnOnce(&mut Vec<u8>)) -> bool {
+    /// Changes the stored frame of `sequence` in place, so a test can corrupt one; `false` when
+    /// there is none. A test hook, not API.
+    #[cfg(test)]
+    fn modify_frame(&self, sequence: u64, change: impl FnOnce(&mut Vec<u8>)) -> bool {
         match self.frames().get_mut(&sequence) {
             Some(frame) => {
                 change(frame);
