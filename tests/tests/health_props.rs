@@ -2,7 +2,8 @@
 //!
 //! Random sequences of checks, results, timeouts, resets and times (forward, backward and near
 //! `u64::MAX`) run through the core and through small reference models written here, and the two
-//! must agree after every step.
+//! must agree after every step. The registry is the only way to drive probes, so one probe and
+//! one component are tested as the single component of a registry, read back through its views.
 
 // Indexing in the test and its models is by construction in range; a panic would fail the test.
 #![allow(clippy::indexing_slicing)]
@@ -17,9 +18,9 @@ fn reached(deadline: u64, now: u64) -> bool {
     deadline != u64::MAX && now >= deadline
 }
 use rustkernel_core::resilience::health::{
-    ComponentEvent, ComponentHealth, ComponentPhase, Criticality, HealthCheckResult, HealthEvent,
-    HealthProbeConfig, HealthRegistry, HealthStatus, IgnoredResult, MESSAGE_CAPACITY, ProbeRole,
-    ProbeRoles, ProbeState, ProbeTicket, StartError, StartupFailure,
+    CheckTicket, ComponentEvent, ComponentHealth, ComponentId, ComponentPhase, Criticality,
+    HealthCheckResult, HealthEvent, HealthProbeConfig, HealthRegistry, HealthStatus, IgnoredResult,
+    MESSAGE_CAPACITY, ProbeRole, ProbeRoles, ProbeState, RegistryError, StartError, StartupFailure,
 };
 use rustkernel_core::time::{Instant, duration_as_micros};
 
@@ -120,6 +121,77 @@ fn rank(status: HealthStatus) -> u8 {
 
 fn worst(a: HealthStatus, b: HealthStatus) -> HealthStatus {
     if rank(b) > rank(a) { b } else { a }
+}
+
+// ---------------------------------------------------------------------------------------------
+// One component alone in a registry
+// ---------------------------------------------------------------------------------------------
+
+/// A registry holding one component: its inputs are the registry's, its state is read through
+/// [`ComponentHealth`] and [`ProbeState`], the registry's read-only views.
+struct Single {
+    registry: HealthRegistry<1>,
+    id: ComponentId,
+}
+
+impl Single {
+    fn new(config: HealthProbeConfig, roles: ProbeRoles, now: u64) -> Result<Self, RegistryError> {
+        let mut registry = HealthRegistry::new();
+        let id = registry.register("c", config, Criticality::Critical, roles, at(now))?;
+        Ok(Self { registry, id })
+    }
+
+    fn health(&self) -> &ComponentHealth {
+        self.registry.get(self.id).expect("registered").health()
+    }
+
+    fn probe(&self, role: ProbeRole) -> &ProbeState {
+        self.health().probe(role).expect("the role is registered")
+    }
+
+    fn try_start(&mut self, role: ProbeRole, now: u64) -> Result<CheckTicket, StartError> {
+        self.registry.try_start(self.id, role, at(now))
+    }
+
+    fn on_result(
+        &mut self,
+        ticket: CheckTicket,
+        status: HealthStatus,
+        now: u64,
+    ) -> Result<Option<ComponentEvent>, IgnoredResult> {
+        let event =
+            self.registry
+                .on_result(ticket, HealthCheckResult::new(status, "r"), at(now))?;
+        Ok(event.map(|e| self.event(e)))
+    }
+
+    fn poll(&mut self, now: u64) -> Option<ComponentEvent> {
+        let event = self.registry.poll(at(now))?;
+        Some(self.event(event))
+    }
+
+    fn reset(&mut self, now: u64) {
+        self.registry.reset(self.id, at(now)).expect("registered");
+    }
+
+    fn event(&self, event: HealthEvent) -> ComponentEvent {
+        assert_eq!(event.component, self.id);
+        event.event
+    }
+}
+
+/// A liveness probe's status change, as the component reports it.
+fn liveness(change: Option<(HealthStatus, HealthStatus)>) -> Option<ComponentEvent> {
+    change.map(|(from, to)| ComponentEvent::StatusChanged {
+        role: ProbeRole::Liveness,
+        from,
+        to,
+    })
+}
+
+/// One probe: a component with a liveness probe only, which runs from the start.
+fn single_probe(config: HealthProbeConfig) -> Single {
+    Single::new(config, ProbeRole::Liveness.into(), 0).expect("valid config")
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -330,61 +402,57 @@ proptest! {
         start in any::<u64>(),
         ops in prop::collection::vec(probe_op(), 1..120),
     ) {
-        let mut probe = ProbeState::try_new(config).expect("valid config");
+        // Registered at 0: the first check is due at 0 in both, whatever `start` is.
+        let mut single = single_probe(config);
         let mut model = ProbeModel::new(&config);
         let mut now = start;
-        let mut tickets: Vec<ProbeTicket> = Vec::new();
-        check_probe(&probe, &model)?;
+        // Every ticket issued, with the model's number for the same check.
+        let mut tickets: Vec<(CheckTicket, u64)> = Vec::new();
+        check_probe(single.probe(ProbeRole::Liveness), &model)?;
         for op in ops {
             match op {
                 ProbeOp::Start(s) => {
                     now = advance(now, s);
-                    let got = probe.try_start(at(now));
+                    let got = single.try_start(ProbeRole::Liveness, now);
                     let want = model.start(now);
-                    prop_assert_eq!(got.is_ok(), want.is_ok());
+                    prop_assert_eq!(got.map(|_| ()), want.map(|_| ()).map_err(|()| StartError::InFlight));
                     if let (Ok(ticket), Ok(generation)) = (got, want) {
-                        prop_assert_eq!(ticket.generation(), generation);
-                        tickets.push(ticket);
+                        tickets.push((ticket, generation));
                     }
                 }
                 ProbeOp::Result(s, status, stale, pick) => {
                     now = advance(now, s);
                     let Some(&latest) = tickets.last() else { continue };
-                    let ticket = if stale { tickets[pick % tickets.len()] } else { latest };
-                    let got = probe.on_result(ticket, HealthCheckResult::new(status, "x"), at(now));
-                    let want = model.result(ticket.generation(), status, now);
-                    match (got, want) {
-                        (Ok(t), Ok(w)) => prop_assert_eq!(t.map(|t| (t.from, t.to)), w),
-                        (Err(_), Err(())) => {}
-                        (got, want) => prop_assert!(false, "machine {:?}, model {:?}", got, want),
-                    }
+                    let (ticket, generation) = if stale { tickets[pick % tickets.len()] } else { latest };
+                    let got = single.on_result(ticket, status, now);
+                    let want = model.result(generation, status, now);
+                    prop_assert_eq!(got, want.map(liveness).map_err(|()| IgnoredResult::Stale));
                 }
                 ProbeOp::Poll(s) => {
                     now = advance(now, s);
-                    let got = probe.poll(at(now)).map(|t| (t.from, t.to));
-                    prop_assert_eq!(got, model.poll(now));
+                    prop_assert_eq!(single.poll(now), liveness(model.poll(now)));
                 }
                 ProbeOp::Reset(s) => {
                     now = advance(now, s);
-                    probe.reset(at(now));
+                    single.reset(now);
                     model.reset(now);
                 }
                 ProbeOp::Check(s, latency, status) => {
                     now = advance(now, s);
-                    let got = probe.try_start(at(now));
+                    let got = single.try_start(ProbeRole::Liveness, now);
                     let want = model.start(now);
-                    prop_assert_eq!(got.map(|t| t.generation()).ok(), want.ok());
-                    if let Ok(ticket) = got {
-                        tickets.push(ticket);
+                    prop_assert_eq!(got.is_ok(), want.is_ok());
+                    if let (Ok(ticket), Ok(generation)) = (got, want) {
+                        tickets.push((ticket, generation));
                         now = now.saturating_add(latency);
-                        let got = probe.on_result(ticket, HealthCheckResult::new(status, "c"), at(now));
-                        let want = model.result(ticket.generation(), status, now);
-                        prop_assert_eq!(got.ok().map(|t| t.map(|t| (t.from, t.to))), want.ok());
+                        let got = single.on_result(ticket, status, now);
+                        let want = model.result(generation, status, now);
+                        prop_assert_eq!(got.ok(), want.ok().map(liveness));
                     }
                 }
             }
-            check_probe(&probe, &model)?;
-            prop_assert_eq!(probe.is_due(at(now)), model.is_due(now));
+            check_probe(single.probe(ProbeRole::Liveness), &model)?;
+            prop_assert_eq!(single.probe(ProbeRole::Liveness).is_due(at(now)), model.is_due(now));
         }
     }
 
@@ -401,17 +469,16 @@ proptest! {
             failure_threshold: f,
             success_threshold: s,
         };
-        let mut probe = ProbeState::new(config);
+        let mut single = single_probe(config);
         let mut model = ProbeModel::new(&config);
         for (i, status) in statuses.into_iter().enumerate() {
             let now = u64::try_from(i).expect("small") * 1_000_000;
-            let ticket = probe.try_start(at(now)).expect("idle");
+            let ticket = single.try_start(ProbeRole::Liveness, now).expect("idle");
             let generation = model.start(now).expect("idle");
-            let got = probe
-                .on_result(ticket, HealthCheckResult::new(status, ""), at(now + 1))
-                .expect("in flight");
+            let got = single.on_result(ticket, status, now + 1).expect("in flight");
             let want = model.result(generation, status, now + 1).expect("in flight");
-            prop_assert_eq!(got.map(|t| (t.from, t.to)), want);
+            prop_assert_eq!(got, liveness(want));
+            let probe = single.probe(ProbeRole::Liveness);
             prop_assert_eq!(probe.status(), model.status());
             let trailing = |pass: bool| {
                 model.history.iter().rev().take_while(|o| matches!(o, Outcome::Pass(_)) == pass).count()
@@ -434,19 +501,17 @@ proptest! {
             failure_threshold: f,
             success_threshold: s,
         };
-        let mut probe = ProbeState::new(config);
+        let mut single = single_probe(config);
         let mut run_pass = 0u32;
         let mut run_fail = 0u32;
         for status in statuses {
-            let before = probe.status();
-            let ticket = probe.try_start(Instant::ZERO).expect("idle");
-            let change = probe
-                .on_result(ticket, HealthCheckResult::new(status, ""), Instant::ZERO)
-                .expect("in flight");
+            let before = single.probe(ProbeRole::Liveness).status();
+            let ticket = single.try_start(ProbeRole::Liveness, 0).expect("idle");
+            let change = single.on_result(ticket, status, 0).expect("in flight");
             let passed = matches!(status, HealthStatus::Healthy | HealthStatus::Degraded);
             if passed { run_pass += 1; run_fail = 0; } else { run_fail += 1; run_pass = 0; }
-            if let Some(t) = change {
-                match t.to {
+            if let Some(ComponentEvent::StatusChanged { to, .. }) = change {
+                match to {
                     HealthStatus::Unhealthy => prop_assert!(run_fail >= f),
                     // Entering a passing state from a non-passing one needs the full run.
                     _ if !matches!(before, HealthStatus::Healthy | HealthStatus::Degraded) => {
@@ -763,39 +828,38 @@ proptest! {
         start in any::<u64>(),
         ops in prop::collection::vec(component_op(), 1..150),
     ) {
-        let mut c = ComponentHealth::try_new(config, roles, at(start)).expect("valid");
+        let mut c = Single::new(config, roles, start).expect("valid");
         let mut m = ComponentModel::new(&config, roles, start);
         let mut now = start;
-        // Every ticket ever issued, with its role, so stale ones can be replayed.
-        let mut tickets: Vec<(ProbeRole, ProbeTicket)> = Vec::new();
-        check_component(&c, &m, now)?;
+        // Every ticket ever issued, with the model's number for the same check, so stale ones
+        // can be replayed.
+        let mut tickets: Vec<(CheckTicket, u64)> = Vec::new();
+        check_component(c.health(), &m, now)?;
         for op in ops {
             match op {
                 ComponentOp::Start(s, role) => {
                     now = advance(now, s);
-                    let was_starting = matches!(c.phase(), ComponentPhase::Starting { .. });
-                    let got = c.try_start(role, at(now));
+                    let was_starting = matches!(c.health().phase(), ComponentPhase::Starting { .. });
+                    let got = c.try_start(role, now);
                     let want = m.start(role, now);
-                    prop_assert_eq!(got.map(ProbeTicket::generation), want);
+                    prop_assert_eq!(got.map(|_| ()), want.map(|_| ()));
                     if was_starting && role != ProbeRole::Startup && roles.contains(role) {
                         prop_assert_eq!(got, Err(StartError::NotActive));
                     }
-                    if let Ok(ticket) = got {
-                        tickets.push((role, ticket));
+                    if let (Ok(ticket), Ok(generation)) = (got, want) {
+                        prop_assert_eq!(ticket.role(), role);
+                        tickets.push((ticket, generation));
                     }
                 }
                 ComponentOp::Result(s, role, status, stale, pick) => {
                     now = advance(now, s);
-                    let ticket = tickets
-                        .iter()
-                        .rev()
-                        .find(|(r, _)| *r == role)
-                        .map(|(_, t)| *t);
+                    let ticket = tickets.iter().rev().find(|(t, _)| t.role() == role).copied();
                     let Some(latest) = ticket else { continue };
-                    let (role, ticket) = if stale { tickets[pick % tickets.len()] } else { (role, latest) };
-                    let starting = matches!(c.phase(), ComponentPhase::Starting { .. });
-                    let got = c.on_result(role, ticket, HealthCheckResult::new(status, "r"), at(now));
-                    let want = m.result(role, ticket.generation(), status, now);
+                    let (ticket, generation) = if stale { tickets[pick % tickets.len()] } else { latest };
+                    let role = ticket.role();
+                    let starting = matches!(c.health().phase(), ComponentPhase::Starting { .. });
+                    let got = c.on_result(ticket, status, now);
+                    let want = m.result(role, generation, status, now);
                     prop_assert_eq!(got, want);
                     if starting && role != ProbeRole::Startup {
                         // Ignored, or the startup deadline that came first.
@@ -809,22 +873,22 @@ proptest! {
                     now = advance(now, s);
                     // Draining terminates: at most one event per probe plus the deadline.
                     for _ in 0..5 {
-                        let got = c.poll(at(now));
+                        let got = c.poll(now);
                         prop_assert_eq!(got, m.poll(now));
                         if got.is_none() {
                             break;
                         }
                     }
-                    prop_assert_eq!(c.poll(at(now)), None);
+                    prop_assert_eq!(c.poll(now), None);
                     prop_assert_eq!(m.poll(now), None);
                 }
                 ComponentOp::Reset(s) => {
                     now = advance(now, s);
-                    c.reset(at(now));
+                    c.reset(now);
                     m.reset(now);
                 }
             }
-            check_component(&c, &m, now)?;
+            check_component(c.health(), &m, now)?;
         }
     }
 
@@ -837,16 +901,16 @@ proptest! {
         start in any::<u64>(),
         polls in prop::collection::vec(step(), 1..60),
     ) {
-        let mut c = ComponentHealth::new(config, ProbeRoles::ALL, at(start));
+        let mut c = Single::new(config, ProbeRoles::ALL, start).expect("valid");
         let window = u128::from(micros(config.interval)) * u128::from(config.failure_threshold);
         let deadline = u64::try_from(u128::from(start) + window).unwrap_or(u64::MAX);
-        prop_assert_eq!(c.phase(), ComponentPhase::Starting { deadline: at(deadline) });
+        prop_assert_eq!(c.health().phase(), ComponentPhase::Starting { deadline: at(deadline) });
         let mut now = start;
         let mut fired = false;
         for s in polls {
             now = advance(now, s);
-            prop_assert!(c.due_roles(at(now)).iter().all(|r| r == ProbeRole::Startup));
-            let event = c.poll(at(now));
+            prop_assert!(c.health().due_roles(at(now)).iter().all(|r| r == ProbeRole::Startup));
+            let event = c.poll(now);
             if fired {
                 prop_assert_eq!(event, None);
             } else if reached(deadline, now) {
@@ -855,18 +919,22 @@ proptest! {
                 fired = true;
             } else {
                 prop_assert_eq!(event, None);
-                prop_assert_eq!(c.status(), HealthStatus::Unknown);
-                prop_assert!(c.is_live() && !c.is_ready() && !c.is_started());
+                let health = c.health();
+                prop_assert_eq!(health.status(), HealthStatus::Unknown);
+                prop_assert!(health.is_live() && !health.is_ready() && !health.is_started());
             }
         }
-        prop_assert_eq!(c.phase() == ComponentPhase::StartupFailed(StartupFailure::Deadline), fired);
+        prop_assert_eq!(
+            c.health().phase() == ComponentPhase::StartupFailed(StartupFailure::Deadline),
+            fired
+        );
         // One microsecond before the deadline is never a failure.
-        let mut fresh = ComponentHealth::new(config, ProbeRoles::ALL, at(start));
+        let mut fresh = Single::new(config, ProbeRoles::ALL, start).expect("valid");
         if deadline > start {
-            prop_assert_eq!(fresh.poll(at(deadline - 1)), None);
+            prop_assert_eq!(fresh.poll(deadline - 1), None);
         }
         prop_assert_eq!(
-            fresh.poll(at(deadline)),
+            fresh.poll(deadline),
             (deadline != u64::MAX).then_some(ComponentEvent::StartupFailed(StartupFailure::Deadline))
         );
     }

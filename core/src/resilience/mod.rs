@@ -25,7 +25,7 @@ pub use deadline::{DeadlineContext, DeadlineExceeded, WireDeadline};
 pub use health::{
     CheckTicket, ComponentEntry, ComponentEvent, ComponentHealth, ComponentId, ComponentPhase,
     Criticality, HealthCheckConfig, HealthCheckResult, HealthEvent, HealthProbeConfig,
-    HealthRegistry, HealthStatus, ProbeRole, ProbeRoles, ProbeState, RegistryError, StartupFailure,
+    HealthRegistry, HealthStatus, ProbeRole, ProbeRoles, RegistryError, StartupFailure,
     UnknownComponent,
 };
 pub use pipeline::PipelineConfig;

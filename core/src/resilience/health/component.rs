@@ -34,7 +34,8 @@ pub enum ComponentPhase {
     },
     /// Started (or no startup probe): liveness and readiness run.
     Running,
-    /// The startup probe failed; nothing runs until [`ComponentHealth::reset`].
+    /// The startup probe failed; nothing runs until the component is reset
+    /// ([`HealthRegistry::reset`](super::HealthRegistry::reset)).
     StartupFailed(StartupFailure),
 }
 
@@ -131,7 +132,9 @@ impl fmt::Display for IgnoredResult {
 
 impl core::error::Error for IgnoredResult {}
 
-/// The probes of one component, with Kubernetes' startup gating.
+/// The probes of one component, with Kubernetes' startup gating; read it through
+/// [`ComponentEntry::health`](super::ComponentEntry::health), the
+/// [`HealthRegistry`](super::HealthRegistry) drives it.
 ///
 /// # Rules
 /// - With a startup probe the component starts in [`ComponentPhase::Starting`]: only the startup
@@ -140,18 +143,16 @@ impl core::error::Error for IgnoredResult {}
 /// - Startup succeeds when the startup probe passes (`success_threshold` passing checks in a
 ///   row; `Degraded` passes). Then liveness and readiness start fresh, due at once.
 /// - Startup fails when `failure_threshold` startup checks fail in a row, or when it has not
-///   succeeded `failure_threshold x interval` after the start (construction or
-///   [`reset`](Self::reset)). [`poll`](Self::poll) and [`on_result`](Self::on_result) apply that
-///   deadline before anything else; a startup check cannot start once it passed.
+///   succeeded `failure_threshold x interval` after the start (registration or reset). Polls and
+///   results apply that deadline before anything else; a startup check cannot start once it
+///   passed.
 /// - Status: `Unknown` while starting, `Unhealthy` after a failed startup, otherwise the worst
 ///   of the liveness and readiness probes (the startup probe's own if the component has neither).
 ///
-/// # Method families
-/// inputs [`try_start`](Self::try_start), [`on_result`](Self::on_result),
-/// [`poll`](Self::poll), [`reset`](Self::reset); getters [`phase`](Self::phase),
-/// [`status`](Self::status), [`is_live`](Self::is_live), [`is_ready`](Self::is_ready),
-/// [`probe`](Self::probe), ...; outputs [`poll_at`](Self::poll_at) and
-/// [`due_roles`](Self::due_roles).
+/// # Getters
+/// [`phase`](Self::phase), [`status`](Self::status), [`is_live`](Self::is_live),
+/// [`is_ready`](Self::is_ready), [`probe`](Self::probe), ...; outputs
+/// [`poll_at`](Self::poll_at) and [`due_roles`](Self::due_roles).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -170,7 +171,7 @@ impl ComponentHealth {
     /// # Errors
     /// The error of [`HealthProbeConfig::validate`], or `ConfigError::Zero(ProbeRoles)` when
     /// `roles` is empty.
-    pub fn try_new(
+    pub(crate) fn try_new(
         config: HealthProbeConfig,
         roles: ProbeRoles,
         now: Instant,
@@ -180,7 +181,7 @@ impl ComponentHealth {
         }
         // Validated once for all roles (each role's probe shares the configuration).
         config.validate()?;
-        let probe = |role| roles.contains(role).then(|| ProbeState::fresh(config));
+        let probe = |role| roles.contains(role).then(|| ProbeState::new(config));
         let mut component = Self {
             config,
             roles,
@@ -193,19 +194,6 @@ impl ComponentHealth {
         Ok(component)
     }
 
-    /// [`ComponentHealth::try_new`] for arguments known to be valid.
-    ///
-    /// # Panics
-    /// When `config` is invalid or `roles` is empty, with the message of the [`ConfigError`].
-    #[must_use]
-    #[allow(clippy::panic)] // the documented twin of `try_new`
-    pub fn new(config: HealthProbeConfig, roles: ProbeRoles, now: Instant) -> Self {
-        match Self::try_new(config, roles, now) {
-            Ok(component) => component,
-            Err(error) => panic!("invalid component health configuration: {error}"),
-        }
-    }
-
     // ----- inputs -----
 
     /// Starts a check of the `role` probe at `now`.
@@ -213,7 +201,11 @@ impl ComponentHealth {
     /// # Errors
     /// [`StartError::RoleNotRegistered`], [`StartError::NotActive`] (gated, see the rules) or
     /// [`StartError::InFlight`].
-    pub fn try_start(&mut self, role: ProbeRole, now: Instant) -> Result<ProbeTicket, StartError> {
+    pub(crate) fn try_start(
+        &mut self,
+        role: ProbeRole,
+        now: Instant,
+    ) -> Result<ProbeTicket, StartError> {
         if !self.roles.contains(role) {
             return Err(StartError::RoleNotRegistered);
         }
@@ -231,7 +223,7 @@ impl ComponentHealth {
     ///
     /// # Errors
     /// Why the result was not counted; nothing changed then.
-    pub fn on_result(
+    pub(crate) fn on_result(
         &mut self,
         role: ProbeRole,
         ticket: ProbeTicket,
@@ -260,7 +252,7 @@ impl ComponentHealth {
     ///
     /// Returns the first event; call again until it returns `None`, which means nothing is left
     /// to do at `now`.
-    pub fn poll(&mut self, now: Instant) -> Option<ComponentEvent> {
+    pub(crate) fn poll(&mut self, now: Instant) -> Option<ComponentEvent> {
         if let Some(event) = self.expire_startup(now) {
             return Some(event);
         }
@@ -278,7 +270,7 @@ impl ComponentHealth {
 
     /// The component restarted at `now`: every probe forgets its results, checks in flight go
     /// stale, and startup (if the component has a startup probe) begins again with a new deadline.
-    pub fn reset(&mut self, now: Instant) {
+    pub(crate) fn reset(&mut self, now: Instant) {
         self.phase = if self.startup.is_some() {
             ComponentPhase::Starting {
                 deadline: now.saturating_add(self.config.startup_window()),
@@ -487,6 +479,10 @@ mod tests {
         Instant::from_secs(s)
     }
 
+    fn component(config: HealthProbeConfig, roles: ProbeRoles, now: Instant) -> ComponentHealth {
+        ComponentHealth::try_new(config, roles, now).expect("valid")
+    }
+
     fn check(
         component: &mut ComponentHealth,
         role: ProbeRole,
@@ -507,7 +503,7 @@ mod tests {
 
     #[test]
     fn liveness_and_readiness_wait_for_startup() {
-        let mut c = ComponentHealth::new(config(), ALL, secs(100));
+        let mut c = component(config(), ALL, secs(100));
         assert_eq!(c.status(), HealthStatus::Unknown);
         assert!(c.is_live() && !c.is_ready() && !c.is_started());
         assert_eq!(c.due_roles(secs(100)), ProbeRoles::from(ProbeRole::Startup));
@@ -564,7 +560,7 @@ mod tests {
     fn a_startup_deadline_that_saturates_is_never_reached() {
         // Created 10 s before the end of the clock with a 30 s startup window.
         let created = Instant::MAX - Duration::from_secs(10);
-        let mut c = ComponentHealth::new(config(), ALL, created);
+        let mut c = component(config(), ALL, created);
         assert_eq!(
             c.phase(),
             ComponentPhase::Starting {
@@ -590,7 +586,7 @@ mod tests {
 
     #[test]
     fn startup_fails_at_its_deadline() {
-        let mut c = ComponentHealth::new(config(), ALL, secs(100));
+        let mut c = component(config(), ALL, secs(100));
         assert_eq!(
             c.phase(),
             ComponentPhase::Starting {
@@ -622,7 +618,7 @@ mod tests {
 
     #[test]
     fn startup_fails_after_threshold_failures() {
-        let mut c = ComponentHealth::new(config(), ALL, secs(0));
+        let mut c = component(config(), ALL, secs(0));
         let fail = || HealthCheckResult::unhealthy("no GPU");
         assert_eq!(check(&mut c, ProbeRole::Startup, fail(), secs(0)), Ok(None));
         assert_eq!(
@@ -647,7 +643,7 @@ mod tests {
     #[test]
     fn late_results_after_reset_are_stale() {
         let roles = ProbeRoles::of(&[ProbeRole::Liveness]);
-        let mut c = ComponentHealth::new(config(), roles, secs(0));
+        let mut c = component(config(), roles, secs(0));
         assert!(c.is_started() && c.is_ready());
         let ticket = c.try_start(ProbeRole::Liveness, secs(0)).expect("running");
         c.reset(secs(0));
@@ -673,7 +669,7 @@ mod tests {
             failure_threshold: 1,
             ..config()
         };
-        let mut c = ComponentHealth::new(one, roles, secs(0));
+        let mut c = component(one, roles, secs(0));
         c.try_start(ProbeRole::Liveness, secs(0)).expect("running");
         assert_eq!(c.poll_at(), Some(secs(1)));
         let event = c.poll(secs(1) + Duration::from_micros(5));

@@ -1,10 +1,10 @@
 //! One probe: schedules checks, times them out and turns results into a status with hysteresis.
-
-use core::fmt;
+//!
+//! Only [`ComponentHealth`](super::ComponentHealth) drives a probe; outside the crate a probe is
+//! read through [`ComponentHealth::probe`](super::ComponentHealth::probe).
 
 use super::config::HealthProbeConfig;
 use super::status::{HealthCheckResult, HealthStatus};
-use crate::error::ConfigError;
 use crate::time::Instant;
 
 /// Names one started check; [`ProbeState::on_result`] counts a result only with the ticket of
@@ -12,23 +12,16 @@ use crate::time::Instant;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct ProbeTicket {
-    generation: u64,
-}
-
-impl ProbeTicket {
+pub(crate) struct ProbeTicket {
     /// The number of the check; each [`ProbeState::try_start`] takes the next one.
-    #[must_use]
-    pub const fn generation(self) -> u64 {
-        self.generation
-    }
+    pub(crate) generation: u64,
 }
 
 /// What the probe waits for: the next check to be due, or the check in flight to answer.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum ProbeTimer {
+pub(crate) enum ProbeTimer {
     /// No check is running; the next one is due at `at` (in the past: due now).
     Due {
         /// When the next check is due.
@@ -50,14 +43,15 @@ pub enum ProbeTimer {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct ProbeTransition {
+pub(crate) struct ProbeTransition {
     /// The status before.
-    pub from: HealthStatus,
+    pub(crate) from: HealthStatus,
     /// The status after.
-    pub to: HealthStatus,
+    pub(crate) to: HealthStatus,
 }
 
-/// Counters of a probe since it was created (kept across [`ProbeState::reset`]); saturating.
+/// Counters of a probe since its component was registered (kept when the component is reset);
+/// saturating.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -68,49 +62,27 @@ pub struct ProbeStats {
     pub passed: u32,
     /// Results that failed (`Unhealthy` or `Unknown`) in time.
     pub failed: u32,
-    /// Checks that timed out, noticed by [`ProbeState::poll`] or by a late result.
+    /// Checks that timed out, noticed by a poll or by a late result.
     pub timed_out: u32,
     /// Results refused because their ticket was not the one in flight.
     pub ignored: u32,
 }
 
 /// [`ProbeState::try_start`] refused: a check is already running (checks never overlap).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct CheckInFlight {
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct CheckInFlight {
     /// The ticket of the running check.
-    pub ticket: ProbeTicket,
+    pub(crate) ticket: ProbeTicket,
 }
-
-impl fmt::Display for CheckInFlight {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "health check {} is still running",
-            self.ticket.generation
-        )
-    }
-}
-
-impl core::error::Error for CheckInFlight {}
 
 /// [`ProbeState::on_result`] ignored a result: its ticket is not the check in flight (the check
 /// timed out, the probe was reset, or the ticket is from another probe).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct StaleTicket;
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct StaleTicket;
 
-impl fmt::Display for StaleTicket {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("result for a health check that is no longer in flight")
-    }
-}
-
-impl core::error::Error for StaleTicket {}
-
-/// The state machine of one probe, with Kubernetes semantics.
+/// One probe of a component, with Kubernetes semantics; read it through
+/// [`ComponentHealth::probe`](super::ComponentHealth::probe), the
+/// [`HealthRegistry`](super::HealthRegistry) drives it.
 ///
 /// # Rules
 /// - The status is `Unknown` until a streak of results reaches its threshold; it is never
@@ -125,34 +97,10 @@ impl core::error::Error for StaleTicket {}
 ///   (`Healthy` <-> `Degraded` has no hysteresis; both serve traffic).
 /// - Checks never overlap. The next check is due `interval` after the previous one started.
 ///
-/// # Method families
-/// - inputs: [`try_start`](Self::try_start), [`on_result`](Self::on_result),
-///   [`poll`](Self::poll) (notices a timeout), [`reset`](Self::reset);
-/// - getters: [`status`](Self::status), [`timer`](Self::timer), [`stats`](Self::stats),
-///   [`last_result`](Self::last_result), ...;
-/// - output: [`poll_at`](Self::poll_at): when the next check is due or the running one times out.
-///
-/// ```
-/// use core::time::Duration;
-/// use rustkernel_core::resilience::{HealthCheckResult, HealthProbeConfig, HealthStatus, ProbeState};
-/// use rustkernel_core::time::Instant;
-///
-/// let mut probe = ProbeState::new(HealthProbeConfig::default()); // 10 s, 1 s, 3, 1
-/// let t0 = Instant::from_secs(100);
-/// for i in 0..3 {
-///     let now = t0 + Duration::from_secs(10 * i);
-///     let ticket = probe.try_start(now).unwrap();
-///     assert_eq!(probe.status(), HealthStatus::Unknown); // not yet three failures
-///     probe.on_result(ticket, HealthCheckResult::unhealthy("GPU unavailable"), now).unwrap();
-/// }
-/// assert_eq!(probe.status(), HealthStatus::Unhealthy);
-/// // The next check never answers: poll notices the timeout at start + 1 s.
-/// let now = t0 + Duration::from_secs(30);
-/// probe.try_start(now).unwrap();
-/// assert_eq!(probe.poll_at(), Some(now + Duration::from_secs(1)));
-/// probe.poll(now + Duration::from_secs(1));
-/// assert_eq!(probe.stats().timed_out, 1);
-/// ```
+/// # Getters
+/// [`status`](Self::status), [`stats`](Self::stats), [`last_result`](Self::last_result),
+/// [`is_due`](Self::is_due), [`poll_at`](Self::poll_at) (when the next check is due or the
+/// running one times out), ...
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -168,17 +116,9 @@ pub struct ProbeState {
 }
 
 impl ProbeState {
-    /// A probe in `Unknown` whose first check is due at once.
-    ///
-    /// # Errors
-    /// The error of [`HealthProbeConfig::validate`].
-    pub fn try_new(config: HealthProbeConfig) -> Result<Self, ConfigError> {
-        config.validate()?;
-        Ok(Self::fresh(config))
-    }
-
-    /// [`ProbeState::try_new`] for a configuration already validated.
-    pub(crate) fn fresh(config: HealthProbeConfig) -> Self {
+    /// A probe in `Unknown` whose first check is due at once, for a configuration the caller
+    /// validated ([`HealthProbeConfig::validate`]).
+    pub(crate) fn new(config: HealthProbeConfig) -> Self {
         Self {
             config,
             status: HealthStatus::Unknown,
@@ -191,26 +131,13 @@ impl ProbeState {
         }
     }
 
-    /// [`ProbeState::try_new`] for a configuration known to be valid.
-    ///
-    /// # Panics
-    /// When `config` is invalid, with the message of the [`ConfigError`].
-    #[must_use]
-    #[allow(clippy::panic)] // the documented twin of `try_new`
-    pub fn new(config: HealthProbeConfig) -> Self {
-        match Self::try_new(config) {
-            Ok(probe) => probe,
-            Err(error) => panic!("invalid HealthProbeConfig: {error}"),
-        }
-    }
-
     // ----- inputs -----
 
     /// Starts a check at `now` (due or not: an on-demand check is fine) and returns its ticket.
     ///
     /// # Errors
     /// [`CheckInFlight`] when a check is already running; its result or timeout comes first.
-    pub fn try_start(&mut self, now: Instant) -> Result<ProbeTicket, CheckInFlight> {
+    pub(crate) fn try_start(&mut self, now: Instant) -> Result<ProbeTicket, CheckInFlight> {
         if let ProbeTimer::InFlight { ticket, .. } = self.timer {
             return Err(CheckInFlight { ticket });
         }
@@ -235,7 +162,7 @@ impl ProbeState {
     /// # Errors
     /// [`StaleTicket`] when `ticket` is not the check in flight; nothing changes but
     /// [`ProbeStats::ignored`].
-    pub fn on_result(
+    pub(crate) fn on_result(
         &mut self,
         ticket: ProbeTicket,
         result: HealthCheckResult,
@@ -274,7 +201,7 @@ impl ProbeState {
     /// Notices a check that has not answered by its deadline and counts it as a failure.
     ///
     /// Does nothing before the deadline or when no check runs. Returns the status change, if any.
-    pub fn poll(&mut self, now: Instant) -> Option<ProbeTransition> {
+    pub(crate) fn poll(&mut self, now: Instant) -> Option<ProbeTransition> {
         match self.timer {
             ProbeTimer::InFlight {
                 started, deadline, ..
@@ -291,7 +218,7 @@ impl ProbeState {
     /// Forgets every result (the component restarted): `Unknown`, no streaks, no last result,
     /// the next check due at `now`. A check in flight is abandoned: its ticket becomes stale.
     /// Counters and ticket numbers go on.
-    pub fn reset(&mut self, now: Instant) {
+    pub(crate) fn reset(&mut self, now: Instant) {
         self.status = HealthStatus::Unknown;
         self.successes = 0;
         self.failures = 0;
@@ -311,21 +238,6 @@ impl ProbeState {
     #[must_use]
     pub const fn config(&self) -> &HealthProbeConfig {
         &self.config
-    }
-
-    /// What the probe waits for.
-    #[must_use]
-    pub const fn timer(&self) -> ProbeTimer {
-        self.timer
-    }
-
-    /// The ticket of the check in flight, if one runs.
-    #[must_use]
-    pub const fn in_flight(&self) -> Option<ProbeTicket> {
-        match self.timer {
-            ProbeTimer::InFlight { ticket, .. } => Some(ticket),
-            ProbeTimer::Due { .. } => None,
-        }
     }
 
     /// Whether no check runs and the next one is due at or before `now`.
@@ -427,12 +339,6 @@ mod tests {
     ) -> Option<ProbeTransition> {
         let ticket = probe.try_start(now).expect("idle");
         probe.on_result(ticket, result, now).expect("in flight")
-    }
-
-    #[test]
-    fn invalid_config_is_refused() {
-        assert!(ProbeState::try_new(config(0, 1)).is_err());
-        assert!(ProbeState::try_new(config(1, 0)).is_err());
     }
 
     #[test]

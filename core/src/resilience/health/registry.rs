@@ -134,12 +134,6 @@ impl CheckTicket {
     pub const fn role(self) -> ProbeRole {
         self.role
     }
-
-    /// The probe's own ticket.
-    #[must_use]
-    pub const fn probe(self) -> ProbeTicket {
-        self.probe
-    }
 }
 
 /// A [`ComponentEvent`] and the component it happened to.
@@ -319,8 +313,8 @@ impl<const N: usize> HealthRegistry<N> {
     /// Starts a check of the `role` probe of component `id` at `now`.
     ///
     /// # Errors
-    /// [`StartError::UnknownComponent`], or the component's refusal
-    /// ([`ComponentHealth::try_start`]).
+    /// [`StartError::UnknownComponent`], or the component's refusal: the role is not
+    /// registered, not active in the component's phase, or a check of it is still running.
     pub fn try_start(
         &mut self,
         id: ComponentId,
@@ -347,7 +341,9 @@ impl<const N: usize> HealthRegistry<N> {
     /// Records the result of the check `ticket` at `now`, routed to its component and probe.
     ///
     /// # Errors
-    /// Why the result was not counted ([`ComponentHealth::on_result`]); nothing changed then.
+    /// Why the result was not counted ([`IgnoredResult`]); nothing changed then. A startup
+    /// deadline that passed comes first: the result is dropped and `StartupFailed(Deadline)`
+    /// returned.
     pub fn on_result(
         &mut self,
         ticket: CheckTicket,
@@ -378,8 +374,9 @@ impl<const N: usize> HealthRegistry<N> {
         })
     }
 
-    /// Component `id` restarted at `now` (recovery acted): its probes start over
-    /// ([`ComponentHealth::reset`]).
+    /// Component `id` restarted at `now` (recovery acted): every probe forgets its results,
+    /// checks in flight go stale, and startup (if the component has a startup probe) begins
+    /// again with a new deadline.
     ///
     /// # Errors
     /// [`UnknownComponent`] when the registry has no such component.
