@@ -48,6 +48,12 @@ cargo deny check licenses bans sources
 step "docs"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features
 
+# The public API of core, tokio and embassy adapters against the committed api/*.txt; a change
+# to the surface fails here with its diff until the listing is regenerated and committed
+# (scripts/public-api.sh; installs the pinned cargo-public-api when missing).
+step "public API: the listings in api/ match the code"
+./scripts/public-api.sh --check
+
 step "no_std: the core builds for thumbv7em-none-eabihf with no features and with every no_std feature (serde, defmt)"
 cargo build -p rustkernel-core --target thumbv7em-none-eabihf
 cargo build -p rustkernel-core --target thumbv7em-none-eabihf --features serde,defmt
