@@ -50,6 +50,7 @@ use crate::rng::Rng;
 /// exactly the chapter's fields, so the chapter's struct literals compile unchanged.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum BackoffStrategy {
     /// The same delay before every retry. A zero delay (retry at once) is allowed.
     Fixed {
@@ -263,73 +264,6 @@ fn check_initial_le_max(initial: Duration, max: Duration) -> Result<(), ConfigEr
 /// The multiplier as used: NaN and values below 1 (refused by `validate`) mean no growth.
 fn growth(multiplier: f64) -> Factor {
     Parts::of_f64(multiplier).growth()
-}
-
-#[cfg(feature = "defmt")]
-impl defmt::Format for BackoffStrategy {
-    fn format(&self, f: defmt::Formatter<'_>) {
-        use crate::time::duration_as_micros as us;
-        match *self {
-            BackoffStrategy::Fixed { delay } => {
-                defmt::write!(f, "Fixed {{ delay: {=u64}us }}", us(delay));
-            }
-            BackoffStrategy::Linear {
-                initial,
-                increment,
-                max,
-            } => defmt::write!(
-                f,
-                "Linear {{ initial: {=u64}us, increment: {=u64}us, max: {=u64}us }}",
-                us(initial),
-                us(increment),
-                us(max)
-            ),
-            BackoffStrategy::Exponential {
-                initial,
-                max,
-                multiplier,
-            } => defmt::write!(
-                f,
-                "Exponential {{ initial: {=u64}us, max: {=u64}us, multiplier: {=f64} }}",
-                us(initial),
-                us(max),
-                multiplier
-            ),
-            BackoffStrategy::ExponentialWithJitter {
-                initial,
-                max,
-                multiplier,
-            } => defmt::write!(
-                f,
-                "ExponentialWithJitter {{ initial: {=u64}us, max: {=u64}us, multiplier: {=f64} }}",
-                us(initial),
-                us(max),
-                multiplier
-            ),
-            BackoffStrategy::EqualJitter {
-                initial,
-                max,
-                multiplier,
-            } => defmt::write!(
-                f,
-                "EqualJitter {{ initial: {=u64}us, max: {=u64}us, multiplier: {=f64} }}",
-                us(initial),
-                us(max),
-                multiplier
-            ),
-            BackoffStrategy::DecorrelatedJitter {
-                initial,
-                max,
-                multiplier,
-            } => defmt::write!(
-                f,
-                "DecorrelatedJitter {{ initial: {=u64}us, max: {=u64}us, multiplier: {=f64} }}",
-                us(initial),
-                us(max),
-                multiplier
-            ),
-        }
-    }
 }
 
 #[cfg(test)]

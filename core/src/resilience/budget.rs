@@ -62,6 +62,7 @@ const MAX_RATIO: f32 = 1_000.0;
 /// Settings of a [`RetryBudget`].
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct RetryBudgetConfig {
     /// How far back requests and retries are remembered; split into [`BUDGET_SLOTS`] slots and
     /// rounded down to a whole number of microseconds per slot (at least one).
@@ -274,19 +275,6 @@ fn index(number: u64) -> usize {
 fn ratio_units(ratio: f32) -> u64 {
     // Exact: the f32's integer mantissa times 10^6, shifted; capped at MAX_RATIO retries.
     crate::float::scaled_floor(ratio, UNITS_PER_RETRY, 1_000 * UNITS_PER_RETRY)
-}
-
-#[cfg(feature = "defmt")]
-impl defmt::Format for RetryBudgetConfig {
-    fn format(&self, f: defmt::Formatter<'_>) {
-        defmt::write!(
-            f,
-            "RetryBudgetConfig {{ window: {=u64}us, min_retries_per_second: {=u32}, retry_ratio: {=f32} }}",
-            duration_as_micros(self.window),
-            self.min_retries_per_second,
-            self.retry_ratio
-        );
-    }
 }
 
 #[cfg(feature = "defmt")]

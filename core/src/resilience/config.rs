@@ -36,6 +36,7 @@ use crate::resilience::{
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
 #[cfg_attr(feature = "serde", serde(default))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct ResilienceConfig {
     /// The circuit breaker guarding each kernel.
     pub circuit_breaker: CircuitBreakerConfig,
@@ -175,23 +176,6 @@ impl Default for ResilienceConfig {
     /// [`ResilienceConfig::production`].
     fn default() -> Self {
         Self::production()
-    }
-}
-
-#[cfg(feature = "defmt")]
-impl defmt::Format for ResilienceConfig {
-    fn format(&self, f: defmt::Formatter<'_>) {
-        defmt::write!(
-            f,
-            "ResilienceConfig {{ circuit_breaker: {}, retry: {}, timeout: {}, health_check: {}, recovery: {}, retry_max_elapsed_us: {=u64}, restart_intensity: {} }}",
-            self.circuit_breaker,
-            self.retry,
-            self.timeout,
-            self.health_check,
-            self.recovery,
-            crate::time::duration_as_micros(self.retry_max_elapsed),
-            self.restart_intensity,
-        );
     }
 }
 

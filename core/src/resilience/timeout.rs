@@ -44,6 +44,7 @@ use crate::time::Instant;
 /// [`resolve`](Self::resolve).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct TimeoutConfig {
     /// The timeout of a call that asks for none.
     pub default_timeout: Duration,
@@ -135,20 +136,6 @@ impl TimeoutConfig {
             bound = DeadlineBound::Parent;
         }
         ResolvedDeadline { context, bound }
-    }
-}
-
-#[cfg(feature = "defmt")]
-impl defmt::Format for TimeoutConfig {
-    fn format(&self, f: defmt::Formatter<'_>) {
-        defmt::write!(
-            f,
-            "TimeoutConfig {{ default_timeout: {=u64}us, max_timeout: {=u64}us, propagate_deadline: {=bool}, include_queue_time: {=bool} }}",
-            crate::time::duration_as_micros(self.default_timeout),
-            crate::time::duration_as_micros(self.max_timeout),
-            self.propagate_deadline,
-            self.include_queue_time,
-        );
     }
 }
 

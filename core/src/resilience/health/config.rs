@@ -24,6 +24,7 @@ use crate::time::duration_as_micros;
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct HealthProbeConfig {
     /// Time from the start of one check to the start of the next.
     pub interval: Duration,
@@ -106,20 +107,6 @@ impl Default for HealthProbeConfig {
     /// [`HealthProbeConfig::KUBERNETES`].
     fn default() -> Self {
         Self::KUBERNETES
-    }
-}
-
-#[cfg(feature = "defmt")]
-impl defmt::Format for HealthProbeConfig {
-    fn format(&self, f: defmt::Formatter<'_>) {
-        defmt::write!(
-            f,
-            "HealthProbeConfig {{ interval_us: {=u64}, timeout_us: {=u64}, failure_threshold: {=u32}, success_threshold: {=u32} }}",
-            duration_as_micros(self.interval),
-            duration_as_micros(self.timeout),
-            self.failure_threshold,
-            self.success_threshold,
-        );
     }
 }
 

@@ -107,6 +107,7 @@ impl fmt::Display for HealthStatus {
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct HealthCheckResult {
     /// What the check found.
     pub status: HealthStatus,
@@ -185,20 +186,6 @@ impl fmt::Display for HealthCheckResult {
         } else {
             write!(f, "{}: {}", self.status, self.message)
         }
-    }
-}
-
-#[cfg(feature = "defmt")]
-impl defmt::Format for HealthCheckResult {
-    fn format(&self, f: defmt::Formatter<'_>) {
-        defmt::write!(
-            f,
-            "HealthCheckResult {{ status: {}, message: {=str}, latency_us: {=u64}, checked_at: {} }}",
-            self.status,
-            self.message.as_str(),
-            crate::time::duration_as_micros(self.latency),
-            self.checked_at,
-        );
     }
 }
 

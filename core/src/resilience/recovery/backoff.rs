@@ -18,6 +18,7 @@ use super::{Recovery, RecoveryPolicy, RestartIntensity};
 /// crash-loop back-off after a container ran fine for a while.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct RestartBackoff {
     /// Factor from one restart delay to the next; at least 1.
     pub multiplier: f64,
@@ -79,17 +80,5 @@ impl Default for RestartBackoff {
             multiplier: 2.0,
             max: Duration::from_secs(60),
         }
-    }
-}
-
-#[cfg(feature = "defmt")]
-impl defmt::Format for RestartBackoff {
-    fn format(&self, f: defmt::Formatter<'_>) {
-        defmt::write!(
-            f,
-            "RestartBackoff {{ multiplier: {=f64}, max_us: {=u64} }}",
-            self.multiplier,
-            duration_as_micros(self.max),
-        );
     }
 }

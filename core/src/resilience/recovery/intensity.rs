@@ -27,6 +27,7 @@ use super::{Recovery, RecoveryAction};
 /// hold two of its restarts. [`RestartIntensity::otp`] gives OTP's period.
 #[derive(Clone, Copy, Debug, PartialEq)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct RestartIntensity {
     /// The sliding window restarts are counted in; a restart is forgotten once `window` has
     /// passed since it was decided.
@@ -166,17 +167,5 @@ impl Default for RestartIntensity {
             window: Duration::from_secs(60),
             backoff: None,
         }
-    }
-}
-
-#[cfg(feature = "defmt")]
-impl defmt::Format for RestartIntensity {
-    fn format(&self, f: defmt::Formatter<'_>) {
-        defmt::write!(
-            f,
-            "RestartIntensity {{ window_us: {=u64}, backoff: {} }}",
-            duration_as_micros(self.window),
-            self.backoff,
-        );
     }
 }

@@ -57,8 +57,6 @@ pub use machine::Recovery;
 
 use crate::error::{ConfigError, ConfigField};
 use crate::time::Instant;
-#[cfg(feature = "defmt")]
-use crate::time::duration_as_micros;
 
 /// How a failed kernel is recovered; the chapter's five strategies.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -119,6 +117,7 @@ impl fmt::Display for RecoveryStrategy {
 /// operator.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct RecoveryPolicy {
     /// What to do when the kernel fails.
     pub strategy: RecoveryStrategy,
@@ -153,20 +152,6 @@ impl Default for RecoveryPolicy {
             restart_delay: Duration::from_secs(5),
             escalation: Some(RecoveryStrategy::NotifyOperator),
         }
-    }
-}
-
-#[cfg(feature = "defmt")]
-impl defmt::Format for RecoveryPolicy {
-    fn format(&self, f: defmt::Formatter<'_>) {
-        defmt::write!(
-            f,
-            "RecoveryPolicy {{ strategy: {}, max_restarts: {=u32}, restart_delay_us: {=u64}, escalation: {} }}",
-            self.strategy,
-            self.max_restarts,
-            duration_as_micros(self.restart_delay),
-            self.escalation,
-        );
     }
 }
 
