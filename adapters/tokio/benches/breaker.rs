@@ -8,6 +8,9 @@
 //! | failure rate + slow calls, `CountWindow<100>` | (none has both; listed for the cost of the clock) |
 //! | failure rate over the last 10 s in 10 buckets (`TimeWindow<10>`), as a tower service | `tower-resilience-circuitbreaker` 0.14, time-based window of 10 s, as a tower service |
 //!
+//! The slow-call and time-window modes also run on the coarse clock (`_coarse`,
+//! `CircuitBreakerBuilder::coarse_clock`).
+//!
 //! Every operation succeeds at once; futures are polled once with a no-op waker, so no runtime
 //! cost is measured. The `closed_call` and `call_overhead` groups are the earlier single-thread
 //! comparisons (`call` against failsafe's and recloser's futures and function APIs); `clock`
@@ -62,6 +65,8 @@ struct Breakers {
     ours_count: CircuitBreaker<CountWindow<100>>,
     ours_count_slow: CircuitBreaker<CountWindow<100>>,
     ours_time: CircuitBreaker<TimeWindow<10>>,
+    ours_count_slow_coarse: CircuitBreaker<CountWindow<100>>,
+    ours_time_coarse: CircuitBreaker<TimeWindow<10>>,
     failsafe: Failsafe,
     recloser: recloser::Recloser,
     recloser_async: recloser::AsyncRecloser,
@@ -74,15 +79,19 @@ impl Breakers {
             ours_count: CircuitBreaker::builder(rate_config())
                 .window(CountWindow::<100>::new())
                 .build(),
-            ours_count_slow: CircuitBreaker::builder(CircuitBreakerConfig {
-                slow_call_duration: Some(Duration::from_secs(1)),
-                slow_call_rate_threshold: 0.5,
-                ..rate_config()
-            })
-            .window(CountWindow::<100>::new())
-            .build(),
+            ours_count_slow: CircuitBreaker::builder(slow_config())
+                .window(CountWindow::<100>::new())
+                .build(),
             ours_time: CircuitBreaker::builder(time_config())
                 .window(TimeWindow::<10>::new())
+                .build(),
+            ours_count_slow_coarse: CircuitBreaker::builder(slow_config())
+                .window(CountWindow::<100>::new())
+                .coarse_clock()
+                .build(),
+            ours_time_coarse: CircuitBreaker::builder(time_config())
+                .window(TimeWindow::<10>::new())
+                .coarse_clock()
                 .build(),
             failsafe: failsafe::Config::new()
                 .failure_policy(failure_policy::consecutive_failures(
@@ -93,6 +102,14 @@ impl Breakers {
             recloser: recloser::Recloser::default(),
             recloser_async: recloser::AsyncRecloser::from(recloser::Recloser::default()),
         }
+    }
+}
+
+fn slow_config() -> CircuitBreakerConfig {
+    CircuitBreakerConfig {
+        slow_call_duration: Some(Duration::from_secs(1)),
+        slow_call_rate_threshold: 0.5,
+        ..rate_config()
     }
 }
 
@@ -235,6 +252,13 @@ fn clock(c: &mut Criterion) {
     group.bench_function("rustkernel_clock_now", |b| {
         b.iter(rustkernel_tokio::clock::now)
     });
+    group.bench_function("coarsetime_instant_now", |b| {
+        b.iter(coarsetime::Instant::now_without_cache_update)
+    });
+    rustkernel_tokio::clock::calibrate_coarse();
+    group.bench_function("rustkernel_clock_coarse_now", |b| {
+        b.iter(rustkernel_tokio::clock::coarse_now)
+    });
     group.finish();
 }
 
@@ -271,7 +295,7 @@ where
 }
 
 /// The closed-path calls of every mode and peer, by name.
-const NAMES: [&str; 10] = [
+const NAMES: [&str; 12] = [
     "consecutive/rustkernel",
     "consecutive/failsafe_fn",
     "consecutive/failsafe_async",
@@ -279,7 +303,9 @@ const NAMES: [&str; 10] = [
     "count100/recloser_fn",
     "count100/recloser_async",
     "count100_slow/rustkernel",
+    "count100_slow/rustkernel_coarse",
     "time10s/rustkernel",
+    "time10s/rustkernel_coarse",
     "time10s_tower/rustkernel",
     "time10s_tower/tower_resilience",
 ];
@@ -338,6 +364,18 @@ fn run_named(breakers: &Breakers, name: &str, threads: usize, iters: u64) -> Dur
         "count100_slow/rustkernel" => run_threads(
             unit,
             |(), v| now(b.ours_count_slow.call(|| ok(v))).unwrap_or(0),
+            threads,
+            iters,
+        ),
+        "count100_slow/rustkernel_coarse" => run_threads(
+            unit,
+            |(), v| now(b.ours_count_slow_coarse.call(|| ok(v))).unwrap_or(0),
+            threads,
+            iters,
+        ),
+        "time10s/rustkernel_coarse" => run_threads(
+            unit,
+            |(), v| now(b.ours_time_coarse.call(|| ok(v))).unwrap_or(0),
             threads,
             iters,
         ),

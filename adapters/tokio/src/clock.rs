@@ -15,6 +15,17 @@
 //!
 //! Conversions round down to whole microseconds; `to_core(to_tokio(i)) == i` for every
 //! instant tokio can represent.
+//!
+//! # The coarse clock
+//! [`coarse_now`] reads the operating system's coarse monotonic clock instead (Linux:
+//! `CLOCK_MONOTONIC_COARSE`, through the `coarsetime` crate): a read of shared memory that
+//! costs a fifth of a precise read on the project's build machine (README, Benchmarks), at the
+//! resolution of the kernel's tick (1 to 4 ms on Linux, about 16 ms on Windows). It is
+//! calibrated once against [`now`] so that its instants compare with this module's: it reads at
+//! most one tick earlier than [`now`] would, and never later. It follows the real clock only:
+//! under tokio's paused clock it disagrees with [`now`], so code that tests on a paused clock
+//! must not use it. A circuit breaker opts in with
+//! [`CircuitBreakerBuilder::coarse_clock`](crate::breaker::CircuitBreakerBuilder::coarse_clock).
 
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -63,6 +74,79 @@ pub fn to_core(instant: tokio::time::Instant) -> Instant {
     ))
 }
 
+/// The coarse clock's reading at calibration, in core microseconds since the [`epoch`] minus
+/// its own microseconds: added to a coarse reading, it gives the core instant.
+static COARSE_OFFSET: OnceLock<i64> = OnceLock::new();
+
+/// How long calibration waits at most for the coarse clock to tick.
+const CALIBRATION_LIMIT: Duration = Duration::from_millis(50);
+
+/// Microseconds of a `coarsetime` reading (32.32 fixed-point seconds), rounded down.
+fn coarse_micros(reading: coarsetime::Instant) -> u64 {
+    let ticks = reading.as_ticks();
+    let seconds = ticks >> 32;
+    let fraction = ticks & u64::from(u32::MAX);
+    seconds
+        .saturating_mul(1_000_000)
+        .saturating_add((fraction * 1_000_000) >> 32)
+}
+
+/// Calibrates the coarse clock against [`now`]'s real clock, once per process: waits for the
+/// coarse clock to tick (at most [`CALIBRATION_LIMIT`]) and pairs the new reading with a
+/// precise reading taken before the last coarse read that still showed the old value, so
+/// before the tick. Coarse instants then never read later than the real clock, and at most one
+/// tick (plus one turn of the wait loop) earlier.
+///
+/// The first call can take up to one tick of the coarse clock; a breaker that uses the coarse
+/// clock calls it when it is built, so its calls never wait for it.
+pub fn calibrate_coarse() {
+    coarse_offset();
+}
+
+/// The calibrated offset (see [`calibrate_coarse`]).
+fn coarse_offset() -> i64 {
+    *COARSE_OFFSET.get_or_init(|| {
+        let precise = || {
+            let since = std::time::Instant::now().saturating_duration_since(epoch().into_std());
+            i64::try_from(duration_as_micros(since)).unwrap_or(i64::MAX)
+        };
+        let coarse = || {
+            let reading = coarsetime::Instant::now_without_cache_update();
+            (
+                reading,
+                i64::try_from(coarse_micros(reading)).unwrap_or(i64::MAX),
+            )
+        };
+        let started = std::time::Instant::now();
+        let mut before = precise();
+        let (first, _) = coarse();
+        loop {
+            // `before` was read before a coarse read that showed `first`: before the tick.
+            let next = precise();
+            let (reading, micros) = coarse();
+            if reading != first {
+                // Less one microsecond for the rounding of the two readings.
+                return before.saturating_sub(micros).saturating_sub(1);
+            }
+            if started.elapsed() >= CALIBRATION_LIMIT {
+                // No tick seen (a stopped or very coarse clock): pair the last two reads.
+                return next.saturating_sub(micros);
+            }
+            before = next;
+        }
+    })
+}
+
+/// Now, on the coarse real-time clock (see [the module docs](self#the-coarse-clock)), as the
+/// core's [`Instant`]: at most one tick of the operating system's clock earlier than [`now`]
+/// would read on the real clock, never later.
+#[must_use]
+pub fn coarse_now() -> Instant {
+    let offset = coarse_offset();
+    let coarse = coarse_micros(coarsetime::Instant::now_without_cache_update());
+    Instant::from_micros(coarse.saturating_add_signed(offset))
+}
+
 /// The core's [`Instant`] as a tokio instant, for `sleep_until`; instants beyond tokio's range
 /// (such as [`Instant::MAX`], "never") give a point about thirty years after the epoch.
 #[must_use]
@@ -94,6 +178,38 @@ mod tests {
             let i = Instant::from_micros(micros);
             assert_eq!(to_core(to_tokio(i)), i);
         }
+    }
+
+    #[test]
+    fn the_coarse_clock_reads_at_most_one_tick_before_the_precise_one() {
+        calibrate_coarse();
+        // Real time is the point: the coarse clock follows only the real clock.
+        for _ in 0..1_000 {
+            let before = std::time::Instant::now();
+            let coarse = coarse_now();
+            let after = to_core(tokio::time::Instant::from_std(std::time::Instant::now()));
+            let before = to_core(tokio::time::Instant::from_std(before));
+            assert!(coarse <= after, "{coarse:?} after {after:?}");
+            // One tick of a Linux kernel is at most 10 ms (HZ = 100); Windows' is about 16 ms.
+            assert!(
+                before.saturating_duration_since(coarse) < Duration::from_millis(20),
+                "{coarse:?} too far before {before:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn coarse_readings_convert_from_fixed_point_seconds() {
+        let reading = |seconds: u64, fraction: u64| {
+            coarsetime::Instant::from_ticks((seconds << 32) | fraction)
+        };
+        assert_eq!(coarse_micros(reading(0, 0)), 0);
+        assert_eq!(coarse_micros(reading(3, 1 << 31)), 3_500_000);
+        assert_eq!(coarse_micros(reading(1, u64::from(u32::MAX))), 1_999_999);
+        assert_eq!(
+            coarse_micros(reading(u64::from(u32::MAX), 0)),
+            4_294_967_295_000_000
+        );
     }
 
     #[test]

@@ -151,3 +151,18 @@ fn time_window_mode_allocates_nothing() {
         .build(),
     );
 }
+
+#[test]
+fn coarse_clock_modes_allocate_nothing() {
+    allocates_nothing(
+        &CircuitBreaker::builder(CircuitBreakerConfig {
+            slow_call_duration: Some(Duration::from_secs(10)),
+            slow_call_rate_threshold: 0.9,
+            window_duration: Some(Duration::from_secs(10)),
+            ..rate_config()
+        })
+        .window(TimeWindow::<10>::new())
+        .coarse_clock()
+        .build(),
+    );
+}

@@ -37,3 +37,38 @@ async fn retry_at_is_now_plus_the_open_time_on_the_crate_clock() {
     advance(back - Instant::now()).await;
     assert!(cb.try_acquire().is_ok());
 }
+
+/// The coarse clock follows the real clock only, so this test runs on it: real time is the
+/// point. A call slower than `slow_call_duration` by far more than the coarse clock's tick is
+/// slow; calls that return at once are not.
+#[tokio::test]
+async fn a_breaker_on_the_coarse_clock_times_real_slow_calls() {
+    use rustkernel_tokio::resilience::{CircuitState, CountWindow, OpenReason};
+
+    let cb = CircuitBreaker::builder(CircuitBreakerConfig {
+        slow_call_duration: Some(Duration::from_millis(40)),
+        slow_call_rate_threshold: 0.5,
+        minimum_calls: 4,
+        ..Default::default()
+    })
+    .window(CountWindow::<4>::new())
+    .coarse_clock()
+    .build();
+    for _ in 0..3 {
+        assert_eq!(cb.call(|| async { Ok::<_, ErrorKind>(()) }).await, Ok(()));
+    }
+    assert_eq!(cb.stats().slow_call_count, 0);
+    let slow = || async {
+        tokio::time::sleep(Duration::from_millis(80)).await;
+        Ok::<_, ErrorKind>(())
+    };
+    assert_eq!(cb.call(slow).await, Ok(()));
+    assert_eq!(cb.stats().slow_call_count, 1);
+    assert_eq!(cb.state(), CircuitState::Closed, "1 slow call of 4");
+    // The window now holds 3 fast calls and 1 slow; 2 of 4 slow reaches 0.5.
+    assert_eq!(cb.call(slow).await, Ok(()));
+    assert_eq!(cb.state(), CircuitState::Open);
+    let trip = cb.stats().trip.expect("opened");
+    assert_eq!(trip.reason, OpenReason::SlowCallRate);
+    assert_eq!(trip.slow, 2);
+}

@@ -14,9 +14,8 @@ use crate::time::Instant;
 ///
 /// For a service that reads its breaker's mode from a configuration file (the host's
 /// `[resilience.circuit_breaker]`), so one breaker type serves every mode. It takes the space of
-/// the larger window. Code that knows its mode uses that window directly: it is smaller, and a
-/// successful call in the consecutive and count modes skips the clock read that a window which
-/// may be timed needs in the shared tokio breaker.
+/// the larger window. Code that knows its mode uses that window directly: it is smaller, and
+/// its code holds only that mode's branches.
 ///
 /// ```
 /// use core::time::Duration;
