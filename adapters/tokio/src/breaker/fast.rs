@@ -36,6 +36,22 @@ impl StateWord {
     }
 }
 
+/// A cycle (generation) in the high half of a word, `low` (at most 32 bits) in the low half:
+/// the layout of the state word and of a permit's ticket, which compare cycles.
+#[inline]
+pub(crate) const fn pack(generation: u32, low: u64) -> u64 {
+    // A widening cast: `u32 as u64`.
+    ((generation as u64) << 32) | (low & 0xffff_ffff)
+}
+
+/// The cycle of a word made by [`pack`].
+#[inline]
+pub(crate) const fn generation_of(word: u64) -> u32 {
+    #[allow(clippy::cast_possible_truncation, reason = "the high half fits in u32")]
+    let generation = (word >> 32) as u32;
+    generation
+}
+
 const fn tag(state: CircuitState) -> u64 {
     match state {
         CircuitState::Closed => 0,
@@ -52,8 +68,7 @@ impl Snapshot {
     #[inline]
     pub(crate) const fn new(state: CircuitState, generation: u32, need_core: bool) -> Self {
         let need_core = if need_core { NEED_CORE } else { 0 };
-        // Widening casts only: `u32 as u64` cannot truncate.
-        Self(((generation as u64) << 32) | need_core | tag(state))
+        Self(pack(generation, need_core | tag(state)))
     }
 
     #[inline]
@@ -70,10 +85,7 @@ impl Snapshot {
 
     #[inline]
     pub(crate) const fn generation(self) -> u32 {
-        // The shift leaves 32 bits.
-        #[allow(clippy::cast_possible_truncation, reason = "the high half fits in u32")]
-        let generation = (self.0 >> 32) as u32;
-        generation
+        generation_of(self.0)
     }
 
     /// Whether a call may be admitted without the core: closed, disabled or metrics-only.

@@ -9,6 +9,7 @@ use rustkernel_core::resilience::circuit_breaker::SlidingWindow;
 use rustkernel_core::time::Instant;
 
 use super::Shared;
+use super::fast::{generation_of, pack};
 use super::sync::Arc;
 
 /// How a permit was issued, which decides how much of the core its settlement needs.
@@ -30,15 +31,13 @@ pub(crate) struct Ticket(u64);
 impl Ticket {
     #[inline]
     pub(crate) const fn new(generation: u32, issued: Issued) -> Self {
-        // Widening casts: `u32 as u64`, a `repr(u8)` tag as u64.
-        Self(((generation as u64) << 32) | issued as u64)
+        // A widening cast: a `repr(u8)` tag as u64.
+        Self(pack(generation, issued as u64))
     }
 
     #[inline]
     pub(crate) const fn generation(self) -> u32 {
-        #[allow(clippy::cast_possible_truncation, reason = "the high half fits in u32")]
-        let generation = (self.0 >> 32) as u32;
-        generation
+        generation_of(self.0)
     }
 
     #[inline]
