@@ -92,7 +92,7 @@ fn coarse_micros(reading: coarsetime::Instant) -> u64 {
 }
 
 /// Calibrates the coarse clock against [`now`]'s real clock, once per process: waits for the
-/// coarse clock to tick (at most [`CALIBRATION_LIMIT`]) and pairs the new reading with a
+/// coarse clock to tick (at most 50 ms) and pairs the new reading with a
 /// precise reading taken before the last coarse read that still showed the old value, so
 /// before the tick. Coarse instants then never read later than the real clock, and at most one
 /// tick (plus one turn of the wait loop) earlier.
