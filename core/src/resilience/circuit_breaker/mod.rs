@@ -165,8 +165,8 @@ impl<E> From<Rejected> for crate::error::ResilienceError<E> {
 #[derive(Clone, Debug)]
 pub struct CircuitBreaker<C = CircuitBreakerConfig, W = NoWindow> {
     config: C,
-    /// `Open`: open until. `HalfOpen`: cycle started at. Otherwise unused.
-    at: Instant,
+    /// The state, with the deadlines its timers run to.
+    phase: Phase,
     success_count: u64,
     failure_count: u64,
     rejected_count: u64,
@@ -174,11 +174,6 @@ pub struct CircuitBreaker<C = CircuitBreakerConfig, W = NoWindow> {
     slow_failure_count: u64,
     generation: u32,
     consecutive_failures: u32,
-    half_open_in_flight: u16,
-    half_open_successes: u16,
-    state: CircuitState,
-    /// The mode a timed force-open returns to (`Closed`, `Disabled` or `MetricsOnly`).
-    after_forced: CircuitState,
     /// Why the breaker is not closed (or, metrics-only, why it last would have opened).
     trip: Option<Trip>,
     would_open_count: u64,
@@ -218,7 +213,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
         window.clear();
         Ok(Self {
             config,
-            at: Instant::ZERO,
+            phase: Phase::Closed,
             success_count: 0,
             failure_count: 0,
             rejected_count: 0,
@@ -226,10 +221,6 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             slow_failure_count: 0,
             generation: 0,
             consecutive_failures: 0,
-            half_open_in_flight: 0,
-            half_open_successes: 0,
-            state: CircuitState::Closed,
-            after_forced: CircuitState::Closed,
             trip: None,
             would_open_count: 0,
             reopens: 0,
@@ -266,7 +257,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     /// taken; the rejection is counted.
     #[inline]
     pub fn try_acquire(&mut self, now: Instant) -> Result<Permit, Rejected> {
-        if self.state == CircuitState::Closed {
+        if self.phase == Phase::Closed {
             // Closed has no timers: skip `poll`.
             return Ok(Permit {
                 generation: self.generation,
@@ -275,18 +266,18 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             });
         }
         let transition = self.poll(now);
-        let admitted = match self.state {
-            CircuitState::Closed | CircuitState::Disabled | CircuitState::MetricsOnly => true,
-            CircuitState::HalfOpen => {
-                let max = self.config.borrow().half_open_max_calls;
-                if u32::from(self.half_open_in_flight) < max {
-                    self.half_open_in_flight = self.half_open_in_flight.saturating_add(1);
+        let max_probes = self.config.borrow().half_open_max_calls;
+        let admitted = match &mut self.phase {
+            Phase::Closed | Phase::Disabled | Phase::MetricsOnly => true,
+            Phase::HalfOpen { in_flight, .. } => {
+                if u32::from(*in_flight) < max_probes {
+                    *in_flight = in_flight.saturating_add(1);
                     true
                 } else {
                     false
                 }
             }
-            CircuitState::Open | CircuitState::ForcedOpen => false,
+            Phase::Open { .. } | Phase::ForcedOpen { .. } => false,
         };
         if admitted {
             Ok(Permit {
@@ -296,11 +287,10 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             })
         } else {
             self.rejected_count = self.rejected_count.saturating_add(1);
-            let retry_at = self
-                .poll_at()
-                .filter(|_| self.state != CircuitState::HalfOpen);
+            let state = self.state();
+            let retry_at = self.poll_at().filter(|_| state != CircuitState::HalfOpen);
             Err(Rejected {
-                state: self.state,
+                state,
                 retry_at,
                 transition,
             })
@@ -314,7 +304,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     #[inline]
     pub fn on_success(&mut self, permit: Permit, now: Instant) -> Option<Transition> {
         let config = self.config.borrow();
-        if self.state == CircuitState::Closed
+        if self.phase == Phase::Closed
             && permit.generation == self.generation
             && config.slow_call_duration.is_none()
             && config.failure_rate_threshold.is_none()
@@ -356,26 +346,26 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     /// outlived `max_wait_in_half_open`. A timer that ends at
     /// [`Instant::MAX`] (its end saturated) never fires.
     pub fn poll(&mut self, now: Instant) -> Option<Transition> {
-        match self.state {
-            CircuitState::Open if self.at.is_reached_at(now) => {
-                self.half_open_in_flight = 0;
-                self.half_open_successes = 0;
-                let transition = self.enter(CircuitState::HalfOpen);
-                self.at = now;
-                transition
-            }
-            CircuitState::ForcedOpen if self.at.is_reached_at(now) => match self.after_forced {
-                CircuitState::Disabled => self.enter(CircuitState::Disabled),
-                CircuitState::MetricsOnly => self.metrics_only(),
-                _ => {
+        match self.phase {
+            Phase::Open { until } if until.is_reached_at(now) => self.enter(Phase::HalfOpen {
+                since: now,
+                in_flight: 0,
+                successes: 0,
+            }),
+            Phase::ForcedOpen { until, then } if until.is_reached_at(now) => match then {
+                Resume::Disabled => self.enter(Phase::Disabled),
+                Resume::MetricsOnly => self.metrics_only(),
+                Resume::Closed => {
                     self.reopens = 0;
                     self.close()
                 }
             },
-            CircuitState::HalfOpen if self.half_open_ends().is_reached_at(now) => {
+            Phase::HalfOpen {
+                since, successes, ..
+            } if self.half_open_ends(since).is_reached_at(now) => {
                 match self.config.borrow().after_max_wait_in_half_open {
                     AfterMaxWait::Open => {
-                        let trip = self.probe_trip(OpenReason::HalfOpenTimeout, 0, 0);
+                        let trip = probe_trip(OpenReason::HalfOpenTimeout, successes, 0, 0);
                         self.trip(now, trip)
                     }
                     AfterMaxWait::Closed => self.close(),
@@ -398,15 +388,15 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     /// and [`metrics_only`](Self::metrics_only) end it early. Forcing a forced breaker again
     /// moves its end.
     pub fn force_open_until(&mut self, until: Instant) -> Option<Transition> {
-        match self.state {
-            CircuitState::ForcedOpen => {}
-            CircuitState::Disabled | CircuitState::MetricsOnly => self.after_forced = self.state,
-            _ => self.after_forced = CircuitState::Closed,
-        }
-        self.at = until;
-        if self.state == CircuitState::ForcedOpen {
-            return None;
-        }
+        let then = match &mut self.phase {
+            Phase::ForcedOpen { until: end, .. } => {
+                *end = until;
+                return None;
+            }
+            Phase::Disabled => Resume::Disabled,
+            Phase::MetricsOnly => Resume::MetricsOnly,
+            _ => Resume::Closed,
+        };
         let counts = self.window.counts();
         self.trip = Some(Trip {
             reason: OpenReason::Forced,
@@ -415,7 +405,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             slow: counts.slow,
             consecutive_failures: self.consecutive_failures,
         });
-        self.enter(CircuitState::ForcedOpen)
+        self.enter(Phase::ForcedOpen { until, then })
     }
 
     /// [`force_open_until`](Self::force_open_until) `now + duration`.
@@ -426,7 +416,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     /// Lets every call through and never changes state until [`reset`](Self::reset); outcomes
     /// are still counted.
     pub fn disable(&mut self) -> Option<Transition> {
-        self.enter(CircuitState::Disabled)
+        self.enter(Phase::Disabled)
     }
 
     /// Shadow mode: lets every call through, records and evaluates outcomes as a closed breaker
@@ -437,14 +427,12 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     /// [`Transition::would_open`]), while it never rejects. [`reset`](Self::reset) makes it a
     /// real breaker again.
     pub fn metrics_only(&mut self) -> Option<Transition> {
-        if self.state == CircuitState::MetricsOnly {
+        if self.phase == Phase::MetricsOnly {
             return None;
         }
         self.window.clear();
         self.consecutive_failures = 0;
-        self.half_open_in_flight = 0;
-        self.half_open_successes = 0;
-        self.enter(CircuitState::MetricsOnly)
+        self.enter(Phase::MetricsOnly)
     }
 
     /// Closes the breaker with a fresh window and open-time growth; counters are kept.
@@ -458,7 +446,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     /// The current state (timers apply on the next input, see [`poll_at`](Self::poll_at)).
     #[must_use]
     pub fn state(&self) -> CircuitState {
-        self.state
+        self.phase.state()
     }
 
     /// The current cycle: it changes (wrapping) on every transition, and permits carry it.
@@ -474,7 +462,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
         // The correctly rounded quotient, by integer long division (no soft-float division).
         let success_rate = crate::float::ratio_f64(self.success_count, finished);
         CircuitBreakerStats {
-            state: self.state,
+            state: self.state(),
             failure_count: self.failure_count,
             success_count: self.success_count,
             rejected_count: self.rejected_count,
@@ -519,9 +507,9 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     /// decisions that reporting each one through `on_success` would have given.
     #[must_use]
     pub fn successes_deferrable_until(&self) -> Option<Instant> {
-        match self.state {
-            CircuitState::Disabled => Some(Instant::MAX),
-            CircuitState::Closed | CircuitState::MetricsOnly if self.consecutive_failures == 0 => {
+        match self.phase {
+            Phase::Disabled => Some(Instant::MAX),
+            Phase::Closed | Phase::MetricsOnly if self.consecutive_failures == 0 => {
                 let config = self.config.borrow();
                 let windowed =
                     config.failure_rate_threshold.is_some() || config.slow_call_duration.is_some();
@@ -546,7 +534,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             return;
         }
         self.success_count = self.success_count.saturating_add(count);
-        if matches!(self.state, CircuitState::Closed | CircuitState::MetricsOnly) {
+        if matches!(self.phase, Phase::Closed | Phase::MetricsOnly) {
             self.consecutive_failures = 0;
             let config = self.config.borrow();
             if config.failure_rate_threshold.is_some() || config.slow_call_duration.is_some() {
@@ -562,10 +550,10 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     /// (see [`Instant::is_reached_at`]).
     #[must_use]
     pub fn poll_at(&self) -> Option<Instant> {
-        match self.state {
-            CircuitState::Open => Some(self.at),
-            CircuitState::ForcedOpen => (self.at != Instant::MAX).then_some(self.at),
-            CircuitState::HalfOpen => Some(self.half_open_ends()),
+        match self.phase {
+            Phase::Open { until } => Some(until),
+            Phase::ForcedOpen { until, .. } => (until != Instant::MAX).then_some(until),
+            Phase::HalfOpen { since, .. } => Some(self.half_open_ends(since)),
             _ => None,
         }
     }
@@ -598,33 +586,43 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
         if permit.generation != self.generation {
             return None;
         }
-        match (self.state, outcome) {
-            (CircuitState::HalfOpen, Settle::Cancelled) => {
-                self.half_open_in_flight = self.half_open_in_flight.saturating_sub(1);
-                None
+        let failed = match outcome {
+            Settle::Cancelled => {
+                if let Phase::HalfOpen { in_flight, .. } = &mut self.phase {
+                    *in_flight = in_flight.saturating_sub(1);
+                }
+                return None;
             }
-            (_, Settle::Cancelled) => None,
-            (CircuitState::Closed | CircuitState::MetricsOnly, _) => {
-                self.record_closed(outcome == Settle::Failure, slow, now)
-            }
-            (CircuitState::HalfOpen, _) => {
-                self.half_open_in_flight = self.half_open_in_flight.saturating_sub(1);
-                let failed = outcome == Settle::Failure;
+            Settle::Success => false,
+            Settle::Failure => true,
+        };
+        match self.phase {
+            Phase::Closed | Phase::MetricsOnly => self.record_closed(failed, slow, now),
+            Phase::HalfOpen {
+                since,
+                in_flight,
+                successes,
+            } => {
                 if failed || slow {
-                    let trip = self.probe_trip(
+                    let trip = probe_trip(
                         OpenReason::ProbeFailed,
+                        successes,
                         u32::from(failed),
                         u32::from(slow),
                     );
                     return self.trip(now, trip);
                 }
-                self.half_open_successes = self.half_open_successes.saturating_add(1);
-                if u32::from(self.half_open_successes) >= self.config.borrow().success_threshold {
+                let successes = successes.saturating_add(1);
+                if u32::from(successes) >= self.config.borrow().success_threshold {
                     self.reopens = 0;
-                    self.close()
-                } else {
-                    None
+                    return self.close();
                 }
+                self.phase = Phase::HalfOpen {
+                    since,
+                    in_flight: in_flight.saturating_sub(1),
+                    successes,
+                };
+                None
             }
             _ => None,
         }
@@ -672,7 +670,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             slow: counts.slow,
             consecutive_failures: self.consecutive_failures,
         };
-        if self.state == CircuitState::MetricsOnly {
+        if self.phase == Phase::MetricsOnly {
             // Shadow mode: report and start over, as a trip would, without rejecting anything.
             self.would_open_count = self.would_open_count.saturating_add(1);
             self.trip = Some(trip);
@@ -687,56 +685,42 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
         self.trip(now, trip)
     }
 
-    /// The figures of a half-open cycle that ends open: its good probes plus the one that failed
-    /// (`failed`, `slow`: 1 or 0).
-    fn probe_trip(&self, reason: OpenReason, failed: u32, slow: u32) -> Trip {
-        let good = u32::from(self.half_open_successes);
-        Trip {
-            reason,
-            calls: good.saturating_add(failed.max(slow)),
-            failures: failed,
-            slow,
-            consecutive_failures: failed,
-        }
-    }
-
     /// When the current half-open cycle ends by `max_wait_in_half_open`.
-    fn half_open_ends(&self) -> Instant {
-        self.at
-            .saturating_add_ceil(self.config.borrow().max_wait_in_half_open)
+    fn half_open_ends(&self, since: Instant) -> Instant {
+        since.saturating_add_ceil(self.config.borrow().max_wait_in_half_open)
     }
 
     /// Opens the breaker at `now`, for `trip`'s reason, for the open time that the re-open count
     /// gives.
     fn trip(&mut self, now: Instant, trip: Trip) -> Option<Transition> {
-        if self.state == CircuitState::HalfOpen {
+        if matches!(self.phase, Phase::HalfOpen { .. }) {
             self.reopens = self.reopens.saturating_add(1);
         }
         let open_for = self.config.borrow().open_duration(self.reopens);
-        self.at = now.saturating_add_ceil(open_for);
         self.window.clear();
         self.consecutive_failures = 0;
         self.trip = Some(trip);
-        self.enter(CircuitState::Open)
+        self.enter(Phase::Open {
+            until: now.saturating_add_ceil(open_for),
+        })
     }
 
     fn close(&mut self) -> Option<Transition> {
         self.window.clear();
         self.consecutive_failures = 0;
-        self.half_open_in_flight = 0;
-        self.half_open_successes = 0;
-        self.enter(CircuitState::Closed)
+        self.enter(Phase::Closed)
     }
 
     /// Moves to `to` and starts a new cycle; `None` when already there. The trip is kept while
     /// the breaker is open, half-open or forced open (a transition to `Open` or `ForcedOpen`
     /// carries it) and dropped otherwise.
-    fn enter(&mut self, to: CircuitState) -> Option<Transition> {
-        let from = self.state;
+    fn enter(&mut self, phase: Phase) -> Option<Transition> {
+        let from = self.state();
+        let to = phase.state();
         if from == to {
             return None;
         }
-        self.state = to;
+        self.phase = phase;
         self.generation = self.generation.wrapping_add(1);
         let trip = match to {
             CircuitState::Open | CircuitState::ForcedOpen => self.trip,
@@ -747,6 +731,63 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             }
         };
         Some(Transition { from, to, trip })
+    }
+}
+
+/// The breaker's state with the deadline each timer runs to (smoltcp's timer enum): an open
+/// breaker knows until when, a half-open one since when its cycle runs and its probes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Phase {
+    Closed,
+    MetricsOnly,
+    Disabled,
+    Open {
+        until: Instant,
+    },
+    HalfOpen {
+        since: Instant,
+        /// Probes admitted and not yet settled.
+        in_flight: u16,
+        /// Probes that succeeded in this cycle.
+        successes: u16,
+    },
+    /// `until` may be [`Instant::MAX`]: until a reset.
+    ForcedOpen {
+        until: Instant,
+        then: Resume,
+    },
+}
+
+impl Phase {
+    const fn state(self) -> CircuitState {
+        match self {
+            Self::Closed => CircuitState::Closed,
+            Self::MetricsOnly => CircuitState::MetricsOnly,
+            Self::Disabled => CircuitState::Disabled,
+            Self::Open { .. } => CircuitState::Open,
+            Self::HalfOpen { .. } => CircuitState::HalfOpen,
+            Self::ForcedOpen { .. } => CircuitState::ForcedOpen,
+        }
+    }
+}
+
+/// The mode a timed force-open returns to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Resume {
+    Closed,
+    Disabled,
+    MetricsOnly,
+}
+
+/// The figures of a half-open cycle that ends open: its `good` probes plus the one that failed
+/// (`failed`, `slow`: 1 or 0).
+fn probe_trip(reason: OpenReason, good: u16, failed: u32, slow: u32) -> Trip {
+    Trip {
+        reason,
+        calls: u32::from(good).saturating_add(failed.max(slow)),
+        failures: failed,
+        slow,
+        consecutive_failures: failed,
     }
 }
 
