@@ -364,7 +364,7 @@ proptest! {
                 Input::Failure => prop_assert_eq!(machine.on_failure(t), model.on_failure(now)),
                 Input::Healthy => prop_assert_eq!(machine.on_healthy(t), model.on_healthy(now)),
                 Input::Timeout => {
-                    machine.on_timeout(t);
+                    machine.poll(t);
                     model.clock(now);
                 }
                 Input::Reset => {
@@ -419,7 +419,7 @@ proptest! {
                     }
                 }
                 Input::Healthy => { let _ = machine.on_healthy(Instant::from_micros(now)); }
-                Input::Timeout => machine.on_timeout(Instant::from_micros(now)),
+                Input::Timeout => machine.poll(Instant::from_micros(now)),
                 Input::Reset => { machine.reset(); restarts.clear(); }
             }
             prop_assert!(machine.restarts_in_window(Instant::from_micros(now)) <= policy.max_restarts);
@@ -634,7 +634,7 @@ proptest! {
             match input {
                 Input::Failure => prop_assert_eq!(machine.on_failure(now), model.on_failure(t)),
                 Input::Healthy => prop_assert_eq!(machine.on_healthy(now), model.on_healthy(t)),
-                Input::Timeout => { machine.on_timeout(now); model.clock(t); }
+                Input::Timeout => { machine.poll(now); model.clock(t); }
                 Input::Reset => { machine.reset(); model.reset(); }
             }
             prop_assert!(machine.restarts_in_window(now) <= max_restarts);
@@ -775,8 +775,8 @@ proptest! {
                 }
                 Input::Healthy => prop_assert_eq!(ladder.on_healthy(t), machine.on_healthy(t)),
                 Input::Timeout => {
-                    machine.on_timeout(t);
-                    ladder.on_timeout(t);
+                    machine.poll(t);
+                    ladder.poll(t);
                 }
                 Input::Reset => {
                     machine.reset();
@@ -821,7 +821,7 @@ proptest! {
                         prop_assert!(due.is_some_and(|due| due.as_micros() <= latest), "{due:?} {latest}");
                     }
                 }
-                Input::Timeout => ladder.on_timeout(t),
+                Input::Timeout => ladder.poll(t),
                 Input::Reset => ladder.reset(),
             }
             match ladder.healthy_at() {

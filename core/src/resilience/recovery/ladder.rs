@@ -182,10 +182,10 @@ pub struct RecoveryStep {
 ///
 /// # Method families
 /// - Inputs: [`on_failure`](Self::on_failure), [`on_healthy`](Self::on_healthy),
-///   [`on_timeout`](Self::on_timeout), [`reset`](Self::reset).
+///   [`poll`](Self::poll), [`reset`](Self::reset).
 /// - Getters: [`level`](Self::level), [`current`](Self::current), [`levels`](Self::levels),
 ///   [`escalation`](Self::escalation).
-/// - Outputs: [`poll_at`](Self::poll_at) (call [`on_timeout`](Self::on_timeout) then),
+/// - Outputs: [`poll_at`](Self::poll_at) (call [`poll`](Self::poll) then),
 ///   [`healthy_at`](Self::healthy_at) (when a healthy kernel next restores something).
 #[derive(Clone, Debug)]
 pub struct RecoveryLadder<const L: usize, const N: usize = DEFAULT_RESTART_CAPACITY> {
@@ -261,7 +261,7 @@ impl<const L: usize, const N: usize> RecoveryLadder<L, N> {
             .get(current)
             .is_some_and(|level| level.quiet_through(now));
         if !quiet {
-            self.on_timeout(now);
+            self.poll(now);
             return None;
         }
         let mut answer = None;
@@ -293,9 +293,9 @@ impl<const L: usize, const N: usize> RecoveryLadder<L, N> {
     }
 
     /// Time passed: call at [`poll_at`](Self::poll_at) (any time is harmless).
-    pub fn on_timeout(&mut self, now: Instant) {
+    pub fn poll(&mut self, now: Instant) {
         for level in &mut self.levels {
-            level.on_timeout(now);
+            level.poll(now);
         }
     }
 

@@ -18,7 +18,7 @@ use crate::time::{Instant, duration_as_micros};
 ///
 /// # Method families
 /// - Inputs: [`on_failure`](Self::on_failure) (what to do now),
-///   [`on_healthy`](Self::on_healthy) (the kernel is healthy), [`on_timeout`](Self::on_timeout)
+///   [`on_healthy`](Self::on_healthy) (the kernel is healthy), [`poll`](Self::poll)
 ///   (call at [`poll_at`](Self::poll_at)), [`reset`](Self::reset).
 /// - Getters: [`state`](Self::state), [`escalation`](Self::escalation),
 ///   [`restarts_in_window`](Self::restarts_in_window),
@@ -192,7 +192,7 @@ impl<const N: usize> Recovery<N> {
 
     /// Time passed: call at [`poll_at`](Self::poll_at) (any time is harmless). Forgets the
     /// restarts that left the window and counts a restart whose `at` has come as done.
-    pub fn on_timeout(&mut self, now: Instant) {
+    pub fn poll(&mut self, now: Instant) {
         let _ = self.advance(now);
     }
 
@@ -284,7 +284,7 @@ impl<const N: usize> Recovery<N> {
     /// When the machine's answers next change with time alone: the pending restart's `at`, or
     /// when the oldest restart in the window leaves it, whichever is first. `None` when nothing
     /// is pending or remembered, and while escalated (only [`on_healthy`](Self::on_healthy) or
-    /// [`reset`](Self::reset) change an escalation). Call [`on_timeout`](Self::on_timeout) then.
+    /// [`reset`](Self::reset) change an escalation). Call [`poll`](Self::poll) then.
     #[must_use]
     pub fn poll_at(&self) -> Option<Instant> {
         let leaves = self.restarts.front().and_then(|&oldest| {

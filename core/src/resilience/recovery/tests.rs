@@ -269,7 +269,7 @@ fn restarts_then_escalates_then_stays_escalated() {
     );
     assert!(!pending.needs_action());
     assert_eq!(r.restarts_in_window(t0 + secs(1)), 1);
-    r.on_timeout(t0 + secs(5));
+    r.poll(t0 + secs(5));
     assert_eq!(r.state(), RecoveryState::Normal);
     assert_eq!(r.poll_at(), Some(t0 + secs(60)));
 
@@ -355,7 +355,7 @@ fn restarts_age_out_of_the_window() {
     );
     assert_eq!(r.restarts_in_window(t + secs(5)), 1);
     assert_eq!(r.restarts_in_window(t + secs(10)), 0);
-    r.on_timeout(t + secs(10));
+    r.poll(t + secs(10));
     assert_eq!(r.poll_at(), None);
     // Healthy for a window: the attempt count starts afresh.
     assert_eq!(r.on_healthy(t + secs(10)), Some(Recovered::Budget));
