@@ -323,6 +323,21 @@ impl fmt::Display for ConfigField {
     }
 }
 
+/// The body of every documented panicking constructor (`new` next to `try_new`, `build` next
+/// to `try_build`): the value, or a panic at the caller's location with the message
+/// `invalid {what}: {error}`.
+///
+/// # Panics
+/// When `result` is an error.
+#[track_caller]
+#[allow(clippy::panic, reason = "the panicking twins document their panics")]
+pub fn valid_or_panic<T, E: fmt::Display>(result: Result<T, E>, what: &str) -> T {
+    match result {
+        Ok(value) => value,
+        Err(error) => panic!("invalid {what}: {error}"),
+    }
+}
+
 /// Why a configuration was refused; one variant per kind of invalid value.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]

@@ -38,13 +38,13 @@
 //! use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 //! use rustkernel_core::error::ErrorKind;
 //! use rustkernel_core::resilience::{CircuitBreakerConfig, CircuitState};
-//! use rustkernel_embassy::breaker::{CircuitBreaker, CIRCUIT_BREAKER_DEFAULTS};
+//! use rustkernel_embassy::breaker::CircuitBreaker;
 //! use rustkernel_embassy::ResilienceError;
 //!
 //! static CONFIG: CircuitBreakerConfig = CircuitBreakerConfig {
 //!     failure_threshold: 2,
 //!     timeout: Duration::from_secs(5),
-//!     ..CIRCUIT_BREAKER_DEFAULTS
+//!     ..CircuitBreakerConfig::DEFAULT
 //! };
 //! static BREAKER: CircuitBreaker<CriticalSectionRawMutex, &CircuitBreakerConfig> =
 //!     CircuitBreaker::new(&CONFIG);
@@ -76,10 +76,6 @@ use rustkernel_core::resilience::{
 };
 
 use crate::time::{now, to_embassy_instant};
-
-/// [`CircuitBreakerConfig::DEFAULT`] (the core's `Default`) under the name this crate has used,
-/// for `static` configurations: `CircuitBreakerConfig { failure_threshold: 3, ..CIRCUIT_BREAKER_DEFAULTS }`.
-pub const CIRCUIT_BREAKER_DEFAULTS: CircuitBreakerConfig = CircuitBreakerConfig::DEFAULT;
 
 /// Where the core breaker is in its life: waiting to be built, built, or refused.
 enum Slot<C, W> {
@@ -602,15 +598,5 @@ impl<M: RawMutex, C: Borrow<CircuitBreakerConfig>, W: SlidingWindow, O: FnMut(Tr
         f.debug_struct("BreakerCall")
             .field("permit", &self.permit)
             .finish_non_exhaustive()
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn const_defaults_match_the_core() {
-        assert_eq!(CIRCUIT_BREAKER_DEFAULTS, CircuitBreakerConfig::default());
     }
 }

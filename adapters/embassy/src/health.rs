@@ -81,6 +81,10 @@ use crate::time::{now, to_embassy_instant};
 ///
 /// Implemented for every `Fn(ComponentId, ProbeRole) -> impl Future<Output =
 /// HealthCheckResult>`; implement it on a type when the checks need state of their own.
+///
+/// The tokio adapter's `HealthCheck::check(&self)` takes no arguments because each component
+/// registers its own check object, stored boxed. Without an allocator this monitor holds one
+/// check for every component and role, so the check is told which one it runs.
 #[allow(
     async_fn_in_trait,
     reason = "embassy executors run futures in place; no Send bound is wanted"

@@ -28,13 +28,13 @@
 //! use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 //! use rustkernel_core::error::ErrorKind;
 //! use rustkernel_core::resilience::{BackoffStrategy, CircuitBreakerConfig, RetryConfig};
-//! use rustkernel_embassy::breaker::{CircuitBreaker, CIRCUIT_BREAKER_DEFAULTS};
+//! use rustkernel_embassy::breaker::CircuitBreaker;
 //! use rustkernel_embassy::deadline::{DeadlineContext, execute_with_timeout};
 //! use rustkernel_embassy::retry::Retrier;
 //! use rustkernel_embassy::ResilienceError;
 //!
 //! static BREAKER: CircuitBreaker<CriticalSectionRawMutex> =
-//!     CircuitBreaker::new(CircuitBreakerConfig { failure_threshold: 3, ..CIRCUIT_BREAKER_DEFAULTS });
+//!     CircuitBreaker::new(CircuitBreakerConfig { failure_threshold: 3, ..CircuitBreakerConfig::DEFAULT });
 //!
 //! async fn accelerator_job(input: u32) -> Result<u32, ErrorKind> {
 //!     Ok(input * 2)

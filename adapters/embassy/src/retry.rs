@@ -49,7 +49,9 @@ use core::marker::PhantomData;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, RawMutex};
 use embassy_time::Timer;
-use rustkernel_core::error::{ByClassify, Classifier, ConfigError, ErrorKind, ResilienceError};
+use rustkernel_core::error::{
+    ByClassify, Classifier, ConfigError, ErrorKind, ResilienceError, valid_or_panic,
+};
 use rustkernel_core::resilience::{
     GiveUpReason, Retry, RetryBudget, RetryBudgetConfig, RetryConfig, RetryDecision,
 };
@@ -145,6 +147,11 @@ impl<M: RawMutex> RetryBudgetSource for &SharedRetryBudget<M> {
 impl Retrier<'static, CriticalSectionRawMutex, NoBudget> {
     /// A retrier with no deadline and no budget, after validating `config`.
     ///
+    /// Unlike the tokio adapter's `Retrier::new(config)`, which seeds the jitter from the
+    /// operating system's entropy (and takes a fixed seed through `.seed(n)`), this one takes
+    /// the seed: a `no_std` target has no entropy source this crate could reach. Give each
+    /// device its own (a serial number, a hardware RNG read), or a fleet retries in step.
+    ///
     /// # Errors
     /// The [`ConfigError`] of [`RetryConfig::validate`].
     pub fn try_new(config: RetryConfig, seed: u64) -> Result<Self, ConfigError> {
@@ -163,12 +170,9 @@ impl Retrier<'static, CriticalSectionRawMutex, NoBudget> {
     /// # Panics
     /// When `config` is invalid, with the message of its [`ConfigError`].
     #[must_use]
-    #[allow(clippy::panic, reason = "documented panicking twin of try_new")]
+    #[track_caller]
     pub fn new(config: RetryConfig, seed: u64) -> Self {
-        match Self::try_new(config, seed) {
-            Ok(retrier) => retrier,
-            Err(error) => panic!("invalid retry configuration: {error}"),
-        }
+        valid_or_panic(Self::try_new(config, seed), "retry configuration")
     }
 }
 

@@ -19,7 +19,7 @@ use rustkernel_core::resilience::{
     CircuitBreakerConfig, CircuitState, CountWindow, OpenReason, Transition, Trip,
 };
 use rustkernel_embassy::ResilienceError;
-use rustkernel_embassy::breaker::{CIRCUIT_BREAKER_DEFAULTS, CircuitBreaker, InitError};
+use rustkernel_embassy::breaker::{CircuitBreaker, InitError};
 use rustkernel_embassy::time::now;
 
 const CONFIG: CircuitBreakerConfig = CircuitBreakerConfig {
@@ -28,7 +28,7 @@ const CONFIG: CircuitBreakerConfig = CircuitBreakerConfig {
     timeout: StdDuration::from_secs(5),
     half_open_max_calls: 1,
     max_wait_in_half_open: StdDuration::from_secs(10),
-    ..CIRCUIT_BREAKER_DEFAULTS
+    ..CircuitBreakerConfig::DEFAULT
 };
 
 static SHARED_CONFIG: CircuitBreakerConfig = CONFIG;
@@ -36,7 +36,7 @@ static STATIC_BREAKER: CircuitBreaker<CriticalSectionRawMutex, &CircuitBreakerCo
     CircuitBreaker::new(&SHARED_CONFIG);
 static INVALID_BREAKER: CircuitBreaker = CircuitBreaker::new(CircuitBreakerConfig {
     failure_threshold: 0,
-    ..CIRCUIT_BREAKER_DEFAULTS
+    ..CircuitBreakerConfig::DEFAULT
 });
 
 fn transient(attempt: u32) -> JobError {

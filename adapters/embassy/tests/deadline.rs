@@ -15,7 +15,7 @@ use rustkernel_core::resilience::{
     CircuitBreakerConfig, CircuitState, DeadlineExceeded, TimeoutConfig, WireDeadline,
 };
 use rustkernel_embassy::ResilienceError;
-use rustkernel_embassy::breaker::{CIRCUIT_BREAKER_DEFAULTS, CircuitBreaker};
+use rustkernel_embassy::breaker::CircuitBreaker;
 use rustkernel_embassy::deadline::{DeadlineContext, execute_with_config, execute_with_timeout};
 
 async fn slow(ms: u64) -> Result<u64, JobError> {
@@ -140,7 +140,7 @@ fn a_deadline_that_cuts_a_probe_frees_its_breaker_slot() {
         failure_threshold: 1,
         success_threshold: 1,
         timeout: StdDuration::from_secs(1),
-        ..CIRCUIT_BREAKER_DEFAULTS
+        ..CircuitBreakerConfig::DEFAULT
     });
     run_ms(async {
         let failed = breaker

@@ -65,6 +65,8 @@ struct Breakers {
     ours_count: CircuitBreaker<CountWindow<100>>,
     ours_count_slow: CircuitBreaker<CountWindow<100>>,
     ours_time: CircuitBreaker<TimeWindow<10>>,
+    /// Guards a tower service by reference (no reference count per call).
+    ours_time_static: &'static CircuitBreaker<TimeWindow<10>>,
     ours_count_slow_coarse: CircuitBreaker<CountWindow<100>>,
     ours_time_coarse: CircuitBreaker<TimeWindow<10>>,
     failsafe: Failsafe,
@@ -85,6 +87,11 @@ impl Breakers {
             ours_time: CircuitBreaker::builder(time_config())
                 .window(TimeWindow::<10>::new())
                 .build(),
+            ours_time_static: Box::leak(Box::new(
+                CircuitBreaker::builder(time_config())
+                    .window(TimeWindow::<10>::new())
+                    .build(),
+            )),
             ours_count_slow_coarse: CircuitBreaker::builder(slow_config())
                 .window(CountWindow::<100>::new())
                 .coarse_clock()
@@ -295,7 +302,7 @@ where
 }
 
 /// The closed-path calls of every mode and peer, by name.
-const NAMES: [&str; 12] = [
+const NAMES: [&str; 13] = [
     "consecutive/rustkernel",
     "consecutive/failsafe_fn",
     "consecutive/failsafe_async",
@@ -307,6 +314,7 @@ const NAMES: [&str; 12] = [
     "time10s/rustkernel",
     "time10s/rustkernel_coarse",
     "time10s_tower/rustkernel",
+    "time10s_tower/rustkernel_static",
     "time10s_tower/tower_resilience",
 ];
 
@@ -388,6 +396,12 @@ fn run_named(breakers: &Breakers, name: &str, threads: usize, iters: u64) -> Dur
         "time10s_tower/rustkernel" => {
             run_threads(|| ours_tower(&b.ours_time), tower_call, threads, iters)
         }
+        "time10s_tower/rustkernel_static" => run_threads(
+            || GuardLayer::new(b.ours_time_static).layer(Echo),
+            tower_call,
+            threads,
+            iters,
+        ),
         "time10s_tower/tower_resilience" => {
             let peer = peer_tower();
             run_threads(|| peer.clone(), tower_call, threads, iters)

@@ -53,7 +53,7 @@ use std::fmt;
 use std::future::Future;
 use std::time::Duration;
 
-use rustkernel_core::error::{ByClassify, Classifier, ConfigError, ErrorKind};
+use rustkernel_core::error::{ByClassify, Classifier, ConfigError, ErrorKind, valid_or_panic};
 use rustkernel_core::resilience::circuit_breaker::SlidingWindow;
 use rustkernel_core::resilience::{
     CircuitState, GiveUpReason, NoWindow, PipelineConfig, ResilienceConfig, ResilienceError,
@@ -140,12 +140,9 @@ impl Pipeline<NoWindow, NoHint, ByClassify> {
     /// # Panics
     /// When the configuration is invalid, with the message of its [`ConfigError`].
     #[must_use]
-    #[allow(clippy::panic)] // documented, with a `try_new` twin
+    #[track_caller]
     pub fn new(config: PipelineConfig) -> Self {
-        match Self::try_new(config) {
-            Ok(pipeline) => pipeline,
-            Err(error) => panic!("invalid pipeline configuration: {error}"),
-        }
+        valid_or_panic(Self::try_new(config), "pipeline configuration")
     }
 
     /// A builder with no deadline, one attempt, no breaker and no attempt timeout; add the parts.
@@ -250,12 +247,9 @@ impl<W: SlidingWindow, H, C> PipelineBuilder<W, H, C> {
     /// When the timeout configuration is invalid or the attempt timeout is zero, with the
     /// message of its [`ConfigError`]; use [`try_build`](Self::try_build) to get the error.
     #[must_use]
-    #[allow(clippy::panic)] // documented, with a `try_build` twin
+    #[track_caller]
     pub fn build(self) -> Pipeline<W, H, C> {
-        match self.try_build() {
-            Ok(pipeline) => pipeline,
-            Err(error) => panic!("invalid pipeline configuration: {error}"),
-        }
+        valid_or_panic(self.try_build(), "pipeline configuration")
     }
 }
 

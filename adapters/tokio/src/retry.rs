@@ -45,7 +45,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use rustkernel_core::error::{ByClassify, Classifier, ConfigError, ErrorKind};
+use rustkernel_core::error::{ByClassify, Classifier, ConfigError, ErrorKind, valid_or_panic};
 use rustkernel_core::resilience::{
     GiveUpReason, ResilienceError, Retry, RetryBudget, RetryBudgetConfig, RetryConfig,
     RetryDecision,
@@ -257,12 +257,9 @@ impl Retrier<NoHint> {
     /// When `config` is invalid, with the message of its [`ConfigError`]; use
     /// [`try_new`](Self::try_new) to get the error instead.
     #[must_use]
-    #[allow(clippy::panic)] // documented, with a `try_new` twin
+    #[track_caller]
     pub fn new(config: RetryConfig) -> Self {
-        match Self::try_new(config) {
-            Ok(retrier) => retrier,
-            Err(error) => panic!("invalid retry configuration: {error}"),
-        }
+        valid_or_panic(Self::try_new(config), "retry configuration")
     }
 }
 
@@ -274,7 +271,8 @@ impl<H, C> Retrier<H, C> {
         self
     }
 
-    /// Fixes the jitter seed, so the same calls in the same order wait the same delays.
+    /// Fixes the jitter seed, so the same calls in the same order wait the same delays (the
+    /// embassy adapter's retrier, with no entropy source on its targets, always takes one).
     #[must_use]
     pub fn seed(mut self, seed: u64) -> Self {
         self.seeds = Arc::new(SeedSequence::from_seed(seed));

@@ -71,7 +71,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use rustkernel_core::error::ConfigError;
+use rustkernel_core::error::{ConfigError, valid_or_panic};
 use rustkernel_core::resilience::{
     Directive, Escalation, Recovered, Recovery, RecoveryAction, RecoveryLadder, RecoveryPolicy,
     RecoveryStrategy, RestartIntensity,
@@ -719,17 +719,16 @@ impl<K: SupervisedKernel> Supervisor<K> {
     /// When [`Supervisor::try_new`] fails, with the message of the [`ConfigError`].
     #[must_use]
     #[track_caller]
-    #[allow(clippy::panic)] // the documented twin of `try_new`
     pub fn new(
         name: impl Into<String>,
         kernel: K,
         policy: RecoveryPolicy,
         intensity: RestartIntensity,
     ) -> Self {
-        match Self::try_new(name, kernel, policy, intensity) {
-            Ok(supervisor) => supervisor,
-            Err(error) => panic!("invalid supervisor configuration: {error}"),
-        }
+        valid_or_panic(
+            Self::try_new(name, kernel, policy, intensity),
+            "supervisor configuration",
+        )
     }
 
     /// The core's recovery state machine (the supervisor's only level).

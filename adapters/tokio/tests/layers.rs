@@ -352,7 +352,9 @@ struct ToyGuard {
     dropped: Arc<AtomicU32>,
 }
 
+/// Carries what reporting needs: the guard's counters.
 struct ToyPermit {
+    guard: ToyGuard,
     dropped: Option<Arc<AtomicU32>>,
 }
 
@@ -372,19 +374,25 @@ impl Guard for ToyGuard {
             None
         } else {
             Some(ToyPermit {
+                guard: self.clone(),
                 dropped: Some(Arc::clone(&self.dropped)),
             })
         }
     }
 
-    fn on_success(&self, mut permit: ToyPermit) {
+    fn on_success(mut permit: ToyPermit) {
         permit.dropped = None;
-        self.successes.fetch_add(1, Ordering::SeqCst);
+        permit.guard.successes.fetch_add(1, Ordering::SeqCst);
     }
 
-    fn on_failure(&self, mut permit: ToyPermit, kind: ErrorKind) {
+    fn on_failure(mut permit: ToyPermit, kind: ErrorKind) {
         permit.dropped = None;
-        self.failures.lock().expect("not poisoned").push(kind);
+        permit
+            .guard
+            .failures
+            .lock()
+            .expect("not poisoned")
+            .push(kind);
     }
 }
 
@@ -435,4 +443,45 @@ async fn the_guard_layer_admits_reports_and_rejects() {
     assert_eq!(rejected, Err(ResilienceError::CircuitOpen));
     assert_eq!(calls.load(Ordering::SeqCst), before);
     assert_eq!(guard.dropped.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_static_breaker_guards_by_reference() {
+    use rustkernel_tokio::breaker::CircuitBreaker;
+    use rustkernel_tokio::resilience::{CircuitBreakerConfig, CircuitState};
+
+    let breaker: &'static CircuitBreaker = Box::leak(Box::new(CircuitBreaker::new(
+        CircuitBreakerConfig {
+            failure_threshold: 2,
+            ..CircuitBreakerConfig::default()
+        },
+    )));
+    let inner = service_fn(|outcome: Result<u32, ErrorKind>| async move { outcome });
+    let mut service = ServiceBuilder::new()
+        .layer(GuardLayer::new(breaker))
+        .service(inner);
+
+    let ok = service.ready().await.expect("ready").call(Ok(7)).await;
+    assert_eq!(ok, Ok(7));
+    assert_eq!(breaker.stats().success_count, 1);
+    for _ in 0..2 {
+        let err = service
+            .ready()
+            .await
+            .expect("ready")
+            .call(Err(ErrorKind::Unavailable))
+            .await;
+        assert_eq!(err, Err(ResilienceError::Operation(ErrorKind::Unavailable)));
+    }
+    assert_eq!(breaker.state(), CircuitState::Open);
+    let rejected = service.ready().await.expect("ready").call(Ok(8)).await;
+    assert_eq!(rejected, Err(ResilienceError::CircuitOpen));
+    assert_eq!(breaker.stats().rejected_count, 1);
+
+    // A call dropped before it ends leaves no half-open slot taken: after the open time, a
+    // probe is admitted even though an earlier one was dropped.
+    sleep(CircuitBreakerConfig::default().timeout).await;
+    drop(service.ready().await.expect("ready").call(Ok(9)));
+    let probe = service.ready().await.expect("ready").call(Ok(10)).await;
+    assert_eq!(probe, Ok(10));
 }

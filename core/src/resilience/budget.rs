@@ -48,7 +48,7 @@
 
 use core::time::Duration;
 
-use crate::error::{ConfigError, ConfigField};
+use crate::error::{ConfigError, ConfigField, valid_or_panic};
 use crate::time::{Instant, duration_as_micros};
 
 /// How many time slots a [`RetryBudget`] window is split into.
@@ -164,12 +164,9 @@ impl RetryBudget {
     /// When `config` is invalid, with the message of its [`ConfigError`]; use
     /// [`try_new`](Self::try_new) to get the error instead.
     #[must_use]
-    #[allow(clippy::panic)] // documented, with a `try_new` twin
+    #[track_caller]
     pub fn new(config: RetryBudgetConfig) -> Self {
-        match Self::try_new(config) {
-            Ok(budget) => budget,
-            Err(error) => panic!("invalid retry budget configuration: {error}"),
-        }
+        valid_or_panic(Self::try_new(config), "retry budget configuration")
     }
 
     /// Counts one original request (not a retry) at `now`.

@@ -43,7 +43,7 @@ use core::time::Duration;
 
 use super::backoff::BackoffStrategy;
 use super::budget::RetryBudget;
-use crate::error::{ConfigError, ConfigField, ErrorKind, ErrorKindSet};
+use crate::error::{ConfigError, ConfigField, ErrorKind, ErrorKindSet, valid_or_panic};
 use crate::rng::Rng;
 use crate::time::Instant;
 
@@ -227,12 +227,12 @@ impl Retry {
     /// # Panics
     /// When `config` is invalid, with the message of its [`ConfigError`].
     #[must_use]
-    #[allow(clippy::panic)] // documented, with a `try_new` twin
+    #[track_caller]
     pub fn new(config: &RetryConfig, seed: u64, now: Instant, deadline: Option<Instant>) -> Self {
-        match Self::try_new(config, seed, now, deadline) {
-            Ok(retry) => retry,
-            Err(error) => panic!("invalid retry configuration: {error}"),
-        }
+        valid_or_panic(
+            Self::try_new(config, seed, now, deadline),
+            "retry configuration",
+        )
     }
 
     /// Reports that the current attempt failed with `kind` at `now`, and decides what next.

@@ -46,7 +46,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::clock;
-use rustkernel_core::error::ConfigError;
+use rustkernel_core::error::{ConfigError, valid_or_panic};
 use rustkernel_core::resilience::health::UnknownComponent;
 use rustkernel_core::resilience::{
     CheckTicket, ComponentEvent, ComponentId, Criticality, HealthCheckResult, HealthEvent,
@@ -75,7 +75,9 @@ pub const EVENT_CAPACITY: usize = 64;
 /// put blocking work in `tokio::task::spawn_blocking`.
 ///
 /// `Arc<T>` is a check when `T` is, so `probe.register(name, kernel.clone())` shares a kernel
-/// with the probe; [`check_fn`] turns a closure into a check.
+/// with the probe; [`check_fn`] turns a closure into a check. (The embassy adapter's check
+/// takes the component and the probe role instead: with no allocator to hold a check per
+/// component, one check serves them all.)
 pub trait HealthCheck: Send + Sync + 'static {
     /// Checks once and says how it went. The probe sets the result's latency and
     /// `checked_at`.
@@ -273,12 +275,8 @@ impl HealthProbe {
     /// When `config` is invalid, with the message of the [`ConfigError`].
     #[must_use]
     #[track_caller]
-    #[allow(clippy::panic)] // the documented twin of `try_new`
     pub fn new(config: HealthProbeConfig) -> Self {
-        match Self::try_new(config) {
-            Ok(probe) => probe,
-            Err(error) => panic!("invalid HealthProbeConfig: {error}"),
-        }
+        valid_or_panic(Self::try_new(config), "HealthProbeConfig")
     }
 
     /// The configuration components get unless they bring their own.

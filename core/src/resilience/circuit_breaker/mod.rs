@@ -57,7 +57,7 @@ pub use state::{CircuitBreakerStats, CircuitState, OpenReason, Transition, Trip}
 pub use time_window::TimeWindow;
 pub use window::{CountWindow, NoWindow, Outcome, SlidingWindow, WindowCounts};
 
-use crate::error::{ConfigError, ErrorKind};
+use crate::error::{ConfigError, ErrorKind, valid_or_panic};
 use crate::time::Instant;
 
 /// Leave to make one call, returned by [`CircuitBreaker::try_acquire`]; give it back with the
@@ -234,12 +234,12 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     /// If the configuration is invalid, with the [`ConfigError`]'s message; use
     /// [`try_with_window`](Self::try_with_window) to handle it.
     #[must_use]
-    #[allow(clippy::panic, reason = "documented panicking twin of try_with_window")]
+    #[track_caller]
     pub fn with_window(config: C, window: W) -> Self {
-        match Self::try_with_window(config, window) {
-            Ok(breaker) => breaker,
-            Err(error) => panic!("invalid circuit breaker configuration: {error}"),
-        }
+        valid_or_panic(
+            Self::try_with_window(config, window),
+            "circuit breaker configuration",
+        )
     }
 
     /// The configuration.

@@ -8,7 +8,7 @@ use super::{
     DEFAULT_RESTART_CAPACITY, Escalation, Recovered, RecoveryAction, RecoveryPolicy, RecoveryState,
     RecoveryStrategy, RestartIntensity,
 };
-use crate::error::ConfigError;
+use crate::error::{ConfigError, valid_or_panic};
 use crate::time::{Instant, duration_as_micros};
 
 /// The recovery state machine: failures and health reports in, [`RecoveryAction`]s out.
@@ -99,12 +99,9 @@ impl<const N: usize> Recovery<N> {
     /// # Panics
     /// When [`Recovery::try_new`] returns an error; the panic message is the error's.
     #[must_use]
-    #[allow(clippy::panic)] // documented: `try_new` is the non-panicking twin
+    #[track_caller]
     pub fn new(policy: RecoveryPolicy, intensity: RestartIntensity) -> Self {
-        match Self::try_new(policy, intensity) {
-            Ok(recovery) => recovery,
-            Err(error) => panic!("invalid recovery configuration: {error}"),
-        }
+        valid_or_panic(Self::try_new(policy, intensity), "recovery configuration")
     }
 
     // ----- inputs -----

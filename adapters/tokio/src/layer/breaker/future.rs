@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::future::Future;
+use std::marker::PhantomData;
 use std::pin::Pin;
 use std::task::{Context, Poll, ready};
 
@@ -19,8 +20,8 @@ pin_project! {
     where
         G: Guard,
     {
-        guard: G,
         permit: Option<G::Permit>,
+        guard: PhantomData<fn() -> G>,
         #[pin]
         state: State<F>,
     }
@@ -39,18 +40,18 @@ pin_project! {
 }
 
 impl<F, G: Guard> ResponseFuture<F, G> {
-    pub(super) fn admitted(future: F, guard: G, permit: G::Permit) -> Self {
+    pub(super) fn admitted(future: F, permit: G::Permit) -> Self {
         Self {
-            guard,
             permit: Some(permit),
+            guard: PhantomData,
             state: State::Admitted { future },
         }
     }
 
-    pub(super) fn rejected(guard: G) -> Self {
+    pub(super) fn rejected() -> Self {
         Self {
-            guard,
             permit: None,
+            guard: PhantomData,
             state: State::Rejected,
         }
     }
@@ -71,8 +72,8 @@ where
                 let result = ready!(future.poll(cx)).map_err(|error| ByClassify.flatten(error));
                 if let Some(permit) = this.permit.take() {
                     match &result {
-                        Ok(_) => this.guard.on_success(permit),
-                        Err(error) => this.guard.on_failure(permit, ByClassify.kind_of(error)),
+                        Ok(_) => G::on_success(permit),
+                        Err(error) => G::on_failure(permit, ByClassify.kind_of(error)),
                     }
                 }
                 result

@@ -1,6 +1,6 @@
 //! The deadline [`Layer`].
 
-use rustkernel_core::error::ConfigError;
+use rustkernel_core::error::{ConfigError, valid_or_panic};
 use rustkernel_core::resilience::TimeoutConfig;
 use tower_layer::Layer;
 
@@ -33,12 +33,9 @@ impl DeadlineLayer<DefaultTiming> {
     /// When `config` is invalid, with the message of its [`ConfigError`]; use
     /// [`try_new`](Self::try_new) to get the error instead.
     #[must_use]
-    #[allow(clippy::panic)] // documented, with a `try_new` twin
+    #[track_caller]
     pub fn new(config: TimeoutConfig) -> Self {
-        match Self::try_new(config) {
-            Ok(layer) => layer,
-            Err(error) => panic!("invalid timeout configuration: {error}"),
-        }
+        valid_or_panic(Self::try_new(config), "timeout configuration")
     }
 }
 
