@@ -257,7 +257,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     /// taken; the rejection is counted.
     #[inline]
     pub fn try_acquire(&mut self, now: Instant) -> Result<Permit, Rejected> {
-        if self.phase == Phase::Closed {
+        if matches!(self.phase, Phase::Closed) {
             // Closed has no timers: skip `poll`.
             return Ok(Permit {
                 generation: self.generation,
@@ -304,7 +304,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     #[inline]
     pub fn on_success(&mut self, permit: Permit, now: Instant) -> Option<Transition> {
         let config = self.config.borrow();
-        if self.phase == Phase::Closed
+        if matches!(self.phase, Phase::Closed)
             && permit.generation == self.generation
             && config.slow_call_duration.is_none()
             && config.failure_rate_threshold.is_none()
@@ -427,7 +427,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     /// [`Transition::would_open`]), while it never rejects. [`reset`](Self::reset) makes it a
     /// real breaker again.
     pub fn metrics_only(&mut self) -> Option<Transition> {
-        if self.phase == Phase::MetricsOnly {
+        if matches!(self.phase, Phase::MetricsOnly) {
             return None;
         }
         self.window.clear();
@@ -670,7 +670,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             slow: counts.slow,
             consecutive_failures: self.consecutive_failures,
         };
-        if self.phase == Phase::MetricsOnly {
+        if matches!(self.phase, Phase::MetricsOnly) {
             // Shadow mode: report and start over, as a trip would, without rejecting anything.
             self.would_open_count = self.would_open_count.saturating_add(1);
             self.trip = Some(trip);
@@ -736,7 +736,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
 
 /// The breaker's state with the deadline each timer runs to (smoltcp's timer enum): an open
 /// breaker knows until when, a half-open one since when its cycle runs and its probes.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 enum Phase {
     Closed,
     MetricsOnly,
