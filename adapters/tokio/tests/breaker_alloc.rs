@@ -166,3 +166,49 @@ fn coarse_clock_modes_allocate_nothing() {
         .build(),
     );
 }
+
+/// 10 000 calls through a tower `GuardService` (ready, then call): no allocation.
+fn guarded_calls_allocate_nothing<G: rustkernel_tokio::layer::Guard + Clone>(guard: G) {
+    use tower::{Layer, Service};
+
+    let echo = tower::service_fn(|n: u64| async move { Ok::<_, Failed>(n) });
+    let mut service = rustkernel_tokio::layer::GuardLayer::new(guard).layer(echo);
+    let mut context = Context::from_waker(Waker::noop());
+    let mut call = |n: u64| match service.poll_ready(&mut context) {
+        Poll::Ready(Ok(())) => ready(service.call(n)).unwrap_or(0),
+        _ => panic!("the service was expected to be ready"),
+    };
+    for n in 0..200 {
+        assert_eq!(call(n), n);
+    }
+    let mut sum = 0;
+    let change = allocation_counter::measure(|| {
+        for n in 0..10_000 {
+            sum += call(n);
+        }
+    });
+    assert_eq!(sum, 49_995_000);
+    assert_eq!(
+        (change.count_total, change.bytes_total),
+        (0, 0),
+        "guarded calls allocated: {change:?}"
+    );
+}
+
+#[test]
+fn tower_guarded_calls_allocate_nothing() {
+    let time_window = || {
+        CircuitBreaker::builder(CircuitBreakerConfig {
+            window_duration: Some(Duration::from_secs(10)),
+            ..rate_config()
+        })
+        .window(TimeWindow::<10>::new())
+        .build()
+    };
+    let shared = time_window();
+    guarded_calls_allocate_nothing(shared.clone());
+    assert_eq!(shared.stats().success_count, 10_200);
+    let leaked: &'static CircuitBreaker<TimeWindow<10>> = Box::leak(Box::new(time_window()));
+    guarded_calls_allocate_nothing(leaked);
+    assert_eq!(leaked.stats().success_count, 10_200);
+}

@@ -450,12 +450,11 @@ async fn a_static_breaker_guards_by_reference() {
     use rustkernel_tokio::breaker::CircuitBreaker;
     use rustkernel_tokio::resilience::{CircuitBreakerConfig, CircuitState};
 
-    let breaker: &'static CircuitBreaker = Box::leak(Box::new(CircuitBreaker::new(
-        CircuitBreakerConfig {
+    let breaker: &'static CircuitBreaker =
+        Box::leak(Box::new(CircuitBreaker::new(CircuitBreakerConfig {
             failure_threshold: 2,
             ..CircuitBreakerConfig::default()
-        },
-    )));
+        })));
     let inner = service_fn(|outcome: Result<u32, ErrorKind>| async move { outcome });
     let mut service = ServiceBuilder::new()
         .layer(GuardLayer::new(breaker))
