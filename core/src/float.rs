@@ -35,7 +35,7 @@ pub(crate) enum Parts {
 
 impl Parts {
     /// Takes an `f64` apart: 11 exponent bits, 52 fraction bits.
-    pub(crate) fn of_f64(value: f64) -> Self {
+    pub(crate) const fn of_f64(value: f64) -> Self {
         let bits = value.to_bits();
         Self::from_fields(
             bits >> 63 != 0,
@@ -47,8 +47,9 @@ impl Parts {
     }
 
     /// Takes an `f32` apart: 8 exponent bits, 23 fraction bits.
-    pub(crate) fn of_f32(value: f32) -> Self {
-        let bits = u64::from(value.to_bits());
+    pub(crate) const fn of_f32(value: f32) -> Self {
+        // A widening cast: `u32 as u64` (`From` is not `const`).
+        let bits = value.to_bits() as u64;
         Self::from_fields(
             bits >> 31 != 0,
             (bits >> 23) & 0xff,
@@ -58,15 +59,16 @@ impl Parts {
         )
     }
 
-    fn from_fields(
+    const fn from_fields(
         negative: bool,
         biased: u64,
         fraction: u64,
         fraction_bits: i32,
         bias: i32,
     ) -> Self {
-        // `biased` has at most 11 bits; the fallback is unreachable.
-        let biased = i32::try_from(biased).unwrap_or(0);
+        // `biased` has at most 11 bits: the cast keeps it whole.
+        #[allow(clippy::cast_possible_truncation, reason = "at most 11 bits")]
+        let biased = biased as i32;
         let all_ones = (bias << 1) | 1;
         if biased == all_ones {
             return if fraction == 0 {
@@ -89,12 +91,12 @@ impl Parts {
     }
 
     /// Neither NaN nor infinite (as `is_finite`, without a float comparison).
-    pub(crate) fn is_finite(self) -> bool {
+    pub(crate) const fn is_finite(self) -> bool {
         matches!(self, Parts::Finite { .. })
     }
 
     /// At least 1 (false for NaN), as `value >= 1.0`.
-    pub(crate) fn at_least_one(self) -> bool {
+    pub(crate) const fn at_least_one(self) -> bool {
         match self {
             Parts::Nan | Parts::Infinite { negative: true } => false,
             Parts::Infinite { negative: false } => true,
@@ -103,9 +105,7 @@ impl Parts {
             } if negative || mantissa == 0 => false,
             Parts::Finite { mantissa, exp, .. } => {
                 exp >= 0
-                    || mantissa
-                        .checked_shr(exp.unsigned_abs())
-                        .is_some_and(|w| w != 0)
+                    || matches!(mantissa.checked_shr(exp.unsigned_abs()), Some(whole) if whole != 0)
             }
         }
     }

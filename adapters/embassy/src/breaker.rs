@@ -33,6 +33,10 @@
 //! configuration and rebuild. [`try_new`](CircuitBreaker::try_new) validates at once instead,
 //! for breakers built at run time (in a task, or put in a `StaticCell`).
 //!
+//! [`CircuitBreakerConfig::validate`] is a `const fn`: `const _: () =
+//! assert!(CONFIG.validate().is_ok());` next to a `static` configuration makes an invalid one
+//! fail the build, as below; `init` then cannot fail for it.
+//!
 //! ```
 //! use core::time::Duration;
 //! use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
@@ -46,6 +50,8 @@
 //!     timeout: Duration::from_secs(5),
 //!     ..CircuitBreakerConfig::DEFAULT
 //! };
+//! // Checked when the program is compiled (`validate` is a `const fn`).
+//! const _: () = assert!(CONFIG.validate().is_ok());
 //! static BREAKER: CircuitBreaker<CriticalSectionRawMutex, &CircuitBreakerConfig> =
 //!     CircuitBreaker::new(&CONFIG);
 //!

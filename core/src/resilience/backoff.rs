@@ -131,7 +131,7 @@ impl BackoffStrategy {
     /// [`ConfigError::Zero`] for a zero `initial` of a multiplying strategy,
     /// [`ConfigError::NotFinite`] / [`ConfigError::MultiplierBelowOne`] for a NaN, infinite or
     /// shrinking multiplier, [`ConfigError::Exceeds`] when `initial > max`.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub const fn validate(&self) -> Result<(), ConfigError> {
         match *self {
             BackoffStrategy::Fixed { .. } => Ok(()),
             BackoffStrategy::Linear { initial, max, .. } => check_initial_le_max(initial, max),
@@ -250,8 +250,8 @@ impl BackoffStrategy {
     }
 }
 
-fn check_initial_le_max(initial: Duration, max: Duration) -> Result<(), ConfigError> {
-    if initial > max {
+const fn check_initial_le_max(initial: Duration, max: Duration) -> Result<(), ConfigError> {
+    if initial.as_nanos() > max.as_nanos() {
         Err(ConfigError::Exceeds {
             field: ConfigField::BackoffInitial,
             limit: ConfigField::BackoffMax,

@@ -91,7 +91,7 @@ impl RetryBudgetConfig {
     /// [`ConfigError::Zero`] for a window under a microsecond, [`ConfigError::NotFinite`] for a
     /// NaN or infinite ratio, [`ConfigError::RateOutOfRange`] for a negative ratio and
     /// [`ConfigError::TooLarge`] for a ratio above 1000.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub const fn validate(&self) -> Result<(), ConfigError> {
         let ratio = ConfigField::BudgetRetryRatio;
         if duration_as_micros(self.window) == 0 {
             return Err(ConfigError::Zero(ConfigField::BudgetWindow));

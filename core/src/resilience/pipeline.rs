@@ -57,7 +57,7 @@ impl PipelineConfig {
     /// # Errors
     /// The first part's [`ConfigError`]; a zero attempt timeout is
     /// `Zero(ConfigField::DefaultTimeout)`.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub const fn validate(&self) -> Result<(), ConfigError> {
         self.validate_for_window(0)
     }
 
@@ -66,11 +66,19 @@ impl PipelineConfig {
     ///
     /// # Errors
     /// The first invalid value found.
-    pub fn validate_for_window(&self, window_capacity: u32) -> Result<(), ConfigError> {
-        self.circuit_breaker.validate_for_window(window_capacity)?;
-        self.retry.validate()?;
-        self.timeout.validate()?;
-        if self.attempt_timeout == Some(Duration::ZERO) {
+    pub const fn validate_for_window(&self, window_capacity: u32) -> Result<(), ConfigError> {
+        if let Err(error) = self.circuit_breaker.validate_for_window(window_capacity) {
+            return Err(error);
+        }
+        if let Err(error) = self.retry.validate() {
+            return Err(error);
+        }
+        if let Err(error) = self.timeout.validate() {
+            return Err(error);
+        }
+        if let Some(attempt) = self.attempt_timeout
+            && attempt.is_zero()
+        {
             return Err(ConfigError::Zero(ConfigField::DefaultTimeout));
         }
         Ok(())

@@ -86,7 +86,7 @@ impl RetryConfig {
     /// [`ConfigError::Zero`] when `max_attempts` is 0, [`ConfigError::EmptyRetryableErrors`]
     /// when retries are allowed but no kind is retryable, and the error of
     /// [`BackoffStrategy::validate`].
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub const fn validate(&self) -> Result<(), ConfigError> {
         if self.max_attempts == 0 {
             return Err(ConfigError::Zero(ConfigField::MaxAttempts));
         }

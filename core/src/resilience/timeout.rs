@@ -74,14 +74,14 @@ impl TimeoutConfig {
     /// # Errors
     /// - [`ConfigError::Zero`] with [`ConfigField::DefaultTimeout`] or [`ConfigField::MaxTimeout`].
     /// - [`ConfigError::Exceeds`] when `default_timeout > max_timeout`.
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub const fn validate(&self) -> Result<(), ConfigError> {
         if self.default_timeout.is_zero() {
             return Err(ConfigError::Zero(ConfigField::DefaultTimeout));
         }
         if self.max_timeout.is_zero() {
             return Err(ConfigError::Zero(ConfigField::MaxTimeout));
         }
-        if self.default_timeout > self.max_timeout {
+        if self.default_timeout.as_nanos() > self.max_timeout.as_nanos() {
             return Err(ConfigError::Exceeds {
                 field: ConfigField::DefaultTimeout,
                 limit: ConfigField::MaxTimeout,

@@ -117,6 +117,12 @@ const INTENSITY: RestartIntensity = RestartIntensity {
     backoff: None,
 };
 
+// The configurations are checked when the firmware is compiled: an invalid one fails the build.
+const _: () = assert!(BREAKER_CONFIG.validate().is_ok());
+const _: () = assert!(RETRY.validate().is_ok());
+const _: () = assert!(INTENSITY.validate().is_ok());
+const _: () = assert!(RESTARTS.validate().is_ok() && DEGRADED.validate().is_ok());
+
 /// The accelerator's number in telemetry frames.
 const ACCELERATOR: u8 = 0;
 /// This device, in the `Hello` frame.
@@ -331,7 +337,7 @@ async fn run_job(id: u32) -> (JobOutcome, u32) {
     }
     let mut attempts = 0u32;
     // A retrier per job, its jitter seeded from the device and the job (the configuration
-    // was validated at boot).
+    // was checked when the firmware was compiled).
     let Ok(retrier) = Retrier::try_new(RETRY, u64::from(DEVICE_ID) << 32 | u64::from(id)) else {
         return (JobOutcome::Failed(ErrorKind::InvalidInput), 0);
     };
@@ -416,9 +422,6 @@ async fn main(spawner: Spawner) {
 
     if BREAKER.init().is_err() {
         fail("invalid breaker configuration");
-    }
-    if RETRY.validate().is_err() {
-        fail("invalid retry configuration");
     }
     let Ok(accelerator) = MONITOR.register(
         "accelerator",

@@ -117,11 +117,25 @@ impl Default for CircuitBreakerConfig {
 
 const U16_MAX: u32 = u16::MAX as u32;
 
-fn check_rate(rate: f32, field: ConfigField) -> Result<(), ConfigError> {
+const fn check_rate(rate: f32, field: ConfigField) -> Result<(), ConfigError> {
     if !rate.is_finite() {
         Err(ConfigError::NotFinite(field))
     } else if rate <= 0.0 || rate > 1.0 {
         Err(ConfigError::RateOutOfRange(field))
+    } else {
+        Ok(())
+    }
+}
+
+/// A half-open count: positive, and small enough for the core's 16-bit counters.
+const fn check_probe_count(value: u32, field: ConfigField) -> Result<(), ConfigError> {
+    if value == 0 {
+        Err(ConfigError::Zero(field))
+    } else if value > U16_MAX {
+        Err(ConfigError::TooLarge {
+            field,
+            max: U16_MAX as u64,
+        })
     } else {
         Ok(())
     }
@@ -133,24 +147,16 @@ impl CircuitBreakerConfig {
     ///
     /// # Errors
     /// The first invalid value found, as a [`ConfigError`].
-    pub fn validate_for_window(&self, window_capacity: u32) -> Result<(), ConfigError> {
+    pub const fn validate_for_window(&self, window_capacity: u32) -> Result<(), ConfigError> {
         use ConfigField as F;
         if self.failure_threshold == 0 {
             return Err(ConfigError::Zero(F::FailureThreshold));
         }
-        for (value, field) in [
-            (self.success_threshold, F::SuccessThreshold),
-            (self.half_open_max_calls, F::HalfOpenMaxCalls),
-        ] {
-            if value == 0 {
-                return Err(ConfigError::Zero(field));
-            }
-            if value > U16_MAX {
-                return Err(ConfigError::TooLarge {
-                    field,
-                    max: u64::from(U16_MAX),
-                });
-            }
+        if let Err(error) = check_probe_count(self.success_threshold, F::SuccessThreshold) {
+            return Err(error);
+        }
+        if let Err(error) = check_probe_count(self.half_open_max_calls, F::HalfOpenMaxCalls) {
+            return Err(error);
         }
         if self.timeout.is_zero() {
             return Err(ConfigError::Zero(F::OpenTimeout));
@@ -166,25 +172,32 @@ impl CircuitBreakerConfig {
             if !multiplier.at_least_one() {
                 return Err(ConfigError::MultiplierBelowOne(F::OpenBackoffMultiplier));
             }
-            if backoff.max < self.timeout {
+            if backoff.max.as_nanos() < self.timeout.as_nanos() {
                 return Err(ConfigError::Exceeds {
                     field: F::OpenTimeout,
                     limit: F::OpenBackoffMax,
                 });
             }
         }
-        if self.window_duration.is_some_and(|length| length.is_zero()) {
+        if let Some(length) = self.window_duration
+            && length.is_zero()
+        {
             return Err(ConfigError::Zero(F::WindowDuration));
         }
         let windowed = self.failure_rate_threshold.is_some() || self.slow_call_duration.is_some();
-        if let Some(rate) = self.failure_rate_threshold {
-            check_rate(rate, F::FailureRateThreshold)?;
+        if let Some(rate) = self.failure_rate_threshold
+            && let Err(error) = check_rate(rate, F::FailureRateThreshold)
+        {
+            return Err(error);
         }
         if let Some(slow) = self.slow_call_duration {
             if slow.is_zero() {
                 return Err(ConfigError::Zero(F::SlowCallDuration));
             }
-            check_rate(self.slow_call_rate_threshold, F::SlowCallRateThreshold)?;
+            if let Err(error) = check_rate(self.slow_call_rate_threshold, F::SlowCallRateThreshold)
+            {
+                return Err(error);
+            }
         }
         if windowed {
             if self.minimum_calls == 0 {
@@ -205,7 +218,7 @@ impl CircuitBreakerConfig {
     /// # Errors
     /// The first invalid value found; rate mode and slow calls need a window, so here they are
     /// [`ConfigError::WindowTooSmall`].
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub const fn validate(&self) -> Result<(), ConfigError> {
         self.validate_for_window(0)
     }
 

@@ -34,7 +34,7 @@ impl RestartBackoff {
     /// [`ConfigError::MultiplierBelowOne`] for one below 1, and [`ConfigError::Zero`] for a
     /// `max` under one microsecond. The fields are [`ConfigField::RestartBackoffMultiplier`] and
     /// [`ConfigField::RestartBackoffMax`].
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub const fn validate(&self) -> Result<(), ConfigError> {
         let multiplier = Parts::of_f64(self.multiplier);
         if !multiplier.is_finite() {
             return Err(ConfigError::NotFinite(

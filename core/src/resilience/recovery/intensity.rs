@@ -53,12 +53,12 @@ impl RestartIntensity {
     /// # Errors
     /// [`ConfigError::Zero`]`(`[`ConfigField::RestartWindow`]`)` for a window under one
     /// microsecond, and the errors of [`RestartBackoff::validate`].
-    pub fn validate(&self) -> Result<(), ConfigError> {
+    pub const fn validate(&self) -> Result<(), ConfigError> {
         if duration_as_micros(self.window) == 0 {
             return Err(ConfigError::Zero(ConfigField::RestartWindow));
         }
         if let Some(backoff) = &self.backoff {
-            backoff.validate()?;
+            return backoff.validate();
         }
         Ok(())
     }
