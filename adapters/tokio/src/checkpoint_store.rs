@@ -310,35 +310,13 @@ impl<S: CheckpointStore> CheckpointStore for Arc<S> {
     }
 }
 
-/// A postcard output that grows a `Vec` after the frame header's room.
-struct VecFlavor(Vec<u8>);
-
-impl postcard::ser_flavors::Flavor for VecFlavor {
-    type Output = Vec<u8>;
-
-    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
-        self.0.extend_from_slice(data);
-        Ok(())
-    }
-
-    fn try_push(&mut self, data: u8) -> postcard::Result<()> {
-        self.0.push(data);
-        Ok(())
-    }
-
-    fn finalize(self) -> postcard::Result<Vec<u8>> {
-        Ok(self.0)
-    }
-}
-
 /// `value` as a whole frame for checkpoint `sequence` of `kernel_id`.
 fn encode_frame<T: Serialize + ?Sized>(
     kernel_id: u32,
     sequence: u64,
     value: &T,
 ) -> Result<Vec<u8>, CheckpointError> {
-    let payload = postcard::serialize_with_flavor(value, VecFlavor(Vec::new()))
-        .map_err(|_| CheckpointError::Encode)?;
+    let payload = postcard::to_allocvec(value).map_err(|_| CheckpointError::Encode)?;
     let total = HEADER_LEN
         .checked_add(payload.len())
         .ok_or(CheckpointError::PayloadTooLarge)?;
