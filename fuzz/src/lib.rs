@@ -1,7 +1,7 @@
 //! Helpers the fuzz targets share: COBS, and building valid telemetry frames around arbitrary
 //! payloads so that a target can reach the payload decoder past the CRC.
 
-/// The core's own COBS module, compiled again here: it is private to the core, and including its
+/// The core's own COBS encoder, compiled again here: it is private to the core, and including its
 /// source fuzzes exactly the code the core runs, without widening the core's API.
 #[path = "../../core/src/telemetry/cobs.rs"]
 #[allow(dead_code, unreachable_pub)]
@@ -13,7 +13,7 @@ use rustkernel_core::telemetry::{DELIMITER, LINE_PREFIX, VERSION};
 /// core so that the targets check the documented format, not the core against itself.
 static CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
 
-/// The core's COBS functions.
+/// The core's COBS functions (its encoder, and the crate decoder it uses).
 pub mod cobs {
     /// Bytes that encoding `len` bytes takes at most, not counting the delimiter.
     pub fn max_encoded_len(len: usize) -> usize {
@@ -26,8 +26,12 @@ pub mod cobs {
     }
 
     /// Decodes `buf` in place and returns the decoded length; `None` when it is not valid COBS.
+    /// As the core's `decode_frame` does: the `cobs` crate's decoder, and a zero before the end
+    /// is invalid.
     pub fn decode_in_place(buf: &mut [u8]) -> Option<usize> {
-        super::core_cobs::decode_in_place(buf).ok()
+        let len = buf.len();
+        let report = ::cobs::decode_in_place_report(buf).ok()?;
+        (report.src_used == len).then_some(report.dst_used)
     }
 }
 
