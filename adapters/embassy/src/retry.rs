@@ -44,7 +44,6 @@
 use core::cell::RefCell;
 use core::fmt;
 use core::future::Future;
-use core::marker::PhantomData;
 
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, RawMutex};
@@ -54,6 +53,7 @@ use rustkernel_core::error::{
 };
 use rustkernel_core::resilience::{
     GiveUpReason, Retry, RetryBudget, RetryBudgetConfig, RetryConfig, RetryDecision,
+    ValidRetryConfig,
 };
 use rustkernel_core::rng::Rng;
 use rustkernel_core::time::Instant as CoreInstant;
@@ -81,15 +81,14 @@ pub struct RetryEvent {
 /// successive calls do not jitter alike; seed retriers of different tasks or devices
 /// differently (a device id, a hardware RNG).
 ///
-/// Type parameters: `'b` and `M` are the lifetime and mutex of the budget it may be given, `B`
-/// where its retries come from: [`NoBudget`] (what [`new`](Self::new) builds; no budget code is
-/// linked) or `&'b SharedRetryBudget<M>` (after [`with_budget`](Self::with_budget)).
-pub struct Retrier<'b, M: RawMutex = CriticalSectionRawMutex, B: RetryBudgetSource = NoBudget> {
-    config: RetryConfig,
+/// The type parameter `B` says where its retries come from: [`NoBudget`] (what
+/// [`new`](Self::new) builds; no budget code is linked) or `&SharedRetryBudget<M>` (after
+/// [`with_budget`](Self::with_budget)).
+pub struct Retrier<B: RetryBudgetSource = NoBudget> {
+    config: ValidRetryConfig,
     rng: Rng,
     deadline: Option<DeadlineContext>,
     budget: B,
-    _budget: PhantomData<&'b SharedRetryBudget<M>>,
 }
 
 /// Where a [`Retrier`]'s retries come from besides its [`RetryConfig`]: [`NoBudget`], or a
@@ -144,7 +143,7 @@ impl<M: RawMutex> RetryBudgetSource for &SharedRetryBudget<M> {
     }
 }
 
-impl Retrier<'static, CriticalSectionRawMutex, NoBudget> {
+impl Retrier<NoBudget> {
     /// A retrier with no deadline and no budget, after validating `config`.
     ///
     /// Unlike the tokio adapter's `Retrier::new(config)`, which seeds the jitter from the
@@ -155,14 +154,19 @@ impl Retrier<'static, CriticalSectionRawMutex, NoBudget> {
     /// # Errors
     /// The [`ConfigError`] of [`RetryConfig::validate`].
     pub fn try_new(config: RetryConfig, seed: u64) -> Result<Self, ConfigError> {
-        config.validate()?;
-        Ok(Self {
+        Ok(Self::from_valid(config.validated()?, seed))
+    }
+
+    /// A retrier with no deadline and no budget, from a configuration checked beforehand
+    /// (in a `const`, when the firmware is compiled: see [`ValidRetryConfig`]); cannot fail.
+    #[must_use]
+    pub const fn from_valid(config: ValidRetryConfig, seed: u64) -> Self {
+        Self {
             config,
             rng: Rng::new(seed),
             deadline: None,
             budget: NoBudget,
-            _budget: PhantomData,
-        })
+        }
     }
 
     /// A retrier with no deadline and no budget; see [`try_new`](Self::try_new).
@@ -176,7 +180,7 @@ impl Retrier<'static, CriticalSectionRawMutex, NoBudget> {
     }
 }
 
-impl<'b, M: RawMutex, B: RetryBudgetSource> Retrier<'b, M, B> {
+impl<B: RetryBudgetSource> Retrier<B> {
     /// The same retrier, with every call bounded by `deadline`.
     #[must_use]
     pub fn with_deadline(mut self, deadline: DeadlineContext) -> Self {
@@ -194,23 +198,22 @@ impl<'b, M: RawMutex, B: RetryBudgetSource> Retrier<'b, M, B> {
     /// The same retrier, drawing its retries from `budget` (one deposit per call, one
     /// withdrawal per retry).
     #[must_use]
-    pub fn with_budget<'c, N: RawMutex>(
+    pub fn with_budget<M: RawMutex>(
         self,
-        budget: &'c SharedRetryBudget<N>,
-    ) -> Retrier<'c, N, &'c SharedRetryBudget<N>> {
+        budget: &SharedRetryBudget<M>,
+    ) -> Retrier<&SharedRetryBudget<M>> {
         Retrier {
             config: self.config,
             rng: self.rng,
             deadline: self.deadline,
             budget,
-            _budget: PhantomData,
         }
     }
 
     /// The configuration it retries with.
     #[must_use]
     pub const fn config(&self) -> &RetryConfig {
-        &self.config
+        self.config.get()
     }
 
     /// The overall deadline, if any.
@@ -278,12 +281,8 @@ impl<'b, M: RawMutex, B: RetryBudgetSource> Retrier<'b, M, B> {
         K: Classifier<R>,
         O: FnMut(RetryEvent),
     {
-        let mut retry = match self.begin() {
-            Ok(Some(retry)) => retry,
-            Err(DeadlineExceeded) => return Err(ResilienceError::DeadlineExceeded),
-            // Unreachable: the configuration was validated when the retrier was built and
-            // cannot change since. Without a state machine, make exactly one attempt.
-            Ok(None) => return self.attempt(classifier, &mut op).await,
+        let Ok(mut retry) = self.begin() else {
+            return Err(ResilienceError::DeadlineExceeded);
         };
         loop {
             let error = match self.attempt(classifier, &mut op).await {
@@ -307,12 +306,12 @@ impl<'b, M: RawMutex, B: RetryBudgetSource> Retrier<'b, M, B> {
     }
 
     /// Starts a call: checks the deadline, counts the request in the budget, draws a seed and
-    /// builds the core's state machine (`None` only if the configuration were invalid).
+    /// starts the core's state machine.
     ///
     /// Not generic over the operation, and kept out of line, so that every `execute` shares
     /// one copy.
     #[inline(never)]
-    fn begin(&mut self) -> Result<Option<Retry>, DeadlineExceeded> {
+    fn begin(&mut self) -> Result<Retry, DeadlineExceeded> {
         let start = now();
         if let Some(deadline) = self.deadline {
             deadline.check()?;
@@ -320,7 +319,7 @@ impl<'b, M: RawMutex, B: RetryBudgetSource> Retrier<'b, M, B> {
         self.budget.deposit_at(start);
         let seed = self.rng.next_u64();
         let core_deadline = self.deadline.map(|deadline| deadline.as_core().deadline());
-        Ok(Retry::try_new(&self.config, seed, start, core_deadline).ok())
+        Ok(Retry::start(&self.config, seed, start, core_deadline))
     }
 
     /// After a failed attempt with `kind`: the core's decision now (with the budget, if any),
@@ -359,19 +358,18 @@ impl<'b, M: RawMutex, B: RetryBudgetSource> Retrier<'b, M, B> {
 }
 
 // By hand: a derive would ask `M: Clone`, which no mutex type is.
-impl<M: RawMutex, B: RetryBudgetSource> Clone for Retrier<'_, M, B> {
+impl<B: RetryBudgetSource> Clone for Retrier<B> {
     fn clone(&self) -> Self {
         Self {
             config: self.config,
             rng: self.rng,
             deadline: self.deadline,
             budget: self.budget,
-            _budget: PhantomData,
         }
     }
 }
 
-impl<M: RawMutex, B: RetryBudgetSource> fmt::Debug for Retrier<'_, M, B> {
+impl<B: RetryBudgetSource> fmt::Debug for Retrier<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retrier")
             .field("config", &self.config)
@@ -526,12 +524,11 @@ mod tests {
 
     #[test]
     fn the_default_type_names_the_unbudgeted_retrier_and_send_is_kept() {
-        let plain: Retrier<'_, CriticalSectionRawMutex> = Retrier::new(config(), 1);
+        let plain: Retrier = Retrier::new(config(), 1);
         assert_send(&plain);
         assert_eq!(core::mem::size_of_val(&plain.budget), 0);
         let budget: SharedRetryBudget = SharedRetryBudget::new(RetryBudgetConfig::default());
-        let budgeted: Retrier<'_, CriticalSectionRawMutex, &SharedRetryBudget> =
-            plain.clone().with_budget(&budget);
+        let budgeted: Retrier<&SharedRetryBudget> = plain.clone().with_budget(&budget);
         assert_send(&budgeted);
         assert!(!plain.budget.is_attached());
         assert!(budgeted.budget.is_attached());

@@ -47,8 +47,8 @@ use std::time::Duration;
 
 use rustkernel_core::error::{ByClassify, Classifier, ConfigError, ErrorKind, valid_or_panic};
 use rustkernel_core::resilience::{
-    GiveUpReason, ResilienceError, Retry, RetryBudget, RetryBudgetConfig, RetryConfig,
-    RetryDecision,
+    ResilienceError, Retry, RetryBudget, RetryBudgetConfig, RetryConfig, RetryDecision,
+    ValidRetryConfig,
 };
 use rustkernel_core::rng::Rng;
 
@@ -189,17 +189,16 @@ impl SeedSequence {
 pub(crate) enum Start {
     /// The current deadline has passed: make no attempt.
     Expired,
-    /// Make the first attempt. `None` only if the validated config were refused after all,
-    /// in which case the call is tried once.
-    Ready(Option<Retry>),
+    /// Make the first attempt, driven by this state machine.
+    Ready(Retry),
 }
 
 /// A logical call begun by [`Retrier::start_lazy`]: its retry state machine, built on the
-/// first failure (`Some(None)` if the validated config were refused after all).
+/// first failure.
 pub(crate) struct LazyRetry {
     started_at: rustkernel_core::time::Instant,
     deadline: Option<rustkernel_core::time::Instant>,
-    retry: Option<Option<Retry>>,
+    retry: Option<Retry>,
 }
 
 /// Runs calls with retries: a validated [`RetryConfig`] plus an optional shared budget, a
@@ -228,7 +227,7 @@ pub(crate) struct LazyRetry {
 /// `Classify`, give a closure with [`classify_with`](Self::classify_with).
 #[derive(Clone)]
 pub struct Retrier<H = NoHint, C = ByClassify> {
-    config: RetryConfig,
+    config: ValidRetryConfig,
     budget: Option<SharedRetryBudget>,
     seeds: Arc<SeedSequence>,
     hint: H,
@@ -241,9 +240,8 @@ impl Retrier<NoHint> {
     /// # Errors
     /// The error of [`RetryConfig::validate`].
     pub fn try_new(config: RetryConfig) -> Result<Self, ConfigError> {
-        config.validate()?;
         Ok(Self {
-            config,
+            config: config.validated()?,
             budget: None,
             seeds: Arc::new(SeedSequence::from_entropy()),
             hint: NoHint,
@@ -310,7 +308,7 @@ impl<H, C> Retrier<H, C> {
     /// The configuration.
     #[must_use]
     pub fn config(&self) -> &RetryConfig {
-        &self.config
+        self.config.get()
     }
 
     /// The shared budget, if any.
@@ -374,7 +372,7 @@ impl<H, C> Retrier<H, C> {
         }
         let seed = self.seeds.next_seed();
         let deadline = deadline.map(|deadline| deadline.deadline());
-        Start::Ready(Retry::try_new(&self.config, seed, now, deadline).ok())
+        Start::Ready(Retry::start(&self.config, seed, now, deadline))
     }
 
     /// Begins a logical call at `now` under `deadline` (already read by the caller), without
@@ -406,31 +404,24 @@ impl<H, C> Retrier<H, C> {
         C: Classifier<R>,
         H: RetryAfterHint<<C as Classifier<R>>::Error>,
     {
-        if lazy.retry.is_none() {
+        let retry = lazy.retry.get_or_insert_with(|| {
             let seed = self.seeds.next_seed();
-            lazy.retry =
-                Some(Retry::try_new(&self.config, seed, lazy.started_at, lazy.deadline).ok());
-        }
-        let mut retry = lazy.retry.take().flatten();
-        let decision = self.on_failure::<R>(&mut retry, error);
-        lazy.retry = Some(retry);
-        decision
+            Retry::start(&self.config, seed, lazy.started_at, lazy.deadline)
+        });
+        self.on_failure::<R>(retry, error)
     }
 
     /// Reports a failed attempt (its flattened error) to `retry` now, with the budget and the
     /// hint (asked only of the operation's own errors).
     pub(crate) fn on_failure<R>(
         &self,
-        retry: &mut Option<Retry>,
+        retry: &mut Retry,
         error: &ResilienceError<<C as Classifier<R>>::Error>,
     ) -> RetryDecision
     where
         C: Classifier<R>,
         H: RetryAfterHint<<C as Classifier<R>>::Error>,
     {
-        let Some(retry) = retry else {
-            return RetryDecision::GiveUp(GiveUpReason::AttemptsExhausted);
-        };
         let now = clock::now();
         let kind = self.classifier.kind_of(error);
         let hint = match error {

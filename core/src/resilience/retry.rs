@@ -96,10 +96,65 @@ impl RetryConfig {
         self.backoff.validate()
     }
 
+    /// The configuration, checked: a [`Retry`] started from what this returns cannot fail.
+    /// `const`, so a `const` configuration is checked when the program is compiled.
+    ///
+    /// # Errors
+    /// The error of [`validate`](Self::validate).
+    pub const fn validated(self) -> Result<ValidRetryConfig, ConfigError> {
+        match self.validate() {
+            Ok(()) => Ok(ValidRetryConfig(self)),
+            Err(error) => Err(error),
+        }
+    }
+
     /// Whether a failure of `kind` may be retried.
     #[must_use]
     pub const fn is_retryable(&self, kind: ErrorKind) -> bool {
         self.retryable_errors.contains(kind)
+    }
+}
+
+/// A [`RetryConfig`] that passed [`RetryConfig::validate`] (built by
+/// [`RetryConfig::validated`]); [`Retry::start`] from it cannot fail, so an adapter validates
+/// once, when it is built, and never again per call.
+///
+/// ```
+/// use core::time::Duration;
+/// use rustkernel_core::error::{ErrorKind, ErrorKindSet};
+/// use rustkernel_core::resilience::{BackoffStrategy, Retry, RetryConfig, ValidRetryConfig};
+/// use rustkernel_core::time::Instant;
+///
+/// const CONFIG: RetryConfig = RetryConfig {
+///     max_attempts: 3,
+///     backoff: BackoffStrategy::Fixed { delay: Duration::from_millis(2) },
+///     retryable_errors: ErrorKindSet::of(&[ErrorKind::Transient]),
+/// };
+/// // Checked when the program is compiled.
+/// const RETRY: ValidRetryConfig = match CONFIG.validated() {
+///     Ok(config) => config,
+///     Err(_) => panic!("invalid retry configuration"),
+/// };
+/// let retry = Retry::start(&RETRY, 42, Instant::ZERO, None);
+/// assert_eq!(retry.attempts(), 1);
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct ValidRetryConfig(RetryConfig);
+
+impl ValidRetryConfig {
+    /// The configuration.
+    #[must_use]
+    pub const fn get(&self) -> &RetryConfig {
+        &self.0
+    }
+}
+
+impl TryFrom<RetryConfig> for ValidRetryConfig {
+    type Error = ConfigError;
+
+    fn try_from(config: RetryConfig) -> Result<Self, ConfigError> {
+        config.validated()
     }
 }
 
@@ -206,8 +261,20 @@ impl Retry {
         now: Instant,
         deadline: Option<Instant>,
     ) -> Result<Self, ConfigError> {
-        config.validate()?;
-        Ok(Self {
+        Ok(Self::start(&config.validated()?, seed, now, deadline))
+    }
+
+    /// The state of a call whose first attempt starts at `now`, from a configuration checked
+    /// once beforehand; see [`try_new`](Self::try_new).
+    #[must_use]
+    pub fn start(
+        config: &ValidRetryConfig,
+        seed: u64,
+        now: Instant,
+        deadline: Option<Instant>,
+    ) -> Self {
+        let config = config.get();
+        Self {
             max_attempts: config.max_attempts,
             backoff: config.backoff,
             retryable: config.retryable_errors,
@@ -219,7 +286,7 @@ impl Retry {
             last_delay: Duration::ZERO,
             pending: None,
             gave_up: None,
-        })
+        }
     }
 
     /// The state of a call whose first attempt starts at `now`; see [`try_new`](Self::try_new).

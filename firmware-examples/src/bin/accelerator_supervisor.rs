@@ -31,7 +31,7 @@ use rustkernel_core::resilience::{
     BackoffStrategy, CircuitBreakerConfig, CircuitState, ComponentEvent, ComponentId, Criticality,
     HealthCheckResult, HealthEvent, HealthProbeConfig, HealthStatus, ProbeRole, Recovery,
     RecoveryAction, RecoveryPolicy, RecoveryStrategy, RestartIntensity, RetryConfig, RetryDecision,
-    Transition,
+    Transition, ValidRetryConfig,
 };
 use rustkernel_core::telemetry::{BreakerCounts, JobOutcome, Summary, TelemetryFrame, VERSION};
 use rustkernel_embassy::breaker::CircuitBreaker;
@@ -79,7 +79,8 @@ const BREAKER_CONFIG: CircuitBreakerConfig = CircuitBreakerConfig {
 };
 
 /// Three attempts, 2 ms apart; transient errors and timeouts are retried, the rest are not.
-const RETRY: RetryConfig = RetryConfig {
+/// Checked when the firmware is compiled: every job's retrier starts from it without a check.
+const RETRY: ValidRetryConfig = match (RetryConfig {
     max_attempts: 3,
     backoff: BackoffStrategy::Fixed {
         delay: Duration::from_millis(2),
@@ -88,6 +89,11 @@ const RETRY: RetryConfig = RetryConfig {
         ErrorKind::Transient,
         ErrorKind::Timeout,
     ]),
+})
+.validated()
+{
+    Ok(config) => config,
+    Err(_) => panic!("invalid retry configuration"),
 };
 
 /// A ping every 20 ms that must answer within 5 ms; two failures make the accelerator unhealthy.
@@ -119,7 +125,6 @@ const INTENSITY: RestartIntensity = RestartIntensity {
 
 // The configurations are checked when the firmware is compiled: an invalid one fails the build.
 const _: () = assert!(BREAKER_CONFIG.validate().is_ok());
-const _: () = assert!(RETRY.validate().is_ok());
 const _: () = assert!(INTENSITY.validate().is_ok());
 const _: () = assert!(RESTARTS.validate().is_ok() && DEGRADED.validate().is_ok());
 
@@ -336,11 +341,8 @@ async fn run_job(id: u32) -> (JobOutcome, u32) {
         return (JobOutcome::Fallback, 0);
     }
     let mut attempts = 0u32;
-    // A retrier per job, its jitter seeded from the device and the job (the configuration
-    // was checked when the firmware was compiled).
-    let Ok(retrier) = Retrier::try_new(RETRY, u64::from(DEVICE_ID) << 32 | u64::from(id)) else {
-        return (JobOutcome::Failed(ErrorKind::InvalidInput), 0);
-    };
+    // A retrier per job, its jitter seeded from the device and the job.
+    let retrier = Retrier::from_valid(RETRY, u64::from(DEVICE_ID) << 32 | u64::from(id));
     let result = retrier
         .with_deadline(DeadlineContext::new(JOB_DEADLINE))
         .execute_observed(

@@ -59,14 +59,14 @@ where
         request: Req,
         service: S,
         retrier: Retrier<H, C>,
-        retry: Option<Retry>,
+        retry: Retry,
         future: S::Future,
     ) -> Self {
         Self {
             request,
             service,
             retrier,
-            retry,
+            retry: Some(retry),
             state: State::Called { future },
         }
     }
@@ -123,7 +123,12 @@ where
                 StateProj::Done => return Poll::Pending,
             };
             let error = this.retrier.classifier().flatten(error);
-            match this.retrier.on_failure::<S::Error>(this.retry, &error) {
+            // Only an expired call has no state machine, and it makes no attempt.
+            let Some(retry) = this.retry.as_mut() else {
+                this.state.set(State::Done);
+                return Poll::Ready(Err(error));
+            };
+            match this.retrier.on_failure::<S::Error>(retry, &error) {
                 RetryDecision::RetryAt(at) => this.state.set(State::Sleeping {
                     sleep: tokio::time::sleep_until(clock::to_tokio(at)),
                 }),
