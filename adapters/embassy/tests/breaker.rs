@@ -426,3 +426,41 @@ fn the_clock_is_read_in_microseconds() {
     advance(Duration::from_micros(1_234_567));
     assert_eq!(now().as_micros(), 1_234_567);
 }
+
+#[test]
+fn failure_rate_by_time_forgets_failures_older_than_the_window() {
+    use rustkernel_core::resilience::TimeWindow;
+
+    let _clock = serial();
+    let config = CircuitBreakerConfig {
+        failure_rate_threshold: Some(0.5),
+        minimum_calls: 4,
+        window_duration: Some(StdDuration::from_secs(10)),
+        ..CONFIG
+    };
+    let breaker: CircuitBreaker<NoopRawMutex, CircuitBreakerConfig, TimeWindow<10>> =
+        CircuitBreaker::try_with_window(config, TimeWindow::new()).expect("valid");
+    run_ms(async {
+        // Two failures and a success: 3 calls, under the minimum.
+        let _ = fail(&breaker).await;
+        let _ = fail(&breaker).await;
+        let _ = breaker.call(|| async { Ok::<_, JobError>(1) }).await;
+        assert_eq!(breaker.state(), CircuitState::Closed);
+        // 11 s later all three have left the window: this failure is 1 call, not the 4th
+        // (3 failures in 4 would open it).
+        Timer::after(Duration::from_secs(11)).await;
+        let _ = fail(&breaker).await;
+        assert_eq!(breaker.state(), CircuitState::Closed);
+        let _ = breaker.call(|| async { Ok::<_, JobError>(2) }).await;
+        let _ = breaker.call(|| async { Ok::<_, JobError>(3) }).await;
+        assert_eq!(breaker.state(), CircuitState::Closed);
+        // 2 failures in 4 calls within the window: 50 %, it opens.
+        let _ = fail(&breaker).await;
+        assert_eq!(breaker.state(), CircuitState::Open);
+        let stats = breaker.stats();
+        assert_eq!(
+            stats.trip.map(|trip| (trip.calls, trip.failures)),
+            Some((4, 2))
+        );
+    });
+}
