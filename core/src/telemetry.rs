@@ -353,13 +353,7 @@ pub fn decode_frame(bytes: &mut [u8]) -> Result<TelemetryFrame, TelemetryError> 
     if bytes.len() >= MAX_FRAME_LEN {
         return Err(TelemetryError::TooLong);
     }
-    // The `cobs` crate's decoder (host-side code: firmware only encodes). It stops at a zero;
-    // a frame has none, so one before the end is an invalid frame.
-    let report = ::cobs::decode_in_place_report(bytes).map_err(|_| TelemetryError::Cobs)?;
-    if report.src_used != bytes.len() {
-        return Err(TelemetryError::Cobs);
-    }
-    let len = report.dst_used;
+    let len = cobs::decode_in_place(bytes).ok_or(TelemetryError::Cobs)?;
     let raw = bytes.get(..len).ok_or(TelemetryError::Cobs)?;
     let crc_at = len.checked_sub(4).ok_or(TelemetryError::Truncated)?;
     let (body, crc) = raw
@@ -492,7 +486,7 @@ mod tests {
         };
         let mut wire = encode(&frame);
         assert_eq!(wire.pop(), Some(DELIMITER));
-        let len = ::cobs::decode_in_place(&mut wire[..]).expect("valid");
+        let len = cobs::decode_in_place(&mut wire[..]).expect("valid");
         // version 2, variant 0, version 2, device 7, at 0, then the CRC: no zero inside but the
         // `at_us` varint, so COBS has work to do.
         assert_eq!(&wire[..5], &[VERSION, 0, VERSION, 7, 0]);

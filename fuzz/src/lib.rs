@@ -1,7 +1,8 @@
 //! Helpers the fuzz targets share: COBS, and building valid telemetry frames around arbitrary
 //! payloads so that a target can reach the payload decoder past the CRC.
 
-/// The core's own COBS encoder, compiled again here: it is private to the core, and including its
+/// The core's own COBS module (its encoder, and its strict use of the `cobs` crate's decoder),
+/// compiled again here: it is private to the core, and including its
 /// source fuzzes exactly the code the core runs, without widening the core's API.
 #[path = "../../core/src/telemetry/cobs.rs"]
 #[allow(dead_code, unreachable_pub)]
@@ -26,12 +27,8 @@ pub mod cobs {
     }
 
     /// Decodes `buf` in place and returns the decoded length; `None` when it is not valid COBS.
-    /// As the core's `decode_frame` does: the `cobs` crate's decoder, and a zero before the end
-    /// is invalid.
     pub fn decode_in_place(buf: &mut [u8]) -> Option<usize> {
-        let len = buf.len();
-        let report = ::cobs::decode_in_place_report(buf).ok()?;
-        (report.src_used == len).then_some(report.dst_used)
+        super::core_cobs::decode_in_place(buf)
     }
 }
 
