@@ -49,7 +49,10 @@ pub(crate) fn encode(src: &[u8], dst: &mut [u8]) -> Option<usize> {
 /// Decodes `buf` (one encoded frame, no delimiter) in place and returns the decoded length, or
 /// `None` when it is not valid COBS. The `cobs` crate's decoder stops at a zero; a frame has
 /// none, so one before the end makes it invalid.
-#[allow(dead_code, reason = "its caller, decode_frame, needs the serde feature")]
+#[allow(
+    dead_code,
+    reason = "its caller, decode_frame, needs the serde feature"
+)]
 pub(crate) fn decode_in_place(buf: &mut [u8]) -> Option<usize> {
     let len = buf.len();
     let report = ::cobs::decode_in_place_report(buf).ok()?;
