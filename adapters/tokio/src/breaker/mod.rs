@@ -592,11 +592,6 @@ impl<W: SlidingWindow> fmt::Debug for CircuitBreaker<W> {
 }
 
 /// What every handle of one breaker shares.
-///
-/// Aligned to 128 bytes so that the state word, read by every call, does not share a cache line
-/// (or an adjacent-line prefetch pair) with the `Arc`'s reference counts, which an owned permit
-/// or a tower response future writes on every call.
-#[repr(align(128))]
 pub(crate) struct Shared<W: SlidingWindow> {
     word: StateWord,
     /// While the word lets successes skip the core: until when (core microseconds, exclusive),

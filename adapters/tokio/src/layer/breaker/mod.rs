@@ -122,8 +122,8 @@ impl<W: SlidingWindow> Guard for crate::breaker::CircuitBreaker<W> {
 /// A breaker that lives as long as the program (a `static`, a `LazyLock`, or `Box::leak`) is a
 /// guard by reference: its permits borrow it, so a call writes no reference count at all. Two
 /// threads calling through clones of one `GuardService` over an `Arc`-backed handle both write
-/// the same count (an owned permit clones the handle), which costs about 70 ns a call on two
-/// cores; by reference that cost is gone and the closed path scales with the threads.
+/// the same count (an owned permit clones the handle); in the crate's breaker bench
+/// (`time10s_tower`, two threads) that is 64.5 ns a call against 26.2 ns by reference.
 impl<W: SlidingWindow> Guard for &'static crate::breaker::CircuitBreaker<W> {
     type Permit = crate::breaker::CallPermit<'static, W>;
 
