@@ -35,7 +35,7 @@
 //!
 //! [`CircuitBreakerConfig::validate`] is a `const fn`: `const _: () =
 //! assert!(CONFIG.validate().is_ok());` next to a `static` configuration makes an invalid one
-//! fail the build, as below; `init` then cannot fail for it.
+//! fail the build, as below; `init` then never reports it invalid.
 //!
 //! ```
 //! use core::time::Duration;

@@ -150,14 +150,6 @@ impl ValidRetryConfig {
     }
 }
 
-impl TryFrom<RetryConfig> for ValidRetryConfig {
-    type Error = ConfigError;
-
-    fn try_from(config: RetryConfig) -> Result<Self, ConfigError> {
-        config.validated()
-    }
-}
-
 /// Why [`Retry`] stopped retrying. The adapter still returns the operation's last error.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]

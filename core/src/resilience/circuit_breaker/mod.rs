@@ -772,7 +772,7 @@ impl Phase {
 }
 
 /// The mode a timed force-open returns to.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug)]
 enum Resume {
     Closed,
     Disabled,
