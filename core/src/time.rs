@@ -155,6 +155,11 @@ pub const fn duration_as_micros(duration: Duration) -> u64 {
     }
 }
 
+/// `a < b` in a `const fn` (the `Ord` of `Duration` is not `const`).
+pub(crate) const fn duration_lt(a: Duration, b: Duration) -> bool {
+    a.as_secs() < b.as_secs() || (a.as_secs() == b.as_secs() && a.subsec_nanos() < b.subsec_nanos())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -393,28 +393,28 @@ pub enum BackoffFile {
         initial: Duration,
         #[serde(with = "humantime_serde")]
         max: Duration,
-        multiplier: f64,
+        multiplier: f32,
     },
     ExponentialWithJitter {
         #[serde(with = "humantime_serde")]
         initial: Duration,
         #[serde(with = "humantime_serde")]
         max: Duration,
-        multiplier: f64,
+        multiplier: f32,
     },
     EqualJitter {
         #[serde(with = "humantime_serde")]
         initial: Duration,
         #[serde(with = "humantime_serde")]
         max: Duration,
-        multiplier: f64,
+        multiplier: f32,
     },
     DecorrelatedJitter {
         #[serde(with = "humantime_serde")]
         initial: Duration,
         #[serde(with = "humantime_serde")]
         max: Duration,
-        multiplier: f64,
+        multiplier: f32,
     },
 }
 

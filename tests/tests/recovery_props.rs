@@ -25,11 +25,13 @@ type Machine = Recovery<CAP>;
 // Reference model
 // ---------------------------------------------------------------------------------------------
 
-/// The restart delay after `delay`: `delay * multiplier` rounded down to the nanosecond, never
-/// below `delay`, at most `max` (a `delay` already at or above `max` stays). Computed exactly
+/// The exact restart delay after `delay`: `delay * multiplier` rounded down to the nanosecond,
+/// never below `delay`, at most `max` (a `delay` already at or above `max` stays). Computed
 /// from the multiplier's IEEE 754 bits, `significand * 2^exponent`, with the product split
-/// into 64-bit halves; for valid multipliers only (finite, at least 1).
-fn model_next(delay: Duration, multiplier: f64, max: Duration) -> Duration {
+/// into 64-bit halves; for valid multipliers only (finite, at least 1). The core computes in
+/// `f32` and stays within its rounding of this (`backoff_next_is_monotone_and_capped`).
+fn model_next(delay: Duration, multiplier: f32, max: Duration) -> Duration {
+    let multiplier = f64::from(multiplier);
     assert!(
         multiplier.is_finite() && multiplier >= 1.0,
         "the model takes valid multipliers"
@@ -66,9 +68,12 @@ fn model_next(delay: Duration, multiplier: f64, max: Duration) -> Duration {
     )
 }
 
-/// The model's delay after `delay` under `backoff`, or `delay` without one.
+/// The model's delay after `delay` under `backoff`, or `delay` without one. The model takes
+/// the core's `f32` product (checked against the exact one on its own, in
+/// `backoff_next_is_monotone_and_capped`) so that the window and escalation rules compare
+/// exactly.
 fn model_backoff(backoff: Option<&RestartBackoff>, delay: Duration) -> Duration {
-    backoff.map_or(delay, |b| model_next(delay, b.multiplier, b.max))
+    backoff.map_or(delay, |b| b.next(delay))
 }
 
 /// Every rule written out the plain way: all restart times since the last fresh start in a Vec,
@@ -236,7 +241,7 @@ fn config() -> impl Strategy<Value = (RecoveryPolicy, RestartIntensity)> {
         1 => Just(0u64),
         1 => (u64::MAX / 64)..(u64::MAX / 16),
     ];
-    let backoff = prop::option::of((1.0f64..4.0, 0u64..20_000));
+    let backoff = prop::option::of((1.0f32..4.0, 0u64..20_000));
     (
         prop_oneof![4 => Just(RecoveryStrategy::RestartKernel), 1 => strategy()],
         1u32..=CAP as u32,
@@ -497,7 +502,7 @@ proptest! {
     fn backoff_delays_grow_and_stay_capped(
         base_us in 1u64..10_000,
         headroom in 0u64..1_000_000,
-        multiplier in 1.0f64..8.0,
+        multiplier in 1.0f32..8.0,
         failures in 1usize..40,
     ) {
         let cap = Duration::from_micros(base_us + headroom);
@@ -524,9 +529,9 @@ proptest! {
                         None => prop_assert_eq!(delay, policy.restart_delay),
                         Some(prev) => {
                             prop_assert!(delay >= prev);
-                            let ideal = (prev.as_nanos() as f64 * multiplier).min(cap.as_nanos() as f64);
+                            let ideal = (prev.as_nanos() as f64 * f64::from(multiplier)).min(cap.as_nanos() as f64);
                             let got = delay.as_nanos() as f64;
-                            prop_assert!((got - ideal).abs() <= 1.0 + ideal * 1e-9,
+                            prop_assert!((got - ideal).abs() <= 1.0 + ideal * 3e-7,
                                 "delay {delay:?} after {prev:?} with x{multiplier}, cap {cap:?}");
                         }
                     }
@@ -541,18 +546,21 @@ proptest! {
         }
     }
 
-    /// `RestartBackoff::next` on its own: the model's exact product, never below its input,
-    /// never above the cap (unless the input already was), and at the cap it stays.
+    /// `RestartBackoff::next` on its own: the exact product to within `f32` rounding (three
+    /// roundings of 2^-24 and the nanosecond), never below its input, never above the cap
+    /// (unless the input already was), and at the cap it stays.
     #[test]
     fn backoff_next_is_monotone_and_capped(
         delay_ns in any::<u64>(),
         cap_ns in 1u64..,
-        multiplier in prop_oneof![Just(1.0f64), 1.0f64..1.000_001, 1.0f64..1e6, Just(f64::MAX)],
+        multiplier in prop_oneof![Just(1.0f32), 1.0f32..1.000_001, 1.0f32..1e6, Just(f32::MAX)],
     ) {
         let backoff = RestartBackoff { multiplier, max: Duration::from_nanos(cap_ns) };
         let delay = Duration::from_nanos(delay_ns);
         let next = backoff.next(delay);
-        prop_assert_eq!(next, model_next(delay, multiplier, backoff.max));
+        let exact = model_next(delay, multiplier, backoff.max).as_nanos() as f64;
+        let got = next.as_nanos() as f64;
+        prop_assert!((got - exact).abs() <= 1.0 + exact * 3e-7, "{next:?} vs {exact}ns");
         prop_assert!(next >= delay);
         prop_assert!(next <= backoff.max.max(delay));
         prop_assert_eq!(backoff.next(backoff.max), backoff.max);
@@ -613,7 +621,7 @@ proptest! {
         max_restarts in 0u32..=CAP as u32 + 2,
         delay in prop_oneof![Just(Duration::ZERO), Just(Duration::MAX), any::<u64>().prop_map(Duration::from_micros)],
         window in prop_oneof![Just(Duration::MAX), Just(Duration::from_nanos(1)), any::<u64>().prop_map(Duration::from_micros)],
-        backoff in prop::option::of((prop_oneof![Just(1.0f64), Just(f64::MAX), Just(f64::NAN), 0.0f64..10.0], any::<u64>())),
+        backoff in prop::option::of((prop_oneof![Just(1.0f32), Just(f32::MAX), Just(f32::NAN), 0.0f32..10.0], any::<u64>())),
         escalation in prop::option::of(strategy()),
         times in prop::collection::vec(
             (prop_oneof![Just(0u64), Just(u64::MAX), Just(u64::MAX - 1), any::<u64>()], input()),
@@ -650,7 +658,7 @@ proptest! {
         max_restarts in 1u32..=CAP as u32,
         delay_us in 0u64..100_000,
         window_us in 1u64..2_000_000,
-        backoff in prop::option::of((1.0f64..3.0, 0u64..500_000)),
+        backoff in prop::option::of((1.0f32..3.0, 0u64..500_000)),
     ) {
         let policy = RecoveryPolicy {
             strategy: RecoveryStrategy::RestartKernel,
@@ -679,7 +687,7 @@ proptest! {
     /// NaN, infinite and below-one multipliers are typed errors, never a machine.
     #[test]
     fn bad_multipliers_are_refused(
-        multiplier in prop_oneof![Just(f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY), -1e9f64..1.0],
+        multiplier in prop_oneof![Just(f32::NAN), Just(f32::INFINITY), Just(f32::NEG_INFINITY), -1e9f32..1.0],
     ) {
         let intensity = RestartIntensity {
             window: Duration::from_secs(3600),
@@ -704,7 +712,7 @@ proptest! {
         nanos in 0u32..1_000_000_000,
         at in any::<u64>(),
         attempt in any::<u32>(),
-        multiplier in any::<f64>(),
+        multiplier in any::<f32>(),
     ) {
         let policy = RecoveryPolicy {
             strategy,

@@ -5,9 +5,9 @@
 //! [`BackoffStrategy::max_delay`], and the cap is applied after jitter, so no delay ever exceeds
 //! `max`. Exponential growth is computed without `powf` by squaring (at most 32 rounds) and
 //! stops as soon as the cap is reached, so `attempt = u32::MAX` costs as little as `attempt = 2`
-//! and never overflows. It is integer arithmetic on the multiplier's exact binary value (no
-//! `f64` operation, which a single-precision FPU would do in software): the power keeps 64
-//! significant bits, and the delay is rounded down to the nanosecond.
+//! and never overflows. It is single-precision arithmetic (the multiplier is an `f32`, which a
+//! Cortex-M4F computes in hardware): the delay lies within a few millionths of the exact
+//! product and is rounded down to the nanosecond.
 //!
 //! The jittered strategies follow Marc Brooker, "Exponential Backoff And Jitter" (AWS
 //! Architecture Blog, 2015), where `exp(n) = min(max, initial * multiplier^(n-1))`:
@@ -41,7 +41,7 @@
 use core::time::Duration;
 
 use crate::error::{ConfigError, ConfigField};
-use crate::float::{Factor, Parts, grow, scale};
+use crate::float::{grow, scale};
 use crate::rng::Rng;
 
 /// How the delay between attempts grows; see the [module docs](self) for each formula.
@@ -73,7 +73,7 @@ pub enum BackoffStrategy {
         /// No delay exceeds this.
         max: Duration,
         /// Growth per retry; finite and at least 1.
-        multiplier: f64,
+        multiplier: f32,
     },
     /// Full jitter (recommended): uniform in `[0, min(max, initial * multiplier^(n-1))]`.
     ///
@@ -85,7 +85,7 @@ pub enum BackoffStrategy {
         /// No delay exceeds this.
         max: Duration,
         /// Growth of the interval per retry; finite and at least 1.
-        multiplier: f64,
+        multiplier: f32,
     },
     /// Equal jitter: half of `v = min(max, initial * multiplier^(n-1))` plus uniform in the
     /// other half (`v/2 + uniform[0, v - v/2]`), so a retry never comes sooner than `v/2`.
@@ -95,7 +95,7 @@ pub enum BackoffStrategy {
         /// No delay exceeds this.
         max: Duration,
         /// Growth per retry; finite and at least 1.
-        multiplier: f64,
+        multiplier: f32,
     },
     /// Decorrelated jitter: `min(max, uniform[initial, previous * multiplier])`, where
     /// `previous` is the last delay (taken as `initial` before the first retry).
@@ -108,7 +108,7 @@ pub enum BackoffStrategy {
         /// No delay exceeds this.
         max: Duration,
         /// Upper end of the next interval relative to the previous delay (AWS: 3).
-        multiplier: f64,
+        multiplier: f32,
     },
 }
 
@@ -158,11 +158,10 @@ impl BackoffStrategy {
                 if initial.is_zero() {
                     return Err(ConfigError::Zero(ConfigField::BackoffInitial));
                 }
-                let parts = Parts::of_f64(multiplier);
-                if !parts.is_finite() {
+                if !multiplier.is_finite() {
                     return Err(ConfigError::NotFinite(ConfigField::BackoffMultiplier));
                 }
-                if !parts.at_least_one() {
+                if !(multiplier >= 1.0) {
                     return Err(ConfigError::MultiplierBelowOne(
                         ConfigField::BackoffMultiplier,
                     ));
@@ -195,21 +194,18 @@ impl BackoffStrategy {
                 initial,
                 max,
                 multiplier,
-            } => grow(initial, growth(multiplier), exponent, max),
+            } => grow(initial, multiplier, exponent, max),
             BackoffStrategy::ExponentialWithJitter {
                 initial,
                 max,
                 multiplier,
-            } => rng.duration_in(
-                Duration::ZERO,
-                grow(initial, growth(multiplier), exponent, max),
-            ),
+            } => rng.duration_in(Duration::ZERO, grow(initial, multiplier, exponent, max)),
             BackoffStrategy::EqualJitter {
                 initial,
                 max,
                 multiplier,
             } => {
-                let ceiling = grow(initial, growth(multiplier), exponent, max);
+                let ceiling = grow(initial, multiplier, exponent, max);
                 let half = ceiling / 2;
                 half.saturating_add(rng.duration_in(Duration::ZERO, ceiling.saturating_sub(half)))
             }
@@ -219,7 +215,7 @@ impl BackoffStrategy {
                 multiplier,
             } => {
                 let from = previous.max(initial);
-                let upper = scale(from, growth(multiplier), Duration::MAX).max(initial);
+                let upper = scale(from, multiplier, Duration::MAX).max(initial);
                 rng.duration_in(initial, upper).min(max)
             }
         }
@@ -261,18 +257,13 @@ const fn check_initial_le_max(initial: Duration, max: Duration) -> Result<(), Co
     }
 }
 
-/// The multiplier as used: NaN and values below 1 (refused by `validate`) mean no growth.
-fn growth(multiplier: f64) -> Factor {
-    Parts::of_f64(multiplier).growth()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const MS: Duration = Duration::from_millis(1);
 
-    fn exp(initial: u64, max: u64, multiplier: f64) -> BackoffStrategy {
+    fn exp(initial: u64, max: u64, multiplier: f32) -> BackoffStrategy {
         BackoffStrategy::Exponential {
             initial: MS * u32::try_from(initial).unwrap_or(u32::MAX),
             max: MS * u32::try_from(max).unwrap_or(u32::MAX),
@@ -301,11 +292,11 @@ mod tests {
             Err(ConfigError::Zero(ConfigField::BackoffInitial))
         );
         assert_eq!(
-            exp(1, 10, f64::NAN).validate(),
+            exp(1, 10, f32::NAN).validate(),
             Err(ConfigError::NotFinite(field))
         );
         assert_eq!(
-            exp(1, 10, f64::INFINITY).validate(),
+            exp(1, 10, f32::INFINITY).validate(),
             Err(ConfigError::NotFinite(field))
         );
         assert_eq!(
@@ -405,19 +396,25 @@ mod tests {
     #[test]
     fn growth_is_cheap_and_safe_for_any_input() {
         let mut rng = Rng::new(3);
+        // The smallest growth an f32 multiplier holds, 2^-23 per attempt.
         let slow = BackoffStrategy::Exponential {
-            initial: Duration::from_nanos(1),
+            initial: Duration::from_micros(1),
             max: Duration::MAX,
-            multiplier: 1.000_000_001,
+            multiplier: 1.0 + f32::EPSILON,
         };
-        let d = slow.delay(u32::MAX, Duration::ZERO, &mut rng);
-        // 1ns * 1.000000001^(2^32 - 2) is about 73ns.
+        // 1us * (1 + 2^-23)^(2^23) is about e microseconds.
+        let d = slow.delay((1 << 23) + 1, Duration::ZERO, &mut rng);
         assert!(
-            d > Duration::from_nanos(70) && d < Duration::from_nanos(76),
+            d > Duration::from_nanos(2_715) && d < Duration::from_nanos(2_722),
             "{d:?}"
         );
+        // (1 + 2^-23)^(2^32 - 2) is about e^512: past any cap, found in a few squarings.
+        assert_eq!(
+            slow.delay(u32::MAX, Duration::ZERO, &mut rng),
+            Duration::MAX
+        );
         // Configurations `validate` refuses still give bounded delays, never a panic.
-        for multiplier in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY, -1.0, 0.0, 0.5] {
+        for multiplier in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY, -1.0, 0.0, 0.5] {
             for initial in [Duration::ZERO, MS, Duration::MAX] {
                 for strategy in [
                     BackoffStrategy::Exponential {
@@ -445,7 +442,7 @@ mod tests {
         let huge = BackoffStrategy::Exponential {
             initial: Duration::MAX,
             max: Duration::MAX,
-            multiplier: f64::MAX,
+            multiplier: f32::MAX,
         };
         assert_eq!(huge.delay(u32::MAX, Duration::MAX, &mut rng), Duration::MAX);
     }

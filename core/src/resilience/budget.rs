@@ -58,6 +58,8 @@ const SLOTS: u64 = 10;
 const UNITS_PER_RETRY: u64 = 1_000_000;
 /// The largest accepted `retry_ratio`, as in Finagle and tower.
 const MAX_RATIO: f32 = 1_000.0;
+/// `MAX_RATIO` retries in units.
+const MAX_UNITS: u64 = 1_000 * UNITS_PER_RETRY;
 
 /// Settings of a [`RetryBudget`].
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -269,9 +271,16 @@ fn index(number: u64) -> usize {
 }
 
 /// `retry_ratio` in millionths of a retry, rounded down; NaN and negatives count as zero.
+#[allow(
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    reason = "`as` rounds toward zero and saturates (NaN gives 0); 10^6 is exact in an f32"
+)]
 fn ratio_units(ratio: f32) -> u64 {
-    // Exact: the f32's integer mantissa times 10^6, shifted; capped at MAX_RATIO retries.
-    crate::float::scaled_floor(ratio, UNITS_PER_RETRY, 1_000 * UNITS_PER_RETRY)
+    // One f32 product, rounded to nearest, so 0.7 counts as 700 000 units, not 699 999.
+    let units = (ratio * UNITS_PER_RETRY as f32) as u32;
+    u64::from(units).min(MAX_UNITS)
 }
 
 #[cfg(feature = "defmt")]

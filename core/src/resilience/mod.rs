@@ -201,7 +201,7 @@ mod const_validation {
         );
 
         const NAN_BACKOFF: Result<(), ConfigError> = RestartBackoff {
-            multiplier: f64::NAN,
+            multiplier: f32::NAN,
             max: Duration::from_secs(60),
         }
         .validate();

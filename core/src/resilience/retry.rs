@@ -467,7 +467,7 @@ mod tests {
             backoff: BackoffStrategy::Exponential {
                 initial: MS,
                 max: MS,
-                multiplier: f64::NAN,
+                multiplier: f32::NAN,
             },
             ..ok
         };

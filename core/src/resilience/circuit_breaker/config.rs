@@ -3,7 +3,6 @@
 use core::time::Duration;
 
 use crate::error::{ConfigError, ConfigField, ErrorKind, ErrorKindSet};
-use crate::float::Parts;
 
 /// How a circuit breaker decides to open, how long it stays open and how it probes.
 ///
@@ -165,11 +164,10 @@ impl CircuitBreakerConfig {
             return Err(ConfigError::Zero(F::MaxWaitInHalfOpen));
         }
         if let Some(backoff) = self.open_backoff {
-            let multiplier = Parts::of_f32(backoff.multiplier);
-            if !multiplier.is_finite() {
+            if !backoff.multiplier.is_finite() {
                 return Err(ConfigError::NotFinite(F::OpenBackoffMultiplier));
             }
-            if !multiplier.at_least_one() {
+            if !(backoff.multiplier >= 1.0) {
                 return Err(ConfigError::MultiplierBelowOne(F::OpenBackoffMultiplier));
             }
             if backoff.max.as_nanos() < self.timeout.as_nanos() {
@@ -230,8 +228,12 @@ impl CircuitBreakerConfig {
         let Some(backoff) = self.open_backoff else {
             return self.timeout;
         };
-        let growth = Parts::of_f32(backoff.multiplier).growth();
-        crate::float::grow(self.timeout, growth, u32::from(reopens), backoff.max)
+        crate::float::grow(
+            self.timeout,
+            backoff.multiplier,
+            u32::from(reopens),
+            backoff.max,
+        )
     }
 }
 

@@ -3,8 +3,8 @@
 use core::time::Duration;
 
 use crate::error::{ConfigError, ConfigField};
-use crate::float::{Parts, scale};
-use crate::time::duration_as_micros;
+use crate::float::scale;
+use crate::time::{duration_as_micros, duration_lt};
 
 #[cfg(doc)]
 use super::{Recovery, RecoveryPolicy, RestartIntensity};
@@ -21,7 +21,7 @@ use super::{Recovery, RecoveryPolicy, RestartIntensity};
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct RestartBackoff {
     /// Factor from one restart delay to the next; at least 1.
-    pub multiplier: f64,
+    pub multiplier: f32,
     /// The longest restart delay.
     pub max: Duration,
 }
@@ -35,13 +35,12 @@ impl RestartBackoff {
     /// `max` under one microsecond. The fields are [`ConfigField::RestartBackoffMultiplier`] and
     /// [`ConfigField::RestartBackoffMax`].
     pub const fn validate(&self) -> Result<(), ConfigError> {
-        let multiplier = Parts::of_f64(self.multiplier);
-        if !multiplier.is_finite() {
+        if !self.multiplier.is_finite() {
             return Err(ConfigError::NotFinite(
                 ConfigField::RestartBackoffMultiplier,
             ));
         }
-        if !multiplier.at_least_one() {
+        if !(self.multiplier >= 1.0) {
             return Err(ConfigError::MultiplierBelowOne(
                 ConfigField::RestartBackoffMultiplier,
             ));
@@ -52,24 +51,19 @@ impl RestartBackoff {
         Ok(())
     }
 
-    /// The delay after `delay`: `delay * multiplier` (exact, rounded down to the nanosecond),
+    /// The delay after `delay`: `delay * multiplier` (in `f32`, rounded down to the nanosecond),
     /// never less than `delay`, never more than `max` (unless `delay` already was).
     #[must_use]
-    pub fn next(&self, delay: Duration) -> Duration {
-        if delay >= self.max {
+    pub const fn next(&self, delay: Duration) -> Duration {
+        if !duration_lt(delay, self.max) {
             return delay;
         }
-        match Parts::of_f64(self.multiplier) {
-            // Refused by `validate`: as before, a product that is no duration means `max`.
-            Parts::Nan | Parts::Infinite { .. } => self.max,
-            Parts::Finite {
-                negative: true,
-                mantissa,
-                ..
-            } if mantissa != 0 && !delay.is_zero() => self.max,
-            // Exact, rounded down to the nanosecond; a factor below 1 never shrinks the delay.
-            parts => scale(delay, parts.growth(), self.max),
+        // Refused by `validate`: as before, a product that is no duration means `max`.
+        if !self.multiplier.is_finite() || (self.multiplier < 0.0 && !delay.is_zero()) {
+            return self.max;
         }
+        // Rounded down to the nanosecond; a factor below 1 never shrinks the delay.
+        scale(delay, self.multiplier, self.max)
     }
 }
 

@@ -67,11 +67,11 @@ fn validation_names_the_field() {
 
     for (multiplier, error) in [
         (
-            f64::NAN,
+            f32::NAN,
             ConfigError::NotFinite(ConfigField::RestartBackoffMultiplier),
         ),
         (
-            f64::INFINITY,
+            f32::INFINITY,
             ConfigError::NotFinite(ConfigField::RestartBackoffMultiplier),
         ),
         (
@@ -431,7 +431,7 @@ fn extremes_saturate() {
     let intensity = RestartIntensity {
         window: Duration::MAX,
         backoff: Some(RestartBackoff {
-            multiplier: f64::MAX,
+            multiplier: f32::MAX,
             max: Duration::MAX,
         }),
     };
