@@ -25,7 +25,7 @@ use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::channel::Channel;
 use embassy_time::{Instant, Timer};
-use rustkernel_core::error::{ErrorKind, ResilienceError};
+use rustkernel_core::error::{ConfigError, ErrorKind, ResilienceError};
 use rustkernel_core::resilience::health::ComponentName;
 use rustkernel_core::resilience::{
     BackoffStrategy, CircuitBreakerConfig, CircuitState, ComponentEvent, ComponentId, Criticality,
@@ -127,6 +127,20 @@ const INTENSITY: RestartIntensity = RestartIntensity {
 const _: () = assert!(BREAKER_CONFIG.validate().is_ok());
 const _: () = assert!(INTENSITY.validate().is_ok());
 const _: () = assert!(RESTARTS.validate().is_ok() && DEGRADED.validate().is_ok());
+/// The two recovery levels, built (and so checked against each other and the window) when the
+/// firmware is compiled. Each remembers at most 2 restart times: `max_restarts` is at most 2.
+const LEVELS: [Recovery<2>; 2] = [
+    checked(Recovery::try_new(RESTARTS, INTENSITY)),
+    checked(Recovery::try_new(DEGRADED, INTENSITY)),
+];
+
+/// The machine of a valid recovery level; an invalid one stops the build.
+const fn checked(level: Result<Recovery<2>, ConfigError>) -> Recovery<2> {
+    match level {
+        Ok(level) => level,
+        Err(_) => panic!("invalid recovery policy"),
+    }
+}
 
 /// The accelerator's number in telemetry frames.
 const ACCELERATOR: u8 = 0;
@@ -266,15 +280,7 @@ impl RecoveryEffects for Effects {
 /// Turns health changes into recovery: unhealthy is a failure, healthy may end an escalation.
 #[embassy_executor::task]
 async fn supervisor_task(accelerator: ComponentId) -> ! {
-    // Each level remembers at most 2 restart times: its `max_restarts` is at most 2.
-    let levels: [Result<Recovery<2>, _>; 2] = [
-        Recovery::try_new(RESTARTS, INTENSITY),
-        Recovery::try_new(DEGRADED, INTENSITY),
-    ];
-    let [Ok(restarts), Ok(degraded)] = levels else {
-        fail("invalid recovery policy");
-    };
-    let mut supervisor = Supervisor::new([restarts, degraded]);
+    let mut supervisor = Supervisor::new(LEVELS);
     let mut effects = Effects { accelerator };
     loop {
         match HEALTH_EVENTS.receive().await {

@@ -7,7 +7,7 @@ use core::time::Duration;
 use super::DEFAULT_RESTART_CAPACITY;
 use super::{RecoveryPolicy, RecoveryStrategy, RestartBackoff};
 use crate::error::{ConfigError, ConfigField};
-use crate::time::duration_as_micros;
+use crate::time::{duration_as_micros, duration_lt};
 
 #[cfg(doc)]
 use super::{Recovery, RecoveryAction};
@@ -78,17 +78,21 @@ impl RestartIntensity {
     ///   while a restart is pending is not counted (see [`RecoveryAction::RestartPending`]), so
     ///   such a policy could never see `max_restarts + 1` failures within the window and would
     ///   restart forever without escalating.
-    pub fn validate_with(&self, policy: &RecoveryPolicy) -> Result<(), ConfigError> {
-        policy.validate()?;
-        self.validate()?;
-        if policy.strategy != RecoveryStrategy::RestartKernel {
+    pub const fn validate_with(&self, policy: &RecoveryPolicy) -> Result<(), ConfigError> {
+        if let Err(error) = policy.validate() {
+            return Err(error);
+        }
+        if let Err(error) = self.validate() {
+            return Err(error);
+        }
+        if !matches!(policy.strategy, RecoveryStrategy::RestartKernel) {
             return Ok(());
         }
         if let Some(backoff) = &self.backoff {
             if duration_as_micros(policy.restart_delay) == 0 {
                 return Err(ConfigError::Zero(ConfigField::RestartDelay));
             }
-            if policy.restart_delay > backoff.max {
+            if duration_lt(backoff.max, policy.restart_delay) {
                 return Err(ConfigError::Exceeds {
                     field: ConfigField::RestartDelay,
                     limit: ConfigField::RestartBackoffMax,
@@ -115,16 +119,18 @@ impl RestartIntensity {
     /// strategies count no restarts), then those of [`validate_with`](Self::validate_with).
     ///
     /// [`ResilienceConfig::validate`]: crate::resilience::ResilienceConfig::validate
-    pub fn validate_for(
+    pub const fn validate_for(
         &self,
         policy: &RecoveryPolicy,
         capacity: usize,
     ) -> Result<(), ConfigError> {
-        let fits = usize::try_from(policy.max_restarts).is_ok_and(|max| max <= capacity);
-        if policy.strategy == RecoveryStrategy::RestartKernel && !fits {
+        // A widening cast: usize has at most 64 bits on every target (`From` is not `const`).
+        let capacity = capacity as u64;
+        let fits = (policy.max_restarts as u64) <= capacity;
+        if matches!(policy.strategy, RecoveryStrategy::RestartKernel) && !fits {
             return Err(ConfigError::TooLarge {
                 field: ConfigField::MaxRestarts,
-                max: u64::try_from(capacity).unwrap_or(u64::MAX),
+                max: capacity,
             });
         }
         self.validate_with(policy)
@@ -138,15 +144,19 @@ impl RestartIntensity {
     /// one only while they grow and the sum is below the window; once a delay stops growing
     /// (at the cap, or a product that rounds back to it), the remaining restarts all wait it
     /// and are one multiplication. So the cost never depends on `max_restarts` alone.
-    fn delays_fill_window(&self, policy: &RecoveryPolicy) -> bool {
+    const fn delays_fill_window(&self, policy: &RecoveryPolicy) -> bool {
         let window = duration_as_micros(self.window);
         let mut remaining = policy.max_restarts;
         let mut delay = policy.restart_delay;
         let mut span: u64 = 0;
         while remaining > 0 {
-            let next = self.backoff.map_or(delay, |backoff| backoff.next(delay));
-            if next == delay {
-                let rest = u64::from(remaining).saturating_mul(duration_as_micros(delay));
+            let next = match &self.backoff {
+                Some(backoff) => backoff.next(delay),
+                None => delay,
+            };
+            // `next` is never below `delay`: equal unless it is later.
+            if !duration_lt(delay, next) {
+                let rest = (remaining as u64).saturating_mul(duration_as_micros(delay));
                 return span.saturating_add(rest) >= window;
             }
             span = span.saturating_add(duration_as_micros(delay));

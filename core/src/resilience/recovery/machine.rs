@@ -2,8 +2,6 @@
 
 use core::time::Duration;
 
-use heapless::Deque;
-
 use super::{
     DEFAULT_RESTART_CAPACITY, Escalation, Recovered, RecoveryAction, RecoveryPolicy, RecoveryState,
     RecoveryStrategy, RestartIntensity,
@@ -58,7 +56,7 @@ pub struct Recovery<const N: usize = DEFAULT_RESTART_CAPACITY> {
     intensity: RestartIntensity,
     /// Decision times of the restarts still in the window, oldest first (sorted, since the
     /// machine's clock never goes back).
-    restarts: Deque<Instant, N>,
+    restarts: RestartTimes<N>,
     state: RecoveryState,
     /// Restarts since the machine last started afresh.
     attempt: u32,
@@ -77,15 +75,17 @@ impl<const N: usize> Recovery<N> {
     /// Those of [`RestartIntensity::validate_for`] with capacity `N`: first
     /// [`ConfigError::TooLarge`] `{ field: MaxRestarts, max: N }` when a restart policy's
     /// `max_restarts` exceeds `N`, then those of [`RestartIntensity::validate_with`].
-    pub fn try_new(
+    pub const fn try_new(
         policy: RecoveryPolicy,
         intensity: RestartIntensity,
     ) -> Result<Self, ConfigError> {
-        intensity.validate_for(&policy, N)?;
+        if let Err(error) = intensity.validate_for(&policy, N) {
+            return Err(error);
+        }
         Ok(Self {
             policy,
             intensity,
-            restarts: Deque::new(),
+            restarts: RestartTimes::EMPTY,
             state: RecoveryState::Normal,
             attempt: 0,
             next_delay: policy.restart_delay,
@@ -128,7 +128,7 @@ impl<const N: usize> Recovery<N> {
             }
             RecoveryState::Normal => {}
         }
-        let in_window = self.restarts.len();
+        let in_window = self.restarts.len;
         let allowed = usize::try_from(self.policy.max_restarts).unwrap_or(usize::MAX);
         if in_window >= allowed {
             let (escalation, action) = match self.policy.escalation {
@@ -141,12 +141,7 @@ impl<const N: usize> Recovery<N> {
             };
             return action;
         }
-        if self.restarts.is_full() {
-            // Unreachable: `max_restarts <= N` and the window was just pruned. Forget the
-            // oldest rather than fail.
-            let _ = self.restarts.pop_front();
-        }
-        let _ = self.restarts.push_back(now);
+        self.restarts.push_back(now);
         let delay = self.next_delay;
         if let Some(backoff) = &self.intensity.backoff {
             self.next_delay = backoff.next(delay);
@@ -177,7 +172,7 @@ impl<const N: usize> Recovery<N> {
         let restored = match self.state {
             RecoveryState::Escalated { escalation, .. } => Recovered::FromEscalation(escalation),
             RecoveryState::Normal | RecoveryState::RestartScheduled { .. } => {
-                if self.attempt == 0 && self.restarts.is_empty() {
+                if self.attempt == 0 && self.restarts.len == 0 {
                     return None;
                 }
                 Recovered::Budget
@@ -234,6 +229,7 @@ impl<const N: usize> Recovery<N> {
         let now = now.max(self.latest);
         let count = self
             .restarts
+            .as_slice()
             .iter()
             .filter(|&&at| !self.elapsed(at, now))
             .count();
@@ -269,7 +265,7 @@ impl<const N: usize> Recovery<N> {
     /// counted, no escalation), or when that time is past [`Instant::MAX`].
     #[must_use]
     pub fn healthy_at(&self) -> Option<Instant> {
-        let nothing = self.attempt == 0 && self.restarts.is_empty();
+        let nothing = self.attempt == 0 && self.restarts.len == 0;
         if nothing && self.escalation().is_none() {
             return None;
         }
@@ -284,7 +280,7 @@ impl<const N: usize> Recovery<N> {
     /// [`reset`](Self::reset) change an escalation). Call [`poll`](Self::poll) then.
     #[must_use]
     pub fn poll_at(&self) -> Option<Instant> {
-        let leaves = self.restarts.front().and_then(|&oldest| {
+        let leaves = self.restarts.front().and_then(|oldest| {
             oldest
                 .as_micros()
                 .checked_add(self.window_micros())
@@ -306,11 +302,11 @@ impl<const N: usize> Recovery<N> {
     fn advance(&mut self, now: Instant) -> Instant {
         let now = now.max(self.latest);
         self.latest = now;
-        while let Some(&oldest) = self.restarts.front() {
+        while let Some(oldest) = self.restarts.front() {
             if !self.elapsed(oldest, now) {
                 break;
             }
-            let _ = self.restarts.pop_front();
+            self.restarts.pop_front();
         }
         if let RecoveryState::RestartScheduled { at, .. } = self.state
             && now >= at
@@ -360,5 +356,57 @@ impl<const N: usize> Recovery<N> {
         self.state = RecoveryState::Normal;
         self.attempt = 0;
         self.next_delay = self.policy.restart_delay;
+    }
+}
+
+/// The decision times of the restarts still in the window, oldest first, in a plain array: a
+/// `heapless::Deque` has a destructor, and a type with one cannot be built and unwrapped from a
+/// `Result` in `const`, which is how firmware checks its recovery levels when it is compiled.
+/// `N` is a handful (`max_restarts`), so shifting on removal costs nothing worth a ring.
+#[derive(Clone, Copy, Debug)]
+struct RestartTimes<const N: usize> {
+    times: [Instant; N],
+    /// How many of `times` are in use, at most `N`.
+    len: usize,
+}
+
+impl<const N: usize> RestartTimes<N> {
+    const EMPTY: Self = Self {
+        times: [Instant::ZERO; N],
+        len: 0,
+    };
+
+    fn as_slice(&self) -> &[Instant] {
+        self.times.get(..self.len).unwrap_or(&[])
+    }
+
+    fn front(&self) -> Option<Instant> {
+        self.as_slice().first().copied()
+    }
+
+    fn pop_front(&mut self) {
+        if self.len > 0 {
+            // Moves the oldest to the end, past `len` (`copy_within` would link `memmove`).
+            for i in 1..self.len.min(N) {
+                self.times.swap(i - 1, i);
+            }
+            self.len -= 1;
+        }
+    }
+
+    /// Appends `at`; when full (unreachable: `max_restarts <= N` and the window was just
+    /// pruned), forgets the oldest rather than fail.
+    fn push_back(&mut self, at: Instant) {
+        if self.len == N {
+            self.pop_front();
+        }
+        if let Some(slot) = self.times.get_mut(self.len) {
+            *slot = at;
+            self.len += 1;
+        }
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
     }
 }
