@@ -135,6 +135,10 @@ const LEVELS: [Recovery<2>; 2] = [
 ];
 
 /// The machine of a valid recovery level; an invalid one stops the build.
+#[allow(
+    clippy::panic,
+    reason = "only called in `const` items: the panic is a compile error, never a run-time one"
+)]
 const fn checked(level: Result<Recovery<2>, ConfigError>) -> Recovery<2> {
     match level {
         Ok(level) => level,
