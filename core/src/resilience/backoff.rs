@@ -161,7 +161,7 @@ impl BackoffStrategy {
                 if !multiplier.is_finite() {
                     return Err(ConfigError::NotFinite(ConfigField::BackoffMultiplier));
                 }
-                if !(multiplier >= 1.0) {
+                if multiplier < 1.0 {
                     return Err(ConfigError::MultiplierBelowOne(
                         ConfigField::BackoffMultiplier,
                     ));

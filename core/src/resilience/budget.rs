@@ -122,6 +122,13 @@ struct Slot {
     withdrawals: u64,
 }
 
+impl Slot {
+    const EMPTY: Self = Self {
+        deposits: 0,
+        withdrawals: 0,
+    };
+}
+
 /// A token bucket over a sliding window that limits retries to a share of recent requests.
 ///
 /// Share one budget between every call to the same callee (the adapter decides how: a mutex, a
@@ -145,18 +152,21 @@ impl RetryBudget {
     ///
     /// # Errors
     /// The error of [`RetryBudgetConfig::validate`].
-    pub fn try_new(config: RetryBudgetConfig) -> Result<Self, ConfigError> {
-        config.validate()?;
-        let slot_micros = (duration_as_micros(config.window) / SLOTS).max(1);
+    pub const fn try_new(config: RetryBudgetConfig) -> Result<Self, ConfigError> {
+        if let Err(error) = config.validate() {
+            return Err(error);
+        }
+        let slot_micros = duration_as_micros(config.window) / SLOTS;
+        let slot_micros = if slot_micros == 0 { 1 } else { slot_micros };
         let window_micros = slot_micros.saturating_mul(SLOTS);
         Ok(Self {
             config,
             slot_micros,
             deposit_units: ratio_units(config.retry_ratio),
             // Retries per second * seconds * units per retry, with 10^6 units and micros alike.
-            reserve_units: u64::from(config.min_retries_per_second).saturating_mul(window_micros),
+            reserve_units: (config.min_retries_per_second as u64).saturating_mul(window_micros),
             newest: 0,
-            slots: [Slot::default(); BUDGET_SLOTS],
+            slots: [Slot::EMPTY; BUDGET_SLOTS],
         })
     }
 
@@ -277,10 +287,10 @@ fn index(number: u64) -> usize {
     clippy::cast_precision_loss,
     reason = "`as` rounds toward zero and saturates (NaN gives 0); 10^6 is exact in an f32"
 )]
-fn ratio_units(ratio: f32) -> u64 {
+const fn ratio_units(ratio: f32) -> u64 {
     // One f32 product, rounded to nearest, so 0.7 counts as 700 000 units, not 699 999.
-    let units = (ratio * UNITS_PER_RETRY as f32) as u32;
-    u64::from(units).min(MAX_UNITS)
+    let units = (ratio * UNITS_PER_RETRY as f32) as u32 as u64;
+    if units < MAX_UNITS { units } else { MAX_UNITS }
 }
 
 #[cfg(feature = "defmt")]

@@ -167,7 +167,7 @@ impl CircuitBreakerConfig {
             if !backoff.multiplier.is_finite() {
                 return Err(ConfigError::NotFinite(F::OpenBackoffMultiplier));
             }
-            if !(backoff.multiplier >= 1.0) {
+            if backoff.multiplier < 1.0 {
                 return Err(ConfigError::MultiplierBelowOne(F::OpenBackoffMultiplier));
             }
             if backoff.max.as_nanos() < self.timeout.as_nanos() {

@@ -57,7 +57,7 @@ pub use state::{CircuitBreakerStats, CircuitState, OpenReason, Transition, Trip}
 pub use time_window::TimeWindow;
 pub use window::{CountWindow, NoWindow, Outcome, SlidingWindow, WindowCounts};
 
-use crate::error::{ConfigError, ErrorKind, valid_or_panic};
+use crate::error::{ConfigError, ConfigField, ErrorKind, valid_or_panic};
 use crate::time::Instant;
 
 /// Leave to make one call, returned by [`CircuitBreaker::try_acquire`]; give it back with the
@@ -182,6 +182,84 @@ pub struct CircuitBreaker<C = CircuitBreakerConfig, W = NoWindow> {
     window: W,
 }
 
+impl<C, W> CircuitBreaker<C, W> {
+    /// A closed breaker over `config` and `window`, both already checked.
+    const fn closed(config: C, window: W) -> Self {
+        Self {
+            config,
+            phase: Phase::Closed,
+            success_count: 0,
+            failure_count: 0,
+            rejected_count: 0,
+            slow_success_count: 0,
+            slow_failure_count: 0,
+            generation: 0,
+            consecutive_failures: 0,
+            trip: None,
+            would_open_count: 0,
+            reopens: 0,
+            window,
+        }
+    }
+}
+
+/// What [`SlidingWindow::configure`] checks for a window by count, as a `const fn`: the
+/// configuration for `W::CAPACITY` outcomes, and no `window_duration`. A window by time takes
+/// its bucket length from the configuration at run time, so it cannot be built in `const`.
+const fn check_untimed<W: SlidingWindow>(config: &CircuitBreakerConfig) -> Result<(), ConfigError> {
+    const {
+        assert!(
+            !W::TIMED,
+            "a window by time is configured at run time: build with `try_with_window`"
+        );
+    }
+    if config.window_duration.is_some() {
+        return Err(ConfigError::NotApplicable(ConfigField::WindowDuration));
+    }
+    config.validate_for_window(W::CAPACITY)
+}
+
+impl<W: SlidingWindow> CircuitBreaker<CircuitBreakerConfig, W> {
+    /// [`try_with_window`](Self::try_with_window) as a `const fn`, for a breaker that owns its
+    /// configuration: in a `const` or `static` an invalid configuration is found when the
+    /// program is compiled (unwrap it with a `match` that panics). `window` is taken as it is
+    /// (a fresh one: [`NoWindow`] or [`CountWindow::new`]); a window by time does not compile
+    /// here.
+    ///
+    /// # Errors
+    /// As [`try_with_window`](Self::try_with_window).
+    pub const fn try_const(config: CircuitBreakerConfig, window: W) -> Result<Self, ConfigError> {
+        match check_untimed::<W>(&config) {
+            Ok(()) => Ok(Self::closed(config, window)),
+            Err(error) => {
+                // `W` may have a destructor, which `const` cannot run.
+                core::mem::forget(window);
+                Err(error)
+            }
+        }
+    }
+}
+
+impl<W: SlidingWindow> CircuitBreaker<&'static CircuitBreakerConfig, W> {
+    /// [`try_const`](CircuitBreaker::try_const) for a breaker that shares a `static`
+    /// configuration (which then stays in flash on firmware).
+    ///
+    /// # Errors
+    /// As [`try_with_window`](Self::try_with_window).
+    pub const fn try_const_ref(
+        config: &'static CircuitBreakerConfig,
+        window: W,
+    ) -> Result<Self, ConfigError> {
+        match check_untimed::<W>(config) {
+            Ok(()) => Ok(Self::closed(config, window)),
+            Err(error) => {
+                core::mem::forget(window);
+                Err(error)
+            }
+        }
+    }
+}
+
 impl<C: Borrow<CircuitBreakerConfig>> CircuitBreaker<C, NoWindow> {
     /// A consecutive-failure breaker, closed, after checking the configuration.
     ///
@@ -211,21 +289,7 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
         config.borrow().validate_for_window(W::CAPACITY)?;
         window.configure(config.borrow())?;
         window.clear();
-        Ok(Self {
-            config,
-            phase: Phase::Closed,
-            success_count: 0,
-            failure_count: 0,
-            rejected_count: 0,
-            slow_success_count: 0,
-            slow_failure_count: 0,
-            generation: 0,
-            consecutive_failures: 0,
-            trip: None,
-            would_open_count: 0,
-            reopens: 0,
-            window,
-        })
+        Ok(Self::closed(config, window))
     }
 
     /// A breaker with the given sliding window, closed.

@@ -40,7 +40,7 @@ impl RestartBackoff {
                 ConfigField::RestartBackoffMultiplier,
             ));
         }
-        if !(self.multiplier >= 1.0) {
+        if self.multiplier < 1.0 {
             return Err(ConfigError::MultiplierBelowOne(
                 ConfigField::RestartBackoffMultiplier,
             ));
