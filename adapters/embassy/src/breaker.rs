@@ -21,21 +21,15 @@
 //! - `ThreadModeRawMutex` (Cortex-M): a `static` used only from thread mode.
 //!
 //! # Building one in a `static`
-//! The core validates its configuration when it builds a breaker, which is not `const`. So
-//! [`CircuitBreaker::new`] is `const` and only stores the configuration; the core breaker is
-//! built, and the configuration validated, on first use. Call [`init`](CircuitBreaker::init) at
-//! boot to build it then and see a [`ConfigError`] early. A breaker whose configuration is
-//! invalid **fails closed**: it admits nothing ([`ResilienceError::CircuitOpen`]) and reports
-//! [`CircuitState::ForcedOpen`], because a guard that cannot work must not silently let every
-//! call through. It stays that way: [`reset`](CircuitBreaker::reset),
-//! [`disable`](CircuitBreaker::disable) and [`force_open`](CircuitBreaker::force_open) return
-//! `None` and change nothing, since there is no valid configuration to run on; fix the
-//! configuration and rebuild. [`try_new`](CircuitBreaker::try_new) validates at once instead,
-//! for breakers built at run time (in a task, or put in a `StaticCell`).
-//!
-//! [`CircuitBreakerConfig::validate`] is a `const fn`: `const _: () =
-//! assert!(CONFIG.validate().is_ok());` next to a `static` configuration makes an invalid one
-//! fail the build, as below; `init` then never reports it invalid.
+//! [`CircuitBreaker::new`] and [`with_window`](CircuitBreaker::with_window) are `const` and
+//! check the configuration there: in a `static` an invalid one fails the build, so a breaker
+//! that exists always works. At run time they panic on an invalid configuration;
+//! [`try_new`](CircuitBreaker::try_new) and [`try_with_window`](CircuitBreaker::try_with_window)
+//! return the [`ConfigError`] instead. [`from_static`](CircuitBreaker::from_static) shares a
+//! `static` configuration by reference (it stays in flash). A window by time
+//! ([`TimeWindow`](rustkernel_core::resilience::TimeWindow)) takes its bucket length from the
+//! configuration at run time: build that breaker with `try_with_window` (in a task, or put it
+//! in a `StaticCell`).
 //!
 //! ```
 //! use core::time::Duration;
@@ -45,18 +39,15 @@
 //! use rustkernel_embassy::breaker::CircuitBreaker;
 //! use rustkernel_embassy::ResilienceError;
 //!
-//! static CONFIG: CircuitBreakerConfig = CircuitBreakerConfig {
-//!     failure_threshold: 2,
-//!     timeout: Duration::from_secs(5),
-//!     ..CircuitBreakerConfig::DEFAULT
-//! };
-//! // Checked when the program is compiled (`validate` is a `const fn`).
-//! const _: () = assert!(CONFIG.validate().is_ok());
-//! static BREAKER: CircuitBreaker<CriticalSectionRawMutex, &CircuitBreakerConfig> =
-//!     CircuitBreaker::new(&CONFIG);
+//! // Checked when the program is compiled: a zero threshold here would not build.
+//! static BREAKER: CircuitBreaker<CriticalSectionRawMutex> =
+//!     CircuitBreaker::new(CircuitBreakerConfig {
+//!         failure_threshold: 2,
+//!         timeout: Duration::from_secs(5),
+//!         ..CircuitBreakerConfig::DEFAULT
+//!     });
 //!
 //! # embassy_futures::block_on(async {
-//! BREAKER.init().expect("valid configuration");
 //! for _ in 0..2 {
 //!     let result = BREAKER.call(|| async { Err::<u32, _>(ErrorKind::Transient) }).await;
 //!     assert_eq!(result, Err(ResilienceError::Operation(ErrorKind::Transient)));
@@ -65,6 +56,20 @@
 //! let rejected = BREAKER.call(|| async { Ok::<u32, ErrorKind>(7) }).await;
 //! assert_eq!(rejected, Err(ResilienceError::CircuitOpen));
 //! # });
+//! ```
+//!
+//! An invalid configuration in a `static` does not compile:
+//!
+//! ```compile_fail,E0080
+//! use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
+//! use rustkernel_core::resilience::CircuitBreakerConfig;
+//! use rustkernel_embassy::breaker::CircuitBreaker;
+//!
+//! static BROKEN: CircuitBreaker<CriticalSectionRawMutex> =
+//!     CircuitBreaker::new(CircuitBreakerConfig {
+//!         failure_threshold: 0,
+//!         ..CircuitBreakerConfig::DEFAULT
+//!     });
 //! ```
 
 use core::borrow::Borrow;
@@ -83,92 +88,28 @@ use rustkernel_core::resilience::{
 
 use crate::time::{now, to_embassy_instant};
 
-/// Where the core breaker is in its life: waiting to be built, built, or refused.
-enum Slot<C, W> {
-    /// Built by `new`/`with_window` in a `const`; validated on first use.
-    Pending { config: C, window: W },
-    /// Ready for calls.
-    Ready(CoreBreaker<C, W>),
-    /// The configuration was invalid: every call is refused.
-    Invalid { error: ConfigError, rejected: u64 },
-    /// While `build` moves the configuration into the core breaker. Seen from outside `build`
-    /// only if a panic interrupted that move: the configuration is gone, every call is refused
-    /// and [`CircuitBreaker::init`] says so.
-    Building,
-}
-
-impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> Slot<C, W> {
-    /// Turns `Pending` into `Ready` or `Invalid`; leaves the others as they are.
-    ///
-    /// The configuration is checked, and the window cleared, while they are still in
-    /// `Pending`: a panic in that user code (a `Borrow` or `SlidingWindow` impl) leaves the slot
-    /// `Pending`, and the next use builds again. Only a panic in the final move (the same user
-    /// code panicking on a later call) can leave `Building`.
-    fn build(&mut self) {
-        let Slot::Pending { config, window } = self else {
-            return;
-        };
-        let config: &CircuitBreakerConfig = (*config).borrow();
-        if let Err(error) = config.validate_for_window(W::CAPACITY) {
-            *self = Slot::Invalid { error, rejected: 0 };
-            return;
-        }
-        window.clear();
-        if let Slot::Pending { config, window } = core::mem::replace(self, Slot::Building) {
-            *self = match CoreBreaker::try_with_window(config, window) {
-                Ok(breaker) => Slot::Ready(breaker),
-                Err(error) => Slot::Invalid { error, rejected: 0 },
-            };
-        }
-    }
-}
-
-/// Why [`CircuitBreaker::init`] found the breaker unable to work; it then refuses every call
-/// (as [`CircuitState::ForcedOpen`]).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum InitError {
-    /// The configuration is invalid.
-    Invalid(ConfigError),
-    /// A panic interrupted the build after the configuration was moved out of the `const`
-    /// breaker (a `Borrow` or `SlidingWindow` impl that panicked); nothing is left to build
-    /// from. Build a new breaker.
-    Interrupted,
-}
-
-impl fmt::Display for InitError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            InitError::Invalid(error) => {
-                write!(f, "invalid circuit breaker configuration: {error}")
-            }
-            InitError::Interrupted => f.write_str(
-                "the circuit breaker's build was interrupted by a panic; it refuses every call",
-            ),
-        }
-    }
-}
-
-impl core::error::Error for InitError {
-    fn source(&self) -> Option<&(dyn core::error::Error + 'static)> {
-        match self {
-            InitError::Invalid(error) => Some(error),
-            InitError::Interrupted => None,
-        }
-    }
-}
-
-impl From<ConfigError> for InitError {
-    fn from(error: ConfigError) -> Self {
-        InitError::Invalid(error)
-    }
-}
-
-/// A rejection by a breaker that cannot work (invalid configuration): held open.
-const FAILED_CLOSED: Rejected = Rejected {
+/// What a breaker answers in the one case it cannot decide: its lock re-entered (see
+/// `with_breaker`). Held open, as a guard that cannot work must not let calls through.
+const BUSY: Rejected = Rejected {
     state: CircuitState::ForcedOpen,
     retry_at: None,
     transition: None,
+};
+
+/// The stats of a breaker whose lock re-entered: nothing counted, held open.
+const BUSY_STATS: CircuitBreakerStats = CircuitBreakerStats {
+    state: BUSY.state,
+    failure_count: 0,
+    success_count: 0,
+    rejected_count: 0,
+    slow_call_count: 0,
+    slow_success_count: 0,
+    slow_failure_count: 0,
+    consecutive_failures: 0,
+    transitions: 0,
+    success_rate: 1.0,
+    trip: None,
+    would_open_count: 0,
 };
 
 /// How a call ended, as the core is told.
@@ -189,9 +130,9 @@ enum Outcome {
 ///
 /// # Method families
 /// - Constructors: `const` [`new`](Self::new) / [`with_window`](Self::with_window) /
-///   [`from_core`](Self::from_core) (validated on first use, fit for `static`s), validating
-///   [`try_new`](Self::try_new) / [`try_with_window`](Self::try_with_window), and
-///   [`init`](Self::init) to validate a `const`-built one.
+///   [`from_static`](Self::from_static) (checked when compiled, fit for `static`s),
+///   `const` [`from_core`](Self::from_core), and [`try_new`](Self::try_new) /
+///   [`try_with_window`](Self::try_with_window), which return the [`ConfigError`].
 /// - Calls: [`call`](Self::call), [`call_observed`](Self::call_observed) (also hands every
 ///   [`Transition`] the call caused to an observer, for logs and telemetry), and the manual
 ///   [`acquire`](Self::acquire) / [`acquire_observed`](Self::acquire_observed), which return a
@@ -209,38 +150,76 @@ pub struct CircuitBreaker<
     C = CircuitBreakerConfig,
     W = NoWindow,
 > {
-    inner: Mutex<M, RefCell<Slot<C, W>>>,
+    inner: Mutex<M, RefCell<CoreBreaker<C, W>>>,
 }
 
-impl<M: RawMutex, C> CircuitBreaker<M, C, NoWindow> {
-    /// A consecutive-failure breaker, `const` so it can initialise a `static`; the configuration
-    /// is validated on first use (see [`init`](Self::init)).
+/// The breaker of a valid configuration; an invalid one panics (in a `const` or `static`: fails
+/// the build).
+#[allow(
+    clippy::panic,
+    reason = "documented on the `const` constructors: a compile error in a `static`"
+)]
+const fn checked<C: Copy, W: Copy>(
+    breaker: Result<CoreBreaker<C, W>, ConfigError>,
+) -> CoreBreaker<C, W> {
+    match breaker {
+        Ok(breaker) => breaker,
+        Err(_) => panic!(
+            "invalid circuit breaker configuration (CircuitBreakerConfig::validate names the \
+             field; try_new returns it)"
+        ),
+    }
+}
+
+impl<M: RawMutex> CircuitBreaker<M, CircuitBreakerConfig, NoWindow> {
+    /// A consecutive-failure breaker, `const` so it can initialise a `static`.
+    ///
+    /// # Panics
+    /// When the configuration is invalid; in a `const` or `static` that is a compile error.
+    /// [`try_new`](Self::try_new) returns the [`ConfigError`] instead.
     #[must_use]
-    pub const fn new(config: C) -> Self {
+    pub const fn new(config: CircuitBreakerConfig) -> Self {
         Self::with_window(config, NoWindow)
     }
 }
 
-impl<M: RawMutex, C, W> CircuitBreaker<M, C, W> {
-    /// A breaker with a sliding `window` (failure-rate mode), `const`; validated on first use.
+impl<M: RawMutex, W: SlidingWindow + Copy> CircuitBreaker<M, CircuitBreakerConfig, W> {
+    /// A breaker with a fresh sliding `window` (failure-rate mode: `CountWindow::new()`),
+    /// `const`. A window by time does not compile here: use
+    /// [`try_with_window`](Self::try_with_window).
+    ///
+    /// # Panics
+    /// As [`new`](CircuitBreaker::new).
     #[must_use]
-    pub const fn with_window(config: C, window: W) -> Self {
-        Self {
-            inner: Mutex::new(RefCell::new(Slot::Pending { config, window })),
-        }
+    pub const fn with_window(config: CircuitBreakerConfig, window: W) -> Self {
+        Self::from_core(checked(CoreBreaker::try_const(config, window)))
     }
+}
 
+impl<M: RawMutex, W: SlidingWindow + Copy> CircuitBreaker<M, &'static CircuitBreakerConfig, W> {
+    /// A breaker that shares a `static` configuration (`NoWindow` for consecutive-failure
+    /// mode), `const`.
+    ///
+    /// # Panics
+    /// As [`new`](CircuitBreaker::new).
+    #[must_use]
+    pub const fn from_static(config: &'static CircuitBreakerConfig, window: W) -> Self {
+        Self::from_core(checked(CoreBreaker::try_const_ref(config, window)))
+    }
+}
+
+impl<M: RawMutex, C, W> CircuitBreaker<M, C, W> {
     /// Shares an already built core breaker (its state and counters are kept).
     #[must_use]
     pub const fn from_core(breaker: CoreBreaker<C, W>) -> Self {
         Self {
-            inner: Mutex::new(RefCell::new(Slot::Ready(breaker))),
+            inner: Mutex::new(RefCell::new(breaker)),
         }
     }
 }
 
 impl<M: RawMutex, C: Borrow<CircuitBreakerConfig>> CircuitBreaker<M, C, NoWindow> {
-    /// A consecutive-failure breaker, validated now.
+    /// A consecutive-failure breaker, checked now.
     ///
     /// # Errors
     /// The [`ConfigError`] of [`CircuitBreakerConfig::validate`].
@@ -250,29 +229,13 @@ impl<M: RawMutex, C: Borrow<CircuitBreakerConfig>> CircuitBreaker<M, C, NoWindow
 }
 
 impl<M: RawMutex, C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<M, C, W> {
-    /// A breaker with a sliding `window`, validated now.
+    /// A breaker with a sliding `window` (by count or by time), checked now.
     ///
     /// # Errors
-    /// The [`ConfigError`] of [`CircuitBreakerConfig::validate_for_window`].
+    /// The [`ConfigError`] of [`CircuitBreakerConfig::validate_for_window`], or the window's
+    /// own (a window by time needs `window_duration`).
     pub fn try_with_window(config: C, window: W) -> Result<Self, ConfigError> {
         CoreBreaker::try_with_window(config, window).map(Self::from_core)
-    }
-
-    /// Builds the core breaker now if it was built `const`, and reports whether it can work.
-    /// Idempotent: later calls return the same answer.
-    ///
-    /// # Errors
-    /// [`InitError::Invalid`] with the configuration's [`ConfigError`], or
-    /// [`InitError::Interrupted`] when a panic interrupted the build beyond repair; the breaker
-    /// then refuses every call, and operator controls ([`reset`](Self::reset),
-    /// [`disable`](Self::disable), [`force_open`](Self::force_open)) do nothing.
-    pub fn init(&self) -> Result<(), InitError> {
-        self.with_slot(|slot| match slot {
-            Slot::Invalid { error, .. } => Err(InitError::Invalid(*error)),
-            Slot::Building => Err(InitError::Interrupted),
-            Slot::Pending { .. } | Slot::Ready(_) => Ok(()),
-        })
-        .unwrap_or(Ok(()))
     }
 
     /// Runs the operation if the breaker admits it, and records its outcome.
@@ -284,7 +247,7 @@ impl<M: RawMutex, C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBrea
     ///
     /// # Errors
     /// [`ResilienceError::CircuitOpen`] when the breaker is open, forced open, half-open with
-    /// every probe slot taken, or invalid; [`ResilienceError::Operation`] with `op`'s own error.
+    /// every probe slot taken; [`ResilienceError::Operation`] with `op`'s own error.
     pub async fn call<T, R, F, Fut>(
         &self,
         op: F,
@@ -356,8 +319,7 @@ impl<M: RawMutex, C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBrea
     /// Asks for a permit to make one call now; settle it through the returned guard.
     ///
     /// # Errors
-    /// The core's [`Rejected`] (with `retry_at`, when known, on the core's clock); a breaker
-    /// with an invalid configuration rejects as `ForcedOpen`.
+    /// The core's [`Rejected`] (with `retry_at`, when known, on the core's clock).
     pub fn acquire(&self) -> Result<BreakerCall<'_, M, C, W>, Rejected> {
         self.acquire_observed(ignore_transition)
     }
@@ -373,15 +335,8 @@ impl<M: RawMutex, C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBrea
     ) -> Result<BreakerCall<'_, M, C, W, O>, Rejected> {
         let at = now();
         let decision = self
-            .with_slot(|slot| match slot {
-                Slot::Ready(breaker) => breaker.try_acquire(at),
-                Slot::Invalid { rejected, .. } => {
-                    *rejected = rejected.saturating_add(1);
-                    Err(FAILED_CLOSED)
-                }
-                Slot::Pending { .. } | Slot::Building => Err(FAILED_CLOSED),
-            })
-            .unwrap_or(Err(FAILED_CLOSED));
+            .with_breaker(|breaker| breaker.try_acquire(at))
+            .unwrap_or(Err(BUSY));
         match decision {
             Ok(permit) => {
                 if let Some(transition) = permit.transition() {
@@ -406,20 +361,21 @@ impl<M: RawMutex, C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBrea
     /// half-open cycle that outlived `max_wait_in_half_open`.
     pub fn poll(&self) -> Option<Transition> {
         let at = now();
-        self.with_ready(|breaker| breaker.poll(at))
+        self.with_breaker(|breaker| breaker.poll(at)).flatten()
     }
 
     /// When time alone next changes the state (call [`poll`](Self::poll) then), on embassy's
     /// clock; `None` when only calls or operators can change it.
     #[must_use]
     pub fn poll_at(&self) -> Option<embassy_time::Instant> {
-        self.with_ready(|breaker| breaker.poll_at())
+        self.with_breaker(|breaker| breaker.poll_at())
+            .flatten()
             .map(to_embassy_instant)
     }
 
     /// Holds the breaker open until [`reset`](Self::reset) (operator action).
     pub fn force_open(&self) -> Option<Transition> {
-        self.with_ready(CoreBreaker::force_open)
+        self.with_breaker(CoreBreaker::force_open).flatten()
     }
 
     /// Holds the breaker open for `duration` (a maintenance window), then returns it to the mode
@@ -427,12 +383,13 @@ impl<M: RawMutex, C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBrea
     /// [`poll`](Self::poll).
     pub fn force_open_for(&self, duration: core::time::Duration) -> Option<Transition> {
         let at = now();
-        self.with_ready(|breaker| breaker.force_open_for(duration, at))
+        self.with_breaker(|breaker| breaker.force_open_for(duration, at))
+            .flatten()
     }
 
     /// Lets every call through and stops counting until [`reset`](Self::reset).
     pub fn disable(&self) -> Option<Transition> {
-        self.with_ready(CoreBreaker::disable)
+        self.with_breaker(CoreBreaker::disable).flatten()
     }
 
     /// Shadow mode (see the core's
@@ -441,87 +398,51 @@ impl<M: RawMutex, C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBrea
     /// observer gets a transition from and to `MetricsOnly` carrying the trip
     /// ([`Transition::would_open`]); [`reset`](Self::reset) ends it.
     pub fn metrics_only(&self) -> Option<Transition> {
-        self.with_ready(CoreBreaker::metrics_only)
+        self.with_breaker(CoreBreaker::metrics_only).flatten()
     }
 
     /// Closes the breaker and forgets the open-time growth; counters are kept.
     pub fn reset(&self) -> Option<Transition> {
-        self.with_ready(CoreBreaker::reset)
+        self.with_breaker(CoreBreaker::reset).flatten()
     }
 
-    /// The current state; `ForcedOpen` for a breaker whose configuration is invalid.
+    /// The current state.
     ///
     /// The state changes only on inputs: an `Open` breaker whose open time is over still
     /// reports `Open` until a call or [`poll`](Self::poll) turns it half-open.
     #[must_use]
     pub fn state(&self) -> CircuitState {
-        self.with_slot(|slot| match slot {
-            Slot::Ready(breaker) => breaker.state(),
-            _ => CircuitState::ForcedOpen,
-        })
-        .unwrap_or(CircuitState::ForcedOpen)
+        self.with_breaker(|breaker| breaker.state())
+            .unwrap_or(BUSY.state)
     }
 
-    /// Counters and rates since the breaker was built. A breaker whose configuration is invalid
-    /// reports `ForcedOpen` and counts only its rejections.
+    /// Counters and rates since the breaker was built.
     #[must_use]
     pub fn stats(&self) -> CircuitBreakerStats {
-        self.with_slot(|slot| match slot {
-            Slot::Ready(breaker) => breaker.stats(),
-            Slot::Invalid { rejected, .. } => failed_closed_stats(*rejected),
-            _ => failed_closed_stats(0),
-        })
-        .unwrap_or(failed_closed_stats(0))
+        self.with_breaker(|breaker| breaker.stats())
+            .unwrap_or(BUSY_STATS)
     }
 
     /// Settles a permit at the current time; the transition it caused, if any.
     fn settle(&self, permit: Permit, outcome: Outcome) -> Option<Transition> {
         let at = now();
-        self.with_ready(|breaker| match outcome {
+        self.with_breaker(|breaker| match outcome {
             Outcome::Success => breaker.on_success(permit, at),
             Outcome::Failure(kind) => breaker.on_failure(permit, kind, at),
             Outcome::Cancelled => breaker.on_cancelled(permit, at),
         })
-    }
-
-    /// Runs `f` on the built core breaker; `None` when the configuration is invalid.
-    fn with_ready<R>(&self, f: impl FnOnce(&mut CoreBreaker<C, W>) -> Option<R>) -> Option<R> {
-        self.with_slot(|slot| match slot {
-            Slot::Ready(breaker) => f(breaker),
-            _ => None,
-        })
         .flatten()
     }
 
-    /// Locks, builds the core breaker if needed, and runs `f` on the slot.
+    /// Locks and runs `f` on the core breaker.
     ///
     /// `None` only if the `RefCell` is already borrowed, which needs a re-entrant lock (a
-    /// `NoopRawMutex` breaker used from inside its own step); nothing in this crate runs user
-    /// code under the lock, so callers treat it as "cannot decide" and fail closed.
-    fn with_slot<R>(&self, f: impl FnOnce(&mut Slot<C, W>) -> R) -> Option<R> {
-        self.inner.lock(|cell| {
-            let mut slot = cell.try_borrow_mut().ok()?;
-            slot.build();
-            Some(f(&mut slot))
-        })
-    }
-}
-
-/// What a breaker that cannot work reports.
-fn failed_closed_stats(rejected_count: u64) -> CircuitBreakerStats {
-    CircuitBreakerStats {
-        state: CircuitState::ForcedOpen,
-        failure_count: 0,
-        success_count: 0,
-        rejected_count,
-        slow_call_count: 0,
-        slow_success_count: 0,
-        slow_failure_count: 0,
-        consecutive_failures: 0,
-        transitions: 0,
-        success_rate: 1.0,
-        trip: None,
-        would_open_count: 0,
+    /// `NoopRawMutex` breaker used from inside its own step, through a `Borrow` or
+    /// `SlidingWindow` impl); nothing in this crate runs user code under the lock, so callers
+    /// treat it as "cannot decide" and fail closed.
+    fn with_breaker<R>(&self, f: impl FnOnce(&mut CoreBreaker<C, W>) -> R) -> Option<R> {
+        self.inner
+            .lock(|cell| Some(f(&mut *cell.try_borrow_mut().ok()?)))
     }
 }
 

@@ -7,7 +7,8 @@
 //! breaker per attempt, attempt timeout) for the same reasons: the deadline bounds every retry,
 //! each attempt asks the breaker again (a breaker that opened mid-call rejects the next attempt
 //! instead of letting retries hammer the accelerator), and a hung attempt is cut, counted by the
-//! breaker as a timeout and retried within the total deadline. No allocation; `new` is `const`.
+//! breaker as a timeout and retried within the total deadline. No allocation; `new` is `const`
+//! and checks the configuration there, so in a `static` an invalid one fails the build.
 //! Retries here draw on no budget (firmware retries one caller's work; share a
 //! [`SharedRetryBudget`](crate::retry::SharedRetryBudget) through a
 //! [`Retrier`](crate::retry::Retrier) where several callers must).
@@ -31,7 +32,6 @@
 //! }
 //!
 //! # embassy_futures::block_on(async {
-//! PIPELINE.init().expect("valid configuration");
 //! match PIPELINE.execute(|| accelerator_job(21)).await {
 //!     Ok(value) => assert_eq!(value, 42),
 //!     Err(ResilienceError::CircuitOpen) => unreachable!("fall back"),
@@ -48,20 +48,39 @@ use core::time::Duration;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, RawMutex};
 use embassy_time::Timer;
-use rustkernel_core::error::{ByClassify, Classifier, ResilienceError};
+use rustkernel_core::error::{ByClassify, Classifier, ConfigError, ResilienceError};
 use rustkernel_core::resilience::{
-    CircuitBreakerConfig, NoWindow, PipelineConfig, Retry, RetryDecision,
+    CircuitBreaker as CoreBreaker, CircuitBreakerConfig, NoWindow, PipelineConfig, Retry,
+    RetryDecision, ValidRetryConfig,
 };
 use rustkernel_core::rng::Rng;
 
-use crate::breaker::{CircuitBreaker, InitError};
+use crate::breaker::CircuitBreaker;
 use crate::deadline::DeadlineContext;
 use crate::time::{now, to_embassy_instant};
+
+/// The breaker and the retry policy of a valid configuration.
+const fn checked(config: &PipelineConfig) -> Result<(CoreBreaker, ValidRetryConfig), ConfigError> {
+    if let Err(error) = config.validate() {
+        return Err(error);
+    }
+    // `validate` has checked the breaker and the retry policy; these are their checked forms.
+    let breaker = match CoreBreaker::try_const(config.circuit_breaker, NoWindow) {
+        Ok(breaker) => breaker,
+        Err(error) => return Err(error),
+    };
+    match config.retry.validated() {
+        Ok(retry) => Ok((breaker, retry)),
+        Err(error) => Err(error),
+    }
+}
 
 /// A deadline, retry, breaker and attempt-timeout pipeline that can live in a `static`.
 pub struct Pipeline<M: RawMutex = CriticalSectionRawMutex> {
     breaker: CircuitBreaker<M, CircuitBreakerConfig, NoWindow>,
     config: PipelineConfig,
+    /// `config.retry`, checked.
+    retry: ValidRetryConfig,
     /// The next call's jitter seed (a counter, mixed by SplitMix64 when drawn).
     seeds: Mutex<M, Cell<u64>>,
 }
@@ -76,26 +95,48 @@ pub struct Outcome<T, E> {
 }
 
 impl<M: RawMutex> Pipeline<M> {
-    /// A pipeline, `const` (so it can be a `static`); its configuration is checked by
-    /// [`init`](Self::init), and an invalid breaker configuration fails closed (every call
-    /// rejected) as the breaker's own `const` constructor does.
+    /// A pipeline, `const` (so it can be a `static`).
+    ///
+    /// # Panics
+    /// When the configuration is invalid; in a `const` or `static` that is a compile error.
+    /// [`try_new`](Self::try_new) returns the [`ConfigError`] instead.
     #[must_use]
+    #[allow(
+        clippy::panic,
+        reason = "documented: a compile error in a `static`; `try_new` returns the error"
+    )]
     pub const fn new(config: PipelineConfig, seed: u64) -> Self {
-        Self {
-            breaker: CircuitBreaker::new(config.circuit_breaker),
-            config,
-            seeds: Mutex::new(Cell::new(seed)),
+        match checked(&config) {
+            Ok((breaker, retry)) => Self::from_parts(breaker, config, retry, seed),
+            Err(_) => {
+                panic!("invalid pipeline configuration (PipelineConfig::validate names the field)")
+            }
         }
     }
 
-    /// Checks the configuration (and builds the breaker); call it at start-up.
+    /// A pipeline, checked now.
     ///
     /// # Errors
-    /// The first [`ConfigError`](rustkernel_core::error::ConfigError) of the [`PipelineConfig`] (as [`InitError::Invalid`]), or the
-    /// breaker's own [`InitError`].
-    pub fn init(&self) -> Result<(), InitError> {
-        self.config.validate()?;
-        self.breaker.init()
+    /// The first [`ConfigError`] of [`PipelineConfig::validate`].
+    pub const fn try_new(config: PipelineConfig, seed: u64) -> Result<Self, ConfigError> {
+        match checked(&config) {
+            Ok((breaker, retry)) => Ok(Self::from_parts(breaker, config, retry, seed)),
+            Err(error) => Err(error),
+        }
+    }
+
+    const fn from_parts(
+        breaker: CoreBreaker,
+        config: PipelineConfig,
+        retry: ValidRetryConfig,
+        seed: u64,
+    ) -> Self {
+        Self {
+            breaker: CircuitBreaker::from_core(breaker),
+            config,
+            retry,
+            seeds: Mutex::new(Cell::new(seed)),
+        }
     }
 
     /// The breaker, for its state and stats (and operator controls).
@@ -152,13 +193,12 @@ impl<M: RawMutex> Pipeline<M> {
             seeds.set(seed.wrapping_add(1));
             seed
         });
-        let mut retry = Retry::try_new(
-            &self.config.retry,
+        let mut retry = Retry::start(
+            &self.retry,
             Rng::new(seed).next_u64(),
             now(),
             Some(total.as_core().deadline()),
-        )
-        .ok();
+        );
         let mut attempts = 0_u32;
         loop {
             attempts = attempts.saturating_add(1);
@@ -177,13 +217,7 @@ impl<M: RawMutex> Pipeline<M> {
                     };
                 }
             };
-            let decision = match retry.as_mut() {
-                Some(retry) => retry.on_failure(classifier.kind_of(&error), now(), None, None),
-                None => RetryDecision::GiveUp(
-                    rustkernel_core::resilience::GiveUpReason::AttemptsExhausted,
-                ),
-            };
-            match decision {
+            match retry.on_failure(classifier.kind_of(&error), now(), None, None) {
                 RetryDecision::RetryAt(at) => Timer::at(to_embassy_instant(at)).await,
                 RetryDecision::GiveUp(_) => {
                     return Outcome {

@@ -379,65 +379,53 @@ impl<B: RetryBudgetSource> fmt::Debug for Retrier<B> {
     }
 }
 
-/// Where a shared budget is in its life (see [`SharedRetryBudget::new`]).
-enum BudgetSlot {
-    Pending(RetryBudgetConfig),
-    Ready(RetryBudget),
-    Invalid(ConfigError),
-}
-
-impl BudgetSlot {
-    fn build(&mut self) {
-        if let BudgetSlot::Pending(config) = *self {
-            *self = match RetryBudget::try_new(config) {
-                Ok(budget) => BudgetSlot::Ready(budget),
-                Err(error) => BudgetSlot::Invalid(error),
-            };
-        }
-    }
-}
-
 /// A [`RetryBudget`] shared by every caller of one callee, behind an `embassy_sync` blocking
 /// mutex: retries may be at most a share of recent requests, so a failing accelerator is not
 /// hammered by every task's retries at once.
 ///
-/// Like the breaker, [`new`](Self::new) is `const` (fit for a `static`) and validates on first
-/// use; [`init`](Self::init) validates at boot. A budget whose configuration is invalid allows
-/// **no** retries (first attempts still run): it fails towards less load.
+/// Like the breaker, [`new`](Self::new) is `const` (fit for a `static`) and checks the
+/// configuration there: in a `static` an invalid one fails the build.
+/// [`try_new`](Self::try_new) returns the [`ConfigError`] instead.
 pub struct SharedRetryBudget<M: RawMutex = CriticalSectionRawMutex> {
-    inner: Mutex<M, RefCell<BudgetSlot>>,
+    inner: Mutex<M, RefCell<RetryBudget>>,
 }
 
 impl<M: RawMutex> SharedRetryBudget<M> {
-    /// A budget, `const`; validated on first use.
+    /// A budget, `const`.
+    ///
+    /// # Panics
+    /// When the configuration is invalid; in a `const` or `static` that is a compile error.
     #[must_use]
+    #[allow(
+        clippy::panic,
+        reason = "documented: a compile error in a `static`; `try_new` returns the error"
+    )]
     pub const fn new(config: RetryBudgetConfig) -> Self {
-        Self {
-            inner: Mutex::new(RefCell::new(BudgetSlot::Pending(config))),
+        match RetryBudget::try_new(config) {
+            Ok(budget) => Self::from_core(budget),
+            Err(_) => panic!(
+                "invalid retry budget configuration (RetryBudgetConfig::validate names the field)"
+            ),
         }
     }
 
-    /// A budget validated now.
+    /// A budget, checked now.
     ///
     /// # Errors
     /// The [`ConfigError`] of [`RetryBudgetConfig::validate`].
-    pub fn try_new(config: RetryBudgetConfig) -> Result<Self, ConfigError> {
-        let budget = RetryBudget::try_new(config)?;
-        Ok(Self {
-            inner: Mutex::new(RefCell::new(BudgetSlot::Ready(budget))),
-        })
+    pub const fn try_new(config: RetryBudgetConfig) -> Result<Self, ConfigError> {
+        match RetryBudget::try_new(config) {
+            Ok(budget) => Ok(Self::from_core(budget)),
+            Err(error) => Err(error),
+        }
     }
 
-    /// Validates a `const`-built budget now.
-    ///
-    /// # Errors
-    /// The configuration's [`ConfigError`]; the budget then allows no retries.
-    pub fn init(&self) -> Result<(), ConfigError> {
-        self.with_slot(|slot| match slot {
-            BudgetSlot::Invalid(error) => Err(*error),
-            _ => Ok(()),
-        })
-        .unwrap_or(Ok(()))
+    /// Shares a core budget (what it has counted is kept).
+    #[must_use]
+    pub const fn from_core(budget: RetryBudget) -> Self {
+        Self {
+            inner: Mutex::new(RefCell::new(budget)),
+        }
     }
 
     /// Counts one original request (not a retry) now. [`Retrier`] does this for you.
@@ -449,50 +437,32 @@ impl<M: RawMutex> SharedRetryBudget<M> {
     /// [`Retrier`] does this for you.
     pub fn try_withdraw(&self) -> bool {
         let at = now();
-        self.with_slot(|slot| match slot {
-            BudgetSlot::Ready(budget) => budget.try_withdraw(at),
-            _ => false,
-        })
-        .unwrap_or(false)
+        self.with_budget(|budget| budget.try_withdraw(at))
+            .unwrap_or(false)
     }
 
     /// Retries the budget would allow now if no request came in meanwhile.
     #[must_use]
     pub fn available(&self) -> u64 {
         let at = now();
-        self.with_slot(|slot| match slot {
-            BudgetSlot::Ready(budget) => budget.available(at),
-            _ => 0,
-        })
-        .unwrap_or(0)
+        self.with_budget(|budget| budget.available(at)).unwrap_or(0)
     }
 
     fn deposit_at(&self, at: CoreInstant) {
-        let _ = self.with_slot(|slot| {
-            if let BudgetSlot::Ready(budget) = slot {
-                budget.deposit(at);
-            }
-        });
+        let _ = self.with_budget(|budget| budget.deposit(at));
     }
 
     /// `retry.on_failure` with this budget, under the lock; no budget, no retry.
     fn on_failure(&self, retry: &mut Retry, kind: ErrorKind, at: CoreInstant) -> RetryDecision {
-        self.with_slot(|slot| match slot {
-            BudgetSlot::Ready(budget) => retry.on_failure(kind, at, None, Some(budget)),
-            _ => match retry.on_failure(kind, at, None, None) {
-                RetryDecision::RetryAt(_) => RetryDecision::GiveUp(GiveUpReason::BudgetExhausted),
-                give_up => give_up,
-            },
-        })
-        .unwrap_or(RetryDecision::GiveUp(GiveUpReason::BudgetExhausted))
+        self.with_budget(|budget| retry.on_failure(kind, at, None, Some(budget)))
+            .unwrap_or(RetryDecision::GiveUp(GiveUpReason::BudgetExhausted))
     }
 
-    fn with_slot<R>(&self, f: impl FnOnce(&mut BudgetSlot) -> R) -> Option<R> {
-        self.inner.lock(|cell| {
-            let mut slot = cell.try_borrow_mut().ok()?;
-            slot.build();
-            Some(f(&mut slot))
-        })
+    /// Locks and runs `f` on the budget; `None` only if the lock re-entered (nothing in this
+    /// crate runs user code under it), which callers treat as a spent budget.
+    fn with_budget<R>(&self, f: impl FnOnce(&mut RetryBudget) -> R) -> Option<R> {
+        self.inner
+            .lock(|cell| Some(f(&mut *cell.try_borrow_mut().ok()?)))
     }
 }
 

@@ -16,10 +16,10 @@ use embassy_time::{Duration, Timer};
 use rustkernel_core::error::{ConfigError, ConfigField, ErrorKind};
 use rustkernel_core::resilience::circuit_breaker::SlidingWindow;
 use rustkernel_core::resilience::{
-    CircuitBreakerConfig, CircuitState, CountWindow, OpenReason, Transition, Trip,
+    CircuitBreakerConfig, CircuitState, CountWindow, NoWindow, OpenReason, Transition, Trip,
 };
 use rustkernel_embassy::ResilienceError;
-use rustkernel_embassy::breaker::{CircuitBreaker, InitError};
+use rustkernel_embassy::breaker::CircuitBreaker;
 use rustkernel_embassy::time::now;
 
 const CONFIG: CircuitBreakerConfig = CircuitBreakerConfig {
@@ -33,11 +33,17 @@ const CONFIG: CircuitBreakerConfig = CircuitBreakerConfig {
 
 static SHARED_CONFIG: CircuitBreakerConfig = CONFIG;
 static STATIC_BREAKER: CircuitBreaker<CriticalSectionRawMutex, &CircuitBreakerConfig> =
-    CircuitBreaker::new(&SHARED_CONFIG);
-static INVALID_BREAKER: CircuitBreaker = CircuitBreaker::new(CircuitBreakerConfig {
-    failure_threshold: 0,
-    ..CircuitBreakerConfig::DEFAULT
-});
+    CircuitBreaker::from_static(&SHARED_CONFIG, NoWindow);
+/// A failure-rate breaker built in a `static`, checked when the test compiles.
+static RATE_BREAKER: CircuitBreaker<CriticalSectionRawMutex, CircuitBreakerConfig, CountWindow<4>> =
+    CircuitBreaker::with_window(
+        CircuitBreakerConfig {
+            failure_rate_threshold: Some(0.5),
+            minimum_calls: 4,
+            ..CONFIG
+        },
+        CountWindow::new(),
+    );
 
 fn transient(attempt: u32) -> JobError {
     JobError {
@@ -227,9 +233,9 @@ fn a_call_that_started_before_the_breaker_opened_cannot_close_it() {
 }
 
 #[test]
-fn a_static_breaker_builds_on_first_use() {
+fn a_static_breaker_works_from_the_start() {
     let _clock = serial();
-    assert_eq!(STATIC_BREAKER.init(), Ok(()));
+    assert_eq!(STATIC_BREAKER.state(), CircuitState::Closed);
     run_ms(async {
         for _ in 0..3 {
             let _ = fail(&STATIC_BREAKER).await;
@@ -291,87 +297,52 @@ fn a_static_breaker_builds_on_first_use() {
 }
 
 #[test]
-fn an_invalid_configuration_fails_closed() {
+fn an_invalid_configuration_is_a_typed_error_and_never_a_breaker() {
     let _clock = serial();
-    let called = Cell::new(false);
-    let result = run_ms(INVALID_BREAKER.call(|| {
-        called.set(true);
-        async { Ok::<_, JobError>(()) }
-    }));
-    assert_eq!(result, Err(ResilienceError::CircuitOpen));
-    assert!(!called.get());
+    let invalid = CircuitBreakerConfig {
+        failure_threshold: 0,
+        ..CONFIG
+    };
     let error = ConfigError::Zero(ConfigField::FailureThreshold);
-    assert_eq!(INVALID_BREAKER.init(), Err(InitError::Invalid(error)));
-    assert_eq!(INVALID_BREAKER.state(), CircuitState::ForcedOpen);
-    assert_eq!(INVALID_BREAKER.stats().rejected_count, 1);
-    // Documented: operator controls cannot bring back a breaker that has no valid
-    // configuration; it stays failed closed.
-    assert_eq!(INVALID_BREAKER.reset(), None);
-    assert_eq!(INVALID_BREAKER.disable(), None);
-    assert_eq!(INVALID_BREAKER.state(), CircuitState::ForcedOpen);
-    assert!(INVALID_BREAKER.acquire().is_err());
     assert_eq!(
-        CircuitBreaker::<NoopRawMutex>::try_new(CircuitBreakerConfig {
-            failure_threshold: 0,
-            ..CONFIG
-        })
-        .err(),
+        CircuitBreaker::<NoopRawMutex>::try_new(invalid).err(),
         Some(error)
     );
-}
-
-/// A configuration holder whose `borrow` panics on chosen calls (counted from 1): a user type
-/// that panics while a `const`-built breaker builds itself.
-struct PanickyConfig {
-    config: CircuitBreakerConfig,
-    calls: Cell<u32>,
-    panic_on: u32,
-}
-
-impl Borrow<CircuitBreakerConfig> for PanickyConfig {
-    fn borrow(&self) -> &CircuitBreakerConfig {
-        self.calls.set(self.calls.get() + 1);
-        assert!(self.calls.get() != self.panic_on, "borrow interrupted");
-        &self.config
-    }
-}
-
-fn panicky(panic_on: u32) -> CircuitBreaker<NoopRawMutex, PanickyConfig> {
-    CircuitBreaker::new(PanickyConfig {
-        config: CONFIG,
-        calls: Cell::new(0),
-        panic_on,
-    })
+    assert_eq!(
+        CircuitBreaker::<NoopRawMutex, _, _>::try_with_window(invalid, CountWindow::<4>::new())
+            .err(),
+        Some(error)
+    );
+    // A window by time needs its duration, which only the run-time constructor can take.
+    assert_eq!(
+        CircuitBreaker::<NoopRawMutex, _, _>::try_with_window(
+            CONFIG,
+            rustkernel_core::resilience::TimeWindow::<10>::new()
+        )
+        .err(),
+        Some(ConfigError::Missing(ConfigField::WindowDuration))
+    );
+    // `new` is for `static`s, where an invalid configuration does not compile (the module's
+    // `compile_fail` example); at run time it panics with a message that names the fix.
+    let panic = std::panic::catch_unwind(|| CircuitBreaker::<NoopRawMutex>::new(invalid))
+        .expect_err("an invalid breaker cannot be built");
+    let message = panic.downcast_ref::<&str>().copied().unwrap_or_default();
+    assert!(message.contains("try_new"), "{message}");
 }
 
 #[test]
-fn a_build_interrupted_by_a_panic_is_retried_on_the_next_use() {
+fn a_static_failure_rate_breaker_opens_on_its_window() {
     let _clock = serial();
-    let breaker = panicky(1);
-    let interrupted =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| breaker.init())).is_err();
-    assert!(interrupted);
-    // The configuration was still in place: the next use builds the breaker.
-    assert_eq!(breaker.init(), Ok(()));
-    assert_eq!(breaker.state(), CircuitState::Closed);
-    let result = run_ms(breaker.call(|| async { Ok::<_, JobError>(5) }));
-    assert_eq!(result, Ok(5));
-}
-
-#[test]
-fn a_build_that_cannot_be_retried_is_reported_by_init() {
-    let _clock = serial();
-    // Every borrow but one works; the one that panics comes after the configuration was
-    // checked, when it is being moved into the core breaker.
-    let breaker = panicky(2);
-    let interrupted =
-        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| breaker.init())).is_err();
-    assert!(interrupted);
-    let truth = breaker.init();
-    assert_eq!(truth, Err(InitError::Interrupted));
-    assert!(truth.is_err_and(|error| error.to_string().contains("interrupted")));
-    assert_eq!(breaker.state(), CircuitState::ForcedOpen);
-    assert!(breaker.acquire().is_err());
+    run_ms(async {
+        for ok in [true, false, true] {
+            let _ = RATE_BREAKER
+                .call(|| async move { if ok { Ok(()) } else { Err(transient(0)) } })
+                .await;
+        }
+        assert_eq!(RATE_BREAKER.state(), CircuitState::Closed);
+        let _ = fail(&RATE_BREAKER).await; // 2 of 4 failed: 50 %
+        assert_eq!(RATE_BREAKER.state(), CircuitState::Open);
+    });
 }
 
 #[test]

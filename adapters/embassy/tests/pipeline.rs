@@ -49,7 +49,6 @@ static OPENS: Pipeline<CriticalSectionRawMutex> = Pipeline::new(config(2, None),
 #[test]
 fn a_static_pipeline_retries_then_its_breaker_rejects_at_the_top_level() {
     let _clock = serial();
-    OPENS.init().expect("valid");
     let calls = Cell::new(0);
     let outcome = run_ms(
         OPENS.execute_outcome(&rustkernel_core::error::ByClassify, || {
@@ -70,8 +69,7 @@ fn a_static_pipeline_retries_then_its_breaker_rejects_at_the_top_level() {
 fn attempt_timeouts_cut_hung_attempts_within_the_total_deadline() {
     let _clock = serial();
     let pipeline: Pipeline<CriticalSectionRawMutex> =
-        Pipeline::new(config(10, Some(StdDuration::from_millis(100))), 2);
-    pipeline.init().expect("valid");
+        Pipeline::try_new(config(10, Some(StdDuration::from_millis(100))), 2).expect("valid");
     let calls = Cell::new(0);
     let result = run_ms(pipeline.execute(|| {
         calls.set(calls.get() + 1);
@@ -117,4 +115,27 @@ fn a_closure_classifies_a_foreign_error() {
     ));
     assert!(matches!(outcome.result, Err(ResilienceError::Operation(_))));
     assert_eq!((calls.get(), outcome.attempts), (1, 1));
+}
+
+#[test]
+fn an_invalid_configuration_is_a_typed_error() {
+    use rustkernel_core::error::{ConfigError, ConfigField};
+    type P = Pipeline<CriticalSectionRawMutex>;
+
+    let _clock = serial();
+    let mut no_attempts = config(3, None);
+    no_attempts.retry.max_attempts = 0;
+    assert_eq!(
+        P::try_new(no_attempts, 1).err(),
+        Some(ConfigError::Zero(ConfigField::MaxAttempts))
+    );
+    let zero_attempt_timeout = P::try_new(config(3, Some(StdDuration::ZERO)), 1);
+    assert_eq!(
+        zero_attempt_timeout.err(),
+        Some(ConfigError::Zero(ConfigField::DefaultTimeout))
+    );
+    assert_eq!(
+        P::try_new(config(0, None), 1).err(),
+        Some(ConfigError::Zero(ConfigField::FailureThreshold))
+    );
 }

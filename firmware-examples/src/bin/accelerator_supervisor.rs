@@ -29,7 +29,7 @@ use rustkernel_core::error::{ConfigError, ErrorKind, ResilienceError};
 use rustkernel_core::resilience::health::ComponentName;
 use rustkernel_core::resilience::{
     BackoffStrategy, CircuitBreakerConfig, CircuitState, ComponentEvent, ComponentId, Criticality,
-    HealthCheckResult, HealthEvent, HealthProbeConfig, HealthStatus, ProbeRole, Recovery,
+    HealthCheckResult, HealthEvent, HealthProbeConfig, HealthStatus, NoWindow, ProbeRole, Recovery,
     RecoveryAction, RecoveryPolicy, RecoveryStrategy, RestartIntensity, RetryConfig, RetryDecision,
     Transition, ValidRetryConfig,
 };
@@ -123,8 +123,8 @@ const INTENSITY: RestartIntensity = RestartIntensity {
     backoff: None,
 };
 
-// The configurations are checked when the firmware is compiled: an invalid one fails the build.
-const _: () = assert!(BREAKER_CONFIG.validate().is_ok());
+// The configurations are checked when the firmware is compiled: an invalid one fails the build
+// (the breaker's and the retry policy's when their statics are built).
 const _: () = assert!(INTENSITY.validate().is_ok());
 const _: () = assert!(RESTARTS.validate().is_ok() && DEGRADED.validate().is_ok());
 /// The two recovery levels, built (and so checked against each other and the window) when the
@@ -154,8 +154,9 @@ const DEVICE_ID: u32 = 0x0A38_6001;
 // ---- shared state ----------------------------------------------------------------------------
 
 static LINK: Link = Link::new();
-/// The breaker in front of the accelerator (validated at boot with `init`).
-static BREAKER: CircuitBreaker = CircuitBreaker::new(BREAKER_CONFIG);
+/// The breaker in front of the accelerator; its configuration stays in flash.
+static BREAKER: CircuitBreaker<CriticalSectionRawMutex, &CircuitBreakerConfig> =
+    CircuitBreaker::from_static(&BREAKER_CONFIG, NoWindow);
 /// Health of the one component, the accelerator.
 static MONITOR: HealthMonitor<CriticalSectionRawMutex, 1> = HealthMonitor::new();
 /// Health changes, from the monitor to the supervisor.
@@ -432,9 +433,6 @@ async fn main(spawner: Spawner) {
         });
     }
 
-    if BREAKER.init().is_err() {
-        fail("invalid breaker configuration");
-    }
     let Ok(accelerator) = MONITOR.register(
         "accelerator",
         PROBE,
