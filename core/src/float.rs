@@ -112,7 +112,7 @@ const fn grow_by(duration: Duration, excess: f32, cap: Duration) -> Duration {
 /// squarings, stopping as soon as it reaches the cap, so `u32::MAX` costs as little as 2),
 /// then [`grow_by`]. Powers are kept as their excess over 1 (`(1 + a)^2 = 1 + a(2 + a)`), so
 /// each rounding is relative to the growth, not to 1: the delay lies within 10^-6 of the exact
-/// one for factors of 1.1 and more, and within 2 * 10^-5 for factors within 10^-6 of 1 over
+/// one for factors of 1.125 and more, and within 2 * 10^-5 for factors within 10^-6 of 1 over
 /// hundreds of millions of attempts (`docs/f32-backoff.md`), far below any jitter.
 pub(crate) fn grow(initial: Duration, factor: f32, exponent: u32, cap: Duration) -> Duration {
     if initial >= cap {
@@ -344,7 +344,7 @@ mod tests {
         for steps in [1u32, 2, 3, 5, 8, 100, 10_000, 1 << 20, 1 << 22] {
             // 1 + steps * 2^-23: from the smallest growth an f32 holds to 1.5.
             let factor = f32::from_bits(1.0f32.to_bits() + steps);
-            let tolerance = if factor >= 1.1 { 1e-6 } else { 2e-5 };
+            let tolerance = if factor >= 1.125 { 1e-6 } else { 2e-5 };
             let exponents = (0..32).flat_map(|bit| {
                 let power = 1u32 << bit;
                 [power - 1, power, power + 1, power + power / 3]

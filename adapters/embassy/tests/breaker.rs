@@ -36,14 +36,13 @@ static STATIC_BREAKER: CircuitBreaker<CriticalSectionRawMutex, &CircuitBreakerCo
     CircuitBreaker::from_static(&SHARED_CONFIG, NoWindow);
 /// A failure-rate breaker built in a `static`, checked when the test compiles.
 static RATE_BREAKER: CircuitBreaker<CriticalSectionRawMutex, CircuitBreakerConfig, CountWindow<4>> =
-    CircuitBreaker::with_window(
-        CircuitBreakerConfig {
-            failure_rate_threshold: Some(0.5),
-            minimum_calls: 4,
-            ..CONFIG
-        },
-        CountWindow::new(),
-    );
+    CircuitBreaker::with_window(RATE_CONFIG, CountWindow::new());
+/// Opens when half of the last 4 calls failed.
+const RATE_CONFIG: CircuitBreakerConfig = CircuitBreakerConfig {
+    failure_rate_threshold: Some(0.5),
+    minimum_calls: 4,
+    ..CONFIG
+};
 
 fn transient(attempt: u32) -> JobError {
     JobError {
@@ -78,6 +77,24 @@ where
     W: SlidingWindow,
 {
     breaker.call(|| async { Err(transient(0)) }).await
+}
+
+/// Drives a `RATE_CONFIG` breaker over 4 calls: closed after 1 failure in 3, open once 2 of 4
+/// have failed.
+async fn opens_at_half_of_four<M, C, W>(breaker: &CircuitBreaker<M, C, W>)
+where
+    M: RawMutex,
+    C: Borrow<CircuitBreakerConfig>,
+    W: SlidingWindow,
+{
+    for ok in [true, false, true] {
+        let _ = breaker
+            .call(|| async move { if ok { Ok(()) } else { Err(transient(0)) } })
+            .await;
+    }
+    assert_eq!(breaker.state(), CircuitState::Closed);
+    let _ = fail(breaker).await; // 2 of 4 failed: 50 %
+    assert_eq!(breaker.state(), CircuitState::Open);
 }
 
 #[test]
@@ -333,16 +350,7 @@ fn an_invalid_configuration_is_a_typed_error_and_never_a_breaker() {
 #[test]
 fn a_static_failure_rate_breaker_opens_on_its_window() {
     let _clock = serial();
-    run_ms(async {
-        for ok in [true, false, true] {
-            let _ = RATE_BREAKER
-                .call(|| async move { if ok { Ok(()) } else { Err(transient(0)) } })
-                .await;
-        }
-        assert_eq!(RATE_BREAKER.state(), CircuitState::Closed);
-        let _ = fail(&RATE_BREAKER).await; // 2 of 4 failed: 50 %
-        assert_eq!(RATE_BREAKER.state(), CircuitState::Open);
-    });
+    run_ms(opens_at_half_of_four(&RATE_BREAKER));
 }
 
 #[test]
@@ -368,27 +376,13 @@ fn ignored_errors_do_not_count() {
 #[test]
 fn failure_rate_mode_uses_the_window() {
     let _clock = serial();
-    let config = CircuitBreakerConfig {
-        failure_rate_threshold: Some(0.5),
-        minimum_calls: 4,
-        ..CONFIG
-    };
     assert!(
-        CircuitBreaker::<NoopRawMutex>::try_new(config).is_err(),
+        CircuitBreaker::<NoopRawMutex>::try_new(RATE_CONFIG).is_err(),
         "needs a window"
     );
     let breaker: CircuitBreaker<NoopRawMutex, CircuitBreakerConfig, CountWindow<4>> =
-        CircuitBreaker::try_with_window(config, CountWindow::new()).expect("valid");
-    run_ms(async {
-        for ok in [true, false, true] {
-            let _ = breaker
-                .call(|| async move { if ok { Ok(()) } else { Err(transient(0)) } })
-                .await;
-        }
-        assert_eq!(breaker.state(), CircuitState::Closed);
-        let _ = fail(&breaker).await; // 2 of 4 failed: 50 %
-        assert_eq!(breaker.state(), CircuitState::Open);
-    });
+        CircuitBreaker::try_with_window(RATE_CONFIG, CountWindow::new()).expect("valid");
+    run_ms(opens_at_half_of_four(&breaker));
 }
 
 #[test]

@@ -280,7 +280,8 @@ fn index(number: u64) -> usize {
     usize::try_from(number % SLOTS).unwrap_or(0)
 }
 
-/// `retry_ratio` in millionths of a retry, rounded down; NaN and negatives count as zero.
+/// `retry_ratio` in millionths of a retry: the `f32` product `ratio * 10^6` (rounded to nearest)
+/// rounded down, capped at `MAX_RATIO` retries; NaN and negatives count as zero.
 #[allow(
     clippy::cast_possible_truncation,
     clippy::cast_sign_loss,
@@ -288,7 +289,7 @@ fn index(number: u64) -> usize {
     reason = "`as` rounds toward zero and saturates (NaN gives 0); 10^6 is exact in an f32"
 )]
 const fn ratio_units(ratio: f32) -> u64 {
-    // One f32 product, rounded to nearest, so 0.7 counts as 700 000 units, not 699 999.
+    // So 0.7 (0.699999988 as an f32) counts as 700 000 units, not 699 999.
     let units = (ratio * UNITS_PER_RETRY as f32) as u32 as u64;
     if units < MAX_UNITS { units } else { MAX_UNITS }
 }

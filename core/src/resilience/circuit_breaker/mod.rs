@@ -57,7 +57,7 @@ pub use state::{CircuitBreakerStats, CircuitState, OpenReason, Transition, Trip}
 pub use time_window::TimeWindow;
 pub use window::{CountWindow, NoWindow, Outcome, SlidingWindow, WindowCounts};
 
-use crate::error::{ConfigError, ConfigField, ErrorKind, valid_or_panic};
+use crate::error::{ConfigError, ErrorKind, valid_or_panic};
 use crate::time::Instant;
 
 /// Leave to make one call, returned by [`CircuitBreaker::try_acquire`]; give it back with the
@@ -183,6 +183,23 @@ pub struct CircuitBreaker<C = CircuitBreakerConfig, W = NoWindow> {
 }
 
 impl<C, W> CircuitBreaker<C, W> {
+    /// A closed breaker if `checked` is `Ok`, for the `const` constructors; `config` and
+    /// `window` are forgotten otherwise (`const` cannot run a destructor they may have).
+    const fn closed_if(
+        checked: Result<(), ConfigError>,
+        config: C,
+        window: W,
+    ) -> Result<Self, ConfigError> {
+        match checked {
+            Ok(()) => Ok(Self::closed(config, window)),
+            Err(error) => {
+                core::mem::forget(config);
+                core::mem::forget(window);
+                Err(error)
+            }
+        }
+    }
+
     /// A closed breaker over `config` and `window`, both already checked.
     const fn closed(config: C, window: W) -> Self {
         Self {
@@ -213,8 +230,8 @@ const fn check_untimed<W: SlidingWindow>(config: &CircuitBreakerConfig) -> Resul
             "a window by time is configured at run time: build with `try_with_window`"
         );
     }
-    if config.window_duration.is_some() {
-        return Err(ConfigError::NotApplicable(ConfigField::WindowDuration));
+    if let Err(error) = window::refuse_window_duration(config) {
+        return Err(error);
     }
     config.validate_for_window(W::CAPACITY)
 }
@@ -229,14 +246,7 @@ impl<W: SlidingWindow> CircuitBreaker<CircuitBreakerConfig, W> {
     /// # Errors
     /// As [`try_with_window`](Self::try_with_window).
     pub const fn try_const(config: CircuitBreakerConfig, window: W) -> Result<Self, ConfigError> {
-        match check_untimed::<W>(&config) {
-            Ok(()) => Ok(Self::closed(config, window)),
-            Err(error) => {
-                // `W` may have a destructor, which `const` cannot run.
-                core::mem::forget(window);
-                Err(error)
-            }
-        }
+        Self::closed_if(check_untimed::<W>(&config), config, window)
     }
 }
 
@@ -250,13 +260,7 @@ impl<W: SlidingWindow> CircuitBreaker<&'static CircuitBreakerConfig, W> {
         config: &'static CircuitBreakerConfig,
         window: W,
     ) -> Result<Self, ConfigError> {
-        match check_untimed::<W>(config) {
-            Ok(()) => Ok(Self::closed(config, window)),
-            Err(error) => {
-                core::mem::forget(window);
-                Err(error)
-            }
-        }
+        Self::closed_if(check_untimed::<W>(config), config, window)
     }
 }
 

@@ -803,3 +803,66 @@ fn metrics_only_in_the_consecutive_mode_and_a_timed_force_open_return_to_it() {
     assert_eq!(cb.on_success(back, t(6)), None);
     assert_eq!(cb.stats().would_open_count, 1);
 }
+
+/// Built by the compiler: `try_const` and `try_const_ref` run in `const`.
+const CONST_BUILT: Result<CircuitBreaker<CircuitBreakerConfig, CountWindow<4>>, ConfigError> =
+    CircuitBreaker::try_const(
+        CircuitBreakerConfig {
+            failure_rate_threshold: Some(0.5),
+            minimum_calls: 4,
+            ..CircuitBreakerConfig::DEFAULT
+        },
+        CountWindow::new(),
+    );
+static SHARED: CircuitBreakerConfig = CircuitBreakerConfig::DEFAULT;
+
+#[test]
+fn const_constructors_check_as_try_with_window_does() {
+    let mut cb = CONST_BUILT.expect("valid");
+    let now = Instant::from_secs(1);
+    for ok in [true, false, true, false] {
+        let permit = cb.try_acquire(now).expect("closed");
+        if ok {
+            cb.on_success(permit, now);
+        } else {
+            cb.on_failure(permit, ErrorKind::Transient, now);
+        }
+    }
+    assert_eq!(cb.state(), CircuitState::Open);
+    let shared = CircuitBreaker::try_const_ref(&SHARED, NoWindow).expect("valid");
+    assert_eq!(shared.state(), CircuitState::Closed);
+    // The same verdicts as the run-time constructor, for every refusal a window by count has.
+    for config in [
+        CircuitBreakerConfig {
+            failure_threshold: 0,
+            ..CircuitBreakerConfig::DEFAULT
+        },
+        CircuitBreakerConfig {
+            window_duration: Some(Duration::from_secs(10)),
+            ..CircuitBreakerConfig::DEFAULT
+        },
+        CircuitBreakerConfig {
+            failure_rate_threshold: Some(0.5),
+            minimum_calls: 5,
+            ..CircuitBreakerConfig::DEFAULT
+        },
+    ] {
+        let expected = CircuitBreaker::try_with_window(config, CountWindow::<4>::new()).err();
+        assert!(expected.is_some(), "{config:?}");
+        assert_eq!(
+            CircuitBreaker::try_const(config, CountWindow::<4>::new()).err(),
+            expected
+        );
+    }
+    assert_eq!(
+        CircuitBreaker::try_const(
+            CircuitBreakerConfig {
+                window_duration: Some(Duration::from_secs(10)),
+                ..CircuitBreakerConfig::DEFAULT
+            },
+            NoWindow
+        )
+        .err(),
+        Some(ConfigError::NotApplicable(ConfigField::WindowDuration))
+    );
+}

@@ -71,11 +71,19 @@ pub trait SlidingWindow {
     /// # Errors
     /// A window by count refuses a `window_duration` (which only a window by time reads).
     fn configure(&mut self, config: &CircuitBreakerConfig) -> Result<(), ConfigError> {
-        if config.window_duration.is_some() {
-            Err(ConfigError::NotApplicable(ConfigField::WindowDuration))
-        } else {
-            Ok(())
-        }
+        refuse_window_duration(config)
+    }
+}
+
+/// What a window by count asks of the configuration: no `window_duration`, which only a window
+/// by time reads. `const`, for the breaker's `const` constructors.
+pub(crate) const fn refuse_window_duration(
+    config: &CircuitBreakerConfig,
+) -> Result<(), ConfigError> {
+    if config.window_duration.is_some() {
+        Err(ConfigError::NotApplicable(ConfigField::WindowDuration))
+    } else {
+        Ok(())
     }
 }
 
