@@ -71,7 +71,7 @@ fn pipe_round_trips(worker: &PathBuf) -> Vec<Duration> {
     let mut stdin = child.stdin.take().unwrap();
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut buf = Vec::new();
-    assert!(protocol::read_frame_blocking(&mut stdout, &mut buf).unwrap()); // Hello
+    assert!(protocol::read_frame_blocking(&mut stdout, &mut buf, protocol::MAX_FRAME_LEN).unwrap()); // Hello
     let mut samples = Vec::with_capacity(CALLS);
     for id in 0..(WARM_UP + CALLS) as u64 {
         let frame = HostFrame::Request {
@@ -82,7 +82,10 @@ fn pipe_round_trips(worker: &PathBuf) -> Vec<Duration> {
         let started = Instant::now();
         stdin.write_all(&protocol::encode(&frame).unwrap()).unwrap();
         loop {
-            assert!(protocol::read_frame_blocking(&mut stdout, &mut buf).unwrap());
+            assert!(
+                protocol::read_frame_blocking(&mut stdout, &mut buf, protocol::MAX_FRAME_LEN)
+                    .unwrap()
+            );
             if let WorkerFrame::Reply { id: got, result } = protocol::decode(&mut buf).unwrap() {
                 assert_eq!(got, id);
                 assert!(result.is_ok());

@@ -224,6 +224,24 @@ pub struct GpuFile {
     /// Silence after which the worker is killed and restarted (default 1 s).
     #[serde(default, with = "humantime_serde::option")]
     pub heartbeat_timeout: Option<Duration>,
+    /// How long the worker's start-up (`cuInit`, loading the PTX, a first kernel) may take
+    /// before it is killed and restarted (default 30 s). The service serves from the CPU
+    /// meanwhile.
+    #[serde(default, with = "humantime_serde::option")]
+    pub startup_timeout: Option<Duration>,
+    /// How long after a failure the worker is restarted (default 1 s).
+    #[serde(default, with = "humantime_serde::option")]
+    pub restart_delay: Option<Duration>,
+    /// Restarts allowed within `restart_window` before the GPU path stops restarting for one
+    /// window and serves from the CPU (default 3).
+    pub max_restarts: Option<u32>,
+    /// The window restarts are counted in (default 60 s).
+    #[serde(default, with = "humantime_serde::option")]
+    pub restart_window: Option<Duration>,
+    /// How long past a request's deadline the worker may still answer before it is killed
+    /// (default 250 ms).
+    #[serde(default, with = "humantime_serde::option")]
+    pub kill_grace: Option<Duration>,
 }
 
 /// The worker's backend.
@@ -802,9 +820,27 @@ impl ServiceConfig {
                     )
                 })
                 .collect(),
-            gpu: GpuFile {
-                enabled: Some(self.gpu.is_some()),
-                ..self.gpu_file.clone()
+            gpu: match &self.gpu {
+                Some(gpu) => GpuFile {
+                    enabled: Some(true),
+                    worker: Some(gpu.worker_path.clone()),
+                    backend: Some(match gpu.backend {
+                        crate::gpu::BackendKind::Cuda => GpuBackend::Cuda,
+                        crate::gpu::BackendKind::Cpu => GpuBackend::Cpu,
+                    }),
+                    ptx_dir: gpu.ptx_dir.clone(),
+                    heartbeat_interval: Some(gpu.heartbeat_interval),
+                    heartbeat_timeout: Some(gpu.heartbeat_timeout),
+                    startup_timeout: Some(gpu.startup_timeout),
+                    restart_delay: Some(gpu.restart.restart_delay),
+                    max_restarts: Some(gpu.restart.max_restarts),
+                    restart_window: Some(gpu.intensity.window),
+                    kill_grace: Some(gpu.kill_grace),
+                },
+                None => GpuFile {
+                    enabled: Some(false),
+                    ..self.gpu_file.clone()
+                },
             },
             telemetry: self.telemetry.to_file(),
         }
@@ -970,7 +1006,7 @@ impl ConfigFile {
             }
         }
 
-        let gpu = resolve_gpu(&self.gpu, base)?;
+        let gpu = resolve_gpu(&self.gpu, base, body_limit)?;
         let telemetry = self
             .telemetry
             .resolve()
@@ -999,6 +1035,7 @@ impl ConfigFile {
 fn resolve_gpu(
     file: &GpuFile,
     base: Option<&Path>,
+    body_limit: usize,
 ) -> Result<Option<crate::gpu::GpuConfig>, ConfigError> {
     if !file.enabled.unwrap_or(false) {
         return Ok(None);
@@ -1022,9 +1059,19 @@ fn resolve_gpu(
             GpuBackend::Cpu => crate::gpu::BackendKind::Cpu,
         };
     }
-    config.ptx_dir.clone_from(&file.ptx_dir);
+    // Relative paths in the file are the file's: they resolve against its directory.
+    config.ptx_dir = file.ptx_dir.as_ref().map(|dir| match base {
+        Some(base) if dir.is_relative() => base.join(dir),
+        _ => dir.clone(),
+    });
     set(&mut config.heartbeat_interval, file.heartbeat_interval);
     set(&mut config.heartbeat_timeout, file.heartbeat_timeout);
+    set(&mut config.startup_timeout, file.startup_timeout);
+    set(&mut config.restart.restart_delay, file.restart_delay);
+    set(&mut config.restart.max_restarts, file.max_restarts);
+    set(&mut config.intensity.window, file.restart_window);
+    set(&mut config.kill_grace, file.kill_grace);
+    config.max_frame_len = crate::gpu::GpuConfig::frame_limit_for_body(body_limit);
     config
         .validate()
         .map_err(|error| invalid("gpu", error.to_string()))?;
@@ -1169,6 +1216,57 @@ mod tests {
             .expect("valid");
         assert_eq!(again.resilience.circuit_breaker, cb);
         assert_eq!(again.breaker_mode, BreakerMode::MetricsOnly);
+    }
+
+    #[test]
+    fn the_gpu_workers_timings_come_from_the_file_and_show_again() {
+        let text = "[server]\nbody_limit_bytes = 1048576\n[gpu]\nenabled = true\nworker = \"bin/rustkernel-worker\"\nptx_dir = \"ptx\"\nstartup_timeout = \"5s\"\nrestart_delay = \"200ms\"\nmax_restarts = 5\nrestart_window = \"2m\"\nkill_grace = \"100ms\"";
+        let base = Path::new("/etc/rustkernel");
+        let config = ConfigFile::parse(text)
+            .expect("parses")
+            .resolve(Some(base))
+            .expect("valid");
+        let gpu = config.gpu.clone().expect("enabled");
+        assert_eq!(gpu.worker_path, base.join("bin/rustkernel-worker"));
+        // A relative PTX directory is the config file's, like the worker's path.
+        assert_eq!(gpu.ptx_dir, Some(base.join("ptx")));
+        assert_eq!(gpu.startup_timeout, Duration::from_secs(5));
+        assert_eq!(gpu.restart.restart_delay, Duration::from_millis(200));
+        assert_eq!(gpu.restart.max_restarts, 5);
+        assert_eq!(gpu.intensity.window, Duration::from_secs(120));
+        assert_eq!(gpu.kill_grace, Duration::from_millis(100));
+        assert_eq!(
+            gpu.max_frame_len,
+            crate::gpu::GpuConfig::frame_limit_for_body(1_048_576)
+        );
+        // `config show` lists every value in effect, defaults included.
+        let shown = config.to_file().to_toml().expect("writes");
+        for line in [
+            "startup_timeout = \"5s\"",
+            "restart_delay = \"200ms\"",
+            "max_restarts = 5",
+            "restart_window = \"2m\"",
+            "kill_grace = \"100ms\"",
+            "heartbeat_timeout = \"1s\"",
+        ] {
+            assert!(shown.contains(line), "{line} missing from:\n{shown}");
+        }
+        let again = ConfigFile::parse(&shown)
+            .expect("parses")
+            .resolve(None)
+            .expect("valid");
+        let shown_gpu = again.gpu.expect("enabled");
+        assert_eq!(shown_gpu.restart, gpu.restart);
+        assert_eq!(shown_gpu.intensity, gpu.intensity);
+        assert_eq!(shown_gpu.ptx_dir, gpu.ptx_dir);
+        // Too many restarts for the window's capacity: named.
+        let bad = ConfigFile::parse("[gpu]\nenabled = true\nworker = \"w\"\nmax_restarts = 100000")
+            .expect("parses")
+            .resolve(None);
+        assert!(
+            matches!(&bad, Err(e) if e.to_string().contains("gpu")),
+            "{bad:?}"
+        );
     }
 
     #[test]

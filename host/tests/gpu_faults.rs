@@ -100,6 +100,20 @@ async fn ready(executor: &GpuExecutor) {
     ready_nth(executor, 1).await;
 }
 
+/// Waits for the first worker to say that its backend cannot run here.
+async fn unavailable(executor: &GpuExecutor) {
+    assert!(
+        executor
+            .wait_for(PATIENCE, |s| matches!(
+                s.phase,
+                WorkerPhase::Unavailable { .. }
+            ))
+            .await,
+        "not unavailable: {:?}",
+        executor.status()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_clean_worker_answers_with_the_cpu_kernels_result() {
     let executor = GpuExecutor::start(config(None)).await.expect("starts");
@@ -339,6 +353,7 @@ async fn a_missing_worker_binary_leaves_the_cpu_path() {
     let mut config = config(None);
     config.worker_path = "/nonexistent/rustkernel-worker".into();
     let executor = GpuExecutor::start(config).await.expect("starts");
+    unavailable(&executor).await;
     let health = executor.health();
     assert_eq!(health.status, HealthStatus::Unhealthy);
     assert!(
@@ -362,6 +377,7 @@ async fn a_worker_without_cuda_says_so_and_the_cpu_answers() {
     let mut config = config(None);
     config.backend = BackendKind::Cuda;
     let executor = GpuExecutor::start(config).await.expect("starts");
+    unavailable(&executor).await;
     assert_eq!(
         executor.health().message(),
         "GPU unavailable: worker built without CUDA (the `cuda` feature)"

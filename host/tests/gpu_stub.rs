@@ -34,6 +34,11 @@ mod with_cuda {
         config.nvml = false;
         config.startup_timeout = Duration::from_secs(10);
         let executor = GpuExecutor::start(config).await.expect("starts");
+        executor
+            .wait_for(Duration::from_secs(15), |s| {
+                s.phase != WorkerPhase::Starting
+            })
+            .await;
         assert_eq!(
             executor.phase(),
             WorkerPhase::Unavailable {
@@ -63,6 +68,68 @@ mod with_cuda {
                 n: 2,
                 c: vec![19.0, 22.0, 43.0, 50.0]
             })
+        );
+        executor.shutdown().await;
+    }
+
+    /// A machine without the NVIDIA driver: the worker's loader cannot find `libcuda.so.1`
+    /// (here: the worker's cleared environment keeps no `LD_LIBRARY_PATH` to the stub) and
+    /// exits with 127 before `main`. The executor says so and does not restart it in a loop.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn without_a_driver_the_gpu_is_unavailable_without_a_restart_loop() {
+        if !against_the_stub() {
+            return;
+        }
+        if std::path::Path::new("/dev/nvidiactl").exists() {
+            eprintln!("skipped: this machine has an NVIDIA driver");
+            return;
+        }
+        let mut config = GpuConfig::new(env!("CARGO_BIN_EXE_rustkernel-worker"));
+        config.backend = BackendKind::Cuda;
+        config.nvml = false;
+        config.env_passthrough = Vec::new();
+        config.restart.restart_delay = Duration::from_millis(10);
+        let executor = GpuExecutor::start(config).await.expect("starts");
+        assert!(
+            executor
+                .wait_for(Duration::from_secs(15), |s| matches!(
+                    s.phase,
+                    WorkerPhase::Unavailable { .. }
+                ))
+                .await,
+            "{:?}",
+            executor.status()
+        );
+        let health = executor.health();
+        assert_eq!(health.status, HealthStatus::Unhealthy);
+        assert!(
+            health
+                .message()
+                .starts_with("GPU unavailable: no NVIDIA driver"),
+            "{}",
+            health.message()
+        );
+        // A restart loop would have started more workers by now (10 ms apart).
+        assert!(
+            !executor
+                .wait_for(Duration::from_millis(500), |s| s.workers_started > 1)
+                .await,
+            "{:?}",
+            executor.status()
+        );
+        let request = KernelRequest::MatMul(MatMulInput {
+            n: 1,
+            a: vec![2.0],
+            b: vec![3.0],
+        });
+        let (response, backend) = executor
+            .execute(request, Duration::from_secs(5))
+            .await
+            .expect("answers");
+        assert_eq!(backend, Backend::Cpu);
+        assert_eq!(
+            response,
+            KernelResponse::MatMul(MatMulOutput { n: 1, c: vec![6.0] })
         );
         executor.shutdown().await;
     }

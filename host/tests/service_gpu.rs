@@ -61,6 +61,8 @@ fn gpu_component(body: &serde_json::Value) -> serde_json::Value {
 async fn kernels_run_on_the_worker() {
     let (running, base) = start("cpu").await;
     let client = reqwest::Client::new();
+    // The service serves at once; the worker's start-up ends in the background.
+    wait_health(&client, &base, |b| gpu_component(b)["status"] == "healthy").await;
     let response = client
         .post(format!("{base}/v1/kernels/linalg/matmul/execute"))
         .body(r#"{"n":2,"a":[1,2,3,4],"b":[5,6,7,8]}"#)
@@ -108,5 +110,144 @@ async fn without_a_gpu_the_service_fails_over_to_the_cpu_and_stays_ready() {
     assert_eq!(health["status"], "degraded", "{health}");
     let (status, ready) = get_json(&client, &format!("{base}/health/ready")).await;
     assert_eq!((status, ready["status"].as_str()), (200, Some("ready")));
+    running.shutdown().await.unwrap();
+}
+
+fn component<'a>(body: &'a serde_json::Value, name: &str) -> &'a serde_json::Value {
+    body["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == name)
+        .unwrap_or(&serde_json::Value::Null)
+}
+
+/// The chaos run of issue 25, replayed on the worker's CPU backend: 16 clients with 500 ms
+/// deadlines, and the worker stopped (SIGSTOP) for a second under them. The requests
+/// waiting for the stalled worker fail over to the CPU; the device's breaker takes the
+/// blame; no request gets a 503 or a 504, both kernels' breakers stay closed, and readiness
+/// stays 200 throughout.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_stalled_worker_is_the_devices_fault_and_the_cpu_serves_its_requests() {
+    // The defaults that matter: heartbeats every 100 ms, killed after 1 s of silence.
+    let worker = env!("CARGO_BIN_EXE_rustkernel-worker");
+    let text = format!(
+        "[gpu]\nenabled = true\nworker = {worker:?}\nbackend = \"cpu\"\n\
+         [limits]\nper_client_rate = 0\n\
+         [resilience.health_check]\ninterval = \"50ms\"\ntimeout = \"50ms\"\nfailure_threshold = 1\nsuccess_threshold = 1\n"
+    );
+    let config = ConfigFile::parse(&text).unwrap().resolve(None).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = service::start_on(config, listener).await.unwrap();
+    let base = format!("http://{}", running.local_addr());
+    let client = reqwest::Client::new();
+    wait_health(&client, &base, |b| gpu_component(b)["status"] == "healthy").await;
+    let pid = running.state().gpu.as_ref().unwrap().worker_pid().unwrap();
+
+    let bodies = [
+        (
+            "graph/pagerank",
+            r#"{"num_nodes":4,"edges":[[0,1],[1,2],[2,3],[3,0],[0,2]]}"#,
+        ),
+        ("linalg/matmul", r#"{"n":2,"a":[1,2,3,4],"b":[5,6,7,8]}"#),
+    ];
+    let stop = tokio::time::Instant::now() + Duration::from_millis(2500);
+    let mut clients = tokio::task::JoinSet::new();
+    for i in 0..16usize {
+        let client = client.clone();
+        let base = base.clone();
+        let (kernel, body) = bodies[i % 2];
+        clients.spawn(async move {
+            let mut statuses = Vec::new();
+            while tokio::time::Instant::now() < stop {
+                let response = client
+                    .post(format!("{base}/v1/kernels/{kernel}/execute"))
+                    .header("x-request-timeout-ms", "500")
+                    .body(body)
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                let body: serde_json::Value = response.json().await.unwrap();
+                statuses.push((status, body["backend"].as_str().unwrap_or("").to_owned()));
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            statuses
+        });
+    }
+    // Readiness, polled throughout.
+    let probe_client = client.clone();
+    let probe_base = base.clone();
+    let readiness = tokio::spawn(async move {
+        let mut answers = Vec::new();
+        while tokio::time::Instant::now() < stop {
+            let response = probe_client
+                .get(format!("{probe_base}/health/ready"))
+                .send()
+                .await
+                .unwrap();
+            answers.push(response.status().as_u16());
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        answers
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let signal = |name: &str| {
+        let status = std::process::Command::new("kill")
+            .args([name, &pid.to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success(), "kill {name} {pid}");
+    };
+    signal("-STOP");
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    // The supervisor killed it at the heartbeat timeout; a CONT to a dead pid may fail.
+    let _ = std::process::Command::new("kill")
+        .args(["-CONT", &pid.to_string()])
+        .status();
+
+    let mut answers = Vec::new();
+    while let Some(statuses) = clients.join_next().await {
+        answers.extend(statuses.unwrap());
+    }
+    let bad: Vec<_> = answers
+        .iter()
+        .filter(|(status, _)| *status != 200)
+        .collect();
+    assert!(
+        bad.is_empty(),
+        "{} of {} failed, the first: {:?}",
+        bad.len(),
+        answers.len(),
+        &bad[..bad.len().min(5)]
+    );
+    assert!(
+        answers.iter().any(|(_, backend)| backend == "cpu"),
+        "no failover"
+    );
+    let ready = readiness.await.unwrap();
+    let not_ready = ready.iter().filter(|&&s| s != 200).count();
+    assert!(
+        !ready.is_empty() && not_ready == 0,
+        "{not_ready} of {} probes not 200",
+        ready.len()
+    );
+
+    let health = get_json(&client, &format!("{base}/health")).await.1;
+    for kernel in ["kernel/graph/pagerank", "kernel/linalg/matmul"] {
+        assert_eq!(component(&health, kernel)["status"], "healthy", "{health}");
+    }
+    // The stall was charged to the device: its breaker counted failures.
+    let gpu = running.state().gpu.as_ref().unwrap();
+    let stats = gpu.breaker().stats();
+    assert!(
+        stats.failure_count > 0 || stats.transitions > 0,
+        "{stats:?}"
+    );
+    assert!(
+        gpu.workers_started() >= 2,
+        "the stalled worker was not replaced"
+    );
     running.shutdown().await.unwrap();
 }

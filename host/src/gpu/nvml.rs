@@ -63,6 +63,8 @@ pub struct NvmlReading {
     pub thermal_or_hw_throttled: bool,
     /// Uncorrected ECC errors since the driver loaded (volatile), where ECC is on.
     pub ecc_uncorrected: Option<u64>,
+    /// Why Xid events are not watched (NVML refused to register for them), if so.
+    pub xid_watch_off: Option<String>,
 }
 
 impl NvmlReading {
@@ -78,10 +80,14 @@ impl NvmlReading {
                 self.ecc_uncorrected.unwrap_or(0)
             ));
         }
+        let xid = self
+            .xid_watch_off
+            .as_ref()
+            .map_or_else(String::new, |why| format!("; Xid watching off: {why}"));
         if self.thermal_or_hw_throttled {
-            return NvmlStatus::Degraded(format!("throttled (thermal or hardware), {temp}"));
+            return NvmlStatus::Degraded(format!("throttled (thermal or hardware), {temp}{xid}"));
         }
-        NvmlStatus::Ok(format!("{} at {temp}", self.name))
+        NvmlStatus::Ok(format!("{} at {temp}{xid}", self.name))
     }
 }
 
@@ -129,11 +135,22 @@ fn watch(on_xid: &dyn Fn(u64), on_status: &dyn Fn(NvmlStatus), stop: &AtomicBool
             return;
         }
     };
-    let events = nvml.create_event_set().ok().and_then(|set| {
-        device
-            .register_events(EventTypes::CRITICAL_XID_ERROR, set)
-            .ok()
-    });
+    let events = nvml
+        .create_event_set()
+        .map_err(|e| e.to_string())
+        .and_then(|set| {
+            device
+                .register_events(EventTypes::CRITICAL_XID_ERROR, set)
+                .map_err(|e| e.error.to_string())
+        });
+    let xid_watch_off = match &events {
+        Ok(_) => None,
+        Err(e) => {
+            tracing::warn!(target: "rustkernel::gpu", "NVML: cannot watch Xid events: {e}");
+            Some(e.clone())
+        }
+    };
+    let events = events.ok();
     let mut next_read = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         if Instant::now() >= next_read {
@@ -151,6 +168,7 @@ fn watch(on_xid: &dyn Fn(u64), on_status: &dyn Fn(NvmlStatus), stop: &AtomicBool
                 ecc_uncorrected: device
                     .total_ecc_errors(MemoryError::Uncorrected, EccCounter::Volatile)
                     .ok(),
+                xid_watch_off: xid_watch_off.clone(),
             };
             on_status(reading.status());
             next_read = Instant::now() + READ_EVERY;
@@ -194,6 +212,18 @@ mod tests {
         assert_eq!(
             r.status(),
             NvmlStatus::Degraded("throttled (thermal or hardware), 54 C".into())
+        );
+        r.xid_watch_off = Some("Not supported".into());
+        assert_eq!(
+            r.status(),
+            NvmlStatus::Degraded(
+                "throttled (thermal or hardware), 54 C; Xid watching off: Not supported".into()
+            )
+        );
+        r.thermal_or_hw_throttled = false;
+        assert_eq!(
+            r.status(),
+            NvmlStatus::Ok("H200 at 54 C; Xid watching off: Not supported".into())
         );
         r.ecc_uncorrected = Some(2);
         assert_eq!(

@@ -33,7 +33,7 @@
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rustkernel_core::error::{Classify, ErrorKind};
@@ -44,7 +44,7 @@ use rustkernel_core::resilience::{
 use rustkernel_tokio::clock;
 use rustkernel_tokio::resilience::CircuitBreaker;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, Command};
+use tokio::process::{Child, Command};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
@@ -97,6 +97,12 @@ pub struct GpuConfig {
     pub nvml: bool,
     /// A fault for the worker to inject (tests only).
     pub fault: Option<WorkerFault>,
+    /// The longest frame either side reads, in bytes: the service sets it from its request
+    /// body limit (a worker that writes bytes without a delimiter costs at most this much).
+    pub max_frame_len: usize,
+    /// How long to wait before starting a worker again after one reported that its backend
+    /// cannot run here (no device, no driver, no PTX): a probe, not a restart loop.
+    pub unavailable_retry: Duration,
 }
 
 impl GpuConfig {
@@ -124,6 +130,8 @@ impl GpuConfig {
             env_passthrough: vec!["PATH".into(), "LD_LIBRARY_PATH".into(), "CUDA_*".into()],
             nvml: true,
             fault: None,
+            max_frame_len: protocol::MAX_FRAME_LEN,
+            unavailable_retry: Duration::from_secs(60),
         }
     }
 
@@ -156,6 +164,12 @@ impl GpuConfig {
         if self.startup_timeout.is_zero() {
             return bad("startup_timeout must be above zero".into());
         }
+        if self.max_frame_len < 1024 {
+            return bad(format!(
+                "max_frame_len ({} bytes) must be at least 1024",
+                self.max_frame_len
+            ));
+        }
         Recovery::<{ rustkernel_core::resilience::DEFAULT_RESTART_CAPACITY }>::try_new(
             self.restart,
             self.intensity,
@@ -165,6 +179,28 @@ impl GpuConfig {
             .validate()
             .map_err(|e| GpuError::Config(format!("breaker: {e}")))?;
         Ok(())
+    }
+
+    /// The frame limit for a service whose request bodies are at most `body_limit` bytes: a
+    /// request's frame is at most four times its JSON body (the shortest JSON number, `0,`,
+    /// is 2 bytes; postcard writes an `f64` in 8), plus COBS's one byte in 254 and room for
+    /// the frame's header; a reply is smaller than its request.
+    #[must_use]
+    pub fn frame_limit_for_body(body_limit: usize) -> usize {
+        body_limit
+            .saturating_mul(4)
+            .saturating_add(body_limit / 50)
+            .saturating_add(64 * 1024)
+    }
+
+    /// How long a worker may be silent (no heartbeat, no bytes) before the requests waiting
+    /// for it fail over to the CPU: three heartbeat intervals or a third of the heartbeat
+    /// timeout, whichever is longer, and at most two thirds of the timeout (the kill).
+    #[must_use]
+    pub fn stall_after(&self) -> Duration {
+        (self.heartbeat_interval * 3)
+            .max(self.heartbeat_timeout / 3)
+            .min(self.heartbeat_timeout * 2 / 3)
     }
 
     /// The worker's command line for the worker started `generation`-th (0 = the first).
@@ -181,6 +217,8 @@ impl GpuConfig {
             self.heartbeat_interval.as_millis().max(1).to_string(),
             "--init-timeout-ms".to_owned(),
             self.startup_timeout.as_millis().to_string(),
+            "--max-frame-bytes".to_owned(),
+            self.max_frame_len.to_string(),
         ];
         if let Some(dir) = &self.ptx_dir {
             args.push("--ptx-dir".into());
@@ -262,6 +300,9 @@ pub struct GpuStatus {
     pub worker_pid: Option<u32>,
     /// NVML's verdict, `None` when NVML is not asked or has not answered yet.
     pub nvml: Option<nvml::NvmlStatus>,
+    /// The worker has been silent (no heartbeat, no bytes) for [`GpuConfig::stall_after`]:
+    /// requests go to the CPU until it speaks again or is replaced.
+    pub worker_silent: bool,
 }
 
 type GpuState = GpuStatus;
@@ -275,20 +316,118 @@ enum AttemptError {
     WorkerLost(String),
     /// No worker to send it to.
     Unavailable(String),
-    /// The request's deadline passed before it could be sent.
+    /// The worker fell silent (no heartbeat, no bytes) while the request waited for it.
+    Stalled,
+    /// The request waited for the worker until only its CPU run's time was left.
+    FailoverDue,
+    /// The request's deadline passed before the worker answered.
     Deadline,
+}
+
+/// Counts a job from the moment a caller queues it until the supervisor is done with it
+/// (answered, skipped or dropped with a dead worker): while any is counted, the worker is
+/// busy and a new request would wait behind it.
+#[derive(Debug)]
+struct Ticket(Arc<AtomicUsize>);
+
+impl Ticket {
+    fn new(outstanding: &Arc<AtomicUsize>) -> Self {
+        outstanding.fetch_add(1, Ordering::AcqRel);
+        Self(outstanding.clone())
+    }
+}
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 struct Job {
     request: Arc<KernelRequest>,
     deadline: Instant,
     reply: oneshot::Sender<Result<KernelResponse, AttemptError>>,
+    ticket: Ticket,
 }
 
 enum Command_ {
     Job(Job),
     Xid(u64),
     Shutdown,
+}
+
+/// Recent CPU run times per kernel, as nanoseconds per unit of work
+/// ([`work_units`](crate::service::execute::work_units)), for the failover decision: a request
+/// may wait for the worker only while what is left of its deadline still covers the p90 of
+/// its kernel's CPU runs, scaled to its size (plus a quarter and [`COST_MARGIN`]).
+#[derive(Debug, Default)]
+struct CpuCosts {
+    /// Indexed by [`kernel_index`].
+    kernels: [std::sync::Mutex<CostRing>; 2],
+}
+
+/// The last [`COST_SAMPLES`] costs of one kernel, oldest overwritten first.
+#[derive(Debug, Default)]
+struct CostRing {
+    ns_per_unit: [f64; COST_SAMPLES],
+    len: usize,
+    next: usize,
+}
+
+const COST_SAMPLES: usize = 32;
+
+/// Added to the scaled p90 (with a quarter of it) for the hop to the blocking pool and the
+/// scheduling noise a p90 of small runs does not show.
+const COST_MARGIN: Duration = Duration::from_millis(2);
+
+fn kernel_index(request: &KernelRequest) -> usize {
+    match request {
+        KernelRequest::PageRank(_) => 0,
+        KernelRequest::MatMul(_) => 1,
+    }
+}
+
+impl CpuCosts {
+    fn ring(&self, request: &KernelRequest) -> Option<std::sync::MutexGuard<'_, CostRing>> {
+        self.kernels.get(kernel_index(request)).map(|ring| {
+            ring.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+        })
+    }
+
+    /// Notes a successful CPU run of `request` that took `elapsed`.
+    fn record(&self, request: &KernelRequest, elapsed: Duration) {
+        let units = crate::service::execute::work_units(request).max(1);
+        #[allow(clippy::cast_precision_loss)] // a cost estimate; 2^52 units is far off
+        let cost = elapsed.as_nanos() as f64 / units as f64;
+        if let Some(mut ring) = self.ring(request) {
+            let at = ring.next;
+            if let Some(slot) = ring.ns_per_unit.get_mut(at) {
+                *slot = cost;
+            }
+            ring.next = (at + 1) % COST_SAMPLES;
+            ring.len = (ring.len + 1).min(COST_SAMPLES);
+        }
+    }
+
+    /// The p90 of the kernel's recent CPU runs scaled to `request`'s size; `None` before the
+    /// kernel's first CPU run.
+    fn estimate(&self, request: &KernelRequest) -> Option<Duration> {
+        let ring = self.ring(request)?;
+        let mut costs: Vec<f64> = ring.ns_per_unit.get(..ring.len)?.to_vec();
+        drop(ring);
+        if costs.is_empty() {
+            return None;
+        }
+        costs.sort_by(f64::total_cmp);
+        // The nearest-rank p90: the smallest cost at or above 90 % of the samples.
+        let rank = (costs.len() * 9).div_ceil(10).max(1) - 1;
+        let p90 = costs.get(rank).copied()?;
+        #[allow(clippy::cast_precision_loss)]
+        let units = crate::service::execute::work_units(request).max(1) as f64;
+        let run = Duration::from_secs_f64((p90 * units / 1e9).clamp(0.0, 3.6e6));
+        Some(run + run / 4 + COST_MARGIN)
+    }
 }
 
 /// The service's handle on the GPU: runs kernel requests on the worker, or on the CPU when
@@ -300,6 +439,9 @@ pub struct GpuExecutor {
     breaker: CircuitBreaker,
     supervisor: tokio::task::JoinHandle<()>,
     nvml_stop: Arc<AtomicBool>,
+    /// Jobs queued or running on the worker ([`Ticket`]).
+    outstanding: Arc<AtomicUsize>,
+    cpu_costs: CpuCosts,
 }
 
 impl std::fmt::Debug for Command_ {
@@ -313,10 +455,9 @@ impl std::fmt::Debug for Command_ {
 }
 
 impl GpuExecutor {
-    /// Validates the config, starts the supervisor and waits for the first worker's start-up
-    /// to end (ready, unavailable or failed, within [`GpuConfig::startup_timeout`] and a
-    /// second). The executor serves requests whatever the outcome: on the CPU until the GPU is
-    /// ready.
+    /// Validates the config and starts the supervisor, which starts the first worker in the
+    /// background: the executor serves at once, on the CPU until the worker says it is ready
+    /// (watch [`status`](Self::status) or [`wait_for`](Self::wait_for) to know when).
     ///
     /// # Errors
     /// [`GpuError::Config`] for an invalid config.
@@ -327,13 +468,14 @@ impl GpuExecutor {
             .try_build()
             .map_err(|e| GpuError::Config(format!("breaker: {e}")))?;
         let (commands, rx) = mpsc::channel(256);
-        let (state_tx, mut state) = watch::channel(GpuState {
+        let (state_tx, state) = watch::channel(GpuState {
             phase: WorkerPhase::Starting,
             hardware_xid: None,
             application_xids: 0,
             workers_started: 0,
             worker_pid: None,
             nvml: None,
+            worker_silent: false,
         });
         let nvml_stop = Arc::new(AtomicBool::new(false));
         if config.nvml {
@@ -347,26 +489,40 @@ impl GpuExecutor {
                 nvml_stop.clone(),
             );
         }
-        let wait = config.startup_timeout + Duration::from_secs(1);
         let supervisor = tokio::spawn(supervise(config, rx, state_tx));
-        let _ =
-            tokio::time::timeout(wait, state.wait_for(|s| s.phase != WorkerPhase::Starting)).await;
         Ok(Self {
             commands,
             state,
             breaker,
             supervisor,
             nvml_stop,
+            outstanding: Arc::new(AtomicUsize::new(0)),
+            cpu_costs: CpuCosts::default(),
         })
     }
 
     /// Runs `request` within `deadline`: on the worker when it is ready and the device's
-    /// breaker admits the call, otherwise (or when the attempt fails for any reason but the
-    /// deadline) on the CPU, on tokio's blocking pool, with what is left of the deadline.
+    /// breaker admits the call, otherwise on the CPU (tokio's blocking pool) with what is left
+    /// of the deadline.
     ///
-    /// The worker runs one request at a time; others wait in its queue (up to 256, then they
-    /// go to the CPU), and one still queued when its deadline passes gets
-    /// [`GpuError::DeadlineExceeded`].
+    /// # Failure attribution
+    /// Whatever goes wrong on the way to and inside the worker is the device's: its breaker
+    /// (`gpu0`) counts it, and the request fails over to the CPU. The caller (the kernel's
+    /// own breaker) sees only what the kernel did: a result, a kernel error, or a deadline
+    /// the kernel itself ran out.
+    /// - A request waits for a busy worker (one running or holding queued requests) only
+    ///   while what is left of its deadline covers its CPU run: the p90 of the kernel's recent
+    ///   CPU runs, scaled to the request's size. With no CPU run to go by yet, it does not
+    ///   wait at all. Past that point it fails over (the device's breaker counts a timeout).
+    /// - A worker silent for [`GpuConfig::stall_after`] (no heartbeat, no bytes) sends every
+    ///   request waiting for it to the CPU at once, well before the heartbeat timeout kills
+    ///   it; new requests go to the CPU until it speaks again.
+    /// - A worker that dies, is killed, sends garbage or replies with a CUDA error: CPU
+    ///   failover (the device's breaker counts it).
+    ///
+    /// The device has one worker, which runs one request at a time (a GPU runs one kernel of
+    /// this size at a time anyway); the CPU is the second path, and the rules above keep a
+    /// stalled worker from holding requests that the CPU can serve.
     ///
     /// Returns the response and the path that computed it.
     ///
@@ -379,13 +535,29 @@ impl GpuExecutor {
         request: KernelRequest,
         deadline: Duration,
     ) -> Result<(KernelResponse, Backend), GpuError> {
-        let deadline = Instant::now() + deadline;
+        let now = Instant::now();
+        let deadline = now + deadline;
         kernels::validate(&request).map_err(GpuError::InvalidInput)?;
         let request = Arc::new(request);
-        let ready = matches!(self.state.borrow().phase, WorkerPhase::Ready { .. });
-        if ready && let Ok(permit) = self.breaker.try_acquire() {
-            {
-                match self.attempt_gpu(request.clone(), deadline).await {
+        let usable = {
+            let state = self.state.borrow();
+            matches!(state.phase, WorkerPhase::Ready { .. }) && !state.worker_silent
+        };
+        if usable && let Ok(permit) = self.breaker.try_acquire() {
+            let failover_at = self
+                .cpu_costs
+                .estimate(&request)
+                .map(|cpu| deadline.checked_sub(cpu).unwrap_or(now).max(now));
+            let busy = self.outstanding.load(Ordering::Acquire) > 0;
+            if busy && failover_at.is_none_or(|at| at <= now) {
+                // Waiting behind the worker would leave the CPU no time (or nothing tells how
+                // long the CPU takes yet): the CPU serves it now. Nothing was tried.
+                drop(permit);
+            } else {
+                match self
+                    .attempt_gpu(request.clone(), deadline, failover_at)
+                    .await
+                {
                     Ok(response) => {
                         permit.success();
                         return Ok((response, Backend::Gpu));
@@ -397,6 +569,10 @@ impl GpuExecutor {
                     Err(AttemptError::Kernel(e)) if e.kind == ErrorKind::Timeout => {
                         permit.failure(ErrorKind::Timeout);
                         return Err(GpuError::DeadlineExceeded);
+                    }
+                    Err(error @ (AttemptError::Stalled | AttemptError::FailoverDue)) => {
+                        tracing::debug!(target: "rustkernel::gpu", ?error, "worker too slow for the deadline; CPU failover");
+                        permit.failure(ErrorKind::Timeout);
                     }
                     Err(AttemptError::Kernel(e)) => {
                         tracing::debug!(target: "rustkernel::gpu", error = %e, "GPU attempt failed; CPU failover");
@@ -414,30 +590,63 @@ impl GpuExecutor {
                 }
             }
         }
-        run_cpu_within(request, deadline)
+        self.run_cpu(request, deadline)
             .await
             .map(|r| (r, Backend::Cpu))
     }
 
+    /// Queues `request` for the worker and waits for its answer until `failover_at` (when
+    /// set), the deadline, or the worker falling silent, whichever comes first.
     async fn attempt_gpu(
         &self,
         request: Arc<KernelRequest>,
         deadline: Instant,
+        failover_at: Option<Instant>,
     ) -> Result<KernelResponse, AttemptError> {
         let (reply, answer) = oneshot::channel();
         let job = Command_::Job(Job {
             request,
             deadline,
             reply,
+            ticket: Ticket::new(&self.outstanding),
         });
         if self.commands.try_send(job).is_err() {
             return Err(AttemptError::Unavailable("worker queue full".into()));
         }
-        match tokio::time::timeout_at(deadline, answer).await {
-            Err(_) => Err(AttemptError::Deadline),
-            Ok(Err(_)) => Err(AttemptError::WorkerLost("supervisor gone".into())),
-            Ok(Ok(result)) => result,
+        let mut state = self.state.clone();
+        let silent = async move {
+            if state.wait_for(|s| s.worker_silent).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        let give_up = failover_at.map_or(deadline, |at| at.min(deadline));
+        tokio::select! {
+            biased;
+            answer = answer => match answer {
+                Err(_) => Err(AttemptError::WorkerLost("supervisor gone".into())),
+                Ok(result) => result,
+            },
+            () = silent => Err(AttemptError::Stalled),
+            () = tokio::time::sleep_until(give_up) => Err(if give_up < deadline {
+                AttemptError::FailoverDue
+            } else {
+                AttemptError::Deadline
+            }),
         }
+    }
+
+    /// Runs `request` on the CPU within `deadline` and notes how long a success took.
+    async fn run_cpu(
+        &self,
+        request: Arc<KernelRequest>,
+        deadline: Instant,
+    ) -> Result<KernelResponse, GpuError> {
+        let started = Instant::now();
+        let result = run_cpu_within(request.clone(), deadline).await;
+        if result.is_ok() {
+            self.cpu_costs.record(&request, started.elapsed());
+        }
+        result
     }
 
     /// The `gpu` health component: healthy while the worker is ready (NVML permitting),
@@ -536,7 +745,11 @@ fn state_health(state: &GpuState) -> HealthCheckResult {
                 HealthCheckResult::new(HealthStatus::Healthy, &format!("unknown: {why}"))
             }
             Some(nvml::NvmlStatus::Degraded(why)) => HealthCheckResult::degraded(why),
-            _ => HealthCheckResult::new(
+            Some(nvml::NvmlStatus::Ok(summary)) => HealthCheckResult::new(
+                HealthStatus::Healthy,
+                &format!("ready: {backend} on {device}; {summary}"),
+            ),
+            None => HealthCheckResult::new(
                 HealthStatus::Healthy,
                 &format!("ready: {backend} on {device}"),
             ),
@@ -588,11 +801,16 @@ async fn run_cpu_within(
 enum Ended {
     /// It failed (the reason is for health and logs); restart under the policy.
     Failed(String),
-    /// Its backend cannot run here.
+    /// Its backend cannot run here (no device, no driver, no PTX): probed again after
+    /// [`GpuConfig::unavailable_retry`], without counting as a restart.
     Unavailable(String),
     /// Shutdown was asked for.
     Shutdown,
 }
+
+/// The exit status of a process whose dynamic loader could not find a library it links
+/// (`libcuda.so.1` for the CUDA worker on a machine without the NVIDIA driver).
+const EXIT_LIBRARY_MISSING: i32 = 127;
 
 async fn supervise(
     config: GpuConfig,
@@ -614,44 +832,34 @@ async fn supervise(
         )
         .await;
         generation = generation.saturating_add(1);
-        let (reason, unavailable) = match ended {
-            Ended::Shutdown => break,
-            Ended::Failed(reason) => (reason, false),
-            Ended::Unavailable(reason) => (reason, true),
-        };
         let now = clock::now();
-        let (until, phase, escalated) = match recovery.on_failure(now) {
-            RecoveryAction::Restart { at, attempt }
-            | RecoveryAction::RestartPending { at, attempt } => (
-                clock::to_tokio(at),
-                if unavailable {
-                    WorkerPhase::Unavailable {
-                        reason: reason.clone(),
-                    }
-                } else {
-                    WorkerPhase::Restarting {
-                        attempt,
-                        reason: reason.clone(),
-                    }
-                },
+        let (until, phase, escalated) = match ended {
+            Ended::Shutdown => break,
+            // Not a crash: restarting sooner would find the same machine.
+            Ended::Unavailable(reason) => (
+                Instant::now() + config.unavailable_retry,
+                WorkerPhase::Unavailable { reason },
                 false,
             ),
-            _ => (
-                clock::to_tokio(now.saturating_add(config.intensity.window)),
-                if unavailable {
-                    WorkerPhase::Unavailable {
-                        reason: reason.clone(),
-                    }
-                } else {
-                    WorkerPhase::Crashing {
-                        reason: reason.clone(),
-                    }
-                },
-                true,
-            ),
+            Ended::Failed(reason) => match recovery.on_failure(now) {
+                RecoveryAction::Restart { at, attempt }
+                | RecoveryAction::RestartPending { at, attempt } => (
+                    clock::to_tokio(at),
+                    WorkerPhase::Restarting { attempt, reason },
+                    false,
+                ),
+                _ => (
+                    clock::to_tokio(now.saturating_add(config.intensity.window)),
+                    WorkerPhase::Crashing { reason },
+                    true,
+                ),
+            },
         };
-        tracing::warn!(target: "rustkernel::gpu", %reason, ?phase, "GPU worker down");
-        state.send_modify(|s| s.phase = phase);
+        tracing::warn!(target: "rustkernel::gpu", ?phase, "GPU worker down");
+        state.send_modify(|s| {
+            s.phase = phase;
+            s.worker_silent = false;
+        });
         if !idle_until(until, &mut commands, &state).await {
             break;
         }
@@ -703,17 +911,92 @@ fn note_xid(state: &watch::Sender<GpuState>, xid: u64) -> bool {
     }
 }
 
-/// Events from the reader task.
+/// Events from the reader and writer tasks.
 enum Event {
     Frame(WorkerFrame),
     Bad(protocol::ProtocolError),
     Eof,
+    /// Writing to the worker's stdin failed.
+    WriteFailed(String),
+}
+
+/// What the writer task sends to the worker.
+enum Outgoing {
+    Request {
+        id: u64,
+        deadline_us: u64,
+        request: Arc<KernelRequest>,
+    },
+    Shutdown,
 }
 
 struct InFlight {
     id: u64,
     kill_at: Instant,
     reply: oneshot::Sender<Result<KernelResponse, AttemptError>>,
+    _ticket: Ticket,
+}
+
+/// When the worker last showed life: a frame, or any bytes of one (a large reply takes
+/// longer to write than the heartbeat timeout, and its heartbeats wait behind it). Written by
+/// the reader task, read by the supervisor.
+#[derive(Debug)]
+struct Liveness {
+    base: Instant,
+    micros: std::sync::atomic::AtomicU64,
+}
+
+impl Liveness {
+    fn new() -> Self {
+        Self {
+            base: Instant::now(),
+            micros: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    fn beat(&self) {
+        let micros = u64::try_from(self.base.elapsed().as_micros()).unwrap_or(u64::MAX);
+        self.micros.fetch_max(micros, Ordering::Relaxed);
+    }
+
+    fn last(&self) -> Instant {
+        self.base + Duration::from_micros(self.micros.load(Ordering::Relaxed))
+    }
+}
+
+/// Requests larger than this (an estimate of their encoding, in bytes) are encoded on the
+/// blocking pool rather than on the async worker thread.
+const ENCODE_INLINE_BYTES: usize = 1 << 20;
+
+fn encoded_size_estimate(request: &KernelRequest) -> usize {
+    match request {
+        KernelRequest::PageRank(input) => input.edges.len().saturating_mul(10),
+        KernelRequest::MatMul(input) => input
+            .a
+            .len()
+            .saturating_add(input.b.len())
+            .saturating_mul(9),
+    }
+}
+
+async fn encode_outgoing(out: Outgoing) -> Result<Vec<u8>, String> {
+    match out {
+        Outgoing::Shutdown => protocol::encode(&HostFrame::Shutdown).map_err(|e| e.to_string()),
+        Outgoing::Request {
+            id,
+            deadline_us,
+            request,
+        } => {
+            if encoded_size_estimate(&request) <= ENCODE_INLINE_BYTES {
+                return protocol::encode_request(id, deadline_us, &request)
+                    .map_err(|e| e.to_string());
+            }
+            tokio::task::spawn_blocking(move || protocol::encode_request(id, deadline_us, &request))
+                .await
+                .map_err(|e| format!("encoding task: {e}"))?
+                .map_err(|e| e.to_string())
+        }
+    }
 }
 
 fn spawn_worker(config: &GpuConfig, generation: u32) -> std::io::Result<Child> {
@@ -752,12 +1035,19 @@ async fn run_worker(
         let _ = child.kill().await;
         return Ended::Failed("worker pipes missing".into());
     };
+    let liveness = Arc::new(Liveness::new());
     let (events_tx, mut events) = mpsc::unbounded_channel();
+    let reader_events = events_tx.clone();
+    let reader_liveness = liveness.clone();
+    let max_frame = config.max_frame_len;
     let reader = tokio::spawn(async move {
         let mut stdout = BufReader::with_capacity(64 * 1024, stdout);
         let mut buf = Vec::new();
         loop {
-            let event = match protocol::read_frame(&mut stdout, &mut buf).await {
+            let read =
+                protocol::read_frame(&mut stdout, &mut buf, max_frame, || reader_liveness.beat())
+                    .await;
+            let event = match read {
                 Ok(true) => match protocol::decode::<WorkerFrame>(&mut buf) {
                     Ok(frame) => Event::Frame(frame),
                     Err(e) => Event::Bad(e),
@@ -767,10 +1057,29 @@ async fn run_worker(
                 Err(e) => Event::Bad(e),
             };
             let last = !matches!(event, Event::Frame(_));
-            if events_tx.send(event).is_err() || last {
+            if reader_events.send(event).is_err() || last {
                 return;
             }
         }
+    });
+    // The writer owns stdin, so that writing a large request never keeps the supervisor from
+    // reading heartbeats, replies and commands.
+    let (outgoing, mut to_write) = mpsc::channel::<Outgoing>(2);
+    let writer = tokio::spawn(async move {
+        while let Some(out) = to_write.recv().await {
+            let written = match encode_outgoing(out).await {
+                Ok(wire) => match stdin.write_all(&wire).await {
+                    Ok(()) => stdin.flush().await.map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                },
+                Err(e) => Err(e),
+            };
+            if let Err(why) = written {
+                let _ = events_tx.send(Event::WriteFailed(format!("writing to the worker: {why}")));
+                return;
+            }
+        }
+        // Dropping stdin closes the pipe: the worker reads its end and exits.
     });
     let pid = child.id().unwrap_or(0);
     state.send_modify(|s| s.worker_pid = child.id());
@@ -781,10 +1090,11 @@ async fn run_worker(
         }
     });
 
-    let ended = serve(
+    let mut ended = serve(
         config,
-        &mut stdin,
+        &outgoing,
         &mut events,
+        &liveness,
         commands,
         state,
         recovery,
@@ -793,8 +1103,9 @@ async fn run_worker(
     .await;
 
     if matches!(ended, Ended::Shutdown) {
-        let _ = write_frame(&mut stdin, &HostFrame::Shutdown).await;
-        drop(stdin);
+        let _ = outgoing.send(Outgoing::Shutdown).await;
+        drop(outgoing);
+        let _ = tokio::time::timeout(config.kill_grace, writer).await;
         if tokio::time::timeout(config.kill_grace, child.wait())
             .await
             .is_err()
@@ -802,33 +1113,42 @@ async fn run_worker(
             let _ = child.kill().await;
         }
     } else {
-        drop(stdin);
-        let _ = child.kill().await;
+        drop(outgoing);
+        writer.abort();
+        // A worker that exited by itself (its stdout closed) is reaped for its status first;
+        // one still running is killed.
+        if tokio::time::timeout(Duration::from_millis(100), child.wait())
+            .await
+            .is_err()
+        {
+            let _ = child.kill().await;
+        }
     }
     let status = child.wait().await.ok();
-    state.send_modify(|s| s.worker_pid = None);
+    if let Ended::Failed(why) = &ended
+        && status.and_then(|s| s.code()) == Some(EXIT_LIBRARY_MISSING)
+    {
+        tracing::debug!(target: "rustkernel::gpu", %why, "worker could not load a library");
+        ended = Ended::Unavailable(
+            "no NVIDIA driver (the worker cannot load the CUDA driver library, libcuda; exit status 127)".into(),
+        );
+    }
+    state.send_modify(|s| {
+        s.worker_pid = None;
+        s.worker_silent = false;
+    });
     reader.abort();
     stderr_task.abort();
     tracing::debug!(target: "rustkernel::gpu", ?status, "GPU worker gone");
     ended
 }
 
-async fn write_frame(stdin: &mut ChildStdin, frame: &HostFrame) -> Result<(), String> {
-    let wire = protocol::encode(frame).map_err(|e| e.to_string())?;
-    stdin
-        .write_all(&wire)
-        .await
-        .map_err(|e| format!("writing to the worker: {e}"))?;
-    stdin
-        .flush()
-        .await
-        .map_err(|e| format!("writing to the worker: {e}"))
-}
-
+#[allow(clippy::too_many_arguments)] // the supervisor's state, lent for one worker's life
 async fn serve(
     config: &GpuConfig,
-    stdin: &mut ChildStdin,
+    outgoing: &mpsc::Sender<Outgoing>,
     events: &mut mpsc::UnboundedReceiver<Event>,
+    liveness: &Liveness,
     commands: &mut mpsc::Receiver<Command_>,
     state: &watch::Sender<GpuState>,
     recovery: &mut Recovery,
@@ -861,6 +1181,7 @@ async fn serve(
                     return Ended::Failed(format!("unexpected frame before Hello: {other:?}"));
                 }
                 Some(Event::Bad(e)) => return Ended::Failed(format!("undecodable bytes from the worker: {e}")),
+                Some(Event::WriteFailed(why)) => return Ended::Failed(why),
                 Some(Event::Eof) | None => return Ended::Failed("worker exited during start-up".into()),
             },
             cmd = commands.recv() => match cmd {
@@ -873,8 +1194,8 @@ async fn serve(
         }
     }
 
+    liveness.beat();
     let mut in_flight: Option<InFlight> = None;
-    let mut last_beat = Instant::now();
     let lost = |in_flight: &mut Option<InFlight>, why: &str| {
         if let Some(job) = in_flight.take() {
             let _ = job
@@ -882,23 +1203,41 @@ async fn serve(
                 .send(Err(AttemptError::WorkerLost(why.to_owned())));
         }
     };
+    let stall_after = config.stall_after();
     loop {
         let kill_at = in_flight.as_ref().map(|j| j.kill_at);
+        let alive_at = liveness.last();
+        let silent = state.borrow().worker_silent;
         tokio::select! {
-            () = tokio::time::sleep_until(last_beat + config.heartbeat_timeout) => {
+            () = tokio::time::sleep_until(alive_at + config.heartbeat_timeout) => {
+                if liveness.last() > alive_at {
+                    continue; // bytes arrived meanwhile
+                }
                 let why = format!("no heartbeat for {:?}", config.heartbeat_timeout);
                 lost(&mut in_flight, &why);
                 return Ended::Failed(why);
+            }
+            () = tokio::time::sleep_until(alive_at + stall_after), if !silent => {
+                if liveness.last() == alive_at {
+                    // Requests waiting for it go to the CPU now; the kill comes at the
+                    // heartbeat timeout.
+                    tracing::debug!(target: "rustkernel::gpu", ?stall_after, "worker silent");
+                    state.send_modify(|s| s.worker_silent = true);
+                }
             }
             () = tokio::time::sleep_until(kill_at.unwrap_or_else(clock::never)), if kill_at.is_some() => {
                 let why = format!("request overran its deadline by {:?}", config.kill_grace);
                 lost(&mut in_flight, &why);
                 return Ended::Failed(why);
             }
-            event = events.recv() => match event {
-                Some(Event::Frame(WorkerFrame::Heartbeat { .. })) => last_beat = Instant::now(),
+            event = events.recv() => {
+                if silent {
+                    state.send_modify(|s| s.worker_silent = false);
+                }
+                match event {
+                Some(Event::Frame(WorkerFrame::Heartbeat { .. })) => liveness.beat(),
                 Some(Event::Frame(WorkerFrame::Reply { id, result })) => {
-                    last_beat = Instant::now();
+                    liveness.beat();
                     if in_flight.as_ref().is_some_and(|j| j.id == id) {
                         let poisoned = match &result {
                             Err(e) if e.poisoned => Some(e.to_string()),
@@ -927,10 +1266,15 @@ async fn serve(
                     lost(&mut in_flight, &why);
                     return Ended::Failed(why);
                 }
+                Some(Event::WriteFailed(why)) => {
+                    lost(&mut in_flight, &why);
+                    return Ended::Failed(why);
+                }
                 Some(Event::Eof) | None => {
                     let why = "worker exited".to_owned();
                     lost(&mut in_flight, &why);
                     return Ended::Failed(why);
+                }
                 }
             },
             cmd = commands.recv(), if in_flight.is_none() => match cmd {
@@ -943,30 +1287,29 @@ async fn serve(
                 Some(Command_::Job(job)) => {
                     let now = Instant::now();
                     if now >= job.deadline || job.reply.is_closed() {
+                        // Its caller failed over or gave up: the worker is spared the work.
                         let _ = job.reply.send(Err(AttemptError::Deadline));
                         continue;
                     }
                     let id = *next_id;
                     *next_id = next_id.wrapping_add(1);
                     let remaining = job.deadline.saturating_duration_since(now);
-                    let frame = HostFrame::Request {
+                    let out = Outgoing::Request {
                         id,
                         deadline_us: u64::try_from(remaining.as_micros()).unwrap_or(u64::MAX),
-                        request: (*job.request).clone(),
+                        request: job.request,
                     };
-                    let kill_at = job.deadline + config.kill_grace;
-                    match tokio::time::timeout_at(kill_at, write_frame(stdin, &frame)).await {
-                        Ok(Ok(())) => in_flight = Some(InFlight { id, kill_at, reply: job.reply }),
-                        Ok(Err(why)) => {
-                            let _ = job.reply.send(Err(AttemptError::WorkerLost(why.clone())));
-                            return Ended::Failed(why);
-                        }
-                        Err(_) => {
-                            let why = "worker stopped reading its requests".to_owned();
-                            let _ = job.reply.send(Err(AttemptError::WorkerLost(why.clone())));
-                            return Ended::Failed(why);
-                        }
+                    if outgoing.send(out).await.is_err() {
+                        let why = "the writer to the worker stopped".to_owned();
+                        let _ = job.reply.send(Err(AttemptError::WorkerLost(why.clone())));
+                        return Ended::Failed(why);
                     }
+                    in_flight = Some(InFlight {
+                        id,
+                        kill_at: job.deadline + config.kill_grace,
+                        reply: job.reply,
+                        _ticket: job.ticket,
+                    });
                 }
             },
         }
@@ -978,7 +1321,9 @@ impl Classify for AttemptError {
         match self {
             AttemptError::Kernel(e) => e.kind,
             AttemptError::WorkerLost(_) | AttemptError::Unavailable(_) => ErrorKind::Unavailable,
-            AttemptError::Deadline => ErrorKind::Timeout,
+            AttemptError::Stalled | AttemptError::FailoverDue | AttemptError::Deadline => {
+                ErrorKind::Timeout
+            }
         }
     }
 }
@@ -1003,6 +1348,80 @@ mod tests {
             first.starts_with("--backend cpu --heartbeat-ms 100"),
             "{first}"
         );
+    }
+
+    fn pagerank(nodes: u32, edges: usize) -> KernelRequest {
+        KernelRequest::PageRank(crate::kernels::PageRankInput {
+            num_nodes: nodes,
+            edges: vec![[0, 1]; edges],
+            damping: 0.85,
+            max_iterations: 10,
+            tolerance: 1e-9,
+        })
+    }
+
+    #[test]
+    fn cpu_cost_is_the_p90_of_recent_runs_scaled_to_the_request() {
+        let costs = CpuCosts::default();
+        let small = pagerank(90, 10); // (90 + 10) x 10 = 1,000 units
+        assert_eq!(costs.estimate(&small), None, "no history, no estimate");
+        // 1 ns per unit nine times, 10 ns once: the nearest-rank p90 of ten is the ninth.
+        for _ in 0..9 {
+            costs.record(&small, Duration::from_micros(1));
+        }
+        costs.record(&small, Duration::from_micros(10));
+        let run = Duration::from_micros(1);
+        assert_eq!(costs.estimate(&small), Some(run + run / 4 + COST_MARGIN));
+        // Ten times the work, ten times the run.
+        let large = pagerank(900, 100);
+        let run = Duration::from_micros(10);
+        assert_eq!(costs.estimate(&large), Some(run + run / 4 + COST_MARGIN));
+        // Matmul keeps its own history.
+        let matmul = KernelRequest::MatMul(crate::kernels::MatMulInput {
+            n: 1,
+            a: vec![1.0],
+            b: vec![1.0],
+        });
+        assert_eq!(costs.estimate(&matmul), None);
+        // Only the last 32 runs count.
+        for _ in 0..COST_SAMPLES {
+            costs.record(&small, Duration::from_micros(3));
+        }
+        let run = Duration::from_micros(3);
+        assert_eq!(costs.estimate(&small), Some(run + run / 4 + COST_MARGIN));
+    }
+
+    #[test]
+    fn the_frame_limit_follows_the_body_limit() {
+        let config = GpuConfig::new("w");
+        assert_eq!(config.max_frame_len, protocol::MAX_FRAME_LEN);
+        let limit = GpuConfig::frame_limit_for_body(16 * 1024 * 1024);
+        assert!(
+            limit > 4 * 16 * 1024 * 1024 && limit < 5 * 16 * 1024 * 1024,
+            "{limit}"
+        );
+        let mut config = GpuConfig::new("w");
+        config.max_frame_len = 10;
+        assert!(
+            matches!(config.validate(), Err(GpuError::Config(m)) if m.contains("max_frame_len"))
+        );
+        let args = GpuConfig::new("w").worker_args(0).join(" ");
+        assert!(
+            args.contains(&format!("--max-frame-bytes {}", protocol::MAX_FRAME_LEN)),
+            "{args}"
+        );
+    }
+
+    #[test]
+    fn a_worker_is_called_silent_well_before_it_is_killed() {
+        let mut config = GpuConfig::new("w");
+        assert_eq!(config.stall_after(), Duration::from_secs(1) / 3);
+        config.heartbeat_interval = Duration::from_millis(20);
+        config.heartbeat_timeout = Duration::from_millis(300);
+        assert_eq!(config.stall_after(), Duration::from_millis(100));
+        config.heartbeat_interval = Duration::from_millis(100);
+        config.heartbeat_timeout = Duration::from_millis(150);
+        assert_eq!(config.stall_after(), Duration::from_millis(100));
     }
 
     #[test]
@@ -1031,6 +1450,7 @@ mod tests {
             workers_started: 1,
             worker_pid: None,
             nvml: None,
+            worker_silent: false,
         };
         let h = state_health(&state);
         assert_eq!(

@@ -147,8 +147,8 @@ pub enum ProtocolError {
     UnsupportedVersion(u8),
     /// The payload is not a frame of this version.
     Malformed(postcard::Error),
-    /// No delimiter within [`MAX_FRAME_LEN`] bytes.
-    TooLong,
+    /// No delimiter within the reader's limit (this many bytes).
+    TooLong(usize),
     /// The stream ended in the middle of a frame.
     Truncated,
     /// Reading or writing the pipe failed.
@@ -165,7 +165,12 @@ impl fmt::Display for ProtocolError {
                 "frame has protocol version {v}, this side speaks {PROTOCOL_VERSION}"
             ),
             ProtocolError::Malformed(e) => write!(f, "malformed frame: {e}"),
-            ProtocolError::TooLong => write!(f, "no frame delimiter within {MAX_FRAME_LEN} bytes"),
+            ProtocolError::TooLong(limit) => {
+                write!(
+                    f,
+                    "no frame delimiter within the frame limit of {limit} bytes"
+                )
+            }
             ProtocolError::Truncated => f.write_str("stream ended in the middle of a frame"),
             ProtocolError::Io(e) => write!(f, "pipe error: {e}"),
         }
@@ -190,17 +195,42 @@ impl Classify for ProtocolError {
     }
 }
 
-/// Encodes a frame, delimiter included.
+/// Encodes a frame, delimiter included: the version byte and the postcard body are written
+/// straight into their COBS encoding, in one pass (a 1 GiB matmul request is not copied into
+/// an intermediate buffer first).
 ///
 /// # Errors
 /// [`ProtocolError::Malformed`] if serde refuses the value (never for this module's frames).
 pub fn encode<T: Serialize>(frame: &T) -> Result<Vec<u8>, ProtocolError> {
-    let mut raw = Vec::with_capacity(64);
-    raw.push(PROTOCOL_VERSION);
-    let raw = postcard::to_extend(frame, raw).map_err(ProtocolError::Malformed)?;
-    let mut wire = cobs::encode_vec(&raw);
-    wire.push(DELIMITER);
-    Ok(wire)
+    // A tuple is its fields back to back in postcard: the version byte, then the frame.
+    postcard::to_stdvec_cobs(&(PROTOCOL_VERSION, frame)).map_err(ProtocolError::Malformed)
+}
+
+/// The borrowed twin of [`HostFrame::Request`]: the same variant index and fields, so the
+/// same bytes, written from a request the service keeps (no clone of its arrays).
+#[derive(Serialize)]
+enum HostFrameRef<'a> {
+    Request {
+        id: u64,
+        deadline_us: u64,
+        request: &'a KernelRequest,
+    },
+}
+
+/// Encodes `HostFrame::Request { id, deadline_us, request }` without cloning `request`.
+///
+/// # Errors
+/// As [`encode`].
+pub fn encode_request(
+    id: u64,
+    deadline_us: u64,
+    request: &KernelRequest,
+) -> Result<Vec<u8>, ProtocolError> {
+    encode(&HostFrameRef::Request {
+        id,
+        deadline_us,
+        request,
+    })
 }
 
 /// Decodes one frame: the bytes between two delimiters, without the delimiter (a trailing
@@ -232,7 +262,8 @@ pub fn decode<T: DeserializeOwned>(bytes: &mut [u8]) -> Result<T, ProtocolError>
     Ok(frame)
 }
 
-/// Reads the next frame's bytes (delimiter excluded) from a blocking reader into `buf`.
+/// Reads the next frame's bytes (delimiter excluded) from a blocking reader into `buf`, at
+/// most `max_len` bytes ([`MAX_FRAME_LEN`] when no smaller limit is configured).
 ///
 /// Returns `Ok(false)` at a clean end of stream (nothing read since the last frame).
 ///
@@ -241,6 +272,7 @@ pub fn decode<T: DeserializeOwned>(bytes: &mut [u8]) -> Result<T, ProtocolError>
 pub fn read_frame_blocking<R: BufRead>(
     reader: &mut R,
     buf: &mut Vec<u8>,
+    max_len: usize,
 ) -> Result<bool, ProtocolError> {
     buf.clear();
     loop {
@@ -263,8 +295,8 @@ pub fn read_frame_blocking<R: BufRead>(
         let chunk = available.get(..taken).unwrap_or_default();
         buf.extend_from_slice(chunk.strip_suffix(&[DELIMITER]).unwrap_or(chunk));
         reader.consume(taken);
-        if buf.len() >= MAX_FRAME_LEN {
-            return Err(ProtocolError::TooLong);
+        if buf.len() >= max_len {
+            return Err(ProtocolError::TooLong(max_len));
         }
         if done {
             return Ok(true);
@@ -273,13 +305,16 @@ pub fn read_frame_blocking<R: BufRead>(
 }
 
 /// Reads the next frame's bytes (delimiter excluded) from an async reader into `buf`; the
-/// async twin of [`read_frame_blocking`].
+/// async twin of [`read_frame_blocking`]. `progress` is called after every chunk read, so a
+/// caller can tell a worker that is writing a large frame from one that is silent.
 ///
 /// # Errors
 /// As [`read_frame_blocking`].
 pub async fn read_frame<R: tokio::io::AsyncBufRead + Unpin>(
     reader: &mut R,
     buf: &mut Vec<u8>,
+    max_len: usize,
+    mut progress: impl FnMut(),
 ) -> Result<bool, ProtocolError> {
     use tokio::io::AsyncBufReadExt;
     buf.clear();
@@ -299,8 +334,9 @@ pub async fn read_frame<R: tokio::io::AsyncBufRead + Unpin>(
         let chunk = available.get(..taken).unwrap_or_default();
         buf.extend_from_slice(chunk.strip_suffix(&[DELIMITER]).unwrap_or(chunk));
         reader.consume(taken);
-        if buf.len() >= MAX_FRAME_LEN {
-            return Err(ProtocolError::TooLong);
+        progress();
+        if buf.len() >= max_len {
+            return Err(ProtocolError::TooLong(max_len));
         }
         if done {
             return Ok(true);
@@ -362,7 +398,37 @@ mod tests {
             }),
         };
         let mut wire = encode(&request).expect("encodes");
+        // The one-pass encoding is the COBS of the version byte and the postcard body.
+        let mut raw = vec![PROTOCOL_VERSION];
+        raw.extend(postcard::to_stdvec(&request).expect("ser"));
+        let mut two_pass = cobs::encode_vec(&raw);
+        two_pass.push(DELIMITER);
+        assert_eq!(wire, two_pass);
+        // The borrowed request frame writes the same bytes as the owned one.
+        let HostFrame::Request { request: inner, .. } = &request else {
+            panic!("a request");
+        };
+        assert_eq!(encode_request(1, 5_000, inner).expect("encodes"), wire);
         assert_eq!(decode::<HostFrame>(&mut wire).expect("decodes"), request);
+    }
+
+    #[tokio::test]
+    async fn a_stream_without_a_delimiter_stops_at_the_limit_and_reports_progress() {
+        let stream = vec![0x55; 1000];
+        let mut reader = tokio::io::BufReader::with_capacity(64, stream.as_slice());
+        let mut buf = Vec::new();
+        let mut chunks = 0;
+        let result = read_frame(&mut reader, &mut buf, 256, || chunks += 1).await;
+        assert!(
+            matches!(result, Err(ProtocolError::TooLong(256))),
+            "{result:?}"
+        );
+        assert_eq!(chunks, 4);
+        let mut blocking = io::BufReader::with_capacity(64, stream.as_slice());
+        assert!(matches!(
+            read_frame_blocking(&mut blocking, &mut buf, 100),
+            Err(ProtocolError::TooLong(100))
+        ));
     }
 
     #[test]
@@ -412,15 +478,15 @@ mod tests {
         let mut reader = io::BufReader::with_capacity(7, stream.as_slice());
         let mut buf = Vec::new();
         for frame in frames() {
-            assert!(read_frame_blocking(&mut reader, &mut buf).expect("reads"));
+            assert!(read_frame_blocking(&mut reader, &mut buf, MAX_FRAME_LEN).expect("reads"));
             assert_eq!(decode::<WorkerFrame>(&mut buf).expect("decodes"), frame);
         }
         assert!(matches!(
-            read_frame_blocking(&mut reader, &mut buf),
+            read_frame_blocking(&mut reader, &mut buf, MAX_FRAME_LEN),
             Err(ProtocolError::Truncated)
         ));
         let mut empty: &[u8] = &[];
-        assert!(!read_frame_blocking(&mut empty, &mut buf).expect("clean end"));
+        assert!(!read_frame_blocking(&mut empty, &mut buf, MAX_FRAME_LEN).expect("clean end"));
     }
 
     #[tokio::test]
@@ -432,10 +498,18 @@ mod tests {
         let mut reader = tokio::io::BufReader::with_capacity(5, stream.as_slice());
         let mut buf = Vec::new();
         for frame in frames() {
-            assert!(read_frame(&mut reader, &mut buf).await.expect("reads"));
+            assert!(
+                read_frame(&mut reader, &mut buf, MAX_FRAME_LEN, || {})
+                    .await
+                    .expect("reads")
+            );
             assert_eq!(decode::<WorkerFrame>(&mut buf).expect("decodes"), frame);
         }
-        assert!(!read_frame(&mut reader, &mut buf).await.expect("clean end"));
+        assert!(
+            !read_frame(&mut reader, &mut buf, MAX_FRAME_LEN, || {})
+                .await
+                .expect("clean end")
+        );
     }
 
     #[test]

@@ -60,6 +60,15 @@ pub enum FaultKind {
     /// Reply with a sticky CUDA error (700, illegal address) and exit with
     /// [`EXIT_POISONED`], as a real poisoned context does.
     Poisoned,
+    /// A real out-of-bounds store on the GPU: the CUDA backend launches a kernel that writes
+    /// outside its buffer, replies with the sticky 700 it gets and exits with
+    /// [`EXIT_POISONED`]. A backend without a GPU (the CPU one) replies as [`FaultKind::Poisoned`].
+    #[value(name = "gpu-oob")]
+    GpuOutOfBounds,
+    /// A kernel that never returns: the CUDA backend launches one that spins on the device
+    /// (heartbeats go on), so only the service's deadline and kill free the GPU for the next
+    /// worker. A backend without a GPU hangs the worker's thread, as [`FaultKind::Hang`].
+    GpuHang,
 }
 
 impl FaultKind {
@@ -72,6 +81,8 @@ impl FaultKind {
             FaultKind::Garbage => "garbage",
             FaultKind::SlowHeartbeats => "slow-heartbeats",
             FaultKind::Poisoned => "poisoned",
+            FaultKind::GpuOutOfBounds => "gpu-oob",
+            FaultKind::GpuHang => "gpu-hang",
         }
     }
 }
@@ -101,6 +112,9 @@ pub struct WorkerArgs {
     /// The request (1 = the first) that triggers `--fault`.
     #[arg(long, default_value_t = 1)]
     pub fault_on: u64,
+    /// The longest request frame to read, in bytes (the service passes its body limit's).
+    #[arg(long, default_value_t = protocol::MAX_FRAME_LEN)]
+    pub max_frame_bytes: usize,
 }
 
 /// What a backend must do: run one validated request before a deadline.
@@ -118,6 +132,14 @@ pub trait GpuBackend: Send {
         request: &KernelRequest,
         deadline: Instant,
     ) -> Result<KernelResponse, WireError>;
+    /// Carries out a device fault ([`FaultKind::GpuOutOfBounds`], [`FaultKind::GpuHang`]) on
+    /// the device, if the backend has one: `Some` error to reply with, always `poisoned` (the
+    /// worker exits after it); it may never return (a hung kernel). `None` (the default):
+    /// no device, and the worker stands in for the fault on the host.
+    fn inject_fault(&mut self, fault: FaultKind) -> Option<WireError> {
+        let _ = fault;
+        None
+    }
 }
 
 /// Runs the CPU implementations ([`kernels::run_cpu`]), cancelled at the deadline.
@@ -218,7 +240,7 @@ where
     let mut buf = Vec::new();
     let mut served = 0u64;
     loop {
-        match protocol::read_frame_blocking(&mut stdin, &mut buf) {
+        match protocol::read_frame_blocking(&mut stdin, &mut buf, args.max_frame_bytes) {
             Ok(true) => {}
             Ok(false) => return 0,
             Err(e) => {
@@ -244,7 +266,7 @@ where
         served += 1;
         let deadline = Instant::now() + Duration::from_micros(deadline_us);
         if let Some(fault) = args.fault.filter(|_| served == args.fault_on)
-            && let Some(status) = inject(fault, id, &out, &heartbeats_stopped)
+            && let Some(status) = inject(fault, id, &out, &heartbeats_stopped, backend.as_mut())
         {
             return status;
         }
@@ -299,8 +321,23 @@ fn spawn_heartbeats(out: Out, interval: Duration, stopped: Arc<AtomicBool>) {
     });
 }
 
-/// Carries out a fault; `Some(status)` when the worker is to exit with it.
-fn inject(fault: FaultKind, id: u64, out: &Out, heartbeats_stopped: &AtomicBool) -> Option<i32> {
+/// Carries out a fault; `Some(status)` when the worker is to exit with it. The device faults
+/// go to the backend first ([`GpuBackend::inject_fault`]); without a device they stand in as
+/// [`FaultKind::Poisoned`] and [`FaultKind::Hang`] do.
+fn inject(
+    fault: FaultKind,
+    id: u64,
+    out: &Out,
+    heartbeats_stopped: &AtomicBool,
+    backend: &mut dyn GpuBackend,
+) -> Option<i32> {
+    if let Some(error) = backend.inject_fault(fault) {
+        let _ = out.send(&WorkerFrame::Reply {
+            id,
+            result: Err(error),
+        });
+        return Some(EXIT_POISONED);
+    }
     match fault {
         FaultKind::Crash => {
             let wire = protocol::encode(&WorkerFrame::Reply {
@@ -316,7 +353,7 @@ fn inject(fault: FaultKind, id: u64, out: &Out, heartbeats_stopped: &AtomicBool)
             let _ = out.raw(wire.get(..wire.len() / 2).unwrap_or_default());
             Some(EXIT_CRASH_FAULT)
         }
-        FaultKind::Hang => loop {
+        FaultKind::Hang | FaultKind::GpuHang => loop {
             std::thread::sleep(Duration::from_secs(3600));
         },
         FaultKind::Garbage => {
@@ -329,7 +366,7 @@ fn inject(fault: FaultKind, id: u64, out: &Out, heartbeats_stopped: &AtomicBool)
                 std::thread::sleep(Duration::from_secs(3600));
             }
         }
-        FaultKind::Poisoned => {
+        FaultKind::Poisoned | FaultKind::GpuOutOfBounds => {
             let reply = WorkerFrame::Reply {
                 id,
                 result: Err(WireError {
@@ -399,6 +436,8 @@ mod tests {
             FaultKind::Garbage,
             FaultKind::SlowHeartbeats,
             FaultKind::Poisoned,
+            FaultKind::GpuOutOfBounds,
+            FaultKind::GpuHang,
         ] {
             let args = WorkerArgs::try_parse_from(["w", "--fault", kind.as_str()]).expect("parses");
             assert_eq!(args.fault, Some(kind));

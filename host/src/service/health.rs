@@ -235,15 +235,30 @@ pub struct ProbeBody {
     /// Why, when the answer is 503.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub reason: Option<String>,
+    /// What is still on its way while the service already serves (`/health/startup`: the
+    /// GPU worker's start-up, with the CPU serving meanwhile).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub pending: Option<String>,
 }
 
 fn probe(ok: bool, status: &str, negative: &str, reason: Option<String>) -> Response {
+    probe_pending(ok, status, negative, reason, None)
+}
+
+fn probe_pending(
+    ok: bool,
+    status: &str,
+    negative: &str,
+    reason: Option<String>,
+    pending: Option<String>,
+) -> Response {
     let (code, body) = if ok {
         (
             StatusCode::OK,
             ProbeBody {
                 status: status.to_owned(),
                 reason: None,
+                pending,
             },
         )
     } else {
@@ -252,6 +267,7 @@ fn probe(ok: bool, status: &str, negative: &str, reason: Option<String>) -> Resp
             ProbeBody {
                 status: negative.to_owned(),
                 reason,
+                pending,
             },
         )
     };
@@ -320,12 +336,30 @@ pub(super) async fn startup(State(state): State<Arc<AppState>>, headers: HeaderM
         return error.into_response();
     }
     let started = state.started.load(Ordering::SeqCst);
-    probe(
-        started,
-        "started",
-        "starting",
-        (!started).then(|| "the first health checks have not finished".to_owned()),
-    )
+    let reason = (!started).then(|| {
+        let waiting: Vec<String> = state
+            .probe
+            .report()
+            .components
+            .into_iter()
+            .filter(|component| component.status == HealthStatus::Unknown)
+            .map(|component| component.name)
+            .collect();
+        if waiting.is_empty() {
+            "the first health checks have not finished".to_owned()
+        } else {
+            format!("waiting for the first checks of: {}", waiting.join(", "))
+        }
+    });
+    // The GPU worker's start-up does not hold the service back (the CPU serves meanwhile),
+    // but the probe says that it is still under way.
+    let pending = state.gpu.as_ref().and_then(|gpu| {
+        matches!(gpu.phase(), crate::gpu::WorkerPhase::Starting).then(|| {
+            "gpu: the GPU worker is starting (cuInit, PTX); kernels run on the CPU meanwhile"
+                .to_owned()
+        })
+    });
+    probe_pending(started, "started", "starting", reason, pending)
 }
 
 /// The body of `GET /health`; `rustkernel health --format json` prints the same shape.
