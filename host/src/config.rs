@@ -242,6 +242,24 @@ pub struct GpuFile {
     /// (default 250 ms).
     #[serde(default, with = "humantime_serde::option")]
     pub kill_grace: Option<Duration>,
+    /// A fault for the worker to inject (off by default; for rehearsals and the GPU check):
+    /// `gpu-oob` (an out-of-bounds store on the device: a sticky 700, the worker replaced,
+    /// the request served by the CPU) or `gpu-hang` (a kernel that never returns: killed at
+    /// the deadline, the GPU usable by the next worker), or a host-side fault (`crash`,
+    /// `hang`, `garbage`, `slow-heartbeats`, `poisoned`).
+    pub fault: Option<GpuFaultFile>,
+}
+
+/// `[gpu.fault]`: which fault, on which request, for how many workers in a row.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuFaultFile {
+    /// The fault's name, as `rustkernel-worker --fault` takes it.
+    pub kind: String,
+    /// Which request of each faulty worker triggers it (default 1, its first).
+    pub on_request: Option<u64>,
+    /// How many workers in a row get it (default 1).
+    pub workers: Option<u32>,
 }
 
 /// The worker's backend.
@@ -836,6 +854,11 @@ impl ServiceConfig {
                     max_restarts: Some(gpu.restart.max_restarts),
                     restart_window: Some(gpu.intensity.window),
                     kill_grace: Some(gpu.kill_grace),
+                    fault: gpu.fault.map(|fault| GpuFaultFile {
+                        kind: fault.kind.as_str().to_owned(),
+                        on_request: Some(fault.on_request),
+                        workers: Some(fault.workers),
+                    }),
                 },
                 None => GpuFile {
                     enabled: Some(false),
@@ -1072,6 +1095,35 @@ fn resolve_gpu(
     set(&mut config.intensity.window, file.restart_window);
     set(&mut config.kill_grace, file.kill_grace);
     config.max_frame_len = crate::gpu::GpuConfig::frame_limit_for_body(body_limit);
+    if let Some(fault) = &file.fault {
+        use clap::ValueEnum as _;
+        let kind = crate::gpu::FaultKind::from_str(&fault.kind, false).map_err(|_| {
+            let names: Vec<&str> = crate::gpu::FaultKind::value_variants()
+                .iter()
+                .map(|kind| kind.as_str())
+                .collect();
+            invalid(
+                "gpu.fault.kind",
+                format!(
+                    "unknown fault {:?} (known: {})",
+                    fault.kind,
+                    names.join(", ")
+                ),
+            )
+        })?;
+        let on_request = fault.on_request.unwrap_or(1);
+        if on_request == 0 {
+            return Err(invalid(
+                "gpu.fault.on_request",
+                "must be at least 1 (the first request)",
+            ));
+        }
+        config.fault = Some(crate::gpu::WorkerFault {
+            kind,
+            on_request,
+            workers: fault.workers.unwrap_or(1),
+        });
+    }
     config
         .validate()
         .map_err(|error| invalid("gpu", error.to_string()))?;
@@ -1259,6 +1311,30 @@ mod tests {
         assert_eq!(shown_gpu.restart, gpu.restart);
         assert_eq!(shown_gpu.intensity, gpu.intensity);
         assert_eq!(shown_gpu.ptx_dir, gpu.ptx_dir);
+        // The device-fault switch, off unless set.
+        assert_eq!(gpu.fault, None);
+        let faulty = ConfigFile::parse(
+            "[gpu]\nenabled = true\nworker = \"w\"\nfault = { kind = \"gpu-oob\", on_request = 2 }",
+        )
+        .expect("parses")
+        .resolve(None)
+        .expect("valid");
+        assert_eq!(
+            faulty.gpu.expect("enabled").fault,
+            Some(crate::gpu::WorkerFault {
+                kind: crate::gpu::FaultKind::GpuOutOfBounds,
+                on_request: 2,
+                workers: 1,
+            })
+        );
+        let unknown =
+            ConfigFile::parse("[gpu]\nenabled = true\nworker = \"w\"\nfault = { kind = \"melt\" }")
+                .expect("parses")
+                .resolve(None);
+        assert!(
+            matches!(&unknown, Err(e) if e.to_string().contains("gpu.fault.kind") && e.to_string().contains("gpu-hang")),
+            "{unknown:?}"
+        );
         // Too many restarts for the window's capacity: named.
         let bad = ConfigFile::parse("[gpu]\nenabled = true\nworker = \"w\"\nmax_restarts = 100000")
             .expect("parses")

@@ -251,3 +251,48 @@ async fn a_stalled_worker_is_the_devices_fault_and_the_cpu_serves_its_requests()
     );
     running.shutdown().await.unwrap();
 }
+
+/// The device-fault switch from the config file, on the worker's CPU backend (which stands
+/// in for the out-of-bounds store with the same sticky 700): the faulty request is served by
+/// the CPU, the poisoned worker is replaced, and the next request runs on the new worker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_fault_from_the_config_fails_over_and_the_worker_is_replaced() {
+    let worker = env!("CARGO_BIN_EXE_rustkernel-worker");
+    let text = format!(
+        "[gpu]\nenabled = true\nworker = {worker:?}\nbackend = \"cpu\"\nheartbeat_interval = \"50ms\"\n\
+         restart_delay = \"20ms\"\nfault = {{ kind = \"gpu-oob\" }}\n\
+         [resilience.health_check]\ninterval = \"100ms\"\ntimeout = \"100ms\"\nfailure_threshold = 1\nsuccess_threshold = 1\n"
+    );
+    let config = ConfigFile::parse(&text).unwrap().resolve(None).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let running = service::start_on(config, listener).await.unwrap();
+    let base = format!("http://{}", running.local_addr());
+    let client = reqwest::Client::new();
+    wait_health(&client, &base, |b| gpu_component(b)["status"] == "healthy").await;
+    let execute = || async {
+        let response = client
+            .post(format!("{base}/v1/kernels/linalg/matmul/execute"))
+            .body(r#"{"n":2,"a":[1,2,3,4],"b":[5,6,7,8]}"#)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(
+            body["result"]["mat_mul"]["c"],
+            serde_json::json!([19.0, 22.0, 43.0, 50.0])
+        );
+        body["backend"].as_str().unwrap().to_owned()
+    };
+    assert_eq!(execute().await, "cpu");
+    let gpu = running.state().gpu.as_ref().unwrap();
+    assert!(
+        gpu.wait_for(Duration::from_secs(10), |s| s.workers_started == 2
+            && matches!(s.phase, rustkernel_host::gpu::WorkerPhase::Ready { .. }))
+            .await,
+        "{:?}",
+        gpu.status()
+    );
+    assert_eq!(execute().await, "gpu");
+    running.shutdown().await.unwrap();
+}
