@@ -10,7 +10,8 @@ pub enum KernelError {
     /// No kernel has this id.
     UnknownKernel(String),
     /// The body is not JSON of the kernel's input shape (syntax, types, missing or unknown
-    /// fields).
+    /// fields), or not a binary body of its layout (a
+    /// [`BinaryError`](super::BinaryError)).
     BadRequest(String),
     /// The input is well formed but its values are not acceptable: a node id out of range, an
     /// empty graph, a non-finite or out-of-range damping factor, a size mismatch, a size over

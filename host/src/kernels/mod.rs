@@ -2,8 +2,10 @@
 //! and their CPU implementations.
 //!
 //! A request reaches a kernel as JSON (`POST /v1/kernels/{id}/execute`): [`parse_request`]
-//! turns the id and body into a validated [`KernelRequest`], [`run_cpu`] computes it on the
-//! calling thread (the GPU worker runs the same request through CUDA, and falls back to
+//! turns the id and body into a validated [`KernelRequest`]. A large input can come as a binary
+//! body instead ([`BINARY_CONTENT_TYPE`], docs/binary-body.md): [`parse_request_binary`] turns
+//! it into the same request, and [`encode_binary`] writes one. [`run_cpu`] computes a request
+//! on the calling thread (the GPU worker runs the same request through CUDA, and falls back to
 //! [`run_cpu`] itself). Inputs and outputs are serde types, so the same values travel to the
 //! GPU worker in postcard frames.
 //!
@@ -18,12 +20,17 @@
 //! assert!(out.ranks.iter().all(|r| (r - 1.0 / 3.0).abs() < 1e-9));
 //! ```
 
+mod binary;
 mod error;
 mod matmul;
 mod pagerank;
 
 use serde::{Deserialize, Serialize};
 
+pub use binary::{
+    BINARY_CONTENT_TYPE, BINARY_MAGIC, BINARY_VERSION, BinaryError, MATMUL_HEADER_LEN,
+    PAGERANK_HEADER_LEN, decode_binary, encode_binary, parse_request_binary,
+};
 pub use error::KernelError;
 pub use matmul::{MAX_MATMUL_N, MatMulInput, MatMulOutput};
 pub use pagerank::{

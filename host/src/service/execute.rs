@@ -4,10 +4,11 @@
 //! | Status | When |
 //! |---|---|
 //! | 200 | the kernel ran; the body has its result |
-//! | 400 | malformed JSON, invalid UTF-8, invalid input values, a bad `X-Request-Timeout-Ms` |
+//! | 400 | malformed JSON or binary body, invalid UTF-8, invalid input values, a bad `X-Request-Timeout-Ms` |
 //! | 401 | a protected route without a valid bearer token (`WWW-Authenticate: Bearer`) |
 //! | 404 | unknown kernel or route |
 //! | 413 | the body is over `server.body_limit_bytes` |
+//! | 415 | a binary `Content-Type` the service cannot read (`application/octet-stream`, another `application/vnd.rustkernel.*` than [`kernels::BINARY_CONTENT_TYPE`]); every other type is read as JSON |
 //! | 429 | the concurrency limit, the client's rate limit or the retry budget shed the request (`Retry-After`) |
 //! | 500 | the kernel failed (after retries) |
 //! | 503 | the kernel's circuit breaker is open (`Retry-After`), or the service is draining |
@@ -45,6 +46,8 @@ pub enum ApiError {
     NotFound(String),
     /// 413.
     PayloadTooLarge(usize),
+    /// 415: a body in a format the service does not read.
+    UnsupportedMediaType(String),
     /// 429 with `Retry-After`.
     Shed {
         /// Why.
@@ -72,8 +75,9 @@ pub enum ApiError {
 /// The JSON body of an error.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
-    /// A stable code: `bad_request`, `unauthorized`, `not_found`, `payload_too_large`, `shed`,
-    /// `kernel_failed`, `internal`, `circuit_open`, `draining`, `deadline_exceeded`.
+    /// A stable code: `bad_request`, `unauthorized`, `not_found`, `payload_too_large`,
+    /// `unsupported_media_type`, `shed`, `kernel_failed`, `internal`, `circuit_open`,
+    /// `draining`, `deadline_exceeded`.
     pub error: String,
     /// A human message.
     pub message: String,
@@ -95,6 +99,11 @@ impl ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",
                 format!("the body is over the limit of {limit} bytes"),
+            ),
+            ApiError::UnsupportedMediaType(message) => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                message.clone(),
             ),
             ApiError::Shed { reason, .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "shed", reason.clone())
@@ -237,6 +246,45 @@ fn requested_timeout(headers: &HeaderMap) -> Result<Option<Duration>, ApiError> 
     }
 }
 
+/// How a request body is written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum BodyFormat {
+    /// `application/json`, or no `Content-Type`: [`kernels::parse_request`].
+    Json,
+    /// [`kernels::BINARY_CONTENT_TYPE`]: [`kernels::parse_request_binary`].
+    Binary,
+}
+
+/// Reads `Content-Type` (case-insensitive, parameters such as `charset` ignored); JSON when
+/// absent, so clients that send none keep working.
+fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
+    let Some(value) = headers.get(header::CONTENT_TYPE) else {
+        return Ok(BodyFormat::Json);
+    };
+    let essence = value
+        .to_str()
+        .ok()
+        .and_then(|text| text.split(';').next())
+        .map(str::trim);
+    let lower = essence.map(str::to_ascii_lowercase);
+    match lower.as_deref() {
+        Some(t) if t.eq_ignore_ascii_case(kernels::BINARY_CONTENT_TYPE) => Ok(BodyFormat::Binary),
+        // Binary bodies this service cannot read: raw bytes, or another version of ours.
+        Some(t)
+            if t == "application/octet-stream" || t.starts_with("application/vnd.rustkernel.") =>
+        {
+            Err(ApiError::UnsupportedMediaType(format!(
+                "content type {:?} is not supported: send application/json (the default) or {}",
+                String::from_utf8_lossy(value.as_bytes()),
+                kernels::BINARY_CONTENT_TYPE
+            )))
+        }
+        // Everything else is read as JSON, as before the binary body existed: `curl -d`
+        // sends `application/x-www-form-urlencoded`, and many clients send `text/plain`.
+        _ => Ok(BodyFormat::Json),
+    }
+}
+
 /// `POST /v1/kernels/{id}/execute`.
 pub(super) async fn execute(
     State(state): State<Arc<AppState>>,
@@ -313,6 +361,11 @@ async fn run(
         });
     };
     let timeout = requested_timeout(headers)?;
+    let format = body_format(headers).inspect_err(|_| {
+        state
+            .metrics
+            .record_call(id, "invalid_input", arrived.elapsed());
+    })?;
     let body = body.map_err(|rejection| {
         if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::PayloadTooLarge(state.config.body_limit)
@@ -320,7 +373,12 @@ async fn run(
             ApiError::BadRequest(rejection.body_text())
         }
     })?;
-    let request = match kernels::parse_request(id, &body) {
+    let parsed = match format {
+        BodyFormat::Json => kernels::parse_request(id, &body),
+        BodyFormat::Binary => kernels::parse_request_binary(id, &body),
+    };
+    drop(body); // the request owns its copy; the body's buffer need not live through the run
+    let request = match parsed {
         Ok(request) => Arc::new(request),
         Err(error) => {
             state
@@ -554,6 +612,46 @@ mod tests {
                 true
             }
             Poll::Pending => false,
+        }
+    }
+
+    #[test]
+    fn content_types_pick_the_body_format() {
+        let format = |value: Option<&'static str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(value) = value {
+                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+            }
+            body_format(&headers).map_err(|error| error.status())
+        };
+        assert_eq!(format(None), Ok(BodyFormat::Json));
+        assert_eq!(format(Some("application/json")), Ok(BodyFormat::Json));
+        assert_eq!(
+            format(Some("Application/JSON; charset=utf-8")),
+            Ok(BodyFormat::Json)
+        );
+        assert_eq!(
+            format(Some(kernels::BINARY_CONTENT_TYPE)),
+            Ok(BodyFormat::Binary)
+        );
+        assert_eq!(
+            format(Some("application/vnd.rustkernel.kernel-input.v1 ; x=y")),
+            Ok(BodyFormat::Binary)
+        );
+        // Text types (what `curl -d` sends) are read as JSON, as before the binary body.
+        for text in ["text/plain", "application/x-www-form-urlencoded", ""] {
+            assert_eq!(format(Some(text)), Ok(BodyFormat::Json), "{text}");
+        }
+        for other in [
+            "application/octet-stream",
+            "Application/Octet-Stream; x=1",
+            "application/vnd.rustkernel.kernel-input.v2",
+        ] {
+            assert_eq!(
+                format(Some(other)),
+                Err(StatusCode::UNSUPPORTED_MEDIA_TYPE),
+                "{other}"
+            );
         }
     }
 
