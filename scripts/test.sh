@@ -16,6 +16,12 @@ rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi
 step "format"
 cargo fmt --all -- --check
 
+# The committed PTX (host/cuda/ptx/) is what the pinned NVRTC 12.4 makes of host/cuda/*.cu, and
+# every kernel assembles with ptxas for sm_80 and sm_90; prints registers and spills per kernel.
+# Fetches the pinned compiler once into target/cuda-toolchain/ (scripts/build-ptx.sh).
+step "PTX: regenerated with the pinned compiler and compared, then assembled (registers, spills)"
+./scripts/ptx-check.sh
+
 step "CUDA stub: a libcuda without a GPU, so --all-features (the worker's \`cuda\` feature) links and runs"
 # Exports CUDA_LIBRARY_PATH, LD_LIBRARY_PATH and RUSTKERNEL_CUDA_STUB=1; host/tests/gpu_stub.rs
 # then runs in the tests step below against the stub ("GPU unavailable: no device").

@@ -1,15 +1,16 @@
 //! The worker's CUDA backend (feature `cuda`): [`rustkernel_cuda`] behind [`GpuBackend`].
 //!
 //! Only `rustkernel-worker` calls into this module; the service binary never does, so it never
-//! needs `libcuda` at run time.
+//! needs `libcuda` at run time. The kernels' PTX is built into the worker (committed in
+//! `host/cuda/ptx/`, regenerated and checked by `scripts/build-ptx.sh` and
+//! `scripts/ptx-check.sh`); `--ptx-dir DIR` loads `DIR/{pagerank,matmul,faults}.ptx` instead.
 
-use std::path::PathBuf;
 use std::time::Instant;
 
-use rustkernel_cuda::{CsrView, CudaDevice, CudaError, PageRankParams};
+use rustkernel_cuda::{CsrView, CudaDevice, CudaError, DeviceFault, PageRankParams, PtxSource};
 
 use super::protocol::WireError;
-use super::worker::{GpuBackend, WorkerArgs, kernel_wire_error};
+use super::worker::{FaultKind, GpuBackend, WorkerArgs, kernel_wire_error};
 use crate::kernels::{Csr, KernelRequest, KernelResponse, MatMulOutput, PageRankOutput};
 
 struct CudaBackend {
@@ -17,17 +18,15 @@ struct CudaBackend {
     name: String,
 }
 
-/// Where the PTX is when `--ptx-dir` is not given: `ptx/` beside the worker executable.
-fn default_ptx_dir() -> PathBuf {
-    std::env::current_exe()
-        .ok()
-        .and_then(|exe| exe.parent().map(|dir| dir.join("ptx")))
-        .unwrap_or_else(|| PathBuf::from("ptx"))
+/// The PTX the worker loads: the embedded one, or `--ptx-dir`'s files.
+fn ptx_source(args: &WorkerArgs) -> PtxSource {
+    args.ptx_dir
+        .clone()
+        .map_or(PtxSource::Embedded, PtxSource::Dir)
 }
 
 pub(super) fn init(args: &WorkerArgs, deadline: Instant) -> Result<Box<dyn GpuBackend>, String> {
-    let dir = args.ptx_dir.clone().unwrap_or_else(default_ptx_dir);
-    let device = CudaDevice::init(&dir, deadline).map_err(|e| e.to_string())?;
+    let device = CudaDevice::init(ptx_source(args), deadline).map_err(|e| e.to_string())?;
     let name = device.name();
     Ok(Box::new(CudaBackend { device, name }))
 }
@@ -36,7 +35,7 @@ fn wire(e: &CudaError) -> WireError {
     WireError {
         kind: e.kind(),
         poisoned: e.is_sticky(),
-        code: (e.code != CudaError::deadline().code).then_some(e.code),
+        code: (!e.is_deadline()).then_some(e.code),
         message: e.message.clone(),
     }
 }
@@ -86,6 +85,18 @@ impl GpuBackend for CudaBackend {
             }
         }
     }
+
+    /// `gpu-oob` and `gpu-hang` launch the real fault kernels (host/cuda/faults.cu): the
+    /// out-of-bounds store returns a sticky 700; the spin never returns, and the service
+    /// kills the worker at the deadline plus its grace.
+    fn inject_fault(&mut self, fault: FaultKind) -> Option<WireError> {
+        let fault = match fault {
+            FaultKind::GpuOutOfBounds => DeviceFault::OutOfBounds,
+            FaultKind::GpuHang => DeviceFault::Hang,
+            _ => return None,
+        };
+        Some(wire(&self.device.inject(fault)))
+    }
 }
 
 #[cfg(test)]
@@ -96,10 +107,7 @@ mod tests {
 
     #[test]
     fn sticky_errors_poison_and_ordinary_ones_do_not() {
-        let e = |code| CudaError {
-            code,
-            message: "m".into(),
-        };
+        let e = |code| CudaError::new(code, "m");
         let sticky = wire(&e(700));
         assert_eq!(
             (sticky.kind, sticky.poisoned, sticky.code),
@@ -115,5 +123,25 @@ mod tests {
             (late.kind, late.poisoned, late.code),
             (ErrorKind::Timeout, false, None)
         );
+        let too_new = wire(&e(222));
+        assert_eq!(
+            (too_new.kind, too_new.poisoned, too_new.code),
+            (ErrorKind::Unavailable, false, Some(222))
+        );
+        // An error cust could not name, on a context that fails every call since.
+        let lost = wire(&CudaError {
+            context_lost: true,
+            ..e(999)
+        });
+        assert_eq!(
+            (lost.kind, lost.poisoned, lost.code),
+            (ErrorKind::Permanent, true, Some(999))
+        );
+        for code in [700, 702, 710, 714, 715, 716, 717, 718, 719] {
+            assert!(wire(&e(code)).poisoned, "{code}");
+        }
+        for code in [1, 2, 214, 701, 720, 999] {
+            assert!(!wire(&e(code)).poisoned, "{code}");
+        }
     }
 }
