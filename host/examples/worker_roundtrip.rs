@@ -112,6 +112,17 @@ async fn main() {
     config.backend = BackendKind::Cpu;
     config.nvml = false;
     let executor = GpuExecutor::start(config).await.unwrap();
+    // The executor serves at once (on the CPU); the round trip is the worker's, so wait for it.
+    assert!(
+        executor
+            .wait_for(Duration::from_secs(30), |s| matches!(
+                s.phase,
+                rustkernel_host::gpu::WorkerPhase::Ready { .. }
+            ))
+            .await,
+        "worker not ready: {:?}",
+        executor.status()
+    );
     let mut samples = Vec::with_capacity(CALLS);
     for i in 0..WARM_UP + CALLS {
         let started = Instant::now();

@@ -934,7 +934,16 @@ struct InFlight {
     id: u64,
     kill_at: Instant,
     reply: oneshot::Sender<Result<KernelResponse, AttemptError>>,
-    _ticket: Ticket,
+    ticket: Ticket,
+}
+
+impl InFlight {
+    /// Answers the caller. The worker is free first: a caller that sends its next request as
+    /// soon as it has this answer must not find the worker still counted busy.
+    fn answer(self, result: Result<KernelResponse, AttemptError>) {
+        drop(self.ticket);
+        let _ = self.reply.send(result);
+    }
 }
 
 /// When the worker last showed life: a frame, or any bytes of one (a large reply takes
@@ -1198,9 +1207,7 @@ async fn serve(
     let mut in_flight: Option<InFlight> = None;
     let lost = |in_flight: &mut Option<InFlight>, why: &str| {
         if let Some(job) = in_flight.take() {
-            let _ = job
-                .reply
-                .send(Err(AttemptError::WorkerLost(why.to_owned())));
+            job.answer(Err(AttemptError::WorkerLost(why.to_owned())));
         }
     };
     let stall_after = config.stall_after();
@@ -1247,7 +1254,7 @@ async fn serve(
                             recovery.on_healthy(clock::now());
                         }
                         if let Some(job) = in_flight.take() {
-                            let _ = job.reply.send(result.map_err(AttemptError::Kernel));
+                            job.answer(result.map_err(AttemptError::Kernel));
                         }
                         if let Some(why) = poisoned {
                             return Ended::Failed(format!("CUDA context poisoned: {why}"));
@@ -1308,7 +1315,7 @@ async fn serve(
                         id,
                         kill_at: job.deadline + config.kill_grace,
                         reply: job.reply,
-                        _ticket: job.ticket,
+                        ticket: job.ticket,
                     });
                 }
             },
