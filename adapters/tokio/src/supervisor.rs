@@ -62,14 +62,25 @@
 //! While a kernel runs, the supervisor tells the core it is healthy when the ladder's
 //! [`healthy_at`](RecoveryLadder::healthy_at) comes (a whole window of the current level after
 //! the last failure and its restart), so the restart budget starts afresh and escalations end. It stays on a
-//! replica, failover or degraded kernel until that one returns: failing back is an operator's
-//! decision.
+//! replica, failover or degraded kernel until that one returns, unless it was built
+//! [`with_fail_back`](Supervisor::with_fail_back): then the end of the escalation (the ladder
+//! back at level 0) stops the alternate and restarts the primary.
+//!
+//! # Supervising a process
+//! A kernel can own a child process (a GPU worker): `run` spawns it and returns when it dies
+//! (its future owning the process, killed on drop), `restart` is the default. Three things
+//! make that work: [`with_observer`](Supervisor::with_observer) pushes every event to state
+//! that users see at once (a health component); [`with_fail_back`](Supervisor::with_fail_back)
+//! returns to the process after its degraded alternate stayed quiet; and
+//! [`run_until`](Supervisor::run_until) shuts down as OTP does: no restart after the stop
+//! signal, and a grace for the running process to exit before it is dropped.
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use rustkernel_core::error::{ConfigError, valid_or_panic};
 use rustkernel_core::resilience::{
@@ -361,6 +372,9 @@ pub enum SupervisorExit {
     OperatorNotified,
     /// The kernel the policy escalated to failed too; an operator was alerted.
     Exhausted,
+    /// [`run_until`](Supervisor::run_until)'s stop signal came: nothing more was started, and
+    /// a kernel still running after the grace period was dropped.
+    Stopped,
 }
 
 impl fmt::Display for SupervisorExit {
@@ -370,6 +384,7 @@ impl fmt::Display for SupervisorExit {
             SupervisorExit::GaveUp => "gave up",
             SupervisorExit::OperatorNotified => "operator notified",
             SupervisorExit::Exhausted => "no fallback left",
+            SupervisorExit::Stopped => "stopped on request",
         })
     }
 }
@@ -479,8 +494,8 @@ pub enum SupervisorEvent<E = String> {
         alert: OperatorAlert<E>,
     },
     /// The kernel ran a whole restart window without failing: the budget starts afresh, or an
-    /// escalation ended (the supervisor keeps running the kernel it switched to: failing back
-    /// is an operator's decision).
+    /// escalation ended (the supervisor keeps running the kernel it switched to, unless it was
+    /// built [`with_fail_back`](Supervisor::with_fail_back)).
     Recovered {
         /// When.
         at: Instant,
@@ -548,10 +563,23 @@ impl<E> Clone for SupervisorEvent<E> {
     }
 }
 
-#[derive(Debug)]
+/// A function told of every event as it happens ([`Supervisor::with_observer`]).
+type Observer<E> = Arc<dyn Fn(&SupervisorEvent<E>) + Send + Sync>;
+
 struct LogInner<E> {
     events: VecDeque<SupervisorEvent<E>>,
     counts: RecoveryActionCounts,
+    observers: Vec<Observer<E>>,
+}
+
+impl<E: fmt::Debug> fmt::Debug for LogInner<E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LogInner")
+            .field("events", &self.events)
+            .field("counts", &self.counts)
+            .field("observers", &self.observers.len())
+            .finish()
+    }
 }
 
 impl<E> Default for LogInner<E> {
@@ -559,6 +587,7 @@ impl<E> Default for LogInner<E> {
         Self {
             events: VecDeque::new(),
             counts: RecoveryActionCounts::default(),
+            observers: Vec::new(),
         }
     }
 }
@@ -601,6 +630,14 @@ impl<E> SupervisorLog<E> {
     }
 
     fn push(&self, event: SupervisorEvent<E>) {
+        let observers = {
+            let inner = self.lock();
+            inner.observers.clone()
+        };
+        // Observers run outside the lock, so one that reads the log does not deadlock.
+        for observer in &observers {
+            observer(&event);
+        }
         let mut inner = self.lock();
         if let SupervisorEvent::Decided { action, .. } = &event {
             inner.counts.record(*action);
@@ -609,6 +646,10 @@ impl<E> SupervisorLog<E> {
             inner.events.pop_front();
         }
         inner.events.push_back(event);
+    }
+
+    fn observe(&self, observer: Observer<E>) {
+        self.lock().observers.push(observer);
     }
 
     fn lock(&self) -> MutexGuard<'_, LogInner<E>> {
@@ -640,6 +681,36 @@ impl<K> Kernels<K> {
             KernelSlot::Failover => self.failover.as_mut(),
             KernelSlot::Degraded => self.degraded.as_mut(),
         }
+    }
+}
+
+/// How a run of the active kernel ended.
+enum Ran<E> {
+    /// The kernel returned (or panicked).
+    Returned(Result<(), KernelFailure<E>>),
+    /// The ladder ended the escalation that switched away from the primary ([`Supervisor::with_fail_back`]).
+    FailBack,
+    /// The stop signal came and the kernel did not return `Ok` within the grace.
+    Stopped,
+}
+
+/// The stop signal of [`Supervisor::run_until`], fused: once it fired, it stays fired.
+struct Stop<'a> {
+    signal: Option<Pin<&'a mut (dyn Future<Output = ()> + Send + 'a)>>,
+    grace: Duration,
+}
+
+impl Stop<'_> {
+    /// Completes when the signal fires (at once if it already did).
+    async fn fired(&mut self) {
+        if let Some(signal) = &mut self.signal {
+            signal.as_mut().await;
+            self.signal = None;
+        }
+    }
+
+    fn has_fired(&self) -> bool {
+        self.signal.is_none()
     }
 }
 
@@ -679,6 +750,7 @@ pub struct Supervisor<K: SupervisedKernel, const L: usize = 1> {
     restorer: Option<Box<dyn Restore<K>>>,
     health: Option<(HealthProbe, String)>,
     log: SupervisorLog<K::Error>,
+    fail_back: bool,
 }
 
 impl<K: SupervisedKernel, const L: usize> fmt::Debug for Supervisor<K, L> {
@@ -690,6 +762,7 @@ impl<K: SupervisedKernel, const L: usize> fmt::Debug for Supervisor<K, L> {
             .field("recovery", &self.ladder.current().map(Recovery::state))
             .field("checkpoints", &self.restorer.is_some())
             .field("notifier", &self.notifier.is_some())
+            .field("fail_back", &self.fail_back)
             .finish_non_exhaustive()
     }
 }
@@ -760,6 +833,7 @@ impl<K: SupervisedKernel, const L: usize> Supervisor<K, L> {
             restorer: None,
             health: None,
             log: SupervisorLog::default(),
+            fail_back: false,
         }
     }
 
@@ -797,6 +871,34 @@ impl<K: SupervisedKernel, const L: usize> Supervisor<K, L> {
     #[must_use]
     pub fn with_health_probe(mut self, probe: HealthProbe, component: impl Into<String>) -> Self {
         self.health = Some((probe, component.into()));
+        self
+    }
+
+    /// Switches back to the primary kernel when the escalation that switched away from it
+    /// ends: when the ladder, after quiet windows, is back at level 0 while a replica,
+    /// failover or degraded kernel runs. The running kernel is dropped (its future is
+    /// cancelled), the primary is restarted ([`SupervisedKernel::restart`]), gets the latest
+    /// checkpoint and runs; a [`SupervisorEvent::Switched`] records it. Without this, the
+    /// supervisor stays on the kernel it switched to until that one returns.
+    ///
+    /// For a kernel whose alternate is a reduced mode of the same resource (a GPU worker
+    /// watched on probation while a CPU path serves), this is what "de-escalate after a quiet
+    /// window" means.
+    #[must_use]
+    pub fn with_fail_back(mut self) -> Self {
+        self.fail_back = true;
+        self
+    }
+
+    /// Calls `observer` with every [`SupervisorEvent`] as it happens, on the supervisor's
+    /// task, before it is logged: for state that must follow the supervisor at once (a
+    /// health component, a status shown to users). Keep it short; it must not block.
+    #[must_use]
+    pub fn with_observer(
+        self,
+        observer: impl Fn(&SupervisorEvent<K::Error>) + Send + Sync + 'static,
+    ) -> Self {
+        self.log.observe(Arc::new(observer));
         self
     }
 
@@ -851,7 +953,29 @@ impl<K: SupervisedKernel, const L: usize> Supervisor<K, L> {
     /// [`SupervisorError::MissingKernel`] before anything runs, when the policy's strategy or
     /// escalation needs a kernel that was not given.
     pub async fn run(&mut self) -> Result<SupervisorExit, SupervisorError> {
+        self.run_until(std::future::pending(), Duration::ZERO).await
+    }
+
+    /// [`run`](Self::run) until `stop` completes, then stop as an OTP supervisor shuts a child
+    /// down: nothing more is started (a restart or switch that was due is dropped), and a
+    /// kernel that is running gets `grace` to return by itself (tell it to through its own
+    /// channel, as a process gets a shutdown request) before its future is dropped. Returns
+    /// [`SupervisorExit::Completed`] when the kernel returned `Ok` within the grace,
+    /// [`SupervisorExit::Stopped`] otherwise.
+    ///
+    /// # Errors
+    /// As [`run`](Self::run).
+    pub async fn run_until(
+        &mut self,
+        stop: impl Future<Output = ()> + Send,
+        grace: Duration,
+    ) -> Result<SupervisorExit, SupervisorError> {
         self.check_kernels()?;
+        let stop = std::pin::pin!(stop);
+        let mut stop = Stop {
+            signal: Some(stop),
+            grace,
+        };
         let at = clock::now();
         tracing::info!(kernel = %self.name, slot = %self.active, "supervisor started");
         self.log.push(SupervisorEvent::Started {
@@ -860,13 +984,19 @@ impl<K: SupervisedKernel, const L: usize> Supervisor<K, L> {
         });
         self.restore_active().await;
         loop {
-            let Err(mut error) = self.run_active().await else {
-                return Ok(self.stop(SupervisorExit::Completed));
+            let mut step = match self.run_active(&mut stop).await {
+                Ran::Returned(Ok(())) => return Ok(self.stop(SupervisorExit::Completed)),
+                Ran::Stopped => return Ok(self.stop(SupervisorExit::Stopped)),
+                Ran::Returned(Err(error)) => Step::Failed(error),
+                Ran::FailBack => self.fail_back(&mut stop).await,
             };
             loop {
-                match self.handle_failure(error).await {
+                match step {
+                    Step::Run if stop.has_fired() => {
+                        return Ok(self.stop(SupervisorExit::Stopped));
+                    }
                     Step::Run => break,
-                    Step::Failed(next) => error = next,
+                    Step::Failed(error) => step = self.handle_failure(error, &mut stop).await,
                     Step::Exit(exit) => return Ok(self.stop(exit)),
                 }
             }
@@ -888,30 +1018,33 @@ impl<K: SupervisedKernel, const L: usize> Supervisor<K, L> {
     }
 
     /// Runs the active kernel until it returns or panics, telling the core it is healthy
-    /// whenever the ladder's `healthy_at` comes.
-    async fn run_active(&mut self) -> Result<(), KernelFailure<K::Error>> {
+    /// whenever the ladder's `healthy_at` comes; with fail-back, until the ladder is back at
+    /// level 0 while an alternate runs.
+    async fn run_active(&mut self, stop: &mut Stop<'_>) -> Ran<K::Error> {
         let Self {
             kernels,
             active,
             ladder,
             log,
             name,
+            fail_back,
             ..
         } = self;
         let Some(kernel) = kernels.get_mut(*active) else {
             // Unreachable: only slots that hold a kernel become active.
-            return Ok(());
+            return Ran::Returned(Ok(()));
+        };
+        let failed = |result: Result<Result<(), K::Error>, String>| match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(error)) => Err(KernelFailure::Error(Arc::new(error))),
+            Err(message) => Err(KernelFailure::Panic(message)),
         };
         let run = CatchPanic::new(kernel.run());
         tokio::pin!(run);
         loop {
             let healthy_at = ladder.healthy_at().map(clock::to_tokio);
             tokio::select! {
-                result = &mut run => return match result {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(error)) => Err(KernelFailure::Error(Arc::new(error))),
-                    Err(message) => Err(KernelFailure::Panic(message)),
-                },
+                result = &mut run => return Ran::Returned(failed(result)),
                 () = tokio::time::sleep_until(healthy_at.unwrap_or_else(clock::never)),
                     if healthy_at.is_some() =>
                 {
@@ -919,13 +1052,42 @@ impl<K: SupervisedKernel, const L: usize> Supervisor<K, L> {
                     if let Some(recovered) = ladder.on_healthy(at) {
                         tracing::info!(kernel = %name, ?recovered, level = ladder.level(), "kernel healthy for a whole restart window");
                         log.push(SupervisorEvent::Recovered { at, recovered });
+                        if *fail_back && ladder.level() == 0 && *active != KernelSlot::Primary {
+                            return Ran::FailBack;
+                        }
                     }
+                }
+                () = stop.fired(), if !stop.has_fired() => {
+                    tracing::info!(kernel = %name, grace = ?stop.grace, "stop asked; the kernel has its grace to return");
+                    return match tokio::time::timeout(stop.grace, &mut run).await {
+                        Ok(result @ Ok(Ok(()))) => Ran::Returned(failed(result)),
+                        _ => Ran::Stopped,
+                    };
                 }
             }
         }
     }
 
-    async fn handle_failure(&mut self, error: KernelFailure<K::Error>) -> Step<K::Error> {
+    /// The escalation that switched away from the primary ended: restart the primary and run
+    /// it again.
+    async fn fail_back(&mut self, stop: &mut Stop<'_>) -> Step<K::Error> {
+        let at = clock::now();
+        let from = self.active;
+        tracing::info!(kernel = %self.name, %from, "escalation over: failing back to the primary");
+        self.log.push(SupervisorEvent::Switched {
+            at,
+            from,
+            to: KernelSlot::Primary,
+        });
+        self.active = KernelSlot::Primary;
+        self.restart(clock::now(), None, stop).await
+    }
+
+    async fn handle_failure(
+        &mut self,
+        error: KernelFailure<K::Error>,
+        stop: &mut Stop<'_>,
+    ) -> Step<K::Error> {
         let at = clock::now();
         tracing::warn!(kernel = %self.name, slot = %self.active, %error, "supervised kernel failed");
         self.log.push(SupervisorEvent::Failed {
@@ -939,8 +1101,8 @@ impl<K: SupervisedKernel, const L: usize> Supervisor<K, L> {
         self.log
             .push(SupervisorEvent::Decided { at, level, action });
         match step.directive {
-            Directive::Restart { at, attempt } => self.restart(at, attempt).await,
-            Directive::Pending { at } => self.restart(at, None).await,
+            Directive::Restart { at, attempt } => self.restart(at, attempt, stop).await,
+            Directive::Pending { at } => self.restart(at, None, stop).await,
             Directive::GiveUp | Directive::Exhausted(Escalation::GaveUp) => {
                 tracing::error!(kernel = %self.name, %error, "restarts exhausted and no escalation: the kernel stays down");
                 Step::Exit(SupervisorExit::GaveUp)
@@ -967,9 +1129,18 @@ impl<K: SupervisedKernel, const L: usize> Supervisor<K, L> {
         }
     }
 
-    /// Sleeps until `at`, restarts the active kernel and restores its checkpoint.
-    async fn restart(&mut self, at: Instant, attempt: Option<u32>) -> Step<K::Error> {
-        tokio::time::sleep_until(clock::to_tokio(at)).await;
+    /// Sleeps until `at` (or the stop), restarts the active kernel and restores its
+    /// checkpoint.
+    async fn restart(
+        &mut self,
+        at: Instant,
+        attempt: Option<u32>,
+        stop: &mut Stop<'_>,
+    ) -> Step<K::Error> {
+        tokio::select! {
+            () = tokio::time::sleep_until(clock::to_tokio(at)) => {}
+            () = stop.fired() => return Step::Exit(SupervisorExit::Stopped),
+        }
         let slot = self.active;
         let Some(kernel) = self.kernels.get_mut(slot) else {
             return Step::Exit(SupervisorExit::Exhausted);

@@ -815,6 +815,193 @@ async fn a_ladder_restarts_degrades_restarts_the_degraded_kernel_then_notifies()
     assert_eq!(decided, vec![0, 0, 0, 0, 1, 1]);
 }
 
+/// Restart 3 times in 60 s, then degrade; the degraded kernel on probation for a window.
+fn probation_ladder() -> rustkernel_core::resilience::RecoveryLadder<2> {
+    use rustkernel_core::resilience::{Recovery, RecoveryLadder};
+    let level = |max_restarts, delay, escalation| {
+        Recovery::try_new(
+            RecoveryPolicy {
+                strategy: RecoveryStrategy::RestartKernel,
+                max_restarts,
+                restart_delay: secs(delay),
+                escalation: Some(escalation),
+            },
+            RestartIntensity {
+                window: secs(60),
+                backoff: None,
+            },
+        )
+        .expect("valid policy")
+    };
+    RecoveryLadder::new([
+        level(3, 5, RecoveryStrategy::Degrade),
+        level(1, 10, RecoveryStrategy::NotifyOperator),
+    ])
+}
+
+/// With fail-back, the end of the escalation (a quiet window on the degraded kernel) brings
+/// the primary back; without it, the degraded kernel stays until it returns. An observer sees
+/// every event the log keeps, in order, as it happens.
+#[tokio::test(start_paused = true)]
+async fn fail_back_returns_to_the_primary_after_a_quiet_window() {
+    let runs = runs();
+    let primary = Scripted::new(
+        "gpu",
+        &[
+            FAIL_NOW,
+            FAIL_NOW,
+            FAIL_NOW,
+            FAIL_NOW,
+            Run::Complete(secs(1)),
+        ],
+        &runs,
+    );
+    let degraded = Scripted::new("cpu", &[Run::Complete(secs(1000))], &runs);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let observed = Arc::clone(&seen);
+    let mut supervisor = Supervisor::with_ladder("gpu0", primary, probation_ladder())
+        .with_degraded(degraded)
+        .with_fail_back()
+        .with_observer(move |event| observed.lock().expect("lock").push(event.clone()));
+    assert_eq!(supervisor.run().await, Ok(SupervisorExit::Completed));
+    // gpu fails at 0, 5, 10, 15 and degrades at 15; a window (60 s) later both levels are
+    // quiet: the escalation ends and the gpu runs again, and completes.
+    assert_eq!(
+        taken(&runs),
+        vec![
+            ("gpu", secs(0)),
+            ("gpu", secs(5)),
+            ("gpu", secs(10)),
+            ("gpu", secs(15)),
+            ("cpu", secs(15)),
+            ("gpu", secs(75)),
+        ]
+    );
+    assert_eq!(supervisor.active_slot(), KernelSlot::Primary);
+    assert_eq!(supervisor.ladder().level(), 0);
+    let events = supervisor.log().events();
+    assert!(events.iter().any(|event| matches!(
+        event,
+        SupervisorEvent::Switched {
+            from: KernelSlot::Degraded,
+            to: KernelSlot::Primary,
+            ..
+        }
+    )));
+    assert!(events.iter().any(|event| matches!(
+        event,
+        SupervisorEvent::Recovered {
+            recovered: Recovered::FromEscalation(Escalation::To(RecoveryStrategy::Degrade)),
+            ..
+        }
+    )));
+    assert_eq!(*seen.lock().expect("lock"), events);
+
+    // The same script without fail-back: the degraded kernel runs until it completes.
+    let runs = self::runs();
+    let primary = Scripted::new("gpu", &[FAIL_NOW; 4], &runs);
+    let degraded = Scripted::new("cpu", &[Run::Complete(secs(1000))], &runs);
+    let mut supervisor =
+        Supervisor::with_ladder("gpu0", primary, probation_ladder()).with_degraded(degraded);
+    assert_eq!(supervisor.run().await, Ok(SupervisorExit::Completed));
+    assert_eq!(taken(&runs).last(), Some(&("cpu", secs(15))));
+    assert_eq!(supervisor.active_slot(), KernelSlot::Degraded);
+}
+
+/// A kernel that returns when told to stop through its own channel, or ignores it.
+struct Stoppable {
+    stop: tokio::sync::watch::Receiver<bool>,
+    obeys: bool,
+    runs: u32,
+}
+
+impl SupervisedKernel for Stoppable {
+    type Error = String;
+
+    async fn run(&mut self) -> Result<(), String> {
+        self.runs += 1;
+        if self.runs == 1 {
+            return Err("first run fails".into());
+        }
+        if self.obeys {
+            let _ = self.stop.wait_for(|stop| *stop).await;
+            tokio::time::sleep(Duration::from_millis(100)).await; // a graceful exit takes time
+            return Ok(());
+        }
+        std::future::pending().await
+    }
+}
+
+/// `run_until`: a stop during a restart's delay starts nothing more; a running kernel gets its
+/// grace, and one that does not return in it is dropped.
+#[tokio::test(start_paused = true)]
+async fn run_until_stops_between_runs_at_once_and_gives_a_running_kernel_its_grace() {
+    let (tell, stop) = tokio::sync::watch::channel(false);
+    let signal = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stop.wait_for(|stop| *stop).await;
+    };
+    let policy = chapter_policy(); // restart after 5 s
+    let intensity = RestartIntensity::default();
+
+    // Stopped 1 s into the 5 s restart delay: no restart.
+    let kernel = Stoppable {
+        stop: stop.clone(),
+        obeys: true,
+        runs: 0,
+    };
+    let mut supervisor = Supervisor::new("k", kernel, policy, intensity);
+    let started = tokio::time::Instant::now();
+    let teller = tell.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(secs(1)).await;
+        let _ = teller.send(true);
+    });
+    let exit = supervisor.run_until(signal(stop.clone()), secs(2)).await;
+    assert_eq!(exit, Ok(SupervisorExit::Stopped));
+    assert_eq!(started.elapsed(), secs(1));
+    assert_eq!(
+        supervisor.kernel(KernelSlot::Primary).map(|k| k.runs),
+        Some(1)
+    );
+    assert!(restarts(&supervisor.log().events()).is_empty());
+
+    // Stopped while running: a kernel that obeys completes within the grace.
+    let _ = tell.send(false);
+    let kernel = Stoppable {
+        stop: stop.clone(),
+        obeys: true,
+        runs: 0,
+    };
+    let mut supervisor = Supervisor::new("k", kernel, policy, intensity);
+    let teller = tell.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(secs(6)).await;
+        let _ = teller.send(true);
+    });
+    let started = tokio::time::Instant::now();
+    let exit = supervisor.run_until(signal(stop.clone()), secs(2)).await;
+    assert_eq!(exit, Ok(SupervisorExit::Completed));
+    assert_eq!(started.elapsed(), secs(6) + Duration::from_millis(100));
+
+    // One that ignores it is dropped when the grace ends.
+    let _ = tell.send(false);
+    let kernel = Stoppable {
+        stop: stop.clone(),
+        obeys: false,
+        runs: 0,
+    };
+    let mut supervisor = Supervisor::new("k", kernel, policy, intensity);
+    let teller = tell.clone();
+    tokio::spawn(async move {
+        tokio::time::sleep(secs(6)).await;
+        let _ = teller.send(true);
+    });
+    let started = tokio::time::Instant::now();
+    let exit = supervisor.run_until(signal(stop.clone()), secs(2)).await;
+    assert_eq!(exit, Ok(SupervisorExit::Stopped));
+    assert_eq!(started.elapsed(), secs(8));
+}
+
 /// Every level's strategies and escalations need their kernels before anything runs.
 #[tokio::test(start_paused = true)]
 async fn a_ladder_needing_a_missing_kernel_is_refused() {
