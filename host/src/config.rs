@@ -232,12 +232,18 @@ pub struct GpuFile {
     /// How long after a failure the worker is restarted (default 1 s).
     #[serde(default, with = "humantime_serde::option")]
     pub restart_delay: Option<Duration>,
-    /// Restarts allowed within `restart_window` before the GPU path stops restarting for one
-    /// window and serves from the CPU (default 3).
+    /// Restarts allowed within `restart_window` before the GPU path degrades: every request
+    /// runs on the CPU while a worker is on probation (default 3).
     pub max_restarts: Option<u32>,
-    /// The window restarts are counted in (default 60 s).
+    /// The window restarts are counted in, and how long a worker on probation must stay up
+    /// before the GPU path takes requests again (default 60 s).
     #[serde(default, with = "humantime_serde::option")]
     pub restart_window: Option<Duration>,
+    /// How long after a probation worker fails it is restarted, once; when that one fails
+    /// too, an operator is notified and the GPU path stays off (default 10 s, at most
+    /// `restart_window`).
+    #[serde(default, with = "humantime_serde::option")]
+    pub probation_restart_delay: Option<Duration>,
     /// How long past a request's deadline the worker may still answer before it is killed
     /// (default 250 ms).
     #[serde(default, with = "humantime_serde::option")]
@@ -853,6 +859,7 @@ impl ServiceConfig {
                     restart_delay: Some(gpu.restart.restart_delay),
                     max_restarts: Some(gpu.restart.max_restarts),
                     restart_window: Some(gpu.intensity.window),
+                    probation_restart_delay: Some(gpu.probation.restart_delay),
                     kill_grace: Some(gpu.kill_grace),
                     fault: gpu.fault.map(|fault| GpuFaultFile {
                         kind: fault.kind.as_str().to_owned(),
@@ -1093,6 +1100,11 @@ fn resolve_gpu(
     set(&mut config.restart.restart_delay, file.restart_delay);
     set(&mut config.restart.max_restarts, file.max_restarts);
     set(&mut config.intensity.window, file.restart_window);
+    config.probation.restart_delay = config.probation.restart_delay.min(config.intensity.window);
+    set(
+        &mut config.probation.restart_delay,
+        file.probation_restart_delay,
+    );
     set(&mut config.kill_grace, file.kill_grace);
     config.max_frame_len = crate::gpu::GpuConfig::frame_limit_for_body(body_limit);
     if let Some(fault) = &file.fault {

@@ -257,7 +257,7 @@ async fn concurrent_requests_through_a_crash_each_get_their_own_answer_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_crash_loop_escalates_to_crashing_while_the_cpu_answers() {
+async fn a_crash_loop_degrades_to_the_cpu_with_a_worker_on_probation() {
     let fault = Some(WorkerFault {
         kind: FaultKind::Crash,
         on_request: 1,
@@ -281,7 +281,7 @@ async fn a_crash_loop_escalates_to_crashing_while_the_cpu_answers() {
         executor
             .wait_for(PATIENCE, |s| matches!(
                 s.phase,
-                WorkerPhase::Crashing { .. }
+                WorkerPhase::Degraded { .. }
             ))
             .await,
         "{:?}",
@@ -292,7 +292,7 @@ async fn a_crash_loop_escalates_to_crashing_while_the_cpu_answers() {
     assert!(
         health
             .message()
-            .starts_with("worker crashing: worker exited"),
+            .starts_with("worker on probation, CPU serves: worker exited"),
         "{}",
         health.message()
     );
@@ -308,8 +308,9 @@ async fn a_crash_loop_escalates_to_crashing_while_the_cpu_answers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_crash_loop_the_gpu_is_probed_again_and_comes_back() {
     // Four workers in a row crash on their first request: the fourth failure is one past
-    // the 3 restarts allowed, so the executor stops restarting for one intensity window,
-    // then tries again with a fresh budget; the fifth worker is sound.
+    // the 3 restarts allowed, so the GPU path degrades: the fifth worker runs on probation,
+    // unused, while the CPU serves; it stays up for a window, the escalation ends, and a
+    // sixth worker takes requests again.
     let mut config = config(Some(WorkerFault {
         kind: FaultKind::Crash,
         on_request: 1,
@@ -319,6 +320,7 @@ async fn after_a_crash_loop_the_gpu_is_probed_again_and_comes_back() {
         window: Duration::from_secs(4),
         backoff: None,
     };
+    config.probation.restart_delay = Duration::from_secs(1);
     let executor = GpuExecutor::start(config).await.expect("starts");
     for i in 0..4u32 {
         ready_nth(&executor, u64::from(i) + 1).await;
@@ -332,19 +334,60 @@ async fn after_a_crash_loop_the_gpu_is_probed_again_and_comes_back() {
         executor
             .wait_for(PATIENCE, |s| matches!(
                 s.phase,
-                WorkerPhase::Crashing { .. }
+                WorkerPhase::Degraded { .. }
             ))
             .await,
         "{:?}",
         executor.status()
     );
-    ready_nth(&executor, 5).await;
+    let (_, backend) = executor
+        .execute(scalar(1.0), DEADLINE)
+        .await
+        .expect("answers");
+    assert_eq!(backend, Backend::Cpu, "on probation, the CPU serves");
+    ready_nth(&executor, 6).await;
     assert_eq!(executor.health().status, HealthStatus::Healthy);
     let (response, backend) = executor
         .execute(scalar(5.0), DEADLINE)
         .await
         .expect("answers");
     assert_eq!((scalar_of(&response), backend), (5.0, Backend::Gpu));
+    executor.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_that_dies_on_probation_too_turns_the_gpu_path_off() {
+    // Every worker crashes right after it says it is ready: 3 restarts, then probation; the
+    // probation worker crashes, is restarted once, crashes again: the operator is notified
+    // and the GPU path stays off, while every request is answered on the CPU.
+    let mut config = config(Some(WorkerFault {
+        kind: FaultKind::Crash,
+        on_request: 0,
+        workers: u32::MAX,
+    }));
+    config.probation.restart_delay = Duration::from_millis(20);
+    let executor = GpuExecutor::start(config).await.expect("starts");
+    assert!(
+        executor
+            .wait_for(PATIENCE, |s| matches!(s.phase, WorkerPhase::Off { .. }))
+            .await,
+        "{:?}",
+        executor.status()
+    );
+    // 4 primary workers and 2 on probation.
+    assert_eq!(executor.workers_started(), 6);
+    let health = executor.health();
+    assert_eq!(health.status, HealthStatus::Unhealthy);
+    assert!(
+        health.message().starts_with("GPU off, operator notified: "),
+        "{}",
+        health.message()
+    );
+    let (response, backend) = executor
+        .execute(scalar(3.0), DEADLINE)
+        .await
+        .expect("answers");
+    assert_eq!((scalar_of(&response), backend), (3.0, Backend::Cpu));
     executor.shutdown().await;
 }
 

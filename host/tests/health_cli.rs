@@ -54,7 +54,12 @@ fn check_table(text: &str, components: &[&str]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_healthy_service_exits_0_in_every_format() {
     let server = start("").await;
-    let all = ["runtime", "kernel/graph/pagerank", "kernel/linalg/matmul"];
+    let all = [
+        "runtime",
+        "service",
+        "kernel/graph/pagerank",
+        "kernel/linalg/matmul",
+    ];
 
     let output = health(&server, &[]).await;
     assert_eq!(output.status.code(), Some(0), "{output:?}");

@@ -8,6 +8,7 @@ mod common;
 use std::time::Duration;
 
 use common::{CYCLE, MATMUL_2X2, Server, component, sample, start, wait_until};
+use rustkernel_core::resilience::CircuitState;
 use rustkernel_host::kernels::{KernelResponse, PAGERANK};
 use rustkernel_host::service::execute::ExecuteBody;
 use rustkernel_host::service::faults::FaultInjector;
@@ -59,7 +60,12 @@ async fn health_lists_every_component_with_its_details() {
         .collect();
     assert_eq!(
         names,
-        ["runtime", "kernel/graph/pagerank", "kernel/linalg/matmul"],
+        [
+            "runtime",
+            "service",
+            "kernel/graph/pagerank",
+            "kernel/linalg/matmul"
+        ],
         "{health}"
     );
     for name in names {
@@ -150,13 +156,26 @@ async fn metrics_are_prometheus_text_with_the_documented_names() {
             ),
         "a histogram: {text}"
     );
+    // The breakers and health come from the tokio adapter's collector, state numbers from the
+    // core's table.
+    for kernel in ["graph/pagerank", "linalg/matmul"] {
+        assert_eq!(
+            sample(
+                &text,
+                "rustkernel_circuit_breaker_state",
+                &format!(r#"breaker="{kernel}""#)
+            ),
+            Some(f64::from(CircuitState::Closed.metric_value())),
+            "{text}"
+        );
+    }
     assert_eq!(
         sample(
             &text,
-            "rustkernel_breaker_state",
-            r#"kernel="graph/pagerank""#
+            "rustkernel_circuit_breaker_calls_total",
+            r#"breaker="graph/pagerank",outcome="success""#
         ),
-        Some(0.0),
+        Some(1.0),
         "{text}"
     );
     assert_eq!(
@@ -164,16 +183,41 @@ async fn metrics_are_prometheus_text_with_the_documented_names() {
         Some(0.0),
         "{text}"
     );
+    assert!(
+        text.lines().any(|l| l == "rustkernel_health_live 1"),
+        "{text}"
+    );
     for family in [
         "# TYPE rustkernel_kernel_calls counter",
         "# TYPE rustkernel_kernel_duration_seconds histogram",
         "# TYPE rustkernel_kernel_retries counter",
         "# TYPE rustkernel_deadline_exceeded counter",
-        "# TYPE rustkernel_breaker_state gauge",
+        "# TYPE rustkernel_circuit_breaker_state gauge",
+        "# TYPE rustkernel_circuit_breaker_calls counter",
+        "# TYPE rustkernel_circuit_breaker_transitions counter",
         "# TYPE rustkernel_health_status gauge",
+        "# TYPE rustkernel_health_ready gauge",
     ] {
         assert!(text.contains(family), "{family} missing from {text}");
     }
+    assert!(
+        text.contains(&format!(
+            "# HELP rustkernel_circuit_breaker_state {}\n",
+            CircuitState::METRIC_HELP
+        )),
+        "{text}"
+    );
+    // One vocabulary: every family once, none of the service's old breaker names.
+    let mut names: Vec<&str> = text
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split(' ').next())
+        .collect();
+    let count = names.len();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), count, "a family twice: {text}");
+    assert!(!text.contains("rustkernel_breaker_"), "{text}");
     // Per-kernel counters exist from the start at 0 (so `rate()` and alerts see a series
     // before the first event), for every kernel.
     for kernel in ["graph/pagerank", "linalg/matmul"] {
@@ -574,32 +618,30 @@ async fn the_breaker_opens_on_injected_faults_and_closes_after_its_timeout() {
     assert_eq!(server.execute(PAGERANK, CYCLE).await.status, 200);
 
     // Every transition is counted, the quick half-open -> closed of the probe included.
-    let transitions = "rustkernel_breaker_transitions_total";
-    let counted = |metrics: &str| {
-        [
-            ("closed", "open"),
-            ("open", "half_open"),
-            ("half_open", "closed"),
-        ]
-        .map(|(from, to)| {
-            let labels = format!(r#"kernel="graph/pagerank",from="{from}",to="{to}""#);
-            sample(metrics, transitions, &labels)
-        })
-    };
-    wait_until(
-        "the transitions are counted",
-        Duration::from_secs(5),
-        || async { counted(&server.metrics().await) == [Some(1.0); 3] },
-    )
+    // (closed -> open, open -> half-open, half-open -> closed), read from the breaker; the
+    // opening is counted by reason as the service sees it.
+    let opening = r#"breaker="graph/pagerank",reason="consecutive_failures""#;
+    wait_until("the opening is counted", Duration::from_secs(5), || async {
+        sample(
+            &server.metrics().await,
+            "rustkernel_circuit_breaker_opened_total",
+            opening,
+        ) == Some(1.0)
+    })
     .await;
     let metrics = server.metrics().await;
-    assert_eq!(counted(&metrics), [Some(1.0); 3], "{metrics}");
+    let breaker = r#"breaker="graph/pagerank""#;
     assert_eq!(
         sample(
             &metrics,
-            "rustkernel_breaker_state",
-            r#"kernel="graph/pagerank""#
+            "rustkernel_circuit_breaker_transitions_total",
+            breaker
         ),
+        Some(3.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "rustkernel_circuit_breaker_state", breaker),
         Some(0.0),
         "{metrics}"
     );
@@ -815,8 +857,8 @@ async fn a_rate_breaker_from_the_file_opens_and_says_why() {
     wait_until("the opening is counted", Duration::from_secs(5), || async {
         sample(
             &server.metrics().await,
-            "rustkernel_breaker_opened_total",
-            r#"kernel="graph/pagerank",reason="failure_rate""#,
+            "rustkernel_circuit_breaker_opened_total",
+            r#"breaker="graph/pagerank",reason="failure_rate""#,
         ) == Some(1.0)
     })
     .await;
@@ -842,34 +884,36 @@ async fn a_metrics_only_breaker_reports_what_it_would_do_and_never_rejects() {
         assert_eq!(answer.status, 500, "{answer:?}");
         assert_eq!(answer.error_code(), "kernel_failed", "{answer:?}");
     }
-    let would_open = r#"kernel="graph/pagerank",reason="failure_rate""#;
-    wait_until(
-        "the reports are counted",
-        Duration::from_secs(5),
-        || async {
-            sample(
-                &server.metrics().await,
-                "rustkernel_breaker_would_open_total",
-                would_open,
-            ) == Some(3.0)
-        },
-    )
-    .await;
+    let breaker = r#"breaker="graph/pagerank""#;
     let metrics = server.metrics().await;
     assert_eq!(
         sample(
             &metrics,
-            "rustkernel_breaker_state",
-            r#"kernel="graph/pagerank""#
+            "rustkernel_circuit_breaker_would_open_total",
+            breaker
         ),
-        Some(5.0),
+        Some(3.0),
         "{metrics}"
     );
     assert_eq!(
         sample(
             &metrics,
-            "rustkernel_breaker_opened_total",
-            r#"kernel="graph/pagerank",reason="failure_rate""#
+            "rustkernel_circuit_breaker_trip_reason",
+            r#"breaker="graph/pagerank",reason="failure_rate""#
+        ),
+        Some(1.0),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(&metrics, "rustkernel_circuit_breaker_state", breaker),
+        Some(f64::from(CircuitState::MetricsOnly.metric_value())),
+        "{metrics}"
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "rustkernel_circuit_breaker_opened_total",
+            r#"breaker="graph/pagerank",reason="failure_rate""#
         ),
         None,
         "{metrics}"

@@ -286,6 +286,53 @@ async fn on_demand_checks_count_like_scheduled_ones() {
     );
 }
 
+/// A pushed result moves the registry at once, without running the check, and counts under
+/// the component's thresholds like any other; the probe routes follow it.
+#[tokio::test(start_paused = true)]
+async fn a_pushed_result_moves_the_registry_at_once() {
+    let probe = HealthProbe::new(config());
+    let check = Switch::new(true);
+    let once = HealthProbeConfig {
+        failure_threshold: 1,
+        ..config()
+    };
+    probe
+        .try_register_with(
+            "service",
+            check.clone(),
+            ComponentOptions {
+                criticality: Criticality::Critical,
+                roles: ProbeRoles::of(&[ProbeRole::Readiness]),
+                config: Some(once),
+            },
+        )
+        .expect("registered");
+    probe
+        .record("service", HealthCheckResult::unhealthy("draining"))
+        .expect("registered");
+    assert_eq!(probe.status("service"), Some(HealthStatus::Unhealthy));
+    assert!(!probe.is_ready());
+    assert_eq!(
+        probe
+            .report()
+            .component("service")
+            .map(|c| c.message.clone()),
+        Some("draining".to_owned())
+    );
+    assert!(check.calls().is_empty(), "a push runs no check");
+    probe
+        .record("service", HealthCheckResult::healthy())
+        .expect("registered");
+    assert!(probe.is_ready());
+    // With a threshold of 3, one pushed failure is not enough.
+    probe.register("gpu", Switch::new(true));
+    probe
+        .record("gpu", HealthCheckResult::unhealthy("worker lost"))
+        .expect("registered");
+    assert_eq!(probe.status("gpu"), Some(HealthStatus::Unknown));
+    assert!(probe.record("nope", HealthCheckResult::healthy()).is_err());
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_report_serializes_to_the_documented_json() {
     let probe = HealthProbe::new(config());

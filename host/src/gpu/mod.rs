@@ -7,9 +7,14 @@
 //! or when its bytes do not decode. [`GpuExecutor`] is what the service calls; it fails over
 //! to the CPU implementation of each kernel whenever the GPU path is unavailable.
 //!
-//! - [`protocol`]: the frames (postcard + COBS, versioned).
-//! - [`worker`]: the worker's command line, backends and loop.
-//! - [`pool`]: [`GpuExecutor`], [`GpuConfig`], the supervisor.
+//! - [`config`]: [`GpuConfig`], the worker's command line and its recovery ladder.
+//! - [`pool`]: [`GpuExecutor`], the routing between the worker and the CPU.
+//! - [`supervised`]: the worker as a kernel of the tokio supervisor (heartbeats, deadlines,
+//!   kills).
+//! - [`transport`]: how a worker is reached ([`PipeTransport`]: a child process's pipes).
+//! - [`status`]: [`GpuStatus`], [`WorkerPhase`], the `gpu` health verdict.
+//! - [`protocol`]: the frames between the service and the worker.
+//! - [`worker`]: the worker's side: command line, backends and loop.
 //! - [`nvml`]: Xid classification and the NVML watcher.
 
 use std::fmt;
@@ -18,14 +23,22 @@ use rustkernel_core::error::{Classify, ErrorKind};
 
 use crate::kernels::KernelError;
 
+pub mod config;
+mod costs;
 #[cfg(feature = "cuda")]
 mod cuda_backend;
 pub mod nvml;
 pub mod pool;
 pub mod protocol;
+pub mod status;
+pub mod supervised;
+pub mod transport;
 pub mod worker;
 
-pub use pool::{GpuConfig, GpuExecutor, GpuStatus, WorkerFault, WorkerPhase};
+pub use config::{GpuConfig, WorkerFault};
+pub use pool::GpuExecutor;
+pub use status::{GpuStatus, WorkerPhase};
+pub use transport::{PipeTransport, WorkerLink, WorkerProcess, WorkerTransport};
 pub use worker::{BackendKind, FaultKind};
 
 /// Which path computed a response.

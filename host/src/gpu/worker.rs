@@ -109,7 +109,7 @@ pub struct WorkerArgs {
     /// Inject this fault (tests only).
     #[arg(long, value_enum)]
     pub fault: Option<FaultKind>,
-    /// The request (1 = the first) that triggers `--fault`.
+    /// The request (1 = the first) that triggers `--fault`; 0 triggers it right after `Hello`.
     #[arg(long, default_value_t = 1)]
     pub fault_on: u64,
     /// The longest request frame to read, in bytes (the service passes its body limit's).
@@ -236,6 +236,13 @@ where
         heartbeats_stopped.clone(),
     );
 
+    // `--fault-on 0`: the fault comes right after Hello, before any request (a device that
+    // dies as soon as it is used).
+    if let Some(fault) = args.fault.filter(|_| args.fault_on == 0)
+        && let Some(status) = inject(fault, 0, &out, &heartbeats_stopped, backend.as_mut())
+    {
+        return status;
+    }
     let mut stdin = BufReader::with_capacity(64 * 1024, io::stdin().lock());
     let mut buf = Vec::new();
     let mut served = 0u64;

@@ -24,6 +24,7 @@ mod binary;
 mod error;
 mod matmul;
 mod pagerank;
+mod pool;
 
 use serde::{Deserialize, Serialize};
 
@@ -37,6 +38,7 @@ pub use pagerank::{
     Csr, MAX_EDGES, MAX_ITERATIONS, MAX_NODES, PageRankInput, PageRankOutput, default_damping,
     default_max_iterations, default_tolerance,
 };
+pub use pool::{BoxFuture, CpuRunner, INLINE_WORK_UNITS, KernelPool, work_units};
 
 /// PageRank by power iteration over a directed edge list.
 pub const PAGERANK: &str = "graph/pagerank";

@@ -30,7 +30,9 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use crate::config::AuthMode;
-use crate::kernels::{self, KernelError, KernelRequest, KernelResponse};
+use crate::kernels::{
+    self, INLINE_WORK_UNITS, KernelError, KernelRequest, KernelResponse, work_units,
+};
 
 /// The header that carries a request's deadline, in milliseconds (clamped by `max_timeout`).
 pub const TIMEOUT_HEADER: &str = "x-request-timeout-ms";
@@ -467,23 +469,6 @@ async fn run(
     result
 }
 
-/// The most work, in [`work_units`], that runs inline on the async worker instead of on the
-/// blocking pool: about 10-30 µs of CPU, less than the two thread wake-ups of a pool hop.
-pub const INLINE_WORK_UNITS: u64 = 16_384;
-
-/// An upper bound of a request's work: PageRank (nodes + edges) x max iterations, matmul n³.
-#[must_use]
-pub fn work_units(request: &KernelRequest) -> u64 {
-    match request {
-        KernelRequest::PageRank(input) => {
-            let per_iteration = u64::from(input.num_nodes)
-                .saturating_add(u64::try_from(input.edges.len()).unwrap_or(u64::MAX));
-            per_iteration.saturating_mul(u64::from(input.max_iterations.max(1)))
-        }
-        KernelRequest::MatMul(input) => u64::from(input.n).saturating_pow(3),
-    }
-}
-
 /// One attempt: on the GPU worker when `[gpu]` is enabled (which fails over to the CPU by
 /// itself); else the kernel (after its injected faults) on the blocking pool, or inline on the
 /// async worker when it is tiny ([`INLINE_WORK_UNITS`]) and no fault is injected: the pool hop
@@ -571,7 +556,7 @@ pub(super) async fn admin(
         tracing::warn!(kernel = id, action, "operator changed a circuit breaker");
         Ok(serde_json::json!({
             "kernel": id,
-            "breaker": super::metrics::state_label(breaker.state()),
+            "breaker": breaker.state().label(),
         }))
     })();
     match result {
@@ -594,7 +579,7 @@ mod tests {
 
     use super::*;
     use crate::config::{FaultConfig, Preset, ServiceConfig};
-    use crate::service::runtime::KernelPool;
+    use crate::kernels::KernelPool;
 
     fn pagerank(nodes: u32) -> Arc<KernelRequest> {
         let edges: Vec<[u32; 2]> = (0..nodes).map(|i| [i, (i + 1) % nodes]).collect();
@@ -657,8 +642,12 @@ mod tests {
 
     #[tokio::test]
     async fn tiny_kernels_run_inline_and_the_rest_on_the_pool() {
-        let mut state =
-            AppState::new(ServiceConfig::preset(Preset::Production).unwrap(), None).unwrap();
+        let mut state = AppState::new(
+            ServiceConfig::preset(Preset::Production).unwrap(),
+            Arc::new(KernelPool::new(1)),
+            None,
+        )
+        .unwrap();
         state.pool = Arc::new(KernelPool::new(0));
         assert!(work_units(&pagerank(3)) <= INLINE_WORK_UNITS);
         assert!(finishes_without_the_pool(&state, pagerank(3)));
@@ -676,7 +665,7 @@ mod tests {
                 seed: 1,
             },
         );
-        let mut state = AppState::new(config, None).unwrap();
+        let mut state = AppState::new(config, Arc::new(KernelPool::new(1)), None).unwrap();
         state.pool = Arc::new(KernelPool::new(0));
         assert!(!finishes_without_the_pool(&state, pagerank(3)));
     }

@@ -1,11 +1,23 @@
-//! The health components and the probe routes.
+//! The health components and the probe routes, which answer from the health registry.
 //!
-//! Components: `runtime` (critical; see [`runtime`](super::runtime)) and one per kernel,
-//! `kernel/<id>` (non-critical: an open breaker degrades the service but the others still take
-//! work), reporting its breaker: closed is healthy, half-open degraded, open or forced open
-//! unhealthy. Their checks run in the background on the probe's runner, concurrently, each
-//! under its own timeout and never two of the same at once; the routes only read the cached
-//! results.
+//! Components:
+//! - `runtime` (critical; startup, liveness, readiness; see [`runtime`](super::runtime));
+//! - `service` (critical; readiness): not ready while starting (until every component answered
+//!   its first check), while draining, and while no executor accepts work (every kernel's
+//!   breaker open);
+//! - one per kernel, `kernel/<id>` (non-critical, readiness: an open breaker degrades the
+//!   service but the others still take work), reporting its breaker: closed is healthy,
+//!   half-open degraded, open or forced open unhealthy;
+//! - `gpu` with `[gpu]` (non-critical, readiness: the CPU path serves while it is down).
+//!
+//! Their checks run in the background on the probe's runner, concurrently, each under its own
+//! timeout and never two of the same at once; and every event that changes one is pushed into
+//! the registry at once ([`HealthProbe::record`](rustkernel_tokio::resilience::HealthProbe::record)):
+//! a breaker's transition, the GPU path's status, the start of a drain, the end of start-up.
+//! So `/health`, `rustkernel health` and the demo never contradict a breaker. The routes only
+//! read the registry: `/health/live` is its `is_live` (and the runtime's own heartbeat, the
+//! watchdog of the runner that keeps the registry current), `/health/ready` its `is_ready`,
+//! `/health/startup` its `is_started` and `service`'s start-up.
 //!
 //! Aggregation (`status` of `GET /health`): `unknown` until the first round of checks finished;
 //! then the worst of the components' contributions, in the order unhealthy, unknown, degraded,
@@ -28,13 +40,15 @@ use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::execute::ApiError;
-use super::metrics::state_label;
 
 /// The name of the service's own component.
 pub const RUNTIME: &str = "runtime";
 
 /// The GPU worker's component (registered when `[gpu]` is enabled).
 pub const GPU: &str = "gpu";
+
+/// The service's own readiness: start-up, drain, and whether any executor accepts work.
+pub const SERVICE: &str = "service";
 
 /// The component name of a kernel (`kernel/graph/pagerank`).
 #[must_use]
@@ -63,12 +77,44 @@ pub(super) fn register_components(state: &Arc<AppState>) {
         }),
         ComponentOptions {
             criticality: Criticality::Critical,
-            roles: ProbeRoles::of(&[ProbeRole::Liveness, ProbeRole::Readiness]),
+            roles: ProbeRoles::of(&[
+                ProbeRole::Startup,
+                ProbeRole::Liveness,
+                ProbeRole::Readiness,
+            ]),
             config: Some(runtime_config),
         },
     );
     if let Err(error) = registered {
         tracing::error!(%error, "cannot register the runtime health component");
+    }
+    // Components that follow events answer at once: one result flips them (their sources,
+    // breakers and the GPU supervisor, have their own hysteresis).
+    let pushed = HealthProbeConfig {
+        failure_threshold: 1,
+        success_threshold: 1,
+        ..state.probe.config()
+    };
+    let weak = Arc::downgrade(state);
+    let registered = state.probe.try_register_with(
+        SERVICE,
+        check_fn(move || {
+            let state = weak.upgrade();
+            async move {
+                match state {
+                    Some(state) => service_check(&state),
+                    None => HealthCheckResult::unhealthy("service stopped"),
+                }
+            }
+        }),
+        ComponentOptions {
+            criticality: Criticality::Critical,
+            roles: ProbeRoles::of(&[ProbeRole::Readiness]),
+            config: Some(pushed),
+        },
+    );
+    if let Err(error) = registered {
+        tracing::error!(%error, "cannot register the service health component");
     }
     if state.gpu.is_some() {
         let weak = Arc::downgrade(state);
@@ -86,8 +132,8 @@ pub(super) fn register_components(state: &Arc<AppState>) {
             ComponentOptions {
                 // The CPU path keeps the service ready while the GPU is down.
                 criticality: Criticality::NonCritical,
-                roles: ProbeRoles::of(&[ProbeRole::Liveness, ProbeRole::Readiness]),
-                config: None,
+                roles: ProbeRoles::of(&[ProbeRole::Readiness]),
+                config: Some(pushed),
             },
         );
         if let Err(error) = registered {
@@ -109,8 +155,8 @@ pub(super) fn register_components(state: &Arc<AppState>) {
             }),
             ComponentOptions {
                 criticality: Criticality::NonCritical,
-                roles: ProbeRoles::of(&[ProbeRole::Liveness, ProbeRole::Readiness]),
-                config: None,
+                roles: ProbeRoles::of(&[ProbeRole::Readiness]),
+                config: Some(pushed),
             },
         );
         if let Err(error) = registered {
@@ -150,76 +196,120 @@ fn kernel_check(state: &AppState, id: &str) -> HealthCheckResult {
     }
 }
 
-/// Marks startup finished once every component has answered its first check (run
-/// concurrently, each on its own task).
+/// The `service` component: starting, draining, or no executor accepting work.
+fn service_check(state: &AppState) -> HealthCheckResult {
+    if state.draining.load(Ordering::SeqCst) {
+        return HealthCheckResult::unhealthy("draining: the service is shutting down");
+    }
+    if !state.started.load(Ordering::SeqCst) {
+        return HealthCheckResult::unhealthy("starting: first health checks under way");
+    }
+    if !state.kernels.values().any(|slot| !slot.pipeline.is_open()) {
+        return HealthCheckResult::unhealthy("no executor: every kernel's circuit breaker is open");
+    }
+    HealthCheckResult::healthy()
+}
+
+/// Pushes `name`'s current result into the registry (see the module docs).
+fn push(state: &AppState, name: &str, result: HealthCheckResult) {
+    if let Err(error) = state.probe.record(name, result) {
+        tracing::debug!(%error, component = name, "no such health component");
+    }
+}
+
+/// Pushes the `service` component: a drain began, start-up ended, a breaker moved.
+pub(super) fn push_service(state: &AppState) {
+    push(state, SERVICE, service_check(state));
+}
+
+/// Marks startup finished once every other component has answered its first check (run
+/// concurrently, each on its own task), and pushes it.
 pub(super) async fn finish_startup(state: Arc<AppState>) {
     let mut checks = tokio::task::JoinSet::new();
     for name in state.probe.components() {
+        if name == SERVICE {
+            continue;
+        }
         let probe = state.probe.clone();
         checks.spawn(async move { probe.check(&name).await });
     }
     while checks.join_next().await.is_some() {}
     state.started.store(true, Ordering::SeqCst);
+    push_service(&state);
     tracing::info!("startup finished: every component answered its first check");
 }
 
-/// Counts breaker transitions and keeps the state gauges current, one task per kernel.
+/// Pushes the `gpu` component each time the GPU path's status changes.
+pub(super) async fn watch_gpu(state: Arc<AppState>) {
+    let Some(mut status) = state.gpu.as_ref().map(crate::gpu::GpuExecutor::subscribe) else {
+        return;
+    };
+    loop {
+        let result = status.borrow_and_update().health();
+        push(&state, GPU, result);
+        if status.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Registers the metrics collector (every breaker, the health probe), then follows every
+/// breaker's transitions, one task per breaker: counts its openings by reason, and pushes a
+/// kernel's component and `service` into the registry at each change.
 ///
 /// It reads every transition in order (not the latest state, which would merge a quick
 /// open, half-open, closed into one "open to closed" that never happened).
 pub(super) async fn watch_breakers(state: Arc<AppState>) {
     use tokio::sync::broadcast::error::RecvError;
-    let mut tasks = tokio::task::JoinSet::new();
+    state
+        .metrics
+        .register_resilience(|| super::metrics::resilience_collector(&state));
+    let mut watched = Vec::new();
     for slot in state.kernels.values() {
-        let Some(breaker) = slot.pipeline.breaker() else {
-            continue;
-        };
-        let mut transitions = breaker.subscribe_transitions();
-        let id = slot.id;
+        if let Some(breaker) = slot.pipeline.breaker() {
+            watched.push((
+                slot.id.to_owned(),
+                breaker.subscribe_transitions(),
+                Some(slot.id),
+            ));
+        }
+    }
+    if let Some(breaker) = state.gpu.as_ref().map(crate::gpu::GpuExecutor::breaker) {
+        watched.push((
+            breaker.name().to_owned(),
+            breaker.subscribe_transitions(),
+            None,
+        ));
+    }
+    let mut tasks = tokio::task::JoinSet::new();
+    for (name, mut transitions, kernel) in watched {
         let state = state.clone();
         tasks.spawn(async move {
-            if let Some(breaker) = state.kernels.get(id).and_then(|s| s.pipeline.breaker()) {
-                state.metrics.set_breaker_state(id, breaker.state());
-            }
             loop {
                 match transitions.recv().await {
                     Ok(transition) => {
+                        if transition.would_open() {
+                            continue;
+                        }
                         if let Some(trip) = transition.trip {
-                            let family = if transition.would_open() {
-                                &state.metrics.breaker_would_open
-                            } else {
-                                &state.metrics.breaker_opened
-                            };
-                            family
+                            state
+                                .metrics
+                                .breaker_opened
                                 .get_or_create(&super::metrics::TripLabels {
-                                    kernel: id.to_owned(),
+                                    breaker: name.clone(),
                                     reason: trip.reason.as_str(),
                                 })
                                 .inc();
-                            if transition.would_open() {
-                                continue;
-                            }
                         }
-                        state
-                            .metrics
-                            .breaker_transitions
-                            .get_or_create(&super::metrics::TransitionLabels {
-                                kernel: id.to_owned(),
-                                from: state_label(transition.from),
-                                to: state_label(transition.to),
-                            })
-                            .inc();
-                        state.metrics.set_breaker_state(id, transition.to);
                     }
                     Err(RecvError::Lagged(missed)) => {
-                        tracing::warn!(kernel = id, missed, "breaker transitions not counted");
-                        if let Some(breaker) =
-                            state.kernels.get(id).and_then(|s| s.pipeline.breaker())
-                        {
-                            state.metrics.set_breaker_state(id, breaker.state());
-                        }
+                        tracing::warn!(breaker = %name, missed, "breaker openings not counted");
                     }
                     Err(RecvError::Closed) => break,
+                }
+                if let Some(id) = kernel {
+                    push(&state, &kernel_component(id), kernel_check(&state, id));
+                    push_service(&state);
                 }
             }
         });
@@ -274,12 +364,13 @@ fn probe_pending(
     (code, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
 }
 
-/// `GET /health/live`: the process and its supervisor are alive. Never checks a dependency.
+/// `GET /health/live`: the registry's liveness (the runtime's; never a dependency's), and the
+/// runtime's heartbeat, which watches the runner that keeps the registry current.
 pub(super) async fn live(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Err(error) = super::execute::check_health_auth(&state, &headers) {
         return error.into_response();
     }
-    let alive = state.runtime.is_live();
+    let alive = state.probe.is_live() && state.runtime.is_live();
     probe(
         alive,
         "live",
@@ -288,41 +379,44 @@ pub(super) async fn live(State(state): State<Arc<AppState>>, headers: HeaderMap)
     )
 }
 
-/// Why the service is not ready, or `None` when it is.
-pub(crate) fn not_ready_reason(state: &AppState, report: &HealthReport) -> Option<String> {
-    if state.draining.load(Ordering::SeqCst) {
-        return Some("draining: the service is shutting down".to_owned());
+/// Why the service is not ready, from the registry: the critical components that are not,
+/// with their messages; `None` when it is ready.
+pub(crate) fn not_ready_reason(report: &HealthReport) -> Option<String> {
+    if report.ready {
+        return None;
     }
-    if !state.started.load(Ordering::SeqCst) {
-        return Some("starting: the first health checks have not finished".to_owned());
-    }
-    if !report.ready {
-        let names: Vec<&str> = report
-            .components
-            .iter()
-            .filter(|component| component.critical && !component.ready)
-            .map(|component| component.name.as_str())
-            .collect();
-        return Some(format!(
-            "critical components not ready: {}",
-            names.join(", ")
-        ));
-    }
-    let accepting = state.kernels.values().any(|slot| !slot.pipeline.is_open());
-    if !accepting {
-        return Some("no executor accepts work: every kernel's circuit breaker is open".to_owned());
-    }
-    None
+    let reasons: Vec<String> = report
+        .components
+        .iter()
+        .filter(|component| component.critical && !component.ready)
+        .map(|component| {
+            if component.name == SERVICE && !component.message.is_empty() {
+                component.message.clone()
+            } else if component.message.is_empty() {
+                format!("{}: not ready", component.name)
+            } else {
+                format!("{}: {}", component.name, component.message)
+            }
+        })
+        .collect();
+    Some(if reasons.is_empty() {
+        "not ready".to_owned()
+    } else {
+        reasons.join("; ")
+    })
 }
 
-/// `GET /health/ready`: answered from the cached snapshot, never by running a check.
+/// `GET /health/ready`: the registry's readiness, never by running a check.
 pub(super) async fn ready(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Err(error) = super::execute::check_health_auth(&state, &headers) {
         return error.into_response();
     }
     let report = state.probe.report();
-    let reason = not_ready_reason(&state, &report);
-    let status = if state.draining.load(Ordering::SeqCst) {
+    let reason = not_ready_reason(&report);
+    let status = if reason
+        .as_deref()
+        .is_some_and(|reason| reason.starts_with("draining"))
+    {
         "draining"
     } else {
         "not_ready"
@@ -330,20 +424,28 @@ pub(super) async fn ready(State(state): State<Arc<AppState>>, headers: HeaderMap
     probe(reason.is_none(), "ready", status, reason)
 }
 
+/// Whether start-up is over, from the registry: its critical components started, and
+/// `service` has answered and is past "starting" (every component answered its first check).
+pub(crate) fn started(report: &HealthReport) -> bool {
+    report.started
+        && report.component(SERVICE).is_some_and(|service| {
+            service.status != HealthStatus::Unknown && !service.message.starts_with("starting")
+        })
+}
+
 /// `GET /health/startup`: the first round of checks finished.
 pub(super) async fn startup(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     if let Err(error) = super::execute::check_health_auth(&state, &headers) {
         return error.into_response();
     }
-    let started = state.started.load(Ordering::SeqCst);
+    let report = state.probe.report();
+    let started = started(&report);
     let reason = (!started).then(|| {
-        let waiting: Vec<String> = state
-            .probe
-            .report()
+        let waiting: Vec<String> = report
             .components
-            .into_iter()
+            .iter()
             .filter(|component| component.status == HealthStatus::Unknown)
-            .map(|component| component.name)
+            .map(|component| component.name.clone())
             .collect();
         if waiting.is_empty() {
             "the first health checks have not finished".to_owned()
@@ -460,8 +562,8 @@ impl From<Trip> for TripBody {
 /// The whole health view.
 pub(crate) fn body(state: &AppState) -> HealthBody {
     let report = state.probe.report();
-    let reason = not_ready_reason(state, &report);
-    let started = state.started.load(Ordering::SeqCst);
+    let reason = not_ready_reason(&report);
+    let started = started(&report);
     let now_tokio = tokio::time::Instant::now();
     let now_wall = SystemTime::now();
     let components = report
@@ -476,7 +578,7 @@ pub(crate) fn body(state: &AppState) -> HealthBody {
                 .map(|breaker| {
                     let stats = breaker.stats();
                     BreakerBody {
-                        state: state_label(stats.state).to_owned(),
+                        state: stats.state.label().to_owned(),
                         failures: stats.failure_count,
                         successes: stats.success_count,
                         rejected: stats.rejected_count,
@@ -504,9 +606,6 @@ pub(crate) fn body(state: &AppState) -> HealthBody {
             }
         })
         .collect();
-    for component in &report.components {
-        state.metrics.set_health(&component.name, component.status);
-    }
     HealthBody {
         status: if started {
             report.overall
@@ -542,15 +641,11 @@ pub(super) async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderM
     {
         return error.into_response();
     }
-    // Refresh the gauges from the current state (cheap: no check runs).
-    for slot in state.kernels.values() {
-        if let Some(breaker) = slot.pipeline.breaker() {
-            state.metrics.set_breaker_state(slot.id, breaker.state());
-        }
-    }
-    for component in state.probe.report().components {
-        state.metrics.set_health(&component.name, component.status);
-    }
+    // The breakers and the health registry are read by the collector as it encodes; the
+    // background task registered it at start-up (whichever runs first does).
+    state
+        .metrics
+        .register_resilience(|| super::metrics::resilience_collector(&state));
     if let Some(gpu) = &state.gpu {
         // Restarts = workers started beyond the first.
         let restarts = gpu.workers_started().saturating_sub(1);

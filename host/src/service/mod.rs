@@ -3,9 +3,9 @@
 //!
 //! | Route | What it answers |
 //! |---|---|
-//! | `GET /health/live` | the process and its supervisor are alive; never checks a dependency |
-//! | `GET /health/ready` | startup finished, not draining, the critical components are ready and some kernel accepts work (from the cached snapshot the background checks keep current) |
-//! | `GET /health/startup` | the first round of checks finished |
+//! | `GET /health/live` | the registry's liveness: the runtime (never a dependency) |
+//! | `GET /health/ready` | the registry's readiness: `runtime` and `service` (started, not draining, some kernel accepts work), kept current by background checks and pushed events |
+//! | `GET /health/startup` | the registry's start-up: the first round of checks finished |
 //! | `GET /health` | every component: status, message, latency, last check, breaker state |
 //! | `GET /metrics` | Prometheus text (see [`metrics`]) |
 //! | `POST /v1/kernels/{id}/execute` | runs a kernel through its pipeline on the blocking pool |
@@ -41,9 +41,10 @@ use tokio::task::JoinHandle;
 
 use crate::config::{AuthMode, BreakerMode, KernelWindow, ServiceConfig};
 use crate::kernels::KERNEL_IDS;
+use crate::kernels::KernelPool;
 use faults::FaultInjector;
 use metrics::Metrics;
-use runtime::{KernelPool, RuntimeMonitor};
+use runtime::RuntimeMonitor;
 
 /// One kernel's pipeline (with its breaker) and fault injector.
 #[derive(Debug)]
@@ -148,9 +149,9 @@ pub struct RunningService {
 impl AppState {
     fn new(
         config: ServiceConfig,
+        pool: Arc<KernelPool>,
         gpu: Option<crate::gpu::GpuExecutor>,
     ) -> Result<Self, ServeError> {
-        let pool = Arc::new(KernelPool::new(config.runtime.blocking_threads));
         let runtime = Arc::new(RuntimeMonitor::new(config.runtime, pool.clone()));
         let probe = HealthProbe::try_new(config.resilience.health_check)
             .map_err(|error| ServeError::Config(error.to_string()))?;
@@ -259,22 +260,29 @@ pub async fn start_on(
         ),
         AuthMode::None => tracing::info!(%address, "authentication: none"),
     }
+    // One blocking pool for the service's kernels and the GPU path's CPU failovers.
+    let pool = Arc::new(KernelPool::new(config.runtime.blocking_threads));
     let gpu = match config.gpu.clone() {
         Some(gpu_config) => {
-            let executor = crate::gpu::GpuExecutor::start(gpu_config)
-                .await
-                .map_err(|error| ServeError::Config(format!("gpu: {error}")))?;
+            let executor = crate::gpu::GpuExecutor::start_with(
+                gpu_config,
+                Arc::new(crate::gpu::PipeTransport),
+                pool.clone(),
+            )
+            .await
+            .map_err(|error| ServeError::Config(format!("gpu: {error}")))?;
             tracing::info!(health = %executor.health(), "GPU executor started");
             Some(executor)
         }
         None => None,
     };
-    let state = Arc::new(AppState::new(config, gpu)?);
+    let state = Arc::new(AppState::new(config, pool, gpu)?);
     health::register_components(&state);
 
     let mut background = Vec::new();
     background.push(tokio::spawn(state.runtime.clone().heartbeat()));
     background.push(tokio::spawn(health::watch_breakers(state.clone())));
+    background.push(tokio::spawn(health::watch_gpu(state.clone())));
     let runner = state.probe.spawn();
     background.push(tokio::spawn(health::finish_startup(state.clone())));
     background.extend(start_telemetry(&state).await?);
@@ -310,6 +318,7 @@ pub async fn start_on(
             _ = signal.wait_for(|stop| *stop) => {}
         }
         server_state.draining.store(true, Ordering::SeqCst);
+        health::push_service(&server_state);
         // In-flight requests get until the drain deadline; then the rest are dropped.
         match tokio::time::timeout(drain_timeout, &mut serving).await {
             Ok(joined) => joined
@@ -376,6 +385,7 @@ impl RunningService {
     /// in-flight requests finish within the drain deadline.
     pub fn begin_shutdown(&self) {
         self.state.draining.store(true, Ordering::SeqCst);
+        health::push_service(&self.state);
         let _ = self.shutdown.send(true);
     }
 
@@ -428,6 +438,7 @@ impl ShutdownHandle {
     /// As [`RunningService::begin_shutdown`].
     pub fn begin(&self) {
         self.state.draining.store(true, Ordering::SeqCst);
+        health::push_service(&self.state);
         let _ = self.shutdown.send(true);
     }
 }

@@ -1,5 +1,5 @@
-//! The service's own machinery, checked as the `runtime` health component, and the blocking
-//! pool that runs CPU kernels.
+//! The service's own machinery, checked as the `runtime` health component (the blocking pool
+//! it watches is [`KernelPool`]).
 //!
 //! `runtime` is:
 //! - **unhealthy** when the heartbeat task has stopped beating (the tokio runtime is stuck or
@@ -11,14 +11,13 @@
 //! - **healthy** otherwise.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use rustkernel_core::resilience::{HealthCheckResult, ResilienceError};
-use rustkernel_tokio::deadline::{CancelFlag, DeadlineContext, current_deadline};
-use tokio::sync::Semaphore;
+use rustkernel_core::resilience::HealthCheckResult;
 
 use crate::config::RuntimeLimits;
+use crate::kernels::KernelPool;
 
 /// Heartbeat, blocking-pool and process figures behind the `runtime` component.
 #[derive(Debug)]
@@ -145,80 +144,4 @@ fn resident_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
     Some(pages.saturating_mul(4096))
-}
-
-/// The blocking pool that runs CPU kernels: at most `threads` at once on tokio's blocking
-/// threads; the rest wait in a queue whose depth the `runtime` component watches.
-#[derive(Debug)]
-pub struct KernelPool {
-    permits: Arc<Semaphore>,
-    queued: AtomicUsize,
-    running: Arc<AtomicUsize>,
-}
-
-impl KernelPool {
-    /// A pool of `threads` blocking threads.
-    #[must_use]
-    pub fn new(threads: usize) -> Self {
-        Self {
-            permits: Arc::new(Semaphore::new(threads)),
-            queued: AtomicUsize::new(0),
-            running: Arc::new(AtomicUsize::new(0)),
-        }
-    }
-
-    /// Jobs waiting for a thread.
-    #[must_use]
-    pub fn queued(&self) -> usize {
-        self.queued.load(Ordering::Relaxed)
-    }
-
-    /// Jobs running.
-    #[must_use]
-    pub fn running(&self) -> usize {
-        self.running.load(Ordering::Relaxed)
-    }
-
-    /// Runs `work` on a pool thread under the current deadline: it waits for a thread at most
-    /// until the deadline, never starts after it, and gets a [`CancelFlag`] raised when the
-    /// deadline passes. The thread stays counted until the work returns.
-    ///
-    /// # Errors
-    /// `DeadlineExceeded` when the deadline passed first; `Operation(e)` with the work's error.
-    pub async fn run<T, E, F>(&self, work: F) -> Result<T, ResilienceError<E>>
-    where
-        F: FnOnce(CancelFlag) -> Result<T, E> + Send + 'static,
-        T: Send + 'static,
-        E: Send + 'static,
-    {
-        self.queued.fetch_add(1, Ordering::Relaxed);
-        let queue = QueueGuard(&self.queued);
-        let permit = self.permits.clone().acquire_owned().await;
-        drop(queue);
-        let Ok(permit) = permit else {
-            // The semaphore is never closed; a closed one means the service is going away.
-            return Err(ResilienceError::Timeout);
-        };
-        let running = self.running.clone();
-        let deadline =
-            current_deadline().unwrap_or_else(|| DeadlineContext::detached(Duration::MAX));
-        deadline
-            .execute_blocking(move |cancel| {
-                running.fetch_add(1, Ordering::Relaxed);
-                let result = work(cancel);
-                running.fetch_sub(1, Ordering::Relaxed);
-                drop(permit);
-                result
-            })
-            .await
-    }
-}
-
-/// Takes a job off the queue count when it leaves the queue, however it leaves.
-struct QueueGuard<'a>(&'a AtomicUsize);
-
-impl Drop for QueueGuard<'_> {
-    fn drop(&mut self) {
-        self.0.fetch_sub(1, Ordering::Relaxed);
-    }
 }

@@ -392,6 +392,35 @@ impl HealthProbe {
         Ok(result)
     }
 
+    /// Records `result` for component `name` now, as if its check had just returned it: a
+    /// push, for a component that changes on events (a breaker's transition, a drain, a
+    /// worker's status) rather than only when polled, so the registry and every probe route
+    /// follow the event at once. It counts for each active probe of the component, as a
+    /// check's result would; a check in flight is superseded (its answer, taken before the
+    /// event, is ignored). The component's thresholds apply as to any result.
+    ///
+    /// # Errors
+    /// [`UnknownComponent`] when no component has this name.
+    pub fn record(&self, name: &str, result: HealthCheckResult) -> Result<(), UnknownComponent> {
+        let now = clock::now();
+        let tickets: Vec<CheckTicket> = {
+            let mut state = self.shared.lock();
+            let id = state.registry.id(name).ok_or(UnknownComponent)?;
+            let roles = state
+                .registry
+                .get(id)
+                .map(|entry| entry.health().roles())
+                .unwrap_or_default();
+            roles
+                .iter()
+                .filter_map(|role| state.registry.start_push(id, role, now).ok())
+                .collect()
+        };
+        self.shared.record(&tickets, &result.at(now));
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
     /// Runs the probe: applies timeouts and startup deadlines, and starts each component's
     /// check when one of its probes is due, every check on its own task under its own timeout.
     ///

@@ -216,6 +216,24 @@ impl ComponentHealth {
         probe.try_start(now).map_err(|_| StartError::InFlight)
     }
 
+    /// As [`try_start`](Self::try_start), but a check in flight gives its own ticket: a result
+    /// recorded with it supersedes that check, whose answer is then ignored as stale.
+    pub(crate) fn start_or_supersede(
+        &mut self,
+        role: ProbeRole,
+        now: Instant,
+    ) -> Result<ProbeTicket, StartError> {
+        match self.try_start(role, now) {
+            Err(StartError::InFlight) => {
+                let probe = self.probe_mut(role).ok_or(StartError::RoleNotRegistered)?;
+                match probe.try_start(now) {
+                    Ok(ticket) | Err(super::probe::CheckInFlight { ticket }) => Ok(ticket),
+                }
+            }
+            other => other,
+        }
+    }
+
     /// Records the result of check `ticket` of the `role` probe at `now`.
     ///
     /// If the startup deadline has passed, that comes first: the result is dropped and

@@ -330,6 +330,28 @@ impl<const N: usize> HealthRegistry<N> {
         })
     }
 
+    /// A ticket for a result pushed by an event rather than returned by a check (a breaker's
+    /// transition, a drain): as [`try_start`](Self::try_start), except that when a check of
+    /// the probe is in flight, its ticket is returned, so the pushed result supersedes that
+    /// check and the check's own answer is ignored as stale when it comes.
+    ///
+    /// # Errors
+    /// As [`try_start`](Self::try_start), except [`StartError::InFlight`].
+    pub fn start_push(
+        &mut self,
+        id: ComponentId,
+        role: ProbeRole,
+        now: Instant,
+    ) -> Result<CheckTicket, StartError> {
+        let entry = self.entry_mut(id).ok_or(StartError::UnknownComponent)?;
+        let probe = entry.health.start_or_supersede(role, now)?;
+        Ok(CheckTicket {
+            component: id,
+            role,
+            probe,
+        })
+    }
+
     /// Starts the first check due at `now`, in registration then role order, if any.
     ///
     /// Call it until it returns `None` to start everything that is due.
@@ -524,6 +546,45 @@ mod tests {
 
     fn live_only() -> ProbeRoles {
         ProbeRoles::from(ProbeRole::Liveness)
+    }
+
+    #[test]
+    fn a_pushed_result_supersedes_the_check_in_flight() {
+        let mut registry = HealthRegistry::<2>::new();
+        let id = registry
+            .register(
+                "service",
+                config(),
+                Criticality::Critical,
+                live_only(),
+                secs(0),
+            )
+            .expect("valid");
+        let running = registry
+            .try_start(id, ProbeRole::Liveness, secs(0))
+            .expect("valid");
+        assert_eq!(
+            registry.try_start(id, ProbeRole::Liveness, secs(0)),
+            Err(StartError::InFlight)
+        );
+        let pushed = registry
+            .start_push(id, ProbeRole::Liveness, secs(0))
+            .expect("valid");
+        registry
+            .on_result(pushed, HealthCheckResult::unhealthy("draining"), secs(0))
+            .expect("valid");
+        assert!(!registry.live());
+        // The check that was running answers with what it saw before the event: ignored.
+        assert!(
+            registry
+                .on_result(running, HealthCheckResult::healthy(), secs(0))
+                .is_err()
+        );
+        assert!(!registry.live());
+        assert_eq!(
+            registry.start_push(ComponentId(7), ProbeRole::Liveness, secs(0)),
+            Err(StartError::UnknownComponent)
+        );
     }
 
     #[test]
