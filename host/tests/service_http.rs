@@ -457,6 +457,40 @@ async fn a_body_over_the_limit_is_413() {
     assert_eq!(answer.status, 200, "{answer:?}");
 }
 
+/// A body declared larger than the limit is refused before any of it is sent: the client
+/// sends only the headers, and reads 413. (The timeout guards against a hang: without the
+/// early answer the service would wait for the body forever.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_declared_body_over_the_limit_is_413_before_any_byte_of_it() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = start("[server]\nbody_limit_bytes = 256").await;
+    let address = server.base.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(address)
+        .await
+        .expect("connects");
+    let head = format!(
+        "POST {PAGERANK_ROUTE} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/json\r\nContent-Length: 100000000000\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("writes");
+    let mut answer = Vec::new();
+    let mut buf = [0u8; 1024];
+    let read = tokio::time::timeout(Duration::from_secs(30), async {
+        while !String::from_utf8_lossy(&answer).contains("payload_too_large") {
+            let n = stream.read(&mut buf).await.expect("reads");
+            if n == 0 {
+                break;
+            }
+            answer.extend_from_slice(&buf[..n]);
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&answer);
+    assert!(read.is_ok(), "no answer without the body: {text}");
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+    assert!(text.contains("payload_too_large"), "{text}");
+    still_serves(&server).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_concurrency_limit_sheds_with_retry_after_and_recovers() {
     let server = start(

@@ -15,6 +15,7 @@
 //! to one status each in [`execute::ApiError`].
 
 pub(crate) mod auth;
+mod body_limit;
 pub mod execute;
 pub mod faults;
 pub mod health;
@@ -298,6 +299,10 @@ pub async fn start_on(
         .route("/v1/admin/kernels/{*path}", post(execute::admin))
         .fallback(execute::not_found)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(
+            body_limit,
+            body_limit::refuse_declared_oversize,
+        ))
         .with_state(state.clone());
 
     let (shutdown, mut signal) = watch::channel(false);
