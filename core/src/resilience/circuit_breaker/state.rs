@@ -25,6 +25,20 @@ pub enum CircuitState {
 }
 
 impl CircuitState {
+    /// Every state, in the order of their [`metric_value`](Self::metric_value)s (0 to 5).
+    pub const ALL: [CircuitState; 6] = [
+        CircuitState::Closed,
+        CircuitState::Open,
+        CircuitState::HalfOpen,
+        CircuitState::ForcedOpen,
+        CircuitState::Disabled,
+        CircuitState::MetricsOnly,
+    ];
+
+    /// The help text of a state gauge, which names every [`metric_value`](Self::metric_value).
+    pub const METRIC_HELP: &'static str = "Circuit breaker state: 0 closed, 1 open, 2 half-open, \
+         3 forced open, 4 disabled, 5 metrics-only.";
+
     /// The state's name as in the chapter's table (`"Closed"`, `"HalfOpen"`).
     #[must_use]
     pub const fn as_str(self) -> &'static str {
@@ -35,6 +49,35 @@ impl CircuitState {
             CircuitState::ForcedOpen => "ForcedOpen",
             CircuitState::Disabled => "Disabled",
             CircuitState::MetricsOnly => "MetricsOnly",
+        }
+    }
+
+    /// The state's name in `snake_case` (`closed`, `open`, `half_open`, `forced_open`,
+    /// `disabled`, `metrics_only`), as metric labels, JSON bodies and reports write it.
+    #[must_use]
+    pub const fn label(self) -> &'static str {
+        match self {
+            CircuitState::Closed => "closed",
+            CircuitState::Open => "open",
+            CircuitState::HalfOpen => "half_open",
+            CircuitState::ForcedOpen => "forced_open",
+            CircuitState::Disabled => "disabled",
+            CircuitState::MetricsOnly => "metrics_only",
+        }
+    }
+
+    /// The state as a gauge's number: 0 closed, 1 open, 2 half-open, 3 forced open, 4
+    /// disabled, 5 metrics-only (as [`METRIC_HELP`](Self::METRIC_HELP) says). The one table
+    /// every exporter uses, so a dashboard reads every breaker the same way.
+    #[must_use]
+    pub const fn metric_value(self) -> u8 {
+        match self {
+            CircuitState::Closed => 0,
+            CircuitState::Open => 1,
+            CircuitState::HalfOpen => 2,
+            CircuitState::ForcedOpen => 3,
+            CircuitState::Disabled => 4,
+            CircuitState::MetricsOnly => 5,
         }
     }
 }
@@ -237,4 +280,36 @@ pub struct CircuitBreakerStats {
     pub trip: Option<Trip>,
     /// Times a metrics-only breaker would have opened (see [`CircuitState::MetricsOnly`]).
     pub would_open_count: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CircuitState;
+
+    #[test]
+    fn the_state_table_is_one_table() {
+        let expected = [
+            (CircuitState::Closed, "closed", 0, "0 closed"),
+            (CircuitState::Open, "open", 1, "1 open"),
+            (CircuitState::HalfOpen, "half_open", 2, "2 half-open"),
+            (CircuitState::ForcedOpen, "forced_open", 3, "3 forced open"),
+            (CircuitState::Disabled, "disabled", 4, "4 disabled"),
+            (
+                CircuitState::MetricsOnly,
+                "metrics_only",
+                5,
+                "5 metrics-only",
+            ),
+        ];
+        for (i, (state, label, value, help)) in expected.into_iter().enumerate() {
+            assert_eq!(CircuitState::ALL.get(i), Some(&state));
+            assert_eq!(state.label(), label);
+            assert_eq!(state.metric_value(), value);
+            assert_eq!(usize::from(state.metric_value()), i);
+            assert!(CircuitState::METRIC_HELP.contains(help), "{help}");
+        }
+        // The values are usable in const context (a firmware's static table, say).
+        const HALF_OPEN: u8 = CircuitState::HalfOpen.metric_value();
+        assert_eq!(HALF_OPEN, 2);
+    }
 }
