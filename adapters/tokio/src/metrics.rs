@@ -1,41 +1,76 @@
-//! A snapshot of the resilience metrics a host exports: breaker stats, health and recovery
-//! decisions, as a serde value or as Prometheus text.
+//! The resilience metrics a host exports (breaker stats, health, recovery decisions) as a
+//! `prometheus-client` [`Collector`]: [`ResilienceCollector`] reads its sources at each scrape
+//! and encodes them into the application's registry, in the workspace's one vocabulary.
+//! [`MetricsSnapshot`] is the same figures as a serde value; its Prometheus text comes from
+//! the same encoding.
 //!
 //! ```
-//! use rustkernel_tokio::metrics::{MetricsSnapshot, RecoveryActionCounts};
-//! use rustkernel_tokio::resilience::{CircuitBreakerStats, CircuitState};
+//! use prometheus_client::encoding::text::encode;
+//! use prometheus_client::registry::Registry;
+//! use rustkernel_tokio::metrics::ResilienceCollector;
+//! use rustkernel_tokio::resilience::{CircuitBreaker, CircuitBreakerConfig, CircuitState};
 //!
-//! let stats = CircuitBreakerStats {
-//!     state: CircuitState::Closed,
-//!     failure_count: 2,
-//!     success_count: 98,
-//!     rejected_count: 0,
-//!     slow_call_count: 1,
-//!     slow_success_count: 1,
-//!     slow_failure_count: 0,
-//!     consecutive_failures: 0,
-//!     transitions: 0,
-//!     success_rate: 0.98,
-//!     trip: None,
-//!     would_open_count: 0,
-//! };
-//! let snapshot = MetricsSnapshot::new()
-//!     .with_breaker("graph/pagerank", stats)
-//!     .with_recovery("graph/pagerank", RecoveryActionCounts::default());
-//! let text = snapshot.to_prometheus();
+//! let breaker = CircuitBreaker::new(CircuitBreakerConfig::default());
+//! let mut registry = Registry::default();
+//! registry.register_collector(Box::new(
+//!     ResilienceCollector::new().with_breaker("graph/pagerank", breaker.clone()),
+//! ));
+//! breaker.force_open();
+//!
+//! // Read at the scrape: the breaker is forced open now.
+//! let mut text = String::new();
+//! encode(&mut text, &registry).unwrap();
+//! let open = CircuitState::ForcedOpen.metric_value();
+//! assert!(text.contains(&format!(
+//!     "rustkernel_circuit_breaker_state{{breaker=\"graph/pagerank\"}} {open}\n"
+//! )));
 //! assert!(text.contains(
-//!     "rustkernel_circuit_breaker_calls_total{breaker=\"graph/pagerank\",outcome=\"success\"} 98\n"
+//!     "rustkernel_circuit_breaker_calls_total{breaker=\"graph/pagerank\",outcome=\"success\"} 0\n"
 //! ));
 //! ```
+//!
+//! # Families
+//!
+//! | Family | Type | Labels | Value |
+//! |---|---|---|---|
+//! | `rustkernel_circuit_breaker_state` | gauge | `breaker` | [`CircuitState::metric_value`]: 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled, 5 metrics-only |
+//! | `rustkernel_circuit_breaker_calls_total` | counter | `breaker`, `outcome` (`success`, `failure`, `rejected`) | calls |
+//! | `rustkernel_circuit_breaker_slow_calls_total` | counter | `breaker` | slow calls (also counted as successes or failures) |
+//! | `rustkernel_circuit_breaker_consecutive_failures` | gauge | `breaker` | failures since the last success |
+//! | `rustkernel_circuit_breaker_transitions_total` | counter | `breaker` | state changes |
+//! | `rustkernel_circuit_breaker_success_rate` | gauge | `breaker` | 0 to 1 |
+//! | `rustkernel_circuit_breaker_would_open_total` | counter | `breaker` | times a metrics-only breaker would have opened |
+//! | `rustkernel_circuit_breaker_trip_reason` | gauge | `breaker`, `reason` | 1 for why a breaker that is not closed opened (metrics-only: last would have) |
+//! | `rustkernel_circuit_breaker_trip_calls`, `_trip_failure_rate`, `_trip_slow_call_rate`, `_trip_consecutive_failures` | gauge | `breaker` | the window's figures at that trip |
+//! | `rustkernel_health_live`, `_ready`, `_started` | gauge | | 1 or 0 |
+//! | `rustkernel_health_overall_status` | gauge | | 0 healthy, 1 degraded, 2 unknown, 3 unhealthy |
+//! | `rustkernel_health_status` | gauge | `component` | as above |
+//! | `rustkernel_health_check_latency_seconds` | gauge | `component` | the latest check's latency |
+//! | `rustkernel_recovery_actions_total` | counter | `kernel`, `action` | decisions of the core |
+//!
+//! Counter names are given as scraped: `prometheus-client` appends `_total` to a counter's
+//! samples (OpenMetrics names the family without it, `# TYPE rustkernel_circuit_breaker_calls
+//! counter`). A family with no sample (no breaker, no probe, no supervisor, no trip) is left
+//! out. The names carry their `rustkernel_` prefix: register the collector in a registry
+//! without a prefix (a prefixed registry puts its own in front).
 
-use std::fmt::{self, Write};
+use std::fmt;
 
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeCounterValue, EncodeLabelSet, MetricEncoder, NoLabelSet,
+};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
 use rustkernel_core::resilience::{
-    CircuitBreakerStats, CircuitState, Escalation, HealthStatus, RecoveryAction, Trip,
+    CircuitBreakerStats, CircuitState, Escalation, RecoveryAction, Trip,
 };
 use serde::{Deserialize, Serialize};
 
-use crate::health::HealthReport;
+use crate::breaker::{CircuitBreaker, SlidingWindow};
+use crate::health::{HealthProbe, HealthReport};
+#[cfg(not(loom))]
+use crate::supervisor::SupervisorLog;
 
 /// How many times the core decided each [`RecoveryAction`] (its variants, without their data).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -123,8 +158,158 @@ pub struct RecoveryMetrics {
     pub counts: RecoveryActionCounts,
 }
 
+/// Reads a figure at each scrape.
+type Source<T> = Box<dyn Fn() -> T + Send + Sync>;
+
+/// Reads one figure out of a breaker's trip.
+type TripFigure = fn(&Trip) -> Number;
+
+/// The adapter's metrics as a `prometheus-client` [`Collector`]: named breakers, a health
+/// probe and supervisors, read at each scrape (see the [module docs](self) for the families).
+///
+/// Sources are handles ([`CircuitBreaker`], [`HealthProbe`] and
+/// [`SupervisorLog`] are cheap clones of shared state) or
+/// functions that return the figures, for breakers and logs of any window or error type.
+/// Register it once with
+/// [`Registry::register_collector`](prometheus_client::registry::Registry::register_collector).
+#[derive(Default)]
+pub struct ResilienceCollector {
+    breakers: Vec<(String, Source<CircuitBreakerStats>)>,
+    health: Option<Source<HealthReport>>,
+    recovery: Vec<(String, Source<RecoveryActionCounts>)>,
+}
+
+impl fmt::Debug for ResilienceCollector {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ResilienceCollector")
+            .field(
+                "breakers",
+                &self
+                    .breakers
+                    .iter()
+                    .map(|(name, _)| name)
+                    .collect::<Vec<_>>(),
+            )
+            .field("health", &self.health.is_some())
+            .field(
+                "recovery",
+                &self
+                    .recovery
+                    .iter()
+                    .map(|(name, _)| name)
+                    .collect::<Vec<_>>(),
+            )
+            .finish()
+    }
+}
+
+impl ResilienceCollector {
+    /// A collector with no source (it exports nothing).
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The collector with `breaker`'s stats under `name` (the `breaker` label), read at each
+    /// scrape.
+    #[must_use]
+    pub fn with_breaker<W>(self, name: impl Into<String>, breaker: CircuitBreaker<W>) -> Self
+    where
+        W: SlidingWindow + 'static,
+        CircuitBreaker<W>: Send + Sync,
+    {
+        self.with_breaker_stats(name, move || breaker.stats())
+    }
+
+    /// The collector with the stats that `stats` returns under `name`: any breaker, the
+    /// core's own included.
+    #[must_use]
+    pub fn with_breaker_stats(
+        mut self,
+        name: impl Into<String>,
+        stats: impl Fn() -> CircuitBreakerStats + Send + Sync + 'static,
+    ) -> Self {
+        self.breakers.push((name.into(), Box::new(stats)));
+        self
+    }
+
+    /// The collector with `probe`'s [`report`](HealthProbe::report) as its health (replacing
+    /// any earlier one).
+    #[must_use]
+    pub fn with_health(self, probe: HealthProbe) -> Self {
+        self.with_health_report(move || probe.report())
+    }
+
+    /// The collector with the report that `report` returns as its health.
+    #[must_use]
+    pub fn with_health_report(
+        mut self,
+        report: impl Fn() -> HealthReport + Send + Sync + 'static,
+    ) -> Self {
+        self.health = Some(Box::new(report));
+        self
+    }
+
+    /// The collector with supervisor `kernel`'s decision counts (the `kernel` label), read
+    /// from its [`SupervisorLog`] at each scrape.
+    #[cfg(not(loom))]
+    #[must_use]
+    pub fn with_supervisor<E: 'static>(
+        self,
+        kernel: impl Into<String>,
+        log: SupervisorLog<E>,
+    ) -> Self
+    where
+        SupervisorLog<E>: Send + Sync,
+    {
+        self.with_recovery_counts(kernel, move || log.counts())
+    }
+
+    /// The collector with the decision counts that `counts` returns under `kernel`.
+    #[must_use]
+    pub fn with_recovery_counts(
+        mut self,
+        kernel: impl Into<String>,
+        counts: impl Fn() -> RecoveryActionCounts + Send + Sync + 'static,
+    ) -> Self {
+        self.recovery.push((kernel.into(), Box::new(counts)));
+        self
+    }
+
+    /// Every source read once, now.
+    #[must_use]
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        MetricsSnapshot {
+            breakers: self
+                .breakers
+                .iter()
+                .map(|(name, stats)| BreakerMetrics {
+                    name: name.clone(),
+                    stats: stats(),
+                })
+                .collect(),
+            health: self.health.as_ref().map(|report| report()),
+            recovery: self
+                .recovery
+                .iter()
+                .map(|(kernel, counts)| RecoveryMetrics {
+                    kernel: kernel.clone(),
+                    counts: counts(),
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Collector for ResilienceCollector {
+    fn encode(&self, encoder: DescriptorEncoder) -> fmt::Result {
+        self.snapshot().encode(encoder)
+    }
+}
+
 /// What the host exports at one instant: breakers, health and recovery. Serializable (JSON)
-/// and printable as Prometheus text with [`to_prometheus`](Self::to_prometheus).
+/// and printable as Prometheus text with [`to_prometheus`](Self::to_prometheus), which
+/// encodes it as [`ResilienceCollector`] does.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct MetricsSnapshot {
     /// The breakers, in the order added.
@@ -133,18 +318,6 @@ pub struct MetricsSnapshot {
     pub health: Option<HealthReport>,
     /// The supervisors, in the order added.
     pub recovery: Vec<RecoveryMetrics>,
-}
-
-/// The `state` gauge's value for each breaker state.
-const fn state_value(state: CircuitState) -> u8 {
-    match state {
-        CircuitState::Closed => 0,
-        CircuitState::HalfOpen => 1,
-        CircuitState::Open => 2,
-        CircuitState::ForcedOpen => 3,
-        CircuitState::Disabled => 4,
-        CircuitState::MetricsOnly => 5,
-    }
 }
 
 impl MetricsSnapshot {
@@ -185,146 +358,145 @@ impl MetricsSnapshot {
         self
     }
 
-    /// The Prometheus text exposition format (version 0.0.4): `# HELP` and `# TYPE` before
-    /// each family, label values escaped (`\\`, `\"`, `\n`).
+    /// The Prometheus text exposition format (version 0.0.4) of the
+    /// [families](self#families), written by `prometheus-client`
+    /// ([`prometheus_text`](prometheus_client::encoding::prometheus_text)): `# HELP` and
+    /// `# TYPE` before each family, counters named with `_total`, label values escaped.
     ///
-    /// | Family | Type | Labels | Value |
-    /// |---|---|---|---|
-    /// | `rustkernel_circuit_breaker_state` | gauge | `breaker` | 0 closed, 1 half-open, 2 open, 3 forced open, 4 disabled |
-    /// | `rustkernel_circuit_breaker_calls_total` | counter | `breaker`, `outcome` (`success`, `failure`, `rejected`) | calls |
-    /// | `rustkernel_circuit_breaker_slow_calls_total` | counter | `breaker` | slow calls (also counted as successes or failures) |
-    /// | `rustkernel_circuit_breaker_consecutive_failures` | gauge | `breaker` | failures since the last success |
-    /// | `rustkernel_circuit_breaker_transitions_total` | counter | `breaker` | state changes |
-    /// | `rustkernel_circuit_breaker_success_rate` | gauge | `breaker` | 0 to 1 |
-    /// | `rustkernel_health_live`, `_ready`, `_started` | gauge | | 1 or 0 |
-    /// | `rustkernel_health_overall_status` | gauge | | 0 healthy, 1 degraded, 2 unknown, 3 unhealthy |
-    /// | `rustkernel_health_status` | gauge | `component` | as above |
-    /// | `rustkernel_health_check_latency_seconds` | gauge | `component` | the latest check's latency |
-    /// | `rustkernel_recovery_actions_total` | counter | `kernel`, `action` | decisions of the core |
+    /// ```
+    /// use rustkernel_tokio::metrics::{MetricsSnapshot, RecoveryActionCounts};
+    /// use rustkernel_tokio::resilience::{CircuitBreakerStats, CircuitState};
     ///
-    /// A family with no sample (no breaker, no health, no supervisor) is left out.
+    /// let stats = CircuitBreakerStats {
+    ///     state: CircuitState::HalfOpen,
+    ///     failure_count: 2,
+    ///     success_count: 98,
+    ///     rejected_count: 0,
+    ///     slow_call_count: 1,
+    ///     slow_success_count: 1,
+    ///     slow_failure_count: 0,
+    ///     consecutive_failures: 0,
+    ///     transitions: 2,
+    ///     success_rate: 0.98,
+    ///     trip: None,
+    ///     would_open_count: 0,
+    /// };
+    /// let text = MetricsSnapshot::new()
+    ///     .with_breaker("graph/pagerank", stats)
+    ///     .with_recovery("graph/pagerank", RecoveryActionCounts::default())
+    ///     .to_prometheus();
+    /// let lines: Vec<&str> = text.lines().collect();
+    /// for line in [
+    ///     "# TYPE rustkernel_circuit_breaker_state gauge",
+    ///     "rustkernel_circuit_breaker_state{breaker=\"graph/pagerank\"} 2",
+    ///     "# TYPE rustkernel_circuit_breaker_calls_total counter",
+    ///     "rustkernel_circuit_breaker_calls_total{breaker=\"graph/pagerank\",outcome=\"success\"} 98",
+    ///     "rustkernel_circuit_breaker_success_rate{breaker=\"graph/pagerank\"} 0.98",
+    ///     "rustkernel_recovery_actions_total{kernel=\"graph/pagerank\",action=\"restart\"} 0",
+    /// ] {
+    ///     assert!(lines.contains(&line), "{line} missing from\n{text}");
+    /// }
+    /// ```
     #[must_use]
     pub fn to_prometheus(&self) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(Fixed(self.clone())));
         let mut out = String::new();
-        // Writing to a String cannot fail.
-        let _ = self.write_prometheus(&mut out);
+        // Writing to a String cannot fail, and neither can our encoding.
+        let _ = prometheus_client::encoding::prometheus_text::encode(&mut out, &registry);
         out
     }
 
-    fn write_prometheus(&self, out: &mut String) -> fmt::Result {
+    /// Writes every family with a sample into `encoder`.
+    fn encode(&self, mut encoder: DescriptorEncoder) -> fmt::Result {
         if !self.breakers.is_empty() {
-            self.write_breakers(out)?;
+            self.encode_breakers(&mut encoder)?;
         }
         if let Some(health) = &self.health {
-            write_health(out, health)?;
+            encode_health(&mut encoder, health)?;
         }
         if !self.recovery.is_empty() {
-            family(
-                out,
-                "rustkernel_recovery_actions_total",
-                "counter",
+            counter_family(
+                &mut encoder,
+                "rustkernel_recovery_actions",
                 "Recovery decisions of the core, by supervised kernel and action.",
+                self.recovery.iter().flat_map(|metrics| {
+                    metrics.counts.labelled().map(|(action, count)| {
+                        (
+                            [("kernel", metrics.kernel.as_str()), ("action", action)],
+                            count,
+                        )
+                    })
+                }),
             )?;
-            for metrics in &self.recovery {
-                for (action, count) in metrics.counts.labelled() {
-                    sample(
-                        out,
-                        "rustkernel_recovery_actions_total",
-                        &[("kernel", &metrics.kernel), ("action", action)],
-                        count,
-                    )?;
-                }
-            }
         }
         Ok(())
     }
 
-    fn write_breakers(&self, out: &mut String) -> fmt::Result {
-        family(
-            out,
+    fn encode_breakers(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        let each = |value: fn(&CircuitBreakerStats) -> Number| {
+            self.breakers
+                .iter()
+                .map(move |b| ([("breaker", b.name.as_str())], value(&b.stats)))
+        };
+        gauge_family(
+            encoder,
             "rustkernel_circuit_breaker_state",
-            "gauge",
-            "Circuit breaker state: 0 closed, 1 half-open, 2 open, 3 forced open, 4 disabled, 5 metrics-only.",
+            CircuitState::METRIC_HELP,
+            each(|stats| Number::Int(u64::from(stats.state.metric_value()))),
         )?;
-        for breaker in &self.breakers {
-            let labels = [("breaker", breaker.name.as_str())];
-            sample(
-                out,
-                "rustkernel_circuit_breaker_state",
-                &labels,
-                state_value(breaker.stats.state),
-            )?;
-        }
-        family(
-            out,
-            "rustkernel_circuit_breaker_calls_total",
-            "counter",
+        counter_family(
+            encoder,
+            "rustkernel_circuit_breaker_calls",
             "Calls through the circuit breaker, by outcome.",
+            self.breakers.iter().flat_map(|b| {
+                let stats = &b.stats;
+                [
+                    ("success", stats.success_count),
+                    ("failure", stats.failure_count),
+                    ("rejected", stats.rejected_count),
+                ]
+                .map(|(outcome, count)| {
+                    ([("breaker", b.name.as_str()), ("outcome", outcome)], count)
+                })
+            }),
         )?;
-        for breaker in &self.breakers {
-            let stats = &breaker.stats;
-            for (outcome, count) in [
-                ("success", stats.success_count),
-                ("failure", stats.failure_count),
-                ("rejected", stats.rejected_count),
-            ] {
-                sample(
-                    out,
-                    "rustkernel_circuit_breaker_calls_total",
-                    &[("breaker", &breaker.name), ("outcome", outcome)],
-                    count,
-                )?;
-            }
-        }
-        let per_breaker: [(&str, &str, &str, StatOf); 5] = [
-            (
-                "rustkernel_circuit_breaker_slow_calls_total",
-                "counter",
-                "Calls slower than the slow-call duration (also counted as successes or failures).",
-                |stats| Number::Int(stats.slow_call_count),
-            ),
-            (
-                "rustkernel_circuit_breaker_consecutive_failures",
-                "gauge",
-                "Failures since the last success while closed.",
-                |stats| Number::Int(u64::from(stats.consecutive_failures)),
-            ),
-            (
-                "rustkernel_circuit_breaker_transitions_total",
-                "counter",
-                "State changes of the circuit breaker.",
-                |stats| Number::Int(u64::from(stats.transitions)),
-            ),
-            (
-                "rustkernel_circuit_breaker_success_rate",
-                "gauge",
-                "Successes over finished calls, 1 before any call finished.",
-                |stats| Number::Float(stats.success_rate),
-            ),
-            (
-                "rustkernel_circuit_breaker_would_open_total",
-                "counter",
-                "Times a metrics-only (shadow) breaker would have opened.",
-                |stats| Number::Int(stats.would_open_count),
-            ),
-        ];
-        for (name, kind, help, value) in per_breaker {
-            family(out, name, kind, help)?;
-            for breaker in &self.breakers {
-                sample(
-                    out,
-                    name,
-                    &[("breaker", &breaker.name)],
-                    value(&breaker.stats),
-                )?;
-            }
-        }
-        self.write_trips(out)
+        counter_family(
+            encoder,
+            "rustkernel_circuit_breaker_slow_calls",
+            "Calls slower than the slow-call duration (also counted as successes or failures).",
+            each(|stats| Number::Int(stats.slow_call_count)),
+        )?;
+        gauge_family(
+            encoder,
+            "rustkernel_circuit_breaker_consecutive_failures",
+            "Failures since the last success while closed.",
+            each(|stats| Number::Int(u64::from(stats.consecutive_failures))),
+        )?;
+        counter_family(
+            encoder,
+            "rustkernel_circuit_breaker_transitions",
+            "State changes of the circuit breaker.",
+            each(|stats| Number::Int(u64::from(stats.transitions))),
+        )?;
+        gauge_family(
+            encoder,
+            "rustkernel_circuit_breaker_success_rate",
+            "Successes over finished calls, 1 before any call finished.",
+            each(|stats| Number::Float(stats.success_rate)),
+        )?;
+        counter_family(
+            encoder,
+            "rustkernel_circuit_breaker_would_open",
+            "Times a metrics-only (shadow) breaker would have opened.",
+            each(|stats| Number::Int(stats.would_open_count)),
+        )?;
+        self.encode_trips(encoder)
     }
 
     /// The figures that opened each breaker that is not closed (or that a metrics-only breaker
     /// would have opened on): only breakers with a trip have these samples.
-    fn write_trips(&self, out: &mut String) -> fmt::Result {
+    fn encode_trips(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
         let tripped = || {
             self.breakers
                 .iter()
@@ -333,20 +505,17 @@ impl MetricsSnapshot {
         if tripped().next().is_none() {
             return Ok(());
         }
-        family(
-            out,
+        gauge_family(
+            encoder,
             "rustkernel_circuit_breaker_trip_reason",
-            "gauge",
             "1 for why the breaker is open (or, metrics-only, last would have opened).",
+            tripped().map(|(name, trip)| {
+                (
+                    [("breaker", name), ("reason", trip.reason.as_str())],
+                    Number::Int(1),
+                )
+            }),
         )?;
-        for (name, trip) in tripped() {
-            sample(
-                out,
-                "rustkernel_circuit_breaker_trip_reason",
-                &[("breaker", name), ("reason", trip.reason.as_str())],
-                1u8,
-            )?;
-        }
         let figures: [(&str, &str, TripFigure); 4] = [
             (
                 "rustkernel_circuit_breaker_trip_calls",
@@ -369,17 +538,29 @@ impl MetricsSnapshot {
                 |trip| Number::Int(u64::from(trip.consecutive_failures)),
             ),
         ];
-        for (metric, help, value) in figures {
-            family(out, metric, "gauge", help)?;
-            for (name, trip) in tripped() {
-                sample(out, metric, &[("breaker", name)], value(&trip))?;
-            }
+        for (name, help, value) in figures {
+            gauge_family(
+                encoder,
+                name,
+                help,
+                tripped().map(|(breaker, trip)| ([("breaker", breaker)], value(&trip))),
+            )?;
         }
         Ok(())
     }
 }
 
-fn write_health(out: &mut String, health: &HealthReport) -> fmt::Result {
+/// A snapshot registered as a collector: [`MetricsSnapshot::to_prometheus`]'s source.
+#[derive(Debug)]
+struct Fixed(MetricsSnapshot);
+
+impl Collector for Fixed {
+    fn encode(&self, encoder: DescriptorEncoder) -> fmt::Result {
+        self.0.encode(encoder)
+    }
+}
+
+fn encode_health(encoder: &mut DescriptorEncoder, health: &HealthReport) -> fmt::Result {
     for (name, help, value) in [
         (
             "rustkernel_health_live",
@@ -397,75 +578,50 @@ fn write_health(out: &mut String, health: &HealthReport) -> fmt::Result {
             health.started,
         ),
     ] {
-        family(out, name, "gauge", help)?;
-        sample(out, name, &[], u8::from(value))?;
+        encoder
+            .encode_descriptor(name, help, None, MetricType::Gauge)?
+            .encode_gauge(&i64::from(value))?;
     }
-    family(
-        out,
-        "rustkernel_health_overall_status",
-        "gauge",
-        "Service health: 0 healthy, 1 degraded, 2 unknown, 3 unhealthy.",
-    )?;
-    sample(
-        out,
-        "rustkernel_health_overall_status",
-        &[],
-        status_value(health.overall),
-    )?;
+    encoder
+        .encode_descriptor(
+            "rustkernel_health_overall_status",
+            "Service health: 0 healthy, 1 degraded, 2 unknown, 3 unhealthy.",
+            None,
+            MetricType::Gauge,
+        )?
+        .encode_gauge(&i64::from(health.overall.severity()))?;
     if health.components.is_empty() {
         return Ok(());
     }
-    family(
-        out,
+    gauge_family(
+        encoder,
         "rustkernel_health_status",
-        "gauge",
         "Component health: 0 healthy, 1 degraded, 2 unknown, 3 unhealthy.",
+        health.components.iter().map(|component| {
+            (
+                [("component", component.name.as_str())],
+                Number::Int(u64::from(component.status.severity())),
+            )
+        }),
     )?;
-    for component in &health.components {
-        sample(
-            out,
-            "rustkernel_health_status",
-            &[("component", &component.name)],
-            status_value(component.status),
-        )?;
-    }
-    family(
-        out,
+    gauge_family(
+        encoder,
         "rustkernel_health_check_latency_seconds",
-        "gauge",
         "Latency of the component's latest health check.",
-    )?;
-    for component in &health.components {
-        sample(
-            out,
-            "rustkernel_health_check_latency_seconds",
-            &[("component", &component.name)],
-            Number::Float(component.latency.as_secs_f64()),
-        )?;
-    }
-    Ok(())
+        health.components.iter().map(|component| {
+            (
+                [("component", component.name.as_str())],
+                Number::Float(component.latency.as_secs_f64()),
+            )
+        }),
+    )
 }
 
-/// Reads one number out of a breaker's stats.
-type StatOf = fn(&CircuitBreakerStats) -> Number;
-type TripFigure = fn(&Trip) -> Number;
-
-/// The health gauges' value: the core's severity rank.
-fn status_value(status: HealthStatus) -> u8 {
-    status.severity()
-}
-
-/// A sample value, printed as Prometheus reads it.
-#[derive(Clone, Copy)]
+/// A sample value: counts as integers, rates and seconds as floats.
+#[derive(Clone, Copy, Debug)]
 enum Number {
     Int(u64),
     Float(f64),
-}
-
-impl From<u8> for Number {
-    fn from(value: u8) -> Self {
-        Number::Int(u64::from(value))
-    }
 }
 
 impl From<u64> for Number {
@@ -474,66 +630,54 @@ impl From<u64> for Number {
     }
 }
 
-impl fmt::Display for Number {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Number::Int(value) => write!(f, "{value}"),
-            Number::Float(value) if value.is_nan() => f.write_str("NaN"),
-            Number::Float(value) if value == f64::INFINITY => f.write_str("+Inf"),
-            Number::Float(value) if value == f64::NEG_INFINITY => f.write_str("-Inf"),
-            Number::Float(value) => write!(f, "{value}"),
-        }
-    }
-}
-
-/// `# HELP` and `# TYPE` of a family (`help` is ours and needs no escaping).
-fn family(out: &mut String, name: &str, kind: &str, help: &str) -> fmt::Result {
-    writeln!(out, "# HELP {name} {help}")?;
-    writeln!(out, "# TYPE {name} {kind}")
-}
-
-/// One sample line: `name{label="value",..} number`.
-fn sample(
-    out: &mut String,
+/// One gauge family: its descriptor, then a sample per label set.
+fn gauge_family<L: EncodeLabelSet>(
+    encoder: &mut DescriptorEncoder,
     name: &str,
-    labels: &[(&str, &str)],
-    value: impl Into<Number>,
+    help: &str,
+    samples: impl IntoIterator<Item = (L, Number)>,
 ) -> fmt::Result {
-    out.push_str(name);
-    if !labels.is_empty() {
-        out.push('{');
-        for (i, (label, value)) in labels.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(label);
-            out.push_str("=\"");
-            escape_label_value(out, value);
-            out.push('"');
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Gauge)?;
+    for (labels, value) in samples {
+        let mut sample = family.encode_family(&labels)?;
+        match value {
+            Number::Int(value) => sample.encode_gauge(&value)?,
+            Number::Float(value) => sample.encode_gauge(&value)?,
         }
-        out.push('}');
     }
-    writeln!(out, " {}", value.into())
+    Ok(())
 }
 
-/// Appends `value` escaped as a Prometheus label value: `\` as `\\`, `"` as `\"`, a line feed
-/// as `\n`.
-fn escape_label_value(out: &mut String, value: &str) {
-    for c in value.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '"' => out.push_str("\\\""),
-            '\n' => out.push_str("\\n"),
-            c => out.push(c),
+/// One counter family (named without `_total`, which the encoder appends to its samples).
+fn counter_family<L: EncodeLabelSet, V: Into<Number>>(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    samples: impl IntoIterator<Item = (L, V)>,
+) -> fmt::Result {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in samples {
+        let mut sample = family.encode_family(&labels)?;
+        match value.into() {
+            Number::Int(value) => counter(&mut sample, &value)?,
+            Number::Float(value) => counter(&mut sample, &value)?,
         }
     }
+    Ok(())
+}
+
+fn counter<V: EncodeCounterValue>(sample: &mut MetricEncoder, value: &V) -> fmt::Result {
+    sample.encode_counter::<NoLabelSet, V, u64>(value, None)
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
-    use rustkernel_core::resilience::{OpenReason, RecoveryStrategy};
+    use prometheus_client::encoding::text::encode;
+    use rustkernel_core::resilience::{
+        CircuitBreakerConfig, HealthStatus, OpenReason, RecoveryStrategy,
+    };
     use rustkernel_core::time::Instant;
 
     use super::*;
@@ -562,6 +706,127 @@ mod tests {
         }
     }
 
+    fn report() -> HealthReport {
+        HealthReport {
+            live: true,
+            ready: false,
+            started: true,
+            overall: HealthStatus::Unhealthy,
+            components: vec![ComponentReport {
+                name: "graph/pagerank".into(),
+                status: HealthStatus::Unhealthy,
+                message: "GPU unavailable".into(),
+                latency: Duration::from_millis(250),
+                critical: true,
+                live: true,
+                ready: false,
+                started: true,
+            }],
+        }
+    }
+
+    /// The OpenMetrics text of a registry holding only `collector`.
+    fn openmetrics(collector: impl Collector) -> String {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(collector));
+        let mut text = String::new();
+        encode(&mut text, &registry).expect("encode");
+        text
+    }
+
+    /// Checks the text's shape: each family's `# HELP` and `# TYPE` once, before its samples,
+    /// and each sample named as its family (a counter's with `_total` in OpenMetrics); returns
+    /// the families in order.
+    fn families(text: &str) -> Vec<String> {
+        let mut seen: Vec<String> = Vec::new();
+        let mut current = String::new();
+        let mut kind = String::new();
+        for line in text.lines() {
+            if line == "# EOF" {
+                continue;
+            }
+            if let Some(rest) = line.strip_prefix("# HELP ") {
+                let name = rest.split(' ').next().expect("name").to_owned();
+                assert!(!seen.contains(&name), "{name} twice in\n{text}");
+                seen.push(name.clone());
+                current = name;
+            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
+                let (name, type_) = rest.split_once(' ').expect("type");
+                assert_eq!(name, current, "{line}");
+                kind = type_.to_owned();
+            } else {
+                let name = line.split(['{', ' ']).next().expect("name");
+                let value = line.rsplit(' ').next().expect("value");
+                assert!(value.parse::<f64>().is_ok(), "{line}");
+                let total = format!("{current}_total");
+                assert!(
+                    name == current || (kind == "counter" && name == total),
+                    "{line} under {current}"
+                );
+            }
+        }
+        seen
+    }
+
+    #[test]
+    fn state_numbers_follow_the_core_table() {
+        let mut snapshot = MetricsSnapshot::new();
+        for state in CircuitState::ALL {
+            snapshot = snapshot.with_breaker(state.label(), stats(state));
+        }
+        let text = snapshot.to_prometheus();
+        for state in CircuitState::ALL {
+            let line = format!(
+                "rustkernel_circuit_breaker_state{{breaker=\"{}\"}} {}",
+                state.label(),
+                state.metric_value()
+            );
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
+        }
+        assert!(
+            text.contains(&format!(
+                "# HELP rustkernel_circuit_breaker_state {}\n",
+                CircuitState::METRIC_HELP
+            )),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_collector_reads_its_sources_at_each_scrape() {
+        let breaker = CircuitBreaker::new(CircuitBreakerConfig::default());
+        let collector = std::sync::Arc::new(
+            ResilienceCollector::new()
+                .with_breaker("b", breaker.clone())
+                .with_health_report(report),
+        );
+        let closed = openmetrics(collector.clone());
+        assert!(
+            closed
+                .lines()
+                .any(|l| l == "rustkernel_circuit_breaker_state{breaker=\"b\"} 0"),
+            "{closed}"
+        );
+        breaker.force_open();
+        let open = openmetrics(collector.clone());
+        assert!(
+            open.lines()
+                .any(|l| l == "rustkernel_circuit_breaker_state{breaker=\"b\"} 3"),
+            "{open}"
+        );
+        assert!(
+            open.lines().any(|l| l
+                == "rustkernel_circuit_breaker_trip_reason{breaker=\"b\",reason=\"forced\"} 1"),
+            "{open}"
+        );
+        let read = collector.snapshot().breakers.first().map(|b| b.stats);
+        assert_eq!(read, Some(breaker.stats()));
+        assert!(format!("{collector:?}").contains("[\"b\"]"));
+    }
+
     #[test]
     fn an_open_breaker_exports_the_figures_that_opened_it() {
         let text = MetricsSnapshot::new()
@@ -569,14 +834,17 @@ mod tests {
             .with_breaker("closed", stats(CircuitState::Closed))
             .to_prometheus();
         for line in [
-            "rustkernel_circuit_breaker_trip_reason{breaker=\"open\",reason=\"failure_rate\"} 1\n",
-            "rustkernel_circuit_breaker_trip_calls{breaker=\"open\"} 10\n",
-            "rustkernel_circuit_breaker_trip_failure_rate{breaker=\"open\"} 0.6\n",
-            "rustkernel_circuit_breaker_trip_slow_call_rate{breaker=\"open\"} 0.1\n",
-            "rustkernel_circuit_breaker_trip_consecutive_failures{breaker=\"open\"} 2\n",
-            "rustkernel_circuit_breaker_would_open_total{breaker=\"closed\"} 0\n",
+            "rustkernel_circuit_breaker_trip_reason{breaker=\"open\",reason=\"failure_rate\"} 1",
+            "rustkernel_circuit_breaker_trip_calls{breaker=\"open\"} 10",
+            "rustkernel_circuit_breaker_trip_failure_rate{breaker=\"open\"} 0.6",
+            "rustkernel_circuit_breaker_trip_slow_call_rate{breaker=\"open\"} 0.1",
+            "rustkernel_circuit_breaker_trip_consecutive_failures{breaker=\"open\"} 2",
+            "rustkernel_circuit_breaker_would_open_total{breaker=\"closed\"} 0",
         ] {
-            assert!(text.contains(line), "{line} missing from\n{text}");
+            assert!(
+                text.lines().any(|l| l == line),
+                "{line} missing from\n{text}"
+            );
         }
         // A closed breaker has no trip samples.
         assert!(!text.contains("trip_calls{breaker=\"closed\"}"), "{text}");
@@ -592,18 +860,10 @@ mod tests {
             .with_breaker("a\"b\\c\nd", stats(CircuitState::Open))
             .to_prometheus();
         assert!(
-            text.contains("rustkernel_circuit_breaker_state{breaker=\"a\\\"b\\\\c\\nd\"} 2\n"),
+            text.contains("rustkernel_circuit_breaker_state{breaker=\"a\\\"b\\\\c\\nd\"} 1\n"),
             "{text}"
         );
-        // Every line is a comment or one sample: no raw line feed leaked from a label.
-        for line in text.lines() {
-            assert!(
-                line.starts_with("# HELP ")
-                    || line.starts_with("# TYPE ")
-                    || line.starts_with("rustkernel_"),
-                "{line}"
-            );
-        }
+        families(&text);
     }
 
     #[test]
@@ -614,46 +874,60 @@ mod tests {
             attempt: 1,
         });
         counts.record(RecoveryAction::Escalate(RecoveryStrategy::NotifyOperator));
-        let text = MetricsSnapshot::new()
+        let snapshot = MetricsSnapshot::new()
             .with_breaker("x", stats(CircuitState::Closed))
             .with_breaker("y", stats(CircuitState::HalfOpen))
-            .with_health(HealthReport {
-                live: true,
-                ready: false,
-                started: true,
-                overall: HealthStatus::Unhealthy,
-                components: vec![ComponentReport {
-                    name: "graph/pagerank".into(),
-                    status: HealthStatus::Unhealthy,
-                    message: "GPU unavailable".into(),
-                    latency: Duration::from_millis(250),
-                    critical: true,
-                    live: true,
-                    ready: false,
-                    started: true,
-                }],
-            })
-            .with_recovery("graph/pagerank", counts)
-            .to_prometheus();
-        let mut seen: Vec<String> = Vec::new();
-        let mut current = String::new();
-        for line in text.lines() {
-            if let Some(rest) = line.strip_prefix("# HELP ") {
-                let name = rest.split(' ').next().expect("name").to_owned();
-                assert!(!seen.contains(&name), "{name} twice");
-                seen.push(name.clone());
-                current = name;
-            } else if let Some(rest) = line.strip_prefix("# TYPE ") {
-                assert!(rest.starts_with(&format!("{current} ")), "{line}");
-            } else {
-                let name = line.split(['{', ' ']).next().expect("name");
-                assert_eq!(name, current, "{line}");
-            }
-        }
+            .with_breaker("z", stats(CircuitState::Open))
+            .with_health(report())
+            .with_recovery("graph/pagerank", counts);
+        let expected_families = [
+            "rustkernel_circuit_breaker_state",
+            "rustkernel_circuit_breaker_calls",
+            "rustkernel_circuit_breaker_slow_calls",
+            "rustkernel_circuit_breaker_consecutive_failures",
+            "rustkernel_circuit_breaker_transitions",
+            "rustkernel_circuit_breaker_success_rate",
+            "rustkernel_circuit_breaker_would_open",
+            "rustkernel_circuit_breaker_trip_reason",
+            "rustkernel_circuit_breaker_trip_calls",
+            "rustkernel_circuit_breaker_trip_failure_rate",
+            "rustkernel_circuit_breaker_trip_slow_call_rate",
+            "rustkernel_circuit_breaker_trip_consecutive_failures",
+            "rustkernel_health_live",
+            "rustkernel_health_ready",
+            "rustkernel_health_started",
+            "rustkernel_health_overall_status",
+            "rustkernel_health_status",
+            "rustkernel_health_check_latency_seconds",
+            "rustkernel_recovery_actions",
+        ];
+        // OpenMetrics, as a service serves it: families named without `_total`.
+        let fixed = {
+            let snapshot = snapshot.clone();
+            ResilienceCollector::new()
+                .with_breaker_stats("x", || stats(CircuitState::Closed))
+                .with_breaker_stats("y", || stats(CircuitState::HalfOpen))
+                .with_breaker_stats("z", || stats(CircuitState::Open))
+                .with_health_report(report)
+                .with_recovery_counts("graph/pagerank", move || {
+                    snapshot
+                        .recovery
+                        .first()
+                        .map(|r| r.counts)
+                        .unwrap_or_default()
+                })
+        };
+        assert_eq!(fixed.snapshot(), snapshot);
+        let text = openmetrics(fixed);
+        assert!(text.ends_with("# EOF\n"), "{text}");
+        assert_eq!(families(&text), expected_families);
         for expected in [
-            "rustkernel_circuit_breaker_state{breaker=\"y\"} 1",
+            "# TYPE rustkernel_circuit_breaker_calls counter",
+            "rustkernel_circuit_breaker_state{breaker=\"y\"} 2",
             "rustkernel_circuit_breaker_calls_total{breaker=\"x\",outcome=\"rejected\"} 3",
             "rustkernel_circuit_breaker_success_rate{breaker=\"x\"} 0.5",
+            "rustkernel_circuit_breaker_transitions_total{breaker=\"x\"} 1",
+            "rustkernel_health_live 1",
             "rustkernel_health_ready 0",
             "rustkernel_health_overall_status 3",
             "rustkernel_health_status{component=\"graph/pagerank\"} 3",
@@ -667,15 +941,33 @@ mod tests {
                 "missing {expected}\n{text}"
             );
         }
+        // Prometheus text 0.0.4: the same samples, counter families named with `_total`.
+        let text = snapshot.to_prometheus();
+        let counters = [
+            "rustkernel_circuit_breaker_calls",
+            "rustkernel_circuit_breaker_slow_calls",
+            "rustkernel_circuit_breaker_transitions",
+            "rustkernel_circuit_breaker_would_open",
+            "rustkernel_recovery_actions",
+        ];
+        let named = expected_families.map(|family| {
+            if counters.contains(&family) {
+                format!("{family}_total")
+            } else {
+                family.to_owned()
+            }
+        });
+        assert_eq!(families(&text), named);
+        assert!(
+            text.contains("# TYPE rustkernel_circuit_breaker_calls_total counter\n"),
+            "{text}"
+        );
         assert_eq!(counts.total(), 2);
     }
 
     #[test]
-    fn floats_print_as_prometheus_reads_them() {
-        assert_eq!(Number::Float(f64::NAN).to_string(), "NaN");
-        assert_eq!(Number::Float(f64::INFINITY).to_string(), "+Inf");
-        assert_eq!(Number::Float(f64::NEG_INFINITY).to_string(), "-Inf");
-        assert_eq!(Number::Float(1.0).to_string(), "1");
+    fn nothing_to_export_is_an_empty_text() {
         assert_eq!(MetricsSnapshot::new().to_prometheus(), "");
+        assert_eq!(openmetrics(ResilienceCollector::new()), "# EOF\n");
     }
 }

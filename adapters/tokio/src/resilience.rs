@@ -73,7 +73,7 @@ pub use crate::health::{
     ComponentOptions, ComponentReport, FnCheck, HealthCheck, HealthProbe, HealthReport,
     HealthRunner, ProbeEvent, check_fn,
 };
-pub use crate::metrics::MetricsSnapshot;
+pub use crate::metrics::{MetricsSnapshot, ResilienceCollector};
 #[cfg(not(loom))]
 pub use crate::supervisor::{
     KernelFailure, KernelSlot, Notifier, OperatorAlert, SupervisedKernel, Supervisor,

@@ -13,7 +13,8 @@ use rustkernel_tokio::checkpoint_store::FileCheckpointStore;
 use rustkernel_tokio::resilience::{
     CheckpointStore, CheckpointableKernel, HealthCheckResult, HealthProbe, HealthProbeConfig,
     KernelSlot, MemoryCheckpointStore, OperatorAlert, RecoveryAction, RecoveryPolicy,
-    RecoveryStrategy, RestartIntensity, SupervisedKernel, Supervisor, SupervisorExit,
+    RecoveryStrategy, ResilienceCollector, RestartIntensity, SupervisedKernel, Supervisor,
+    SupervisorExit,
 };
 use rustkernel_tokio::supervisor::{KernelFailure, SupervisorError, SupervisorEvent};
 use tokio::sync::mpsc;
@@ -206,6 +207,24 @@ async fn past_the_restart_intensity_the_operator_is_notified() {
     assert!(alerts.try_recv().is_err(), "one alert");
     let counts = supervisor.log().counts();
     assert_eq!((counts.restart, counts.escalate), (3, 1));
+
+    // The same counts, scraped through the metrics collector.
+    let mut registry = prometheus_client::registry::Registry::default();
+    registry.register_collector(Box::new(
+        ResilienceCollector::new().with_supervisor("graph/pagerank", supervisor.log()),
+    ));
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &registry).expect("encode");
+    for line in [
+        "rustkernel_recovery_actions_total{kernel=\"graph/pagerank\",action=\"restart\"} 3",
+        "rustkernel_recovery_actions_total{kernel=\"graph/pagerank\",action=\"escalate\"} 1",
+        "rustkernel_recovery_actions_total{kernel=\"graph/pagerank\",action=\"give_up\"} 0",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "{line} missing from\n{text}"
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]
