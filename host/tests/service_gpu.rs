@@ -78,6 +78,41 @@ async fn kernels_run_on_the_worker() {
     );
     let health = wait_health(&client, &base, |b| gpu_component(b)["status"] == "healthy").await;
     assert_eq!(health["status"], "healthy");
+
+    // The device's breaker is exported as `gpu0` beside the kernels', each family once.
+    let metrics = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "rustkernel_circuit_breaker_state{breaker=\"gpu0\"} 0",
+        "rustkernel_circuit_breaker_state{breaker=\"linalg/matmul\"} 0",
+        "rustkernel_health_status{component=\"gpu\"} 0",
+    ] {
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "{line} missing from\n{metrics}"
+        );
+    }
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l.starts_with("rustkernel_circuit_breaker_calls_total{breaker=\"gpu0\",")),
+        "{metrics}"
+    );
+    let mut names: Vec<&str> = metrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE "))
+        .filter_map(|rest| rest.split(' ').next())
+        .collect();
+    let count = names.len();
+    names.sort_unstable();
+    names.dedup();
+    assert_eq!(names.len(), count, "a family twice: {metrics}");
     running.shutdown().await.unwrap();
 }
 

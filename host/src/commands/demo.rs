@@ -15,6 +15,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use rustkernel_core::resilience::CircuitState;
 use rustkernel_core::rng::Rng;
 
 use crate::config::{ConfigFile, FaultConfig};
@@ -225,7 +226,7 @@ impl Demo {
             .kernels
             .get(kernel)
             .and_then(|slot| slot.pipeline.breaker())
-            .map(|breaker| service::metrics::state_label(breaker.state()).to_owned())
+            .map(|breaker| breaker.state().label().to_owned())
             .unwrap_or_default()
     }
 
@@ -260,7 +261,9 @@ impl Demo {
     /// Waits until `kernel`'s breaker is no longer open (it probes after its open time).
     async fn wait_half_open(&self, kernel: &str) {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while self.breaker(kernel) == "open" && tokio::time::Instant::now() < deadline {
+        while self.breaker(kernel) == CircuitState::Open.label()
+            && tokio::time::Instant::now() < deadline
+        {
             if let Some(breaker) = self
                 .state
                 .kernels

@@ -1,30 +1,47 @@
 //! `/metrics`: Prometheus text through `prometheus-client`, one registry built at start-up.
 //!
-//! | Metric | Type | Labels |
-//! |---|---|---|
-//! | `rustkernel_kernel_calls_total` | counter | `kernel`, `outcome` (`success`, `rejected`, `timeout`, `deadline_exceeded`, `failed`, `invalid_input`, `shed`) |
-//! | `rustkernel_kernel_duration_seconds` | histogram | `kernel` |
-//! | `rustkernel_kernel_retries_total` | counter | `kernel` |
-//! | `rustkernel_deadline_exceeded_total` | counter | `kernel` |
-//! | `rustkernel_breaker_state` | gauge (0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled, 5 metrics-only) | `kernel` |
-//! | `rustkernel_breaker_transitions_total` | counter | `kernel`, `from`, `to` |
-//! | `rustkernel_breaker_opened_total` | counter | `kernel`, `reason` (`failure_rate`, `slow_call_rate`, `consecutive_failures`, `probe_failed`, `half_open_timeout`, `forced`) |
-//! | `rustkernel_breaker_would_open_total` | counter | `kernel`, `reason`: a metrics-only breaker would have opened |
-//! | `rustkernel_health_status` | gauge (0 healthy, 1 degraded, 2 unknown, 3 unhealthy) | `component` |
-//! | `rustkernel_restarts_total` | counter | `component` |
-//! | `rustkernel_escalations_total` | counter | `component`, `strategy` |
-//! | `rustkernel_http_requests_total` | counter | `route`, `status` |
-//! | `rustkernel_edge_*` | | edge devices' telemetry: see [`crate::telemetry::ingest`] |
+//! The breakers and the health registry are exported by the tokio adapter's
+//! [`ResilienceCollector`], registered at start-up with every kernel's breaker
+//! (`breaker="graph/pagerank"`), the GPU device's (`breaker="gpu0"`, with `[gpu]`) and the
+//! health probe. The service's own families add what only it sees: calls, latency, retries,
+//! openings by reason, restarts, HTTP, edge devices. No name is exported twice, and state
+//! numbers follow the core's table
+//! ([`CircuitState::metric_value`](rustkernel_core::resilience::CircuitState::metric_value)).
+//!
+//! | Metric | Type | Labels | From |
+//! |---|---|---|---|
+//! | `rustkernel_circuit_breaker_state` | gauge (0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled, 5 metrics-only) | `breaker` | collector |
+//! | `rustkernel_circuit_breaker_calls_total` | counter | `breaker`, `outcome` (`success`, `failure`, `rejected`) | collector |
+//! | `rustkernel_circuit_breaker_slow_calls_total` | counter | `breaker` | collector |
+//! | `rustkernel_circuit_breaker_consecutive_failures` | gauge | `breaker` | collector |
+//! | `rustkernel_circuit_breaker_transitions_total` | counter | `breaker` | collector |
+//! | `rustkernel_circuit_breaker_success_rate` | gauge | `breaker` | collector |
+//! | `rustkernel_circuit_breaker_would_open_total` | counter | `breaker`: a metrics-only breaker would have opened | collector |
+//! | `rustkernel_circuit_breaker_trip_reason`, `_trip_calls`, `_trip_failure_rate`, `_trip_slow_call_rate`, `_trip_consecutive_failures` | gauge | `breaker` (`reason`) | collector, while a breaker is not closed |
+//! | `rustkernel_health_live`, `_ready`, `_started`, `_overall_status` | gauge | | collector |
+//! | `rustkernel_health_status` | gauge (0 healthy, 1 degraded, 2 unknown, 3 unhealthy) | `component` | collector |
+//! | `rustkernel_health_check_latency_seconds` | gauge | `component` | collector |
+//! | `rustkernel_circuit_breaker_opened_total` | counter | `breaker`, `reason` (`failure_rate`, `slow_call_rate`, `consecutive_failures`, `probe_failed`, `half_open_timeout`, `forced`) | service (each opening, from the transitions) |
+//! | `rustkernel_kernel_calls_total` | counter | `kernel`, `outcome` (`success`, `rejected`, `timeout`, `deadline_exceeded`, `failed`, `invalid_input`, `shed`) | service |
+//! | `rustkernel_kernel_duration_seconds` | histogram | `kernel` | service |
+//! | `rustkernel_kernel_retries_total` | counter | `kernel` | service |
+//! | `rustkernel_deadline_exceeded_total` | counter | `kernel` | service |
+//! | `rustkernel_restarts_total` | counter | `component` (`gpu`: workers started beyond the first) | service |
+//! | `rustkernel_http_requests_total` | counter | `route`, `status` | service |
+//! | `rustkernel_edge_*` | | edge devices' telemetry: see [`crate::telemetry::ingest`] | service |
 
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use rustkernel_core::resilience::{CircuitState, HealthStatus};
+use rustkernel_tokio::metrics::ResilienceCollector;
+
+use super::AppState;
 
 /// Labels of one kernel.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -42,22 +59,11 @@ pub struct CallLabels {
     pub outcome: &'static str,
 }
 
-/// Labels of a breaker transition.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct TransitionLabels {
-    /// The kernel id.
-    pub kernel: String,
-    /// The state before.
-    pub from: &'static str,
-    /// The state after.
-    pub to: &'static str,
-}
-
-/// Labels of a breaker trip.
+/// Labels of a breaker's opening.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct TripLabels {
-    /// The kernel id.
-    pub kernel: String,
+    /// The breaker: a kernel id, or `gpu0`.
+    pub breaker: String,
     /// Why it opened (`failure_rate`, `consecutive_failures`, ...).
     pub reason: &'static str,
 }
@@ -67,15 +73,6 @@ pub struct TripLabels {
 pub struct ComponentLabels {
     /// The component's name.
     pub component: String,
-}
-
-/// Labels of an escalation.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct EscalationLabels {
-    /// The component's name.
-    pub component: String,
-    /// The strategy escalated to.
-    pub strategy: &'static str,
 }
 
 /// Labels of an HTTP response.
@@ -96,6 +93,8 @@ fn duration_histogram() -> Histogram {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
+    /// The adapter's collector, once [`register_resilience`](Self::register_resilience) gave it.
+    resilience: Arc<OnceLock<ResilienceCollector>>,
     /// Calls by kernel and outcome.
     pub calls: Family<CallLabels, Counter>,
     /// Call latency by kernel.
@@ -104,20 +103,10 @@ pub struct Metrics {
     pub retries: Family<KernelLabels, Counter>,
     /// Calls that ran out of time, by kernel.
     pub deadline_exceeded: Family<KernelLabels, Counter>,
-    /// The breaker's state by kernel.
-    pub breaker_state: Family<KernelLabels, Gauge>,
-    /// Breaker transitions.
-    pub breaker_transitions: Family<TransitionLabels, Counter>,
-    /// Breaker openings by reason.
+    /// Breaker openings by breaker and reason.
     pub breaker_opened: Family<TripLabels, Counter>,
-    /// Openings a metrics-only breaker reported and did not make, by reason.
-    pub breaker_would_open: Family<TripLabels, Counter>,
-    /// Health status by component.
-    pub health_status: Family<ComponentLabels, Gauge>,
     /// Restarts by component.
     pub restarts: Family<ComponentLabels, Counter>,
-    /// Escalations by component and strategy.
-    pub escalations: Family<EscalationLabels, Counter>,
     /// HTTP responses by route and status.
     pub http: Family<HttpLabels, Counter>,
     /// The edge devices' families (`rustkernel_edge_*`).
@@ -125,91 +114,74 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// A registry with every family registered.
+    /// A registry with every family registered. The resilience families appear once
+    /// [`register_resilience`](Self::register_resilience) gives their collector.
     #[must_use]
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("rustkernel");
+        // The collector's families carry their `rustkernel_` prefix; the service's own get it
+        // from their sub-registry.
+        let mut registry = Registry::default();
+        let resilience = Arc::new(OnceLock::new());
+        registry.register_collector(Box::new(Deferred(Arc::clone(&resilience))));
         let metrics = Self {
             calls: Family::default(),
             duration: Family::new_with_constructor(duration_histogram),
             retries: Family::default(),
             deadline_exceeded: Family::default(),
-            breaker_state: Family::default(),
-            breaker_transitions: Family::default(),
             breaker_opened: Family::default(),
-            breaker_would_open: Family::default(),
-            health_status: Family::default(),
             restarts: Family::default(),
-            escalations: Family::default(),
             http: Family::default(),
             edge: crate::telemetry::ingest::EdgeMetrics::default(),
+            resilience,
             registry: Registry::default(),
         };
-        registry.register(
+        let service = registry.sub_registry_with_prefix("rustkernel");
+        service.register(
             "kernel_calls",
             "Kernel calls by outcome",
             metrics.calls.clone(),
         );
-        registry.register(
+        service.register(
             "kernel_duration_seconds",
             "Kernel call latency, through the whole pipeline",
             metrics.duration.clone(),
         );
-        registry.register(
+        service.register(
             "kernel_retries",
             "Retries made (attempts beyond the first)",
             metrics.retries.clone(),
         );
-        registry.register(
+        service.register(
             "deadline_exceeded",
             "Kernel calls that ran out of time",
             metrics.deadline_exceeded.clone(),
         );
-        registry.register(
-            "breaker_state",
-            "Circuit breaker state: 0 closed, 1 open, 2 half-open, 3 forced open, 4 disabled, 5 metrics-only",
-            metrics.breaker_state.clone(),
-        );
-        registry.register(
-            "breaker_transitions",
-            "Circuit breaker state transitions",
-            metrics.breaker_transitions.clone(),
-        );
-        registry.register(
-            "breaker_opened",
+        service.register(
+            "circuit_breaker_opened",
             "Circuit breaker openings by reason",
             metrics.breaker_opened.clone(),
         );
-        registry.register(
-            "breaker_would_open",
-            "Openings a metrics-only (shadow) circuit breaker would have made, by reason",
-            metrics.breaker_would_open.clone(),
-        );
-        registry.register(
-            "health_status",
-            "Health by component: 0 healthy, 1 degraded, 2 unknown, 3 unhealthy",
-            metrics.health_status.clone(),
-        );
-        registry.register(
+        service.register(
             "restarts",
             "Restarts made by a supervisor",
             metrics.restarts.clone(),
         );
-        registry.register(
-            "escalations",
-            "Recovery escalations",
-            metrics.escalations.clone(),
-        );
-        registry.register(
+        service.register(
             "http_requests",
             "HTTP responses by route and status",
             metrics.http.clone(),
         );
-        metrics.edge.register(&mut registry);
+        metrics.edge.register(service);
         Self {
             registry,
             ..metrics
         }
+    }
+
+    /// Registers the breakers, health and recovery figures: the collector that `make` builds,
+    /// the first time only (later calls keep it; the sources it reads are live handles).
+    pub fn register_resilience(&self, make: impl FnOnce() -> ResilienceCollector) {
+        let _ = self.resilience.get_or_init(make);
     }
 
     /// Counts a finished kernel call.
@@ -237,25 +209,7 @@ impl Metrics {
         let _ = self.deadline_exceeded.get_or_create(&labels);
     }
 
-    /// Sets a breaker's state gauge.
-    pub fn set_breaker_state(&self, kernel: &str, state: CircuitState) {
-        self.breaker_state
-            .get_or_create(&KernelLabels {
-                kernel: kernel.to_owned(),
-            })
-            .set(breaker_state_value(state));
-    }
-
-    /// Sets a component's health gauge.
-    pub fn set_health(&self, component: &str, status: HealthStatus) {
-        self.health_status
-            .get_or_create(&ComponentLabels {
-                component: component.to_owned(),
-            })
-            .set(health_value(status));
-    }
-
-    /// The Prometheus text exposition of every metric.
+    /// The OpenMetrics text exposition of every metric.
     ///
     /// # Errors
     /// Only if formatting fails (never for a `String`).
@@ -272,39 +226,30 @@ impl Default for Metrics {
     }
 }
 
-/// The gauge value of a breaker state.
-#[must_use]
-pub fn breaker_state_value(state: CircuitState) -> i64 {
-    match state {
-        CircuitState::Closed => 0,
-        CircuitState::Open => 1,
-        CircuitState::HalfOpen => 2,
-        CircuitState::ForcedOpen => 3,
-        CircuitState::Disabled => 4,
-        CircuitState::MetricsOnly => 5,
+/// The service's resilience collector: every kernel's breaker under its id, the GPU device's
+/// breaker under its name (`gpu0`) with `[gpu]`, and the health probe.
+pub(super) fn resilience_collector(state: &AppState) -> ResilienceCollector {
+    let mut collector = ResilienceCollector::new();
+    for slot in state.kernels.values() {
+        if let Some(breaker) = slot.pipeline.breaker() {
+            collector = collector.with_breaker(slot.id, breaker.clone());
+        }
     }
+    if let Some(breaker) = state.gpu.as_ref().map(crate::gpu::GpuExecutor::breaker) {
+        collector = collector.with_breaker(breaker.name(), breaker.clone());
+    }
+    collector.with_health(state.probe.clone())
 }
 
-/// The gauge value of a health status.
-#[must_use]
-pub fn health_value(status: HealthStatus) -> i64 {
-    match status {
-        HealthStatus::Healthy => 0,
-        HealthStatus::Degraded => 1,
-        HealthStatus::Unknown => 2,
-        HealthStatus::Unhealthy => 3,
-    }
-}
+/// The slot the collector fills at start-up, registered before it is filled.
+#[derive(Debug)]
+struct Deferred(Arc<OnceLock<ResilienceCollector>>);
 
-/// A breaker state's label value (`closed`, `half_open`, ...).
-#[must_use]
-pub fn state_label(state: CircuitState) -> &'static str {
-    match state {
-        CircuitState::Closed => "closed",
-        CircuitState::Open => "open",
-        CircuitState::HalfOpen => "half_open",
-        CircuitState::ForcedOpen => "forced_open",
-        CircuitState::Disabled => "disabled",
-        CircuitState::MetricsOnly => "metrics_only",
+impl Collector for Deferred {
+    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        match self.0.get() {
+            Some(collector) => collector.encode(encoder),
+            None => Ok(()),
+        }
     }
 }

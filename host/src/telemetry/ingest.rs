@@ -77,7 +77,6 @@ use tokio::time::Instant;
 
 use super::scan::{FrameScanner, Scanned};
 use super::source::{SourceFraming, SourceKind, TelemetryConfig, TelemetrySource};
-use crate::service::metrics::state_label;
 
 // ----- metrics -----
 
@@ -552,8 +551,8 @@ impl EdgeFleet {
                         .get_or_create(&EdgeTransitionLabels {
                             device: label,
                             component: name,
-                            from: state_label(transition.from),
-                            to: state_label(transition.to),
+                            from: transition.from.label(),
+                            to: transition.to.label(),
                         })
                         .inc();
                     component.breaker = transition.to;
@@ -824,7 +823,7 @@ impl EdgeFleet {
             None => {
                 let message = match component.breaker {
                     CircuitState::Closed | CircuitState::Disabled => String::new(),
-                    state => format!("breaker {}", state_label(state)),
+                    state => format!("breaker {}", state.label()),
                 };
                 HealthCheckResult::new(reported, &message)
             }
