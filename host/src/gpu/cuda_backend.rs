@@ -9,8 +9,9 @@ use std::time::Instant;
 
 use rustkernel_cuda::{CsrView, CudaDevice, CudaError, DeviceFault, PageRankParams, PtxSource};
 
+use super::args::{FaultKind, WorkerArgs};
+use super::backend::{GpuBackend, kernel_wire_error};
 use super::protocol::WireError;
-use super::worker::{FaultKind, GpuBackend, WorkerArgs, kernel_wire_error};
 use crate::kernels::{Csr, KernelRequest, KernelResponse, MatMulOutput, PageRankOutput};
 
 struct CudaBackend {

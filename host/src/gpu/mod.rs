@@ -14,7 +14,8 @@
 //! - [`transport`]: how a worker is reached ([`PipeTransport`]: a child process's pipes).
 //! - [`status`]: [`GpuStatus`], [`WorkerPhase`], the `gpu` health verdict.
 //! - [`protocol`]: the frames between the service and the worker.
-//! - [`worker`]: the worker's side: command line, backends and loop.
+//! - [`worker`]: the worker's loop; [`args`] its command line, [`backend`] what runs a
+//!   request in it (the CUDA backend is behind the `cuda` feature).
 //! - [`nvml`]: Xid classification and the NVML watcher.
 
 use std::fmt;
@@ -23,6 +24,8 @@ use rustkernel_core::error::{Classify, ErrorKind};
 
 use crate::kernels::KernelError;
 
+pub mod args;
+pub mod backend;
 pub mod config;
 mod costs;
 #[cfg(feature = "cuda")]
