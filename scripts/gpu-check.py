@@ -76,11 +76,15 @@ def gpu_component(url):
 
 
 def gpu_restarts(url):
-    """rustkernel_restarts_total{component="gpu"} from /metrics (0 when absent), or None."""
+    """rustkernel_recovery_actions_total{kernel="gpu0",action="restart"} from /metrics (0 when
+    absent), or None."""
     code, body = get(url, "/metrics")
     if code != 200:
         return None
-    pattern = re.compile(r'^rustkernel_restarts_total\{[^}]*component="gpu"[^}]*\}\s+([0-9.e+]+)', re.M)
+    pattern = re.compile(
+        r'^rustkernel_recovery_actions_total\{(?=[^}]*kernel="gpu0")(?=[^}]*action="restart")[^}]*\}\s+([0-9.e+]+)',
+        re.M,
+    )
     found = pattern.search(body.decode(errors="replace"))
     return int(float(found.group(1))) if found else 0
 

@@ -264,7 +264,7 @@ async fn a_followed_file_shows_the_firmware_run() {
 async fn tcp_connections_in_either_framing_show_the_firmware_run_and_garbage_is_counted() {
     let running = service(&["tcp://127.0.0.1:0".to_owned()]).await;
     let address = running.local_addr();
-    let edge = running.state().edge.listen_addrs()[0];
+    let edge = running.state().edge().listen_addrs()[0];
 
     // A connection of garbage first: counted as bad frames, the service carries on.
     let mut garbage = TcpStream::connect(edge).await.unwrap();
@@ -289,7 +289,7 @@ async fn tcp_connections_in_either_framing_show_the_firmware_run_and_garbage_is_
 
     // Lines framing over TCP, to a fresh service.
     let running = service(&["tcp:127.0.0.1:0?framing=lines".to_owned()]).await;
-    let edge = running.state().edge.listen_addrs()[0];
+    let edge = running.state().edge().listen_addrs()[0];
     let mut device = TcpStream::connect(edge).await.unwrap();
     device.write_all(&firmware_bytes()).await.unwrap();
     device.shutdown().await.unwrap();
@@ -311,7 +311,7 @@ async fn closed_by_service(mut stream: TcpStream) {
 async fn garbage_and_truncated_streams_never_stop_the_service() {
     let running = service(&["tcp://127.0.0.1:0".to_owned()]).await;
     let address = running.local_addr();
-    let edge = running.state().edge.listen_addrs()[0];
+    let edge = running.state().edge().listen_addrs()[0];
     let log = firmware_bytes();
     let raw = raw_frames(&log);
     // A small deterministic generator: the same streams every run.
@@ -464,7 +464,7 @@ async fn qemu_firmware_streams_live_into_the_service() {
     std::fs::write(&path, b"").unwrap();
     let tcp = service(&["tcp://127.0.0.1:0".to_owned()]).await;
     let file = service(&[format!("{}", path.display())]).await;
-    let edge = tcp.state().edge.listen_addrs()[0];
+    let edge = tcp.state().edge().listen_addrs()[0];
     tokio::time::sleep(Duration::from_millis(200)).await;
 
     let firmware = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../firmware-examples");

@@ -132,7 +132,7 @@ async fn an_open_breaker_is_degraded_overall_and_unhealthy_for_its_kernel() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stopped_supervisor_is_unhealthy_exit_2() {
     let server = start("").await;
-    server.running.state().runtime.set_supervisor_alive(false);
+    server.running.state().runtime().set_supervisor_alive(false);
     let deadline = Instant::now() + Duration::from_secs(5);
     let output = loop {
         let output = health(&server, &["--format", "json"]).await;

@@ -178,7 +178,7 @@ async fn a_stalled_worker_is_the_devices_fault_and_the_cpu_serves_its_requests()
     let base = format!("http://{}", running.local_addr());
     let client = reqwest::Client::new();
     wait_health(&client, &base, |b| gpu_component(b)["status"] == "healthy").await;
-    let pid = running.state().gpu.as_ref().unwrap().worker_pid().unwrap();
+    let pid = running.state().gpu().unwrap().worker_pid().unwrap();
 
     let bodies = [
         (
@@ -274,7 +274,7 @@ async fn a_stalled_worker_is_the_devices_fault_and_the_cpu_serves_its_requests()
         assert_eq!(component(&health, kernel)["status"], "healthy", "{health}");
     }
     // The stall was charged to the device: its breaker counted failures.
-    let gpu = running.state().gpu.as_ref().unwrap();
+    let gpu = running.state().gpu().unwrap();
     let stats = gpu.breaker().stats();
     assert!(
         stats.failure_count > 0 || stats.transitions > 0,
@@ -320,7 +320,7 @@ async fn a_device_fault_from_the_config_fails_over_and_the_worker_is_replaced() 
         body["backend"].as_str().unwrap().to_owned()
     };
     assert_eq!(execute().await, "cpu");
-    let gpu = running.state().gpu.as_ref().unwrap();
+    let gpu = running.state().gpu().unwrap();
     assert!(
         gpu.wait_for(Duration::from_secs(10), |s| s.workers_started == 2
             && matches!(s.phase, rustkernel_host::gpu::WorkerPhase::Ready { .. }))

@@ -223,9 +223,7 @@ impl Demo {
 
     fn breaker(&self, kernel: &str) -> String {
         self.state
-            .kernels
-            .get(kernel)
-            .and_then(|slot| slot.pipeline.breaker())
+            .breaker(kernel)
             .map(|breaker| breaker.state().label().to_owned())
             .unwrap_or_default()
     }

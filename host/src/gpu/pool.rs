@@ -21,7 +21,7 @@ use rustkernel_core::resilience::{HealthCheckResult, RecoveryAction, ResilienceE
 use rustkernel_tokio::clock;
 use rustkernel_tokio::resilience::CircuitBreaker;
 use rustkernel_tokio::supervisor::Supervisor;
-use rustkernel_tokio::supervisor::{SupervisorEvent, SupervisorExit};
+use rustkernel_tokio::supervisor::{SupervisorEvent, SupervisorExit, SupervisorLog};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
 
@@ -46,6 +46,7 @@ pub struct GpuExecutor {
     outstanding: Arc<AtomicUsize>,
     cpu_costs: CpuCosts,
     cpu: Arc<dyn CpuRunner>,
+    log: SupervisorLog<String>,
 }
 
 impl std::fmt::Debug for GpuExecutor {
@@ -117,6 +118,7 @@ impl GpuExecutor {
         .with_degraded(WorkerKernel::new(shared, true))
         .with_fail_back()
         .with_observer(move |event| publish(&state_tx, event));
+        let log = supervisor.log();
         let (stop, stopped) = watch::channel(false);
         let task = tokio::spawn(supervise(supervisor, stopped, grace));
         Ok(Self {
@@ -129,6 +131,7 @@ impl GpuExecutor {
             outstanding: Arc::new(AtomicUsize::new(0)),
             cpu_costs: CpuCosts::default(),
             cpu,
+            log,
         })
     }
 
@@ -359,6 +362,13 @@ impl GpuExecutor {
         tokio::time::timeout(timeout, state.wait_for(|s| predicate(s)))
             .await
             .is_ok_and(|r| r.is_ok())
+    }
+
+    /// The worker supervisor's record: its events and the count of every recovery decision
+    /// (for metrics: `rustkernel_recovery_actions_total{kernel="gpu0"}`).
+    #[must_use]
+    pub fn supervisor_log(&self) -> SupervisorLog<String> {
+        self.log.clone()
     }
 
     /// The device's breaker (for metrics).

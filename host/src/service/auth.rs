@@ -2,7 +2,17 @@
 //! Which tokens, and whether they are required, is the config's
 //! ([`config::AuthConfig`](crate::config::AuthConfig)).
 
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use subtle::ConstantTimeEq;
+
+use super::AppState;
+use super::error::ApiError;
+use crate::config::AuthMode;
 
 /// Whether an `Authorization` header value carries one of `tokens`, compared in constant time
 /// (every token is compared, whatever matched first). The scheme is case-insensitive (RFC 9110,
@@ -23,6 +33,69 @@ pub(crate) fn authorized(header: Option<&[u8]>, tokens: &[String]) -> bool {
         any |= presented.ct_eq(token.as_bytes());
     }
     any.into()
+}
+
+/// Who a route is for: the layers below pick the token rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Guard {
+    /// The execute and admin routes: a token whenever the service has tokens.
+    Kernels,
+    /// The health routes: a token when `auth.protect_health` is set.
+    Health,
+    /// `/metrics`: a token when `auth.protect_metrics` is set.
+    Metrics,
+}
+
+fn check(state: &AppState, guard: Guard, headers: &HeaderMap) -> Result<(), ApiError> {
+    let auth = &state.config.auth;
+    let needed = auth.mode == AuthMode::Token
+        && match guard {
+            Guard::Kernels => true,
+            Guard::Health => auth.protect_health,
+            Guard::Metrics => auth.protect_metrics,
+        };
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .map(HeaderValue::as_bytes);
+    if !needed || authorized(presented, &auth.tokens) {
+        Ok(())
+    } else {
+        Err(ApiError::Unauthorized)
+    }
+}
+
+async fn guard(state: &AppState, guard: Guard, request: Request, next: Next) -> Response {
+    match check(state, guard, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(error) => error.into_response(),
+    }
+}
+
+/// Route layer of the execute and admin routes.
+pub(super) async fn kernels(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    guard(&state, Guard::Kernels, request, next).await
+}
+
+/// Route layer of the health routes.
+pub(super) async fn health(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    guard(&state, Guard::Health, request, next).await
+}
+
+/// Route layer of `/metrics`.
+pub(super) async fn metrics(
+    State(state): State<Arc<AppState>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    guard(&state, Guard::Metrics, request, next).await
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use axum::http::header::CONTENT_LENGTH;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use super::execute::ApiError;
+use super::error::ApiError;
 
 /// 413 for a request whose `Content-Length` is over `limit`; otherwise passes it on.
 pub(super) async fn refuse_declared_oversize(

@@ -1,18 +1,6 @@
-//! `POST /v1/kernels/{id}/execute` and the admin routes: parse, call, map the error. One error
-//! type, [`ApiError`], holds every status code the service answers with.
-//!
-//! | Status | When |
-//! |---|---|
-//! | 200 | the kernel ran; the body has its result |
-//! | 400 | malformed JSON or binary body, invalid UTF-8, invalid input values, a bad `X-Request-Timeout-Ms` |
-//! | 401 | a protected route without a valid bearer token (`WWW-Authenticate: Bearer`) |
-//! | 404 | unknown kernel or route |
-//! | 413 | the body is over `server.body_limit_bytes` |
-//! | 415 | a binary `Content-Type` the service cannot read (`application/octet-stream`, another `application/vnd.rustkernel.*` than [`kernels::BINARY_CONTENT_TYPE`]); every other type is read as JSON |
-//! | 429 | the concurrency limit, the client's rate limit or the retry budget shed the request (`Retry-After`) |
-//! | 500 | the kernel failed (after retries) |
-//! | 503 | the kernel's circuit breaker is open (`Retry-After`), or the service is draining |
-//! | 504 | the request's deadline passed |
+//! `POST /v1/kernels/{family}/{name}/execute`: parse the request, admit it (drain, rate
+//! limit, concurrency), run it through the kernel's pipeline, map the outcome to a response.
+//! Errors are [`ApiError`]s (the status table is in [`error`](super::error)).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,191 +10,20 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rustkernel_core::resilience::{GiveUpReason, ResilienceError};
 use rustkernel_tokio::resilience::RequestDeadline;
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use crate::config::AuthMode;
+use super::error::ApiError;
 use crate::kernels::{
     self, INLINE_WORK_UNITS, KernelError, KernelRequest, KernelResponse, work_units,
 };
 
 /// The header that carries a request's deadline, in milliseconds (clamped by `max_timeout`).
 pub const TIMEOUT_HEADER: &str = "x-request-timeout-ms";
-
-/// Every error the service answers with, and its status code.
-#[derive(Debug)]
-pub enum ApiError {
-    /// 400.
-    BadRequest(String),
-    /// 401, with no detail.
-    Unauthorized,
-    /// 404.
-    NotFound(String),
-    /// 413.
-    PayloadTooLarge(usize),
-    /// 415: a body in a format the service does not read.
-    UnsupportedMediaType(String),
-    /// 429 with `Retry-After`.
-    Shed {
-        /// Why.
-        reason: String,
-        /// When to come back.
-        retry_after: Duration,
-    },
-    /// 500: the kernel failed.
-    KernelFailed(String),
-    /// 500: the service itself failed.
-    Internal(String),
-    /// 503 with `Retry-After`: the breaker is open.
-    CircuitOpen {
-        /// The kernel.
-        kernel: String,
-        /// When to come back.
-        retry_after: Duration,
-    },
-    /// 503: draining.
-    Draining,
-    /// 504.
-    DeadlineExceeded(String),
-}
-
-/// The JSON body of an error.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ErrorBody {
-    /// A stable code: `bad_request`, `unauthorized`, `not_found`, `payload_too_large`,
-    /// `unsupported_media_type`, `shed`, `kernel_failed`, `internal`, `circuit_open`,
-    /// `draining`, `deadline_exceeded`.
-    pub error: String,
-    /// A human message.
-    pub message: String,
-}
-
-impl ApiError {
-    fn parts(&self) -> (StatusCode, &'static str, String) {
-        match self {
-            ApiError::BadRequest(message) => {
-                (StatusCode::BAD_REQUEST, "bad_request", message.clone())
-            }
-            ApiError::Unauthorized => (
-                StatusCode::UNAUTHORIZED,
-                "unauthorized",
-                "unauthorized".to_owned(),
-            ),
-            ApiError::NotFound(message) => (StatusCode::NOT_FOUND, "not_found", message.clone()),
-            ApiError::PayloadTooLarge(limit) => (
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "payload_too_large",
-                format!("the body is over the limit of {limit} bytes"),
-            ),
-            ApiError::UnsupportedMediaType(message) => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "unsupported_media_type",
-                message.clone(),
-            ),
-            ApiError::Shed { reason, .. } => {
-                (StatusCode::TOO_MANY_REQUESTS, "shed", reason.clone())
-            }
-            ApiError::KernelFailed(message) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "kernel_failed",
-                message.clone(),
-            ),
-            ApiError::Internal(message) => (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                message.clone(),
-            ),
-            ApiError::CircuitOpen { kernel, .. } => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "circuit_open",
-                format!("the circuit breaker of {kernel} is open"),
-            ),
-            ApiError::Draining => (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "draining",
-                "the service is shutting down".to_owned(),
-            ),
-            ApiError::DeadlineExceeded(message) => (
-                StatusCode::GATEWAY_TIMEOUT,
-                "deadline_exceeded",
-                message.clone(),
-            ),
-        }
-    }
-
-    /// The status code.
-    #[must_use]
-    pub fn status(&self) -> StatusCode {
-        self.parts().0
-    }
-}
-
-/// `Retry-After` in whole seconds, at least 1.
-fn retry_after_value(wait: Duration) -> HeaderValue {
-    let secs = if wait == Duration::MAX {
-        3600
-    } else {
-        wait.as_secs() + u64::from(wait.subsec_nanos() > 0)
-    };
-    HeaderValue::from(secs.max(1))
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code, message) = self.parts();
-        let mut response = (
-            status,
-            Json(ErrorBody {
-                error: code.to_owned(),
-                message,
-            }),
-        )
-            .into_response();
-        let headers = response.headers_mut();
-        match &self {
-            ApiError::Unauthorized => {
-                headers.insert(
-                    header::WWW_AUTHENTICATE,
-                    HeaderValue::from_static("Bearer realm=\"rustkernel\""),
-                );
-            }
-            ApiError::Shed { retry_after, .. } | ApiError::CircuitOpen { retry_after, .. } => {
-                headers.insert(header::RETRY_AFTER, retry_after_value(*retry_after));
-            }
-            _ => {}
-        }
-        response
-    }
-}
-
-/// Checks the bearer token when the service requires one.
-pub(crate) fn check_token(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let auth = &state.config.auth;
-    if auth.mode == AuthMode::None {
-        return Ok(());
-    }
-    let presented = headers
-        .get(header::AUTHORIZATION)
-        .map(HeaderValue::as_bytes);
-    if super::auth::authorized(presented, &auth.tokens) {
-        Ok(())
-    } else {
-        Err(ApiError::Unauthorized)
-    }
-}
-
-/// Checks the token on the health routes when `auth.protect_health` is set.
-pub(crate) fn check_health_auth(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    if state.config.auth.protect_health {
-        check_token(state, headers)
-    } else {
-        Ok(())
-    }
-}
 
 /// The body of a successful kernel call.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -221,12 +38,6 @@ pub struct ExecuteBody {
     pub elapsed_ms: f64,
     /// The kernel's output.
     pub result: KernelResponse,
-}
-
-/// Splits `graph/pagerank/execute` into the kernel id and the action.
-fn split_action(path: &str) -> Option<(&str, &str)> {
-    let (id, action) = path.rsplit_once('/')?;
-    (!id.is_empty()).then_some((id, action))
 }
 
 /// Reads the deadline header: milliseconds, a positive integer.
@@ -287,16 +98,17 @@ fn body_format(headers: &HeaderMap) -> Result<BodyFormat, ApiError> {
     }
 }
 
-/// `POST /v1/kernels/{id}/execute`.
+/// `POST /v1/kernels/{family}/{name}/execute`: the token was checked by the route's layer.
 pub(super) async fn execute(
     State(state): State<Arc<AppState>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
-    Path(path): Path<String>,
+    Path((family, name)): Path<(String, String)>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let arrived = tokio::time::Instant::now();
-    let result = run(&state, client, &path, &headers, body, arrived).await;
+    let id = format!("{family}/{name}");
+    let result = run(&state, client, &id, &headers, body, arrived).await;
     let status = match &result {
         Ok(_) => StatusCode::OK,
         Err(error) => error.status(),
@@ -315,81 +127,26 @@ pub(super) async fn execute(
     }
 }
 
+/// Parse, admit, call, map.
 async fn run(
     state: &AppState,
     client: SocketAddr,
-    path: &str,
+    id: &str,
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
     arrived: tokio::time::Instant,
 ) -> Result<ExecuteBody, ApiError> {
-    check_token(state, headers)?;
-    let Some((id, "execute")) = split_action(path) else {
-        return Err(ApiError::NotFound(format!(
-            "no route POST /v1/kernels/{path}"
-        )));
-    };
     let Some(slot) = state.kernels.get(id) else {
         return Err(ApiError::NotFound(
             KernelError::UnknownKernel(id.to_owned()).to_string(),
         ));
     };
-    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
-        return Err(ApiError::Draining);
-    }
-    if let Some(limiter) = &state.rate_limiter
-        && let Err(not_until) = limiter.check_key(&client.ip())
-    {
-        state.metrics.record_call(id, "shed", arrived.elapsed());
-        let wait = not_until.wait_time_from(governor::clock::Clock::now(
-            &governor::clock::DefaultClock::default(),
-        ));
-        return Err(ApiError::Shed {
-            reason: format!(
-                "rate limit of {} requests per second exceeded",
-                state.config.limits.per_client_rate
-            ),
-            retry_after: wait,
-        });
-    }
-    let Ok(_permit) = state.concurrency.clone().try_acquire_owned() else {
-        state.metrics.record_call(id, "shed", arrived.elapsed());
-        return Err(ApiError::Shed {
-            reason: format!(
-                "{} kernel requests are in flight, the limit",
-                state.config.limits.max_concurrency
-            ),
-            retry_after: Duration::from_secs(1),
-        });
-    };
-    let timeout = requested_timeout(headers)?;
-    let format = body_format(headers).inspect_err(|_| {
+    let _permit = admit(state, client, id, arrived)?;
+    let (timeout, request) = parse(state, id, headers, body).inspect_err(|_| {
         state
             .metrics
             .record_call(id, "invalid_input", arrived.elapsed());
     })?;
-    let body = body.map_err(|rejection| {
-        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::PayloadTooLarge(state.config.body_limit)
-        } else {
-            ApiError::BadRequest(rejection.body_text())
-        }
-    })?;
-    let parsed = match format {
-        BodyFormat::Json => kernels::parse_request(id, &body),
-        BodyFormat::Binary => kernels::parse_request_binary(id, &body),
-    };
-    drop(body); // the request owns its copy; the body's buffer need not live through the run
-    let request = match parsed {
-        Ok(request) => Arc::new(request),
-        Err(error) => {
-            state
-                .metrics
-                .record_call(id, "invalid_input", arrived.elapsed());
-            return Err(ApiError::BadRequest(error.to_string()));
-        }
-    };
-
     let outcome = slot
         .pipeline
         .execute_outcome(
@@ -410,7 +167,91 @@ async fn run(
             })
             .inc_by(u64::from(outcome.attempts - 1));
     }
-    let (label, result) = match outcome.result {
+    let (label, result) = map_outcome(id, outcome, elapsed);
+    if label == "timeout" {
+        state
+            .metrics
+            .deadline_exceeded
+            .get_or_create(&super::metrics::KernelLabels {
+                kernel: id.to_owned(),
+            })
+            .inc();
+    }
+    state.metrics.record_call(id, label, elapsed);
+    result
+}
+
+/// Admission: not draining, within the client's rate and the service's concurrency. The
+/// permit holds a concurrency slot until the answer.
+fn admit(
+    state: &AppState,
+    client: SocketAddr,
+    id: &str,
+    arrived: tokio::time::Instant,
+) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
+    if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
+        return Err(ApiError::Draining);
+    }
+    if let Some(limiter) = &state.rate_limiter
+        && let Err(not_until) = limiter.check_key(&client.ip())
+    {
+        state.metrics.record_call(id, "shed", arrived.elapsed());
+        let wait = not_until.wait_time_from(governor::clock::Clock::now(
+            &governor::clock::DefaultClock::default(),
+        ));
+        return Err(ApiError::Shed {
+            reason: format!(
+                "rate limit of {} requests per second exceeded",
+                state.config.limits.per_client_rate
+            ),
+            retry_after: wait,
+        });
+    }
+    state.concurrency.clone().try_acquire_owned().map_err(|_| {
+        state.metrics.record_call(id, "shed", arrived.elapsed());
+        ApiError::Shed {
+            reason: format!(
+                "{} kernel requests are in flight, the limit",
+                state.config.limits.max_concurrency
+            ),
+            retry_after: Duration::from_secs(1),
+        }
+    })
+}
+
+/// The request's deadline header and its body, as a validated [`KernelRequest`].
+fn parse(
+    state: &AppState,
+    id: &str,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(Option<Duration>, Arc<KernelRequest>), ApiError> {
+    let timeout = requested_timeout(headers)?;
+    let format = body_format(headers)?;
+    let body = body.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::PayloadTooLarge(state.config.body_limit)
+        } else {
+            ApiError::BadRequest(rejection.body_text())
+        }
+    })?;
+    let parsed = match format {
+        BodyFormat::Json => kernels::parse_request(id, &body),
+        BodyFormat::Binary => kernels::parse_request_binary(id, &body),
+    };
+    // The request owns its copy; the body's buffer need not live through the run.
+    drop(body);
+    let request = parsed.map_err(|error| ApiError::BadRequest(error.to_string()))?;
+    Ok((timeout, Arc::new(request)))
+}
+
+/// The pipeline's outcome as the metrics label and the answer.
+fn map_outcome(
+    id: &str,
+    outcome: rustkernel_tokio::resilience::Outcome<(KernelResponse, &'static str), KernelError>,
+    elapsed: Duration,
+) -> (&'static str, Result<ExecuteBody, ApiError>) {
+    match outcome.result {
         Ok((result, backend)) => (
             "success",
             Ok(ExecuteBody {
@@ -428,22 +269,13 @@ async fn run(
                 retry_after: outcome.retry_after.unwrap_or(Duration::from_secs(1)),
             }),
         ),
-        Err(ResilienceError::DeadlineExceeded | ResilienceError::Timeout) => {
-            state
-                .metrics
-                .deadline_exceeded
-                .get_or_create(&super::metrics::KernelLabels {
-                    kernel: id.to_owned(),
-                })
-                .inc();
-            (
-                "timeout",
-                Err(ApiError::DeadlineExceeded(format!(
-                    "{id} did not finish within its deadline ({} attempts)",
-                    outcome.attempts
-                ))),
-            )
-        }
+        Err(ResilienceError::DeadlineExceeded | ResilienceError::Timeout) => (
+            "timeout",
+            Err(ApiError::DeadlineExceeded(format!(
+                "{id} did not finish within its deadline ({} attempts)",
+                outcome.attempts
+            ))),
+        ),
         Err(ResilienceError::Operation(error)) => match error {
             KernelError::InvalidInput(_)
             | KernelError::BadRequest(_)
@@ -464,9 +296,7 @@ async fn run(
             ),
             KernelError::Failed(_) => ("failed", Err(ApiError::KernelFailed(error.to_string()))),
         },
-    };
-    state.metrics.record_call(id, label, elapsed);
-    result
+    }
 }
 
 /// One attempt: on the GPU worker when `[gpu]` is enabled (which fails over to the CPU by
@@ -476,7 +306,7 @@ async fn run(
 /// result and where it ran.
 async fn run_on_pool(
     state: &AppState,
-    slot: &super::KernelSlot,
+    slot: &super::state::KernelSlot,
     request: Arc<KernelRequest>,
 ) -> Result<(KernelResponse, &'static str), ResilienceError<KernelError>> {
     if let Some(gpu) = &state.gpu {
@@ -518,58 +348,6 @@ async fn run_on_pool(
         .await
 }
 
-/// `POST /v1/admin/kernels/{id}/force-open` and `.../reset`: operator controls of a kernel's
-/// breaker. Always needs a token when the service has tokens.
-pub(super) async fn admin(
-    State(state): State<Arc<AppState>>,
-    Path(path): Path<String>,
-    headers: HeaderMap,
-) -> Response {
-    let result = (|| {
-        check_token(&state, &headers)?;
-        let Some((id, action)) = split_action(&path) else {
-            return Err(ApiError::NotFound(format!(
-                "no route POST /v1/admin/kernels/{path}"
-            )));
-        };
-        let Some(breaker) = state
-            .kernels
-            .get(id)
-            .and_then(|slot| slot.pipeline.breaker())
-        else {
-            return Err(ApiError::NotFound(
-                KernelError::UnknownKernel(id.to_owned()).to_string(),
-            ));
-        };
-        match action {
-            "force-open" => {
-                breaker.force_open();
-            }
-            "reset" => {
-                breaker.reset();
-            }
-            "metrics-only" => {
-                breaker.metrics_only();
-            }
-            other => return Err(ApiError::NotFound(format!("no admin action {other:?}"))),
-        }
-        tracing::warn!(kernel = id, action, "operator changed a circuit breaker");
-        Ok(serde_json::json!({
-            "kernel": id,
-            "breaker": breaker.state().label(),
-        }))
-    })();
-    match result {
-        Ok(body) => (StatusCode::OK, Json(body)).into_response(),
-        Err(error) => error.into_response(),
-    }
-}
-
-/// Any other route: 404 with a JSON body.
-pub(super) async fn not_found(uri: axum::http::Uri) -> Response {
-    ApiError::NotFound(format!("no route {}", uri.path())).into_response()
-}
-
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic)] // tests fail loudly
 mod tests {
@@ -605,7 +383,10 @@ mod tests {
         let format = |value: Option<&'static str>| {
             let mut headers = HeaderMap::new();
             if let Some(value) = value {
-                headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    axum::http::HeaderValue::from_static(value),
+                );
             }
             body_format(&headers).map_err(|error| error.status())
         };

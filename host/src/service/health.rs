@@ -29,7 +29,7 @@ use std::time::{Duration, SystemTime};
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rustkernel_core::resilience::{
     CircuitState, Criticality, HealthCheckResult, HealthProbeConfig, HealthStatus, ProbeRole,
@@ -39,7 +39,6 @@ use rustkernel_tokio::resilience::{ComponentOptions, HealthReport, check_fn};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
-use super::execute::ApiError;
 
 /// The name of the service's own component.
 pub const RUNTIME: &str = "runtime";
@@ -217,6 +216,13 @@ fn push(state: &AppState, name: &str, result: HealthCheckResult) {
     }
 }
 
+/// Pushes kernel `id`'s component and the `service` component: its breaker moved (an
+/// operator's action pushes at once, before the answer, as the transition's watcher would).
+pub(super) fn push_kernel(state: &AppState, id: &str) {
+    push(state, &kernel_component(id), kernel_check(state, id));
+    push_service(state);
+}
+
 /// Pushes the `service` component: a drain began, start-up ended, a breaker moved.
 pub(super) fn push_service(state: &AppState) {
     push(state, SERVICE, service_check(state));
@@ -261,9 +267,6 @@ pub(super) async fn watch_gpu(state: Arc<AppState>) {
 /// open, half-open, closed into one "open to closed" that never happened).
 pub(super) async fn watch_breakers(state: Arc<AppState>) {
     use tokio::sync::broadcast::error::RecvError;
-    state
-        .metrics
-        .register_resilience(|| super::metrics::resilience_collector(&state));
     let mut watched = Vec::new();
     for slot in state.kernels.values() {
         if let Some(breaker) = slot.pipeline.breaker() {
@@ -366,10 +369,7 @@ fn probe_pending(
 
 /// `GET /health/live`: the registry's liveness (the runtime's; never a dependency's), and the
 /// runtime's heartbeat, which watches the runner that keeps the registry current.
-pub(super) async fn live(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(error) = super::execute::check_health_auth(&state, &headers) {
-        return error.into_response();
-    }
+pub(super) async fn live(State(state): State<Arc<AppState>>) -> Response {
     let alive = state.probe.is_live() && state.runtime.is_live();
     probe(
         alive,
@@ -407,10 +407,7 @@ pub(crate) fn not_ready_reason(report: &HealthReport) -> Option<String> {
 }
 
 /// `GET /health/ready`: the registry's readiness, never by running a check.
-pub(super) async fn ready(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(error) = super::execute::check_health_auth(&state, &headers) {
-        return error.into_response();
-    }
+pub(super) async fn ready(State(state): State<Arc<AppState>>) -> Response {
     let report = state.probe.report();
     let reason = not_ready_reason(&report);
     let status = if reason
@@ -434,10 +431,7 @@ pub(crate) fn started(report: &HealthReport) -> bool {
 }
 
 /// `GET /health/startup`: the first round of checks finished.
-pub(super) async fn startup(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(error) = super::execute::check_health_auth(&state, &headers) {
-        return error.into_response();
-    }
+pub(super) async fn startup(State(state): State<Arc<AppState>>) -> Response {
     let report = state.probe.report();
     let started = started(&report);
     let reason = (!started).then(|| {
@@ -621,10 +615,7 @@ pub(crate) fn body(state: &AppState) -> HealthBody {
 }
 
 /// `GET /health`: every component. 200 unless the service is unhealthy (503).
-pub(super) async fn full(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if let Err(error) = super::execute::check_health_auth(&state, &headers) {
-        return error.into_response();
-    }
+pub(super) async fn full(State(state): State<Arc<AppState>>) -> Response {
     let body = body(&state);
     let code = if body.status == HealthStatus::Unhealthy {
         StatusCode::SERVICE_UNAVAILABLE
@@ -632,44 +623,4 @@ pub(super) async fn full(State(state): State<Arc<AppState>>, headers: HeaderMap)
         StatusCode::OK
     };
     (code, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
-}
-
-/// `GET /metrics`: Prometheus text.
-pub(super) async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    if state.config.auth.protect_metrics
-        && let Err(error) = super::execute::check_token(&state, &headers)
-    {
-        return error.into_response();
-    }
-    // The breakers and the health registry are read by the collector as it encodes; the
-    // background task registered it at start-up (whichever runs first does).
-    state
-        .metrics
-        .register_resilience(|| super::metrics::resilience_collector(&state));
-    if let Some(gpu) = &state.gpu {
-        // Restarts = workers started beyond the first.
-        let restarts = gpu.workers_started().saturating_sub(1);
-        let counted = state.gpu_restarts_counted.swap(restarts, Ordering::SeqCst);
-        if restarts > counted {
-            state
-                .metrics
-                .restarts
-                .get_or_create(&super::metrics::ComponentLabels {
-                    component: GPU.to_owned(),
-                })
-                .inc_by(restarts - counted);
-        }
-    }
-    match state.metrics.encode() {
-        Ok(text) => (
-            StatusCode::OK,
-            [(
-                header::CONTENT_TYPE,
-                "application/openmetrics-text; version=1.0.0; charset=utf-8",
-            )],
-            text,
-        )
-            .into_response(),
-        Err(_) => ApiError::Internal("cannot encode metrics".to_owned()).into_response(),
-    }
 }

@@ -4,7 +4,7 @@
 //! [`ResilienceCollector`], registered at start-up with every kernel's breaker
 //! (`breaker="graph/pagerank"`), the GPU device's (`breaker="gpu0"`, with `[gpu]`) and the
 //! health probe. The service's own families add what only it sees: calls, latency, retries,
-//! openings by reason, restarts, HTTP, edge devices. No name is exported twice, and state
+//! openings by reason, HTTP, edge devices. No name is exported twice, and state
 //! numbers follow the core's table
 //! ([`CircuitState::metric_value`](rustkernel_core::resilience::CircuitState::metric_value)).
 //!
@@ -21,27 +21,36 @@
 //! | `rustkernel_health_live`, `_ready`, `_started`, `_overall_status` | gauge | | collector |
 //! | `rustkernel_health_status` | gauge (0 healthy, 1 degraded, 2 unknown, 3 unhealthy) | `component` | collector |
 //! | `rustkernel_health_check_latency_seconds` | gauge | `component` | collector |
+//! | `rustkernel_recovery_actions_total` | counter | `kernel` (`gpu0`), `action` | collector: the GPU worker supervisor's decisions |
 //! | `rustkernel_circuit_breaker_opened_total` | counter | `breaker`, `reason` (`failure_rate`, `slow_call_rate`, `consecutive_failures`, `probe_failed`, `half_open_timeout`, `forced`) | service (each opening, from the transitions) |
 //! | `rustkernel_kernel_calls_total` | counter | `kernel`, `outcome` (`success`, `rejected`, `timeout`, `deadline_exceeded`, `failed`, `invalid_input`, `shed`) | service |
 //! | `rustkernel_kernel_duration_seconds` | histogram | `kernel` | service |
 //! | `rustkernel_kernel_retries_total` | counter | `kernel` | service |
 //! | `rustkernel_deadline_exceeded_total` | counter | `kernel` | service |
-//! | `rustkernel_restarts_total` | counter | `component` (`gpu`: workers started beyond the first) | service |
 //! | `rustkernel_http_requests_total` | counter | `route`, `status` | service |
 //! | `rustkernel_edge_*` | | edge devices' telemetry: see [`crate::telemetry::ingest`] | service |
 
-use std::sync::{Arc, OnceLock};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
+use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use rustkernel_tokio::metrics::ResilienceCollector;
 
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use rustkernel_tokio::resilience::HealthProbe;
+
 use super::AppState;
+use super::error::ApiError;
+use super::state::KernelSlot;
+use crate::gpu::GpuExecutor;
 
 /// Labels of one kernel.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -93,8 +102,6 @@ fn duration_histogram() -> Histogram {
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    /// The adapter's collector, once [`register_resilience`](Self::register_resilience) gave it.
-    resilience: Arc<OnceLock<ResilienceCollector>>,
     /// Calls by kernel and outcome.
     pub calls: Family<CallLabels, Counter>,
     /// Call latency by kernel.
@@ -105,8 +112,6 @@ pub struct Metrics {
     pub deadline_exceeded: Family<KernelLabels, Counter>,
     /// Breaker openings by breaker and reason.
     pub breaker_opened: Family<TripLabels, Counter>,
-    /// Restarts by component.
-    pub restarts: Family<ComponentLabels, Counter>,
     /// HTTP responses by route and status.
     pub http: Family<HttpLabels, Counter>,
     /// The edge devices' families (`rustkernel_edge_*`).
@@ -114,25 +119,22 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    /// A registry with every family registered. The resilience families appear once
-    /// [`register_resilience`](Self::register_resilience) gives their collector.
+    /// A registry with every family registered: the breakers, health and recovery figures
+    /// of `resilience` (read at each scrape), and the service's own.
     #[must_use]
-    pub fn new() -> Self {
+    pub fn new(resilience: ResilienceCollector) -> Self {
         // The collector's families carry their `rustkernel_` prefix; the service's own get it
         // from their sub-registry.
         let mut registry = Registry::default();
-        let resilience = Arc::new(OnceLock::new());
-        registry.register_collector(Box::new(Deferred(Arc::clone(&resilience))));
+        registry.register_collector(Box::new(resilience));
         let metrics = Self {
             calls: Family::default(),
             duration: Family::new_with_constructor(duration_histogram),
             retries: Family::default(),
             deadline_exceeded: Family::default(),
             breaker_opened: Family::default(),
-            restarts: Family::default(),
             http: Family::default(),
             edge: crate::telemetry::ingest::EdgeMetrics::default(),
-            resilience,
             registry: Registry::default(),
         };
         let service = registry.sub_registry_with_prefix("rustkernel");
@@ -162,11 +164,6 @@ impl Metrics {
             metrics.breaker_opened.clone(),
         );
         service.register(
-            "restarts",
-            "Restarts made by a supervisor",
-            metrics.restarts.clone(),
-        );
-        service.register(
             "http_requests",
             "HTTP responses by route and status",
             metrics.http.clone(),
@@ -176,12 +173,6 @@ impl Metrics {
             registry,
             ..metrics
         }
-    }
-
-    /// Registers the breakers, health and recovery figures: the collector that `make` builds,
-    /// the first time only (later calls keep it; the sources it reads are live handles).
-    pub fn register_resilience(&self, make: impl FnOnce() -> ResilienceCollector) {
-        let _ = self.resilience.get_or_init(make);
     }
 
     /// Counts a finished kernel call.
@@ -220,36 +211,41 @@ impl Metrics {
     }
 }
 
-impl Default for Metrics {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
 /// The service's resilience collector: every kernel's breaker under its id, the GPU device's
-/// breaker under its name (`gpu0`) with `[gpu]`, and the health probe.
-pub(super) fn resilience_collector(state: &AppState) -> ResilienceCollector {
+/// breaker and its worker supervisor's decisions under its name (`gpu0`) with `[gpu]`, and
+/// the health probe.
+pub(super) fn resilience_collector(
+    kernels: &BTreeMap<&'static str, KernelSlot>,
+    gpu: Option<&GpuExecutor>,
+    probe: &HealthProbe,
+) -> ResilienceCollector {
     let mut collector = ResilienceCollector::new();
-    for slot in state.kernels.values() {
+    for slot in kernels.values() {
         if let Some(breaker) = slot.pipeline.breaker() {
             collector = collector.with_breaker(slot.id, breaker.clone());
         }
     }
-    if let Some(breaker) = state.gpu.as_ref().map(crate::gpu::GpuExecutor::breaker) {
-        collector = collector.with_breaker(breaker.name(), breaker.clone());
+    if let Some(gpu) = gpu {
+        let breaker = gpu.breaker();
+        collector = collector
+            .with_breaker(breaker.name(), breaker.clone())
+            .with_supervisor(breaker.name(), gpu.supervisor_log());
     }
-    collector.with_health(state.probe.clone())
+    collector.with_health(probe.clone())
 }
 
-/// The slot the collector fills at start-up, registered before it is filled.
-#[derive(Debug)]
-struct Deferred(Arc<OnceLock<ResilienceCollector>>);
-
-impl Collector for Deferred {
-    fn encode(&self, encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        match self.0.get() {
-            Some(collector) => collector.encode(encoder),
-            None => Ok(()),
-        }
+/// `GET /metrics`: Prometheus text.
+pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    match state.metrics.encode() {
+        Ok(text) => (
+            StatusCode::OK,
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Err(_) => ApiError::Internal("cannot encode metrics".to_owned()).into_response(),
     }
 }

@@ -8,95 +8,56 @@
 //! | `GET /health/startup` | the registry's start-up: the first round of checks finished |
 //! | `GET /health` | every component: status, message, latency, last check, breaker state |
 //! | `GET /metrics` | Prometheus text (see [`metrics`]) |
-//! | `POST /v1/kernels/{id}/execute` | runs a kernel through its pipeline on the blocking pool |
-//! | `POST /v1/admin/kernels/{id}/force-open`, `.../reset`, `.../metrics-only` | operator controls of a kernel's breaker |
+//! | `POST /v1/kernels/{family}/{name}/execute` | runs a kernel (`graph/pagerank`) through its pipeline on the blocking pool |
+//! | `POST /v1/admin/kernels/{family}/{name}/{force-open,reset,metrics-only}` | operator controls of a kernel's breaker |
 //!
 //! Health answers are 200 or 503 with a small JSON body naming the reason. Kernel errors map
-//! to one status each in [`execute::ApiError`].
+//! to one status each in [`error::ApiError`].
+//!
+//! # Rooms
+//! | File | What it holds |
+//! |---|---|
+//! | `mod.rs` | start, the routes and their layers, shutdown |
+//! | [`state`] | [`AppState`]: what the handlers share, private, read through methods |
+//! | [`error`] | [`ApiError`](error::ApiError), the one error type, and its status codes |
+//! | [`auth`] | bearer tokens, as route layers |
+//! | `body_limit.rs` | 413 for a declared body over the limit, before it is read |
+//! | [`execute`] | the execute handler: parse, admit, call the pipeline, map the outcome |
+//! | `admin.rs` | operators' breaker controls |
+//! | [`health`] | the health components and the probe routes, from the registry |
+//! | [`metrics`] | the metric families and `/metrics` |
+//! | [`runtime`] | the `runtime` component |
+//! | [`faults`] | seeded fault injection for rehearsals |
 
-pub(crate) mod auth;
+mod admin;
+pub mod auth;
 mod body_limit;
+pub mod error;
 pub mod execute;
 pub mod faults;
 pub mod health;
 pub mod metrics;
 pub mod runtime;
+pub mod state;
 
-use std::collections::BTreeMap;
+pub use state::AppState;
+
 use std::fmt;
-use std::net::{IpAddr, SocketAddr};
-use std::num::NonZeroU32;
+use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use rustkernel_core::resilience::PipelineConfig;
-use rustkernel_tokio::resilience::{HealthProbe, HealthRunner, Pipeline};
+use rustkernel_tokio::resilience::HealthRunner;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::config::{AuthMode, BreakerMode, KernelWindow, ServiceConfig};
-use crate::kernels::KERNEL_IDS;
+use crate::config::{AuthMode, ServiceConfig};
 use crate::kernels::KernelPool;
-use faults::FaultInjector;
-use metrics::Metrics;
-use runtime::RuntimeMonitor;
-
-/// One kernel's pipeline (with its breaker) and fault injector.
-#[derive(Debug)]
-pub struct KernelSlot {
-    /// The kernel id.
-    pub id: &'static str,
-    /// Deadline, retry, breaker and attempt timeout of this kernel.
-    pub pipeline: Pipeline<KernelWindow>,
-    /// Injected faults, when configured.
-    pub faults: Option<FaultInjector>,
-}
-
-/// Everything the handlers share.
-pub struct AppState {
-    /// The configuration the service runs with.
-    pub config: ServiceConfig,
-    /// The kernels by id.
-    pub kernels: BTreeMap<&'static str, KernelSlot>,
-    /// The health probe and its components.
-    pub probe: HealthProbe,
-    /// The metric families.
-    pub metrics: Metrics,
-    /// The `runtime` component's figures.
-    pub runtime: Arc<RuntimeMonitor>,
-    /// The blocking pool that runs kernels.
-    pub pool: Arc<KernelPool>,
-    /// Kernel requests in flight (the global concurrency limit).
-    pub concurrency: Arc<Semaphore>,
-    /// Requests per second per client address.
-    pub rate_limiter: Option<DefaultKeyedRateLimiter<IpAddr>>,
-    /// Set when a shutdown began: readiness answers 503 at once.
-    pub draining: AtomicBool,
-    /// Set when the first round of checks finished.
-    pub started: AtomicBool,
-    /// The GPU worker and its CPU failover, when `[gpu]` is enabled.
-    pub gpu: Option<crate::gpu::GpuExecutor>,
-    /// GPU worker restarts already counted in the metrics.
-    pub gpu_restarts_counted: std::sync::atomic::AtomicU64,
-    /// The edge devices' ingested telemetry (`--telemetry`).
-    pub edge: Arc<crate::telemetry::ingest::EdgeFleet>,
-}
-
-impl fmt::Debug for AppState {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AppState")
-            .field("config", &self.config)
-            .field("kernels", &self.kernels.keys().collect::<Vec<_>>())
-            .field("draining", &self.draining)
-            .finish_non_exhaustive()
-    }
-}
 
 /// Why the service could not start or stopped with an error.
 #[derive(Debug)]
@@ -136,6 +97,41 @@ impl std::error::Error for ServeError {
     }
 }
 
+/// The routes, each group behind its token rule, the body limits around them all.
+fn router(state: &Arc<AppState>, body_limit: usize) -> Router {
+    use axum::middleware::from_fn_with_state;
+    let health = Router::new()
+        .route("/health/live", get(health::live))
+        .route("/health/ready", get(health::ready))
+        .route("/health/startup", get(health::startup))
+        .route("/health", get(health::full))
+        .route_layer(from_fn_with_state(state.clone(), auth::health));
+    let metrics = Router::new()
+        .route("/metrics", get(metrics::metrics))
+        .route_layer(from_fn_with_state(state.clone(), auth::metrics));
+    let kernels = Router::new()
+        .route(
+            "/v1/kernels/{family}/{name}/execute",
+            post(execute::execute),
+        )
+        .route(
+            "/v1/admin/kernels/{family}/{name}/{action}",
+            post(admin::admin),
+        )
+        .route_layer(from_fn_with_state(state.clone(), auth::kernels));
+    Router::new()
+        .merge(health)
+        .merge(metrics)
+        .merge(kernels)
+        .fallback(error::not_found)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(from_fn_with_state(
+            body_limit,
+            body_limit::refuse_declared_oversize,
+        ))
+        .with_state(state.clone())
+}
+
 /// A running service: its address, and the handle that shuts it down.
 #[derive(Debug)]
 pub struct RunningService {
@@ -145,70 +141,6 @@ pub struct RunningService {
     server: JoinHandle<Result<(), ServeError>>,
     background: Vec<JoinHandle<()>>,
     runner: Option<HealthRunner>,
-}
-
-impl AppState {
-    fn new(
-        config: ServiceConfig,
-        pool: Arc<KernelPool>,
-        gpu: Option<crate::gpu::GpuExecutor>,
-    ) -> Result<Self, ServeError> {
-        let runtime = Arc::new(RuntimeMonitor::new(config.runtime, pool.clone()));
-        let probe = HealthProbe::try_new(config.resilience.health_check)
-            .map_err(|error| ServeError::Config(error.to_string()))?;
-        let mut kernels = BTreeMap::new();
-        for id in KERNEL_IDS {
-            let pipeline_config = PipelineConfig {
-                attempt_timeout: config.attempt_timeout,
-                ..PipelineConfig::from_resilience(&config.resilience)
-            };
-            let pipeline = Pipeline::try_with_window(pipeline_config, KernelWindow::new())
-                .map_err(|error| ServeError::Config(error.to_string()))?;
-            if config.breaker_mode == BreakerMode::MetricsOnly
-                && let Some(breaker) = pipeline.breaker()
-            {
-                breaker.metrics_only();
-            }
-            kernels.insert(
-                id,
-                KernelSlot {
-                    id,
-                    pipeline,
-                    faults: config.faults.get(id).copied().map(FaultInjector::new),
-                },
-            );
-        }
-        let rate_limiter = NonZeroU32::new(config.limits.per_client_rate).map(|rate| {
-            let burst = NonZeroU32::new(config.limits.per_client_burst).unwrap_or(rate);
-            RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
-        });
-        let metrics = Metrics::new();
-        let edge = crate::telemetry::ingest::EdgeFleet::new(
-            config.telemetry.clone(),
-            probe.clone(),
-            metrics.edge.clone(),
-        );
-        // Every kernel's counters exist from the start at 0, so `rate()` and alerts see a
-        // series before the first retry or timeout (a missing series reads as "no data").
-        for id in kernels.keys() {
-            metrics.init_kernel(id);
-        }
-        Ok(Self {
-            concurrency: Arc::new(Semaphore::new(config.limits.max_concurrency)),
-            config,
-            kernels,
-            probe,
-            metrics,
-            edge,
-            runtime,
-            pool,
-            rate_limiter,
-            draining: AtomicBool::new(false),
-            started: AtomicBool::new(false),
-            gpu,
-            gpu_restarts_counted: std::sync::atomic::AtomicU64::new(0),
-        })
-    }
 }
 
 /// How often the per-client rate limiter forgets clients whose quota is full again.
@@ -289,21 +221,7 @@ pub async fn start_on(
     background.extend(start_telemetry(&state).await?);
     background.push(tokio::spawn(prune_rate_limiter(state.clone())));
 
-    let router = Router::new()
-        .route("/health/live", get(health::live))
-        .route("/health/ready", get(health::ready))
-        .route("/health/startup", get(health::startup))
-        .route("/health", get(health::full))
-        .route("/metrics", get(health::metrics))
-        .route("/v1/kernels/{*path}", post(execute::execute))
-        .route("/v1/admin/kernels/{*path}", post(execute::admin))
-        .fallback(execute::not_found)
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn_with_state(
-            body_limit,
-            body_limit::refuse_declared_oversize,
-        ))
-        .with_state(state.clone());
+    let router = router(&state, body_limit);
 
     let (shutdown, mut signal) = watch::channel(false);
     let server_state = state.clone();
