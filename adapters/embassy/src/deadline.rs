@@ -6,10 +6,12 @@
 //! When the deadline passes, the future is dropped (so a breaker permit it holds is settled as
 //! cancelled) and the call returns [`ResilienceError::DeadlineExceeded`].
 //!
-//! A caller's deadline and a call's own timeout are told apart as in the core:
+//! A caller's deadline and a call's own timeout are told apart by the core's rule
+//! ([`ResolvedDeadline`](CoreResolved), the same on the tokio adapter):
 //! [`execute`](DeadlineContext::execute) reports `DeadlineExceeded` (the caller's time ran out),
 //! [`execute_with_timeout`] reports [`ResilienceError::Timeout`] (this call took too long), and
-//! [`execute_with_config`] resolves a [`TimeoutConfig`] and reports whichever bound fired.
+//! [`execute_with_config`] resolves a [`TimeoutConfig`] and reports whichever bound fired. A
+//! deadline already passed when the call would start is `DeadlineExceeded` in all three.
 //!
 //! Deadlines are set with `with_deadline` at a saturated instant, never with embassy's
 //! `with_timeout`/`Timer::after`, which panic when `now + timeout` overflows: here
@@ -35,13 +37,15 @@
 //! # });
 //! ```
 
+use core::convert::Infallible;
 use core::future::Future;
 use core::time::Duration;
 
 use embassy_time::with_deadline;
 use rustkernel_core::error::{ByClassify, Classifier, ResilienceError};
 use rustkernel_core::resilience::{
-    DeadlineBound, DeadlineContext as CoreDeadline, DeadlineExceeded, TimeoutConfig, WireDeadline,
+    DeadlineBound, DeadlineContext as CoreDeadline, DeadlineExceeded,
+    ResolvedDeadline as CoreResolved, TimeoutConfig, WireDeadline,
 };
 use rustkernel_core::time::Instant as CoreInstant;
 
@@ -180,10 +184,7 @@ impl DeadlineContext {
         Fut: Future<Output = Result<T, R>>,
         K: Classifier<R>,
     {
-        match self.run_op(op).await {
-            Ok(result) => result.map_err(|error| classifier.flatten(error)),
-            Err(DeadlineExceeded) => Err(ResilienceError::DeadlineExceeded),
-        }
+        run_resolved(CoreResolved::parent(self.inner), classifier, op).await
     }
 
     /// Runs any future under the deadline (it is polled at least once unless the deadline has
@@ -207,6 +208,55 @@ impl DeadlineContext {
     }
 }
 
+/// Runs `op` under `resolved`, with the core's errors for a deadline that passed before the call
+/// started ([`CoreResolved::check_start`]: `op` is not called) or while it ran
+/// ([`CoreResolved::expiry_error`]: its future is dropped).
+pub(crate) async fn run_resolved_op<F, Fut>(
+    resolved: CoreResolved,
+    op: F,
+) -> Result<Fut::Output, ResilienceError<Infallible>>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future,
+{
+    resolved.check_start(now())?;
+    run_until(resolved, op()).await
+}
+
+/// Polls `fut` until it finishes or `resolved`'s deadline passes (then it is dropped, with the
+/// core's [`CoreResolved::expiry_error`]), for work inside a call that has already started.
+/// The future is polled before the deadline is looked at, as on the tokio adapter.
+pub(crate) async fn run_until<F: Future>(
+    resolved: CoreResolved,
+    fut: F,
+) -> Result<F::Output, ResilienceError<Infallible>> {
+    with_deadline(to_embassy_instant(resolved.context.deadline()), fut)
+        .await
+        .map_err(|_| resolved.expiry_error())
+}
+
+/// [`run_resolved_op`] for a fallible operation, its error flattened by `classifier`.
+pub(crate) async fn run_resolved<T, R, F, Fut, K>(
+    resolved: CoreResolved,
+    classifier: &K,
+    op: F,
+) -> Result<T, ResilienceError<K::Error>>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<T, R>>,
+    K: Classifier<R>,
+{
+    match run_resolved_op(resolved, op).await {
+        Ok(result) => result.map_err(|error| classifier.flatten(error)),
+        Err(error) => Err(widen(error)),
+    }
+}
+
+/// A deadline's error (which carries no operation error) as the error of any operation.
+pub(crate) fn widen<E>(error: ResilienceError<Infallible>) -> ResilienceError<E> {
+    error.map_operation(|never| match never {})
+}
+
 impl From<CoreDeadline> for DeadlineContext {
     fn from(inner: CoreDeadline) -> Self {
         Self::from_core(inner)
@@ -223,6 +273,7 @@ impl From<DeadlineContext> for CoreDeadline {
 ///
 /// # Errors
 /// [`ResilienceError::Timeout`] when the call did not finish in time (its future is dropped);
+/// [`ResilienceError::DeadlineExceeded`] when there was no time to start it (a zero timeout);
 /// [`ResilienceError::Operation`] with `op`'s own error.
 pub async fn execute_with_timeout<T, R, F, Fut>(
     timeout: Duration,
@@ -233,10 +284,11 @@ where
     Fut: Future<Output = Result<T, R>>,
     ByClassify: Classifier<R>,
 {
-    match DeadlineContext::new(timeout).execute(op).await {
-        Err(ResilienceError::DeadlineExceeded) => Err(ResilienceError::Timeout),
-        other => other,
-    }
+    let own = CoreResolved {
+        context: CoreDeadline::new(now(), timeout),
+        bound: DeadlineBound::Requested,
+    };
+    run_resolved(own, &ByClassify, op).await
 }
 
 /// Runs `op` under the deadline that `config` resolves from its `requested` timeout, its
@@ -245,7 +297,8 @@ where
 ///
 /// # Errors
 /// [`ResilienceError::DeadlineExceeded`] when the parent's deadline fired (it was the earlier
-/// bound), [`ResilienceError::Timeout`] when the call's own timeout fired, and
+/// bound) or the deadline had passed before the call could start (queued too long),
+/// [`ResilienceError::Timeout`] when the call's own timeout fired, and
 /// [`ResilienceError::Operation`] with `op`'s own error.
 pub async fn execute_with_config<T, R, F, Fut>(
     config: &TimeoutConfig,
@@ -265,13 +318,5 @@ where
         to_core_instant(enqueued_at),
         now(),
     );
-    let result = DeadlineContext::from_core(resolved.context)
-        .execute(op)
-        .await;
-    match (result, resolved.bound) {
-        (Err(ResilienceError::DeadlineExceeded), bound) if bound != DeadlineBound::Parent => {
-            Err(ResilienceError::Timeout)
-        }
-        (other, _) => other,
-    }
+    run_resolved(resolved, &ByClassify, op).await
 }

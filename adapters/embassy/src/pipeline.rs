@@ -13,6 +13,11 @@
 //! [`SharedRetryBudget`](crate::retry::SharedRetryBudget) through a
 //! [`Retrier`](crate::retry::Retrier) where several callers must).
 //!
+//! The total deadline is the core's `TimeoutConfig::resolve` of the call's [`RequestDeadline`]
+//! (the configuration's default when it asks for nothing), and which error a passed deadline
+//! gives is the core's rule ([`ResolvedDeadline`]): the tokio adapter's `Pipeline` gives the
+//! same errors for the same configuration, outcomes and durations.
+//!
 //! ```
 //! use core::time::Duration;
 //! use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
@@ -50,14 +55,14 @@ use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, RawMutex};
 use embassy_time::Timer;
 use rustkernel_core::error::{ByClassify, Classifier, ConfigError, ResilienceError};
 use rustkernel_core::resilience::{
-    CircuitBreaker as CoreBreaker, CircuitBreakerConfig, NoWindow, PipelineConfig, Retry,
-    RetryDecision, ValidRetryConfig,
+    CircuitBreaker as CoreBreaker, CircuitBreakerConfig, DeadlineBound, NoWindow, PipelineConfig,
+    ResolvedDeadline, Retry, RetryDecision, ValidRetryConfig,
 };
 use rustkernel_core::rng::Rng;
 
 use crate::breaker::CircuitBreaker;
-use crate::deadline::DeadlineContext;
-use crate::time::{now, to_embassy_instant};
+use crate::deadline::{DeadlineContext, run_until, widen};
+use crate::time::{now, to_core_instant, to_embassy_instant};
 
 /// The breaker and the retry policy of a valid configuration.
 const fn checked(config: &PipelineConfig) -> Result<(CoreBreaker, ValidRetryConfig), ConfigError> {
@@ -90,8 +95,26 @@ pub struct Pipeline<M: RawMutex = CriticalSectionRawMutex> {
 pub struct Outcome<T, E> {
     /// What [`Pipeline::execute`] returns.
     pub result: Result<T, ResilienceError<E>>,
-    /// Attempts made, a rejected one included.
+    /// Attempts made, a rejected one included (0 when the deadline had passed before the
+    /// first).
     pub attempts: u32,
+}
+
+/// The deadline one call asks for (see [`Pipeline::execute_request`]); the default asks for
+/// nothing: the configuration's `default_timeout` from now.
+///
+/// The twin of the tokio adapter's `RequestDeadline`, with the caller's deadline given here
+/// (an embassy task has no current deadline to inherit).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RequestDeadline {
+    /// The call's own timeout (clamped by `max_timeout`); `None`: the default timeout.
+    pub timeout: Option<Duration>,
+    /// When the call was queued, counted when the configuration includes queue time;
+    /// `None`: now.
+    pub enqueued_at: Option<embassy_time::Instant>,
+    /// The caller's deadline, which caps the call's when the configuration propagates
+    /// deadlines (its passing is then `DeadlineExceeded`).
+    pub parent: Option<DeadlineContext>,
 }
 
 impl<M: RawMutex> Pipeline<M> {
@@ -152,8 +175,9 @@ impl<M: RawMutex> Pipeline<M> {
     }
 
     /// Runs `op` through the pipeline; ONE level of [`ResilienceError`] comes back:
-    /// `CircuitOpen`, `DeadlineExceeded` (a parent's deadline), `Timeout` (the call's own total
-    /// deadline or an attempt's timeout), or `Operation(e)` with the last real error.
+    /// `CircuitOpen`, `DeadlineExceeded` (a parent's deadline, see
+    /// [`execute_request`](Self::execute_request)), `Timeout` (the call's own total deadline or
+    /// an attempt's timeout), or `Operation(e)` with the last real error.
     ///
     /// # Errors
     /// As above.
@@ -175,6 +199,31 @@ impl<M: RawMutex> Pipeline<M> {
     pub async fn execute_outcome<T, R, F, Fut, K>(
         &self,
         classifier: &K,
+        op: F,
+    ) -> Outcome<T, K::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, R>>,
+        K: Classifier<R>,
+    {
+        self.execute_request(RequestDeadline::default(), classifier, op)
+            .await
+    }
+
+    /// [`execute_outcome`](Self::execute_outcome) under the deadline `request` asks for: its
+    /// timeout (or the default, clamped by `max_timeout`) from when it was queued (when the
+    /// configuration includes queue time), capped by its caller's deadline (when the
+    /// configuration propagates deadlines), through the core's
+    /// [`TimeoutConfig::resolve`](rustkernel_core::resilience::TimeoutConfig::resolve).
+    ///
+    /// The errors of a passed deadline are the core's
+    /// ([`ResolvedDeadline`]): `DeadlineExceeded` when it had passed before the first attempt
+    /// (which is then not made) or when the caller's deadline passed, `Timeout` when the call's
+    /// own did.
+    pub async fn execute_request<T, R, F, Fut, K>(
+        &self,
+        request: RequestDeadline,
+        classifier: &K,
         mut op: F,
     ) -> Outcome<T, K::Error>
     where
@@ -182,12 +231,19 @@ impl<M: RawMutex> Pipeline<M> {
         Fut: Future<Output = Result<T, R>>,
         K: Classifier<R>,
     {
-        let timeout = &self.config.timeout;
-        let total = DeadlineContext::new(if timeout.default_timeout < timeout.max_timeout {
-            timeout.default_timeout
-        } else {
-            timeout.max_timeout
-        });
+        let start = now();
+        let total = self.config.timeout.resolve(
+            request.timeout,
+            request.parent.map(DeadlineContext::as_core),
+            request.enqueued_at.map_or(start, to_core_instant),
+            start,
+        );
+        if let Err(error) = total.check_start(start) {
+            return Outcome {
+                result: Err(error),
+                attempts: 0,
+            };
+        }
         let seed = self.seeds.lock(|seeds| {
             let seed = seeds.get();
             seeds.set(seed.wrapping_add(1));
@@ -196,13 +252,13 @@ impl<M: RawMutex> Pipeline<M> {
         let mut retry = Retry::start(
             &self.retry,
             Rng::new(seed).next_u64(),
-            now(),
-            Some(total.as_core().deadline()),
+            start,
+            Some(total.context.deadline()),
         );
         let mut attempts = 0_u32;
         loop {
             attempts = attempts.saturating_add(1);
-            let error = match total.run_op(|| self.attempt(classifier, &mut op)).await {
+            let error = match run_until(total, self.attempt(total, classifier, &mut op)).await {
                 Ok(Ok(value)) => {
                     return Outcome {
                         result: Ok(value),
@@ -210,9 +266,9 @@ impl<M: RawMutex> Pipeline<M> {
                     };
                 }
                 Ok(Err(error)) => error,
-                Err(_) => {
+                Err(cut) => {
                     return Outcome {
-                        result: Err(ResilienceError::Timeout),
+                        result: Err(widen(cut)),
                         attempts,
                     };
                 }
@@ -229,9 +285,11 @@ impl<M: RawMutex> Pipeline<M> {
         }
     }
 
-    /// One attempt: the breaker's permit, then the operation under the attempt timeout.
+    /// One attempt of a call under `total`: the breaker's permit, then the operation under the
+    /// attempt timeout.
     async fn attempt<T, R, F, Fut, K>(
         &self,
+        total: ResolvedDeadline,
         classifier: &K,
         op: &mut F,
     ) -> Result<T, ResilienceError<K::Error>>
@@ -243,11 +301,18 @@ impl<M: RawMutex> Pipeline<M> {
         let Ok(call) = self.breaker.acquire() else {
             return Err(ResilienceError::CircuitOpen);
         };
-        let result = match self.config.attempt_timeout {
-            Some(timeout) => match DeadlineContext::new(timeout).run_op(op).await {
+        let own = self
+            .config
+            .attempt_timeout
+            .map(|timeout| ResolvedDeadline::for_attempt(Some(total), now(), timeout))
+            .filter(|attempt| attempt.bound == DeadlineBound::Attempt);
+        let result = match own {
+            Some(attempt) => match run_until(attempt, op()).await {
                 Ok(result) => result.map_err(|error| classifier.flatten(error)),
-                Err(_) => Err(ResilienceError::Timeout),
+                Err(cut) => Err(widen(cut)),
             },
+            // No attempt timeout, or the call's deadline comes first: that one cuts the
+            // attempt (around it, in `execute_request`) with the error its bound calls for.
             None => op().await.map_err(|error| classifier.flatten(error)),
         };
         match &result {

@@ -58,9 +58,9 @@ use rustkernel_core::resilience::{
 use rustkernel_core::rng::Rng;
 use rustkernel_core::time::Instant as CoreInstant;
 
-use crate::deadline::DeadlineContext;
+use crate::deadline::{DeadlineContext, run_resolved};
 use crate::time::{now, to_embassy_instant};
-use rustkernel_core::resilience::DeadlineExceeded;
+use rustkernel_core::resilience::{DeadlineExceeded, ResolvedDeadline as CoreResolved};
 
 /// What happened after one failed attempt, for logs, metrics and telemetry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -346,14 +346,13 @@ impl<B: RetryBudgetSource> Retrier<B> {
         Fut: Future<Output = Result<T, R>>,
         K: Classifier<R>,
     {
-        let result = match self.deadline {
-            Some(deadline) => match deadline.run_op(op).await {
-                Ok(result) => result,
-                Err(DeadlineExceeded) => return Err(ResilienceError::DeadlineExceeded),
-            },
-            None => op().await,
-        };
-        result.map_err(|error| classifier.flatten(error))
+        match self.deadline {
+            // The caller's deadline: the core's errors for it (`DeadlineExceeded`).
+            Some(deadline) => {
+                run_resolved(CoreResolved::parent(deadline.as_core()), classifier, op).await
+            }
+            None => op().await.map_err(|error| classifier.flatten(error)),
+        }
     }
 }
 

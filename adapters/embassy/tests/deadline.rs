@@ -133,6 +133,33 @@ fn own_timeouts_and_parent_deadlines_are_told_apart() {
     assert_eq!(result, Err(ResilienceError::DeadlineExceeded));
 }
 
+/// The core's rule, as on tokio: a call whose deadline was gone before it could start never
+/// runs and is `DeadlineExceeded`, even when the bound was its own timeout.
+#[test]
+fn a_call_with_no_time_left_at_its_start_is_deadline_exceeded() {
+    let _clock = serial();
+    let config = TimeoutConfig {
+        default_timeout: StdDuration::from_millis(400),
+        max_timeout: StdDuration::from_secs(1),
+        propagate_deadline: true,
+        include_queue_time: true,
+    };
+    let queued_at = Instant::now();
+    advance(Duration::from_millis(500));
+    let calls = Cell::new(0);
+    let result = run_ms(execute_with_config(&config, None, None, queued_at, || {
+        calls.set(calls.get() + 1);
+        slow(1)
+    }));
+    assert_eq!(result, Err(ResilienceError::DeadlineExceeded));
+    let result = run_ms(execute_with_timeout(StdDuration::ZERO, || {
+        calls.set(calls.get() + 1);
+        slow(1)
+    }));
+    assert_eq!(result, Err(ResilienceError::DeadlineExceeded));
+    assert_eq!(calls.get(), 0);
+}
+
 #[test]
 fn a_deadline_that_cuts_a_probe_frees_its_breaker_slot() {
     let _clock = serial();

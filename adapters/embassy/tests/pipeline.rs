@@ -9,11 +9,14 @@ use core::time::Duration as StdDuration;
 use common::{now_ms, run_ms, serial};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_time::{Duration, Timer};
+use rustkernel_core::error::ByClassify;
 use rustkernel_core::error::ErrorKind;
 use rustkernel_core::resilience::{
     BackoffStrategy, CircuitBreakerConfig, CircuitState, PipelineConfig, ResilienceConfig,
     RetryConfig, TimeoutConfig,
 };
+use rustkernel_embassy::deadline::DeadlineContext;
+use rustkernel_embassy::pipeline::RequestDeadline;
 use rustkernel_embassy::{Pipeline, ResilienceError};
 
 const fn config(failure_threshold: u32, attempt_timeout: Option<StdDuration>) -> PipelineConfig {
@@ -115,6 +118,55 @@ fn a_closure_classifies_a_foreign_error() {
     ));
     assert!(matches!(outcome.result, Err(ResilienceError::Operation(_))));
     assert_eq!((calls.get(), outcome.attempts), (1, 1));
+}
+
+/// A request's deadline: a caller's deadline that comes first is `DeadlineExceeded`, a call
+/// queued past its whole timeout is not attempted, and a request longer than `max_timeout` is
+/// cut there as the call's own `Timeout`.
+#[test]
+fn a_requests_deadline_and_its_callers_are_told_apart() {
+    let _clock = serial();
+    let pipeline: Pipeline<CriticalSectionRawMutex> = Pipeline::new(config(100, None), 5);
+    let hang = || async {
+        Timer::after(Duration::from_secs(60)).await;
+        Ok::<u32, ErrorKind>(0)
+    };
+    let parent = DeadlineContext::new(StdDuration::from_millis(300));
+    let outcome = run_ms(pipeline.execute_request(
+        RequestDeadline {
+            parent: Some(parent),
+            ..RequestDeadline::default()
+        },
+        &ByClassify,
+        hang,
+    ));
+    assert_eq!(outcome.result, Err(ResilienceError::DeadlineExceeded));
+    assert_eq!((outcome.attempts, now_ms()), (1, 300));
+
+    let queued_at = embassy_time::Instant::now();
+    embassy_time::MockDriver::get().advance(Duration::from_secs(2));
+    let outcome = run_ms(pipeline.execute_request(
+        RequestDeadline {
+            enqueued_at: Some(queued_at),
+            ..RequestDeadline::default()
+        },
+        &ByClassify,
+        hang,
+    ));
+    assert_eq!(outcome.result, Err(ResilienceError::DeadlineExceeded));
+    assert_eq!(outcome.attempts, 0);
+
+    let start = now_ms();
+    let outcome = run_ms(pipeline.execute_request(
+        RequestDeadline {
+            timeout: Some(StdDuration::from_secs(3_600)),
+            ..RequestDeadline::default()
+        },
+        &ByClassify,
+        hang,
+    ));
+    assert_eq!(outcome.result, Err(ResilienceError::Timeout));
+    assert_eq!(now_ms() - start, 10_000);
 }
 
 #[test]

@@ -20,7 +20,9 @@
 //! counted from the enqueue instant when `include_queue_time`, capped by the current deadline
 //! when `propagate_deadline`); the [`ResolvedDeadline`] it returns runs the call and reports
 //! [`ResilienceError::Timeout`] when the call's own timeout ran out and
-//! [`ResilienceError::DeadlineExceeded`] when its caller's deadline did.
+//! [`ResilienceError::DeadlineExceeded`] when its caller's deadline did, or when the deadline
+//! had passed before the call started. Which error a passed deadline gives is the core's rule
+//! ([`rustkernel_core::resilience::ResolvedDeadline`]), the same on the embassy adapter.
 //!
 //! Everything reads [`tokio::time::Instant::now`], so tests run on tokio's paused clock. Futures
 //! that wait (`execute`, `execute_blocking`) must be polled inside a tokio runtime with time
@@ -47,6 +49,7 @@
 //! # }
 //! ```
 
+use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
@@ -59,7 +62,7 @@ use pin_project_lite::pin_project;
 use rustkernel_core::error::{ByClassify, Classifier};
 use rustkernel_core::resilience::{
     DeadlineBound, DeadlineContext as CoreDeadline, DeadlineExceeded, ResilienceError,
-    TimeoutConfig, WireDeadline,
+    ResolvedDeadline as CoreResolved, TimeoutConfig, WireDeadline,
 };
 use tokio::task::futures::TaskLocalFuture;
 use tokio::time::Sleep;
@@ -212,7 +215,7 @@ impl DeadlineContext {
     {
         DeadlineFuture::start(
             self.capped_by_current(),
-            Expiry::DeadlineExceeded,
+            DeadlineBound::Parent,
             ByClassify,
             f,
         )
@@ -229,7 +232,7 @@ impl DeadlineContext {
     {
         DeadlineFuture::start(
             self.capped_by_current(),
-            Expiry::DeadlineExceeded,
+            DeadlineBound::Parent,
             classifier,
             f,
         )
@@ -256,7 +259,7 @@ impl DeadlineContext {
         T: Send + 'static,
         E: Send + 'static,
     {
-        run_blocking(self.capped_by_current(), Expiry::DeadlineExceeded, work).await
+        run_blocking(CoreResolved::parent(self.capped_by_current().inner), work).await
     }
 
     /// Makes this deadline (capped by the current one) the current deadline while `future`
@@ -306,29 +309,9 @@ impl CancelFlag {
     }
 }
 
-/// Which error a deadline that runs out mid-call reports.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Expiry {
-    DeadlineExceeded,
-    Timeout,
-}
-
-impl Expiry {
-    pub(crate) fn of(bound: DeadlineBound) -> Self {
-        match bound {
-            DeadlineBound::Parent => Expiry::DeadlineExceeded,
-            DeadlineBound::Requested | DeadlineBound::Default | DeadlineBound::MaxTimeout => {
-                Expiry::Timeout
-            }
-        }
-    }
-
-    pub(crate) fn error<E>(self) -> ResilienceError<E> {
-        match self {
-            Expiry::DeadlineExceeded => ResilienceError::DeadlineExceeded,
-            Expiry::Timeout => ResilienceError::Timeout,
-        }
-    }
+/// A deadline's error (which carries no operation error) as the error of any operation.
+pub(crate) fn widen<E>(error: ResilienceError<Infallible>) -> ResilienceError<E> {
+    error.map_operation(|never| match never {})
 }
 
 pin_project! {
@@ -356,33 +339,39 @@ pin_project! {
             // future needs no runtime, and boxed, so a call that finishes at once neither
             // allocates nor carries (and moves) a timer entry in its state.
             sleep: Option<Pin<Box<Sleep>>>,
-            expiry: Expiry,
+            // What set the deadline, for the error when it passes (the core's rule).
+            bound: DeadlineBound,
         },
-        Expired,
+        // The deadline had passed before the call started: the core's error for that.
+        Expired { error: ResilienceError<Infallible> },
         Done,
     }
 }
 
 impl<F: Future, C> DeadlineFuture<F, C> {
-    /// Calls `f` with `deadline` current, unless it has passed already.
+    /// Calls `f` with `deadline` (set by `bound`) current, unless it has passed already.
     pub(crate) fn start(
         deadline: DeadlineContext,
-        expiry: Expiry,
+        bound: DeadlineBound,
         classifier: C,
         f: impl FnOnce() -> F,
     ) -> Self {
-        Self::start_at(deadline, expiry, classifier, clock::now(), f)
+        Self::start_at(deadline, bound, classifier, clock::now(), f)
     }
 
     /// As [`start`](Self::start), with the current time already read.
     pub(crate) fn start_at(
         deadline: DeadlineContext,
-        expiry: Expiry,
+        bound: DeadlineBound,
         classifier: C,
         now: rustkernel_core::time::Instant,
         f: impl FnOnce() -> F,
     ) -> Self {
-        if deadline.inner.is_expired(now) {
+        let resolved = CoreResolved {
+            context: deadline.inner,
+            bound,
+        };
+        if let Err(error) = resolved.check_start(now) {
             tracing::debug!(
                 target: "rustkernel::deadline",
                 deadline = %deadline.inner.deadline(),
@@ -391,7 +380,7 @@ impl<F: Future, C> DeadlineFuture<F, C> {
             return Self {
                 deadline,
                 classifier,
-                state: State::Expired,
+                state: State::Expired { error },
             };
         }
         let future = CURRENT.sync_scope(deadline, f);
@@ -401,7 +390,7 @@ impl<F: Future, C> DeadlineFuture<F, C> {
             state: State::Running {
                 inner: CURRENT.scope(deadline, future),
                 sleep: None,
-                expiry,
+                bound,
             },
         }
     }
@@ -428,7 +417,7 @@ where
             StateProj::Running {
                 inner,
                 sleep,
-                expiry,
+                bound,
             } => {
                 if let Poll::Ready(result) = inner.poll(cx) {
                     let classifier = &*this.classifier;
@@ -443,16 +432,16 @@ where
                             tracing::debug!(
                                 target: "rustkernel::deadline",
                                 deadline = %this.deadline.inner.deadline(),
-                                timeout = matches!(expiry, Expiry::Timeout),
+                                ?bound,
                                 "deadline passed during the call"
                             );
-                            Err(expiry.error())
+                            Err(bound.expiry_error())
                         }
                         Poll::Pending => return Poll::Pending,
                     }
                 }
             }
-            StateProj::Expired => Err(ResilienceError::DeadlineExceeded),
+            StateProj::Expired { error } => Err(widen(*error)),
             // Polled after completion: there is nothing left to return.
             StateProj::Done => return Poll::Pending,
         };
@@ -523,19 +512,14 @@ impl Drop for CancelOnDrop {
     }
 }
 
-async fn run_blocking<F, T, E>(
-    deadline: DeadlineContext,
-    expiry: Expiry,
-    work: F,
-) -> Result<T, ResilienceError<E>>
+async fn run_blocking<F, T, E>(resolved: CoreResolved, work: F) -> Result<T, ResilienceError<E>>
 where
     F: FnOnce(CancelFlag) -> Result<T, E> + Send + 'static,
     T: Send + 'static,
     E: Send + 'static,
 {
-    if deadline.is_expired() {
-        return Err(ResilienceError::DeadlineExceeded);
-    }
+    resolved.check_start(clock::now())?;
+    let deadline = DeadlineContext::from_core(resolved.context);
     let flag = CancelFlag::new();
     let mut guard = CancelOnDrop {
         flag: Some(flag.clone()),
@@ -543,10 +527,13 @@ where
     let mut handle = tokio::task::spawn_blocking(move || {
         // The work may have waited in the pool's queue (every blocking thread busy) past its
         // deadline, or past the caller giving up: work that has not started by then never does.
-        if flag.is_cancelled() || deadline.is_expired() {
-            return None;
+        if flag.is_cancelled() {
+            // Only when this future was dropped: nobody reads the answer.
+            return Err(ResilienceError::DeadlineExceeded);
         }
-        Some(work(flag))
+        resolved
+            .check_start::<Infallible>(clock::now())
+            .map(|()| work(flag))
     });
     let sleep = tokio::time::sleep_until(deadline.deadline());
     tokio::select! {
@@ -554,8 +541,8 @@ where
         joined = &mut handle => {
             guard.disarm();
             match joined {
-                Ok(Some(result)) => result.map_err(ResilienceError::Operation),
-                Ok(None) => Err(ResilienceError::DeadlineExceeded),
+                Ok(Ok(result)) => result.map_err(ResilienceError::Operation),
+                Ok(Err(not_started)) => Err(widen(not_started)),
                 Err(error) => match error.try_into_panic() {
                     Ok(payload) => std::panic::resume_unwind(payload),
                     Err(_cancelled) => Err(ResilienceError::Timeout),
@@ -569,7 +556,7 @@ where
                 "deadline passed during blocking work; cancelling it"
             );
             // `guard` raises the flag as it drops; the work runs on, detached.
-            Err(expiry.error())
+            Err(resolved.expiry_error())
         }
     }
 }
@@ -586,6 +573,24 @@ pub struct ResolvedDeadline {
 }
 
 impl ResolvedDeadline {
+    /// The core's form (an instant on [`clock`]'s epoch and the bound).
+    #[must_use]
+    pub const fn as_core(self) -> CoreResolved {
+        CoreResolved {
+            context: self.context.inner,
+            bound: self.bound,
+        }
+    }
+
+    /// The runtime form of a core resolved deadline (an instant on [`clock`]'s epoch).
+    #[must_use]
+    pub const fn from_core(resolved: CoreResolved) -> Self {
+        Self {
+            context: DeadlineContext::from_core(resolved.context),
+            bound: resolved.bound,
+        }
+    }
+
     /// Runs the future `f` returns under this deadline, exactly (already capped by the
     /// caller's deadline when the config propagates it, and not otherwise).
     ///
@@ -599,7 +604,7 @@ impl ResolvedDeadline {
         Fut: Future<Output = Result<T, R>>,
         ByClassify: Classifier<R>,
     {
-        DeadlineFuture::start(self.context, Expiry::of(self.bound), ByClassify, f)
+        DeadlineFuture::start(self.context, self.bound, ByClassify, f)
     }
 
     /// As [`DeadlineContext::execute_blocking`], with the errors of
@@ -610,7 +615,7 @@ impl ResolvedDeadline {
         T: Send + 'static,
         E: Send + 'static,
     {
-        run_blocking(self.context, Expiry::of(self.bound), work).await
+        run_blocking(self.as_core(), work).await
     }
 }
 
@@ -637,11 +642,7 @@ impl TimeoutExt for TimeoutConfig {
         let now = clock::now();
         let enqueued_at = enqueued_at.map_or(now, clock::to_core);
         let parent = current_deadline().map(DeadlineContext::as_core);
-        let resolved = self.resolve(requested, parent, enqueued_at, now);
-        ResolvedDeadline {
-            context: DeadlineContext::from_core(resolved.context),
-            bound: resolved.bound,
-        }
+        ResolvedDeadline::from_core(self.resolve(requested, parent, enqueued_at, now))
     }
 }
 

@@ -5,7 +5,9 @@
 //! 1. **The total deadline** (from [`TimeoutConfig`], capped by the caller's current deadline).
 //!    It bounds everything below: retries never sleep towards an attempt that could not start in
 //!    time, and the whole call returns [`ResilienceError::DeadlineExceeded`] (the caller's
-//!    deadline) or [`ResilienceError::Timeout`] (the call's own) when it passes.
+//!    deadline, or a deadline gone before the call started) or [`ResilienceError::Timeout`] (the
+//!    call's own) when it passes. The rule is the core's ([`ResolvedDeadline`]), so the
+//!    embassy adapter's `Pipeline` gives the same errors for the same configuration.
 //! 2. **Retry** (backoff with jitter, retryable kinds, retry-after hints, the shared budget).
 //!    Outside the breaker, so that each attempt asks the breaker again: a breaker that opened
 //!    during the call rejects the next attempt instead of letting retries hammer a failing
@@ -56,15 +58,14 @@ use std::time::Duration;
 use rustkernel_core::error::{ByClassify, Classifier, ConfigError, ErrorKind, valid_or_panic};
 use rustkernel_core::resilience::circuit_breaker::SlidingWindow;
 use rustkernel_core::resilience::{
-    CircuitState, GiveUpReason, NoWindow, PipelineConfig, ResilienceConfig, ResilienceError,
-    RetryConfig, RetryDecision, TimeoutConfig,
+    CircuitState, DeadlineBound, GiveUpReason, NoWindow, PipelineConfig, ResilienceConfig,
+    ResilienceError, ResolvedDeadline, RetryConfig, RetryDecision, TimeoutConfig,
 };
 
 use crate::breaker::CircuitBreaker;
 use crate::clock;
-use crate::deadline::{DeadlineContext, Expiry, current_deadline, poll_until};
+use crate::deadline::{DeadlineContext, current_deadline, poll_until};
 use crate::retry::{NoHint, Retrier, RetryAfterHint, SharedRetryBudget};
-use rustkernel_core::resilience::DeadlineContext as CoreDeadline;
 use rustkernel_core::time::Instant;
 
 /// A deadline, retry, breaker and attempt-timeout pipeline, built once and shared (it is a
@@ -314,6 +315,8 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
         let mut gave_up = None;
         let result = match &self.timeout {
             None => {
+                // No deadline of its own: the caller's, if any, bounds the attempts.
+                let parent = parent.map(|parent| ResolvedDeadline::parent(parent.as_core()));
                 self.run_retries(&mut op, now, parent, &mut attempts, &mut gave_up)
                     .await
             }
@@ -330,13 +333,13 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
                 let retries = std::pin::pin!(self.run_retries(
                     &mut op,
                     now,
-                    Some(total),
+                    Some(resolved),
                     &mut attempts,
                     &mut gave_up
                 ));
                 match poll_until(total, retries).await {
                     Some(result) => result,
-                    None => Err(Expiry::of(resolved.bound).error()),
+                    None => Err(resolved.expiry_error()),
                 }
             }
         };
@@ -357,7 +360,7 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
         &self,
         op: &mut F,
         now: Instant,
-        deadline: Option<DeadlineContext>,
+        deadline: Option<ResolvedDeadline>,
         attempts: &mut u32,
         gave_up: &mut Option<GiveUpReason>,
     ) -> Result<T, ResilienceError<<C as Classifier<R>>::Error>>
@@ -367,13 +370,12 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
         C: Classifier<R>,
         H: RetryAfterHint<<C as Classifier<R>>::Error>,
     {
-        let core_deadline = deadline.map(DeadlineContext::as_core);
-        if core_deadline.is_some_and(|deadline| deadline.is_expired(now)) {
-            return Err(ResilienceError::DeadlineExceeded);
+        if let Some(deadline) = deadline {
+            deadline.check_start(now)?;
         }
         let mut retry = self
             .retrier
-            .start_lazy(now, core_deadline.map(|deadline| deadline.deadline()));
+            .start_lazy(now, deadline.map(|deadline| deadline.context.deadline()));
         let mut attempt_at = now;
         loop {
             *attempts = attempts.saturating_add(1);
@@ -399,7 +401,7 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
         &self,
         op: &mut F,
         now: Instant,
-        deadline: Option<DeadlineContext>,
+        deadline: Option<ResolvedDeadline>,
     ) -> Result<T, ResilienceError<<C as Classifier<R>>::Error>>
     where
         F: FnMut() -> Fut,
@@ -432,7 +434,7 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
         &self,
         op: &mut F,
         now: Instant,
-        deadline: Option<DeadlineContext>,
+        deadline: Option<ResolvedDeadline>,
     ) -> Result<T, Attempt<R>>
     where
         F: FnMut() -> Fut,
@@ -441,23 +443,19 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
         let Some(timeout) = self.attempt_timeout else {
             return op().await.map_err(Attempt::Failed);
         };
-        let own = DeadlineContext::from_core(CoreDeadline::new(now, timeout));
-        let (deadline, expiry) = match deadline {
-            // The pipeline's total deadline comes first and cuts the attempt itself, with the
-            // error its bound calls for.
-            Some(total) if total <= own && self.timeout.is_some() => {
-                return op().await.map_err(Attempt::Failed);
-            }
-            Some(parent) if parent <= own => (parent, Expiry::DeadlineExceeded),
-            _ => (own, Expiry::Timeout),
-        };
-        if deadline.as_core().is_expired(now) {
-            return Err(Attempt::Cut(ResilienceError::DeadlineExceeded));
+        let attempt = ResolvedDeadline::for_attempt(deadline, now, timeout);
+        if attempt.bound != DeadlineBound::Attempt && self.timeout.is_some() {
+            // The pipeline's total deadline comes first and cuts the attempt itself (around
+            // the retries), with the error its bound calls for.
+            return op().await.map_err(Attempt::Failed);
+        }
+        if attempt.context.is_expired(now) {
+            return Err(Attempt::Cut(attempt.expiry_error()));
         }
         let future = std::pin::pin!(op());
-        match poll_until(deadline, future).await {
+        match poll_until(DeadlineContext::from_core(attempt.context), future).await {
             Some(result) => result.map_err(Attempt::Failed),
-            None => Err(Attempt::Cut(expiry.error())),
+            None => Err(Attempt::Cut(attempt.expiry_error())),
         }
     }
 

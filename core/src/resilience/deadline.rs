@@ -145,8 +145,10 @@ impl DeadlineContext {
 /// A deadline in transit: the microseconds that remained when it was sent.
 ///
 /// This is the serde form of a deadline (see the [module docs](self)); postcard encodes it as one
-/// varint. Build it with [`DeadlineContext::to_wire`] and `.into()`, and turn it back with
-/// [`WireDeadline::remaining`] and [`DeadlineContext::from_wire`].
+/// varint. The sender builds it with [`WireDeadline::from_deadline`] (or
+/// [`DeadlineContext::to_wire`] and `.into()`, or [`WireDeadline::from_remaining`] from a clock
+/// of its own); the receiver turns it back with [`WireDeadline::deadline_at`] (or
+/// [`WireDeadline::remaining`] and [`DeadlineContext::from_wire`]).
 ///
 /// ```
 /// use core::time::Duration;
@@ -163,6 +165,13 @@ impl DeadlineContext {
 /// let received_at = Instant::from_secs(1_000);
 /// let deadline = DeadlineContext::from_wire(wire.remaining(), received_at);
 /// assert_eq!(deadline.remaining(received_at), Duration::from_millis(250));
+///
+/// // The same in one call on each side.
+/// let sent = DeadlineContext::at(Instant::from_secs(8));
+/// let wire = WireDeadline::from_deadline(sent, sent_at);
+/// assert_eq!(wire.remaining(), Duration::from_secs(1));
+/// assert_eq!(wire.deadline_at(received_at).deadline(), Instant::from_secs(1_001));
+/// assert!(WireDeadline::from_deadline(sent, Instant::from_secs(9)).is_expired());
 /// ```
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -185,6 +194,35 @@ impl WireDeadline {
     #[must_use]
     pub const fn remaining(self) -> Duration {
         Duration::from_micros(self.remaining_micros)
+    }
+
+    /// What the sender writes: the time `deadline` has left at the sender's `now` (zero once
+    /// it has passed). "No deadline" ([`Instant::MAX`]) is sent as `u64::MAX` microseconds,
+    /// which stays "no deadline" on any receiver's clock.
+    #[must_use]
+    pub const fn from_deadline(deadline: DeadlineContext, now: Instant) -> Self {
+        if deadline.deadline().as_micros() == Instant::MAX.as_micros() {
+            Self {
+                remaining_micros: u64::MAX,
+            }
+        } else {
+            Self::from_remaining(deadline.to_wire(now))
+        }
+    }
+
+    /// What the receiver runs under: the remaining time counted from the receiver's own `now`
+    /// (saturating, so `u64::MAX` microseconds stays "no deadline").
+    #[must_use]
+    pub const fn deadline_at(self, now: Instant) -> DeadlineContext {
+        DeadlineContext::from_wire(self.remaining(), now)
+    }
+
+    /// Whether nothing was left when it was sent: the receiver should answer
+    /// `DeadlineExceeded` without starting the work (see
+    /// [`ResolvedDeadline::check_start`](super::ResolvedDeadline::check_start)).
+    #[must_use]
+    pub const fn is_expired(self) -> bool {
+        self.remaining_micros == 0
     }
 }
 
@@ -323,6 +361,27 @@ mod tests {
         assert_eq!(wire.remaining_micros, 1_500_000);
         assert_eq!(Duration::from(wire), Duration::from_millis(1_500));
         assert_eq!(WireDeadline::from(Duration::MAX).remaining_micros, u64::MAX);
+    }
+
+    #[test]
+    fn wire_deadline_from_and_to_a_deadline() {
+        let now = Instant::from_secs(10);
+        let d = DeadlineContext::at(Instant::from_micros(10_250_000));
+        let wire = WireDeadline::from_deadline(d, now);
+        assert_eq!(wire.remaining_micros, 250_000);
+        assert!(!wire.is_expired());
+        assert_eq!(wire.deadline_at(now), d);
+        let there = Instant::from_secs(77);
+        assert_eq!(wire.deadline_at(there).remaining(there), wire.remaining());
+        // Expired: zero, and expired on arrival.
+        let late = WireDeadline::from_deadline(d, Instant::from_secs(11));
+        assert!(late.is_expired());
+        assert!(late.deadline_at(there).is_expired(there));
+        // No deadline stays none, whatever the receiver's clock.
+        let never = WireDeadline::from_deadline(DeadlineContext::at(Instant::MAX), now);
+        assert_eq!(never.remaining_micros, u64::MAX);
+        assert_eq!(never.deadline_at(Instant::ZERO).deadline(), Instant::MAX);
+        assert_eq!(never.deadline_at(there).deadline(), Instant::MAX);
     }
 
     #[test]

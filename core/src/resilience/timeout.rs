@@ -4,9 +4,27 @@
 //! place that turns a call's requested timeout, its caller's deadline and the time it spent queued
 //! into the [`DeadlineContext`] the call runs under.
 //!
+//! # When a deadline passes: which error
+//! Both adapters (tokio and embassy, their deadlines and their pipelines) report a passed
+//! deadline through this module, so one configuration gives the same errors on either runtime:
+//!
+//! | the deadline was found passed | set by ([`DeadlineBound`]) | error |
+//! |---|---|---|
+//! | before the call started (queued too long, a zero [`WireDeadline`](super::WireDeadline), the caller's time already gone) | any | [`ResilienceError::DeadlineExceeded`] |
+//! | while the call ran (its retries and waits included) | [`Parent`](DeadlineBound::Parent) | [`ResilienceError::DeadlineExceeded`] |
+//! | while the call ran | [`Requested`](DeadlineBound::Requested), [`Default`](DeadlineBound::Default), [`MaxTimeout`](DeadlineBound::MaxTimeout) | [`ResilienceError::Timeout`] |
+//! | while an attempt ran, at its own timeout | [`Attempt`](DeadlineBound::Attempt) | [`ResilienceError::Timeout`] |
+//!
+//! `DeadlineExceeded` says the caller's time ran out (nothing this call could do); `Timeout` says
+//! this call took longer than it may. [`ResolvedDeadline::check_start`] gives the first row,
+//! [`ResolvedDeadline::expiry_error`] (and [`DeadlineBound::expiry_error`]) the others, and
+//! [`ResolvedDeadline::for_attempt`] says whether an attempt's own timeout or the call's
+//! deadline cuts it.
+//!
 //! ```
 //! use core::time::Duration;
-//! use rustkernel_core::resilience::{DeadlineBound, DeadlineContext, TimeoutConfig};
+//! use rustkernel_core::error::ResilienceError;
+//! use rustkernel_core::resilience::{DeadlineBound, DeadlineContext, ResolvedDeadline, TimeoutConfig};
 //! use rustkernel_core::time::Instant;
 //!
 //! let config = TimeoutConfig {
@@ -30,11 +48,18 @@
 //! let resolved = config.resolve(Some(Duration::from_secs(3_600)), Some(parent), enqueued_at, now);
 //! assert_eq!(resolved.context, parent);
 //! assert_eq!(resolved.bound, DeadlineBound::Parent);
+//!
+//! // The caller's deadline passing is the caller's `DeadlineExceeded`.
+//! assert_eq!(resolved.expiry_error::<()>(), ResilienceError::DeadlineExceeded);
+//! // A 5 s attempt timeout comes before the call's deadline: it cuts the attempt, a `Timeout`.
+//! let attempt = ResolvedDeadline::for_attempt(Some(resolved), now, Duration::from_secs(5));
+//! assert_eq!(attempt.bound, DeadlineBound::Attempt);
+//! assert_eq!(attempt.expiry_error::<()>(), ResilienceError::Timeout);
 //! ```
 
 use core::time::Duration;
 
-use crate::error::{ConfigError, ConfigField};
+use crate::error::{ConfigError, ConfigField, ResilienceError};
 use crate::resilience::deadline::DeadlineContext;
 use crate::time::Instant;
 
@@ -141,9 +166,9 @@ impl TimeoutConfig {
 
 /// The result of [`TimeoutConfig::resolve`]: the call's deadline and the bound that set it.
 ///
-/// The bound lets an adapter tell its caller's deadline running out
-/// ([`DeadlineBound::Parent`], usually reported as `ResilienceError::DeadlineExceeded`) from the
-/// call's own timeout running out (the others, usually `ResilienceError::Timeout`).
+/// The bound tells the caller's deadline running out ([`DeadlineBound::Parent`], reported as
+/// [`ResilienceError::DeadlineExceeded`]) from the call's own timeout running out (the others,
+/// [`ResilienceError::Timeout`]); see the [module docs](self) for the whole rule.
 /// It holds an absolute instant, so it has no serde support; send [`super::WireDeadline`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -152,6 +177,60 @@ pub struct ResolvedDeadline {
     pub context: DeadlineContext,
     /// Which bound set it.
     pub bound: DeadlineBound,
+}
+
+impl ResolvedDeadline {
+    /// A caller's deadline, for a call that has no [`TimeoutConfig`] of its own: bound
+    /// [`DeadlineBound::Parent`], so its passing is the caller's `DeadlineExceeded`.
+    #[must_use]
+    pub const fn parent(context: DeadlineContext) -> Self {
+        Self {
+            context,
+            bound: DeadlineBound::Parent,
+        }
+    }
+
+    /// The deadline of one attempt, started at `now` with its own `attempt_timeout`, of a call
+    /// that runs under `call` (`None`: a call with no deadline).
+    ///
+    /// The attempt's own deadline ([`DeadlineBound::Attempt`]) applies only when it is strictly
+    /// earlier than the call's; otherwise the call's deadline and bound are returned as they
+    /// are, so an attempt cut at the call's deadline reports what the call would.
+    #[must_use]
+    pub const fn for_attempt(call: Option<Self>, now: Instant, attempt_timeout: Duration) -> Self {
+        let own = DeadlineContext::new(now, attempt_timeout);
+        match call {
+            Some(call) if call.context.deadline().as_micros() <= own.deadline().as_micros() => call,
+            _ => Self {
+                context: own,
+                bound: DeadlineBound::Attempt,
+            },
+        }
+    }
+
+    /// `Ok(())` while time remains at `now`; once the deadline has passed, the error of a call
+    /// that has not started yet: [`ResilienceError::DeadlineExceeded`], whatever the bound.
+    ///
+    /// A call that never ran did not take too long: the time it was given was gone before it
+    /// could start (spent in a queue, or a caller's deadline that had already passed), so it is
+    /// the caller's deadline that was exceeded.
+    ///
+    /// # Errors
+    /// [`ResilienceError::DeadlineExceeded`] when the deadline has been reached at `now`.
+    pub const fn check_start<E>(self, now: Instant) -> Result<(), ResilienceError<E>> {
+        if self.context.is_expired(now) {
+            Err(ResilienceError::DeadlineExceeded)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The error of a call (or attempt) whose deadline passed while it ran: see
+    /// [`DeadlineBound::expiry_error`].
+    #[must_use]
+    pub const fn expiry_error<E>(self) -> ResilienceError<E> {
+        self.bound.expiry_error()
+    }
 }
 
 /// Which bound set a resolved deadline.
@@ -170,6 +249,25 @@ pub enum DeadlineBound {
     MaxTimeout,
     /// The propagated parent deadline, earlier than the call's own.
     Parent,
+    /// An attempt's own timeout, earlier than the call's deadline
+    /// ([`ResolvedDeadline::for_attempt`]; never from [`TimeoutConfig::resolve`]).
+    Attempt,
+}
+
+impl DeadlineBound {
+    /// The error of a call whose deadline, set by this bound, passed while it ran:
+    /// [`ResilienceError::DeadlineExceeded`] for [`Parent`](Self::Parent) (the caller's time ran
+    /// out), [`ResilienceError::Timeout`] for the call's own bounds (it took too long).
+    #[must_use]
+    pub const fn expiry_error<E>(self) -> ResilienceError<E> {
+        match self {
+            DeadlineBound::Parent => ResilienceError::DeadlineExceeded,
+            DeadlineBound::Requested
+            | DeadlineBound::Default
+            | DeadlineBound::MaxTimeout
+            | DeadlineBound::Attempt => ResilienceError::Timeout,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -318,6 +416,70 @@ mod tests {
         assert_eq!(r.context.deadline(), Instant::MAX);
     }
 
+    #[test]
+    fn a_parents_deadline_is_deadline_exceeded_and_the_calls_own_a_timeout() {
+        type E = ResilienceError<()>;
+        for bound in [
+            DeadlineBound::Requested,
+            DeadlineBound::Default,
+            DeadlineBound::MaxTimeout,
+            DeadlineBound::Attempt,
+        ] {
+            assert_eq!(bound.expiry_error::<()>(), E::Timeout, "{bound:?}");
+        }
+        assert_eq!(
+            DeadlineBound::Parent.expiry_error::<()>(),
+            E::DeadlineExceeded
+        );
+        let parent = ResolvedDeadline::parent(DeadlineContext::at(secs(5)));
+        assert_eq!(parent.bound, DeadlineBound::Parent);
+        assert_eq!(parent.expiry_error::<()>(), E::DeadlineExceeded);
+    }
+
+    #[test]
+    fn a_call_found_expired_before_it_starts_is_deadline_exceeded_whatever_the_bound() {
+        // Queued for 10 s with a 5 s timeout that counts the queue: its own bound, yet it never
+        // ran, so the time was gone before it started.
+        let queued = config(true, true).resolve(Some(5 * S), None, secs(100), secs(110));
+        assert_eq!(queued.bound, DeadlineBound::Requested);
+        assert_eq!(
+            queued.check_start::<()>(secs(110)),
+            Err(ResilienceError::DeadlineExceeded)
+        );
+        assert_eq!(queued.check_start::<()>(secs(104)), Ok(()));
+        // A zero request (a wire deadline with nothing left) is expired at once.
+        let zero = config(true, false).resolve(Some(Duration::ZERO), None, secs(1), secs(1));
+        assert_eq!(
+            zero.check_start::<()>(secs(1)),
+            Err(ResilienceError::DeadlineExceeded)
+        );
+    }
+
+    #[test]
+    fn an_attempt_is_cut_by_the_earlier_of_its_timeout_and_the_calls_deadline() {
+        let call = config(true, false).resolve(None, None, secs(100), secs(100)); // 130 s
+        let short = ResolvedDeadline::for_attempt(Some(call), secs(100), 5 * S);
+        assert_eq!(
+            (short.context.deadline(), short.bound),
+            (secs(105), DeadlineBound::Attempt)
+        );
+        // Late in the call, the call's deadline comes first and keeps its bound; a tie too.
+        let late = ResolvedDeadline::for_attempt(Some(call), secs(128), 5 * S);
+        assert_eq!(late, call);
+        let tie = ResolvedDeadline::for_attempt(Some(call), secs(125), 5 * S);
+        assert_eq!(tie, call);
+        // Under a caller's deadline it is the caller's error.
+        let parent = ResolvedDeadline::parent(DeadlineContext::at(secs(102)));
+        let cut = ResolvedDeadline::for_attempt(Some(parent), secs(100), 5 * S);
+        assert_eq!(cut.expiry_error::<()>(), ResilienceError::DeadlineExceeded);
+        // No call deadline: the attempt's own, saturating.
+        let alone = ResolvedDeadline::for_attempt(None, Instant::MAX, Duration::MAX);
+        assert_eq!(
+            (alone.context.deadline(), alone.bound),
+            (Instant::MAX, DeadlineBound::Attempt)
+        );
+    }
+
     #[cfg(feature = "serde")]
     #[test]
     fn config_and_bound_round_trip_through_postcard() {
@@ -338,6 +500,7 @@ mod tests {
             DeadlineBound::Default,
             DeadlineBound::MaxTimeout,
             DeadlineBound::Parent,
+            DeadlineBound::Attempt,
         ] {
             let bytes = postcard::to_slice(&bound, &mut buf).expect("fits");
             assert_eq!(
