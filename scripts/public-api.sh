@@ -13,7 +13,7 @@
 # 0.57, format version 57, which is what rustc 1.95 writes; the script refuses another format.
 #
 # Fixed for reproducible listings: every feature of each crate (--all-features, so the optional
-# serde, defmt, std and tokio surfaces are listed too), the host target, and the tool's own
+# serde, defmt and std surfaces are listed too), the host target, and the tool's own
 # sorted order. Blanket impls (`impl<T> From<T> for T`, ...) and auto-trait impls (Send, Sync,
 # Unpin, Freeze, ...: eight lines per type, some of them compiler internals that change between
 # rustc releases) are left out; where Send or Sync matters a test asserts it.

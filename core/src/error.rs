@@ -8,7 +8,7 @@ use core::fmt;
 #[cfg(feature = "std")]
 mod std_impls;
 #[cfg(feature = "std")]
-pub use std_impls::io_error_kind;
+pub use std_impls::{io_error_kind, std_error_kind};
 
 /// What kind of failure an operation had; retry and breakers decide on the kind alone.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -73,7 +73,8 @@ impl fmt::Display for ErrorKind {
 /// [`core::fmt::Error`]; with the `std` feature for `std::io::Error` (by its
 /// `kind`, see `io_error_kind`), `Box<dyn Error + Send + Sync>`
 /// (an `io::Error` inside is classified as one, anything else is transient), `String` and
-/// `&'static str` (transient); with the `tokio` feature for tokio's `Elapsed` (a timeout).
+/// `&'static str` (transient). The core names no runtime: `rustkernel_tokio::classify` has
+/// classifiers for tokio's `Elapsed` (a timeout).
 ///
 /// A guarded call's own [`ResilienceError`] is not `Classify`: wrappers take it through
 /// [`OperationError`] and flatten it, so composed calls return one level of error.

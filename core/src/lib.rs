@@ -40,6 +40,10 @@
 //! # Features
 //! - `serde`: `Serialize`/`Deserialize` for configs, states, stats and errors.
 //! - `defmt`: `defmt::Format` for every public type.
+//! - `std`: [`Classify`](error::Classify) for `std::io::Error`, boxed errors and strings.
+//!
+//! No feature names a runtime: the adapters (`rustkernel-tokio`, `rustkernel-embassy`) bring
+//! theirs, and classify their runtime's errors themselves.
 #![no_std]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]

@@ -8,6 +8,7 @@
 pub mod breaker;
 #[cfg(not(loom))]
 mod catch_panic;
+pub mod classify;
 // tokio has no `fs` under `--cfg loom`; the loom models test the breaker only.
 #[cfg(not(loom))]
 pub mod checkpoint_store;

@@ -6,6 +6,7 @@ use std::cell::Cell;
 use std::time::Duration;
 
 use rustkernel_core::rng::Rng;
+use rustkernel_tokio::classify;
 use rustkernel_tokio::resilience::{
     BackoffStrategy, CircuitBreaker, CircuitBreakerConfig, CircuitState, Classify, DeadlineContext,
     ErrorKind, Pipeline, PipelineConfig, RequestDeadline, ResilienceConfig, ResilienceError,
@@ -266,14 +267,36 @@ async fn foreign_errors_classify_with_a_closure_or_through_std() {
     assert_eq!(result, Err(ResilienceError::Operation(std::fmt::Error)));
     assert_eq!(cb.state(), CircuitState::Open);
 
-    // Boxed errors look inside for an io::Error; tokio's Elapsed is a timeout.
+    // Boxed errors look inside for an io::Error; tokio's Elapsed is a timeout through the
+    // adapter's classifiers (the core names no runtime).
     let boxed: Box<dyn std::error::Error + Send + Sync> =
         Box::new(std::io::Error::from(std::io::ErrorKind::TimedOut));
     assert_eq!(Classify::kind(&boxed), ErrorKind::Timeout);
     let elapsed = tokio::time::timeout(MS, std::future::pending::<()>())
         .await
         .unwrap_err();
-    assert_eq!(elapsed.kind(), ErrorKind::Timeout);
+    assert_eq!(classify::elapsed(&elapsed), ErrorKind::Timeout);
+    let boxed: Box<dyn std::error::Error + Send + Sync> = Box::new(elapsed);
+    assert_eq!(classify::boxed(&boxed), ErrorKind::Timeout);
+    assert_eq!(Classify::kind(&boxed), ErrorKind::Transient);
+
+    // A pipeline over `tokio::time::timeout`: each cut attempt is a timeout, so it is retried.
+    let pipeline = Pipeline::builder()
+        .retry(Retrier::new(RetryConfig {
+            retryable_errors: [ErrorKind::Timeout].into(),
+            ..retry_config()
+        }))
+        .classify_with(classify::elapsed)
+        .build();
+    let calls = Cell::new(0);
+    let result = pipeline
+        .execute(|| {
+            calls.set(calls.get() + 1);
+            tokio::time::timeout(MS, std::future::pending::<()>())
+        })
+        .await;
+    assert!(matches!(result, Err(ResilienceError::Operation(_))));
+    assert_eq!(calls.get(), 2);
 }
 
 /// The same shape as the embassy adapter: built from a core `PipelineConfig`.

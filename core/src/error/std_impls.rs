@@ -1,4 +1,7 @@
-//! [`Classify`] for the standard library's errors and tokio's timeout (features `std`, `tokio`).
+//! [`Classify`] for the standard library's errors (feature `std`).
+//!
+//! No runtime is named here: tokio's `Elapsed` is classified by the tokio adapter
+//! (`rustkernel_tokio::classify`).
 
 extern crate alloc;
 extern crate std;
@@ -61,30 +64,30 @@ impl Classify for io::Error {
     }
 }
 
-/// An [`io::Error`] inside (directly, or as the source of a boxed error) is classified as one;
-/// tokio's `Elapsed` (feature `tokio`) is a timeout; anything else is transient.
+/// By [`std_error_kind`]: an [`io::Error`] inside is classified as one, anything else is
+/// transient.
 impl Classify for Box<dyn std::error::Error + Send + Sync> {
     fn kind(&self) -> ErrorKind {
-        classify_dyn(self.as_ref())
+        std_error_kind(self.as_ref())
     }
 }
 
 /// As for `Box<dyn Error + Send + Sync>`.
 impl Classify for Box<dyn std::error::Error> {
     fn kind(&self) -> ErrorKind {
-        classify_dyn(self.as_ref())
+        std_error_kind(self.as_ref())
     }
 }
 
-fn classify_dyn(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
-    if let Some(io) = error.downcast_ref::<io::Error>() {
-        return Classify::kind(io);
+/// The [`ErrorKind`] of any standard error: an [`io::Error`] by its kind ([`io_error_kind`]),
+/// anything else [`ErrorKind::Transient`]. The rule of `Classify` for boxed errors, for a
+/// runtime adapter to build on (the tokio adapter adds tokio's `Elapsed` as a timeout).
+#[must_use]
+pub fn std_error_kind(error: &(dyn std::error::Error + 'static)) -> ErrorKind {
+    match error.downcast_ref::<io::Error>() {
+        Some(io) => Classify::kind(io),
+        None => ErrorKind::Transient,
     }
-    #[cfg(feature = "tokio")]
-    if error.is::<tokio::time::error::Elapsed>() {
-        return ErrorKind::Timeout;
-    }
-    ErrorKind::Transient
 }
 
 /// A message as the error: transient.
@@ -92,14 +95,6 @@ impl Classify for String {}
 
 /// A message as the error: transient.
 impl Classify for &'static str {}
-
-/// tokio's `timeout` ran out: [`ErrorKind::Timeout`].
-#[cfg(feature = "tokio")]
-impl Classify for tokio::time::error::Elapsed {
-    fn kind(&self) -> ErrorKind {
-        ErrorKind::Timeout
-    }
-}
 
 #[cfg(test)]
 mod tests {
