@@ -272,6 +272,8 @@ pub enum ConfigField {
     RetryMaxElapsed,
     ProbeRoles,
     WindowDuration,
+    SilentAfter,
+    LostAfter,
 }
 
 impl ConfigField {
@@ -314,6 +316,8 @@ impl ConfigField {
             ConfigField::RetryMaxElapsed => "retry.max_elapsed",
             ConfigField::ProbeRoles => "health_check.roles",
             ConfigField::WindowDuration => "circuit_breaker.window_duration",
+            ConfigField::SilentAfter => "silence.silent_after",
+            ConfigField::LostAfter => "silence.lost_after",
         }
     }
 }

@@ -25,8 +25,8 @@ pub use deadline::{DeadlineContext, DeadlineExceeded, WireDeadline};
 pub use health::{
     CheckTicket, ComponentEntry, ComponentEvent, ComponentHealth, ComponentId, ComponentPhase,
     Criticality, HealthCheckConfig, HealthCheckResult, HealthEvent, HealthProbeConfig,
-    HealthRegistry, HealthStatus, ProbeRole, ProbeRoles, RegistryError, StartupFailure,
-    UnknownComponent,
+    HealthRegistry, HealthStatus, ProbeRole, ProbeRoles, RegistryError, Silence, SilenceConfig,
+    SilencePhase, StartupFailure, UnknownComponent,
 };
 pub use pipeline::PipelineConfig;
 pub use recovery::{

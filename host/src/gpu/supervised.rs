@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use rustkernel_core::error::{Classify, ErrorKind};
-use rustkernel_core::resilience::WireDeadline;
+use rustkernel_core::resilience::{Silence, SilenceConfig, SilencePhase, WireDeadline};
 use rustkernel_tokio::clock;
 use rustkernel_tokio::supervisor::SupervisedKernel;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -514,37 +514,40 @@ async fn serve(
             job.answer(Err(AttemptError::WorkerLost(why.to_owned())));
         }
     };
-    let stall_after = config.stall_after();
+    // Silent (no heartbeat, no bytes) for `stall_after`: waiting requests go to the CPU;
+    // for the heartbeat timeout: the worker is killed. The core's `Silence` judges both.
+    let mut silence = Silence::new(
+        SilenceConfig {
+            silent_after: config.stall_after(),
+            lost_after: config.heartbeat_timeout,
+        },
+        clock::to_core(liveness.last()),
+    );
     loop {
-        let kill_at = in_flight.as_ref().map(|j| j.kill_at);
-        let alive_at = liveness.last();
-        let silent = state.borrow().worker_silent;
-        tokio::select! {
-            () = tokio::time::sleep_until(alive_at + config.heartbeat_timeout) => {
-                if liveness.last() > alive_at {
-                    continue; // bytes arrived meanwhile
-                }
+        silence.on_heard(clock::to_core(liveness.last()));
+        match silence.poll(clock::now()) {
+            Some(SilencePhase::Lost) => {
                 let why = format!("no heartbeat for {:?}", config.heartbeat_timeout);
                 lost(&mut in_flight, &why);
                 return Ended::Failed(why);
             }
-            () = tokio::time::sleep_until(alive_at + stall_after), if !silent => {
-                if liveness.last() == alive_at {
-                    // Requests waiting for it go to the CPU now; the kill comes at the
-                    // heartbeat timeout.
-                    tracing::debug!(target: "rustkernel::gpu", ?stall_after, "worker silent");
-                    state.send_modify(|s| s.worker_silent = true);
-                }
+            Some(SilencePhase::Silent) => {
+                tracing::debug!(target: "rustkernel::gpu", stall_after = ?config.stall_after(), "worker silent");
+                state.send_modify(|s| s.worker_silent = true);
             }
+            Some(SilencePhase::Talking) => state.send_modify(|s| s.worker_silent = false),
+            None => {}
+        }
+        let kill_at = in_flight.as_ref().map(|j| j.kill_at);
+        let wake_at = silence.poll_at().map_or_else(clock::never, clock::to_tokio);
+        tokio::select! {
+            () = tokio::time::sleep_until(wake_at) => {}
             () = tokio::time::sleep_until(kill_at.unwrap_or_else(clock::never)), if kill_at.is_some() => {
                 let why = format!("request overran its deadline by {:?}", config.kill_grace);
                 lost(&mut in_flight, &why);
                 return Ended::Failed(why);
             }
             event = events.recv() => {
-                if silent {
-                    state.send_modify(|s| s.worker_silent = false);
-                }
                 match event {
                 Some(Event::Frame(WorkerFrame::Heartbeat { .. })) => liveness.beat(),
                 Some(Event::Frame(WorkerFrame::Reply { id, result })) => {

@@ -14,7 +14,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use rustkernel_core::resilience::HealthCheckResult;
+use std::sync::Mutex;
+
+use rustkernel_core::resilience::{HealthCheckResult, Silence, SilenceConfig, SilencePhase};
 
 use crate::config::RuntimeLimits;
 use crate::kernels::KernelPool;
@@ -25,9 +27,10 @@ pub struct RuntimeMonitor {
     limits: RuntimeLimits,
     /// The latest heartbeat's lateness, in microseconds.
     lag_us: AtomicU64,
-    /// Microseconds since the monitor's start at the latest heartbeat.
-    beat_at_us: AtomicU64,
-    started: tokio::time::Instant,
+    /// How long since the latest heartbeat, judged by the core's [`Silence`]: overdue after
+    /// an interval plus the allowed lag, stalled after five intervals plus the lag (at least
+    /// a second).
+    silence: Mutex<Silence>,
     /// Whether the health runner (which supervises every check) is running.
     supervisor_alive: AtomicBool,
     pool: Arc<KernelPool>,
@@ -40,8 +43,10 @@ impl RuntimeMonitor {
         Self {
             limits,
             lag_us: AtomicU64::new(0),
-            beat_at_us: AtomicU64::new(0),
-            started: tokio::time::Instant::now(),
+            silence: Mutex::new(Silence::new(
+                heartbeat_silence(&limits),
+                rustkernel_tokio::clock::now(),
+            )),
             supervisor_alive: AtomicBool::new(true),
             pool,
         }
@@ -57,10 +62,8 @@ impl RuntimeMonitor {
             let now = tokio::time::Instant::now();
             let lag = now.saturating_duration_since(next);
             self.lag_us.store(micros(lag), Ordering::Relaxed);
-            self.beat_at_us.store(
-                micros(now.saturating_duration_since(self.started)),
-                Ordering::Relaxed,
-            );
+            self.silence()
+                .on_heard(rustkernel_tokio::clock::to_core(now));
             next = now + interval;
         }
     }
@@ -78,10 +81,19 @@ impl RuntimeMonitor {
     }
 
     fn heartbeat_is_fresh(&self) -> bool {
-        let since_start = tokio::time::Instant::now().saturating_duration_since(self.started);
-        let beat_at = Duration::from_micros(self.beat_at_us.load(Ordering::Relaxed));
-        let allowed = self.limits.heartbeat_interval * 5 + self.limits.max_heartbeat_lag;
-        since_start.saturating_sub(beat_at) <= allowed.max(Duration::from_secs(1))
+        self.heartbeat_phase() != SilencePhase::Lost
+    }
+
+    fn heartbeat_phase(&self) -> SilencePhase {
+        let mut silence = self.silence();
+        silence.poll(rustkernel_tokio::clock::now());
+        silence.phase()
+    }
+
+    fn silence(&self) -> std::sync::MutexGuard<'_, Silence> {
+        self.silence
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// The `runtime` component's check.
@@ -90,6 +102,8 @@ impl RuntimeMonitor {
         if !self.supervisor_alive.load(Ordering::Relaxed) {
             return HealthCheckResult::unhealthy("health supervisor stopped");
         }
+        // An overdue beat (silent) shows as lag when it comes; a stalled one (lost) is
+        // unhealthy now.
         if !self.heartbeat_is_fresh() {
             return HealthCheckResult::unhealthy("runtime heartbeat stalled");
         }
@@ -126,6 +140,25 @@ impl RuntimeMonitor {
             ));
         }
         HealthCheckResult::healthy()
+    }
+}
+
+/// The runtime heartbeat's thresholds: overdue after an interval plus the allowed lag,
+/// stalled after five intervals plus the lag, at least a second.
+fn heartbeat_silence(limits: &RuntimeLimits) -> SilenceConfig {
+    let overdue = limits
+        .heartbeat_interval
+        .saturating_add(limits.max_heartbeat_lag)
+        .max(Duration::from_millis(1));
+    let stalled = limits
+        .heartbeat_interval
+        .saturating_mul(5)
+        .saturating_add(limits.max_heartbeat_lag)
+        .max(Duration::from_secs(1))
+        .max(overdue);
+    SilenceConfig {
+        silent_after: overdue,
+        lost_after: stalled,
     }
 }
 

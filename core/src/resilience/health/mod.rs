@@ -7,6 +7,8 @@
 //! - [`HealthRegistry`]: up to `N` named components; `live`, `ready`, `started`, `overall`.
 //!   It is the one entry point: it starts checks, takes results, notices timeouts and startup
 //!   deadlines;
+//! - [`Silence`]: how long a source that should speak (a heartbeat, telemetry) has been quiet,
+//!   against two thresholds;
 //! - read-only views of what the registry holds, for reports: [`ComponentEntry`],
 //!   [`ComponentHealth`] (a component's startup, liveness and readiness probes, with startup
 //!   gating) and [`ProbeState`] (one probe's status with hysteresis, its counters and last
@@ -21,6 +23,7 @@ mod config;
 mod probe;
 mod registry;
 mod role;
+mod silence;
 mod status;
 
 pub use component::{
@@ -33,4 +36,5 @@ pub use registry::{
     HealthRegistry, NAME_CAPACITY, RegistryError, UnknownComponent,
 };
 pub use role::{ProbeRole, ProbeRoles};
+pub use silence::{Silence, SilenceConfig, SilencePhase};
 pub use status::{HealthCheckResult, HealthStatus, MESSAGE_CAPACITY};
