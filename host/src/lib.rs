@@ -2,7 +2,13 @@
 //!
 //! Commands: `rustkernel serve` ([`service`], configured by [`config`]), `rustkernel health`,
 //! `rustkernel config show|check` ([`commands`]) and `rustkernel telemetry decode`
-//! ([`telemetry`]). The kernels the service runs are in [`kernels`].
+//! ([`telemetry`]). The kernels the service runs, and the pool they run on, are in
+//! [`kernels`]; the GPU worker, its supervision and its CPU failover in [`gpu`].
+//!
+//! The host is the library's first user: the decisions (breakers, retries, deadlines, health,
+//! the worker's recovery) are the core's and the tokio adapter's; these modules wire them to
+//! HTTP, processes and files. Each module's docs list its rooms; no module imports one that
+//! imports it back.
 
 pub mod cli;
 pub mod commands;
