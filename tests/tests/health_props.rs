@@ -714,8 +714,19 @@ impl ComponentModel {
         }
     }
 
-    fn ready(&self) -> bool {
+    /// Started: the startup probe passed, or, without one, some probe has a result.
+    fn started(&self) -> bool {
         self.phase == PhaseModel::Running
+            && (self.probes[index(ProbeRole::Startup)].is_some()
+                || self
+                    .probes
+                    .iter()
+                    .flatten()
+                    .any(|probe| !probe.history.is_empty()))
+    }
+
+    fn ready(&self) -> bool {
+        self.started()
             && self
                 .probe_status(ProbeRole::Readiness)
                 .is_none_or(|s| matches!(s, HealthStatus::Healthy | HealthStatus::Degraded))
@@ -798,7 +809,7 @@ fn check_component(c: &ComponentHealth, m: &ComponentModel, now: u64) -> Result<
     prop_assert_eq!(c.status(), m.status());
     prop_assert_eq!(c.is_live(), m.live());
     prop_assert_eq!(c.is_ready(), m.ready());
-    prop_assert_eq!(c.is_started(), m.phase == PhaseModel::Running);
+    prop_assert_eq!(c.is_started(), m.started());
     prop_assert_eq!(c.poll_at(), m.poll_at().map(at));
     prop_assert_eq!(c.due_roles(at(now)).iter().collect::<Vec<_>>(), m.due(now));
     for role in ROLES {
@@ -1046,8 +1057,19 @@ impl Spec {
         }
     }
 
+    /// Started: the startup probe passed, or, without one, a liveness or readiness result came.
+    fn started(&self) -> bool {
+        match self.startup {
+            StartupState::Started => true,
+            StartupState::None => {
+                matches!(self.liveness, Some(Some(_))) || matches!(self.readiness, Some(Some(_)))
+            }
+            StartupState::Starting | StartupState::Failed => false,
+        }
+    }
+
     fn ready(&self) -> bool {
-        self.running()
+        self.started()
             && self
                 .readiness
                 .map(one_result)
@@ -1120,7 +1142,7 @@ proptest! {
         prop_assert_eq!(registry.overall(), overall);
         prop_assert_eq!(registry.live(), critical().all(Spec::live));
         prop_assert_eq!(registry.ready(), critical().all(Spec::ready));
-        prop_assert_eq!(registry.started(), critical().all(Spec::running));
+        prop_assert_eq!(registry.started(), critical().all(Spec::started));
         // Non-critical components never make the service Unhealthy, Unknown, or anything but live,
         // ready and started.
         if critical().count() == 0 {

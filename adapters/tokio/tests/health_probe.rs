@@ -333,6 +333,36 @@ async fn a_pushed_result_moves_the_registry_at_once() {
     assert!(probe.record("nope", HealthCheckResult::healthy()).is_err());
 }
 
+/// With the default options (liveness and readiness, no startup probe), the probe has not
+/// started until every critical component answered its first check.
+#[tokio::test(start_paused = true)]
+async fn is_started_waits_for_every_first_check() {
+    let probe = HealthProbe::new(config());
+    let gpu = Switch::new(true);
+    let cpu = Switch::new(false);
+    probe.register("gpu", gpu.clone());
+    probe.register("cpu", cpu.clone());
+    assert!(
+        !probe.is_started() && !probe.is_ready(),
+        "nobody was heard from"
+    );
+    assert!(
+        probe.is_live(),
+        "liveness assumes life until told otherwise"
+    );
+    let _ = probe.check("gpu").await.expect("registered");
+    assert!(!probe.is_started(), "cpu has not answered yet");
+    let _ = probe.check("cpu").await.expect("registered");
+    assert!(
+        probe.is_started(),
+        "both answered (one unhealthy: started, not ready)"
+    );
+    assert!(probe.report().components.iter().all(|c| c.started));
+    // A reset is a restart: started again only once it answers again.
+    probe.reset("cpu").expect("registered");
+    assert!(!probe.is_started());
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_report_serializes_to_the_documented_json() {
     let probe = HealthProbe::new(config());

@@ -366,10 +366,21 @@ impl ComponentHealth {
         }
     }
 
-    /// Whether startup has succeeded (always, without a startup probe, until a failure).
+    /// Whether the component has started: its startup probe passed, or, without one, it
+    /// answered its first check (a component nobody has heard from has not started).
     #[must_use]
-    pub const fn is_started(&self) -> bool {
+    pub fn is_started(&self) -> bool {
         matches!(self.phase, ComponentPhase::Running)
+            && (self.startup.is_some() || self.has_answered())
+    }
+
+    /// Whether any of its probes has a result (since it was registered or last reset).
+    #[must_use]
+    pub fn has_answered(&self) -> bool {
+        [&self.startup, &self.liveness, &self.readiness]
+            .into_iter()
+            .flatten()
+            .any(|probe| probe.last_result().is_some())
     }
 
     /// Kubernetes' liveness: false after a failed startup or while the liveness probe is
@@ -662,7 +673,8 @@ mod tests {
     fn late_results_after_reset_are_stale() {
         let roles = ProbeRoles::of(&[ProbeRole::Liveness]);
         let mut c = component(config(), roles, secs(0));
-        assert!(c.is_started() && c.is_ready());
+        // Nobody has heard from it yet: not started, so not ready.
+        assert!(!c.is_started() && !c.is_ready() && !c.has_answered());
         let ticket = c.try_start(ProbeRole::Liveness, secs(0)).expect("running");
         c.reset(secs(0));
         assert_eq!(
