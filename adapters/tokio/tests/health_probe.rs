@@ -363,6 +363,45 @@ async fn is_started_waits_for_every_first_check() {
     assert!(!probe.is_started());
 }
 
+/// A component that mirrors a breaker follows each transition as it happens.
+#[tokio::test(start_paused = true)]
+async fn a_mirrored_breaker_moves_its_component_on_every_transition() {
+    use rustkernel_tokio::resilience::{CircuitBreaker, CircuitBreakerConfig};
+    let probe = HealthProbe::new(config());
+    let breaker = CircuitBreaker::new(CircuitBreakerConfig::default());
+    let mirror = probe
+        .mirror_breaker(
+            "kernel/graph/pagerank",
+            breaker.clone(),
+            ComponentOptions {
+                criticality: Criticality::NonCritical,
+                roles: ProbeRoles::of(&[ProbeRole::Readiness]),
+                config: None,
+            },
+        )
+        .expect("registered");
+    let status = || probe.status("kernel/graph/pagerank");
+    assert_eq!(status(), Some(HealthStatus::Unknown));
+    let settle = || async {
+        for _ in 0..8 {
+            tokio::task::yield_now().await;
+        }
+    };
+    breaker.force_open();
+    settle().await;
+    assert_eq!(status(), Some(HealthStatus::Unhealthy));
+    let report = probe.report();
+    let component = report.component("kernel/graph/pagerank").expect("listed");
+    assert_eq!(
+        component.message,
+        "circuit breaker forced open by an operator"
+    );
+    breaker.reset();
+    settle().await;
+    assert_eq!(status(), Some(HealthStatus::Healthy));
+    mirror.abort();
+}
+
 #[tokio::test(start_paused = true)]
 async fn the_report_serializes_to_the_documented_json() {
     let probe = HealthProbe::new(config());

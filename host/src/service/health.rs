@@ -32,9 +32,9 @@ use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use rustkernel_core::resilience::{
-    CircuitState, Criticality, HealthCheckResult, HealthProbeConfig, HealthStatus, ProbeRole,
-    ProbeRoles, Trip,
+    Criticality, HealthCheckResult, HealthProbeConfig, HealthStatus, ProbeRole, ProbeRoles, Trip,
 };
+use rustkernel_tokio::health::breaker_health;
 use rustkernel_tokio::resilience::{ComponentOptions, HealthReport, check_fn};
 use serde::{Deserialize, Serialize};
 
@@ -56,7 +56,8 @@ pub fn kernel_component(id: &str) -> String {
 }
 
 /// Registers `runtime` and one component per kernel.
-pub(super) fn register_components(state: &Arc<AppState>) {
+/// Registers every component; returns the tasks that mirror the kernels' breakers.
+pub(super) fn register_components(state: &Arc<AppState>) -> Vec<tokio::task::JoinHandle<()>> {
     let runtime = state.runtime.clone();
     let runtime_config = HealthProbeConfig {
         interval: state.config.runtime.check_interval,
@@ -139,60 +140,29 @@ pub(super) fn register_components(state: &Arc<AppState>) {
             tracing::error!(%error, "cannot register the gpu health component");
         }
     }
-    for id in state.kernels.keys().copied() {
-        let weak = Arc::downgrade(state);
-        let registered = state.probe.try_register_with(
-            &kernel_component(id),
-            check_fn(move || {
-                let state = weak.upgrade();
-                async move {
-                    match state {
-                        Some(state) => kernel_check(&state, id),
-                        None => HealthCheckResult::unhealthy("service stopped"),
-                    }
-                }
-            }),
+    // Each kernel's component mirrors its breaker, pushed on every transition.
+    let mut mirrors = Vec::new();
+    for slot in state.kernels.values() {
+        let Some(breaker) = slot.pipeline.breaker() else {
+            continue;
+        };
+        let mirrored = state.probe.mirror_breaker(
+            &kernel_component(slot.id),
+            breaker.clone(),
             ComponentOptions {
                 criticality: Criticality::NonCritical,
                 roles: ProbeRoles::of(&[ProbeRole::Readiness]),
-                config: Some(pushed),
+                config: None,
             },
         );
-        if let Err(error) = registered {
-            tracing::error!(%error, kernel = id, "cannot register a kernel health component");
+        match mirrored {
+            Ok(task) => mirrors.push(task),
+            Err(error) => {
+                tracing::error!(%error, kernel = slot.id, "cannot register a kernel health component");
+            }
         }
     }
-}
-
-/// A kernel's health: its breaker.
-fn kernel_check(state: &AppState, id: &str) -> HealthCheckResult {
-    let Some(breaker) = state
-        .kernels
-        .get(id)
-        .and_then(|slot| slot.pipeline.breaker())
-    else {
-        return HealthCheckResult::healthy();
-    };
-    match breaker.state() {
-        CircuitState::Closed | CircuitState::Disabled | CircuitState::MetricsOnly => {
-            HealthCheckResult::healthy()
-        }
-        CircuitState::HalfOpen => HealthCheckResult::degraded("circuit breaker half-open: probing"),
-        CircuitState::Open => {
-            let why = breaker
-                .stats()
-                .trip
-                .map_or_else(|| "failures".to_owned(), |trip| trip.to_string());
-            let wait = breaker.retry_after().unwrap_or_default();
-            HealthCheckResult::unhealthy(&format!(
-                "circuit breaker open ({why}); probing in {} s",
-                wait.as_secs_f64().ceil()
-            ))
-        }
-        CircuitState::ForcedOpen => {
-            HealthCheckResult::unhealthy("circuit breaker forced open by an operator")
-        }
-    }
+    mirrors
 }
 
 /// The `service` component: starting, draining, or no executor accepting work.
@@ -219,7 +189,9 @@ fn push(state: &AppState, name: &str, result: HealthCheckResult) {
 /// Pushes kernel `id`'s component and the `service` component: its breaker moved (an
 /// operator's action pushes at once, before the answer, as the transition's watcher would).
 pub(super) fn push_kernel(state: &AppState, id: &str) {
-    push(state, &kernel_component(id), kernel_check(state, id));
+    if let Some(breaker) = state.breaker(id) {
+        push(state, &kernel_component(id), breaker_health(breaker));
+    }
     push_service(state);
 }
 
@@ -310,8 +282,7 @@ pub(super) async fn watch_breakers(state: Arc<AppState>) {
                     }
                     Err(RecvError::Closed) => break,
                 }
-                if let Some(id) = kernel {
-                    push(&state, &kernel_component(id), kernel_check(&state, id));
+                if kernel.is_some() {
                     push_service(&state);
                 }
             }

@@ -210,9 +210,7 @@ pub async fn start_on(
         None => None,
     };
     let state = Arc::new(AppState::new(config, pool, gpu)?);
-    health::register_components(&state);
-
-    let mut background = Vec::new();
+    let mut background = health::register_components(&state);
     background.push(tokio::spawn(state.runtime.clone().heartbeat()));
     background.push(tokio::spawn(health::watch_breakers(state.clone())));
     background.push(tokio::spawn(health::watch_gpu(state.clone())));

@@ -37,6 +37,7 @@
 //! # }
 //! ```
 
+mod breaker;
 mod report;
 
 use std::fmt;
@@ -57,6 +58,7 @@ use serde::Serialize;
 use tokio::sync::{Notify, broadcast};
 use tokio::task::{JoinHandle, JoinSet};
 
+pub use breaker::breaker_health;
 pub use report::{ComponentReport, HealthReport};
 
 /// How many components one [`HealthProbe`] holds; registering one more is
