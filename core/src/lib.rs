@@ -52,6 +52,7 @@ mod bitset;
 pub mod checkpoint;
 pub mod error;
 mod float;
+pub mod frame;
 pub mod resilience;
 pub mod rng;
 pub mod telemetry;

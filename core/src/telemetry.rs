@@ -2,25 +2,34 @@
 //! jobs, a summary), in one versioned wire format that firmware and host share.
 //!
 //! # Wire format (version [`VERSION`])
-//! A frame on the wire is
+//! A frame is the project's one [`frame`] format:
 //!
 //! ```text
 //! COBS( version:u8 | postcard(TelemetryFrame) | crc32c:u32 little-endian ) 0x00
 //! ```
 //!
-//! - `version` is [`VERSION`]; a decoder refuses other versions with
+//! - `version` is [`VERSION`] when written. A reader accepts every version the project has
+//!   shipped ([`READ_VERSIONS`]: fleets upgrade one device at a time) and refuses others with
 //!   [`TelemetryError::UnsupportedVersion`] instead of misreading them. New frame kinds are
 //!   added at the end of [`TelemetryFrame`], so an older decoder reports them as
 //!   [`TelemetryError::Malformed`] and goes on with the next frame.
 //! - The payload is the frame serialized with postcard (varints, enum variants by index).
-//! - The CRC is CRC-32C (Castagnoli, as in [`checkpoint`](crate::checkpoint)) over the version
-//!   byte and the payload: COBS finds frame boundaries but detects no corruption, the CRC does.
-//!   It is computed bit by bit (no 1 KiB table), which is cheap at these frame sizes.
-//! - COBS (Consistent Overhead Byte Stuffing) removes every `0x00` from the frame, so a single
-//!   `0x00` ends it and a receiver that joins a stream in the middle (or loses bytes) finds
-//!   the next frame at the next `0x00`.
+//! - The CRC is CRC-32C over the version byte and the payload: COBS finds frame boundaries but
+//!   detects no corruption, the CRC does. Without `std` it is computed bit by bit (no 1 KiB
+//!   table), which is cheap at these frame sizes.
+//! - COBS removes every `0x00` from the frame, so a single `0x00` ends it and a receiver that
+//!   joins a stream in the middle (or loses bytes) finds the next frame at the next `0x00`.
 //!
 //! The whole encoded frame, delimiter included, is at most [`MAX_FRAME_LEN`] bytes.
+//!
+//! # Versions
+//! - 2 (today): a breaker's [`Transition`] carries the [`Trip`](crate::resilience::Trip) that
+//!   opened it, and a breaker may be `MetricsOnly`.
+//! - 1 (until commit `e40d43d`): transitions without a trip; read as transitions whose `trip` is
+//!   `None`.
+//!
+//! Frames the firmware sent at each version are golden test data (`tests/golden/telemetry/`):
+//! they decode to the recorded values, and today's encoder writes the version 2 bytes.
 //!
 //! # On a text channel
 //! A channel that carries text for people as well (semihosting stdout, a console UART) sends
@@ -51,36 +60,32 @@
 use core::fmt;
 
 use crate::error::ErrorKind;
+use crate::frame;
 use crate::resilience::circuit_breaker::{CircuitBreakerStats, Transition};
 use crate::resilience::health::{ComponentName, HealthStatus};
 use crate::resilience::recovery::{RecoveryAction, RecoveryStrategy};
 
-// Without `serde` only the size bound is used.
-#[cfg_attr(not(feature = "serde"), allow(dead_code))]
-mod cobs;
+#[cfg(feature = "serde")]
+mod v1;
 
-/// The wire format version this crate writes and reads; the first byte of every frame.
+/// The wire format version this crate writes; the first byte of every frame.
 pub const VERSION: u8 = 2;
+
+/// Every version this crate reads: each one the project has shipped, oldest first.
+pub const READ_VERSIONS: &[u8] = &[1, VERSION];
 
 /// Starts a frame's line on a text channel; the hex of the encoded frame follows.
 pub const LINE_PREFIX: &str = "@RK ";
 
 /// Ends every encoded frame; it appears nowhere else in one.
-pub const DELIMITER: u8 = 0x00;
+pub const DELIMITER: u8 = frame::DELIMITER;
 
 /// The longest postcard payload any [`TelemetryFrame`] takes (checked by a test against the
 /// largest frame of each kind).
 pub const MAX_PAYLOAD_LEN: usize = 192;
 
-/// Bytes of a frame before COBS: version, payload, CRC.
-const MAX_RAW_LEN: usize = 1 + MAX_PAYLOAD_LEN + 4;
-
 /// The longest encoded frame, delimiter included: a buffer this long holds any frame.
-pub const MAX_FRAME_LEN: usize = cobs::max_encoded_len(MAX_RAW_LEN) + 1;
-
-/// CRC-32C without a lookup table (frames are short; the table would cost 1 KiB of flash).
-#[cfg(feature = "serde")]
-static CRC32C: crc::Crc<u32, crc::NoTable> = crc::Crc::<u32, crc::NoTable>::new(&crc::CRC_32_ISCSI);
+pub const MAX_FRAME_LEN: usize = frame::max_frame_len(MAX_PAYLOAD_LEN);
 
 /// Breaker counters as a frame carries them: the totals of [`CircuitBreakerStats`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -258,7 +263,7 @@ pub enum TelemetryError {
     Cobs,
     /// Decoding: shorter than a version byte and a CRC.
     Truncated,
-    /// Decoding: the frame's version byte is not [`VERSION`].
+    /// Decoding: the frame's version byte is none of [`READ_VERSIONS`].
     UnsupportedVersion(u8),
     /// Decoding: the CRC does not match; the bytes were corrupted.
     CrcMismatch,
@@ -280,7 +285,7 @@ impl fmt::Display for TelemetryError {
             TelemetryError::UnsupportedVersion(version) => {
                 write!(
                     f,
-                    "unsupported frame version {version} (expected {VERSION})"
+                    "unsupported frame version {version} (reads 1 to {VERSION})"
                 )
             }
             TelemetryError::CrcMismatch => f.write_str("CRC mismatch"),
@@ -292,53 +297,56 @@ impl fmt::Display for TelemetryError {
 
 impl core::error::Error for TelemetryError {}
 
-/// Encodes `frame` into the front of `buf` (see the [wire format](self#wire-format-version-1))
+impl From<frame::DecodeError> for TelemetryError {
+    fn from(error: frame::DecodeError) -> Self {
+        match error {
+            frame::DecodeError::Empty => TelemetryError::Empty,
+            frame::DecodeError::Cobs => TelemetryError::Cobs,
+            frame::DecodeError::Truncated => TelemetryError::Truncated,
+            frame::DecodeError::UnsupportedVersion(version) => {
+                TelemetryError::UnsupportedVersion(version)
+            }
+            frame::DecodeError::CrcMismatch => TelemetryError::CrcMismatch,
+            frame::DecodeError::TrailingBytes => TelemetryError::TrailingBytes,
+            // `Malformed`, and whatever the codec learns to refuse later.
+            _ => TelemetryError::Malformed,
+        }
+    }
+}
+
+/// Encodes `frame` into the front of `buf` (see the [wire format](self#wire-format-version-version))
 /// and returns the encoded bytes, `0x00` delimiter included.
 ///
 /// # Errors
 /// [`TelemetryError::BufferTooSmall`] when `buf` cannot hold the frame (a buffer of
-/// [`MAX_FRAME_LEN`] bytes always can), [`TelemetryError::Encode`] when postcard refuses it.
+/// [`MAX_FRAME_LEN`] bytes always can), [`TelemetryError::Encode`] when postcard refuses it or
+/// it is longer than [`MAX_FRAME_LEN`].
 #[cfg(feature = "serde")]
 pub fn encode_frame<'b>(
     frame: &TelemetryFrame,
     buf: &'b mut [u8],
 ) -> Result<&'b [u8], TelemetryError> {
-    let mut raw = [0u8; MAX_RAW_LEN];
-    let (head, rest) = raw.split_at_mut(1);
-    if let Some(version) = head.first_mut() {
-        *version = VERSION;
-    }
-    let payload_room = rest
-        .get_mut(..MAX_PAYLOAD_LEN)
-        .ok_or(TelemetryError::Encode)?;
-    let payload_len = postcard::to_slice(frame, payload_room)
-        .map_err(|_| TelemetryError::Encode)?
-        .len();
-    let body_len = payload_len.checked_add(1).ok_or(TelemetryError::Encode)?;
-    let crc = CRC32C.checksum(raw.get(..body_len).ok_or(TelemetryError::Encode)?);
-    let raw_len = body_len.checked_add(4).ok_or(TelemetryError::Encode)?;
-    raw.get_mut(body_len..raw_len)
-        .ok_or(TelemetryError::Encode)?
-        .copy_from_slice(&crc.to_le_bytes());
-    let src = raw.get(..raw_len).ok_or(TelemetryError::Encode)?;
-    let encoded = cobs::encode(src, buf).ok_or(TelemetryError::BufferTooSmall)?;
-    *buf.get_mut(encoded).ok_or(TelemetryError::BufferTooSmall)? = DELIMITER;
-    let total = encoded
-        .checked_add(1)
-        .ok_or(TelemetryError::BufferTooSmall)?;
-    let buf: &'b [u8] = buf;
-    buf.get(..total).ok_or(TelemetryError::BufferTooSmall)
+    // No frame is longer than MAX_FRAME_LEN: where that much room was given, a frame that
+    // does not fit is one the format refuses, not a buffer too small.
+    let room = buf.len().min(MAX_FRAME_LEN);
+    let roomy = room == MAX_FRAME_LEN;
+    let buf = buf.get_mut(..room).ok_or(TelemetryError::BufferTooSmall)?;
+    frame::encode(VERSION, frame, buf).map_err(|error| match error {
+        frame::EncodeError::BufferTooSmall if !roomy => TelemetryError::BufferTooSmall,
+        _ => TelemetryError::Encode,
+    })
 }
 
-/// Decodes one encoded frame, in place: `bytes` are the frame as received, with or without its
-/// trailing `0x00` delimiter, and are overwritten by the decoding.
+/// Decodes one encoded frame of any of [`READ_VERSIONS`], in place: `bytes` are the frame as
+/// received, with or without its trailing `0x00` delimiter, and are overwritten by the
+/// decoding.
 ///
 /// Any bytes at all give a frame or a [`TelemetryError`]; nothing panics.
 ///
 /// # Errors
 /// In the order checked: [`TelemetryError::Empty`], [`TelemetryError::TooLong`],
-/// [`TelemetryError::Cobs`], [`TelemetryError::Truncated`],
-/// [`TelemetryError::UnsupportedVersion`], [`TelemetryError::CrcMismatch`],
+/// [`TelemetryError::Cobs`], [`TelemetryError::UnsupportedVersion`],
+/// [`TelemetryError::Truncated`], [`TelemetryError::CrcMismatch`],
 /// [`TelemetryError::Malformed`], [`TelemetryError::TrailingBytes`].
 #[cfg(feature = "serde")]
 pub fn decode_frame(bytes: &mut [u8]) -> Result<TelemetryFrame, TelemetryError> {
@@ -346,33 +354,15 @@ pub fn decode_frame(bytes: &mut [u8]) -> Result<TelemetryFrame, TelemetryError> 
         Some(&DELIMITER) => bytes.len().saturating_sub(1),
         _ => bytes.len(),
     };
-    let bytes = bytes.get_mut(..end).ok_or(TelemetryError::Empty)?;
-    if bytes.is_empty() {
-        return Err(TelemetryError::Empty);
-    }
-    if bytes.len() >= MAX_FRAME_LEN {
+    if end >= MAX_FRAME_LEN {
         return Err(TelemetryError::TooLong);
     }
-    let len = cobs::decode_in_place(bytes).ok_or(TelemetryError::Cobs)?;
-    let raw = bytes.get(..len).ok_or(TelemetryError::Cobs)?;
-    let crc_at = len.checked_sub(4).ok_or(TelemetryError::Truncated)?;
-    let (body, crc) = raw
-        .split_at_checked(crc_at)
-        .ok_or(TelemetryError::Truncated)?;
-    let (&version, payload) = body.split_first().ok_or(TelemetryError::Truncated)?;
-    if version != VERSION {
-        return Err(TelemetryError::UnsupportedVersion(version));
-    }
-    let sent: [u8; 4] = crc.try_into().map_err(|_| TelemetryError::Truncated)?;
-    if CRC32C.checksum(body) != u32::from_le_bytes(sent) {
-        return Err(TelemetryError::CrcMismatch);
-    }
-    let (frame, rest) = postcard::take_from_bytes::<TelemetryFrame>(payload)
-        .map_err(|_| TelemetryError::Malformed)?;
-    if !rest.is_empty() {
-        return Err(TelemetryError::TrailingBytes);
-    }
-    Ok(frame)
+    let opened = frame::open(bytes, READ_VERSIONS)?;
+    let decoded = match opened.version {
+        1 => v1::decode(opened.payload),
+        _ => frame::decode_payload(opened.payload),
+    };
+    Ok(decoded?)
 }
 
 #[cfg(all(test, feature = "serde"))]
@@ -384,6 +374,20 @@ mod tests {
     use crate::time::Instant;
     use std::string::ToString;
     use std::vec::Vec;
+
+    /// CRC-32C and COBS from their crates, not from the codec: the tests check the documented
+    /// layout, not the codec against itself.
+    static CRC32C: crc::Crc<u32> = crc::Crc::<u32>::new(&crc::CRC_32_ISCSI);
+
+    mod cobs {
+        pub(super) fn decode_in_place(buf: &mut [u8]) -> Option<usize> {
+            ::cobs::decode_in_place(buf).ok()
+        }
+
+        pub(super) fn encode(src: &[u8], dst: &mut [u8]) -> Option<usize> {
+            ::cobs::try_encode(src, dst).ok()
+        }
+    }
 
     fn encode(frame: &TelemetryFrame) -> Vec<u8> {
         let mut buf = [0u8; MAX_FRAME_LEN];
@@ -524,16 +528,18 @@ mod tests {
             Err(TelemetryError::Truncated)
         );
 
-        // Another version, with a CRC that would match.
-        let mut raw = [VERSION + 1, 0, 0, 0, 0, 0];
-        let crc = CRC32C.checksum(&raw[..2]);
-        raw[2..].copy_from_slice(&crc.to_le_bytes());
-        let mut wire = [0u8; 16];
-        let n = cobs::encode(&raw, &mut wire).expect("fits");
-        assert_eq!(
-            decode_frame(&mut wire[..n]),
-            Err(TelemetryError::UnsupportedVersion(VERSION + 1))
-        );
+        // Another version, with a CRC that would match: a later one, or none ever shipped.
+        for version in [VERSION + 1, 0] {
+            let mut raw = [version, 0, 0, 0, 0, 0];
+            let crc = CRC32C.checksum(&raw[..2]);
+            raw[2..].copy_from_slice(&crc.to_le_bytes());
+            let mut wire = [0u8; 16];
+            let n = cobs::encode(&raw, &mut wire).expect("fits");
+            assert_eq!(
+                decode_frame(&mut wire[..n]),
+                Err(TelemetryError::UnsupportedVersion(version))
+            );
+        }
 
         let mut wire = encode(&frame);
         let at = wire.len() / 2;
@@ -572,7 +578,7 @@ mod tests {
     fn errors_and_kinds_read_well() {
         assert_eq!(
             TelemetryError::UnsupportedVersion(9).to_string(),
-            "unsupported frame version 9 (expected 2)"
+            "unsupported frame version 9 (reads 1 to 2)"
         );
         assert_eq!(TelemetryError::CrcMismatch.to_string(), "CRC mismatch");
         let kinds: Vec<&str> = largest_frames().iter().map(TelemetryFrame::kind).collect();

@@ -4,7 +4,7 @@
 /// The core's own COBS module (its encoder, and its strict use of the `cobs` crate's decoder),
 /// compiled again here: it is private to the core, and including its
 /// source fuzzes exactly the code the core runs, without widening the core's API.
-#[path = "../../core/src/telemetry/cobs.rs"]
+#[path = "../../core/src/frame/cobs.rs"]
 #[allow(dead_code, unreachable_pub)]
 mod core_cobs;
 
@@ -33,7 +33,8 @@ pub mod cobs {
 }
 
 /// The wire bytes of a telemetry frame whose postcard payload is `payload`, whatever those bytes
-/// are: `COBS(version | payload | crc32c) 0x00`.
+/// are: `COBS(version | payload | crc32c) 0x00`, the core's frame format (core/src/frame.rs)
+/// built here without its encoder.
 pub fn wire_frame(payload: &[u8]) -> Vec<u8> {
     let mut raw = Vec::with_capacity(payload.len() + 5);
     raw.push(VERSION);

@@ -9,8 +9,9 @@
 
 use std::path::PathBuf;
 
+use rustkernel_core::frame::{Found, Scanner};
 use rustkernel_core::telemetry::{
-    self, DELIMITER, JobOutcome, LINE_PREFIX, MAX_FRAME_LEN, TelemetryError, TelemetryFrame,
+    self, DELIMITER, JobOutcome, LINE_PREFIX, MAX_FRAME_LEN, TelemetryFrame,
 };
 
 /// One recorded run of the firmware at one wire version.
@@ -178,23 +179,46 @@ fn version_2_recording_matches_its_log() {
 }
 
 #[test]
-fn version_1_frames_are_refused_today() {
-    let rec = recording(1);
-    for bytes in &rec.frames {
-        let mut bytes = bytes.clone();
-        assert_eq!(
-            telemetry::decode_frame(&mut bytes),
-            Err(TelemetryError::UnsupportedVersion(1))
-        );
+fn every_version_ever_shipped_is_read() {
+    assert_eq!(telemetry::READ_VERSIONS, [1, 2]);
+}
+
+#[test]
+fn frames_of_every_version_decode_to_their_values() {
+    for &version in telemetry::READ_VERSIONS {
+        let rec = recording(version);
+        for (bytes, expected) in rec.frames.iter().zip(&rec.expected) {
+            let mut bytes = bytes.clone();
+            assert_eq!(
+                telemetry::decode_frame(&mut bytes).as_ref(),
+                Ok(expected),
+                "v{version}"
+            );
+        }
     }
 }
 
 #[test]
-fn version_2_frames_decode_to_their_values() {
-    let rec = recording(telemetry::VERSION);
-    for (bytes, expected) in rec.frames.iter().zip(&rec.expected) {
-        let mut bytes = bytes.clone();
-        assert_eq!(telemetry::decode_frame(&mut bytes).as_ref(), Ok(expected));
+fn the_scanner_splits_the_raw_streams_into_the_recorded_frames() {
+    for &version in telemetry::READ_VERSIONS {
+        let rec = recording(version);
+        let stream = rec.frames.concat();
+        for piece in [1, 3, 64, stream.len()] {
+            let mut scanner = Scanner::new(Vec::new(), MAX_FRAME_LEN);
+            let mut decoded = Vec::new();
+            for mut chunk in stream.chunks(piece) {
+                while !chunk.is_empty() {
+                    let (used, found) = scanner.push(chunk);
+                    chunk = &chunk[used..];
+                    if let Some(found) = found {
+                        assert_eq!(found, Found::Frame);
+                        decoded.push(telemetry::decode_frame(scanner.frame()).unwrap());
+                    }
+                }
+            }
+            assert_eq!(scanner.finish(), None);
+            assert_eq!(decoded, rec.expected, "v{version}, pieces of {piece}");
+        }
     }
 }
 
