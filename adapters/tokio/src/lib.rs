@@ -14,6 +14,7 @@ pub mod classify;
 pub mod checkpoint_store;
 pub mod clock;
 pub mod deadline;
+pub mod frame;
 pub mod health;
 pub mod layer;
 pub mod metrics;
