@@ -2,14 +2,18 @@
 //!
 //! # Wire format (version [`PROTOCOL_VERSION`])
 //! ```text
-//! COBS( version:u8 | postcard(frame) ) 0x00
+//! COBS( version:u8 | postcard(frame) | crc32c:u32 little-endian ) 0x00
 //! ```
-//! The project's one frame format (DESIGN.md, "Wire format"): postcard for the payload, COBS
-//! so that a single `0x00` ends every frame and a reader that meets garbage finds the next
-//! boundary. The version byte comes first; a frame of another version is refused with
-//! [`ProtocolError::UnsupportedVersion`] instead of being misread. There is no CRC: the bytes
-//! travel over a local pipe, which does not corrupt them; a worker that writes garbage is
-//! caught by the decoder (and killed by the pool).
+//! The project's one frame format, written and read by the core's codec
+//! ([`rustkernel_core::frame`]: one encoder, one strict decoder, one delimiter scanner whose
+//! blocking and async drivers [`read_frame_blocking`] and [`read_frame`] wrap). A frame of
+//! another version is refused with [`DecodeError::UnsupportedVersion`] instead of being
+//! misread; the worker and the service are built together, so each speaks only its own.
+//!
+//! Version 2 added the CRC (version 1 had none, the bytes travel over a local pipe): a worker
+//! whose memory is corrupted may write bytes that are valid COBS and valid postcard, and the
+//! CRC catches them as surely as it catches a flipped bit on a firmware's UART; the pool kills a
+//! worker that writes a bad frame.
 //!
 //! The service sends [`HostFrame`]s: requests with an id and the deadline that remains
 //! (relative, in microseconds, since the two processes' clocks are not compared). The worker
@@ -23,16 +27,18 @@ use std::fmt;
 use std::io::{self, BufRead};
 
 use rustkernel_core::error::{Classify, ErrorKind};
+use rustkernel_core::frame::{self, DecodeError, EncodeError, Found, Scanner};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::{KernelRequest, KernelResponse};
 
 /// The protocol version this crate writes and reads; the first byte of every decoded frame.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// Version 2 added the CRC.
+pub const PROTOCOL_VERSION: u8 = 2;
 
 /// Ends every frame; it appears nowhere else in one.
-pub const DELIMITER: u8 = 0x00;
+pub const DELIMITER: u8 = frame::DELIMITER;
 
 /// The longest encoded frame a reader accepts, delimiter included: room for the largest
 /// matmul request (two 8192 x 8192 `f64` matrices, 1 GiB) and its COBS overhead. A stream
@@ -136,17 +142,14 @@ impl Classify for WireError {
     }
 }
 
-/// Why bytes are not a frame.
+/// Why bytes are not a frame, or could not be read or written.
 #[derive(Debug)]
 pub enum ProtocolError {
-    /// The bytes between two delimiters are not a valid COBS encoding.
-    Cobs,
-    /// The frame is empty (two delimiters in a row).
-    Empty,
-    /// The frame has a version this crate does not speak.
-    UnsupportedVersion(u8),
-    /// The payload is not a frame of this version.
-    Malformed(postcard::Error),
+    /// The bytes between two delimiters are not a frame of this protocol: not COBS, too short,
+    /// another version, a CRC mismatch, or a payload that is no frame (the core's typed error).
+    Frame(DecodeError),
+    /// A frame could not be encoded (never for this module's frames).
+    Encode(EncodeError),
     /// No delimiter within the reader's limit (this many bytes).
     TooLong(usize),
     /// The stream ended in the middle of a frame.
@@ -158,13 +161,12 @@ pub enum ProtocolError {
 impl fmt::Display for ProtocolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ProtocolError::Cobs => f.write_str("frame is not valid COBS"),
-            ProtocolError::Empty => f.write_str("empty frame"),
-            ProtocolError::UnsupportedVersion(v) => write!(
+            ProtocolError::Frame(DecodeError::UnsupportedVersion(v)) => write!(
                 f,
                 "frame has protocol version {v}, this side speaks {PROTOCOL_VERSION}"
             ),
-            ProtocolError::Malformed(e) => write!(f, "malformed frame: {e}"),
+            ProtocolError::Frame(e) => write!(f, "bad frame: {e}"),
+            ProtocolError::Encode(e) => write!(f, "frame not encoded: {e}"),
             ProtocolError::TooLong(limit) => {
                 write!(
                     f,
@@ -180,7 +182,8 @@ impl fmt::Display for ProtocolError {
 impl std::error::Error for ProtocolError {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         match self {
-            ProtocolError::Malformed(e) => Some(e),
+            ProtocolError::Frame(e) => Some(e),
+            ProtocolError::Encode(e) => Some(e),
             ProtocolError::Io(e) => Some(e),
             _ => None,
         }
@@ -195,15 +198,14 @@ impl Classify for ProtocolError {
     }
 }
 
-/// Encodes a frame, delimiter included: the version byte and the postcard body are written
-/// straight into their COBS encoding, in one pass (a 1 GiB matmul request is not copied into
-/// an intermediate buffer first).
+/// Encodes a frame, delimiter included, with the core's codec: the version byte and the
+/// postcard body are written straight into their COBS encoding while the CRC is computed, in
+/// one pass (a 1 GiB matmul request is not copied into an intermediate buffer first).
 ///
 /// # Errors
-/// [`ProtocolError::Malformed`] if serde refuses the value (never for this module's frames).
+/// [`ProtocolError::Encode`] if serde refuses the value (never for this module's frames).
 pub fn encode<T: Serialize>(frame: &T) -> Result<Vec<u8>, ProtocolError> {
-    // A tuple is its fields back to back in postcard: the version byte, then the frame.
-    postcard::to_stdvec_cobs(&(PROTOCOL_VERSION, frame)).map_err(ProtocolError::Malformed)
+    frame::encode_vec(PROTOCOL_VERSION, frame).map_err(ProtocolError::Encode)
 }
 
 /// The borrowed twin of [`HostFrame::Request`]: the same variant index and fields, so the
@@ -237,33 +239,29 @@ pub fn encode_request(
 /// delimiter is tolerated). Decodes in place, so `bytes` is overwritten.
 ///
 /// # Errors
-/// [`ProtocolError::Empty`], [`ProtocolError::Cobs`], [`ProtocolError::UnsupportedVersion`],
-/// [`ProtocolError::Malformed`] (including trailing bytes after the frame).
+/// [`ProtocolError::Frame`] with the core decoder's reason: empty, not COBS, truncated, another
+/// version, a CRC mismatch, a malformed payload or bytes after it.
 pub fn decode<T: DeserializeOwned>(bytes: &mut [u8]) -> Result<T, ProtocolError> {
-    let bytes = match bytes.split_last_mut() {
-        Some((&mut DELIMITER, rest)) => rest,
-        _ => bytes,
-    };
-    if bytes.is_empty() {
-        return Err(ProtocolError::Empty);
+    frame::decode(bytes, PROTOCOL_VERSION).map_err(ProtocolError::Frame)
+}
+
+/// What the scanner's driver said, as this module's API says it: `Ok(true)` with the frame in
+/// the scanner's buffer, `Ok(false)` at a clean end of stream.
+fn outcome<B: frame::FrameBuf>(
+    found: Option<Found>,
+    scanner: &mut Scanner<B>,
+) -> Result<bool, ProtocolError> {
+    match found {
+        Some(Found::Frame) => Ok(true),
+        Some(Found::TooLong) => Err(ProtocolError::TooLong(scanner.max_len())),
+        None if scanner.finish().is_some() => Err(ProtocolError::Truncated),
+        None => Ok(false),
     }
-    let len = cobs::decode_in_place(bytes).map_err(|_| ProtocolError::Cobs)?;
-    let raw = bytes.get(..len).ok_or(ProtocolError::Cobs)?;
-    let (&version, payload) = raw.split_first().ok_or(ProtocolError::Empty)?;
-    if version != PROTOCOL_VERSION {
-        return Err(ProtocolError::UnsupportedVersion(version));
-    }
-    let (frame, rest) = postcard::take_from_bytes(payload).map_err(ProtocolError::Malformed)?;
-    if !rest.is_empty() {
-        return Err(ProtocolError::Malformed(
-            postcard::Error::DeserializeBadEncoding,
-        ));
-    }
-    Ok(frame)
 }
 
 /// Reads the next frame's bytes (delimiter excluded) from a blocking reader into `buf`, at
-/// most `max_len` bytes ([`MAX_FRAME_LEN`] when no smaller limit is configured).
+/// most `max_len` bytes with the delimiter ([`MAX_FRAME_LEN`] when no smaller limit is
+/// configured), with the core's scanner. Delimiters in a row are skipped.
 ///
 /// Returns `Ok(false)` at a clean end of stream (nothing read since the last frame).
 ///
@@ -274,39 +272,15 @@ pub fn read_frame_blocking<R: BufRead>(
     buf: &mut Vec<u8>,
     max_len: usize,
 ) -> Result<bool, ProtocolError> {
-    buf.clear();
-    loop {
-        let available = match reader.fill_buf() {
-            Ok(bytes) => bytes,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(ProtocolError::Io(e)),
-        };
-        if available.is_empty() {
-            return if buf.is_empty() {
-                Ok(false)
-            } else {
-                Err(ProtocolError::Truncated)
-            };
-        }
-        let (taken, done) = match available.iter().position(|&b| b == DELIMITER) {
-            Some(at) => (at + 1, true),
-            None => (available.len(), false),
-        };
-        let chunk = available.get(..taken).unwrap_or_default();
-        buf.extend_from_slice(chunk.strip_suffix(&[DELIMITER]).unwrap_or(chunk));
-        reader.consume(taken);
-        if buf.len() >= max_len {
-            return Err(ProtocolError::TooLong(max_len));
-        }
-        if done {
-            return Ok(true);
-        }
-    }
+    let mut scanner = Scanner::new(buf, max_len);
+    let found = scanner.read_blocking(reader).map_err(ProtocolError::Io)?;
+    outcome(found, &mut scanner)
 }
 
 /// Reads the next frame's bytes (delimiter excluded) from an async reader into `buf`; the
-/// async twin of [`read_frame_blocking`]. `progress` is called after every chunk read, so a
-/// caller can tell a worker that is writing a large frame from one that is silent.
+/// async twin of [`read_frame_blocking`], over the same scanner
+/// ([`rustkernel_tokio::frame::read_frame`]). `progress` is called after every chunk read, so
+/// a caller can tell a worker that is writing a large frame from one that is silent.
 ///
 /// # Errors
 /// As [`read_frame_blocking`].
@@ -316,32 +290,11 @@ pub async fn read_frame<R: tokio::io::AsyncBufRead + Unpin>(
     max_len: usize,
     mut progress: impl FnMut(),
 ) -> Result<bool, ProtocolError> {
-    use tokio::io::AsyncBufReadExt;
-    buf.clear();
-    loop {
-        let available = reader.fill_buf().await.map_err(ProtocolError::Io)?;
-        if available.is_empty() {
-            return if buf.is_empty() {
-                Ok(false)
-            } else {
-                Err(ProtocolError::Truncated)
-            };
-        }
-        let (taken, done) = match available.iter().position(|&b| b == DELIMITER) {
-            Some(at) => (at + 1, true),
-            None => (available.len(), false),
-        };
-        let chunk = available.get(..taken).unwrap_or_default();
-        buf.extend_from_slice(chunk.strip_suffix(&[DELIMITER]).unwrap_or(chunk));
-        reader.consume(taken);
-        progress();
-        if buf.len() >= max_len {
-            return Err(ProtocolError::TooLong(max_len));
-        }
-        if done {
-            return Ok(true);
-        }
-    }
+    let mut scanner = Scanner::new(buf, max_len);
+    let found = rustkernel_tokio::frame::read_frame(reader, &mut scanner, |_| progress())
+        .await
+        .map_err(ProtocolError::Io)?;
+    outcome(found, &mut scanner)
 }
 
 #[cfg(test)]
@@ -398,12 +351,13 @@ mod tests {
             }),
         };
         let mut wire = encode(&request).expect("encodes");
-        // The one-pass encoding is the COBS of the version byte and the postcard body.
-        let mut raw = vec![PROTOCOL_VERSION];
-        raw.extend(postcard::to_stdvec(&request).expect("ser"));
-        let mut two_pass = cobs::encode_vec(&raw);
-        two_pass.push(DELIMITER);
-        assert_eq!(wire, two_pass);
+        // The core's frame: the COBS of the version byte, the postcard body and its CRC-32C.
+        let mut raw = cobs::decode_vec(&wire[..wire.len() - 1]).expect("COBS");
+        let crc = raw.split_off(raw.len() - 4);
+        assert_eq!(raw[0], PROTOCOL_VERSION);
+        assert_eq!(raw[1..], postcard::to_stdvec(&request).expect("ser"));
+        let castagnoli = crc_32c(&raw);
+        assert_eq!(crc, castagnoli.to_le_bytes());
         // The borrowed request frame writes the same bytes as the owned one.
         let HostFrame::Request { request: inner, .. } = &request else {
             panic!("a request");
@@ -431,41 +385,61 @@ mod tests {
         ));
     }
 
+    /// CRC-32C bit by bit, as its definition says (reflected polynomial `0x82F63B78`): the
+    /// test checks the documented format, not the codec against itself.
+    fn crc_32c(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &byte in bytes {
+            crc ^= u32::from(byte);
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0x82F6_3B78
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    fn decode_error(wire: &mut [u8]) -> DecodeError {
+        match decode::<WorkerFrame>(wire) {
+            Err(ProtocolError::Frame(error)) => error,
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[test]
     fn bad_bytes_are_typed_errors() {
-        assert!(matches!(
-            decode::<WorkerFrame>(&mut []),
-            Err(ProtocolError::Empty)
-        ));
-        assert!(matches!(
-            decode::<WorkerFrame>(&mut [0]),
-            Err(ProtocolError::Empty)
-        ));
-        assert!(matches!(
-            decode::<WorkerFrame>(&mut [5, 1]),
-            Err(ProtocolError::Cobs)
-        ));
+        assert_eq!(crc_32c(b"123456789"), 0xE306_9283);
+        assert_eq!(decode_error(&mut []), DecodeError::Empty);
+        assert_eq!(decode_error(&mut [0]), DecodeError::Empty);
+        assert_eq!(decode_error(&mut [5, 1]), DecodeError::Cobs);
+        // A version 1 heartbeat (no CRC then): refused by its version.
+        let mut wire = cobs::encode_vec(&[1, 1, 0]);
+        assert_eq!(decode_error(&mut wire), DecodeError::UnsupportedVersion(1));
         // Version 9, then a heartbeat's bytes.
-        let mut wire = cobs::encode_vec(&[9, 1, 0]);
-        assert!(matches!(
-            decode::<WorkerFrame>(&mut wire),
-            Err(ProtocolError::UnsupportedVersion(9))
-        ));
+        let mut wire = frame::encode_vec(9, &WorkerFrame::Heartbeat { seq: 0 }).expect("enc");
+        assert_eq!(decode_error(&mut wire), DecodeError::UnsupportedVersion(9));
         // Right version, unknown variant.
-        let mut wire = cobs::encode_vec(&[PROTOCOL_VERSION, 77]);
-        assert!(matches!(
-            decode::<WorkerFrame>(&mut wire),
-            Err(ProtocolError::Malformed(_))
-        ));
+        let mut wire = frame::encode_vec(PROTOCOL_VERSION, &77u8).expect("enc");
+        assert_eq!(decode_error(&mut wire), DecodeError::Malformed);
         // A valid frame with a byte too many.
-        let mut raw = vec![PROTOCOL_VERSION];
-        raw.extend(postcard::to_stdvec(&WorkerFrame::Heartbeat { seq: 3 }).expect("ser"));
-        raw.push(1);
-        let mut wire = cobs::encode_vec(&raw);
-        assert!(matches!(
-            decode::<WorkerFrame>(&mut wire),
-            Err(ProtocolError::Malformed(_))
-        ));
+        let heartbeat = (WorkerFrame::Heartbeat { seq: 3 }, 1u8);
+        let mut wire = frame::encode_vec(PROTOCOL_VERSION, &heartbeat).expect("enc");
+        assert_eq!(decode_error(&mut wire), DecodeError::TrailingBytes);
+        // One flipped bit anywhere in a reply is caught.
+        let wire = encode(&frames()[3]).expect("encodes");
+        for at in 0..wire.len() - 1 {
+            for bit in 0..8 {
+                let mut bad = wire.clone();
+                bad[at] ^= 1 << bit;
+                assert!(
+                    decode::<WorkerFrame>(&mut bad).is_err(),
+                    "byte {at} bit {bit}"
+                );
+            }
+        }
     }
 
     #[test]
@@ -526,10 +500,17 @@ mod tests {
         );
         assert_eq!(e.kind(), ErrorKind::Permanent);
         assert_eq!(
-            ProtocolError::UnsupportedVersion(2).to_string(),
-            "frame has protocol version 2, this side speaks 1"
+            ProtocolError::Frame(DecodeError::UnsupportedVersion(1)).to_string(),
+            "frame has protocol version 1, this side speaks 2"
         );
-        assert_eq!(ProtocolError::Cobs.kind(), ErrorKind::Unavailable);
+        assert_eq!(
+            ProtocolError::Frame(DecodeError::CrcMismatch).to_string(),
+            "bad frame: CRC mismatch"
+        );
+        assert_eq!(
+            ProtocolError::Frame(DecodeError::Cobs).kind(),
+            ErrorKind::Unavailable
+        );
     }
 
     proptest! {
