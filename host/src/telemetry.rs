@@ -11,6 +11,9 @@
 //! - [`Framing::Raw`]: a binary stream of encoded frames back to back (a UART dedicated to
 //!   telemetry); it is split at each `0x00`.
 //!
+//! Both are split by the core's delimiter scanner ([`rustkernel_core::frame::Scanner`]), at
+//! `\n` or at `0x00`, which keeps at most one line or one frame in memory.
+//!
 //! Every candidate frame is decoded on its own: a bad one (corrupted, cut, of another version)
 //! is reported with its byte offset in the stream and skipped, and decoding goes on.
 //!
@@ -27,9 +30,9 @@ use std::fmt;
 use std::io::{self, BufRead, Write};
 
 use clap::ValueEnum;
+use rustkernel_core::frame::{Found, Scanner};
 use rustkernel_core::telemetry::{
-    self, DELIMITER, JobOutcome, LINE_PREFIX, MAX_FRAME_LEN, Summary, TelemetryError,
-    TelemetryFrame,
+    self, JobOutcome, LINE_PREFIX, MAX_FRAME_LEN, Summary, TelemetryError, TelemetryFrame,
 };
 
 /// How frames are carried in the input.
@@ -146,18 +149,22 @@ fn scan_lines<R: BufRead, W: Write, E: Write>(
     printer: &mut Printer<'_, W, E>,
 ) -> Result<(), DecodeError> {
     let marker = LINE_PREFIX.as_bytes();
-    let mut line = Vec::new();
-    let mut line_start = 0u64;
+    let mut lines = Scanner::with_delimiter(Vec::new(), MAX_LINE_LEN + 1, b'\n');
     loop {
-        line.clear();
-        let (read, cut) =
-            read_bounded(&mut input, b'\n', &mut line, MAX_LINE_LEN).map_err(DecodeError::Read)?;
-        if read == 0 {
-            return Ok(());
-        }
-        if cut {
-            printer.bad(line_start + MAX_LINE_LEN as u64, BadFrame::LineTooLong)?;
-        }
+        let found = lines.read_blocking(&mut input).map_err(DecodeError::Read)?;
+        let line_start = lines.frame_offset();
+        let line: &[u8] = match found {
+            Some(Found::Frame) => lines.frame(),
+            Some(Found::TooLong) => {
+                printer.bad(line_start + MAX_LINE_LEN as u64, BadFrame::LineTooLong)?;
+                lines.frame()
+            }
+            // The stream ended; the last line may lack its newline.
+            None => match lines.finish() {
+                Some(line) => line,
+                None => return Ok(()),
+            },
+        };
         let mut from = 0;
         while let Some(found) = find(line.get(from..).unwrap_or_default(), marker) {
             let at = from + found;
@@ -172,7 +179,6 @@ fn scan_lines<R: BufRead, W: Write, E: Write>(
             }
             from = hex_start + hex_len;
         }
-        line_start += read as u64;
     }
 }
 
@@ -180,57 +186,25 @@ fn scan_raw<R: BufRead, W: Write, E: Write>(
     mut input: R,
     printer: &mut Printer<'_, W, E>,
 ) -> Result<(), DecodeError> {
-    let mut chunk = Vec::new();
-    let mut chunk_start = 0u64;
+    // Delimiters in a row are an idle line, not frames: the scanner skips them.
+    let mut frames = Scanner::new(Vec::new(), MAX_FRAME_LEN);
     loop {
-        chunk.clear();
-        // One byte over the longest frame is enough to tell a frame that is too long.
-        let (read, cut) = read_bounded(&mut input, DELIMITER, &mut chunk, MAX_FRAME_LEN + 1)
+        let found = frames
+            .read_blocking(&mut input)
             .map_err(DecodeError::Read)?;
-        if read == 0 {
-            return Ok(());
-        }
-        if cut {
-            printer.bad(chunk_start, BadFrame::Frame(TelemetryError::TooLong))?;
-        } else if chunk.iter().any(|&b| b != DELIMITER) {
-            // Empty chunks (delimiters in a row) are idle line, not frames.
-            printer.decode(chunk_start, &mut chunk)?;
-        }
-        chunk_start += read as u64;
-    }
-}
-
-/// Like `read_until`, but keeps at most `limit` bytes in `buf` and skips the rest up to and
-/// including `delimiter`. Returns the bytes consumed and whether any were skipped.
-fn read_bounded<R: BufRead>(
-    input: &mut R,
-    delimiter: u8,
-    buf: &mut Vec<u8>,
-    limit: usize,
-) -> io::Result<(usize, bool)> {
-    let mut consumed = 0;
-    let mut cut = false;
-    loop {
-        let available = match input.fill_buf() {
-            Ok(bytes) => bytes,
-            Err(error) if error.kind() == io::ErrorKind::Interrupted => continue,
-            Err(error) => return Err(error),
-        };
-        if available.is_empty() {
-            return Ok((consumed, cut));
-        }
-        let (taken, done) = match available.iter().position(|&b| b == delimiter) {
-            Some(at) => (at + 1, true),
-            None => (available.len(), false),
-        };
-        let room = limit.saturating_sub(buf.len());
-        let kept = available.get(..taken.min(room)).unwrap_or_default();
-        buf.extend_from_slice(kept);
-        cut |= taken - usize::from(done) > room;
-        input.consume(taken);
-        consumed += taken;
-        if done {
-            return Ok((consumed, cut));
+        let offset = frames.frame_offset();
+        match found {
+            Some(Found::Frame) => printer.decode(offset, frames.frame())?,
+            Some(Found::TooLong) => {
+                printer.bad(offset, BadFrame::Frame(TelemetryError::TooLong))?;
+            }
+            // The stream ended; the last frame may lack its delimiter.
+            None => {
+                if let Some(frame) = frames.finish() {
+                    printer.decode(offset, frame)?;
+                }
+                return Ok(());
+            }
         }
     }
 }
@@ -434,6 +408,7 @@ fn summary_text(s: &Summary) -> String {
 mod tests {
     use super::*;
     use rustkernel_core::resilience::HealthStatus;
+    use rustkernel_core::telemetry::DELIMITER;
 
     fn wire(frame: &TelemetryFrame) -> Vec<u8> {
         let mut buf = [0u8; MAX_FRAME_LEN];
@@ -529,6 +504,36 @@ mod tests {
         let (out, err, stats) = run(&input, Framing::Raw, Format::Text);
         assert_eq!(stats, DecodeStats { frames: 1, bad: 1 }, "{err}");
         assert_eq!(out.lines().count(), 1);
+    }
+
+    /// What the firmware sent at each wire version (tests/golden/telemetry/): every frame
+    /// decodes, from the log and from the raw bytes alike.
+    #[test]
+    fn golden_recordings_of_every_version_decode() {
+        let recordings: [(&[u8], &[u8]); 2] = [
+            (
+                include_bytes!("../../tests/golden/telemetry/v1/run.log"),
+                include_bytes!("../../tests/golden/telemetry/v1/frames.bin"),
+            ),
+            (
+                include_bytes!("../../tests/golden/telemetry/v2/run.log"),
+                include_bytes!("../../tests/golden/telemetry/v2/frames.bin"),
+            ),
+        ];
+        for (log, bin) in recordings {
+            let (lines, err, stats) = run(log, Framing::Lines, Format::Json);
+            assert_eq!(stats, DecodeStats { frames: 67, bad: 0 }, "{err}");
+            let (raw, err, stats) = run(bin, Framing::Raw, Format::Json);
+            assert_eq!(stats, DecodeStats { frames: 67, bad: 0 }, "{err}");
+            // The same frames, at their own offsets.
+            let frames = |out: &str| -> Vec<serde_json::Value> {
+                out.lines()
+                    .map(|line| serde_json::from_str::<serde_json::Value>(line).expect("json"))
+                    .map(|value| value["frame"].clone())
+                    .collect()
+            };
+            assert_eq!(frames(&lines), frames(&raw));
+        }
     }
 
     #[test]

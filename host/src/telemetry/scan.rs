@@ -1,8 +1,9 @@
 //! The framings of [`decode_stream`](super::decode_stream), fed in chunks as bytes arrive: a
 //! [`FrameScanner`] keeps what it needs between chunks (at most one line of
-//! [`MAX_LINE_LEN`] bytes, or one frame of [`MAX_FRAME_LEN`] bytes) and hands out each frame or
-//! bad candidate as soon as its end is seen.
+//! [`MAX_LINE_LEN`] bytes, or one frame of [`MAX_FRAME_LEN`] bytes, in the core's delimiter
+//! [`Scanner`]) and hands out each frame or bad candidate as soon as its end is seen.
 
+use rustkernel_core::frame::{Found, Scanner};
 use rustkernel_core::telemetry::{
     self, DELIMITER, LINE_PREFIX, MAX_FRAME_LEN, TelemetryError, TelemetryFrame,
 };
@@ -21,10 +22,10 @@ const UNDECIDED_KEEP: usize = 4 * MAX_FRAME_LEN;
 enum Mode {
     /// `auto` before the first marker or zero byte: the bytes seen so far (their tail).
     Undecided(Vec<u8>),
-    /// In a line: its first [`MAX_LINE_LEN`] bytes, and whether more were dropped.
-    Lines { line: Vec<u8>, cut: bool },
-    /// In a frame: its first `MAX_FRAME_LEN + 1` bytes, and whether more were dropped.
-    Raw { chunk: Vec<u8>, cut: bool },
+    /// Text lines, split at `\n`.
+    Lines(Scanner<Vec<u8>>),
+    /// Raw frames, split at `0x00`.
+    Raw(Scanner<Vec<u8>>),
 }
 
 /// Splits a byte stream that arrives in chunks into telemetry frames.
@@ -43,14 +44,10 @@ impl FrameScanner {
     pub fn new(framing: SourceFraming) -> Self {
         let mode = match framing {
             SourceFraming::Auto => Mode::Undecided(Vec::new()),
-            SourceFraming::Lines => Mode::Lines {
-                line: Vec::new(),
-                cut: false,
-            },
-            SourceFraming::Raw => Mode::Raw {
-                chunk: Vec::new(),
-                cut: false,
-            },
+            SourceFraming::Lines => {
+                Mode::Lines(Scanner::with_delimiter(Vec::new(), MAX_LINE_LEN + 1, b'\n'))
+            }
+            SourceFraming::Raw => Mode::Raw(Scanner::new(Vec::new(), MAX_FRAME_LEN)),
         };
         Self { mode }
     }
@@ -60,14 +57,14 @@ impl FrameScanner {
     pub fn framing(&self) -> SourceFraming {
         match self.mode {
             Mode::Undecided(_) => SourceFraming::Auto,
-            Mode::Lines { .. } => SourceFraming::Lines,
-            Mode::Raw { .. } => SourceFraming::Raw,
+            Mode::Lines(_) => SourceFraming::Lines,
+            Mode::Raw(_) => SourceFraming::Raw,
         }
     }
 
     /// Feeds the next bytes of the stream; `out` gets every frame or bad candidate they end.
-    pub fn push(&mut self, bytes: &[u8], out: &mut impl FnMut(Scanned)) {
-        match &mut self.mode {
+    pub fn push(&mut self, mut bytes: &[u8], out: &mut impl FnMut(Scanned)) {
+        let (scanner, lines) = match &mut self.mode {
             Mode::Undecided(pending) => {
                 pending.extend_from_slice(bytes);
                 let zero = pending.iter().position(|&b| b == DELIMITER);
@@ -90,38 +87,19 @@ impl FrameScanner {
                     }
                     None => {}
                 }
+                return;
             }
-            Mode::Lines { line, cut } => {
-                for piece in bytes.split_inclusive(|&b| b == b'\n') {
-                    let (text, ends) = match piece.split_last() {
-                        Some((b'\n', text)) => (text, true),
-                        _ => (piece, false),
-                    };
-                    let room = MAX_LINE_LEN.saturating_sub(line.len());
-                    line.extend_from_slice(text.get(..text.len().min(room)).unwrap_or_default());
-                    *cut |= text.len() > room;
-                    if ends {
-                        scan_line(line, *cut, out);
-                        line.clear();
-                        *cut = false;
-                    }
-                }
-            }
-            Mode::Raw { chunk, cut } => {
-                for piece in bytes.split_inclusive(|&b| b == DELIMITER) {
-                    let (body, ends) = match piece.split_last() {
-                        Some((&DELIMITER, body)) => (body, true),
-                        _ => (piece, false),
-                    };
-                    let room = (MAX_FRAME_LEN + 1).saturating_sub(chunk.len());
-                    chunk.extend_from_slice(body.get(..body.len().min(room)).unwrap_or_default());
-                    *cut |= body.len() > room;
-                    if ends {
-                        scan_chunk(chunk, *cut, out);
-                        chunk.clear();
-                        *cut = false;
-                    }
-                }
+            Mode::Lines(scanner) => (scanner, true),
+            Mode::Raw(scanner) => (scanner, false),
+        };
+        while !bytes.is_empty() {
+            let (used, found) = scanner.push(bytes);
+            bytes = bytes.get(used..).unwrap_or_default();
+            match (found, lines) {
+                (None, _) => {}
+                (Some(found), true) => scan_line(scanner.frame(), found == Found::TooLong, out),
+                (Some(Found::Frame), false) => out(decode(scanner.frame())),
+                (Some(Found::TooLong), false) => out(Err(BadFrame::Frame(TelemetryError::TooLong))),
             }
         }
     }
@@ -131,19 +109,15 @@ impl FrameScanner {
     pub fn finish(&mut self, out: &mut impl FnMut(Scanned)) {
         match &mut self.mode {
             Mode::Undecided(pending) => pending.clear(),
-            Mode::Lines { line, cut } => {
-                if !line.is_empty() || *cut {
-                    scan_line(line, *cut, out);
+            Mode::Lines(scanner) => {
+                if let Some(line) = scanner.finish() {
+                    scan_line(line, false, out);
                 }
-                line.clear();
-                *cut = false;
             }
-            Mode::Raw { chunk, cut } => {
-                if !chunk.is_empty() || *cut {
-                    scan_chunk(chunk, *cut, out);
+            Mode::Raw(scanner) => {
+                if let Some(frame) = scanner.finish() {
+                    out(decode(frame));
                 }
-                chunk.clear();
-                *cut = false;
             }
         }
     }
@@ -164,14 +138,6 @@ fn scan_line(line: &[u8], cut: bool, out: &mut impl FnMut(Scanned)) {
             None => out(Err(BadFrame::Hex)),
         }
         from = hex_start + hex_len;
-    }
-}
-
-fn scan_chunk(chunk: &mut [u8], cut: bool, out: &mut impl FnMut(Scanned)) {
-    if cut {
-        out(Err(BadFrame::Frame(TelemetryError::TooLong)));
-    } else if !chunk.is_empty() {
-        out(decode(chunk));
     }
 }
 
