@@ -115,8 +115,34 @@ fn main() {
         &health[..health.len() / 2],
     );
     let mut version = wire_frame(&[]);
-    version[1] = 2; // the version byte of a frame with no zero before it
+    version[1] = telemetry::VERSION + 1; // the version byte of a frame with no zero before it
     write("telemetry_frame", "corrupt-version", &version);
+    // Frames the firmware sent at wire version 1 (tests/golden/telemetry/): one of each kind.
+    let golden = fs::read("../tests/golden/telemetry/v1/frames.bin").expect("golden frames");
+    let mut kinds = Vec::new();
+    for frame in golden.split_inclusive(|&b| b == 0) {
+        let kind = telemetry::decode_frame(&mut frame.to_vec())
+            .expect("a golden frame decodes")
+            .kind();
+        if !kinds.contains(&kind) {
+            kinds.push(kind);
+            write("telemetry_frame", &format!("golden-v1-{kind}"), frame);
+        }
+    }
+
+    // The frame codec: the piece size and the limit, then a stream of frames, idle zeros, a
+    // frame too long for the limit and an unfinished one.
+    let mut stream = vec![3u8, 40, 0, 0];
+    for frame in &frames {
+        stream.extend_from_slice(&wire(frame));
+    }
+    stream.extend_from_slice(&[0x55; 50]);
+    stream.extend_from_slice(&[0, 0x11, 0x22]);
+    write("frame", "stream", &stream);
+    write("frame", "one-frame", &wire(&frames[3]));
+    let mut tiny = stream.clone();
+    tiny[..2].copy_from_slice(&[1, 1]);
+    write("frame", "limit-one", &tiny);
     write(
         "telemetry_frame",
         "corrupt-unknown-kind",

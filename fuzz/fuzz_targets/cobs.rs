@@ -1,4 +1,4 @@
-//! COBS (the core's encoder, core/src/telemetry/cobs.rs, and the `cobs` crate decoder it uses): decoding any bytes never panics, what decodes re-encodes
+//! COBS (the core's streaming encoder, core/src/frame/cobs.rs, and the `cobs` crate decoder it uses): decoding any bytes never panics, what decodes re-encodes
 //! to bytes that decode to the same data, and any data round-trips through the encoder.
 #![no_main]
 

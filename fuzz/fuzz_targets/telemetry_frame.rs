@@ -1,5 +1,6 @@
-//! Telemetry frames (core/src/telemetry.rs, `decode_frame`): any bytes give a frame or a typed
-//! error, never a panic, and a frame that decodes re-encodes to a frame that decodes to it.
+//! Telemetry frames (core/src/telemetry.rs, `decode_frame`, over the core's frame codec): any
+//! bytes give a frame or a typed error, never a panic, and a frame that decodes (of any version
+//! read) re-encodes to a frame that decodes to it.
 //!
 //! The input is used twice: as wire bytes, and as a postcard payload that the target wraps in a
 //! valid version, CRC and COBS, so the payload decoder is reached past the CRC.
