@@ -8,6 +8,10 @@
 //!
 //! Everything works in a buffer the caller provides; nothing allocates.
 //!
+//! A checkpoint is a record at rest (a file, a flash sector), not a frame in a stream, so it
+//! keeps this header rather than the COBS framing of the project's [`frame`](crate::frame) codec,
+//! whose module docs give the reasons; the two share postcard for the payload and CRC-32C.
+//!
 //! # Frame layout
 //! All integers are little-endian. The header is [`HEADER_LEN`] = 25 bytes:
 //!
