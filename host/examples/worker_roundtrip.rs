@@ -76,7 +76,9 @@ fn pipe_round_trips(worker: &PathBuf) -> Vec<Duration> {
     for id in 0..(WARM_UP + CALLS) as u64 {
         let frame = HostFrame::Request {
             id,
-            deadline_us: 1_000_000,
+            deadline: rustkernel_core::resilience::WireDeadline::from_remaining(
+                Duration::from_secs(1),
+            ),
             request: request(),
         };
         let started = Instant::now();

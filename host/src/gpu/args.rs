@@ -18,7 +18,7 @@ pub const EXIT_CRASH_FAULT: i32 = 101;
 /// Which backend the worker runs kernels on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum BackendKind {
-    /// The CPU implementations of [`kernels`]: for tests and benchmarks of the worker path,
+    /// The CPU implementations of [`kernels`](crate::kernels): for tests and benchmarks of the worker path,
     /// and for machines without CUDA.
     Cpu,
     /// CUDA through `cust` (the worker must be built with the `cuda` feature).

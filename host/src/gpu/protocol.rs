@@ -28,6 +28,7 @@ use std::io::{self, BufRead};
 
 use rustkernel_core::error::{Classify, ErrorKind};
 use rustkernel_core::frame::{self, DecodeError, EncodeError, Found, Scanner};
+use rustkernel_core::resilience::WireDeadline;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
@@ -52,9 +53,9 @@ pub enum HostFrame {
     Request {
         /// Chosen by the service; echoed in the reply.
         id: u64,
-        /// Time left until the caller's deadline when the frame was written, in
-        /// microseconds (relative, as gRPC sends it).
-        deadline_us: u64,
+        /// Time left until the caller's deadline when the frame was written (the core's
+        /// relative wire deadline, as gRPC sends it; the same bytes as its microseconds).
+        deadline: WireDeadline,
         /// The validated request.
         request: KernelRequest,
     },
@@ -214,23 +215,23 @@ pub fn encode<T: Serialize>(frame: &T) -> Result<Vec<u8>, ProtocolError> {
 enum HostFrameRef<'a> {
     Request {
         id: u64,
-        deadline_us: u64,
+        deadline: WireDeadline,
         request: &'a KernelRequest,
     },
 }
 
-/// Encodes `HostFrame::Request { id, deadline_us, request }` without cloning `request`.
+/// Encodes `HostFrame::Request { id, deadline, request }` without cloning `request`.
 ///
 /// # Errors
 /// As [`encode`].
 pub fn encode_request(
     id: u64,
-    deadline_us: u64,
+    deadline: WireDeadline,
     request: &KernelRequest,
 ) -> Result<Vec<u8>, ProtocolError> {
     encode(&HostFrameRef::Request {
         id,
-        deadline_us,
+        deadline,
         request,
     })
 }
@@ -341,7 +342,7 @@ mod tests {
         }
         let request = HostFrame::Request {
             id: 1,
-            deadline_us: 5_000,
+            deadline: WireDeadline::from_remaining(std::time::Duration::from_millis(5)),
             request: KernelRequest::PageRank(PageRankInput {
                 num_nodes: 2,
                 edges: vec![[0, 1]],
@@ -362,7 +363,17 @@ mod tests {
         let HostFrame::Request { request: inner, .. } = &request else {
             panic!("a request");
         };
-        assert_eq!(encode_request(1, 5_000, inner).expect("encodes"), wire);
+        assert_eq!(
+            encode_request(
+                1,
+                WireDeadline {
+                    remaining_micros: 5_000
+                },
+                inner
+            )
+            .expect("encodes"),
+            wire
+        );
         assert_eq!(decode::<HostFrame>(&mut wire).expect("decodes"), request);
     }
 
@@ -521,10 +532,10 @@ mod tests {
         }
 
         #[test]
-        fn matmul_requests_round_trip(n in 1u32..6, id in any::<u64>(), deadline_us in any::<u64>()) {
+        fn matmul_requests_round_trip(n in 1u32..6, id in any::<u64>(), remaining_micros in any::<u64>()) {
             let len = (n * n) as usize;
             let a: Vec<f64> = (0..len).map(|i| i as f64 - 3.5).collect();
-            let frame = HostFrame::Request { id, deadline_us, request: KernelRequest::MatMul(MatMulInput { n, a: a.clone(), b: a }) };
+            let frame = HostFrame::Request { id, deadline: WireDeadline { remaining_micros }, request: KernelRequest::MatMul(MatMulInput { n, a: a.clone(), b: a }) };
             let mut wire = encode(&frame).expect("encodes");
             prop_assert_eq!(decode::<HostFrame>(&mut wire).expect("decodes"), frame);
         }

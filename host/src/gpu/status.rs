@@ -46,7 +46,7 @@ pub enum WorkerPhase {
     Stopped,
 }
 
-/// What the supervisor publishes about the GPU path: [`GpuExecutor::status`].
+/// What the supervisor publishes about the GPU path: [`GpuExecutor::status`](super::GpuExecutor::status).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct GpuStatus {
     /// Where the worker is in its life.
@@ -63,7 +63,7 @@ pub struct GpuStatus {
     pub nvml: Option<nvml::NvmlStatus>,
     /// Why the worker last failed, if it ever did.
     pub last_failure: Option<String>,
-    /// The worker has been silent (no heartbeat, no bytes) for [`GpuConfig::stall_after`]:
+    /// The worker has been silent (no heartbeat, no bytes) for [`GpuConfig::stall_after`](super::GpuConfig::stall_after):
     /// requests go to the CPU until it speaks again or is replaced.
     pub worker_silent: bool,
 }

@@ -1,5 +1,5 @@
 //! The GPU worker as a kernel of the tokio [`Supervisor`](rustkernel_tokio::supervisor::Supervisor):
-//! [`WorkerKernel::run`] starts a worker through the [`WorkerTransport`], feeds it the jobs
+//! `WorkerKernel::run` starts a worker through the [`WorkerTransport`], feeds it the jobs
 //! the executor queues, watches its heartbeats and deadlines, and returns the moment the
 //! worker is lost, with the reason. The supervisor decides what follows, from the core's
 //! [`RecoveryLadder`](rustkernel_core::resilience::RecoveryLadder) ([`GpuConfig::ladder`]):
@@ -309,12 +309,10 @@ async fn encode_outgoing(out: Outgoing) -> Result<Vec<u8>, String> {
             deadline,
             request,
         } => {
-            let deadline_us = deadline.remaining_micros;
             if encoded_size_estimate(&request) <= ENCODE_INLINE_BYTES {
-                return protocol::encode_request(id, deadline_us, &request)
-                    .map_err(|e| e.to_string());
+                return protocol::encode_request(id, deadline, &request).map_err(|e| e.to_string());
             }
-            tokio::task::spawn_blocking(move || protocol::encode_request(id, deadline_us, &request))
+            tokio::task::spawn_blocking(move || protocol::encode_request(id, deadline, &request))
                 .await
                 .map_err(|e| format!("encoding task: {e}"))?
                 .map_err(|e| e.to_string())

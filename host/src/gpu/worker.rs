@@ -117,16 +117,21 @@ where
                 return EXIT_PROTOCOL;
             }
         };
-        let (id, deadline_us, request) = match frame {
+        let (id, deadline, request) = match frame {
             HostFrame::Shutdown => return 0,
             HostFrame::Request {
                 id,
-                deadline_us,
+                deadline,
                 request,
-            } => (id, deadline_us, request),
+            } => (id, deadline, request),
         };
         served += 1;
-        let deadline = Instant::now() + Duration::from_micros(deadline_us);
+        // The wire deadline counted from the worker's own clock ("none", u64::MAX
+        // microseconds, is a year: far enough, and no overflow).
+        let now = Instant::now();
+        let deadline = now
+            .checked_add(deadline.remaining())
+            .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400));
         if let Some(fault) = args.fault.filter(|_| served == args.fault_on)
             && let Some(status) = inject(fault, id, &out, &heartbeats_stopped, backend.as_mut())
         {

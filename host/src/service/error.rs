@@ -7,7 +7,7 @@
 //! | 401 | a protected route without a valid bearer token (`WWW-Authenticate: Bearer`) |
 //! | 404 | unknown kernel or route |
 //! | 413 | the body is over `server.body_limit_bytes` |
-//! | 415 | a binary `Content-Type` the service cannot read (`application/octet-stream`, another `application/vnd.rustkernel.*` than [`kernels::BINARY_CONTENT_TYPE`]); every other type is read as JSON |
+//! | 415 | a binary `Content-Type` the service cannot read (`application/octet-stream`, another `application/vnd.rustkernel.*` than [`kernels::BINARY_CONTENT_TYPE`](crate::kernels::BINARY_CONTENT_TYPE)); every other type is read as JSON |
 //! | 429 | the concurrency limit, the client's rate limit or the retry budget shed the request (`Retry-After`) |
 //! | 500 | the kernel failed (after retries) |
 //! | 503 | the kernel's circuit breaker is open (`Retry-After`), or the service is draining |
