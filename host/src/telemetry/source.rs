@@ -295,6 +295,19 @@ pub fn parse_device_id(text: &str) -> Result<u32, String> {
     u32::from_str_radix(digits, 16).map_err(|error| error.to_string())
 }
 
+impl TelemetryConfig {
+    /// A device's silence thresholds: `unknown_after` (its components turn unknown) and
+    /// `unhealthy_after` (unhealthy), kept in order even for a config built by hand.
+    #[must_use]
+    pub fn silence(&self) -> rustkernel_core::resilience::SilenceConfig {
+        let silent_after = self.unknown_after.max(Duration::from_micros(1));
+        rustkernel_core::resilience::SilenceConfig {
+            silent_after,
+            lost_after: self.unhealthy_after.max(silent_after),
+        }
+    }
+}
+
 impl TelemetryFile {
     /// Checks every value over the defaults.
     ///

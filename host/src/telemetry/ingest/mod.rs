@@ -61,6 +61,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use rustkernel_core::resilience::Silence;
 use rustkernel_core::resilience::health::NAME_CAPACITY;
 use rustkernel_core::resilience::recovery::{RecoveryAction, RecoveryStrategy};
 use rustkernel_core::resilience::{
@@ -68,6 +69,7 @@ use rustkernel_core::resilience::{
     ProbeRoles,
 };
 use rustkernel_core::telemetry::{JobOutcome, Summary, TelemetryFrame};
+use rustkernel_tokio::clock;
 use rustkernel_tokio::resilience::{ComponentOptions, HealthProbe, check_fn};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpListener;
@@ -78,170 +80,15 @@ use tokio::time::Instant;
 use super::scan::{FrameScanner, Scanned};
 use super::source::{SourceFraming, SourceKind, TelemetryConfig, TelemetrySource};
 
-// ----- metrics -----
+mod metrics;
+mod streams;
+mod verdicts;
 
-/// Labels of a source's frames.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FrameLabels {
-    /// The source as written (`tcp://127.0.0.1:9000`, `file:/var/log/edge.log`, `-`).
-    pub source: String,
-    /// `ok`, `bad`, `no_hello` or `refused`.
-    pub result: &'static str,
-}
-
-/// Labels of one device.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DeviceLabels {
-    /// The device id, 8 hex digits.
-    pub device: String,
-}
-
-/// Labels of one component of a device.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct EdgeComponentLabels {
-    /// The device id.
-    pub device: String,
-    /// The component's name on the device.
-    pub component: String,
-}
-
-/// Labels of a breaker transition on a device.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct EdgeTransitionLabels {
-    /// The device id.
-    pub device: String,
-    /// The component the breaker guards.
-    pub component: String,
-    /// The state before.
-    pub from: &'static str,
-    /// The state after.
-    pub to: &'static str,
-}
-
-/// Labels of an escalation on a device.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct EdgeEscalationLabels {
-    /// The device id.
-    pub device: String,
-    /// The component.
-    pub component: String,
-    /// The strategy escalated to (`degrade`, `notify_operator`, ...).
-    pub strategy: &'static str,
-}
-
-/// Labels of a device's job outcomes.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct EdgeJobLabels {
-    /// The device id.
-    pub device: String,
-    /// `done`, `fallback` or `failed`.
-    pub outcome: &'static str,
-}
-
-/// Labels of a device's own totals.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct ReportedLabels {
-    /// The device id.
-    pub device: String,
-    /// The summary field (`restarts`, `breaker_opens`, ...).
-    pub counter: &'static str,
-}
-
-type TimeGauge = Gauge<f64, AtomicU64>;
-
-/// The `rustkernel_edge_*` families (see the [module](self) for the table).
-#[derive(Clone, Debug, Default)]
-pub struct EdgeMetrics {
-    /// Frames by source and result.
-    pub frames: Family<FrameLabels, Counter>,
-    /// Devices tracked.
-    pub devices: Gauge,
-    /// Hellos refused because `max_devices` were tracked.
-    pub devices_refused: Counter,
-    /// Components refused (per-device bound, or the probe was full).
-    pub components_refused: Counter,
-    /// When each device last sent a frame (Unix seconds).
-    pub last_frame: Family<DeviceLabels, TimeGauge>,
-    /// Breaker transitions by device and component.
-    pub breaker_transitions: Family<EdgeTransitionLabels, Counter>,
-    /// Restarts by device and component.
-    pub restarts: Family<EdgeComponentLabels, Counter>,
-    /// Escalations by device, component and strategy.
-    pub escalations: Family<EdgeEscalationLabels, Counter>,
-    /// When an operator was last called for a component (Unix seconds).
-    pub operator_notified: Family<EdgeComponentLabels, TimeGauge>,
-    /// Job outcomes by device.
-    pub job_outcomes: Family<EdgeJobLabels, Counter>,
-    /// The device's own totals from its last summary frame.
-    pub reported: Family<ReportedLabels, Gauge>,
-}
-
-impl EdgeMetrics {
-    /// Registers every family in `registry` (under its prefix, `rustkernel_` in the service).
-    pub fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "edge_frames",
-            "Telemetry frames ingested, by source and result",
-            self.frames.clone(),
-        );
-        registry.register("edge_devices", "Edge devices tracked", self.devices.clone());
-        registry.register(
-            "edge_devices_refused",
-            "Edge devices refused because max_devices were tracked",
-            self.devices_refused.clone(),
-        );
-        registry.register(
-            "edge_components_refused",
-            "Edge components refused (per-device bound or health probe full)",
-            self.components_refused.clone(),
-        );
-        registry.register(
-            "edge_last_frame_timestamp_seconds",
-            "When an edge device last sent a frame (Unix time)",
-            self.last_frame.clone(),
-        );
-        registry.register(
-            "edge_breaker_transitions",
-            "Circuit breaker transitions on edge devices",
-            self.breaker_transitions.clone(),
-        );
-        registry.register(
-            "edge_restarts",
-            "Restarts carried out on edge devices",
-            self.restarts.clone(),
-        );
-        registry.register(
-            "edge_escalations",
-            "Recovery escalations on edge devices",
-            self.escalations.clone(),
-        );
-        registry.register(
-            "edge_operator_notified_timestamp_seconds",
-            "When an edge component last asked for an operator (Unix time)",
-            self.operator_notified.clone(),
-        );
-        registry.register(
-            "edge_job_outcomes",
-            "Jobs finished on edge devices, by outcome",
-            self.job_outcomes.clone(),
-        );
-        registry.register(
-            "edge_reported",
-            "An edge device's own totals from its latest summary frame",
-            self.reported.clone(),
-        );
-    }
-}
+pub use metrics::*;
+pub use streams::{FOLLOW_INTERVAL, read_stream, start};
+use verdicts::{Followup, PushState};
 
 // ----- the fleet -----
-
-/// Where a device is in its silence.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Phase {
-    Talking,
-    Unknown,
-    Silent,
-}
 
 #[derive(Debug)]
 struct Component {
@@ -259,9 +106,10 @@ struct Component {
 #[derive(Debug)]
 struct Device {
     label: String,
-    last_frame: Instant,
+    /// How long it has been quiet: talking, silent (`unknown_after`: its components turn
+    /// unknown), lost (`unhealthy_after`: unhealthy). The core's machine, on tokio's clock.
+    silence: Silence,
     last_frame_wall: SystemTime,
-    phase: Phase,
     /// Component numbers to names, from component frames.
     names: HashMap<u8, String>,
     /// Tracked components by name.
@@ -294,27 +142,6 @@ impl StreamContext {
     }
 }
 
-/// What the probe must be told after a frame, once the lock is released.
-#[derive(Debug, Default)]
-struct Followup {
-    reset: Vec<String>,
-    check: Vec<(String, Arc<PushState>)>,
-}
-
-/// A component's pushes: a change marks it dirty; one task at a time checks it until the
-/// probe shows what the fleet holds (a check whose result the probe drops, because another
-/// check of the component was in flight with an older answer, is pushed again).
-#[derive(Debug, Default)]
-struct PushState {
-    /// Changed since the running push task last checked.
-    dirty: AtomicBool,
-    /// A push task runs.
-    active: AtomicBool,
-}
-
-/// The most checks one push task makes before it leaves the rest to the probe's rounds.
-const PUSH_ATTEMPTS: u32 = 100;
-
 /// The ingested state of every edge device, and the settings it is kept with.
 #[derive(Debug)]
 pub struct EdgeFleet {
@@ -325,21 +152,6 @@ pub struct EdgeFleet {
     changed: Notify,
     weak: Weak<EdgeFleet>,
     listeners: Mutex<Vec<(TelemetrySource, SocketAddr)>>,
-}
-
-/// The answer of an edge component's check at one moment.
-enum Verdict {
-    Ready(HealthCheckResult),
-    /// Unknown for now: ask again at this time, or when something changes.
-    Pending(Instant, Pending),
-}
-
-/// Why a component is unknown.
-enum Pending {
-    /// The device is silent (the message says for how long).
-    Silent(String),
-    /// The device has not reported the component's health.
-    NoStatus,
 }
 
 impl EdgeFleet {
@@ -380,14 +192,6 @@ impl EdgeFleet {
             .values()
             .map(|device| device.label.clone())
             .collect()
-    }
-
-    /// How long an edge component's check may take: it waits while the component is unknown.
-    fn check_window(&self) -> Duration {
-        self.config
-            .unhealthy_after
-            .saturating_sub(self.config.unknown_after)
-            .saturating_add(Duration::from_secs(1))
     }
 
     /// Applies one scanned item of a stream.
@@ -457,9 +261,8 @@ impl EdgeFleet {
                 None => {
                     let device = Device {
                         label: format!("{id:08x}"),
-                        last_frame: Instant::now(),
+                        silence: Silence::new(self.config.silence(), clock::now()),
                         last_frame_wall: SystemTime::now(),
-                        phase: Phase::Talking,
                         names: HashMap::new(),
                         components: BTreeMap::new(),
                         critical: self.config.critical_devices.contains(&id),
@@ -493,12 +296,10 @@ impl EdgeFleet {
 
     /// A frame arrived from `device` now.
     fn heard(&self, device: &mut Device, followup: &mut Followup) {
-        device.last_frame = Instant::now();
         device.last_frame_wall = SystemTime::now();
         self.set_last_frame(device);
-        if device.phase != Phase::Talking {
+        if device.silence.on_heard(clock::now()).is_some() {
             tracing::info!(device = %device.label, "edge device talks again");
-            device.phase = Phase::Talking;
             for component in device.components.values() {
                 followup.check(component);
             }
@@ -751,216 +552,6 @@ impl EdgeFleet {
             }
         }
     }
-
-    /// An edge component's check: answers from the ingested state, waiting while it is
-    /// unknown (until news arrive or the deadline passes), at most until the check window
-    /// nearly ends.
-    async fn check(&self, device: &str, name: &str) -> HealthCheckResult {
-        let window = self.check_window();
-        let give_up =
-            Instant::now() + window.saturating_sub((window / 10).min(Duration::from_millis(500)));
-        loop {
-            let notified = self.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let (until, why) = match self.verdict(device, name) {
-                Verdict::Ready(result) => return result,
-                Verdict::Pending(until, why) => (until, why),
-            };
-            if Instant::now() >= give_up {
-                return match why {
-                    Pending::Silent(message) => HealthCheckResult::unhealthy(&message),
-                    Pending::NoStatus => {
-                        HealthCheckResult::degraded("no health status reported by the device")
-                    }
-                };
-            }
-            tokio::select! {
-                () = tokio::time::sleep_until(until.min(give_up)) => {}
-                () = &mut notified => {}
-            }
-        }
-    }
-
-    fn verdict(&self, device_label: &str, name: &str) -> Verdict {
-        let fleet = lock(&self.fleet);
-        let Some(device) = fleet.devices.values().find(|d| d.label == device_label) else {
-            return Verdict::Ready(HealthCheckResult::unhealthy("device not tracked"));
-        };
-        let Some(component) = device.components.get(name) else {
-            return Verdict::Ready(HealthCheckResult::unhealthy("component not tracked"));
-        };
-        let now = Instant::now();
-        let silence = now.saturating_duration_since(device.last_frame);
-        let silent = || {
-            format!(
-                "silent {} since {}",
-                humantime::format_duration(Duration::from_secs(silence.as_secs())),
-                humantime::format_rfc3339_seconds(device.last_frame_wall)
-            )
-        };
-        if silence >= self.config.unhealthy_after {
-            return Verdict::Ready(HealthCheckResult::unhealthy(&silent()));
-        }
-        let deadline = device.last_frame + self.config.unhealthy_after;
-        if silence >= self.config.unknown_after {
-            return Verdict::Pending(deadline, Pending::Silent(silent()));
-        }
-        let reported = match component.status {
-            None | Some(HealthStatus::Unknown) => {
-                return Verdict::Pending(deadline, Pending::NoStatus);
-            }
-            Some(status) => status,
-        };
-        let result = match component.escalation {
-            Some((strategy, at)) => HealthCheckResult::new(
-                reported.worst(HealthStatus::Degraded),
-                &format!(
-                    "escalated to {strategy} at {}",
-                    humantime::format_rfc3339_seconds(at)
-                ),
-            ),
-            None => {
-                let message = match component.breaker {
-                    CircuitState::Closed | CircuitState::Disabled => String::new(),
-                    state => format!("breaker {}", state.label()),
-                };
-                HealthCheckResult::new(reported, &message)
-            }
-        };
-        Verdict::Ready(result)
-    }
-
-    /// Tells the probe what changed, without the fleet's lock, and wakes waiting checks.
-    fn follow_up(&self, followup: Followup) {
-        self.push(followup);
-        self.changed.notify_waiters();
-    }
-
-    fn push(&self, followup: Followup) {
-        for name in &followup.reset {
-            // Unknown at once; the probe's next check waits for news.
-            let _ = self.probe.reset(name);
-        }
-        for (name, push) in followup.check {
-            push.dirty.store(true, Ordering::SeqCst);
-            if push.active.swap(true, Ordering::SeqCst) {
-                continue;
-            }
-            let weak = self.weak.clone();
-            tokio::spawn(async move {
-                let Some(fleet) = weak.upgrade() else { return };
-                let mut attempts = 0;
-                loop {
-                    push.dirty.store(false, Ordering::SeqCst);
-                    let _ = fleet.probe.check(&name).await;
-                    attempts += 1;
-                    if !fleet.shown(&name) && attempts < PUSH_ATTEMPTS {
-                        // Another check was in flight: let it land, then push again.
-                        tokio::time::sleep(Duration::from_millis(5)).await;
-                        continue;
-                    }
-                    if push.dirty.load(Ordering::SeqCst) && attempts < PUSH_ATTEMPTS {
-                        continue;
-                    }
-                    push.active.store(false, Ordering::SeqCst);
-                    // A change that came after the last look but found the task still active.
-                    if push.dirty.load(Ordering::SeqCst)
-                        && !push.active.swap(true, Ordering::SeqCst)
-                        && attempts < PUSH_ATTEMPTS
-                    {
-                        continue;
-                    }
-                    return;
-                }
-            });
-        }
-    }
-
-    /// Whether the probe shows what the fleet holds for component `full` (or the component is
-    /// unknown for now, which its waiting check takes care of).
-    fn shown(&self, full: &str) -> bool {
-        let Some((device, name)) = full
-            .strip_prefix("edge/")
-            .and_then(|rest| rest.split_once('/'))
-        else {
-            return true;
-        };
-        let Verdict::Ready(expected) = self.verdict(device, name) else {
-            return true;
-        };
-        let report = self.probe.report();
-        report.component(full).is_none_or(|shown| {
-            shown.status == expected.status && shown.message == expected.message()
-        })
-    }
-
-    /// Moves silent devices to unknown, then unhealthy; runs until aborted.
-    async fn watch_silence(fleet: Arc<EdgeFleet>) {
-        loop {
-            let notified = fleet.changed.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
-            let mut followup = Followup::default();
-            let next = {
-                let now = Instant::now();
-                let mut state = lock(&fleet.fleet);
-                let mut next: Option<Instant> = None;
-                for device in state.devices.values_mut() {
-                    let silence = now.saturating_duration_since(device.last_frame);
-                    let phase = if silence >= fleet.config.unhealthy_after {
-                        Phase::Silent
-                    } else if silence >= fleet.config.unknown_after {
-                        Phase::Unknown
-                    } else {
-                        Phase::Talking
-                    };
-                    if phase != device.phase {
-                        tracing::warn!(
-                            device = %device.label,
-                            silent_s = silence.as_secs(),
-                            to = ?phase,
-                            "edge device silent"
-                        );
-                        for component in device.components.values() {
-                            match phase {
-                                Phase::Unknown => followup.reset.push(component.full.clone()),
-                                Phase::Silent => followup.check(component),
-                                Phase::Talking => {}
-                            }
-                        }
-                        device.phase = phase;
-                    }
-                    let due = match phase {
-                        Phase::Talking => Some(device.last_frame + fleet.config.unknown_after),
-                        Phase::Unknown => Some(device.last_frame + fleet.config.unhealthy_after),
-                        Phase::Silent => None,
-                    };
-                    next = match (next, due) {
-                        (Some(a), Some(b)) => Some(a.min(b)),
-                        (a, b) => a.or(b),
-                    };
-                }
-                next
-            };
-            // Resets and pushes only; no notify, or this loop would wake itself.
-            fleet.push(followup);
-            match next {
-                Some(at) => tokio::select! {
-                    () = tokio::time::sleep_until(at) => {}
-                    () = &mut notified => {}
-                },
-                None => notified.await,
-            }
-        }
-    }
-}
-
-impl Followup {
-    fn check(&mut self, component: &Component) {
-        self.check
-            .push((component.full.clone(), component.push.clone()));
-    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -986,215 +577,6 @@ fn sanitize(name: &str, device_len: usize) -> String {
         "_".to_owned()
     } else {
         cleaned
-    }
-}
-
-// ----- sources -----
-
-/// How long a followed file waits before looking for more bytes.
-pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
-
-const READ_CHUNK: usize = 8 * 1024;
-
-/// Binds the TCP sources (so a bad address fails the start) and spawns a task per source,
-/// plus the silence watcher. Sources start reading once `ready` resolves (the service's first
-/// round of health checks is over, so no edge check holds up startup).
-///
-/// # Errors
-/// The source and the I/O error when a TCP source cannot be bound.
-pub async fn start(
-    fleet: &Arc<EdgeFleet>,
-    ready: impl std::future::Future<Output = ()> + Send + 'static,
-) -> Result<Vec<JoinHandle<()>>, (TelemetrySource, std::io::Error)> {
-    let mut listeners = Vec::new();
-    for source in &fleet.config.sources {
-        if let SourceKind::Tcp(address) = source.kind {
-            let listener = TcpListener::bind(address)
-                .await
-                .map_err(|error| (source.clone(), error))?;
-            let bound = listener
-                .local_addr()
-                .map_err(|error| (source.clone(), error))?;
-            tracing::info!(source = %source, %bound, "telemetry: listening for edge devices");
-            lock(&fleet.listeners).push((source.clone(), bound));
-            listeners.push((source.clone(), bound, listener));
-        }
-    }
-    let mut tasks = vec![tokio::spawn(EdgeFleet::watch_silence(fleet.clone()))];
-    let (go, wait) = tokio::sync::watch::channel(false);
-    tasks.push(tokio::spawn(async move {
-        ready.await;
-        let _ = go.send(true);
-    }));
-    for (source, bound, listener) in listeners {
-        let fleet = fleet.clone();
-        let mut wait = wait.clone();
-        tasks.push(tokio::spawn(async move {
-            let _ = wait.wait_for(|go| *go).await;
-            accept(fleet, source, bound, listener).await;
-        }));
-    }
-    for source in fleet.config.sources.clone() {
-        let fleet = fleet.clone();
-        let mut wait = wait.clone();
-        match source.kind.clone() {
-            SourceKind::Tcp(_) => {}
-            SourceKind::Stdin => tasks.push(tokio::spawn(async move {
-                let _ = wait.wait_for(|go| *go).await;
-                let label = source.to_string();
-                read_stream(&fleet, &label, source.framing, tokio::io::stdin()).await;
-                tracing::info!(source = %label, "telemetry: standard input ended");
-            })),
-            SourceKind::File(path) => tasks.push(tokio::spawn(async move {
-                let _ = wait.wait_for(|go| *go).await;
-                follow(&fleet, &source, &path).await;
-            })),
-        }
-    }
-    Ok(tasks)
-}
-
-/// Reads `input` to its end into the fleet.
-pub async fn read_stream(
-    fleet: &EdgeFleet,
-    source: &str,
-    framing: SourceFraming,
-    mut input: impl AsyncRead + Unpin,
-) {
-    let mut scanner = FrameScanner::new(framing);
-    let mut stream = StreamContext::new(source);
-    let mut buf = vec![0u8; READ_CHUNK];
-    loop {
-        match input.read(&mut buf).await {
-            Ok(0) => break,
-            Ok(n) => scanner.push(buf.get(..n).unwrap_or_default(), &mut |item| {
-                fleet.ingest(&mut stream, item);
-            }),
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(error) => {
-                tracing::warn!(%source, %error, "telemetry: read failed; stream closed");
-                break;
-            }
-        }
-    }
-    scanner.finish(&mut |item| fleet.ingest(&mut stream, item));
-}
-
-async fn accept(
-    fleet: Arc<EdgeFleet>,
-    source: TelemetrySource,
-    bound: SocketAddr,
-    listener: TcpListener,
-) {
-    let label = TelemetrySource {
-        kind: SourceKind::Tcp(bound),
-        framing: source.framing,
-    }
-    .to_string();
-    let slots = Arc::new(Semaphore::new(fleet.config.max_connections));
-    loop {
-        let (socket, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(source = %label, %error, "telemetry: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(
-                source = %label,
-                %peer,
-                max_connections = fleet.config.max_connections,
-                "telemetry: connection refused, max_connections are open"
-            );
-            drop(socket);
-            continue;
-        };
-        tracing::info!(source = %label, %peer, "telemetry: edge connection");
-        let fleet = fleet.clone();
-        let label = label.clone();
-        tokio::spawn(async move {
-            read_stream(&fleet, &label, source.framing, socket).await;
-            tracing::info!(source = %label, %peer, "telemetry: edge connection closed");
-            drop(permit);
-        });
-    }
-}
-
-/// Reads a file from its start and follows it as it grows; a truncated file is read again from
-/// its start, a replaced one (another inode at the path) is reopened.
-async fn follow(fleet: &EdgeFleet, source: &TelemetrySource, path: &Path) {
-    let label = source.to_string();
-    let mut warned = false;
-    loop {
-        let file = match tokio::fs::File::open(path).await {
-            Ok(file) => file,
-            Err(error) => {
-                if !warned {
-                    tracing::warn!(source = %label, %error, "telemetry: cannot open; retrying");
-                    warned = true;
-                }
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                continue;
-            }
-        };
-        warned = false;
-        follow_open(fleet, &label, source.framing, path.to_owned(), file).await;
-    }
-}
-
-/// Follows one opened file until it is replaced or truncated.
-async fn follow_open(
-    fleet: &EdgeFleet,
-    label: &str,
-    framing: SourceFraming,
-    path: PathBuf,
-    mut file: tokio::fs::File,
-) {
-    let identity = |meta: &std::fs::Metadata| {
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::MetadataExt as _;
-            (meta.dev(), meta.ino())
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = meta;
-            (0u64, 0u64)
-        }
-    };
-    let opened = file.metadata().await.map(|meta| identity(&meta)).ok();
-    let mut scanner = FrameScanner::new(framing);
-    let mut stream = StreamContext::new(label);
-    let mut buf = vec![0u8; READ_CHUNK];
-    let mut position = 0u64;
-    loop {
-        match file.read(&mut buf).await {
-            Ok(0) => {
-                tokio::time::sleep(FOLLOW_INTERVAL).await;
-                let now = tokio::fs::metadata(&path).await.ok();
-                let replaced = now.as_ref().map(&identity) != opened;
-                let truncated = now.as_ref().is_some_and(|meta| meta.len() < position);
-                if replaced || truncated {
-                    tracing::info!(source = %label, replaced, truncated, "telemetry: file changed; reading it from its start");
-                    scanner.finish(&mut |item| fleet.ingest(&mut stream, item));
-                    return;
-                }
-            }
-            Ok(n) => {
-                position += n as u64;
-                scanner.push(buf.get(..n).unwrap_or_default(), &mut |item| {
-                    fleet.ingest(&mut stream, item);
-                });
-            }
-            Err(error) if error.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(error) => {
-                tracing::warn!(source = %label, %error, "telemetry: read failed; reopening");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                return;
-            }
-        }
     }
 }
 
