@@ -16,6 +16,9 @@ rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi
 step "format"
 cargo fmt --all -- --check
 
+step "layout: no circle of imports in host/src, no non-test file of 700 lines or more"
+./scripts/host-layout.py
+
 # The committed PTX (host/cuda/ptx/) is what the pinned NVRTC 12.4 makes of host/cuda/*.cu, and
 # every kernel assembles with ptxas for sm_80 and sm_90; prints registers and spills per kernel.
 # Fetches the pinned compiler once into target/cuda-toolchain/ (scripts/build-ptx.sh).

@@ -250,7 +250,7 @@ async fn every_probe_and_the_scrape_path_are_served_on_the_configured_port() {
     // Startup finishes when every component answered its first check (microseconds here);
     // the bound only keeps a broken service from hanging the test.
     tokio::time::timeout(Duration::from_secs(30), async {
-        while !running.state().is_started() {
+        while !running.is_started() {
             tokio::task::yield_now().await;
         }
     })

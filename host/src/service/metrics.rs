@@ -30,7 +30,6 @@
 //! | `rustkernel_http_requests_total` | counter | `route`, `status` | service |
 //! | `rustkernel_edge_*` | | edge devices' telemetry: see [`crate::telemetry::ingest`] | service |
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -40,16 +39,12 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use rustkernel_tokio::metrics::ResilienceCollector;
 
-use std::sync::Arc;
-
-use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use rustkernel_tokio::resilience::HealthProbe;
+use rustkernel_tokio::resilience::{CircuitBreaker, HealthProbe};
 
-use super::AppState;
 use super::error::ApiError;
-use super::state::KernelSlot;
+use crate::config::KernelWindow;
 use crate::gpu::GpuExecutor;
 
 /// Labels of one kernel.
@@ -214,16 +209,14 @@ impl Metrics {
 /// The service's resilience collector: every kernel's breaker under its id, the GPU device's
 /// breaker and its worker supervisor's decisions under its name (`gpu0`) with `[gpu]`, and
 /// the health probe.
-pub(super) fn resilience_collector(
-    kernels: &BTreeMap<&'static str, KernelSlot>,
+pub(super) fn resilience_collector<'a>(
+    kernel_breakers: impl IntoIterator<Item = (&'static str, &'a CircuitBreaker<KernelWindow>)>,
     gpu: Option<&GpuExecutor>,
     probe: &HealthProbe,
 ) -> ResilienceCollector {
     let mut collector = ResilienceCollector::new();
-    for slot in kernels.values() {
-        if let Some(breaker) = slot.pipeline.breaker() {
-            collector = collector.with_breaker(slot.id, breaker.clone());
-        }
+    for (id, breaker) in kernel_breakers {
+        collector = collector.with_breaker(id, breaker.clone());
     }
     if let Some(gpu) = gpu {
         let breaker = gpu.breaker();
@@ -234,9 +227,9 @@ pub(super) fn resilience_collector(
     collector.with_health(probe.clone())
 }
 
-/// `GET /metrics`: Prometheus text.
-pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
-    match state.metrics.encode() {
+/// The answer of `GET /metrics`: OpenMetrics text of every family.
+pub(super) fn exposition(metrics: &Metrics) -> Response {
+    match metrics.encode() {
         Ok(text) => (
             StatusCode::OK,
             [(

@@ -49,7 +49,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, State};
 use axum::routing::{get, post};
 use rustkernel_tokio::resilience::HealthRunner;
 use tokio::net::TcpListener;
@@ -106,9 +106,15 @@ fn router(state: &Arc<AppState>, body_limit: usize) -> Router {
         .route("/health/startup", get(health::startup))
         .route("/health", get(health::full))
         .route_layer(from_fn_with_state(state.clone(), auth::health));
-    let metrics = Router::new()
-        .route("/metrics", get(metrics::metrics))
-        .route_layer(from_fn_with_state(state.clone(), auth::metrics));
+    let metrics =
+        Router::new()
+            .route(
+                "/metrics",
+                get(|State(state): State<Arc<AppState>>| async move {
+                    metrics::exposition(&state.metrics)
+                }),
+            )
+            .route_layer(from_fn_with_state(state.clone(), auth::metrics));
     let kernels = Router::new()
         .route(
             "/v1/kernels/{family}/{name}/execute",
@@ -294,6 +300,12 @@ impl RunningService {
     #[must_use]
     pub fn local_addr(&self) -> SocketAddr {
         self.address
+    }
+
+    /// Whether start-up is over, as `/health/startup` answers it (from the health registry).
+    #[must_use]
+    pub fn is_started(&self) -> bool {
+        health::started(&self.state.probe.report())
     }
 
     /// The shared state (metrics, kernels, probe), for tests and the demo.

@@ -108,8 +108,11 @@ impl AppState {
             let burst = NonZeroU32::new(config.limits.per_client_burst).unwrap_or(rate);
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
+        let breakers = kernels
+            .values()
+            .filter_map(|slot| slot.pipeline.breaker().map(|breaker| (slot.id, breaker)));
         let metrics = Metrics::new(super::metrics::resilience_collector(
-            &kernels,
+            breakers,
             gpu.as_ref(),
             &probe,
         ));
@@ -198,12 +201,6 @@ impl AppState {
         self.rate_limiter
             .as_ref()
             .map_or(0, |limiter| limiter.len())
-    }
-
-    /// Whether start-up is over, as `/health/startup` answers it: from the registry.
-    #[must_use]
-    pub fn is_started(&self) -> bool {
-        super::health::started(&self.probe.report())
     }
 
     /// Whether a shutdown began.
