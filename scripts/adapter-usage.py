@@ -26,8 +26,13 @@ How an item counts as used (a name match in a path or type context, not type che
   - a path in the user's code resolves to the item through the file's `use` declarations
     (`use rustkernel_tokio::clock; clock::now()`, renames, groups and globs) or spells it out
     (`rustkernel_tokio::clock::now()`); `T::f` also uses `T`;
-  - a method `T::m` is called as `.m(` in a file that knows `T`: the file names `T`, or a
-    function or method it uses returns `T` (or hands one to a closure), transitively;
+  - a method `T::m` is called as `.m(` on a receiver declared with type `T` anywhere in the
+    package (`probe: Arc<HealthProbe>` in one file, `state.probe.record(..)` in another; a
+    field, binding, parameter, static, or a function returning it); or in a file that knows
+    `T` (the file names `T`, or a function or method it uses returns `T` or hands one to a
+    closure, transitively), unless the receiver is one of the file's statics or consts (whose
+    type is known: only a static of type `T` counts for `T`), or what a method of the crate
+    returned (`T::builder(..).name(..)` is a call on the builder, not on `T`);
   - a trait method is called as `.m(` in a file that names the trait (a trait must be in scope
     for its methods), or defined in that file's `impl Trait for ..` block;
   - a type is also used when an item that is used returns it, gives it to a closure, or names it
@@ -431,14 +436,15 @@ class UserFile:
     path: str
     package: str  # host, firmware-examples, adapters/tokio, ...
     refs: list[tuple[str, int]]  # (resolved path, line)
-    calls: list[tuple[str, str | None, int]]  # `.name(`: (name, receiver's name, line)
+    calls: list[tuple[str, str | None, int]]  # `.name(`: (name, receiver `x` or `x()`, line)
     impls: list[tuple[str, set[str]]]  # (resolved trait path, fn names defined in the block)
     typed: dict[str, set[str]]  # field, binding or fn name -> resolved paths in its declared type
+    statics: set[str]  # names of the file's statics and consts, whatever their type
 
 
 def receiver_name(body: list[Tok], dot: int) -> str | None:
-    """The name a method call's receiver ends with: `probe` in `state.probe.record(` and in
-    `state.probe().record(`, through `?` and `.await`."""
+    """The name a method call's receiver ends with: `probe` in `state.probe.record(`,
+    `probe()` in `state.probe().record(`, through `?` and `.await`."""
     j = dot - 1
     while j >= 0:
         t = body[j].text
@@ -454,7 +460,7 @@ def receiver_name(body: list[Tok], dot: int) -> str | None:
                     break
                 j -= 1
             j -= 1
-            return body[j].text if j >= 0 and body[j].kind == "ident" else None
+            return body[j].text + "()" if j >= 0 and body[j].kind == "ident" else None
         else:
             return t if body[j].kind == "ident" else None
     return None
@@ -574,10 +580,14 @@ def analyse(path: Path, libs: set[str], known_paths: set[str]) -> UserFile:
     # `fn probe(&self) -> &HealthProbe`; a method called on `x.probe` or `x.probe()` in another
     # file of the package is then a method of that type.
     typed: dict[str, set[str]] = {}
+    statics: set[str] = set()
     for i, t in enumerate(body[:-1]):
         span = None
         if t.kind == "ident" and body[i + 1].text == ":" and (i == 0 or body[i - 1].text != ":"):
             span = (i + 2, type_span(body, i + 2))
+            before = [x.text for x in body[max(i - 2, 0) : i]]
+            if before[-1:] in (["static"], ["const"]) or before == ["static", "mut"]:
+                statics.add(t.text)
         elif t.text == "fn" and body[i + 1].kind == "ident":
             k = i + 2
             if k < len(body) and body[k].text == "<":
@@ -598,7 +608,7 @@ def analyse(path: Path, libs: set[str], known_paths: set[str]) -> UserFile:
                 typed.setdefault(t.text, set()).update(found)
     rel = path.relative_to(ROOT)
     package = "/".join(rel.parts[:2]) if rel.parts[0] == "adapters" else rel.parts[0]
-    return UserFile(str(rel), package, refs, calls, impls, typed)
+    return UserFile(str(rel), package, refs, calls, impls, typed, statics)
 
 
 def user_files() -> list[Path]:
@@ -644,19 +654,23 @@ def main() -> int:
             found.append(types[owner])
         return found
 
+    def returned_types(item: Item) -> set[str]:
+        """The crate's types in `item`'s return type (`Self` is its owner)."""
+        out = set()
+        ret = split_top(item.signature, " -> ")
+        if item.kind in ("fn", "method", "trait-method") and len(ret) > 1:
+            ret_text = split_top(ret[1], " where ")[0]
+            out |= crate_paths(ret_text, item.crate.replace("-", "_"))
+            if re.search(r"\bSelf\b", ret_text) and item.owner:
+                out.add(item.owner)
+        return {types[p].key for p in out if p in types}
+
     def named_types(item: Item) -> set[str]:
         """Types a user gets from `item` without naming them: its return type, the arguments of
         closures it calls, its trait impls' associated types."""
-        sig = item.signature
-        out = set(item.assoc)
+        out = set(item.assoc) | returned_types(item)
         if item.kind in ("fn", "method", "trait-method"):
-            ret = split_top(sig, " -> ")
-            if len(ret) > 1:
-                ret_text = split_top(ret[1], " where ")[0]
-                out |= crate_paths(ret_text, item.crate.replace("-", "_"))
-                if re.search(r"\bSelf\b", ret_text) and item.owner:
-                    out.add(item.owner)
-            for closure in re.findall(r"\bFn(?:Mut|Once)?\(([^)]*)\)", sig):
+            for closure in re.findall(r"\bFn(?:Mut|Once)?\(([^)]*)\)", item.signature):
                 out |= crate_paths(closure, item.crate.replace("-", "_"))
         return {p for p in out if p in types}
 
@@ -701,24 +715,36 @@ def main() -> int:
                         note(member, f"{f.path} (impl {trait_item.name})")
         # a method called on a name declared, somewhere in the package, with the crate's type
         for name, receiver, line in f.calls:
-            for key in typed.get((f.package, receiver), ()):
+            declared = receiver.removesuffix("()") if receiver else None
+            for key in typed.get((f.package, declared), ()):
                 for member in members.get(key, []):
                     if member.name == name and id(member) not in here:
                         note(types[key], f"{f.path}:{line} ({receiver} is a {types[key].name})")
                         note(member, f"{f.path}:{line} ({receiver}.{name}(), a {types[key].name})")
-        # methods called on types the file knows, and types that used items hand over
-        calls = {}
-        for name, _, line in f.calls:
-            calls.setdefault(name, line)
+        # methods called on types the file knows, and types that used items hand over. A call
+        # on one of the file's statics counts for the static's type only (above); a call on
+        # what a method of a known type returned (`builder(..).name(..)`) counts for the types
+        # such methods return, when they return any of the crate's.
+        calls = [(n, r, line) for n, r, line in f.calls if r not in f.statics]
         changed = True
         while changed:
             changed = False
-            for key in sorted(known):
-                for member in members.get(key, []):
-                    if member.name in calls and id(member) not in here:
-                        line = calls[member.name]
-                        note(member, f"{f.path}:{line} (.{member.name}() on {types[key].name})")
-                        changed = True
+            for name, receiver, line in calls:
+                targets = known
+                returned = {
+                    key
+                    for owner in known
+                    for member in members.get(owner, [])
+                    if f"{member.name}()" == receiver
+                    for key in returned_types(member)
+                }
+                if returned:
+                    targets = returned & known
+                for key in sorted(targets):
+                    for member in members.get(key, []):
+                        if member.name == name and id(member) not in here:
+                            note(member, f"{f.path}:{line} (.{name}() on {types[key].name})")
+                            changed = True
             for item in items:
                 if id(item) not in here:
                     continue
