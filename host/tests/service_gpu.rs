@@ -92,6 +92,10 @@ async fn kernels_run_on_the_worker() {
         "rustkernel_circuit_breaker_state{breaker=\"gpu0\"} 0",
         "rustkernel_circuit_breaker_state{breaker=\"linalg/matmul\"} 0",
         "rustkernel_health_status{component=\"gpu\"} 0",
+        "rustkernel_gpu_up 1",
+        "rustkernel_gpu_workers_started_total 1",
+        "rustkernel_kernel_fallbacks_total{kernel=\"linalg/matmul\"} 0",
+        "rustkernel_recovery_actions_total{kernel=\"gpu0\",action=\"restart\"} 0",
     ] {
         assert!(
             metrics.lines().any(|l| l == line),

@@ -141,11 +141,10 @@ async fn run(
             KernelError::UnknownKernel(id.to_owned()).to_string(),
         ));
     };
-    let _permit = admit(state, client, id, arrived)?;
+    let _permit = admit(state, client, slot, arrived)?;
     let (timeout, request) = parse(state, id, headers, body).inspect_err(|_| {
-        state
-            .metrics
-            .record_call(id, "invalid_input", arrived.elapsed());
+        slot.calls
+            .record_call("invalid_input", 0, arrived.elapsed());
     })?;
     let outcome = slot
         .pipeline
@@ -158,16 +157,12 @@ async fn run(
         )
         .await;
     let elapsed = arrived.elapsed();
-    if outcome.attempts > 1 {
-        state
-            .metrics
-            .retries
-            .get_or_create(&super::metrics::KernelLabels {
-                kernel: id.to_owned(),
-            })
-            .inc_by(u64::from(outcome.attempts - 1));
-    }
+    let attempts = outcome.attempts;
     let (label, result) = map_outcome(id, outcome, elapsed);
+    if state.gpu.is_some() && matches!(&result, Ok(body) if body.backend == "cpu") {
+        // The GPU path answered from the CPU: a fallback.
+        slot.calls.record_fallback();
+    }
     if label == "timeout" {
         state
             .metrics
@@ -177,7 +172,7 @@ async fn run(
             })
             .inc();
     }
-    state.metrics.record_call(id, label, elapsed);
+    slot.calls.record_call(label, attempts, elapsed);
     result
 }
 
@@ -186,7 +181,7 @@ async fn run(
 fn admit(
     state: &AppState,
     client: SocketAddr,
-    id: &str,
+    slot: &super::state::KernelSlot,
     arrived: tokio::time::Instant,
 ) -> Result<tokio::sync::OwnedSemaphorePermit, ApiError> {
     if state.draining.load(std::sync::atomic::Ordering::SeqCst) {
@@ -195,7 +190,7 @@ fn admit(
     if let Some(limiter) = &state.rate_limiter
         && let Err(not_until) = limiter.check_key(&client.ip())
     {
-        state.metrics.record_call(id, "shed", arrived.elapsed());
+        slot.calls.record_call("shed", 0, arrived.elapsed());
         let wait = not_until.wait_time_from(governor::clock::Clock::now(
             &governor::clock::DefaultClock::default(),
         ));
@@ -208,7 +203,7 @@ fn admit(
         });
     }
     state.concurrency.clone().try_acquire_owned().map_err(|_| {
-        state.metrics.record_call(id, "shed", arrived.elapsed());
+        slot.calls.record_call("shed", 0, arrived.elapsed());
         ApiError::Shed {
             reason: format!(
                 "{} kernel requests are in flight, the limit",

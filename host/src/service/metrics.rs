@@ -23,21 +23,22 @@
 //! | `rustkernel_health_check_latency_seconds` | gauge | `component` | collector |
 //! | `rustkernel_recovery_actions_total` | counter | `kernel` (`gpu0`), `action` | collector: the GPU worker supervisor's decisions |
 //! | `rustkernel_circuit_breaker_opened_total` | counter | `breaker`, `reason` (`failure_rate`, `slow_call_rate`, `consecutive_failures`, `probe_failed`, `half_open_timeout`, `forced`) | service (each opening, from the transitions) |
-//! | `rustkernel_kernel_calls_total` | counter | `kernel`, `outcome` (`success`, `rejected`, `timeout`, `deadline_exceeded`, `failed`, `invalid_input`, `shed`) | service |
-//! | `rustkernel_kernel_duration_seconds` | histogram | `kernel` | service |
-//! | `rustkernel_kernel_retries_total` | counter | `kernel` | service |
+//! | `rustkernel_kernel_calls_total` | counter | `kernel`, `outcome` (`success`, `rejected`, `timeout`, `deadline_exceeded`, `failed`, `invalid_input`, `shed`) | collector (each kernel's `CallMetrics`) |
+//! | `rustkernel_kernel_duration_seconds` | histogram | `kernel` | collector |
+//! | `rustkernel_kernel_attempts_total`, `_retries_total`, `_fallbacks_total` | counter | `kernel` | collector |
+//! | `rustkernel_retry_budget_available` | gauge | `kernel` | collector |
+//! | `rustkernel_gpu_up`, `rustkernel_gpu_hardware_xid` | gauge | | service, with `[gpu]` |
+//! | `rustkernel_gpu_workers_started_total`, `rustkernel_gpu_application_xids_total` | counter | | service, with `[gpu]` |
 //! | `rustkernel_deadline_exceeded_total` | counter | `kernel` | service |
 //! | `rustkernel_http_requests_total` | counter | `route`, `status` | service |
 //! | `rustkernel_edge_*` | | edge devices' telemetry: see [`crate::telemetry::ingest`] | service |
 
-use std::time::Duration;
-
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use rustkernel_tokio::metrics::ResilienceCollector;
+use rustkernel_tokio::metrics::{CallMetrics, ResilienceCollector};
+use rustkernel_tokio::retry::SharedRetryBudget;
 
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -52,15 +53,6 @@ use crate::gpu::GpuExecutor;
 pub struct KernelLabels {
     /// The kernel id (`graph/pagerank`).
     pub kernel: String,
-}
-
-/// Labels of a call's outcome.
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct CallLabels {
-    /// The kernel id.
-    pub kernel: String,
-    /// How the call ended.
-    pub outcome: &'static str,
 }
 
 /// Labels of a breaker's opening.
@@ -88,21 +80,10 @@ pub struct HttpLabels {
     pub status: u16,
 }
 
-fn duration_histogram() -> Histogram {
-    // 100 µs to ~3.3 s.
-    Histogram::new(exponential_buckets(0.000_1, 2.0, 16))
-}
-
 /// Every metric family of the service, and the registry that encodes them.
 #[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
-    /// Calls by kernel and outcome.
-    pub calls: Family<CallLabels, Counter>,
-    /// Call latency by kernel.
-    pub duration: Family<KernelLabels, Histogram, fn() -> Histogram>,
-    /// Retries made (attempts beyond the first) by kernel.
-    pub retries: Family<KernelLabels, Counter>,
     /// Calls that ran out of time, by kernel.
     pub deadline_exceeded: Family<KernelLabels, Counter>,
     /// Breaker openings by breaker and reason.
@@ -117,15 +98,15 @@ impl Metrics {
     /// A registry with every family registered: the breakers, health and recovery figures
     /// of `resilience` (read at each scrape), and the service's own.
     #[must_use]
-    pub fn new(resilience: ResilienceCollector) -> Self {
+    pub fn new(resilience: ResilienceCollector, gpu: Option<&GpuExecutor>) -> Self {
         // The collector's families carry their `rustkernel_` prefix; the service's own get it
         // from their sub-registry.
         let mut registry = Registry::default();
         registry.register_collector(Box::new(resilience));
+        if let Some(gpu) = gpu {
+            registry.register_collector(Box::new(GpuCollector(gpu.subscribe())));
+        }
         let metrics = Self {
-            calls: Family::default(),
-            duration: Family::new_with_constructor(duration_histogram),
-            retries: Family::default(),
             deadline_exceeded: Family::default(),
             breaker_opened: Family::default(),
             http: Family::default(),
@@ -133,21 +114,6 @@ impl Metrics {
             registry: Registry::default(),
         };
         let service = registry.sub_registry_with_prefix("rustkernel");
-        service.register(
-            "kernel_calls",
-            "Kernel calls by outcome",
-            metrics.calls.clone(),
-        );
-        service.register(
-            "kernel_duration_seconds",
-            "Kernel call latency, through the whole pipeline",
-            metrics.duration.clone(),
-        );
-        service.register(
-            "kernel_retries",
-            "Retries made (attempts beyond the first)",
-            metrics.retries.clone(),
-        );
         service.register(
             "deadline_exceeded",
             "Kernel calls that ran out of time",
@@ -170,29 +136,11 @@ impl Metrics {
         }
     }
 
-    /// Counts a finished kernel call.
-    pub fn record_call(&self, kernel: &str, outcome: &'static str, elapsed: Duration) {
-        self.calls
-            .get_or_create(&CallLabels {
-                kernel: kernel.to_owned(),
-                outcome,
-            })
-            .inc();
-        self.duration
-            .get_or_create(&KernelLabels {
-                kernel: kernel.to_owned(),
-            })
-            .observe(elapsed.as_secs_f64());
-    }
-
-    /// Creates `kernel`'s retry and deadline counters at 0, so they are exported before their
-    /// first event.
+    /// Creates `kernel`'s deadline counter at 0, so it is exported before its first event.
     pub fn init_kernel(&self, kernel: &str) {
-        let labels = KernelLabels {
+        let _ = self.deadline_exceeded.get_or_create(&KernelLabels {
             kernel: kernel.to_owned(),
-        };
-        let _ = self.retries.get_or_create(&labels);
-        let _ = self.deadline_exceeded.get_or_create(&labels);
+        });
     }
 
     /// The OpenMetrics text exposition of every metric.
@@ -206,17 +154,90 @@ impl Metrics {
     }
 }
 
+/// The GPU path's figures, read from its status at each scrape: `rustkernel_gpu_up` (1 while a
+/// worker serves), `rustkernel_gpu_workers_started_total`, `rustkernel_gpu_application_xids_total`
+/// and `rustkernel_gpu_hardware_xid` (the Xid that marks the device unhealthy, 0 for none).
+#[derive(Debug)]
+struct GpuCollector(tokio::sync::watch::Receiver<crate::gpu::GpuStatus>);
+
+impl prometheus_client::collector::Collector for GpuCollector {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric;
+        use prometheus_client::metrics::counter::ConstCounter;
+        use prometheus_client::metrics::gauge::ConstGauge;
+        let status = self.0.borrow().clone();
+        let up = i64::from(matches!(
+            status.phase,
+            crate::gpu::WorkerPhase::Ready { .. }
+        ));
+        let gauges = [
+            (
+                "rustkernel_gpu_up",
+                "1 while a GPU worker serves requests, else 0 (the CPU serves).",
+                up,
+            ),
+            (
+                "rustkernel_gpu_hardware_xid",
+                "The hardware Xid that marks the device unhealthy; 0 for none.",
+                status
+                    .hardware_xid
+                    .map_or(0, |xid| i64::try_from(xid).unwrap_or(i64::MAX)),
+            ),
+        ];
+        for (name, help, value) in gauges {
+            let gauge = ConstGauge::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+            gauge.encode(metric)?;
+        }
+        let counters = [
+            (
+                "rustkernel_gpu_workers_started",
+                "GPU workers started (each restart adds one).",
+                status.workers_started,
+            ),
+            (
+                "rustkernel_gpu_application_xids",
+                "Application Xids reported for the device (faults of a kernel).",
+                status.application_xids,
+            ),
+        ];
+        for (name, help, value) in counters {
+            let counter = ConstCounter::new(value);
+            let metric = encoder.encode_descriptor(name, help, None, counter.metric_type())?;
+            counter.encode(metric)?;
+        }
+        Ok(())
+    }
+}
+
+/// What the collector reads of one kernel.
+pub(super) struct KernelSources<'a> {
+    pub(super) id: &'static str,
+    pub(super) breaker: Option<&'a CircuitBreaker<KernelWindow>>,
+    pub(super) calls: &'a CallMetrics,
+    pub(super) budget: Option<&'a SharedRetryBudget>,
+}
+
 /// The service's resilience collector: every kernel's breaker under its id, the GPU device's
 /// breaker and its worker supervisor's decisions under its name (`gpu0`) with `[gpu]`, and
 /// the health probe.
 pub(super) fn resilience_collector<'a>(
-    kernel_breakers: impl IntoIterator<Item = (&'static str, &'a CircuitBreaker<KernelWindow>)>,
+    kernels: impl IntoIterator<Item = KernelSources<'a>>,
     gpu: Option<&GpuExecutor>,
     probe: &HealthProbe,
 ) -> ResilienceCollector {
     let mut collector = ResilienceCollector::new();
-    for (id, breaker) in kernel_breakers {
-        collector = collector.with_breaker(id, breaker.clone());
+    for kernel in kernels {
+        if let Some(breaker) = kernel.breaker {
+            collector = collector.with_breaker(kernel.id, breaker.clone());
+        }
+        collector = collector.with_calls(kernel.id, kernel.calls.clone());
+        if let Some(budget) = kernel.budget {
+            collector = collector.with_retry_budget(kernel.id, budget.clone());
+        }
     }
     if let Some(gpu) = gpu {
         let breaker = gpu.breaker();

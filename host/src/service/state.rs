@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use rustkernel_core::resilience::PipelineConfig;
+use rustkernel_tokio::metrics::CallMetrics;
 use rustkernel_tokio::resilience::{CircuitBreaker, HealthProbe, Pipeline};
 use tokio::sync::Semaphore;
 
@@ -32,6 +33,8 @@ pub(crate) struct KernelSlot {
     pub(crate) pipeline: Pipeline<KernelWindow>,
     /// Injected faults, when configured.
     pub(crate) faults: Option<FaultInjector>,
+    /// What its calls came to (exported by the resilience collector).
+    pub(crate) calls: CallMetrics,
 }
 
 /// Everything the handlers share. Its fields are the service's own; users and tests read it
@@ -101,6 +104,7 @@ impl AppState {
                     id,
                     pipeline,
                     faults: config.faults.get(id).copied().map(FaultInjector::new),
+                    calls: CallMetrics::new(),
                 },
             );
         }
@@ -108,14 +112,16 @@ impl AppState {
             let burst = NonZeroU32::new(config.limits.per_client_burst).unwrap_or(rate);
             RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst))
         });
-        let breakers = kernels
-            .values()
-            .filter_map(|slot| slot.pipeline.breaker().map(|breaker| (slot.id, breaker)));
-        let metrics = Metrics::new(super::metrics::resilience_collector(
-            breakers,
+        let sources = kernels.values().map(|slot| super::metrics::KernelSources {
+            id: slot.id,
+            breaker: slot.pipeline.breaker(),
+            calls: &slot.calls,
+            budget: slot.pipeline.retrier().shared_budget(),
+        });
+        let metrics = Metrics::new(
+            super::metrics::resilience_collector(sources, gpu.as_ref(), &probe),
             gpu.as_ref(),
-            &probe,
-        ));
+        );
         let edge = crate::telemetry::ingest::EdgeFleet::new(
             config.telemetry.clone(),
             probe.clone(),

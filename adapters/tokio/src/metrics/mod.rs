@@ -47,12 +47,18 @@
 //! | `rustkernel_health_status` | gauge | `component` | as above |
 //! | `rustkernel_health_check_latency_seconds` | gauge | `component` | the latest check's latency |
 //! | `rustkernel_recovery_actions_total` | counter | `kernel`, `action` | decisions of the core |
+//! | `rustkernel_kernel_calls_total` | counter | `kernel`, `outcome` | calls ([`CallMetrics`]) |
+//! | `rustkernel_kernel_attempts_total`, `_retries_total`, `_fallbacks_total` | counter | `kernel` | attempts, the retries among them, calls answered by a fallback |
+//! | `rustkernel_kernel_duration_seconds` | histogram | `kernel` | call latency, [`LATENCY_BUCKETS`] |
+//! | `rustkernel_retry_budget_available` | gauge | `kernel` | retries a shared retry budget allows now |
 //!
 //! Counter names are given as scraped: `prometheus-client` appends `_total` to a counter's
 //! samples (OpenMetrics names the family without it, `# TYPE rustkernel_circuit_breaker_calls
 //! counter`). A family with no sample (no breaker, no probe, no supervisor, no trip) is left
 //! out. The names carry their `rustkernel_` prefix: register the collector in a registry
 //! without a prefix (a prefixed registry puts its own in front).
+
+mod calls;
 
 use std::fmt;
 
@@ -66,6 +72,8 @@ use rustkernel_core::resilience::{
     CircuitBreakerStats, CircuitState, Escalation, RecoveryAction, Trip,
 };
 use serde::{Deserialize, Serialize};
+
+pub use calls::{CallMetrics, CallStats, LATENCY_BUCKETS};
 
 use crate::breaker::{CircuitBreaker, SlidingWindow};
 use crate::health::{HealthProbe, HealthReport};
@@ -158,8 +166,20 @@ pub struct RecoveryMetrics {
     pub counts: RecoveryActionCounts,
 }
 
+/// One operation's call figures under its name.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CallsMetrics {
+    /// The operation's name (the `kernel` label).
+    pub kernel: String,
+    /// Its figures.
+    pub stats: CallStats,
+}
+
 /// Reads a figure at each scrape.
 type Source<T> = Box<dyn Fn() -> T + Send + Sync>;
+
+/// Reads one counter out of an operation's call figures.
+type CallFigure = fn(&CallStats) -> u64;
 
 /// Reads one figure out of a breaker's trip.
 type TripFigure = fn(&Trip) -> Number;
@@ -177,6 +197,8 @@ pub struct ResilienceCollector {
     breakers: Vec<(String, Source<CircuitBreakerStats>)>,
     health: Option<Source<HealthReport>>,
     recovery: Vec<(String, Source<RecoveryActionCounts>)>,
+    calls: Vec<(String, CallMetrics)>,
+    budgets: Vec<(String, crate::retry::SharedRetryBudget)>,
 }
 
 impl fmt::Debug for ResilienceCollector {
@@ -198,6 +220,10 @@ impl fmt::Debug for ResilienceCollector {
                     .iter()
                     .map(|(name, _)| name)
                     .collect::<Vec<_>>(),
+            )
+            .field(
+                "calls",
+                &self.calls.iter().map(|(name, _)| name).collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -276,6 +302,26 @@ impl ResilienceCollector {
         self
     }
 
+    /// The collector with `calls` under `kernel` (the `kernel` label): outcomes, attempts,
+    /// retries, fallbacks and latency, as the caller records them.
+    #[must_use]
+    pub fn with_calls(mut self, kernel: impl Into<String>, calls: CallMetrics) -> Self {
+        self.calls.push((kernel.into(), calls));
+        self
+    }
+
+    /// The collector with `budget`'s available retries under `kernel`
+    /// (`rustkernel_retry_budget_available`), read at each scrape.
+    #[must_use]
+    pub fn with_retry_budget(
+        mut self,
+        kernel: impl Into<String>,
+        budget: crate::retry::SharedRetryBudget,
+    ) -> Self {
+        self.budgets.push((kernel.into(), budget));
+        self
+    }
+
     /// Every source read once, now.
     #[must_use]
     pub fn snapshot(&self) -> MetricsSnapshot {
@@ -296,6 +342,19 @@ impl ResilienceCollector {
                     kernel: kernel.clone(),
                     counts: counts(),
                 })
+                .collect(),
+            calls: self
+                .calls
+                .iter()
+                .map(|(kernel, calls)| CallsMetrics {
+                    kernel: kernel.clone(),
+                    stats: calls.stats(),
+                })
+                .collect(),
+            retry_budgets: self
+                .budgets
+                .iter()
+                .map(|(kernel, budget)| (kernel.clone(), budget.available()))
                 .collect(),
         }
     }
@@ -318,6 +377,12 @@ pub struct MetricsSnapshot {
     pub health: Option<HealthReport>,
     /// The supervisors, in the order added.
     pub recovery: Vec<RecoveryMetrics>,
+    /// The operations' calls, in the order added.
+    #[serde(default)]
+    pub calls: Vec<CallsMetrics>,
+    /// Retries each shared retry budget has left, by operation.
+    #[serde(default)]
+    pub retry_budgets: Vec<(String, u64)>,
 }
 
 impl MetricsSnapshot {
@@ -428,6 +493,98 @@ impl MetricsSnapshot {
                         )
                     })
                 }),
+            )?;
+        }
+        if !self.calls.is_empty() {
+            self.encode_calls(&mut encoder)?;
+        }
+        if !self.retry_budgets.is_empty() {
+            gauge_family(
+                &mut encoder,
+                "rustkernel_retry_budget_available",
+                "Retries the shared retry budget allows now.",
+                self.retry_budgets
+                    .iter()
+                    .map(|(kernel, left)| ([("kernel", kernel.as_str())], Number::Int(*left))),
+            )?;
+        }
+        Ok(())
+    }
+
+    fn encode_calls(&self, encoder: &mut DescriptorEncoder) -> fmt::Result {
+        counter_family(
+            encoder,
+            "rustkernel_kernel_calls",
+            "Calls by outcome.",
+            self.calls.iter().flat_map(|calls| {
+                calls.stats.outcomes.iter().map(|(outcome, count)| {
+                    (
+                        [
+                            ("kernel", calls.kernel.as_str()),
+                            ("outcome", outcome.as_str()),
+                        ],
+                        *count,
+                    )
+                })
+            }),
+        )?;
+        let per_kernel: [(&str, &str, CallFigure); 3] = [
+            (
+                "rustkernel_kernel_attempts",
+                "Attempts made, each call's first included.",
+                |stats| stats.attempts,
+            ),
+            (
+                "rustkernel_kernel_retries",
+                "Retries made (attempts beyond each call's first).",
+                |stats| stats.retries,
+            ),
+            (
+                "rustkernel_kernel_fallbacks",
+                "Calls answered by a fallback instead of the primary path.",
+                |stats| stats.fallbacks,
+            ),
+        ];
+        for (name, help, value) in per_kernel {
+            counter_family(
+                encoder,
+                name,
+                help,
+                self.calls
+                    .iter()
+                    .map(|calls| ([("kernel", calls.kernel.as_str())], value(&calls.stats))),
+            )?;
+        }
+        let mut family = encoder.encode_descriptor(
+            "rustkernel_kernel_duration_seconds",
+            "Call latency, through the whole pipeline.",
+            None,
+            MetricType::Histogram,
+        )?;
+        for calls in &self.calls {
+            // The encoder sums the buckets itself: per-bucket counts, then +Inf.
+            let mut below = 0;
+            let mut buckets: Vec<(f64, u64)> = calls
+                .stats
+                .latency_buckets
+                .iter()
+                .map(|(bound, cumulative)| {
+                    let count = cumulative.saturating_sub(below);
+                    below = *cumulative;
+                    (*bound, count)
+                })
+                .collect();
+            buckets.push((
+                f64::INFINITY,
+                calls.stats.latency_count.saturating_sub(below),
+            ));
+            let labels = [("kernel", calls.kernel.as_str())];
+            let mut sample = family.encode_family(&labels)?;
+            sample.encode_histogram::<NoLabelSet>(
+                calls.stats.latency_sum_seconds,
+                calls.stats.latency_count,
+                &buckets,
+                None,
             )?;
         }
         Ok(())
@@ -766,6 +923,33 @@ mod tests {
             }
         }
         seen
+    }
+
+    #[test]
+    fn calls_export_the_services_kernel_families() {
+        let calls = CallMetrics::new();
+        calls.record_call("success", 2, Duration::from_micros(150));
+        calls.record_call("failed", 3, Duration::from_secs(9));
+        calls.record_fallback();
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(
+            ResilienceCollector::new().with_calls("graph/pagerank", calls),
+        ));
+        let mut text = String::new();
+        encode(&mut text, &registry).expect("encodes");
+        for line in [
+            "rustkernel_kernel_calls_total{kernel=\"graph/pagerank\",outcome=\"success\"} 1\n",
+            "rustkernel_kernel_calls_total{kernel=\"graph/pagerank\",outcome=\"failed\"} 1\n",
+            "rustkernel_kernel_attempts_total{kernel=\"graph/pagerank\"} 5\n",
+            "rustkernel_kernel_retries_total{kernel=\"graph/pagerank\"} 3\n",
+            "rustkernel_kernel_fallbacks_total{kernel=\"graph/pagerank\"} 1\n",
+            "rustkernel_kernel_duration_seconds_count{kernel=\"graph/pagerank\"} 2\n",
+            "rustkernel_kernel_duration_seconds_bucket{le=\"0.0001\",kernel=\"graph/pagerank\"} 0\n",
+            "rustkernel_kernel_duration_seconds_bucket{le=\"0.0002\",kernel=\"graph/pagerank\"} 1\n",
+            "rustkernel_kernel_duration_seconds_bucket{le=\"+Inf\",kernel=\"graph/pagerank\"} 2\n",
+        ] {
+            assert!(text.contains(line), "{line} not in {text}");
+        }
     }
 
     #[test]
