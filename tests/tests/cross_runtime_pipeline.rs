@@ -325,13 +325,14 @@ fn a_callers_deadline_passing_is_deadline_exceeded() {
         on_both(&[late]),
         [seen(Err(ResilienceError::Timeout), 3, 3, 1_000)]
     );
-    // On one pipeline, the breaker remembers the first call's failure: the second call's two
-    // cut attempts make three in a row, and its third attempt is rejected.
+    // On one pipeline, the breaker remembers the first call's two failures (its second attempt,
+    // cut by the caller's deadline, counts as a timeout too): the second call's first cut
+    // attempt makes three in a row, and its next two attempts are rejected.
     assert_eq!(
         on_both(&[early, late]),
         [
             seen(Err(ResilienceError::DeadlineExceeded), 2, 2, 500),
-            seen(Err(ResilienceError::CircuitOpen), 3, 2, 800),
+            seen(Err(ResilienceError::CircuitOpen), 3, 1, 500),
         ]
     );
 }

@@ -7,7 +7,8 @@
 //! breaker per attempt, attempt timeout) for the same reasons: the deadline bounds every retry,
 //! each attempt asks the breaker again (a breaker that opened mid-call rejects the next attempt
 //! instead of letting retries hammer the accelerator), and a hung attempt is cut, counted by the
-//! breaker as a timeout and retried within the total deadline. No allocation; `new` is `const`
+//! breaker as a timeout and retried within the total deadline. An attempt cut by the total
+//! deadline counts as a timeout too. No allocation; `new` is `const`
 //! and checks the configuration there, so in a `static` an invalid one fails the build.
 //! Retries here draw on no budget (firmware retries one caller's work; share a
 //! [`SharedRetryBudget`](crate::retry::SharedRetryBudget) through a
@@ -53,14 +54,14 @@ use core::time::Duration;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, RawMutex};
 use embassy_time::Timer;
-use rustkernel_core::error::{ByClassify, Classifier, ConfigError, ResilienceError};
+use rustkernel_core::error::{ByClassify, Classifier, ConfigError, ErrorKind, ResilienceError};
 use rustkernel_core::resilience::{
     CircuitBreaker as CoreBreaker, CircuitBreakerConfig, DeadlineBound, NoWindow, PipelineConfig,
     ResolvedDeadline, Retry, RetryDecision, ValidRetryConfig,
 };
 use rustkernel_core::rng::Rng;
 
-use crate::breaker::CircuitBreaker;
+use crate::breaker::{BreakerCall, CircuitBreaker};
 use crate::deadline::{DeadlineContext, run_until, widen};
 use crate::time::{now, to_core_instant, to_embassy_instant};
 
@@ -79,6 +80,9 @@ const fn checked(config: &PipelineConfig) -> Result<(CoreBreaker, ValidRetryConf
         Err(error) => Err(error),
     }
 }
+
+/// The guard of one attempt on a pipeline's breaker.
+type Call<'a, M> = BreakerCall<'a, M, CircuitBreakerConfig, NoWindow>;
 
 /// A deadline, retry, breaker and attempt-timeout pipeline that can live in a `static`.
 pub struct Pipeline<M: RawMutex = CriticalSectionRawMutex> {
@@ -258,19 +262,30 @@ impl<M: RawMutex> Pipeline<M> {
         let mut attempts = 0_u32;
         loop {
             attempts = attempts.saturating_add(1);
-            let error = match run_until(total, self.attempt(total, classifier, &mut op)).await {
-                Ok(Ok(value)) => {
-                    return Outcome {
-                        result: Ok(value),
-                        attempts,
-                    };
-                }
-                Ok(Err(error)) => error,
-                Err(cut) => {
-                    return Outcome {
-                        result: Err(widen(cut)),
-                        attempts,
-                    };
+            // The attempt's breaker guard, outside the attempt: when the total deadline cuts
+            // the attempt, the breaker counts a timeout (as the tokio adapter's does), not the
+            // cancellation that dropping the guard would report.
+            let mut call = self.breaker.acquire().ok();
+            let error = if call.is_none() {
+                ResilienceError::CircuitOpen
+            } else {
+                match run_until(total, self.attempt(total, classifier, &mut op, &mut call)).await {
+                    Ok(Ok(value)) => {
+                        return Outcome {
+                            result: Ok(value),
+                            attempts,
+                        };
+                    }
+                    Ok(Err(error)) => error,
+                    Err(cut) => {
+                        if let Some(call) = call.take() {
+                            call.failure(ErrorKind::Timeout);
+                        }
+                        return Outcome {
+                            result: Err(widen(cut)),
+                            attempts,
+                        };
+                    }
                 }
             };
             match retry.on_failure(classifier.kind_of(&error), now(), None, None) {
@@ -285,22 +300,20 @@ impl<M: RawMutex> Pipeline<M> {
         }
     }
 
-    /// One attempt of a call under `total`: the breaker's permit, then the operation under the
-    /// attempt timeout.
+    /// One attempt of a call under `total`, admitted by the breaker guard in `call` (which it
+    /// settles): the operation under the attempt timeout.
     async fn attempt<T, R, F, Fut, K>(
         &self,
         total: ResolvedDeadline,
         classifier: &K,
         op: &mut F,
+        call: &mut Option<Call<'_, M>>,
     ) -> Result<T, ResilienceError<K::Error>>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, R>>,
         K: Classifier<R>,
     {
-        let Ok(call) = self.breaker.acquire() else {
-            return Err(ResilienceError::CircuitOpen);
-        };
         let own = self
             .config
             .attempt_timeout
@@ -315,12 +328,14 @@ impl<M: RawMutex> Pipeline<M> {
             // attempt (around it, in `execute_request`) with the error its bound calls for.
             None => op().await.map_err(|error| classifier.flatten(error)),
         };
-        match &result {
-            Ok(_) => {
-                call.success();
-            }
-            Err(error) => {
-                call.failure(classifier.kind_of(error));
+        if let Some(call) = call.take() {
+            match &result {
+                Ok(_) => {
+                    call.success();
+                }
+                Err(error) => {
+                    call.failure(classifier.kind_of(error));
+                }
             }
         }
         result

@@ -1,5 +1,8 @@
-//! What kind of failure tokio's own errors are: [`Elapsed`] (a [`tokio::time::timeout`] that
-//! ran out) is [`ErrorKind::Timeout`].
+//! What counts as a failure, and of what kind: classifiers for errors and for responses.
+//!
+//! # Errors
+//! tokio's own errors: [`Elapsed`] (a [`tokio::time::timeout`] that ran out) is
+//! [`ErrorKind::Timeout`].
 //!
 //! The core names no runtime, so it cannot implement [`Classify`](rustkernel_core::error::Classify)
 //! for tokio's `Elapsed`, and the orphan rule keeps this crate from doing it (both the trait and
@@ -26,11 +29,30 @@
 //! assert!(matches!(result, Err(ResilienceError::Operation(_))));
 //! # }
 //! ```
+//!
+//! # Responses
+//! A call that returns `Ok` can still have failed: an HTTP handler's 500 is `Ok(Response)`. A
+//! [`ResponseClassifier`] gives each response a [`Verdict`] (success, a failure of some
+//! [`ErrorKind`], or ignore), given with `classify_response` to the breaker's `call`
+//! ([`CircuitBreaker::classify_response`](crate::breaker::CircuitBreaker::classify_response)),
+//! the [`Retrier`](crate::retry::Retrier), the [`Pipeline`](crate::pipeline::Pipeline) and the
+//! tower layers. The default, [`OkIsSuccess`], counts every `Ok` as a success. With the `http`
+//! feature, [`HttpClassifier`] is the ready one for `http::Response`s (5xx and 429 failures,
+//! configurable per status). A response classified as a failure still goes back to the caller
+//! as the response, unless a retry replaced it.
 
 use std::error::Error;
 
 use rustkernel_core::error::{ErrorKind, std_error_kind};
 use tokio::time::error::Elapsed;
+
+#[cfg(feature = "http")]
+mod http;
+mod response;
+
+#[cfg(feature = "http")]
+pub use self::http::{HttpClassifier, NotAnErrorStatus};
+pub use response::{OkIsSuccess, ResponseClassifier, Verdict};
 
 /// tokio's `timeout` ran out: [`ErrorKind::Timeout`]. A classifier for operations that return
 /// `Result<T, Elapsed>`.

@@ -459,17 +459,22 @@ impl<F, C> fmt::Debug for DeadlineFuture<F, C> {
 }
 
 /// Polls the pinned `future` with `deadline` as the task's current deadline until it finishes
-/// (`Some(output)`) or the deadline passes (`None`; the caller drops the future). The future is
+/// (`Some(output)`) or the deadline passes (`None`; the future is then dropped, in place and
+/// with `deadline` current, so a breaker permit inside it settles as a timeout). The future is
 /// polled in place, never moved: the pipeline nests these, and moving its futures from layer
 /// to layer was most of its cost. The timer is made (boxed) only if the first poll finds the
-/// future still running.
+/// future still running. A slot already empty reads as a passed deadline.
 pub(crate) async fn poll_until<Fut: Future>(
     deadline: DeadlineContext,
-    mut future: Pin<&mut Fut>,
+    mut slot: Pin<&mut Option<Fut>>,
 ) -> Option<Fut::Output> {
     let mut sleep: Option<Pin<Box<Sleep>>> = None;
     std::future::poll_fn(move |cx| {
-        if let Poll::Ready(output) = CURRENT.sync_scope(deadline, || future.as_mut().poll(cx)) {
+        let Some(future) = slot.as_mut().as_pin_mut() else {
+            return Poll::Ready(None);
+        };
+        if let Poll::Ready(output) = CURRENT.sync_scope(deadline, || future.poll(cx)) {
+            slot.set(None);
             return Poll::Ready(Some(output));
         }
         let sleep = sleep.get_or_insert_with(|| {
@@ -484,6 +489,7 @@ pub(crate) async fn poll_until<Fut: Future>(
                     deadline = %deadline.inner.deadline(),
                     "deadline passed during the call"
                 );
+                CURRENT.sync_scope(deadline, || slot.set(None));
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,

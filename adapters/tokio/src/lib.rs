@@ -2,6 +2,13 @@
 //!
 //! The [`resilience`] module re-exports the core's configs and adds the runtime types under the
 //! chapter's names, so a host user imports everything from one place.
+//!
+//! # Features
+//! Off by default.
+//! - `http`: [`classify::HttpClassifier`], the ready
+//!   [`ResponseClassifier`](classify::ResponseClassifier) for `http::Response`s (5xx and 429
+//!   count as failures, configurable per status), for the breaker's `call`, the retrier, the
+//!   pipeline and the tower layers.
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 

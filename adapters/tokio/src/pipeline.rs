@@ -63,6 +63,7 @@ use rustkernel_core::resilience::{
 };
 
 use crate::breaker::CircuitBreaker;
+use crate::classify::{OkIsSuccess, ResponseClassifier, Verdict};
 use crate::clock;
 use crate::deadline::{DeadlineContext, current_deadline, poll_until};
 use crate::retry::{NoHint, Retrier, RetryAfterHint, SharedRetryBudget};
@@ -73,18 +74,19 @@ use rustkernel_core::time::Instant;
 ///
 /// Build it from a [`ResilienceConfig`] ([`from_config`](Self::from_config)) or from parts
 /// ([`builder`](Self::builder)). See the [module docs](self) for the order and why.
-pub struct Pipeline<W: SlidingWindow = NoWindow, H = NoHint, C = ByClassify> {
+pub struct Pipeline<W: SlidingWindow = NoWindow, H = NoHint, C = ByClassify, K = OkIsSuccess> {
     timeout: Option<TimeoutConfig>,
-    retrier: Retrier<H, C>,
+    retrier: Retrier<H, C, K>,
     breaker: Option<CircuitBreaker<W>>,
     attempt_timeout: Option<Duration>,
 }
 
 /// Builds a [`Pipeline`] from parts; from [`Pipeline::builder`].
 #[must_use = "a builder does nothing until built"]
-pub struct PipelineBuilder<W: SlidingWindow = NoWindow, H = NoHint, C = ByClassify> {
+pub struct PipelineBuilder<W: SlidingWindow = NoWindow, H = NoHint, C = ByClassify, K = OkIsSuccess>
+{
     timeout: Option<TimeoutConfig>,
-    retrier: Retrier<H, C>,
+    retrier: Retrier<H, C, K>,
     breaker: Option<CircuitBreaker<W>>,
     attempt_timeout: Option<Duration>,
 }
@@ -101,8 +103,9 @@ pub struct Outcome<T, E> {
     /// When the result is `CircuitOpen`: how long until the breaker admits a call again
     /// (`Duration::MAX` while forced open).
     pub retry_after: Option<Duration>,
-    /// Why retry stopped on an error (`None` on success, or when no retry decision was made:
-    /// the deadline cut the call). `BudgetExhausted` means load was shed.
+    /// Why retry stopped on an error, or on a response the response classifier called a
+    /// failure (then the result is that `Ok` response); `None` on success, or when no retry
+    /// decision was made (the deadline cut the call). `BudgetExhausted` means load was shed.
     pub gave_up: Option<GiveUpReason>,
 }
 
@@ -174,7 +177,7 @@ impl Pipeline<NoWindow, NoHint, ByClassify> {
     }
 }
 
-impl<W: SlidingWindow, H, C> PipelineBuilder<W, H, C> {
+impl<W: SlidingWindow, H, C, K> PipelineBuilder<W, H, C, K> {
     /// The total deadline of each call (its `default_timeout`, clamped by `max_timeout`, capped
     /// by the caller's deadline when `propagate_deadline` is set).
     pub fn timeout(mut self, timeout: TimeoutConfig) -> Self {
@@ -182,8 +185,10 @@ impl<W: SlidingWindow, H, C> PipelineBuilder<W, H, C> {
         self
     }
 
-    /// Retries with `retrier` (its config, budget, seed, hint and classifier).
-    pub fn retry<H2, C2>(self, retrier: Retrier<H2, C2>) -> PipelineBuilder<W, H2, C2> {
+    /// Retries with `retrier` (its config, budget, seed, hint and classifiers): it replaces the
+    /// classifiers given before, so call [`classify_with`](Self::classify_with) and
+    /// [`classify_response`](Self::classify_response) after it.
+    pub fn retry<H2, C2, K2>(self, retrier: Retrier<H2, C2, K2>) -> PipelineBuilder<W, H2, C2, K2> {
         PipelineBuilder {
             timeout: self.timeout,
             retrier,
@@ -194,7 +199,10 @@ impl<W: SlidingWindow, H, C> PipelineBuilder<W, H, C> {
 
     /// Asks `breaker` before each attempt and reports each attempt's outcome to it. A handle:
     /// clones share the breaker, so several pipelines (or a health report) can share one.
-    pub fn breaker<V: SlidingWindow>(self, breaker: CircuitBreaker<V>) -> PipelineBuilder<V, H, C> {
+    pub fn breaker<V: SlidingWindow>(
+        self,
+        breaker: CircuitBreaker<V>,
+    ) -> PipelineBuilder<V, H, C, K> {
         PipelineBuilder {
             timeout: self.timeout,
             retrier: self.retrier,
@@ -212,10 +220,25 @@ impl<W: SlidingWindow, H, C> PipelineBuilder<W, H, C> {
 
     /// Classifies errors with `classify` instead of their
     /// [`Classify`](rustkernel_core::error::Classify) impl, for another crate's error type.
-    pub fn classify_with<E, G: Fn(&E) -> ErrorKind>(self, classify: G) -> PipelineBuilder<W, H, G> {
+    pub fn classify_with<E, G: Fn(&E) -> ErrorKind>(
+        self,
+        classify: G,
+    ) -> PipelineBuilder<W, H, G, K> {
         PipelineBuilder {
             timeout: self.timeout,
             retrier: self.retrier.classify_with(classify),
+            breaker: self.breaker,
+            attempt_timeout: self.attempt_timeout,
+        }
+    }
+
+    /// Classifies each attempt's `Ok` response with `classifier` (see
+    /// [`Pipeline::classify_response`]): `.classify_response(HttpClassifier::new())` makes
+    /// 5xx and 429 responses count against the breaker and be retried.
+    pub fn classify_response<L>(self, classifier: L) -> PipelineBuilder<W, H, C, L> {
+        PipelineBuilder {
+            timeout: self.timeout,
+            retrier: self.retrier.classify_response(classifier),
             breaker: self.breaker,
             attempt_timeout: self.attempt_timeout,
         }
@@ -225,7 +248,7 @@ impl<W: SlidingWindow, H, C> PipelineBuilder<W, H, C> {
     ///
     /// # Errors
     /// The [`ConfigError`] of the [`TimeoutConfig`], or a zero attempt timeout.
-    pub fn try_build(self) -> Result<Pipeline<W, H, C>, ConfigError> {
+    pub fn try_build(self) -> Result<Pipeline<W, H, C, K>, ConfigError> {
         if let Some(timeout) = &self.timeout {
             timeout.validate()?;
         }
@@ -249,7 +272,7 @@ impl<W: SlidingWindow, H, C> PipelineBuilder<W, H, C> {
     /// message of its [`ConfigError`]; use [`try_build`](Self::try_build) to get the error.
     #[must_use]
     #[track_caller]
-    pub fn build(self) -> Pipeline<W, H, C> {
+    pub fn build(self) -> Pipeline<W, H, C, K> {
         valid_or_panic(self.try_build(), "pipeline configuration")
     }
 }
@@ -276,7 +299,7 @@ impl<W: SlidingWindow> Pipeline<W, NoHint, ByClassify> {
     }
 }
 
-impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
+impl<W: SlidingWindow, H, C, K> Pipeline<W, H, C, K> {
     /// Runs `op` through the pipeline: the total deadline, retry, the breaker for each attempt,
     /// the attempt timeout. Returns the first success, or ONE level of [`ResilienceError`]
     /// (see the [module docs](self)).
@@ -289,6 +312,7 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
         Fut: Future<Output = Result<T, R>>,
         C: Classifier<R>,
         H: RetryAfterHint<<C as Classifier<R>>::Error>,
+        K: ResponseClassifier<T>,
     {
         self.execute_outcome(None, op).await.result
     }
@@ -307,6 +331,7 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
         Fut: Future<Output = Result<T, R>>,
         C: Classifier<R>,
         H: RetryAfterHint<<C as Classifier<R>>::Error>,
+        K: ResponseClassifier<T>,
     {
         // One clock read and one look at the caller's deadline serve the whole first attempt.
         let now = clock::now();
@@ -330,13 +355,15 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
                     now,
                 );
                 let total = DeadlineContext::from_core(resolved.context);
-                let retries = std::pin::pin!(self.run_retries(
+                // Dropped in the total deadline's scope when it passes, so the breaker counts
+                // the attempt it cut as a timeout.
+                let retries = std::pin::pin!(Some(self.run_retries(
                     &mut op,
                     now,
                     Some(resolved),
                     &mut attempts,
                     &mut gave_up
-                ));
+                )));
                 match poll_until(total, retries).await {
                     Some(result) => result,
                     None => Err(resolved.expiry_error()),
@@ -369,6 +396,7 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
         Fut: Future<Output = Result<T, R>>,
         C: Classifier<R>,
         H: RetryAfterHint<<C as Classifier<R>>::Error>,
+        K: ResponseClassifier<T>,
     {
         if let Some(deadline) = deadline {
             deadline.check_start(now)?;
@@ -379,48 +407,72 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
         let mut attempt_at = now;
         loop {
             *attempts = attempts.saturating_add(1);
-            let error = match self.attempt(op, attempt_at, deadline).await {
-                Ok(value) => return Ok(value),
-                Err(error) => error,
+            let at = match self.attempt(op, attempt_at, deadline).await {
+                Ok(Answer::Done(value)) => return Ok(value),
+                Ok(Answer::Failed(value, kind)) => {
+                    let hint = self.retrier.responses().retry_after(&value);
+                    match self.retrier.decide_lazy(&mut retry, kind, hint) {
+                        RetryDecision::RetryAt(at) => at,
+                        RetryDecision::GiveUp(reason) => {
+                            *gave_up = Some(reason);
+                            return Ok(value);
+                        }
+                    }
+                }
+                Err(error) => match self.retrier.on_lazy_failure::<R>(&mut retry, &error) {
+                    RetryDecision::RetryAt(at) => at,
+                    RetryDecision::GiveUp(reason) => {
+                        *gave_up = Some(reason);
+                        return Err(error);
+                    }
+                },
             };
-            match self.retrier.on_lazy_failure::<R>(&mut retry, &error) {
-                RetryDecision::RetryAt(at) => {
-                    tokio::time::sleep_until(clock::to_tokio(at)).await;
-                    attempt_at = clock::now();
-                }
-                RetryDecision::GiveUp(reason) => {
-                    *gave_up = Some(reason);
-                    return Err(error);
-                }
-            }
+            tokio::time::sleep_until(clock::to_tokio(at)).await;
+            attempt_at = clock::now();
         }
     }
 
-    /// One attempt at `now`: the breaker's permit, the operation under the attempt timeout.
+    /// One attempt at `now`: the breaker's permit, the operation under the attempt timeout, its
+    /// response classified.
     async fn attempt<F, Fut, T, R>(
         &self,
         op: &mut F,
         now: Instant,
         deadline: Option<ResolvedDeadline>,
-    ) -> Result<T, ResilienceError<<C as Classifier<R>>::Error>>
+    ) -> Result<Answer<T>, ResilienceError<<C as Classifier<R>>::Error>>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, R>>,
         C: Classifier<R>,
+        K: ResponseClassifier<T>,
     {
         let classifier = self.retrier.classifier();
+        let responses = self.retrier.responses();
         let Some(breaker) = &self.breaker else {
-            return self
-                .timed(op, now, deadline)
-                .await
-                .map_err(|e| flatten(classifier, e));
+            return match self.timed(op, now, deadline).await {
+                Ok(value) => Ok(match responses.classify_response(&value) {
+                    Verdict::Failure(kind) => Answer::Failed(value, kind),
+                    Verdict::Success | Verdict::Ignore => Answer::Done(value),
+                }),
+                Err(error) => Err(flatten(classifier, error)),
+            };
         };
         let permit = breaker.try_acquire()?;
         match self.timed(op, now, deadline).await {
-            Ok(value) => {
-                permit.success();
-                Ok(value)
-            }
+            Ok(value) => Ok(match responses.classify_response(&value) {
+                Verdict::Success => {
+                    permit.success();
+                    Answer::Done(value)
+                }
+                Verdict::Failure(kind) => {
+                    permit.failure(kind);
+                    Answer::Failed(value, kind)
+                }
+                Verdict::Ignore => {
+                    permit.cancel();
+                    Answer::Done(value)
+                }
+            }),
             Err(error) => {
                 let error = flatten(classifier, error);
                 permit.failure(classifier.kind_of(&error));
@@ -452,7 +504,7 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
         if attempt.context.is_expired(now) {
             return Err(Attempt::Cut(attempt.expiry_error()));
         }
-        let future = std::pin::pin!(op());
+        let future = std::pin::pin!(Some(op()));
         match poll_until(DeadlineContext::from_core(attempt.context), future).await {
             Some(result) => result.map_err(Attempt::Failed),
             None => Err(Attempt::Cut(attempt.expiry_error())),
@@ -467,8 +519,23 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
 
     /// The retrier (config, budget).
     #[must_use]
-    pub fn retrier(&self) -> &Retrier<H, C> {
+    pub fn retrier(&self) -> &Retrier<H, C, K> {
         &self.retrier
+    }
+
+    /// This pipeline with its attempts' `Ok` responses classified by `classifier`: a response
+    /// it calls a failure counts against the breaker and is retried as an error of its kind
+    /// would be (honouring its [`retry_after`](ResponseClassifier::retry_after)); when retry
+    /// gives up, the last such response is the result, as `Ok`. An ignored response counts
+    /// for nothing and ends the call. Shares the breaker and the budget with `self`'s clones.
+    #[must_use]
+    pub fn classify_response<L>(self, classifier: L) -> Pipeline<W, H, C, L> {
+        Pipeline {
+            timeout: self.timeout,
+            retrier: self.retrier.classify_response(classifier),
+            breaker: self.breaker,
+            attempt_timeout: self.attempt_timeout,
+        }
     }
 
     /// The total-deadline configuration, if any.
@@ -495,7 +562,7 @@ impl<W: SlidingWindow, H, C> Pipeline<W, H, C> {
     }
 }
 
-impl<W: SlidingWindow, H: Clone, C: Clone> Clone for Pipeline<W, H, C> {
+impl<W: SlidingWindow, H: Clone, C: Clone, K: Clone> Clone for Pipeline<W, H, C, K> {
     fn clone(&self) -> Self {
         Self {
             timeout: self.timeout,
@@ -506,7 +573,7 @@ impl<W: SlidingWindow, H: Clone, C: Clone> Clone for Pipeline<W, H, C> {
     }
 }
 
-impl<W: SlidingWindow, H, C> fmt::Debug for Pipeline<W, H, C> {
+impl<W: SlidingWindow, H, C, K> fmt::Debug for Pipeline<W, H, C, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Pipeline")
             .field("timeout", &self.timeout)
@@ -517,7 +584,7 @@ impl<W: SlidingWindow, H, C> fmt::Debug for Pipeline<W, H, C> {
     }
 }
 
-impl<W: SlidingWindow, H, C> fmt::Debug for PipelineBuilder<W, H, C> {
+impl<W: SlidingWindow, H, C, K> fmt::Debug for PipelineBuilder<W, H, C, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PipelineBuilder")
             .field("timeout", &self.timeout)
@@ -535,6 +602,13 @@ pub struct RequestDeadline {
     pub timeout: Option<Duration>,
     /// When the request arrived.
     pub enqueued_at: Option<tokio::time::Instant>,
+}
+
+/// An attempt that returned `Ok`: a response to return, or one the response classifier called
+/// a failure of a kind (returned only when retry gives up on it).
+enum Answer<T> {
+    Done(T),
+    Failed(T, ErrorKind),
 }
 
 /// An attempt's failure before flattening: the operation's own error, or the attempt cut short.

@@ -8,6 +8,7 @@
 //!     // composition and errors
 //!     Pipeline, Outcome, RequestDeadline, ResilienceConfig, ResilienceError, Classify,
 //!     ErrorKind, ErrorKindSet, ConfigError, OperationError, Classifier, ByClassify,
+//!     ResponseClassifier, Verdict, OkIsSuccess,
 //!     // breaker, retry, deadlines
 //!     CircuitBreaker, CircuitBreakerConfig, CircuitState, Rejected, Retrier, RetryConfig,
 //!     RetryExt, BackoffStrategy, SharedRetryBudget, RetryBudgetConfig, DeadlineContext,
@@ -30,6 +31,9 @@
 //! assert!(Instant::ZERO < Instant::from_secs(1));
 //! ```
 
+#[cfg(feature = "http")]
+pub use crate::classify::HttpClassifier;
+pub use crate::classify::{OkIsSuccess, ResponseClassifier, Verdict};
 pub use crate::deadline::{
     CancelFlag, DeadlineContext, DeadlineFuture, ResolvedDeadline, TimeoutExt, current_deadline,
 };

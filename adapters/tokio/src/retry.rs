@@ -52,6 +52,7 @@ use rustkernel_core::resilience::{
 };
 use rustkernel_core::rng::Rng;
 
+use crate::classify::{OkIsSuccess, ResponseClassifier, Verdict};
 use crate::clock;
 use crate::deadline::current_deadline;
 
@@ -224,14 +225,17 @@ pub(crate) struct LazyRetry {
 /// Errors are classified by their [`Classify`](rustkernel_core::error::Classify) impl, and a
 /// guarded call's [`ResilienceError`] is flattened (see
 /// [`OperationError`](rustkernel_core::error::OperationError)); for an error type that is not
-/// `Classify`, give a closure with [`classify_with`](Self::classify_with).
+/// `Classify`, give a closure with [`classify_with`](Self::classify_with). Every `Ok` is a
+/// success unless a [`ResponseClassifier`] given with
+/// [`classify_response`](Self::classify_response) says otherwise.
 #[derive(Clone)]
-pub struct Retrier<H = NoHint, C = ByClassify> {
+pub struct Retrier<H = NoHint, C = ByClassify, K = OkIsSuccess> {
     config: ValidRetryConfig,
     budget: Option<SharedRetryBudget>,
     seeds: Arc<SeedSequence>,
     hint: H,
     classifier: C,
+    responses: K,
 }
 
 impl Retrier<NoHint> {
@@ -246,6 +250,7 @@ impl Retrier<NoHint> {
             seeds: Arc::new(SeedSequence::from_entropy()),
             hint: NoHint,
             classifier: ByClassify,
+            responses: OkIsSuccess,
         })
     }
 
@@ -261,7 +266,7 @@ impl Retrier<NoHint> {
     }
 }
 
-impl<H, C> Retrier<H, C> {
+impl<H, C, K> Retrier<H, C, K> {
     /// Shares `budget` with this retrier: each call deposits once, each retry withdraws once.
     #[must_use]
     pub fn budget(mut self, budget: SharedRetryBudget) -> Self {
@@ -281,13 +286,14 @@ impl<H, C> Retrier<H, C> {
     /// backoff (see [`RetryAfterHint`]). A hint may exceed the backoff's `max`; a retry it
     /// would push past the deadline is not made.
     #[must_use]
-    pub fn retry_after<G>(self, hint: G) -> Retrier<G, C> {
+    pub fn retry_after<G>(self, hint: G) -> Retrier<G, C, K> {
         Retrier {
             config: self.config,
             budget: self.budget,
             seeds: self.seeds,
             hint,
             classifier: self.classifier,
+            responses: self.responses,
         }
     }
 
@@ -295,13 +301,31 @@ impl<H, C> Retrier<H, C> {
     /// [`Classify`](rustkernel_core::error::Classify) impl, so an error type of another crate
     /// needs no newtype: `.classify_with(|e: &std::num::ParseIntError| ErrorKind::InvalidInput)`.
     #[must_use]
-    pub fn classify_with<E, G: Fn(&E) -> ErrorKind>(self, classify: G) -> Retrier<H, G> {
+    pub fn classify_with<E, G: Fn(&E) -> ErrorKind>(self, classify: G) -> Retrier<H, G, K> {
         Retrier {
             config: self.config,
             budget: self.budget,
             seeds: self.seeds,
             hint: self.hint,
             classifier: classify,
+            responses: self.responses,
+        }
+    }
+
+    /// Classifies each `Ok` response with `classifier`: one it calls a failure of a kind in
+    /// `retryable_errors` is retried as an error of that kind would be (its
+    /// [`retry_after`](ResponseClassifier::retry_after), such as an HTTP `Retry-After`, sets
+    /// the wait), and when retry gives up the last such response comes back as `Ok`, unchanged.
+    /// Success and ignored responses end the call.
+    #[must_use]
+    pub fn classify_response<L>(self, classifier: L) -> Retrier<H, C, L> {
+        Retrier {
+            config: self.config,
+            budget: self.budget,
+            seeds: self.seeds,
+            hint: self.hint,
+            classifier: self.classifier,
+            responses: classifier,
         }
     }
 
@@ -324,7 +348,9 @@ impl<H, C> Retrier<H, C> {
     /// [`ResilienceError::Operation`] (not retryable, attempts or budget exhausted, or the
     /// next attempt could not start before the current deadline), or
     /// [`ResilienceError::DeadlineExceeded`] without calling `op` when the current deadline
-    /// has already passed.
+    /// has already passed. A response that the [response
+    /// classifier](Self::classify_response) calls a failure is retried the same way, and comes
+    /// back as `Ok` when retry gives up on it.
     pub async fn execute<F, Fut, T, R>(
         &self,
         mut op: F,
@@ -334,19 +360,34 @@ impl<H, C> Retrier<H, C> {
         Fut: Future<Output = Result<T, R>>,
         C: Classifier<R>,
         H: RetryAfterHint<<C as Classifier<R>>::Error>,
+        K: ResponseClassifier<T>,
     {
         let mut retry = match self.start() {
             Start::Expired => return Err(ResilienceError::DeadlineExceeded),
             Start::Ready(retry) => retry,
         };
         loop {
-            let error = match op().await {
-                Ok(value) => return Ok(value),
-                Err(error) => self.classifier.flatten(error),
+            let decision = match op().await {
+                Ok(value) => match self.responses.classify_response(&value) {
+                    Verdict::Success | Verdict::Ignore => return Ok(value),
+                    Verdict::Failure(kind) => {
+                        let hint = self.responses.retry_after(&value);
+                        match self.decide(&mut retry, kind, hint) {
+                            RetryDecision::GiveUp(_) => return Ok(value),
+                            retry_at => retry_at,
+                        }
+                    }
+                },
+                Err(error) => {
+                    let error = self.classifier.flatten(error);
+                    match self.on_failure(&mut retry, &error) {
+                        RetryDecision::GiveUp(_) => return Err(error),
+                        retry_at => retry_at,
+                    }
+                }
             };
-            match self.on_failure(&mut retry, &error) {
-                RetryDecision::RetryAt(at) => tokio::time::sleep_until(clock::to_tokio(at)).await,
-                RetryDecision::GiveUp(_) => return Err(error),
+            if let RetryDecision::RetryAt(at) = decision {
+                tokio::time::sleep_until(clock::to_tokio(at)).await;
             }
         }
     }
@@ -354,6 +395,11 @@ impl<H, C> Retrier<H, C> {
     /// The classifier.
     pub(crate) fn classifier(&self) -> &C {
         &self.classifier
+    }
+
+    /// The response classifier.
+    pub(crate) fn responses(&self) -> &K {
+        &self.responses
     }
 
     /// Begins a logical call now, under the current deadline: deposits into the budget.
@@ -404,11 +450,27 @@ impl<H, C> Retrier<H, C> {
         C: Classifier<R>,
         H: RetryAfterHint<<C as Classifier<R>>::Error>,
     {
-        let retry = lazy.retry.get_or_insert_with(|| {
+        let retry = self.lazy_retry(lazy);
+        self.on_failure::<R>(retry, error)
+    }
+
+    /// As [`decide`](Self::decide) for a call begun with [`start_lazy`](Self::start_lazy).
+    pub(crate) fn decide_lazy(
+        &self,
+        lazy: &mut LazyRetry,
+        kind: ErrorKind,
+        hint: Option<Duration>,
+    ) -> RetryDecision {
+        let retry = self.lazy_retry(lazy);
+        self.decide(retry, kind, hint)
+    }
+
+    /// The state machine of a lazily begun call, built on its first failure.
+    fn lazy_retry<'a>(&self, lazy: &'a mut LazyRetry) -> &'a mut Retry {
+        lazy.retry.get_or_insert_with(|| {
             let seed = self.seeds.next_seed();
             Retry::start(&self.config, seed, lazy.started_at, lazy.deadline)
-        });
-        self.on_failure::<R>(retry, error)
+        })
     }
 
     /// Reports a failed attempt (its flattened error) to `retry` now, with the budget and the
@@ -422,12 +484,23 @@ impl<H, C> Retrier<H, C> {
         C: Classifier<R>,
         H: RetryAfterHint<<C as Classifier<R>>::Error>,
     {
-        let now = clock::now();
         let kind = self.classifier.kind_of(error);
         let hint = match error {
             ResilienceError::Operation(error) => self.hint.retry_after(error),
             _ => None,
         };
+        self.decide(retry, kind, hint)
+    }
+
+    /// Reports a failed attempt of `kind` (an error's, or a response's that the response
+    /// classifier called a failure) to `retry` now, with the budget and the callee's `hint`.
+    pub(crate) fn decide(
+        &self,
+        retry: &mut Retry,
+        kind: ErrorKind,
+        hint: Option<Duration>,
+    ) -> RetryDecision {
+        let now = clock::now();
         let decision = match &self.budget {
             Some(budget) => budget.with(|budget| retry.on_failure(kind, now, hint, Some(budget))),
             None => retry.on_failure(kind, now, hint, None),
@@ -452,7 +525,7 @@ impl<H, C> Retrier<H, C> {
     }
 }
 
-impl<H, C> fmt::Debug for Retrier<H, C> {
+impl<H, C, K> fmt::Debug for Retrier<H, C, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retrier")
             .field("config", &self.config)

@@ -63,7 +63,9 @@
 //!   price of resolution: [`CircuitBreakerBuilder::coarse_clock`].
 //! - A permit admitted while closed that is cancelled, or fails with an ignored kind, changes
 //!   nothing in the core and is dropped without the lock (the core would only apply due timers,
-//!   which the next input applies anyway).
+//!   which the next input applies anyway). A permit dropped unsettled reads the task's current
+//!   deadline: past it, the call was cut by the deadline and counts as a timeout (see
+//!   [`CallPermit`]).
 //!
 //! ## Under concurrency
 //! A success is counted against the word it read. One that read the word just before another
@@ -111,7 +113,9 @@ use rustkernel_core::resilience::{
 use rustkernel_core::time::Instant;
 use tokio::sync::{broadcast, watch};
 
+use crate::classify::{OkIsSuccess, ResponseClassifier, Verdict};
 use crate::clock;
+use crate::deadline::DeadlineContext;
 
 use fast::{Snapshot, StateWord, StripedCounter};
 use permit::{Issued, Ticket};
@@ -292,15 +296,19 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
     /// Runs `operation` under the breaker: rejected with [`ResilienceError::CircuitOpen`] when
     /// the breaker is open (or half-open with every probe slot taken); otherwise its error is
     /// returned as [`ResilienceError::Operation`], after
-    /// [`Classify`](rustkernel_core::error::Classify) gave its kind to the breaker.
+    /// [`Classify`](rustkernel_core::error::Classify) gave its kind to the breaker. Every `Ok`
+    /// is a success; to count some responses as failures (an HTTP 500), give a
+    /// [`ResponseClassifier`] with [`classify_response`](Self::classify_response).
     ///
     /// An operation that is itself a guarded call (`|| retrier.execute(..)`) has its
     /// [`ResilienceError`] flattened: the result has one level, and its kind (`CircuitOpen` is
     /// unavailable, deadlines are timeouts) is what the breaker counts. For an error type that
     /// is not `Classify`, use [`classify_with`](Self::classify_with).
     ///
-    /// If `operation` panics, or the returned future is dropped before it finishes, the call is
-    /// settled as cancelled (nothing is counted; a half-open slot is given back).
+    /// If the returned future is dropped before it finishes (or `operation` panics), the call
+    /// is a timeout failure when the task's current deadline has passed (a
+    /// [`DeadlineContext::execute`] around the call cut it), and cancelled otherwise (nothing
+    /// is counted; a half-open slot is given back); see [`CallPermit`].
     pub async fn call<F, Fut, T, R>(
         &self,
         operation: F,
@@ -310,28 +318,49 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
         Fut: Future<Output = Result<T, R>>,
         ByClassify: Classifier<R>,
     {
-        self.call_classified(&ByClassify, operation).await
+        self.call_classified(&ByClassify, &OkIsSuccess, operation)
+            .await
     }
 
     /// This breaker with a closure classifier, for operations whose error type is not
     /// [`Classify`](rustkernel_core::error::Classify) (another crate's):
     /// `cb.classify_with(|e: &std::io::Error| ErrorKind::Unavailable).call(..)`. A cheap handle
     /// (one `Arc` clone); keep it and call it as often as the breaker.
-    pub fn classify_with<E, C: Fn(&E) -> ErrorKind>(&self, classify: C) -> Classified<W, C> {
+    pub fn classify_with<E, C: Fn(&E) -> ErrorKind>(
+        &self,
+        classify: C,
+    ) -> Classified<W, C, OkIsSuccess> {
         Classified {
             breaker: self.clone(),
             classifier: classify,
+            responses: OkIsSuccess,
         }
     }
 
-    /// Runs `operation` under the breaker, its error flattened and classified by `classifier`.
-    pub(crate) async fn call_classified<C, F, Fut, T, R>(
+    /// This breaker with a [`ResponseClassifier`], so that a call returning `Ok(response)` can
+    /// count as a failure (`cb.classify_response(HttpClassifier::new()).call(..)`: 5xx and 429
+    /// responses open the breaker) or be ignored. The response itself still comes back as
+    /// `Ok`. A cheap handle (one `Arc` clone), as [`classify_with`](Self::classify_with), whose
+    /// closure it can also take ([`Classified::classify_with`]).
+    pub fn classify_response<K>(&self, classifier: K) -> Classified<W, ByClassify, K> {
+        Classified {
+            breaker: self.clone(),
+            classifier: ByClassify,
+            responses: classifier,
+        }
+    }
+
+    /// Runs `operation` under the breaker, its error flattened and classified by `classifier`,
+    /// its response by `responses`.
+    pub(crate) async fn call_classified<C, K, F, Fut, T, R>(
         &self,
         classifier: &C,
+        responses: &K,
         operation: F,
     ) -> Result<T, ResilienceError<C::Error>>
     where
         C: Classifier<R>,
+        K: ResponseClassifier<T>,
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, R>>,
     {
@@ -339,7 +368,11 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
         // Not `permit.run(..)`: one future level less keeps the closed path lean.
         match operation().await {
             Ok(value) => {
-                permit.success();
+                match responses.classify_response(&value) {
+                    Verdict::Success => permit.success(),
+                    Verdict::Failure(kind) => permit.failure(kind),
+                    Verdict::Ignore => permit.cancel(),
+                }
                 Ok(value)
             }
             Err(error) => {
@@ -735,6 +768,18 @@ impl<W: SlidingWindow> Shared<W> {
         }
         let permit = Permit::for_cycle(ticket.generation(), acquired_at);
         self.with_core(|core, now| ((), core.on_failure(permit, kind, now)));
+    }
+
+    /// Settles a permit dropped unsettled: a timeout failure when the task's current deadline
+    /// has passed (a deadline cut the call), otherwise cancelled (a probe's slot given back; a
+    /// permit admitted while closed changes nothing in the core).
+    #[inline]
+    pub(crate) fn settle_dropped(&self, ticket: Ticket, acquired_at: Instant) {
+        if crate::deadline::current_deadline().is_some_and(DeadlineContext::is_expired) {
+            self.settle_failure(ticket, acquired_at, ErrorKind::Timeout);
+        } else if ticket.issued() == Issued::Probe {
+            self.cancel_probe(ticket, acquired_at);
+        }
     }
 
     /// Gives a cancelled probe's slot back. (A cancelled permit admitted while closed changes

@@ -53,10 +53,16 @@ impl Ticket {
 /// Leave to make one call through a [`CircuitBreaker`](super::CircuitBreaker), from
 /// [`try_acquire`](super::CircuitBreaker::try_acquire).
 ///
-/// Settle it with [`success`](Self::success) or [`failure`](Self::failure), or let
-/// [`run`](Self::run) do it from a future's result. A permit dropped unsettled (the call's
-/// future was dropped, the call panicked) is settled as cancelled: nothing is counted and a
-/// half-open probe slot is given back, so a slot can never leak.
+/// Settle it with [`success`](Self::success), [`failure`](Self::failure) or
+/// [`cancel`](Self::cancel), or let [`run`](Self::run) do it from a future's result. A permit
+/// dropped unsettled (the call's future was dropped, the call panicked) settles itself, so a
+/// half-open probe slot can never leak:
+/// - as a **timeout** failure when the task's [current deadline](crate::deadline::current_deadline)
+///   has passed: a deadline cut the call (a [`DeadlineContext::execute`](crate::deadline::DeadlineContext::execute),
+///   a [`DeadlineLayer`](crate::layer::DeadlineLayer) or a pipeline's total deadline, wherever it
+///   sits around the breaker: each drops the call inside its deadline's scope);
+/// - as **cancelled** otherwise (no deadline in scope, or one with time left: the caller went
+///   away): nothing is counted and a probe slot is given back.
 #[must_use = "a dropped permit counts as a cancelled call"]
 pub struct CallPermit<'a, W: SlidingWindow = NoWindow> {
     shared: &'a Shared<W>,
@@ -117,6 +123,16 @@ impl<'a, W: SlidingWindow> CallPermit<'a, W> {
         shared.settle_failure(ticket, acquired_at, kind);
     }
 
+    /// Settles the call as cancelled whatever the deadline: nothing is counted, a half-open
+    /// probe slot is given back (for a response that says nothing about the callee's health,
+    /// [`Verdict::Ignore`](crate::classify::Verdict::Ignore)).
+    pub fn cancel(self) {
+        let (shared, ticket, acquired_at) = self.settle();
+        if ticket.issued() == Issued::Probe {
+            shared.cancel_probe(ticket, acquired_at);
+        }
+    }
+
     /// Awaits `future` and settles the permit with its result, classifying an error with
     /// [`Classify`]; the result is handed back unchanged. Dropping the returned future before it
     /// finishes settles the permit as cancelled.
@@ -153,7 +169,8 @@ impl<W: SlidingWindow> CallPermit<'_, W> {
 
 /// A [`CallPermit`] that owns a handle on its breaker (from
 /// [`try_acquire_owned`](super::CircuitBreaker::try_acquire_owned)), for futures that must be
-/// `'static`. Settles the same way; dropped unsettled, it counts as cancelled.
+/// `'static`. Settles the same way; dropped unsettled, it is a timeout when the current deadline
+/// has passed and cancelled otherwise, as a [`CallPermit`].
 #[must_use = "a dropped permit counts as a cancelled call"]
 pub struct OwnedCallPermit<W: SlidingWindow = NoWindow> {
     /// `None` once settled.
@@ -188,14 +205,21 @@ impl<W: SlidingWindow> OwnedCallPermit<W> {
             shared.settle_failure(ticket, acquired_at, kind);
         }
     }
+
+    /// Settles the call as cancelled whatever the deadline (see [`CallPermit::cancel`]).
+    pub fn cancel(self) {
+        if let Some((shared, ticket, acquired_at)) = self.settle()
+            && ticket.issued() == Issued::Probe
+        {
+            shared.cancel_probe(ticket, acquired_at);
+        }
+    }
 }
 
 impl<W: SlidingWindow> Drop for OwnedCallPermit<W> {
     fn drop(&mut self) {
-        if let Some(shared) = &self.shared
-            && self.ticket.issued() == Issued::Probe
-        {
-            shared.cancel_probe(self.ticket, self.acquired_at);
+        if let Some(shared) = &self.shared {
+            shared.settle_dropped(self.ticket, self.acquired_at);
         }
     }
 }
@@ -212,11 +236,8 @@ impl<W: SlidingWindow> fmt::Debug for OwnedCallPermit<W> {
 impl<W: SlidingWindow> Drop for CallPermit<'_, W> {
     #[inline]
     fn drop(&mut self) {
-        // Unsettled (`success` and `failure` skip this). Admitted while closed: nothing for the
-        // core to do.
-        if self.ticket.issued() == Issued::Probe {
-            self.shared.cancel_probe(self.ticket, self.acquired_at);
-        }
+        // Unsettled (`success`, `failure` and `cancel` skip this).
+        self.shared.settle_dropped(self.ticket, self.acquired_at);
     }
 }
 

@@ -1,13 +1,43 @@
-//! tower [`Layer`](tower_layer::Layer)s for axum and tonic stacks: retry, deadline, and a
-//! generic guard (for a circuit breaker).
+//! tower [`Layer`](tower_layer::Layer)s for axum and tonic stacks: retry, deadline, a generic
+//! guard (for a circuit breaker) and the whole pipeline.
 //!
 //! Each middleware is a module in the tower style: the service in `mod.rs`, the layer in
 //! `layer.rs`, the response future in `future.rs`. Every service's error is
 //! [`ResilienceError<E>`](rustkernel_core::resilience::ResilienceError) of the inner
-//! service's error `E`, which comes back unchanged as `Operation(e)`.
+//! service's error `E`, which comes back unchanged as `Operation(e)`. (For axum routes, whose
+//! layers must not fail, the `axum` feature has layers that answer errors as responses:
+//! `rustkernel_tokio::axum`.)
 //!
-//! Order them as calls nest: the deadline outermost, so retries see it and stop in time, then
-//! retry, then the guard, so each attempt asks the breaker.
+//! # What counts as a failure
+//! An error counts by its kind. A response counts as the layer's
+//! [`ResponseClassifier`](crate::classify::ResponseClassifier) says (`classify_response` on
+//! [`GuardLayer`] and on the [`Retrier`](crate::retry::Retrier) or
+//! [`Pipeline`](crate::pipeline::Pipeline) behind the other layers; by default every response
+//! is a success): with the `http` feature's
+//! [`HttpClassifier`](crate::classify::HttpClassifier), an HTTP 500 inside `Ok(Response)`
+//! counts against the breaker and is retried, and still reaches the caller as the response
+//! when no retry replaces it.
+//!
+//! # The order, outermost first, and why
+//! 1. **The deadline** ([`DeadlineLayer`]): it bounds everything inside it, so retries see it
+//!    and stop in time (no attempt is started, or slept towards, that could not begin before
+//!    it).
+//! 2. **Retry** ([`RetryLayer`]), outside the guard, so that each attempt asks the breaker: a
+//!    breaker that opened during the call rejects the next attempt instead of letting retries
+//!    hammer the callee.
+//! 3. **The guard** ([`CircuitBreakerLayer`]), innermost: every attempt's outcome counts.
+//!
+//! A call the deadline cuts is a **timeout** for the breaker wherever the deadline sits: the
+//! deadline drops the call inside its own scope, and a breaker permit dropped after the
+//! [current deadline](crate::deadline::current_deadline) passed settles as a timeout failure
+//! (see [`CallPermit`](crate::breaker::CallPermit)). So ten hung calls open the breaker with
+//! the deadline outermost, as they do with a deadline inside the guard (whose `Timeout` error
+//! the guard counts). A call dropped with no deadline in scope, or before its deadline (the
+//! client went away, a tower `Timeout` or `tokio::time::timeout` that is not a
+//! [`DeadlineLayer`]), is a **cancellation**: it counts for nothing and gives a half-open
+//! probe slot back. Only the innermost deadline in scope is read: a
+//! [`DeadlineLayer`] inside another whose deadline is later (it does not propagate the outer
+//! one) sees time left when the outer one cuts the call.
 //!
 //! ```
 //! use std::time::Duration;

@@ -11,17 +11,19 @@ use rustkernel_core::error::{ByClassify, Classifier};
 use rustkernel_core::resilience::ResilienceError;
 
 use super::Guard;
+use crate::classify::{OkIsSuccess, ResponseClassifier, Verdict};
 
 pin_project! {
     /// The future of a [`GuardService`](super::GuardService) call: runs the admitted call and
-    /// hands its permit back with the outcome.
+    /// hands its permit back with the outcome (a response classified by `K`).
     #[must_use = "futures do nothing unless polled"]
-    pub struct ResponseFuture<F, G>
+    pub struct ResponseFuture<F, G, K = OkIsSuccess>
     where
         G: Guard,
     {
         permit: Option<G::Permit>,
         guard: PhantomData<fn() -> G>,
+        responses: K,
         #[pin]
         state: State<F>,
     }
@@ -39,29 +41,32 @@ pin_project! {
     }
 }
 
-impl<F, G: Guard> ResponseFuture<F, G> {
-    pub(super) fn admitted(future: F, permit: G::Permit) -> Self {
+impl<F, G: Guard, K> ResponseFuture<F, G, K> {
+    pub(crate) fn admitted(future: F, permit: G::Permit, responses: K) -> Self {
         Self {
             permit: Some(permit),
             guard: PhantomData,
+            responses,
             state: State::Admitted { future },
         }
     }
 
-    pub(super) fn rejected() -> Self {
+    pub(super) fn rejected(responses: K) -> Self {
         Self {
             permit: None,
             guard: PhantomData,
+            responses,
             state: State::Rejected,
         }
     }
 }
 
-impl<F, G, T, R> Future for ResponseFuture<F, G>
+impl<F, G, K, T, R> Future for ResponseFuture<F, G, K>
 where
     F: Future<Output = Result<T, R>>,
     ByClassify: Classifier<R>,
     G: Guard,
+    K: ResponseClassifier<T>,
 {
     type Output = Result<T, ResilienceError<<ByClassify as Classifier<R>>::Error>>;
 
@@ -72,7 +77,11 @@ where
                 let result = ready!(future.poll(cx)).map_err(|error| ByClassify.flatten(error));
                 if let Some(permit) = this.permit.take() {
                     match &result {
-                        Ok(_) => G::on_success(permit),
+                        Ok(response) => match this.responses.classify_response(response) {
+                            Verdict::Success => G::on_success(permit),
+                            Verdict::Failure(kind) => G::on_failure(permit, kind),
+                            Verdict::Ignore => G::on_ignored(permit),
+                        },
                         Err(error) => G::on_failure(permit, ByClassify.kind_of(error)),
                     }
                 }
@@ -87,7 +96,7 @@ where
     }
 }
 
-impl<F, G: Guard> fmt::Debug for ResponseFuture<F, G> {
+impl<F, G: Guard, K> fmt::Debug for ResponseFuture<F, G, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponseFuture")
             .field("admitted", &self.permit.is_some())

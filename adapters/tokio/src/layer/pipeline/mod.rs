@@ -3,9 +3,13 @@
 //! `.layer(..)`.
 //!
 //! Each attempt sends a clone of the request to a clone of the inner service, so both must be
-//! `Clone` (an axum `Request<Body>` is not: put the layer on a service that takes your parsed,
-//! cloneable input, or use [`CircuitBreakerLayer`](crate::layer::CircuitBreakerLayer) alone for
-//! a raw HTTP route). The error is the pipeline's flat [`ResilienceError`].
+//! `Clone`. An axum `Request<Body>` is not (its body is a stream, read once): with the `axum`
+//! feature, `rustkernel_tokio::axum::HttpPipelineLayer` buffers the body up to a limit and
+//! answers errors as responses; otherwise put this layer on a service that takes your parsed,
+//! cloneable input, or use [`CircuitBreakerLayer`](crate::layer::CircuitBreakerLayer) alone
+//! for a raw HTTP route (no retry). The error is the pipeline's flat [`ResilienceError`];
+//! responses are classified by the pipeline's [`ResponseClassifier`]
+//! ([`Pipeline::classify_response`]).
 
 use std::fmt;
 use std::future::{Future, poll_fn};
@@ -18,32 +22,33 @@ use rustkernel_core::resilience::{NoWindow, ResilienceError};
 use tower_layer::Layer;
 use tower_service::Service;
 
+use crate::classify::{OkIsSuccess, ResponseClassifier};
 use crate::pipeline::Pipeline;
 use crate::retry::{NoHint, RetryAfterHint};
 
 /// Wraps services in a [`PipelineService`] that runs every call through `pipeline`; services
 /// it builds share the pipeline's breaker and budget.
 #[derive(Debug)]
-pub struct PipelineLayer<W: SlidingWindow = NoWindow, H = NoHint, C = ByClassify> {
-    pipeline: Pipeline<W, H, C>,
+pub struct PipelineLayer<W: SlidingWindow = NoWindow, H = NoHint, C = ByClassify, K = OkIsSuccess> {
+    pipeline: Pipeline<W, H, C, K>,
 }
 
-impl<W: SlidingWindow, H, C> PipelineLayer<W, H, C> {
+impl<W: SlidingWindow, H, C, K> PipelineLayer<W, H, C, K> {
     /// A layer running calls through `pipeline`.
     #[must_use]
-    pub fn new(pipeline: Pipeline<W, H, C>) -> Self {
+    pub fn new(pipeline: Pipeline<W, H, C, K>) -> Self {
         Self { pipeline }
     }
 
     /// The pipeline.
     #[must_use]
-    pub fn pipeline(&self) -> &Pipeline<W, H, C> {
+    pub fn pipeline(&self) -> &Pipeline<W, H, C, K> {
         &self.pipeline
     }
 }
 
-impl<S, W: SlidingWindow, H: Clone, C: Clone> Layer<S> for PipelineLayer<W, H, C> {
-    type Service = PipelineService<S, W, H, C>;
+impl<S, W: SlidingWindow, H: Clone, C: Clone, K: Clone> Layer<S> for PipelineLayer<W, H, C, K> {
+    type Service = PipelineService<S, W, H, C, K>;
 
     fn layer(&self, inner: S) -> Self::Service {
         PipelineService {
@@ -54,12 +59,18 @@ impl<S, W: SlidingWindow, H: Clone, C: Clone> Layer<S> for PipelineLayer<W, H, C
 }
 
 /// A service whose calls run through a [`Pipeline`]; from [`PipelineLayer`].
-pub struct PipelineService<S, W: SlidingWindow = NoWindow, H = NoHint, C = ByClassify> {
+pub struct PipelineService<
+    S,
+    W: SlidingWindow = NoWindow,
+    H = NoHint,
+    C = ByClassify,
+    K = OkIsSuccess,
+> {
     inner: S,
-    pipeline: Pipeline<W, H, C>,
+    pipeline: Pipeline<W, H, C, K>,
 }
 
-impl<W: SlidingWindow, H: Clone, C: Clone> Clone for PipelineLayer<W, H, C> {
+impl<W: SlidingWindow, H: Clone, C: Clone, K: Clone> Clone for PipelineLayer<W, H, C, K> {
     fn clone(&self) -> Self {
         Self {
             pipeline: self.pipeline.clone(),
@@ -67,7 +78,9 @@ impl<W: SlidingWindow, H: Clone, C: Clone> Clone for PipelineLayer<W, H, C> {
     }
 }
 
-impl<S: Clone, W: SlidingWindow, H: Clone, C: Clone> Clone for PipelineService<S, W, H, C> {
+impl<S: Clone, W: SlidingWindow, H: Clone, C: Clone, K: Clone> Clone
+    for PipelineService<S, W, H, C, K>
+{
     fn clone(&self) -> Self {
         Self {
             inner: self.inner.clone(),
@@ -76,7 +89,7 @@ impl<S: Clone, W: SlidingWindow, H: Clone, C: Clone> Clone for PipelineService<S
     }
 }
 
-impl<S, W: SlidingWindow, H, C> PipelineService<S, W, H, C> {
+impl<S, W: SlidingWindow, H, C, K> PipelineService<S, W, H, C, K> {
     /// The inner service.
     #[must_use]
     pub fn get_ref(&self) -> &S {
@@ -84,7 +97,7 @@ impl<S, W: SlidingWindow, H, C> PipelineService<S, W, H, C> {
     }
 }
 
-impl<S, W: SlidingWindow, H, C> fmt::Debug for PipelineService<S, W, H, C> {
+impl<S, W: SlidingWindow, H, C, K> fmt::Debug for PipelineService<S, W, H, C, K> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PipelineService")
             .field("pipeline", &self.pipeline)
@@ -96,7 +109,7 @@ impl<S, W: SlidingWindow, H, C> fmt::Debug for PipelineService<S, W, H, C> {
 pub type ResponseFuture<T, E> =
     Pin<Box<dyn Future<Output = Result<T, ResilienceError<E>>> + Send + 'static>>;
 
-impl<S, W, H, C, Req> Service<Req> for PipelineService<S, W, H, C>
+impl<S, W, H, C, K, Req> Service<Req> for PipelineService<S, W, H, C, K>
 where
     S: Service<Req> + Clone + Send + 'static,
     S::Future: Send,
@@ -107,6 +120,7 @@ where
     H: RetryAfterHint<<C as Classifier<S::Error>>::Error> + Clone + Send + Sync + 'static,
     C: Classifier<S::Error> + Clone + Send + Sync + 'static,
     <C as Classifier<S::Error>>::Error: Send,
+    K: ResponseClassifier<S::Response> + Clone + Send + Sync + 'static,
 {
     type Response = S::Response;
     type Error = ResilienceError<<C as Classifier<S::Error>>::Error>;

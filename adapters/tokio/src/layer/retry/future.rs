@@ -11,19 +11,20 @@ use rustkernel_core::resilience::{ResilienceError, Retry, RetryDecision};
 use tokio::time::Sleep;
 use tower_service::Service;
 
+use crate::classify::{OkIsSuccess, ResponseClassifier, Verdict};
 use crate::clock;
 use crate::retry::{Retrier, RetryAfterHint};
 
 pin_project! {
     /// The future of a [`RetryService`](super::RetryService) call: attempts, waits, retries.
     #[must_use = "futures do nothing unless polled"]
-    pub struct ResponseFuture<S, Req, H, C>
+    pub struct ResponseFuture<S, Req, H, C, K = OkIsSuccess>
     where
         S: Service<Req>,
     {
         request: Req,
         service: S,
-        retrier: Retrier<H, C>,
+        retrier: Retrier<H, C, K>,
         retry: Option<Retry>,
         #[pin]
         state: State<S::Future>,
@@ -51,14 +52,14 @@ pin_project! {
     }
 }
 
-impl<S, Req, H, C> ResponseFuture<S, Req, H, C>
+impl<S, Req, H, C, K> ResponseFuture<S, Req, H, C, K>
 where
     S: Service<Req>,
 {
     pub(super) fn called(
         request: Req,
         service: S,
-        retrier: Retrier<H, C>,
+        retrier: Retrier<H, C, K>,
         retry: Retry,
         future: S::Future,
     ) -> Self {
@@ -71,7 +72,7 @@ where
         }
     }
 
-    pub(super) fn expired(request: Req, service: S, retrier: Retrier<H, C>) -> Self {
+    pub(super) fn expired(request: Req, service: S, retrier: Retrier<H, C, K>) -> Self {
         Self {
             request,
             service,
@@ -82,12 +83,13 @@ where
     }
 }
 
-impl<S, Req, H, C> Future for ResponseFuture<S, Req, H, C>
+impl<S, Req, H, C, K> Future for ResponseFuture<S, Req, H, C, K>
 where
     S: Service<Req>,
     C: Classifier<S::Error>,
     Req: Clone,
     H: RetryAfterHint<C::Error>,
+    K: ResponseClassifier<S::Response>,
 {
     type Output = Result<S::Response, ResilienceError<C::Error>>;
 
@@ -97,8 +99,35 @@ where
             let error = match this.state.as_mut().project() {
                 StateProj::Called { future } => match ready!(future.poll(cx)) {
                     Ok(response) => {
-                        this.state.set(State::Done);
-                        return Poll::Ready(Ok(response));
+                        let responses = this.retrier.responses();
+                        let kind = match responses.classify_response(&response) {
+                            Verdict::Success | Verdict::Ignore => None,
+                            Verdict::Failure(kind) => Some(kind),
+                        };
+                        // A failing response is retried as an error of its kind; when retry
+                        // gives up (or there is no state machine), it is the response.
+                        let retry_at = match (kind, this.retry.as_mut()) {
+                            (Some(kind), Some(retry)) => {
+                                let hint = responses.retry_after(&response);
+                                match this.retrier.decide(retry, kind, hint) {
+                                    RetryDecision::RetryAt(at) => Some(at),
+                                    RetryDecision::GiveUp(_) => None,
+                                }
+                            }
+                            _ => None,
+                        };
+                        match retry_at {
+                            Some(at) => {
+                                this.state.set(State::Sleeping {
+                                    sleep: tokio::time::sleep_until(clock::to_tokio(at)),
+                                });
+                                continue;
+                            }
+                            None => {
+                                this.state.set(State::Done);
+                                return Poll::Ready(Ok(response));
+                            }
+                        }
                     }
                     Err(error) => error,
                 },
@@ -141,7 +170,7 @@ where
     }
 }
 
-impl<S, Req, H, C> fmt::Debug for ResponseFuture<S, Req, H, C>
+impl<S, Req, H, C, K> fmt::Debug for ResponseFuture<S, Req, H, C, K>
 where
     S: Service<Req>,
 {

@@ -12,6 +12,7 @@ use rustkernel_core::error::{ByClassify, Classifier};
 use rustkernel_core::resilience::ResilienceError;
 use tower_service::Service;
 
+use crate::classify::{OkIsSuccess, ResponseClassifier};
 use crate::retry::{NoHint, Retrier, RetryAfterHint, Start};
 
 /// A service that retries failed calls of its inner service, as [`Retrier::execute`] does.
@@ -21,17 +22,19 @@ use crate::retry::{NoHint, Retrier, RetryAfterHint, Start};
 /// [`ResilienceError<S::Error>`]: the last real error as `Operation(e)`, or
 /// `DeadlineExceeded` when the current deadline had passed before the first attempt. A retry
 /// waits for the inner service to be ready; an error from `poll_ready` there counts as a
-/// failed attempt.
+/// failed attempt. A response that the retrier's [response
+/// classifier](Retrier::classify_response) calls a failure is retried as an error of its kind
+/// would be; when retry gives up on it, it is the call's response.
 #[derive(Clone, Debug)]
-pub struct RetryService<S, H = NoHint, C = ByClassify> {
+pub struct RetryService<S, H = NoHint, C = ByClassify, K = OkIsSuccess> {
     inner: S,
-    retrier: Retrier<H, C>,
+    retrier: Retrier<H, C, K>,
 }
 
-impl<S, H, C> RetryService<S, H, C> {
+impl<S, H, C, K> RetryService<S, H, C, K> {
     /// Retries calls of `inner` with `retrier`.
     #[must_use]
-    pub fn new(inner: S, retrier: Retrier<H, C>) -> Self {
+    pub fn new(inner: S, retrier: Retrier<H, C, K>) -> Self {
         Self { inner, retrier }
     }
 
@@ -48,16 +51,17 @@ impl<S, H, C> RetryService<S, H, C> {
     }
 }
 
-impl<S, H, C, Req> Service<Req> for RetryService<S, H, C>
+impl<S, H, C, K, Req> Service<Req> for RetryService<S, H, C, K>
 where
     S: Service<Req> + Clone,
     C: Classifier<S::Error> + Clone,
     Req: Clone,
     H: RetryAfterHint<C::Error> + Clone,
+    K: ResponseClassifier<S::Response> + Clone,
 {
     type Response = S::Response;
     type Error = ResilienceError<C::Error>;
-    type Future = ResponseFuture<S, Req, H, C>;
+    type Future = ResponseFuture<S, Req, H, C, K>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         let classifier = self.retrier.classifier();
