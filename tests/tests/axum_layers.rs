@@ -203,3 +203,78 @@ async fn pipeline_layer_retries_and_rejects_through_one_layer() {
     assert_eq!(response.status(), 503);
     assert!(response.headers().contains_key(header::RETRY_AFTER));
 }
+
+/// The `axum` feature's layers need no `HandleErrorLayer`: a handler's 500s count, and the open
+/// breaker answers 503 with `Retry-After` over a real socket.
+#[tokio::test]
+async fn the_http_layers_count_500s_and_answer_503_without_a_handle_error_layer() {
+    use rustkernel_tokio::axum::{HttpBreakerLayer, HttpPipelineLayer};
+
+    let breaker = CircuitBreaker::new(CircuitBreakerConfig {
+        failure_threshold: 3,
+        timeout: Duration::from_secs(60),
+        ..Default::default()
+    });
+    let echoed = CircuitBreaker::new(CircuitBreakerConfig::default());
+    let pipeline = Pipeline::builder()
+        .retry(
+            Retrier::new(RetryConfig {
+                max_attempts: 2,
+                backoff: BackoffStrategy::Fixed {
+                    delay: Duration::from_millis(1),
+                },
+                retryable_errors: [ErrorKind::Transient].into(),
+            })
+            .seed(4),
+        )
+        .breaker(echoed.clone())
+        .build();
+    let tries = Arc::new(AtomicU32::new(0));
+    let flaky_echo = {
+        let tries = tries.clone();
+        move |body: String| async move {
+            if tries.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(StatusCode::INTERNAL_SERVER_ERROR)
+            } else {
+                Ok(body)
+            }
+        }
+    };
+    let app = Router::new()
+        .route(
+            "/fault",
+            axum::routing::get(|| async { StatusCode::INTERNAL_SERVER_ERROR })
+                .layer(HttpBreakerLayer::new(breaker.clone())),
+        )
+        .route(
+            "/echo",
+            axum::routing::post(flaky_echo).layer(HttpPipelineLayer::new(pipeline)),
+        );
+    let base = serve(app).await;
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let response = client.get(format!("{base}/fault")).send().await.unwrap();
+        assert_eq!(response.status(), 500);
+    }
+    assert_eq!(breaker.state(), CircuitState::Open);
+    let response = client.get(format!("{base}/fault")).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    let retry_after: u64 = response.headers()[header::RETRY_AFTER.as_str()]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((59..=60).contains(&retry_after), "{retry_after}");
+
+    // The request body crossed the socket once and was sent to both attempts.
+    let response = client
+        .post(format!("{base}/echo"))
+        .body("edges")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.text().await.unwrap(), "edges");
+    assert_eq!(tries.load(Ordering::SeqCst), 2);
+    assert_eq!(echoed.stats().failure_count, 1);
+}

@@ -31,6 +31,8 @@
 //! assert!(Instant::ZERO < Instant::from_secs(1));
 //! ```
 
+#[cfg(feature = "axum")]
+pub use crate::axum::{HttpBreakerLayer, HttpError, HttpPipelineLayer};
 #[cfg(feature = "http")]
 pub use crate::classify::HttpClassifier;
 pub use crate::classify::{OkIsSuccess, ResponseClassifier, Verdict};
