@@ -155,7 +155,7 @@ fn on_tokio(calls: &[Call]) -> Vec<Seen> {
             };
             let request = Some(RequestDeadline {
                 timeout: call.timeout,
-                enqueued_at: Some(enqueued_at),
+                enqueued_at: Some(rustkernel_tokio::clock::to_core(enqueued_at)),
             });
             let run = pipeline.execute_outcome(request, op);
             let outcome = match call.parent {

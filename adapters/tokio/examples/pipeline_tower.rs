@@ -57,7 +57,7 @@ impl TimingOf<KernelRequest> for GrpcTimeout {
     fn timing_of(&self, request: &KernelRequest) -> RequestTiming {
         RequestTiming {
             timeout: request.timeout,
-            enqueued_at: Some(request.received),
+            enqueued_at: Some(rustkernel_tokio::clock::to_core(request.received)),
         }
     }
 }
@@ -223,7 +223,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
         .execute_outcome(
             Some(RequestDeadline {
                 timeout: Some(Duration::from_millis(500)),
-                enqueued_at: Some(tokio::time::Instant::now()),
+                enqueued_at: Some(rustkernel_tokio::clock::now()),
             }),
             || kernel.run(8),
         )

@@ -205,8 +205,10 @@ async fn main() -> Result<(), Box<dyn Error>> {
         include_queue_time: true,
     };
     let enqueued = tokio::time::Instant::now();
-    let resolved: ResolvedDeadline =
-        timeouts.resolve_deadline(Some(Duration::from_millis(100)), Some(enqueued));
+    let resolved: ResolvedDeadline = timeouts.resolve_deadline(
+        Some(Duration::from_millis(100)),
+        Some(rustkernel_tokio::clock::to_core(enqueued)),
+    );
     println!(
         "request deadline: {} ms, set by {:?}",
         resolved.context.remaining().as_millis(),

@@ -629,13 +629,13 @@ impl ResolvedDeadline {
 /// deadline](current_deadline).
 pub trait TimeoutExt {
     /// The deadline of a call that asked for `requested` (or the default timeout) and was
-    /// enqueued at `enqueued_at` (or now), through the core's [`TimeoutConfig::resolve`]:
+    /// enqueued at `enqueued_at` (on the crate's clock, [`clock::now`]; or now), through the core's [`TimeoutConfig::resolve`]:
     /// the current deadline is the parent when `propagate_deadline` is set, and the queue time
     /// counts when `include_queue_time` is set.
     fn resolve_deadline(
         &self,
         requested: Option<Duration>,
-        enqueued_at: Option<tokio::time::Instant>,
+        enqueued_at: Option<rustkernel_core::time::Instant>,
     ) -> ResolvedDeadline;
 }
 
@@ -643,10 +643,10 @@ impl TimeoutExt for TimeoutConfig {
     fn resolve_deadline(
         &self,
         requested: Option<Duration>,
-        enqueued_at: Option<tokio::time::Instant>,
+        enqueued_at: Option<rustkernel_core::time::Instant>,
     ) -> ResolvedDeadline {
         let now = clock::now();
-        let enqueued_at = enqueued_at.map_or(now, clock::to_core);
+        let enqueued_at = enqueued_at.unwrap_or(now);
         let parent = current_deadline().map(DeadlineContext::as_core);
         ResolvedDeadline::from_core(self.resolve(requested, parent, enqueued_at, now))
     }

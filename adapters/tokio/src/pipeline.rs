@@ -347,7 +347,7 @@ impl<W: SlidingWindow, H, C, K> Pipeline<W, H, C, K> {
             }
             Some(timeout) => {
                 let request = request.unwrap_or_default();
-                let enqueued_at = request.enqueued_at.map_or(now, clock::to_core);
+                let enqueued_at = request.enqueued_at.unwrap_or(now);
                 let resolved = timeout.resolve(
                     request.timeout,
                     parent.map(DeadlineContext::as_core),
@@ -601,7 +601,9 @@ pub struct RequestDeadline {
     /// The timeout the request asked for.
     pub timeout: Option<Duration>,
     /// When the request arrived.
-    pub enqueued_at: Option<tokio::time::Instant>,
+    /// On the crate's clock ([`clock::now`], the `Instant` the rest of the
+    /// crate uses; [`clock::to_core`] converts a tokio instant).
+    pub enqueued_at: Option<Instant>,
 }
 
 /// An attempt that returned `Ok`: a response to return, or one the response classifier called

@@ -279,10 +279,12 @@ async fn include_queue_time_counts_the_wait_in_the_queue() {
     let enqueued_at = Instant::now();
     advance(2 * S).await;
 
-    let counted = config(true, true).resolve_deadline(None, Some(enqueued_at));
+    let counted = config(true, true)
+        .resolve_deadline(None, Some(rustkernel_tokio::clock::to_core(enqueued_at)));
     assert_eq!(counted.context.remaining(), 3 * S);
     assert_eq!(counted.bound, DeadlineBound::Default);
-    let ignored = config(true, false).resolve_deadline(None, Some(enqueued_at));
+    let ignored = config(true, false)
+        .resolve_deadline(None, Some(rustkernel_tokio::clock::to_core(enqueued_at)));
     assert_eq!(ignored.context.remaining(), 5 * S);
 
     // A 4 s call: too long once the queue time counts (its own timeout: `Timeout`).
@@ -292,12 +294,16 @@ async fn include_queue_time_counts_the_wait_in_the_queue() {
         Err(ResilienceError::Timeout)
     );
     assert_eq!(start.elapsed(), 3 * S);
-    let resolved = config(true, false).resolve_deadline(None, Some(enqueued_at + 3 * S));
+    let resolved = config(true, false).resolve_deadline(
+        None,
+        Some(rustkernel_tokio::clock::to_core(enqueued_at + 3 * S)),
+    );
     assert_eq!(resolved.execute(|| takes(4 * S)).await, Ok("done"));
 
     // Queued past the whole timeout: not started at all.
     let stale = Instant::now() - 6 * S;
-    let resolved = config(true, true).resolve_deadline(Some(4 * S), Some(stale));
+    let resolved = config(true, true)
+        .resolve_deadline(Some(4 * S), Some(rustkernel_tokio::clock::to_core(stale)));
     assert_eq!(resolved.bound, DeadlineBound::Requested);
     let calls = Cell::new(0);
     let result = resolved

@@ -261,7 +261,7 @@ async fn the_deadline_layer_reads_timing_from_the_request() {
     });
     let timing = |request: &Request| RequestTiming {
         timeout: request.timeout,
-        enqueued_at: Some(request.enqueued_at),
+        enqueued_at: Some(rustkernel_tokio::clock::to_core(request.enqueued_at)),
     };
     let counted = ServiceBuilder::new()
         .layer(DeadlineLayer::new(timeouts(5 * S, true)).timing(timing))

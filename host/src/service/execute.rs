@@ -151,7 +151,7 @@ async fn run(
         .execute_outcome(
             Some(RequestDeadline {
                 timeout,
-                enqueued_at: Some(arrived),
+                enqueued_at: Some(rustkernel_tokio::clock::to_core(arrived)),
             }),
             || run_on_pool(state, slot, request.clone()),
         )

@@ -13,6 +13,8 @@
 //! - [`HttpPipelineLayer`]: the whole [`Pipeline`](crate::pipeline::Pipeline) (total deadline,
 //!   retry, breaker, attempt timeout); deadlines answer `504`. Request bodies are buffered up
 //!   to a limit so each attempt gets the same bytes (see its docs for the non-`Clone` body).
+//! - [`health_router`]: `/health/live`, `/health/ready`, `/health/startup` and `/health` of a
+//!   [`HealthProbe`](crate::health::HealthProbe), from its registry.
 //! - [`HttpError`]: the error as a response (`503` with `Retry-After`, `504`, or the
 //!   operation's own error's response), for handlers that call a pipeline or a breaker
 //!   themselves; [`Outcome::into_http`](crate::pipeline::Outcome::into_http) carries the
@@ -53,10 +55,12 @@
 
 mod breaker;
 mod error;
+mod health;
 mod pipeline;
 
 pub use breaker::{HttpBreakerFuture, HttpBreakerLayer, HttpBreakerService};
 pub use error::HttpError;
+pub use health::health_router;
 pub use pipeline::{
     DEFAULT_BODY_LIMIT, HttpPipelineFuture, HttpPipelineLayer, HttpPipelineService,
 };

@@ -73,7 +73,7 @@ pub struct ReportedLabels {
 
 type TimeGauge = Gauge<f64, AtomicU64>;
 
-/// The `rustkernel_edge_*` families (see the [module](self) for the table).
+/// The `rustkernel_edge_*` families (see the [module](super) for the table).
 #[derive(Clone, Debug, Default)]
 pub struct EdgeMetrics {
     /// Frames by source and result.

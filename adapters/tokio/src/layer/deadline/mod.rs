@@ -21,7 +21,8 @@ pub struct RequestTiming {
     /// The timeout the caller asked for (a `grpc-timeout`); `None` takes the default.
     pub timeout: Option<Duration>,
     /// When the request was enqueued, for `include_queue_time`; `None` means at the call.
-    pub enqueued_at: Option<tokio::time::Instant>,
+    /// On the crate's clock ([`clock::now`](crate::clock::now)).
+    pub enqueued_at: Option<rustkernel_core::time::Instant>,
 }
 
 /// Reads a request's [`RequestTiming`].
