@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Fuzzes every decoder that reads outside bytes (fuzz/fuzz_targets/, one target each), each for
-# FUZZ_SECONDS (default 20), and fails on the first crash. Called by scripts/test.sh; run it by
-# hand to fuzz longer: `FUZZ_SECONDS=3600 scripts/fuzz.sh [target...]` (README.md, "Fuzzing").
+# Fuzzes every decoder that reads outside bytes (fuzz/fuzz_targets/, one target each) and fails
+# on the first crash. The time is constant as targets are added: FUZZ_TOTAL_SECONDS (default 80)
+# shared equally among the targets (at least 10 s each), unless FUZZ_SECONDS sets each target's.
+# Called by scripts/test.sh; run it by hand to fuzz longer:
+# `FUZZ_SECONDS=3600 scripts/fuzz.sh [target...]` (README.md, "Fuzzing").
 #
 # Works on the stable toolchain: cargo-fuzz's coverage flags are stable `-C` flags, and `-s none`
 # leaves out the sanitizer (which needs nightly; the crates forbid `unsafe`, so there is little
@@ -12,7 +14,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../fuzz"
 
 CARGO_FUZZ_VERSION=0.13.2
-seconds="${FUZZ_SECONDS:-20}"
 target_dir="${FUZZ_TARGET_DIR:-$PWD/../target/fuzz}"
 
 if ! cargo fuzz --version 2>/dev/null | grep -qx "cargo-fuzz $CARGO_FUZZ_VERSION"; then
@@ -31,6 +32,13 @@ if [ "$#" -gt 0 ]; then
   targets=("$@")
 else
   mapfile -t targets < <(cargo fuzz list)
+fi
+
+if [ -n "${FUZZ_SECONDS:-}" ]; then
+  seconds="$FUZZ_SECONDS"
+else
+  seconds=$(( ${FUZZ_TOTAL_SECONDS:-80} / ${#targets[@]} ))
+  [ "$seconds" -ge 10 ] || seconds=10
 fi
 
 cargo fmt --check

@@ -4,7 +4,19 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-step() { printf '\n==> %s\n' "$*"; df -h . | awk 'NR==2 {print "    (disk: " $3 " used, " $4 " free)"}'; }
+# Each step prints how long the one before it took; the last prints the whole run's time.
+step_name=""
+step_started=$SECONDS
+step() {
+  if [ -n "$step_name" ]; then
+    local took=$((SECONDS - step_started))
+    printf '    (%s: %d min %02d s)\n' "$step_name" $((took / 60)) $((took % 60))
+  fi
+  step_name="$*"
+  step_started=$SECONDS
+  printf '\n==> %s\n' "$*"
+  df -h . | awk 'NR==2 {print "    (disk: " $3 " used, " $4 " free)"}'
+}
 
 # One-shot builds gain nothing from incremental caches, which would double the target directory.
 export CARGO_INCREMENTAL=0
@@ -83,8 +95,9 @@ step "firmware: build, run under QEMU, decode and check the telemetry, report si
 ./scripts/firmware-e2e.sh
 
 # --- fuzz (scripts/fuzz.sh; FUZZ_SECONDS per target, default 20) ---
-step "fuzz: every decoder of outside bytes for ${FUZZ_SECONDS:-20} s per target, fails on a crash"
+step "fuzz: every decoder of outside bytes, ${FUZZ_TOTAL_SECONDS:-80} s shared among the targets, fails on a crash"
 ./scripts/fuzz.sh
 # --- end fuzz ---
 
 step "all checks passed"
+printf '    (whole run: %d min %02d s)\n' $((SECONDS / 60)) $((SECONDS % 60))
