@@ -481,11 +481,13 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
         stats
     }
 
-    /// What the sliding window holds (takes the lock, and hands the window the successes counted
-    /// on the lock-free path first); a window by time drops old buckets on the next input.
+    /// What the sliding window holds now, on the breaker's clock (takes the lock, and hands the
+    /// window the successes counted on the lock-free path first): a window by time without the
+    /// buckets that fell out of it by now.
     #[must_use]
     pub fn window_counts(&self) -> WindowCounts {
-        self.shared.lock().core.window_counts()
+        let now = clock::now();
+        self.shared.lock().core.window_counts_at(now)
     }
 
     /// The configuration.

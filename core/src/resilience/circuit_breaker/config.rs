@@ -183,6 +183,11 @@ impl CircuitBreakerConfig {
             return Err(ConfigError::Zero(F::WindowDuration));
         }
         let windowed = self.failure_rate_threshold.is_some() || self.slow_call_duration.is_some();
+        if self.window_duration.is_some() && !windowed {
+            // A window by time without a rate to evaluate would silently mean the
+            // consecutive rule.
+            return Err(ConfigError::NotApplicable(F::WindowDuration));
+        }
         if let Some(rate) = self.failure_rate_threshold
             && let Err(error) = check_rate(rate, F::FailureRateThreshold)
         {

@@ -84,6 +84,13 @@ impl<const N: usize, const B: usize> SlidingWindow for ConfiguredWindow<N, B> {
         }
     }
 
+    fn counts_at(&self, now: Instant) -> WindowCounts {
+        match self {
+            Self::Time(window) => window.counts_at(now),
+            other => other.counts(),
+        }
+    }
+
     fn advance(&mut self, now: Instant) {
         if let Self::Time(window) = self {
             window.advance(now);

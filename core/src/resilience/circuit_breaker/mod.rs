@@ -454,8 +454,21 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
     /// [`reset`](Self::reset)). [`Instant::MAX`] never ends (as
     /// [`force_open`](Self::force_open)); [`reset`](Self::reset), [`disable`](Self::disable)
     /// and [`metrics_only`](Self::metrics_only) end it early. Forcing a forced breaker again
-    /// moves its end.
+    /// moves its end. Its trip records the window as of the last input (with no `now` to read
+    /// it at; [`force_open_for`](Self::force_open_for) has one).
     pub fn force_open_until(&mut self, until: Instant) -> Option<Transition> {
+        let counts = self.window.counts();
+        self.force_open_with(until, counts)
+    }
+
+    /// [`force_open_until`](Self::force_open_until) `now + duration`; its trip records the
+    /// window as of `now` (a window by time without what fell out of it by `now`).
+    pub fn force_open_for(&mut self, duration: Duration, now: Instant) -> Option<Transition> {
+        let counts = self.window.counts_at(now);
+        self.force_open_with(now.saturating_add_ceil(duration), counts)
+    }
+
+    fn force_open_with(&mut self, until: Instant, counts: WindowCounts) -> Option<Transition> {
         let then = match &mut self.phase {
             Phase::ForcedOpen { until: end, .. } => {
                 *end = until;
@@ -465,7 +478,6 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             Phase::MetricsOnly => Resume::MetricsOnly,
             _ => Resume::Closed,
         };
-        let counts = self.window.counts();
         self.trip = Some(Trip {
             reason: OpenReason::Forced,
             calls: counts.calls,
@@ -474,11 +486,6 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             consecutive_failures: self.consecutive_failures,
         });
         self.enter(Phase::ForcedOpen { until, then })
-    }
-
-    /// [`force_open_until`](Self::force_open_until) `now + duration`.
-    pub fn force_open_for(&mut self, duration: Duration, now: Instant) -> Option<Transition> {
-        self.force_open_until(now.saturating_add_ceil(duration))
     }
 
     /// Lets every call through and never changes state until [`reset`](Self::reset); outcomes
@@ -547,11 +554,19 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
         }
     }
 
-    /// What the sliding window holds now (as of the last input: a window by time drops old
-    /// buckets when the next input comes).
+    /// What the sliding window held at the last input or [`poll`](Self::poll) (a window by
+    /// time drops old buckets when time is handed in); [`window_counts_at`](Self::window_counts_at)
+    /// reads it as of a given time.
     #[must_use]
     pub fn window_counts(&self) -> WindowCounts {
         self.window.counts()
+    }
+
+    /// What the sliding window holds as of `now`, as Resilience4j's `getMetrics()` reads it:
+    /// a window by time without the buckets that fell out of it by `now` (nothing changes).
+    #[must_use]
+    pub fn window_counts_at(&self, now: Instant) -> WindowCounts {
+        self.window.counts_at(now)
     }
 
     // ---- deferred successes -------------------------------------------------------------

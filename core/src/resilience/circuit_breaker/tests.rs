@@ -866,3 +866,56 @@ fn const_constructors_check_as_try_with_window_does() {
         Some(ConfigError::NotApplicable(ConfigField::WindowDuration))
     );
 }
+
+/// Reads of a window by time see it as of the time handed in: 60 s after three failures in a
+/// 10 s window, `poll` and `window_counts_at` see none of them; a forced opening records the
+/// window as of its `now`.
+#[test]
+fn a_window_by_time_reads_as_of_now() {
+    let config = CircuitBreakerConfig {
+        failure_rate_threshold: Some(0.5),
+        minimum_calls: 20,
+        window_duration: Some(Duration::from_secs(10)),
+        ..CircuitBreakerConfig::default()
+    };
+    let fresh = || {
+        let mut cb = CircuitBreaker::with_window(config, TimeWindow::<10>::new());
+        for _ in 0..3 {
+            fail(&mut cb, t(1));
+        }
+        cb
+    };
+    let mut cb = fresh();
+    assert_eq!(cb.window_counts().failures, 3);
+    assert_eq!(cb.window_counts_at(t(5)).failures, 3, "still in the window");
+    assert_eq!(cb.window_counts_at(t(61)).calls, 0, "read as of now");
+    assert_eq!(cb.window_counts().calls, 3, "a read changes nothing");
+    // Neither a closed breaker's acquire nor a poll has an outcome to record: the window
+    // moves with the next one, and reads as of a time are always right.
+    assert_eq!(cb.try_acquire(t(61)).map(|_| ()), Ok(()));
+    assert_eq!(cb.poll(t(61)), None);
+    assert_eq!(cb.window_counts_at(t(61)).calls, 0);
+
+    let mut forced = fresh();
+    let _ = forced.force_open_for(Duration::from_secs(30), t(61));
+    let trip = forced.stats().trip.expect("a trip");
+    assert_eq!(
+        (trip.calls, trip.failures),
+        (0, 0),
+        "the window as of the forcing"
+    );
+}
+
+/// `window_duration` means a window by time for a rate; without one it is refused, not
+/// silently the consecutive rule.
+#[test]
+fn a_window_duration_without_a_rate_is_refused() {
+    let config = CircuitBreakerConfig {
+        window_duration: Some(Duration::from_secs(10)),
+        ..CircuitBreakerConfig::default()
+    };
+    assert_eq!(
+        config.validate(),
+        Err(ConfigError::NotApplicable(ConfigField::WindowDuration))
+    );
+}

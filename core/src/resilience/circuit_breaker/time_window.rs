@@ -117,6 +117,30 @@ impl<const B: usize> SlidingWindow for TimeWindow<B> {
         self.totals
     }
 
+    fn counts_at(&self, now: Instant) -> WindowCounts {
+        let Some(steps) = self
+            .bucket_of(now)
+            .checked_sub(self.head)
+            .filter(|&steps| steps > 0)
+        else {
+            return self.totals;
+        };
+        if steps >= B as u64 {
+            return EMPTY;
+        }
+        let mut counts = self.totals;
+        let mut slot = self.head_slot;
+        for _ in 0..steps {
+            slot = if slot + 1 == B { 0 } else { slot + 1 };
+            if let Some(old) = self.buckets.get(slot) {
+                counts.calls = counts.calls.saturating_sub(old.calls);
+                counts.failures = counts.failures.saturating_sub(old.failures);
+                counts.slow = counts.slow.saturating_sub(old.slow);
+            }
+        }
+        counts
+    }
+
     fn advance(&mut self, now: Instant) {
         let bucket = self.bucket_of(now);
         let Some(steps) = bucket.checked_sub(self.head).filter(|&steps| steps > 0) else {

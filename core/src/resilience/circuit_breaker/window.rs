@@ -43,8 +43,15 @@ pub trait SlidingWindow {
     fn record(&mut self, outcome: Outcome);
     /// Forgets every outcome.
     fn clear(&mut self);
-    /// The current counts.
+    /// The current counts (as of the last [`advance`](Self::advance)).
     fn counts(&self) -> WindowCounts;
+    /// The counts as of `now`: what [`counts`](Self::counts) would be after
+    /// [`advance`](Self::advance)`(now)`, without moving the window. A window by count ignores
+    /// `now`.
+    fn counts_at(&self, now: Instant) -> WindowCounts {
+        let _ = now;
+        self.counts()
+    }
     /// Moves the window to `now`, dropping what fell out of it (a window by time); `now`
     /// earlier than a previous one changes nothing.
     fn advance(&mut self, now: Instant) {
