@@ -7,6 +7,10 @@
 #   (c) POST /v1/kernels/graph/pagerank/execute (small input) at full load   wrk
 #   (d) the service's cost per kernel request over the bare kernel: the criterion bench
 #       host/benches/service_overhead.rs (goal <= 50 us at p50)
+#   (e) the service against its floor: a bare axum server with the same kernels and no
+#       resilience (host/examples/floor.rs), alternated with the service ROUNDS times (5) on
+#       (a)'s and (c)'s loads; prints the median ratios (goals: >= 0.95 on /health/ready,
+#       >= 0.9 on the POST, p99 no worse). `scripts/loadbench.sh floor` runs (e) alone.
 #
 # Only loopback traffic (127.0.0.1), each run bounded by DURATION. The service runs with the
 # rate limit off and a high concurrency limit (see CONFIG below).
@@ -17,6 +21,7 @@
 #
 #   scripts/loadbench.sh                 # everything, 10 s per run
 #   DURATION=5s SKIP_BENCH=1 scripts/loadbench.sh
+#   DURATION=5s scripts/loadbench.sh floor   # (e) only: the service against its floor
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,7 +38,7 @@ TARGET_DIR=${CARGO_TARGET_DIR:-target}
 if ! command -v wrk >/dev/null; then
   apt-get install -y wrk >/dev/null
 fi
-if ! command -v oha >/dev/null; then
+if [ "${1:-}" != floor ] && ! command -v oha >/dev/null; then
   cargo install --locked --no-default-features --features native-tls "oha@$OHA_VERSION"
 fi
 
@@ -77,6 +82,61 @@ curl -fsS -X POST -H 'Content-Type: application/json' -d "$BODY" \
 
 load() { cut -d' ' -f1-3 /proc/loadavg; }
 
+# (e) The service against its floor, alternated ROUNDS times; prints median ratios.
+floor_bench() {
+  local rounds=${ROUNDS:-5} floor_port=$((PORT + 1))
+  cargo build --release -p rustkernel-host --example floor
+  "$TARGET_DIR/release/examples/floor" "127.0.0.1:$floor_port" 2>"$work/floor.log" &
+  local floor=$!
+  for _ in $(seq 1 100); do
+    if curl -fsS "http://127.0.0.1:$floor_port/health/ready" >/dev/null 2>&1; then break; fi
+    sleep 0.1
+  done
+  : >"$work/floor.tsv"
+  for round in $(seq 1 "$rounds"); do
+    for who in service floor; do
+      local base=$BASE
+      [ "$who" = floor ] && base="http://127.0.0.1:$floor_port"
+      wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency "$base/health/ready" >"$work/e-ready-$who-$round.txt"
+      (cd "$work" && wrk -t"$WRK_THREADS" -c"$CONNECTIONS" -d"$DURATION" --latency -s post.lua \
+        "$base/v1/kernels/graph/pagerank/execute") >"$work/e-post-$who-$round.txt"
+      echo "round $round: $who done"
+    done
+  done
+  kill "$floor" 2>/dev/null || true
+  wait "$floor" 2>/dev/null || true
+  ROUNDS=$rounds python3 - "$work" <<'PY'
+import re, statistics, sys, os
+work = sys.argv[1]
+rounds = int(os.environ["ROUNDS"])
+def wrk(path):
+    text = open(path).read()
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", text).group(1))
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", text, re.M)
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[p99.group(2)]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
+    return rps, float(p99.group(1)) * scale, int(non2xx.group(1)) if non2xx else 0
+for route, goal in (("ready", 0.95), ("post", 0.90)):
+    ratios, p99s, p99f, errors = [], [], [], 0
+    for r in range(1, rounds + 1):
+        s, sp, se = wrk(f"{work}/e-{route}-service-{r}.txt")
+        f, fp, fe = wrk(f"{work}/e-{route}-floor-{r}.txt")
+        ratios.append(s / f); p99s.append(sp); p99f.append(fp); errors += se + fe
+    name = "GET /health/ready" if route == "ready" else "POST /v1/kernels/graph/pagerank/execute (3 nodes)"
+    ratio = statistics.median(ratios)
+    print(f"(e) {name}: service/floor median {ratio:.3f} over {rounds} rounds "
+          f"(each: {', '.join(f'{x:.3f}' for x in ratios)}); goal >= {goal}: "
+          f"{'met' if ratio >= goal else 'missed by ' + format(goal - ratio, '.3f')}; "
+          f"p99 median service {statistics.median(p99s):.2f} ms, floor {statistics.median(p99f):.2f} ms; "
+          f"non-2xx {errors}")
+PY
+}
+
+if [ "${1:-}" = floor ]; then
+  floor_bench | tee "$work/floor.txt"
+  exit 0
+fi
+
 echo "loadbench: (a) GET /health/ready at full load"
 load_a=$(load)
 cmd_a="wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION --latency $BASE/health/ready"
@@ -91,6 +151,11 @@ echo "loadbench: (c) POST pagerank at full load"
 load_c=$(load)
 cmd_c="wrk -t$WRK_THREADS -c$CONNECTIONS -d$DURATION --latency -s post.lua $BASE/v1/kernels/graph/pagerank/execute"
 (cd "$work" && $cmd_c) | tee "$work/c.txt"
+
+if [ -z "${SKIP_FLOOR:-}" ]; then
+  echo "loadbench: (e) the service against its floor"
+  floor_bench | tee "$work/e.txt"
+fi
 
 kill "$server"
 wait "$server" || true
@@ -184,6 +249,15 @@ if env["load_d"] != "skipped" and os.path.isdir(d_path):
     add(f"| HTTP round trip `POST .../graph/pagerank/execute` (E) | {post:.2f} µs |")
     add(f"| **service cost beyond the HTTP floor, E − L − K** (goal ≤ 50 µs) | **{post - live - k:.2f} µs** |")
     add(f"| whole cost over the bare kernel, E − K (HTTP and client included) | {post - k:.2f} µs |")
+    add("")
+
+if os.path.exists(f"{work}/e.txt"):
+    add("(e) The service against its floor (`host/examples/floor.rs`: the same axum, tokio and "
+        "kernels, no resilience), alternated, median ratios:")
+    add("")
+    for line in open(f"{work}/e.txt"):
+        if line.startswith("(e)"):
+            add("- " + line.strip()[4:])
     add("")
 
 add("Commands (the service: `rustkernel serve --config loadbench.toml`, release build, "
