@@ -9,6 +9,10 @@
 //! [`run_cpu`] itself). Inputs and outputs are serde types, so the same values travel to the
 //! GPU worker in postcard frames.
 //!
+//! A long PageRank also runs as a [`PageRankRun`], the chapter's
+//! [`CheckpointableKernel`](rustkernel_core::traits::CheckpointableKernel): it stops every N
+//! iterations or T seconds for a checkpoint and resumes from one to the same bits.
+//!
 //! ```
 //! use rustkernel_host::kernels::{self, KernelResponse};
 //!
@@ -25,6 +29,7 @@ mod error;
 mod matmul;
 mod pagerank;
 mod pool;
+mod resumable;
 
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +44,7 @@ pub use pagerank::{
     default_max_iterations, default_tolerance,
 };
 pub use pool::{BoxFuture, CpuRunner, INLINE_WORK_UNITS, KernelPool, work_units};
+pub use resumable::{Advanced, CheckpointEvery, PageRankCheckpoint, PageRankRun};
 
 /// PageRank by power iteration over a directed edge list.
 pub const PAGERANK: &str = "graph/pagerank";

@@ -173,9 +173,7 @@ pub(super) fn run(
 ) -> Result<PageRankOutput, KernelError> {
     let csr = Csr::build(input)?;
     let n = input.num_nodes as usize;
-    let n_f = f64::from(input.num_nodes);
-    let d = input.damping;
-    let mut ranks = vec![1.0 / n_f; n];
+    let mut ranks = initial_ranks(input.num_nodes);
     let mut next = vec![0.0f64; n];
     let mut contrib = vec![0.0f64; n];
     let mut iterations = 0u32;
@@ -184,36 +182,66 @@ pub(super) fn run(
             return Err(KernelError::Cancelled);
         }
         iterations += 1;
-        let mut dangling = 0.0f64;
-        for ((c, &r), &inv) in contrib.iter_mut().zip(&ranks).zip(&csr.inv_out_degree) {
-            *c = r * inv;
-            if inv == 0.0 {
-                dangling += r;
-            }
-        }
-        let base = (1.0 - d) / n_f + d * dangling / n_f;
-        let mut delta = 0.0f64;
-        for ((out, &old), bounds) in next.iter_mut().zip(&ranks).zip(csr.offsets.windows(2)) {
-            let (start, end) = match bounds {
-                [s, e] => (*s as usize, *e as usize),
-                _ => (0, 0),
-            };
-            let sum: f64 = csr
-                .sources
-                .get(start..end)
-                .unwrap_or_default()
-                .iter()
-                .map(|&u| contrib.get(u as usize).copied().unwrap_or(0.0))
-                .sum();
-            *out = base + d * sum;
-            delta += (*out - old).abs();
-        }
-        std::mem::swap(&mut ranks, &mut next);
+        let delta = step(&csr, input.damping, &mut ranks, &mut next, &mut contrib);
         if delta < input.tolerance {
             break;
         }
     }
     Ok(PageRankOutput { ranks, iterations })
+}
+
+/// The ranks before the first iteration: uniform.
+pub(super) fn initial_ranks(num_nodes: u32) -> Vec<f64> {
+    vec![1.0 / f64::from(num_nodes); num_nodes as usize]
+}
+
+/// One power iteration: `ranks` becomes the next ranks (`next` and `contrib` are scratch of
+/// the same length); returns the L1 distance between the two. The uninterrupted [`run`] and
+/// a resumed run ([`PageRankRun`](super::PageRankRun)) both iterate through here, so they
+/// compute the same bits.
+pub(super) fn step(
+    csr: &Csr,
+    d: f64,
+    ranks: &mut Vec<f64>,
+    next: &mut Vec<f64>,
+    contrib: &mut [f64],
+) -> f64 {
+    // `ranks.len()` is `num_nodes`, at most MAX_NODES.
+    let n_f = f64::from(u32::try_from(ranks.len()).unwrap_or(MAX_NODES));
+    let mut dangling = 0.0f64;
+    for ((c, &r), &inv) in contrib
+        .iter_mut()
+        .zip(ranks.iter())
+        .zip(&csr.inv_out_degree)
+    {
+        *c = r * inv;
+        if inv == 0.0 {
+            dangling += r;
+        }
+    }
+    let base = (1.0 - d) / n_f + d * dangling / n_f;
+    let mut delta = 0.0f64;
+    for ((out, &old), bounds) in next
+        .iter_mut()
+        .zip(ranks.iter())
+        .zip(csr.offsets.windows(2))
+    {
+        let (start, end) = match bounds {
+            [s, e] => (*s as usize, *e as usize),
+            _ => (0, 0),
+        };
+        let sum: f64 = csr
+            .sources
+            .get(start..end)
+            .unwrap_or_default()
+            .iter()
+            .map(|&u| contrib.get(u as usize).copied().unwrap_or(0.0))
+            .sum();
+        *out = base + d * sum;
+        delta += (*out - old).abs();
+    }
+    std::mem::swap(ranks, next);
+    delta
 }
 
 #[cfg(test)]
