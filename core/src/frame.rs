@@ -26,7 +26,8 @@
 //! - [`open`] checks a received frame in place (COBS, length, version, CRC) and gives its
 //!   version and payload; `decode` (feature `serde`) also deserializes the payload, strictly
 //!   (every payload byte is used). A reader of several versions opens the frame, then reads the
-//!   payload of each version with its own type (`decode_payload`).
+//!   payload of each version with its own type (`decode_payload`). A reader whose every
+//!   version keeps the envelope opens frames of any version with [`open_any_version`].
 //! - [`Scanner`] splits a byte stream into frames at the delimiter: a sans-IO state machine fed
 //!   whatever bytes arrive, that keeps at most one frame (in a [`FrameBuf`] the caller chooses:
 //!   a `heapless::Vec`, or with `std` a `Vec`) and refuses a longer one. `Scanner::read_blocking`
@@ -185,7 +186,8 @@ impl core::error::Error for DecodeError {}
 /// A frame whose COBS, version and CRC checked out: what [`open`] gives.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Frame<'a> {
-    /// The version byte, one of those the reader accepts.
+    /// The version byte: one of those the reader accepts ([`open`]), or any
+    /// ([`open_any_version`]).
     pub version: u8,
     /// The postcard payload, CRC removed.
     pub payload: &'a [u8],
@@ -333,6 +335,24 @@ impl<S: cobs::Sink> postcard::ser_flavors::Flavor for Framer<S> {
 /// and the CRC: another version may be laid out otherwise), [`DecodeError::Truncated`] (shorter
 /// than a version byte and a CRC), [`DecodeError::CrcMismatch`].
 pub fn open<'a>(bytes: &'a mut [u8], versions: &[u8]) -> Result<Frame<'a>, DecodeError> {
+    open_if(bytes, |version| versions.contains(&version))
+}
+
+/// Checks one received frame like [`open`], whatever its version: COBS, length and CRC. For a
+/// reader whose every version keeps this envelope, so that it can tell a whole frame of a
+/// version it does not read from a corrupted one, and read what all its versions share (a
+/// newer telemetry sender's hello, see [`telemetry`](crate::telemetry#versions)).
+///
+/// # Errors
+/// In the order checked: [`DecodeError::Empty`], [`DecodeError::Cobs`],
+/// [`DecodeError::Truncated`], [`DecodeError::CrcMismatch`]; never
+/// [`DecodeError::UnsupportedVersion`].
+pub fn open_any_version(bytes: &mut [u8]) -> Result<Frame<'_>, DecodeError> {
+    open_if(bytes, |_| true)
+}
+
+/// [`open`], with the versions read as a test on the version byte.
+fn open_if(bytes: &mut [u8], reads: impl Fn(u8) -> bool) -> Result<Frame<'_>, DecodeError> {
     let end = match bytes.last() {
         Some(&DELIMITER) => bytes.len().saturating_sub(1),
         _ => bytes.len(),
@@ -342,10 +362,10 @@ pub fn open<'a>(bytes: &'a mut [u8], versions: &[u8]) -> Result<Frame<'a>, Decod
         return Err(DecodeError::Empty);
     }
     let len = cobs::decode_in_place(bytes).ok_or(DecodeError::Cobs)?;
-    let bytes: &'a [u8] = bytes;
+    let bytes: &[u8] = bytes;
     let raw = bytes.get(..len).ok_or(DecodeError::Cobs)?;
     let (&version, rest) = raw.split_first().ok_or(DecodeError::Truncated)?;
-    if !versions.contains(&version) {
+    if !reads(version) {
         return Err(DecodeError::UnsupportedVersion(version));
     }
     let crc_at = rest
@@ -497,6 +517,21 @@ mod tests {
         let mut wire = by_hand(1, &[7, 8, 9]);
         wire[2] ^= 0x10;
         assert_eq!(open(&mut wire, &[1]), Err(DecodeError::CrcMismatch));
+        // Read whatever its version, a frame is still checked to its CRC.
+        assert_eq!(
+            open_any_version(&mut by_hand(2, &[7])),
+            Ok(Frame {
+                version: 2,
+                payload: &[7]
+            })
+        );
+        assert_eq!(
+            open_any_version(&mut [4, 9, 2, 3]),
+            Err(DecodeError::Truncated)
+        );
+        let mut wire = by_hand(9, &[7, 8, 9]);
+        wire[1] ^= 0x01; // the version byte: 9 becomes 8
+        assert_eq!(open_any_version(&mut wire), Err(DecodeError::CrcMismatch));
         // No payload at all is a frame (of a unit value).
         assert_eq!(
             open(&mut by_hand(1, &[]), &[1]),

@@ -10,9 +10,10 @@
 //!
 //! - `version` is [`VERSION`] when written. A reader accepts every version the project has
 //!   shipped ([`READ_VERSIONS`]: fleets upgrade one device at a time) and refuses others with
-//!   [`TelemetryError::UnsupportedVersion`] instead of misreading them. New frame kinds are
-//!   added at the end of [`TelemetryFrame`], so an older decoder reports them as
-//!   [`TelemetryError::Malformed`] and goes on with the next frame.
+//!   [`TelemetryError::UnsupportedVersion`] instead of misreading them, but for a newer
+//!   version's hello (see [Versions](#versions)). New frame kinds are added at the end of
+//!   [`TelemetryFrame`], so an older decoder reports them as [`TelemetryError::Malformed`] and
+//!   goes on with the next frame.
 //! - The payload is the frame serialized with postcard (varints, enum variants by index).
 //! - The CRC is CRC-32C over the version byte and the payload: COBS finds frame boundaries but
 //!   detects no corruption, the CRC does. Without `std` it is computed bit by bit (no 1 KiB
@@ -26,10 +27,25 @@
 //! - 2 (today): a breaker's [`Transition`] carries the [`Trip`](crate::resilience::Trip) that
 //!   opened it, and a breaker may be `MetricsOnly`.
 //! - 1 (until commit `e40d43d`): transitions without a trip; read as transitions whose `trip` is
-//!   `None`.
+//!   `None` (a field a version lacks is absent, never invented).
 //!
 //! Frames the firmware sent at each version are golden test data (`tests/golden/telemetry/`):
 //! they decode to the recorded values, and today's encoder writes the version 2 bytes.
+//!
+//! What every version keeps, so that a device newer than its reader is still seen: the
+//! envelope above, and the hello's layout (variant 0, then `version: u8`, `device: u32`,
+//! `at_us: u64`; a later version may add fields after them, never change them). A reader
+//! therefore checks the CRC of a frame of any version: a frame of a newer version that is a
+//! hello decodes, with the version it speaks; any other whole frame of a version not read is
+//! [`TelemetryError::UnsupportedVersion`], and a corrupted one [`TelemetryError::CrcMismatch`].
+//!
+//! Adding version N: record the firmware of version N - 1 first if it is not yet
+//! (`tests/golden/telemetry/README.md`); keep the old layout of what changes in a private
+//! `vN-1` module read into today's types (as `v1` does: what the old version lacks is `None`,
+//! not a made-up value) and route version N - 1 to it in [`decode_frame`]; change the types
+//! (new variants at the end of their enums, the hello untouched), then [`VERSION`] and
+//! [`READ_VERSIONS`]. The golden tests read every recorded version, so one that no longer reads
+//! fails them.
 //!
 //! # On a text channel
 //! A channel that carries text for people as well (semihosting stdout, a console UART) sends
@@ -65,6 +81,8 @@ use crate::resilience::circuit_breaker::{CircuitBreakerStats, Transition};
 use crate::resilience::health::{ComponentName, HealthStatus};
 use crate::resilience::recovery::{RecoveryAction, RecoveryStrategy};
 
+#[cfg(feature = "serde")]
+mod newer;
 #[cfg(feature = "serde")]
 mod v1;
 
@@ -263,7 +281,8 @@ pub enum TelemetryError {
     Cobs,
     /// Decoding: shorter than a version byte and a CRC.
     Truncated,
-    /// Decoding: the frame's version byte is none of [`READ_VERSIONS`].
+    /// Decoding: a whole frame (its CRC matches) of a version none of [`READ_VERSIONS`]: from a
+    /// sender newer than this reader when above [`VERSION`] (whose hello still reads).
     UnsupportedVersion(u8),
     /// Decoding: the CRC does not match; the bytes were corrupted.
     CrcMismatch,
@@ -339,15 +358,16 @@ pub fn encode_frame<'b>(
 
 /// Decodes one encoded frame of any of [`READ_VERSIONS`], in place: `bytes` are the frame as
 /// received, with or without its trailing `0x00` delimiter, and are overwritten by the
-/// decoding.
+/// decoding. The hello of a newer version reads too, as a [`TelemetryFrame::Hello`] whose
+/// `version` is above [`VERSION`] (see [Versions](self#versions)).
 ///
 /// Any bytes at all give a frame or a [`TelemetryError`]; nothing panics.
 ///
 /// # Errors
 /// In the order checked: [`TelemetryError::Empty`], [`TelemetryError::TooLong`],
-/// [`TelemetryError::Cobs`], [`TelemetryError::UnsupportedVersion`],
-/// [`TelemetryError::Truncated`], [`TelemetryError::CrcMismatch`],
-/// [`TelemetryError::Malformed`], [`TelemetryError::TrailingBytes`].
+/// [`TelemetryError::Cobs`], [`TelemetryError::Truncated`], [`TelemetryError::CrcMismatch`],
+/// [`TelemetryError::UnsupportedVersion`] (a whole frame of a version not read, a newer hello
+/// aside), [`TelemetryError::Malformed`], [`TelemetryError::TrailingBytes`].
 #[cfg(feature = "serde")]
 pub fn decode_frame(bytes: &mut [u8]) -> Result<TelemetryFrame, TelemetryError> {
     let end = match bytes.last() {
@@ -357,10 +377,16 @@ pub fn decode_frame(bytes: &mut [u8]) -> Result<TelemetryFrame, TelemetryError> 
     if end >= MAX_FRAME_LEN {
         return Err(TelemetryError::TooLong);
     }
-    let opened = frame::open(bytes, READ_VERSIONS)?;
+    // Every version keeps the envelope: the CRC tells a frame of another version from noise.
+    let opened = frame::open_any_version(bytes)?;
     let decoded = match opened.version {
         1 => v1::decode(opened.payload),
-        _ => frame::decode_payload(opened.payload),
+        VERSION => frame::decode_payload(opened.payload),
+        newer if newer > VERSION => {
+            return newer::hello(newer, opened.payload)
+                .ok_or(TelemetryError::UnsupportedVersion(newer));
+        }
+        other => return Err(TelemetryError::UnsupportedVersion(other)),
     };
     Ok(decoded?)
 }
@@ -528,7 +554,8 @@ mod tests {
             Err(TelemetryError::Truncated)
         );
 
-        // Another version, with a CRC that would match: a later one, or none ever shipped.
+        // Another version, with a CRC that matches: a later one (a hello cut short), or none
+        // ever shipped.
         for version in [VERSION + 1, 0] {
             let mut raw = [version, 0, 0, 0, 0, 0];
             let crc = CRC32C.checksum(&raw[..2]);
@@ -559,6 +586,37 @@ mod tests {
             let n = cobs::encode(&raw, &mut wire).expect("fits");
             assert_eq!(decode_frame(&mut wire[..n]), Err(error));
         }
+    }
+
+    #[test]
+    fn a_newer_senders_hello_reads_and_its_other_frames_are_unsupported() {
+        let newer = VERSION + 1;
+        let mut buf = [0u8; MAX_FRAME_LEN];
+        let hello = TelemetryFrame::Hello {
+            version: newer,
+            device: 0x0a38_6001,
+            at_us: 9,
+        };
+        let mut wire = frame::encode(newer, &hello, &mut buf)
+            .expect("fits")
+            .to_vec();
+        assert_eq!(decode_frame(&mut wire), Ok(hello));
+        let health = TelemetryFrame::Health {
+            component: 0,
+            status: HealthStatus::Healthy,
+            at_us: 10,
+        };
+        let mut wire = frame::encode(newer, &health, &mut buf)
+            .expect("fits")
+            .to_vec();
+        assert_eq!(
+            decode_frame(&mut wire),
+            Err(TelemetryError::UnsupportedVersion(newer))
+        );
+        // A frame whose version byte was corrupted is corrupted, not of another version.
+        let mut wire = encode(&health);
+        wire[1] = 9;
+        assert_eq!(decode_frame(&mut wire), Err(TelemetryError::CrcMismatch));
     }
 
     #[test]

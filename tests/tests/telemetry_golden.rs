@@ -1,6 +1,9 @@
 //! Golden telemetry: frames the firmware sent at each wire version it has shipped
 //! (`tests/golden/telemetry/`, README there), decoded with today's decoder and checked value by
-//! value; the newest version's frames are what today's encoder writes, byte for byte.
+//! value; the newest version's frames are what today's encoder writes, byte for byte. Every
+//! recorded version is read (the directories, not a list here, say which), so a change to the
+//! frame types that breaks reading any of them fails here; and a hello laid out as the recorded
+//! ones reads at any newer version, so a device newer than the host is still seen.
 //!
 //! The expected values (`frames.jsonl`) were written by the decoder of the commit that made the
 //! recording, and are themselves checked against the firmware's own log lines (health and breaker
@@ -9,7 +12,7 @@
 
 use std::path::PathBuf;
 
-use rustkernel_core::frame::{Found, Scanner};
+use rustkernel_core::frame::{self, Found, Scanner};
 use rustkernel_core::telemetry::{
     self, DELIMITER, JobOutcome, LINE_PREFIX, MAX_FRAME_LEN, TelemetryFrame,
 };
@@ -25,10 +28,25 @@ struct Recording {
     expected: Vec<TelemetryFrame>,
 }
 
+fn golden_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("golden/telemetry")
+}
+
+/// The versions recorded (the directories `v1`, `v2`, ...), oldest first.
+fn recorded_versions() -> Vec<u8> {
+    let mut versions: Vec<u8> = std::fs::read_dir(golden_dir())
+        .unwrap()
+        .filter_map(|entry| {
+            let name = entry.ok()?.file_name();
+            name.to_str()?.strip_prefix('v')?.parse().ok()
+        })
+        .collect();
+    versions.sort_unstable();
+    versions
+}
+
 fn recording(version: u8) -> Recording {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("golden/telemetry")
-        .join(format!("v{version}"));
+    let dir = golden_dir().join(format!("v{version}"));
     let read = |name: &str| std::fs::read(dir.join(name)).unwrap();
     let log = String::from_utf8(read("run.log")).unwrap();
     let bin = read("frames.bin");
@@ -180,12 +198,15 @@ fn version_2_recording_matches_its_log() {
 
 #[test]
 fn every_version_ever_shipped_is_read() {
-    assert_eq!(telemetry::READ_VERSIONS, [1, 2]);
+    assert_eq!(recorded_versions(), [1, 2]);
+    // Each recorded version is read, and none that was not recorded; the newest is written.
+    assert_eq!(telemetry::READ_VERSIONS, recorded_versions());
+    assert_eq!(telemetry::READ_VERSIONS.last(), Some(&telemetry::VERSION));
 }
 
 #[test]
 fn frames_of_every_version_decode_to_their_values() {
-    for &version in telemetry::READ_VERSIONS {
+    for version in recorded_versions() {
         let rec = recording(version);
         for (bytes, expected) in rec.frames.iter().zip(&rec.expected) {
             let mut bytes = bytes.clone();
@@ -200,7 +221,7 @@ fn frames_of_every_version_decode_to_their_values() {
 
 #[test]
 fn the_scanner_splits_the_raw_streams_into_the_recorded_frames() {
-    for &version in telemetry::READ_VERSIONS {
+    for version in recorded_versions() {
         let rec = recording(version);
         let stream = rec.frames.concat();
         for piece in [1, 3, 64, stream.len()] {
@@ -229,5 +250,53 @@ fn todays_encoder_writes_the_version_2_bytes() {
         let mut buf = [0u8; MAX_FRAME_LEN];
         let wire = telemetry::encode_frame(value, &mut buf).unwrap();
         assert_eq!(wire, &bytes[..], "{value:?}");
+    }
+}
+
+/// The hello's layout is frozen: every recorded hello is variant 0, the version, the device and
+/// the start time, nothing else; laid out so (with or without fields added after them) at any
+/// version newer than the host's it still reads, and the device's other frames of that version
+/// are refused as such.
+#[test]
+fn a_hello_laid_out_as_the_recorded_ones_reads_at_any_newer_version() {
+    for version in recorded_versions() {
+        let rec = recording(version);
+        let mut hello = rec.frames[0].clone();
+        let opened = frame::open(&mut hello, &[version]).unwrap();
+        let ((variant, said, device, at_us), rest) =
+            postcard::take_from_bytes::<(u32, u8, u32, u64)>(opened.payload).unwrap();
+        assert_eq!((variant, said, rest), (0, version, &[][..]), "v{version}");
+        assert_eq!(
+            rec.expected[0],
+            TelemetryFrame::Hello {
+                version,
+                device,
+                at_us
+            }
+        );
+
+        for newer in [telemetry::VERSION + 1, u8::MAX] {
+            let expected = TelemetryFrame::Hello {
+                version: newer,
+                device,
+                at_us,
+            };
+            let mut buf = [0u8; MAX_FRAME_LEN];
+            let mut wire = frame::encode(newer, &(0u32, newer, device, at_us), &mut buf)
+                .unwrap()
+                .to_vec();
+            assert_eq!(telemetry::decode_frame(&mut wire), Ok(expected.clone()));
+            let later = (0u32, newer, device, at_us, 7u16, "a field added later");
+            let mut wire = frame::encode(newer, &later, &mut buf).unwrap().to_vec();
+            assert_eq!(telemetry::decode_frame(&mut wire), Ok(expected));
+            for other in &rec.expected[1..] {
+                let mut wire = frame::encode(newer, other, &mut buf).unwrap().to_vec();
+                assert_eq!(
+                    telemetry::decode_frame(&mut wire),
+                    Err(telemetry::TelemetryError::UnsupportedVersion(newer)),
+                    "{other:?}"
+                );
+            }
+        }
     }
 }

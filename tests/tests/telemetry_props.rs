@@ -355,7 +355,8 @@ fn every_single_bit_flip_is_caught() {
     }
 }
 
-/// A frame of another version is refused as such, not misread.
+/// A whole frame of another version is refused as such, not misread; a frame whose version byte
+/// was corrupted is refused by its CRC.
 #[test]
 fn other_versions_are_refused() {
     let frame = TelemetryFrame::Health {
@@ -363,14 +364,21 @@ fn other_versions_are_refused() {
         status: HealthStatus::Healthy,
         at_us: 5,
     };
-    let wire = encode(&frame);
-    // The first COBS block starts with the version byte (it is not zero).
-    let mut other = wire.clone();
-    other[1] = 9;
-    assert!(matches!(
+    let mut buf = [0u8; MAX_FRAME_LEN];
+    let mut other = rustkernel_core::frame::encode(9, &frame, &mut buf)
+        .expect("fits")
+        .to_vec();
+    assert_eq!(
         telemetry::decode_frame(&mut other),
         Err(TelemetryError::UnsupportedVersion(9))
-    ));
+    );
+    // The first COBS block starts with the version byte (it is not zero).
+    let mut corrupted = encode(&frame);
+    corrupted[1] = 9;
+    assert_eq!(
+        telemetry::decode_frame(&mut corrupted),
+        Err(TelemetryError::CrcMismatch)
+    );
 }
 
 /// Each serde type of the module round-trips through postcard alone, too.
