@@ -3,7 +3,8 @@
 //! Commands: `rustkernel serve` ([`service`], configured by [`config`]), `rustkernel health`,
 //! `rustkernel config show|check` ([`commands`]) and `rustkernel telemetry decode`
 //! ([`telemetry`]). The kernels the service runs, and the pool they run on, are in
-//! [`kernels`]; the GPU worker, its supervision and its CPU failover in [`gpu`].
+//! [`kernels`]; long-running kernels as jobs that checkpoint and resume in [`jobs`]; the GPU
+//! worker, its supervision and its CPU failover in [`gpu`].
 //!
 //! The host is the library's first user: the decisions (breakers, retries, deadlines, health,
 //! the worker's recovery) are the core's and the tokio adapter's; these modules wire them to
@@ -14,6 +15,7 @@ pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod gpu;
+pub mod jobs;
 pub mod kernels;
 pub mod service;
 pub mod telemetry;

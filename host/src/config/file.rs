@@ -35,6 +35,9 @@ pub struct ConfigFile {
     /// Edge devices' telemetry sources and limits (see [`crate::telemetry::source`]).
     #[serde(default)]
     pub telemetry: TelemetryFile,
+    /// Long-running kernels as jobs that checkpoint (off unless `dir` is set).
+    #[serde(default)]
+    pub jobs: JobsFile,
 }
 
 /// `[gpu]`: kernels run on a GPU in a worker process that the service supervises, with the CPU

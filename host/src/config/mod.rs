@@ -49,6 +49,11 @@
 //! unknown_after = "30s"
 //! unhealthy_after = "2m"
 //!
+//! [jobs]                           # long-running kernels that checkpoint (see `jobs.rs`)
+//! dir = "/var/lib/rustkernel/jobs"  # off unless set
+//! max_running = 2
+//! checkpoint_every = 10
+//!
 //! [kernels."graph/pagerank".faults] # fault injection, off by default
 //! error_rate = 0.1
 //! latency = "20ms"
@@ -75,9 +80,13 @@ use crate::telemetry::source::{TelemetryConfig, TelemetryFile};
 
 mod auth;
 mod file;
+mod jobs;
 mod resolve;
 
 pub use auth::{AuthConfig, AuthFile, AuthMode};
+pub use jobs::{
+    JobsConfig, JobsFile, MAX_QUEUED_LIMIT, MAX_RUNNING_LIMIT, check_checkpoint_every,
+};
 pub use file::*;
 
 /// Which preset a configuration starts from.
@@ -238,6 +247,8 @@ pub struct ServiceConfig {
     pub gpu: Option<crate::gpu::GpuConfig>,
     /// Edge devices' telemetry: sources, silence thresholds, bounds.
     pub telemetry: TelemetryConfig,
+    /// Jobs, when `[jobs] dir` is set.
+    pub jobs: Option<JobsConfig>,
     /// The file's auth settings as written (for `config show`).
     auth_file: AuthFile,
     /// The file's GPU settings as written (for `config show`).
@@ -382,6 +393,11 @@ impl ServiceConfig {
                 },
             },
             telemetry: self.telemetry.to_file(),
+            jobs: self
+                .jobs
+                .as_ref()
+                .map(JobsConfig::to_file)
+                .unwrap_or_default(),
         }
     }
 }

@@ -169,6 +169,7 @@ impl ConfigFile {
             .resolve()
             .map_err(|error| invalid(&error.field, error.reason))?;
         let auth = auth::resolve(&self.auth, address, base)?;
+        let jobs = jobs::resolve(&self.jobs, base)?;
         Ok(ServiceConfig {
             preset,
             address,
@@ -183,6 +184,7 @@ impl ConfigFile {
             faults,
             gpu,
             telemetry,
+            jobs,
             auth_file: self.auth,
             gpu_file: self.gpu,
         })

@@ -268,8 +268,9 @@ impl CheckpointableKernel for PageRankRun {
 }
 
 #[cfg(test)]
-#[allow(clippy::indexing_slicing, clippy::panic)] // tests index what they built and fail loudly
 mod tests {
+    #![allow(clippy::indexing_slicing, clippy::panic)] // tests index what they built and fail loudly
+
     use proptest::prelude::*;
 
     use super::*;
