@@ -9,7 +9,7 @@ use super::*;
 pub struct FrameLabels {
     /// The source as written (`tcp://127.0.0.1:9000`, `file:/var/log/edge.log`, `-`).
     pub source: String,
-    /// `ok`, `bad`, `no_hello` or `refused`.
+    /// `ok`, `bad`, `no_hello`, `refused` or `unsupported_version`.
     pub result: &'static str,
 }
 

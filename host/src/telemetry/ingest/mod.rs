@@ -18,6 +18,15 @@
 //!   `unhealthy` after `unhealthy_after` (default 2 min), with how long it has been silent;
 //! - a new `Hello` from the device (it restarted) clears its escalations and statuses.
 //!
+//! # Wire versions
+//! The host reads every wire version the project has shipped (`READ_VERSIONS` of
+//! `rustkernel_core::telemetry`), each into the same model, so a fleet can be upgraded one
+//! device at a time. A device whose firmware is newer than the host is still seen: the hello's
+//! layout is the same in every version, so it joins, and it shows in `/health` as the component
+//! `edge/<device>` (and its components, if it had any) `degraded` with the message `firmware
+//! newer than host (version N)`, silent or not like any device. Its other frames are counted as
+//! `result="unsupported_version"` and skipped, and logged once per device (and version).
+//!
 //! The checks run on the service's health probe; they answer from what was ingested, and the
 //! ingest asks for a check as soon as something changed, so `/health` follows the device
 //! without waiting for the next round. While a component is `unknown` its check waits (for
@@ -27,7 +36,7 @@
 //! # Metrics
 //! | Metric | Type | Labels |
 //! |---|---|---|
-//! | `rustkernel_edge_frames_total` | counter | `source`, `result` (`ok`, `bad`, `no_hello`: before any hello on the stream, `refused`: from a refused device) |
+//! | `rustkernel_edge_frames_total` | counter | `source`, `result` (`ok`, `bad`, `no_hello`: before any hello on the stream, `refused`: from a refused device, `unsupported_version`: a whole frame of a wire version the host does not read) |
 //! | `rustkernel_edge_devices` | gauge | |
 //! | `rustkernel_edge_devices_refused_total` | counter | |
 //! | `rustkernel_edge_components_refused_total` | counter | |
@@ -68,7 +77,7 @@ use rustkernel_core::resilience::{
     CircuitState, Criticality, HealthCheckResult, HealthProbeConfig, HealthStatus, ProbeRole,
     ProbeRoles,
 };
-use rustkernel_core::telemetry::{JobOutcome, Summary, TelemetryFrame};
+use rustkernel_core::telemetry::{self, JobOutcome, Summary, TelemetryError, TelemetryFrame};
 use rustkernel_tokio::clock;
 use rustkernel_tokio::resilience::{ComponentOptions, HealthProbe, check_fn};
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -77,12 +86,14 @@ use tokio::sync::{Notify, Semaphore};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use super::BadFrame;
 use super::scan::{FrameScanner, Scanned};
 use super::source::{SourceFraming, SourceKind, TelemetryConfig, TelemetrySource};
 
 mod metrics;
 mod streams;
 mod verdicts;
+mod versions;
 
 pub use metrics::*;
 pub use streams::{FOLLOW_INTERVAL, read_stream, start};
@@ -112,9 +123,14 @@ struct Device {
     last_frame_wall: SystemTime,
     /// Component numbers to names, from component frames.
     names: HashMap<u8, String>,
-    /// Tracked components by name.
+    /// Tracked components by name; the device's own component, while its firmware is (or
+    /// was) newer than the host, under [`DEVICE_COMPONENT`](versions::DEVICE_COMPONENT).
     components: BTreeMap<String, Component>,
     critical: bool,
+    /// The wire version its last hello named.
+    version: u8,
+    /// The last version whose unreadable frames were logged (once per device and version).
+    logged_version: Option<u8>,
 }
 
 #[derive(Debug, Default)]
@@ -198,14 +214,21 @@ impl EdgeFleet {
     pub fn ingest(&self, stream: &mut StreamContext, item: Scanned) {
         let frame = match item {
             Ok(frame) => frame,
+            Err(BadFrame::Frame(TelemetryError::UnsupportedVersion(version))) => {
+                self.unsupported(stream, version);
+                return;
+            }
             Err(bad) => {
                 tracing::debug!(source = %stream.source, %bad, "bad telemetry frame skipped");
                 self.count(stream, "bad");
                 return;
             }
         };
-        if let TelemetryFrame::Hello { device, .. } = frame {
-            self.hello(stream, device);
+        if let TelemetryFrame::Hello {
+            device, version, ..
+        } = frame
+        {
+            self.hello(stream, device, version);
             return;
         }
         if stream.refused {
@@ -240,7 +263,7 @@ impl EdgeFleet {
     }
 
     /// A hello: the stream's frames are this device's from now on.
-    fn hello(&self, stream: &mut StreamContext, id: u32) {
+    fn hello(&self, stream: &mut StreamContext, id: u32, version: u8) {
         let mut followup = Followup::default();
         let refused = {
             let mut fleet = lock(&self.fleet);
@@ -255,20 +278,24 @@ impl EdgeFleet {
                         component.breaker = CircuitState::Closed;
                         followup.reset.push(component.full.clone());
                     }
+                    self.firmware(device, version, &mut followup);
                     false
                 }
                 None if tracked >= self.config.max_devices => true,
                 None => {
-                    let device = Device {
+                    let mut device = Device {
                         label: format!("{id:08x}"),
                         silence: Silence::new(self.config.silence(), clock::now()),
                         last_frame_wall: SystemTime::now(),
                         names: HashMap::new(),
                         components: BTreeMap::new(),
                         critical: self.config.critical_devices.contains(&id),
+                        version,
+                        logged_version: None,
                     };
-                    tracing::info!(device = %device.label, source = %stream.source, "edge device joined");
+                    tracing::info!(device = %device.label, version, source = %stream.source, "edge device joined");
                     self.set_last_frame(&device);
+                    self.firmware(&mut device, version, &mut followup);
                     fleet.devices.insert(id, device);
                     self.metrics
                         .devices
@@ -482,7 +509,12 @@ impl EdgeFleet {
             .unwrap_or_else(|| id.to_string());
         if !device.components.contains_key(&name) {
             let full = format!("edge/{}/{name}", device.label);
-            if device.components.len() >= self.config.max_components_per_device {
+            let own = device
+                .components
+                .keys()
+                .filter(|key| key.as_str() != versions::DEVICE_COMPONENT)
+                .count();
+            if own >= self.config.max_components_per_device {
                 self.metrics.components_refused.inc();
                 tracing::warn!(
                     component = %full,
@@ -839,6 +871,125 @@ mod tests {
         let mut third = StreamContext::new("c");
         feed(&fleet, &mut third, &frames);
         assert_eq!(count("c", "no_hello"), 5);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_device_newer_than_the_host_is_seen_and_its_other_frames_counted() {
+        let (fleet, probe) = fleet(config());
+        let _runner = probe.spawn();
+        let _tasks = start(&fleet, async {}).await.expect("no sources to bind");
+        let mut stream = StreamContext::new("test");
+        let newer = telemetry::VERSION + 1;
+        let count = |result| {
+            fleet
+                .metrics
+                .frames
+                .get_or_create(&FrameLabels {
+                    source: "test".into(),
+                    result,
+                })
+                .get()
+        };
+        let unreadable = || Err(BadFrame::Frame(TelemetryError::UnsupportedVersion(newer)));
+        let newer_message = format!("firmware newer than host (version {newer})");
+        feed(
+            &fleet,
+            &mut stream,
+            &[
+                hello(DEVICE),
+                TelemetryFrame::Component {
+                    id: 0,
+                    name: name("npu"),
+                },
+                health(HealthStatus::Healthy),
+            ],
+        );
+        settle().await;
+        assert_eq!(
+            status(&probe, "edge/0a386001/npu"),
+            (HealthStatus::Healthy, String::new())
+        );
+
+        // Upgraded: its hello still reads, the rest does not.
+        let upgraded = TelemetryFrame::Hello {
+            version: newer,
+            device: DEVICE,
+            at_us: 0,
+        };
+        fleet.ingest(&mut stream, Ok(upgraded));
+        for _ in 0..3 {
+            fleet.ingest(&mut stream, unreadable());
+        }
+        settle().await;
+        for component in ["edge/0a386001", "edge/0a386001/npu"] {
+            assert_eq!(
+                status(&probe, component),
+                (HealthStatus::Degraded, newer_message.clone()),
+                "{component}"
+            );
+        }
+        assert_eq!((count("ok"), count("unsupported_version")), (4, 3));
+        assert_eq!(count("bad"), 0);
+        assert!(probe.report().ready);
+
+        // Its unreadable frames are still news from it: it does not turn silent...
+        for _ in 0..3 {
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            fleet.ingest(&mut stream, unreadable());
+        }
+        settle().await;
+        assert_eq!(status(&probe, "edge/0a386001").1, newer_message);
+        // ... until it is.
+        tokio::time::sleep(Duration::from_secs(31)).await;
+        assert_eq!(status(&probe, "edge/0a386001").0, HealthStatus::Unhealthy);
+
+        // Reflashed with a version the host reads: its components report again.
+        feed(
+            &fleet,
+            &mut stream,
+            &[hello(DEVICE), health(HealthStatus::Healthy)],
+        );
+        settle().await;
+        assert_eq!(
+            status(&probe, "edge/0a386001"),
+            (HealthStatus::Healthy, "firmware version 1".to_owned())
+        );
+        assert_eq!(
+            status(&probe, "edge/0a386001/npu"),
+            (HealthStatus::Healthy, String::new())
+        );
+        assert_eq!(fleet.devices(), vec!["0a386001".to_owned()]);
+    }
+
+    /// Frames of an unread version on a stream with no hello, or from a refused device, are
+    /// counted as such and change no device.
+    #[tokio::test(start_paused = true)]
+    async fn unreadable_frames_before_a_hello_or_from_a_refused_device_are_only_counted() {
+        let (fleet, probe) = fleet(TelemetryConfig {
+            max_devices: 1,
+            ..config()
+        });
+        let unreadable = || Err(BadFrame::Frame(TelemetryError::UnsupportedVersion(9)));
+        let mut first = StreamContext::new("a");
+        fleet.ingest(&mut first, unreadable());
+        feed(&fleet, &mut first, &[hello(1)]);
+        let mut second = StreamContext::new("b");
+        feed(&fleet, &mut second, &[hello(2)]);
+        fleet.ingest(&mut second, unreadable());
+        let count = |source: &str, result| {
+            fleet
+                .metrics
+                .frames
+                .get_or_create(&FrameLabels {
+                    source: source.into(),
+                    result,
+                })
+                .get()
+        };
+        assert_eq!(count("a", "unsupported_version"), 1);
+        assert_eq!(count("b", "unsupported_version"), 1);
+        assert_eq!(fleet.devices(), vec!["00000001".to_owned()]);
+        assert!(probe.components().is_empty());
     }
 
     #[test]

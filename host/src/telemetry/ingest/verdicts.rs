@@ -111,6 +111,13 @@ impl EdgeFleet {
         if silence >= self.config.unknown_after {
             return Verdict::Pending(deadline, Pending::Silent(silent()));
         }
+        if let Some(result) = versions::newer_firmware(device.version) {
+            return Verdict::Ready(result);
+        }
+        if name == versions::DEVICE_COMPONENT {
+            let message = format!("firmware version {}", device.version);
+            return Verdict::Ready(HealthCheckResult::new(HealthStatus::Healthy, &message));
+        }
         let reported = match component.status {
             None | Some(HealthStatus::Unknown) => {
                 return Verdict::Pending(deadline, Pending::NoStatus);
@@ -185,12 +192,13 @@ impl EdgeFleet {
     /// Whether the probe shows what the fleet holds for component `full` (or the component is
     /// unknown for now, which its waiting check takes care of).
     pub(super) fn shown(&self, full: &str) -> bool {
-        let Some((device, name)) = full
-            .strip_prefix("edge/")
-            .and_then(|rest| rest.split_once('/'))
-        else {
+        let Some(rest) = full.strip_prefix("edge/") else {
             return true;
         };
+        // `edge/<device>/<name>`, or the device's own `edge/<device>`.
+        let (device, name) = rest
+            .split_once('/')
+            .unwrap_or((rest, versions::DEVICE_COMPONENT));
         let Verdict::Ready(expected) = self.verdict(device, name) else {
             return true;
         };
