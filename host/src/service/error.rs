@@ -5,7 +5,9 @@
 //! | 200 | the kernel ran; the body has its result |
 //! | 400 | malformed JSON or binary body, invalid UTF-8, invalid input values, a bad `X-Request-Timeout-Ms` |
 //! | 401 | a protected route without a valid bearer token (`WWW-Authenticate: Bearer`) |
-//! | 404 | unknown kernel or route |
+//! | 202 | a job was accepted (`POST /v1/jobs`), or a cancel will be carried out by the service running the job |
+//! | 404 | unknown kernel, job or route |
+//! | 409 | a cancel of a job that is over already |
 //! | 413 | the body is over `server.body_limit_bytes` |
 //! | 415 | a binary `Content-Type` the service cannot read (`application/octet-stream`, another `application/vnd.rustkernel.*` than [`kernels::BINARY_CONTENT_TYPE`](crate::kernels::BINARY_CONTENT_TYPE)); every other type is read as JSON |
 //! | 429 | the concurrency limit, the client's rate limit or the retry budget shed the request (`Retry-After`) |
@@ -29,6 +31,8 @@ pub enum ApiError {
     Unauthorized,
     /// 404.
     NotFound(String),
+    /// 409: the request conflicts with the resource's state (a finished job cancelled).
+    Conflict(String),
     /// 413.
     PayloadTooLarge(usize),
     /// 415: a body in a format the service does not read.
@@ -60,7 +64,7 @@ pub enum ApiError {
 /// The JSON body of an error.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ErrorBody {
-    /// A stable code: `bad_request`, `unauthorized`, `not_found`, `payload_too_large`,
+    /// A stable code: `bad_request`, `unauthorized`, `not_found`, `conflict`, `payload_too_large`,
     /// `unsupported_media_type`, `shed`, `kernel_failed`, `internal`, `circuit_open`,
     /// `draining`, `deadline_exceeded`.
     pub error: String,
@@ -80,6 +84,7 @@ impl ApiError {
                 "unauthorized".to_owned(),
             ),
             ApiError::NotFound(message) => (StatusCode::NOT_FOUND, "not_found", message.clone()),
+            ApiError::Conflict(message) => (StatusCode::CONFLICT, "conflict", message.clone()),
             ApiError::PayloadTooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 "payload_too_large",

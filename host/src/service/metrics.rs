@@ -32,6 +32,7 @@
 //! | `rustkernel_deadline_exceeded_total` | counter | `kernel` | service |
 //! | `rustkernel_http_requests_total` | counter | `route`, `status` | service |
 //! | `rustkernel_edge_*` | | edge devices' telemetry: see [`crate::telemetry::ingest`] | service |
+//! | `rustkernel_jobs`, `_jobs_submitted_total`, `_job_checkpoints_written_total`, `_job_checkpoint_write_failures_total`, `_job_checkpoint_write_seconds`, `_job_resumes_total`, `_jobs_disk_bytes` | | jobs by state, checkpoints, resumes, bytes on disk, with `[jobs]`: see [`crate::jobs::metrics`] | job runner |
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -47,6 +48,7 @@ use rustkernel_tokio::resilience::{CircuitBreaker, HealthProbe};
 use super::error::ApiError;
 use crate::config::KernelWindow;
 use crate::gpu::GpuExecutor;
+use crate::jobs::JobMetrics;
 
 /// Labels of one kernel.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -96,9 +98,13 @@ pub struct Metrics {
 
 impl Metrics {
     /// A registry with every family registered: the breakers, health and recovery figures
-    /// of `resilience` (read at each scrape), and the service's own.
+    /// of `resilience` (read at each scrape), the service's own, and the job runner's.
     #[must_use]
-    pub fn new(resilience: ResilienceCollector, gpu: Option<&GpuExecutor>) -> Self {
+    pub fn new(
+        resilience: ResilienceCollector,
+        gpu: Option<&GpuExecutor>,
+        jobs: Option<&JobMetrics>,
+    ) -> Self {
         // The collector's families carry their `rustkernel_` prefix; the service's own get it
         // from their sub-registry.
         let mut registry = Registry::default();
@@ -130,6 +136,9 @@ impl Metrics {
             metrics.http.clone(),
         );
         metrics.edge.register(service);
+        if let Some(jobs) = jobs {
+            jobs.register(service);
+        }
         Self {
             registry,
             ..metrics

@@ -10,6 +10,7 @@
 //! | `GET /metrics` | Prometheus text (see [`metrics`]) |
 //! | `POST /v1/kernels/{family}/{name}/execute` | runs a kernel (`graph/pagerank`) through its pipeline on the blocking pool |
 //! | `POST /v1/admin/kernels/{family}/{name}/{force-open,reset,metrics-only}` | operator controls of a kernel's breaker |
+//! | `POST /v1/jobs`, `GET /v1/jobs`, `GET`/`DELETE /v1/jobs/{id}` | long-running kernels as jobs (see [`jobs`]) |
 //!
 //! Health answers are 200 or 503 with a small JSON body naming the reason. Kernel errors map
 //! to one status each in [`error::ApiError`].
@@ -24,6 +25,7 @@
 //! | `body_limit.rs` | 413 for a declared body over the limit, before it is read |
 //! | [`execute`] | the execute handler: parse, admit, call the pipeline, map the outcome |
 //! | `admin.rs` | operators' breaker controls |
+//! | [`jobs`] | the jobs routes: parse, call the [`JobRunner`](crate::jobs::JobRunner), map |
 //! | [`health`] | the health components and the probe routes, from the registry |
 //! | [`metrics`] | the metric families and `/metrics` |
 //! | [`runtime`] | the `runtime` component |
@@ -36,6 +38,7 @@ pub mod error;
 pub mod execute;
 pub mod faults;
 pub mod health;
+pub mod jobs;
 pub mod metrics;
 pub mod runtime;
 pub mod state;
@@ -124,6 +127,8 @@ fn router(state: &Arc<AppState>, body_limit: usize) -> Router {
             "/v1/admin/kernels/{family}/{name}/{action}",
             post(admin::admin),
         )
+        .route("/v1/jobs", post(jobs::submit).get(jobs::list))
+        .route("/v1/jobs/{id}", get(jobs::status).delete(jobs::cancel))
         .route_layer(from_fn_with_state(state.clone(), auth::kernels));
     Router::new()
         .merge(health)
@@ -224,6 +229,9 @@ pub async fn start_on(
     background.push(tokio::spawn(health::finish_startup(state.clone())));
     background.extend(start_telemetry(&state).await?);
     background.push(tokio::spawn(prune_rate_limiter(state.clone())));
+    if let Some(jobs) = &state.jobs {
+        background.push(jobs.start());
+    }
 
     let router = router(&state, body_limit);
 
@@ -341,6 +349,10 @@ impl RunningService {
             Ok(result) => result,
             Err(error) => Err(ServeError::Io(std::io::Error::other(error))),
         };
+        if let Some(jobs) = &self.state.jobs {
+            // Each running job writes a checkpoint and stays running, for the next service.
+            jobs.shutdown(self.state.config.drain_timeout).await;
+        }
         if let Some(runner) = self.runner.take() {
             runner.stop();
         }

@@ -21,6 +21,7 @@ use super::metrics::Metrics;
 use super::runtime::RuntimeMonitor;
 use crate::config::{BreakerMode, KernelWindow, ServiceConfig};
 use crate::gpu::GpuExecutor;
+use crate::jobs::{DirJobStore, JobRunner};
 use crate::kernels::{KERNEL_IDS, KernelPool};
 use crate::telemetry::ingest::EdgeFleet;
 
@@ -64,6 +65,8 @@ pub struct AppState {
     pub(crate) gpu: Option<crate::gpu::GpuExecutor>,
     /// The edge devices' ingested telemetry (`--telemetry`).
     pub(crate) edge: Arc<crate::telemetry::ingest::EdgeFleet>,
+    /// The jobs, when `[jobs] dir` is set.
+    pub(crate) jobs: Option<JobRunner>,
 }
 
 impl fmt::Debug for AppState {
@@ -118,9 +121,18 @@ impl AppState {
             calls: &slot.calls,
             budget: slot.pipeline.retrier().shared_budget(),
         });
+        let jobs = match &config.jobs {
+            Some(jobs) => {
+                let store = DirJobStore::open(&jobs.dir)
+                    .map_err(|error| ServeError::Config(format!("jobs.dir: {error}")))?;
+                Some(JobRunner::new(jobs.clone(), Arc::new(store)))
+            }
+            None => None,
+        };
         let metrics = Metrics::new(
             super::metrics::resilience_collector(sources, gpu.as_ref(), &probe),
             gpu.as_ref(),
+            jobs.as_ref().map(JobRunner::metrics),
         );
         let edge = crate::telemetry::ingest::EdgeFleet::new(
             config.telemetry.clone(),
@@ -145,6 +157,7 @@ impl AppState {
             draining: AtomicBool::new(false),
             started: AtomicBool::new(false),
             gpu,
+            jobs,
         })
     }
 
@@ -184,6 +197,12 @@ impl AppState {
     #[must_use]
     pub fn gpu(&self) -> Option<&GpuExecutor> {
         self.gpu.as_ref()
+    }
+
+    /// The job runner, when `[jobs] dir` is set.
+    #[must_use]
+    pub fn jobs(&self) -> Option<&JobRunner> {
+        self.jobs.as_ref()
     }
 
     /// The edge devices' telemetry.

@@ -1,0 +1,277 @@
+//! Jobs over HTTP: submit, watch, cancel and list on a real server with a real jobs directory;
+//! then the service as a real process, killed with SIGKILL mid-job and started again on the
+//! same directory, a damaged newest checkpoint, a cancel of a running job, and two services
+//! sharing one directory.
+#![allow(clippy::indexing_slicing, clippy::panic)] // tests index JSON they checked and fail loudly
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, TempDir, send, start};
+use serde_json::{Value, json};
+
+/// A jobs section over `dir` that scans often, so tests wait little.
+fn jobs_toml(dir: &TempDir, extra: &str) -> String {
+    format!(
+        "[jobs]\ndir = {:?}\nscan_interval = \"50ms\"\n{extra}",
+        dir.path().join("jobs").display().to_string()
+    )
+}
+
+/// A PageRank input of `nodes` nodes on a ring with chords that runs `iterations` iterations.
+fn ring(nodes: u32, iterations: u32) -> Value {
+    let mut edges = Vec::new();
+    for node in 0..nodes {
+        edges.push([node, (node + 1) % nodes]);
+        edges.push([node, (node * 7 + 3) % nodes]);
+    }
+    json!({"num_nodes": nodes, "edges": edges, "max_iterations": iterations, "tolerance": 0.0})
+}
+
+fn job(input: &Value, every: u32) -> String {
+    json!({"kernel": "graph/pagerank", "input": input, "checkpoint": {"iterations": every}})
+        .to_string()
+}
+
+/// `GET /v1/jobs/{id}`, which must answer 200.
+async fn job_status(server: &Server, id: &str) -> Value {
+    let answer = server.get(&format!("/v1/jobs/{id}")).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    answer.json()
+}
+
+/// Polls the job until `holds` (a real server: the wait is on its socket).
+async fn wait_job(server: &Server, id: &str, what: &str, holds: impl Fn(&Value) -> bool) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = job_status(server, id).await;
+        if holds(&status) {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting until {what}: {status}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn state_is(state: &'static str) -> impl Fn(&Value) -> bool {
+    move |status| status["state"] == state
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_over_http_from_submit_to_result() {
+    let dir = TempDir::new("jobs-http");
+    let server = start(&jobs_toml(&dir, "")).await;
+    let input = ring(50, 40);
+
+    let submitted = server.post("/v1/jobs", job(&input, 10)).await;
+    assert_eq!(submitted.status, 202, "{submitted:?}");
+    let body = submitted.json();
+    let id = body["id"].as_str().expect("an id").to_owned();
+    assert_eq!(
+        submitted.header("location").as_deref(),
+        Some(format!("/v1/jobs/{id}").as_str())
+    );
+    assert_eq!(body["state"], "queued");
+    assert_eq!(body["progress"]["max_iterations"], 40);
+
+    let done = wait_job(&server, &id, "it succeeded", state_is("succeeded")).await;
+    assert_eq!(done["progress"]["iterations_done"], 40);
+    assert_eq!(done["checkpoints_written"], 3, "{done}");
+    assert_eq!(done["last_checkpoint"]["iteration"], 30);
+    assert_eq!(done["resumes"], 0);
+    // The same answer as the synchronous route's.
+    let direct = server
+        .execute("graph/pagerank", &input.to_string())
+        .await
+        .json();
+    assert_eq!(done["result"], direct["result"]);
+
+    let page = server.get("/v1/jobs?limit=10").await;
+    assert_eq!(page.status, 200, "{page:?}");
+    let page = page.json();
+    assert_eq!(page["jobs"][0]["id"], id.as_str());
+    assert_eq!(page["next"], Value::Null);
+    assert_eq!(
+        page["jobs"][0].get("result"),
+        None,
+        "lists carry no results"
+    );
+
+    // Over already: 409 with the service's error body.
+    let again = send(
+        server
+            .client
+            .delete(format!("{}/v1/jobs/{id}", server.base)),
+    )
+    .await;
+    assert_eq!(
+        (again.status, again.error_code().as_str()),
+        (409, "conflict")
+    );
+
+    let metrics = server.metrics().await;
+    assert!(
+        common::sample(&metrics, "rustkernel_job_checkpoints_written_total", "").is_none(),
+        "a family without labels is written without braces"
+    );
+    for family in [
+        "rustkernel_job_checkpoints_written_total 3",
+        "rustkernel_jobs_submitted_total 1",
+        "rustkernel_job_resumes_total 0",
+        "rustkernel_job_checkpoint_write_seconds_count 3",
+    ] {
+        assert!(
+            metrics.contains(family),
+            "{family} missing from:\n{metrics}"
+        );
+    }
+    common::wait_until("the scan counted it", Duration::from_secs(10), || async {
+        let metrics = server.metrics().await;
+        common::sample(&metrics, "rustkernel_jobs", "state=\"succeeded\"") == Some(1.0)
+            && metrics
+                .lines()
+                .find_map(|line| line.strip_prefix("rustkernel_jobs_disk_bytes "))
+                .and_then(|value| value.parse::<f64>().ok())
+                .is_some_and(|bytes| bytes > 0.0)
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_jobs_are_refused_at_submit() {
+    let dir = TempDir::new("jobs-bad");
+    let server = start(&jobs_toml(&dir, "")).await;
+    let cases = [
+        (
+            json!({"kernel": "graph/pagerank", "input": {"num_nodes": 2, "edges": [[0, 5]]}}),
+            "out of range",
+        ),
+        (
+            json!({"kernel": "graph/pagerank", "input": {"num_nodes": 2, "edges": "x"}}),
+            "input",
+        ),
+        (
+            json!({"kernel": "linalg/matmul", "input": {"n": 1, "a": [1], "b": [1]}}),
+            "not a job kernel",
+        ),
+        (
+            json!({"kernel": "graph/nope", "input": {}}),
+            "unknown kernel",
+        ),
+        (
+            json!({"kernel": "graph/pagerank", "input": ring(3, 5), "deadline": "soon"}),
+            "expected a duration",
+        ),
+        (
+            json!({"kernel": "graph/pagerank", "input": ring(3, 5), "checkpoint": {}}),
+            "checkpoint",
+        ),
+        (
+            json!({"kernel": "graph/pagerank", "input": ring(3, 5), "extra": 1}),
+            "extra",
+        ),
+    ];
+    for (body, needle) in cases {
+        let answer = server.post("/v1/jobs", body.to_string()).await;
+        assert_eq!(answer.status, 400, "{body}: {answer:?}");
+        assert_eq!(answer.error_code(), "bad_request");
+        assert!(
+            answer.json()["message"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(needle),
+            "{needle}: {answer:?}"
+        );
+    }
+    let not_json = server.post("/v1/jobs", "{").await;
+    assert_eq!(not_json.status, 400);
+    for path in ["/v1/jobs/0123-4567", "/v1/jobs/..%2Fetc", "/v1/jobs/NOPE"] {
+        let answer = server.get(path).await;
+        assert_eq!(
+            (answer.status, answer.error_code().as_str()),
+            (404, "not_found"),
+            "{path}"
+        );
+    }
+    let answer = send(
+        server
+            .client
+            .delete(format!("{}/v1/jobs/0123-4567", server.base)),
+    )
+    .await;
+    assert_eq!(answer.status, 404);
+    for query in ["limit=0", "limit=5000", "after=..", "colour=red"] {
+        let answer = server.get(&format!("/v1/jobs?{query}")).await;
+        assert_eq!(answer.status, 400, "{query}: {answer:?}");
+    }
+    let page = server.get("/v1/jobs").await.json();
+    assert_eq!(page["jobs"], json!([]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_is_429_with_retry_after_and_a_running_job_cancels() {
+    let dir = TempDir::new("jobs-full");
+    let server = start(&jobs_toml(&dir, "max_running = 1\nmax_queued = 0")).await;
+    let long = server.post("/v1/jobs", job(&ring(2000, 10_000), 50)).await;
+    assert_eq!(long.status, 202, "{long:?}");
+    let id = long.json()["id"].as_str().expect("id").to_owned();
+    let full = server.post("/v1/jobs", job(&ring(3, 5), 1)).await;
+    assert_eq!(
+        (full.status, full.error_code().as_str()),
+        (429, "shed"),
+        "{full:?}"
+    );
+    assert!(
+        full.header("retry-after")
+            .is_some_and(|secs| secs.parse::<u64>().is_ok_and(|s| s >= 1))
+    );
+
+    let _ = wait_job(&server, &id, "it runs", state_is("running")).await;
+    let cancel = send(
+        server
+            .client
+            .delete(format!("{}/v1/jobs/{id}", server.base)),
+    )
+    .await;
+    assert!(matches!(cancel.status, 200 | 202), "{cancel:?}");
+    let cancelled = wait_job(&server, &id, "it is cancelled", state_is("cancelled")).await;
+    assert!(
+        cancelled["progress"]["iterations_done"]
+            .as_u64()
+            .expect("a number")
+            < 10_000
+    );
+    assert!(cancelled["finished_at_ms"].is_u64());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jobs_need_the_token_and_are_off_without_a_dir() {
+    let dir = TempDir::new("jobs-auth");
+    let tokens = dir.write("tokens", "job-token-0123456789\n", 0o600);
+    let server = start(&format!(
+        "{}\n[auth]\ntoken_file = {:?}",
+        jobs_toml(&dir, ""),
+        tokens.display().to_string()
+    ))
+    .await;
+    let body = job(&ring(3, 5), 1);
+    let refused = server.post("/v1/jobs", body.clone()).await;
+    assert_eq!(refused.status, 401);
+    assert_eq!(server.get("/v1/jobs").await.status, 401);
+    let accepted = send(
+        server
+            .post_builder("/v1/jobs", body)
+            .header("authorization", "Bearer job-token-0123456789"),
+    )
+    .await;
+    assert_eq!(accepted.status, 202, "{accepted:?}");
+
+    let off = start("").await;
+    let answer = off.post("/v1/jobs", job(&ring(3, 5), 1)).await;
+    assert_eq!(answer.status, 404);
+    assert!(answer.body.contains("[jobs] dir"), "{answer:?}");
+}
