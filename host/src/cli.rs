@@ -3,7 +3,8 @@
 //! Exit codes: 0 when the command did its work (for `telemetry decode`: the stream was read to
 //! its end, bad frames included); 1 on an I/O error or an invalid configuration; 2 on a usage
 //! error (clap's); 3 for `telemetry decode --strict` when a frame was bad or none was found.
-//! `rustkernel health` has its own codes (see [`commands::health`]).
+//! `rustkernel health` and `rustkernel jobs` have their own codes (see [`commands::health`],
+//! [`commands::jobs`]).
 
 use std::fs::File;
 use std::io::{self, BufReader};
@@ -16,6 +17,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::commands;
 use crate::commands::health::{DEFAULT_URL, HealthFormat};
+use crate::commands::jobs::{self as jobs_cli, JobsFormat};
 use crate::config::{ConfigFile, Preset};
 use crate::telemetry::{self, Format, Framing};
 
@@ -35,6 +37,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Ask a running service for its health; the exit code says how it is.
     Health(HealthArgs),
+    /// Submit, follow, cancel and list long-running jobs on a running service.
+    Jobs(JobsArgs),
     /// Start the service in-process and drive it through an error burst, a latency spike and a
     /// hang, with a live view and a summary (deterministic for a given seed).
     Demo {
@@ -68,6 +72,9 @@ pub struct ServeArgs {
     /// detected).
     #[arg(long, value_name = "SOURCE")]
     pub telemetry: Vec<crate::telemetry::source::TelemetrySource>,
+    /// Run jobs (`/v1/jobs`) with their files under DIR (the file's `[jobs] dir`).
+    #[arg(long, value_name = "DIR")]
+    pub jobs_dir: Option<PathBuf>,
 }
 
 /// Arguments of `rustkernel health`.
@@ -85,6 +92,77 @@ pub struct HealthArgs {
     /// How long to wait for the answer, in seconds.
     #[arg(long, default_value_t = 5.0)]
     pub timeout: f64,
+}
+
+/// Arguments of `rustkernel jobs` (a bearer token comes from `RUSTKERNEL_TOKEN`).
+#[derive(Debug, Args)]
+pub struct JobsArgs {
+    /// The service's base URL.
+    #[arg(long, global = true, default_value = DEFAULT_URL)]
+    pub url: String,
+    /// How to print: lines, or the service's JSON.
+    #[arg(long, global = true, value_enum, default_value_t = JobsFormat::Text)]
+    pub format: JobsFormat,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: JobsCommand,
+}
+
+/// `rustkernel jobs ...`
+#[derive(Debug, Subcommand)]
+pub enum JobsCommand {
+    /// Submit a job; prints it (its id first).
+    Submit {
+        /// The kernel.
+        #[arg(long, default_value = crate::kernels::PAGERANK)]
+        kernel: String,
+        /// The kernel's input as JSON: a file, or `-` for standard input.
+        #[arg(long)]
+        input: PathBuf,
+        /// How long the job may take from now, across restarts (`2h`).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        deadline: Option<Duration>,
+        /// Iterations between checkpoints (default: the service's).
+        #[arg(long)]
+        checkpoint_every: Option<u32>,
+        /// Time between checkpoints (`30s`; default: the service's).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        checkpoint_interval: Option<Duration>,
+        /// Then follow it as `wait` does, and exit as `wait` does.
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Show a job: state, progress, last checkpoint, resumes, result.
+    Status {
+        /// The job's id.
+        id: String,
+    },
+    /// Follow a job until it ends (a progress bar on a terminal); exits 0 when it succeeded,
+    /// 1 failed, 5 cancelled.
+    Wait {
+        /// The job's id.
+        id: String,
+        /// Give up after this long (exit 7).
+        #[arg(long, value_parser = humantime::parse_duration)]
+        timeout: Option<Duration>,
+        /// How often to ask.
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "500ms")]
+        poll: Duration,
+    },
+    /// Cancel a job.
+    Cancel {
+        /// The job's id.
+        id: String,
+    },
+    /// List jobs, oldest first.
+    List {
+        /// The most to list.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// List those after this id (the `next` of the page before).
+        #[arg(long)]
+        after: Option<String>,
+    },
 }
 
 /// `rustkernel config ...`
@@ -149,6 +227,7 @@ pub fn run(cli: Cli) -> ExitCode {
             };
             commands::health::run(&args.url, args.format, args.component.as_deref(), timeout)
         }
+        Command::Jobs(args) => jobs(args),
         Command::Demo { seed } => commands::demo::run(seed),
         Command::Config(ConfigCommand::Show { file, preset }) => {
             commands::config::show(file.as_deref(), preset)
@@ -174,6 +253,9 @@ fn serve(args: &ServeArgs) -> ExitCode {
         if let Some(address) = args.address {
             file.server.address = Some(address);
         }
+        if let Some(dir) = &args.jobs_dir {
+            file.jobs.dir = Some(dir.clone());
+        }
         if !args.telemetry.is_empty() {
             file.telemetry
                 .sources
@@ -189,6 +271,76 @@ fn serve(args: &ServeArgs) -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+fn jobs(args: JobsArgs) -> ExitCode {
+    let format = args.format;
+    let url = args.url;
+    jobs_cli::run(move || async move {
+        let client = jobs_cli::Client::new(&url)?;
+        match args.command {
+            JobsCommand::Submit {
+                kernel,
+                input,
+                deadline,
+                checkpoint_every,
+                checkpoint_interval,
+                wait,
+            } => {
+                let spec = jobs_cli::spec(&jobs_cli::Submit {
+                    kernel: &kernel,
+                    input: &input,
+                    deadline,
+                    checkpoint_every,
+                    checkpoint_interval,
+                })?;
+                let submitted = client.submit(&spec).await?;
+                if !wait {
+                    jobs_cli::print(&submitted, format);
+                    return Ok(0);
+                }
+                let id = submitted.record.id.to_string();
+                let done = jobs_cli::follow(&client, &id, Duration::from_millis(500), None).await?;
+                jobs_cli::print(&done, format);
+                Ok(jobs_cli::exit_code(&done.record))
+            }
+            JobsCommand::Status { id } => {
+                jobs_cli::print(&client.status(&id).await?, format);
+                Ok(0)
+            }
+            JobsCommand::Wait { id, timeout, poll } => {
+                let done = jobs_cli::follow(&client, &id, poll, timeout).await?;
+                jobs_cli::print(&done, format);
+                Ok(jobs_cli::exit_code(&done.record))
+            }
+            JobsCommand::Cancel { id } => {
+                jobs_cli::print(&client.cancel(&id).await?, format);
+                Ok(0)
+            }
+            JobsCommand::List { limit, after } => {
+                let page = client.list(after.as_deref(), limit).await?;
+                let text = match format {
+                    JobsFormat::Json => {
+                        serde_json::to_string_pretty(&page).unwrap_or_default() + "\n"
+                    }
+                    JobsFormat::Text => {
+                        let mut text: String = page
+                            .jobs
+                            .iter()
+                            .map(|record| jobs_cli::line(record) + "\n")
+                            .collect();
+                        if let Some(next) = &page.next {
+                            text.push_str(&format!("(more: --after {next})\n"));
+                        }
+                        text
+                    }
+                };
+                use std::io::Write as _;
+                let _ = io::stdout().write_all(text.as_bytes());
+                Ok(0)
+            }
+        }
+    })
 }
 
 /// Logs to stderr; `RUST_LOG` filters (default `info`).

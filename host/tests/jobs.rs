@@ -275,3 +275,117 @@ async fn jobs_need_the_token_and_are_off_without_a_dir() {
     assert_eq!(answer.status, 404);
     assert!(answer.body.contains("[jobs] dir"), "{answer:?}");
 }
+
+/// `rustkernel jobs ...` against `server`, with its exit code, stdout and stderr.
+async fn cli(server: &Server, args: &[&str]) -> (i32, String, String) {
+    let mut all = vec!["jobs", "--url", server.base.as_str()];
+    all.extend_from_slice(args);
+    let output = common::run_cli_async(&all).await;
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_submits_waits_lists_and_cancels_with_its_exit_codes() {
+    let dir = TempDir::new("jobs-cli");
+    let server = start(&jobs_toml(&dir, "")).await;
+    let input = dir.write("input.json", &ring(40, 30).to_string(), 0o600);
+    let input = input.to_str().expect("UTF-8");
+
+    let (code, out, err) = cli(
+        &server,
+        &[
+            "submit",
+            "--input",
+            input,
+            "--checkpoint-every",
+            "5",
+            "--format",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let submitted: Value = serde_json::from_str(&out).expect("JSON");
+    let id = submitted["id"].as_str().expect("an id").to_owned();
+    assert_eq!(submitted["checkpoint_every"]["iterations"], 5);
+
+    // Not a terminal: plain progress lines on stderr, the job on stdout, 0 for success.
+    let (code, out, err) = cli(&server, &["wait", &id, "--poll", "20ms"]).await;
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("state       succeeded"), "{out}");
+    assert!(out.contains("progress    30/30 iterations (100%)"), "{out}");
+    assert!(err.lines().any(|line| line.starts_with(&id)), "{err}");
+    assert!(
+        !err.contains('\u{1b}'),
+        "no terminal codes off a terminal: {err:?}"
+    );
+
+    let (code, out, _) = cli(&server, &["status", &id, "--format", "json"]).await;
+    assert_eq!(code, 0);
+    let status: Value = serde_json::from_str(&out).expect("JSON");
+    assert_eq!(status["state"], "succeeded");
+    assert_eq!(status["result"]["page_rank"]["iterations"], 30, "{status}");
+
+    let (code, out, _) = cli(&server, &["list"]).await;
+    assert_eq!(code, 0);
+    assert!(
+        out.lines()
+            .any(|line| line.starts_with(&id) && line.contains("succeeded")),
+        "{out}"
+    );
+
+    // Over already: refused, 6. Unknown: 4. Nobody there: 3.
+    assert_eq!(cli(&server, &["cancel", &id]).await.0, 6);
+    assert_eq!(cli(&server, &["status", "0123-4567"]).await.0, 4);
+    assert_eq!(cli(&server, &["status", "../etc"]).await.0, 4);
+    let nobody = format!("http://127.0.0.1:{}", common::free_port());
+    let output = common::run_cli_async(&["jobs", "--url", &nobody, "list"]).await;
+    assert_eq!(output.status.code(), Some(3));
+
+    // A job past its deadline fails: `submit --wait` exits 1.
+    let (code, out, _) = cli(
+        &server,
+        &["submit", "--input", input, "--deadline", "1ns", "--wait"],
+    )
+    .await;
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("the job's deadline passed"), "{out}");
+
+    // A cancelled job: `wait` exits 5.
+    let long = dir.write("long.json", &ring(2000, 10_000).to_string(), 0o600);
+    let (code, out, err) = cli(
+        &server,
+        &[
+            "submit",
+            "--input",
+            long.to_str().expect("UTF-8"),
+            "--format",
+            "json",
+        ],
+    )
+    .await;
+    assert_eq!(code, 0, "{err}");
+    let long_id = serde_json::from_str::<Value>(&out).expect("JSON")["id"]
+        .as_str()
+        .expect("id")
+        .to_owned();
+    let _ = wait_job(&server, &long_id, "it runs", state_is("running")).await;
+    assert_eq!(cli(&server, &["cancel", &long_id]).await.0, 0);
+    assert_eq!(
+        cli(&server, &["wait", &long_id, "--poll", "20ms"]).await.0,
+        5
+    );
+    // Bad input: refused before anything runs.
+    let bad = dir.write("bad.json", "{\"num_nodes\": 0, \"edges\": []}", 0o600);
+    let (code, _, err) = cli(
+        &server,
+        &["submit", "--input", bad.to_str().expect("UTF-8")],
+    )
+    .await;
+    assert_eq!(code, 6, "{err}");
+    assert!(err.contains("HTTP 400") && err.contains("empty"), "{err}");
+}

@@ -1,8 +1,9 @@
-//! The service's commands: `serve`, `health`, `config`, `demo`.
+//! The service's commands: `serve`, `health`, `jobs`, `config`, `demo`.
 
 pub mod config;
 pub mod demo;
 pub mod health;
+pub mod jobs;
 pub mod serve;
 
 /// Writes one line to stderr; a closed or broken stderr is ignored rather than a panic.
