@@ -202,7 +202,9 @@ impl<'de> Deserialize<'de> for TelemetrySource {
 /// unhealthy_after = "2m"       # ... and this long: unhealthy
 /// max_devices = 16             # more are refused (logged, counted)
 /// max_components_per_device = 8
-/// max_connections = 16         # per TCP source
+/// max_connections = 16         # per TCP source (a full source lets a connection replace the
+///                              # quietest from its address; refuses it from another)
+/// idle_timeout = "5m"          # a TCP connection that sends nothing this long is closed
 /// critical_devices = ["0a386001"]   # their components count for readiness
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -222,6 +224,9 @@ pub struct TelemetryFile {
     pub max_components_per_device: Option<usize>,
     /// Connections at once per TCP source (default 16).
     pub max_connections: Option<usize>,
+    /// A TCP connection that sends nothing this long is closed (default 5 min, at least 1 s).
+    #[serde(default, with = "humantime_serde::option")]
+    pub idle_timeout: Option<Duration>,
     /// Device ids (8 hex digits, as in `/health`) whose components are critical.
     pub critical_devices: Option<Vec<String>>,
 }
@@ -241,6 +246,8 @@ pub struct TelemetryConfig {
     pub max_components_per_device: usize,
     /// Connections at once per TCP source.
     pub max_connections: usize,
+    /// A TCP connection that sends nothing this long is closed.
+    pub idle_timeout: Duration,
     /// Devices whose components are critical.
     pub critical_devices: Vec<u32>,
 }
@@ -257,6 +264,7 @@ impl Default for TelemetryConfig {
             max_devices: 16,
             max_components_per_device: 8,
             max_connections: 16,
+            idle_timeout: Duration::from_secs(300),
             critical_devices: Vec::new(),
         }
     }
@@ -324,6 +332,7 @@ impl TelemetryFile {
                 .max_components_per_device
                 .unwrap_or(default.max_components_per_device),
             max_connections: self.max_connections.unwrap_or(default.max_connections),
+            idle_timeout: self.idle_timeout.unwrap_or(default.idle_timeout),
             critical_devices: self
                 .critical_devices
                 .iter()
@@ -356,6 +365,9 @@ impl TelemetryFile {
         if config.max_connections == 0 || config.max_connections > 1024 {
             return Err(refuse("max_connections", "must be 1 to 1024"));
         }
+        if config.idle_timeout < Duration::from_secs(1) {
+            return Err(refuse("idle_timeout", "must be at least 1s"));
+        }
         let mut seen = std::collections::HashSet::new();
         for source in &config.sources {
             if !seen.insert(source.kind.clone()) {
@@ -386,6 +398,7 @@ impl TelemetryConfig {
             max_devices: Some(self.max_devices),
             max_components_per_device: Some(self.max_components_per_device),
             max_connections: Some(self.max_connections),
+            idle_timeout: Some(self.idle_timeout),
             critical_devices: Some(
                 self.critical_devices
                     .iter()
@@ -483,12 +496,16 @@ mod tests {
             unknown_after = "5s"
             unhealthy_after = "1m"
             critical_devices = ["0x0a386001", "ff"]
+            idle_timeout = "90s"
             "#,
         )
         .expect("parses");
         let config = file.resolve().expect("valid");
         assert_eq!(config.sources.len(), 2);
         assert_eq!(config.unknown_after, Duration::from_secs(5));
+        assert_eq!(config.idle_timeout, Duration::from_secs(90));
+        let default = TelemetryFile::default().resolve().expect("valid");
+        assert_eq!(default.idle_timeout, Duration::from_secs(300));
         assert_eq!(config.critical_devices, vec![0x0a38_6001, 0xff]);
         let back = config.to_file().resolve().expect("round trip");
         assert_eq!(back, config);
@@ -506,6 +523,7 @@ mod tests {
         );
         assert_eq!(bad("max_devices = 0"), "telemetry.max_devices");
         assert_eq!(bad("max_devices = 1000"), "telemetry.max_devices");
+        assert_eq!(bad("idle_timeout = \"500ms\""), "telemetry.idle_timeout");
         assert_eq!(
             bad("critical_devices = [\"nope\"]"),
             "telemetry.critical_devices"

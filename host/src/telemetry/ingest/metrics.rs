@@ -13,6 +13,23 @@ pub struct FrameLabels {
     pub result: &'static str,
 }
 
+/// Labels of a source.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SourceLabels {
+    /// The source as written (`tcp://127.0.0.1:9000`).
+    pub source: String,
+}
+
+/// Labels of the connections a TCP source closed.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ConnectionLabels {
+    /// The source as written (`tcp://127.0.0.1:9000`).
+    pub source: String,
+    /// `refused` (`max_connections` were open, none from its address), `replaced` (a newer
+    /// connection from its address took its slot) or `idle` (silent for `idle_timeout`).
+    pub reason: &'static str,
+}
+
 /// Labels of one device.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DeviceLabels {
@@ -98,6 +115,10 @@ pub struct EdgeMetrics {
     pub job_outcomes: Family<EdgeJobLabels, Counter>,
     /// The device's own totals from its last summary frame.
     pub reported: Family<ReportedLabels, Gauge>,
+    /// Connections open, by TCP source.
+    pub connections: Family<SourceLabels, Gauge>,
+    /// Connections a TCP source closed, by reason.
+    pub connections_closed: Family<ConnectionLabels, Counter>,
 }
 
 impl EdgeMetrics {
@@ -153,6 +174,16 @@ impl EdgeMetrics {
             "edge_reported",
             "An edge device's own totals from its latest summary frame",
             self.reported.clone(),
+        );
+        registry.register(
+            "edge_connections",
+            "Telemetry connections open, by TCP source",
+            self.connections.clone(),
+        );
+        registry.register(
+            "edge_connections_closed",
+            "Telemetry connections the service closed: refused, replaced or idle",
+            self.connections_closed.clone(),
         );
     }
 }

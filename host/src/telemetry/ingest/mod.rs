@@ -47,12 +47,16 @@
 //! | `rustkernel_edge_operator_notified_timestamp_seconds` | gauge (Unix time) | `device`, `component` |
 //! | `rustkernel_edge_job_outcomes_total` | counter | `device`, `outcome` (`done`, `fallback`, `failed`) |
 //! | `rustkernel_edge_reported` | gauge | `device`, `counter` (the device's own totals from its last summary frame: `restarts`, `escalations`, `breaker_opens`, ...) |
+//! | `rustkernel_edge_connections` | gauge | `source` (TCP: connections open) |
+//! | `rustkernel_edge_connections_closed_total` | counter | `source`, `reason` (`refused`: `max_connections` open, none from its address; `replaced`: a newer connection from its address took its slot; `idle`: silent for `idle_timeout`) |
 //!
 //! # Bounds
 //! Bad input never stops the service: a bad frame is counted (`result="bad"`) and skipped. A
 //! stream keeps at most one line ([`MAX_LINE_LEN`](super::MAX_LINE_LEN)) or one raw frame, a TCP
-//! source at most `max_connections` streams (more are closed at once, logged), the service at
-//! most `max_devices` devices (a hello from one more is refused: logged, counted in
+//! source at most `max_connections` streams (a connection that finds them taken replaces the
+//! quietest from its address, or is closed at once; a connection silent for `idle_timeout`,
+//! default 5 min, is closed: counted and logged, so no idle peer holds a slot forever), the
+//! service at most `max_devices` devices (a hello from one more is refused: logged, counted in
 //! `rustkernel_edge_devices_refused_total`, and its frames skipped) and each device at most
 //! `max_components_per_device` components. The health probe holds 64 components in all; a
 //! component that finds it full is refused the same way. Devices and components are never
@@ -82,7 +86,7 @@ use rustkernel_tokio::clock;
 use rustkernel_tokio::resilience::{ComponentOptions, HealthProbe, check_fn};
 use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::TcpListener;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -92,12 +96,16 @@ use super::source::{SourceFraming, SourceKind, TelemetryConfig, TelemetrySource}
 
 mod metrics;
 mod streams;
+mod tcp;
 mod verdicts;
 mod versions;
 
 pub use metrics::*;
 pub use streams::{FOLLOW_INTERVAL, read_stream, start};
 use verdicts::{Followup, PushState};
+
+/// The most bytes a stream's read takes at once.
+const READ_CHUNK: usize = 8 * 1024;
 
 // ----- the fleet -----
 

@@ -1,13 +1,11 @@
-//! Reading the sources: TCP listeners, followed files, any byte stream; each stream's items
-//! go to [`EdgeFleet::ingest`].
+//! Reading the sources: followed files, any byte stream, and TCP listeners (their
+//! connections in `tcp`); each stream's items go to [`EdgeFleet::ingest`].
 
 #[allow(clippy::wildcard_imports)] // the fleet's types and imports, split by idea
 use super::*;
 
 /// How long a followed file waits before looking for more bytes.
 pub const FOLLOW_INTERVAL: Duration = Duration::from_millis(200);
-
-const READ_CHUNK: usize = 8 * 1024;
 
 /// Binds the TCP sources (so a bad address fails the start) and spawns a task per source,
 /// plus the silence watcher. Sources start reading once `ready` resolves (the service's first
@@ -44,7 +42,7 @@ pub async fn start(
         let mut wait = wait.clone();
         tasks.push(tokio::spawn(async move {
             let _ = wait.wait_for(|go| *go).await;
-            accept(fleet, source, bound, listener).await;
+            super::tcp::accept(fleet, source, bound, listener).await;
         }));
     }
     for source in fleet.config.sources.clone() {
@@ -91,48 +89,6 @@ pub async fn read_stream(
         }
     }
     scanner.finish(&mut |item| fleet.ingest(&mut stream, item));
-}
-
-async fn accept(
-    fleet: Arc<EdgeFleet>,
-    source: TelemetrySource,
-    bound: SocketAddr,
-    listener: TcpListener,
-) {
-    let label = TelemetrySource {
-        kind: SourceKind::Tcp(bound),
-        framing: source.framing,
-    }
-    .to_string();
-    let slots = Arc::new(Semaphore::new(fleet.config.max_connections));
-    loop {
-        let (socket, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(error) => {
-                tracing::warn!(source = %label, %error, "telemetry: accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
-        let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(
-                source = %label,
-                %peer,
-                max_connections = fleet.config.max_connections,
-                "telemetry: connection refused, max_connections are open"
-            );
-            drop(socket);
-            continue;
-        };
-        tracing::info!(source = %label, %peer, "telemetry: edge connection");
-        let fleet = fleet.clone();
-        let label = label.clone();
-        tokio::spawn(async move {
-            read_stream(&fleet, &label, source.framing, socket).await;
-            tracing::info!(source = %label, %peer, "telemetry: edge connection closed");
-            drop(permit);
-        });
-    }
 }
 
 /// Reads a file from its start and follows it as it grows; a truncated file is read again from
