@@ -389,3 +389,266 @@ async fn the_cli_submits_waits_lists_and_cancels_with_its_exit_codes() {
     assert_eq!(code, 6, "{err}");
     assert!(err.contains("HTTP 400") && err.contains("empty"), "{err}");
 }
+
+// ----- The service as a real process -----
+
+/// The tests below start real services and run PageRanks that take seconds: one at a time.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// `rustkernel serve` on 127.0.0.1:0 with the jobs directory `jobs`; its address.
+fn serve(dir: &TempDir, name: &str, jobs: &std::path::Path) -> (common::ServeProcess, String) {
+    let text = common::toml_with(&format!(
+        "[server]\naddress = \"127.0.0.1:0\"\n[jobs]\ndir = {:?}\nscan_interval = \"100ms\"\nmax_running = 1",
+        jobs.display().to_string()
+    ));
+    let config = dir.write(&format!("{name}.toml"), &text, 0o600);
+    let mut process = common::ServeProcess::spawn(&["--config", config.to_str().expect("UTF-8")]);
+    let address = process.listening_address(Duration::from_secs(20));
+    (process, format!("http://{address}"))
+}
+
+/// `GET {base}/v1/jobs/{id}` from a real client.
+async fn get_job(client: &reqwest::Client, base: &str, id: &str) -> Value {
+    let answer = send(client.get(format!("{base}/v1/jobs/{id}"))).await;
+    assert_eq!(answer.status, 200, "{answer:?}");
+    answer.json()
+}
+
+/// Polls until `holds`, failing with the service's log after 60 s.
+async fn poll_job(
+    client: &reqwest::Client,
+    base: &str,
+    id: &str,
+    process: &mut common::ServeProcess,
+    holds: impl Fn(&Value) -> bool,
+) -> Value {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(response) = client.get(format!("{base}/v1/jobs/{id}")).send().await
+            && response.status() == 200
+            && let Ok(status) = response.json::<Value>().await
+            && holds(&status)
+        {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out; the service's log:\n{}",
+            process.drain_log()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// The sequences of the checkpoint files in a job's directory, ascending.
+fn checkpoints_on_disk(job_dir: &std::path::Path) -> Vec<u64> {
+    let mut sequences: Vec<u64> = std::fs::read_dir(job_dir)
+        .expect("the job's directory")
+        .flatten()
+        .filter_map(|entry| {
+            let name = entry.file_name().into_string().ok()?;
+            name.strip_suffix(".ckpt")?.split_once('-')?.1.parse().ok()
+        })
+        .collect();
+    sequences.sort_unstable();
+    sequences
+}
+
+/// The answer JSON of `input` run uninterrupted in this process, through the same JSON
+/// writer and reader as the service's answer.
+fn uninterrupted(input: &Value) -> Value {
+    let request = rustkernel_host::kernels::parse_request(
+        rustkernel_host::kernels::PAGERANK,
+        input.to_string().as_bytes(),
+    )
+    .expect("valid");
+    let result = rustkernel_host::kernels::run_cpu(&request, &|| false).expect("runs");
+    serde_json::from_str(&serde_json::to_string(&result).expect("writes")).expect("reads")
+}
+
+fn iteration(status: &Value, field: &str) -> u64 {
+    status["last_checkpoint"][field].as_u64().unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_job_twice_resumes_from_checkpoints_and_ends_as_an_uninterrupted_run() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = TempDir::new("jobs-kill");
+    let jobs = dir.path().join("jobs");
+    let client = common::client();
+    // About 3 ms an iteration in a debug build: seconds in all, a checkpoint every 20.
+    let input = ring(50_000, 1500);
+    let every = 20;
+    let (mut first, base) = serve(&dir, "first", &jobs);
+    let submitted = send(
+        client
+            .post(format!("{base}/v1/jobs"))
+            .header("content-type", "application/json")
+            .body(job(&input, every)),
+    )
+    .await;
+    assert_eq!(submitted.status, 202, "{submitted:?}");
+    let id = submitted.json()["id"].as_str().expect("an id").to_owned();
+    let job_dir = jobs.join(&id);
+
+    // Kill 1: SIGKILL once a few checkpoints are written.
+    let seen = poll_job(&client, &base, &id, &mut first, |status| {
+        iteration(status, "iteration") >= 3 * u64::from(every)
+    })
+    .await;
+    first.child.kill().expect("SIGKILL");
+    let _ = first.wait_exit(Duration::from_secs(10));
+    let on_disk = checkpoints_on_disk(&job_dir);
+    let newest = *on_disk.last().expect("checkpoints");
+    assert!(
+        on_disk.len() <= 2 + 1,
+        "two good ones kept (and at most one being pruned): {on_disk:?}"
+    );
+    let record: Value =
+        serde_json::from_slice(&std::fs::read(job_dir.join("job.json")).expect("the record"))
+            .expect("JSON");
+    assert_eq!(
+        record["state"], "running",
+        "SIGKILL leaves it running for the next service"
+    );
+
+    let (mut second, base) = serve(&dir, "second", &jobs);
+    let resumed = poll_job(&client, &base, &id, &mut second, |status| {
+        status["resumes"] == 1
+    })
+    .await;
+    assert_eq!(
+        resumed["resumed_from"], newest,
+        "the newest checkpoint: {resumed}"
+    );
+    let repeated_1 = seen["progress"]["iterations_done"]
+        .as_u64()
+        .unwrap_or(0)
+        .saturating_sub(newest);
+    eprintln!(
+        "kill 1: last seen at iteration {}, newest checkpoint {newest}: at most {} iterations repeated (interval {every})",
+        seen["progress"]["iterations_done"],
+        repeated_1.max(1)
+    );
+
+    // Kill 2, then a flipped byte in the newest checkpoint: the one before is used.
+    let seen = poll_job(&client, &base, &id, &mut second, |status| {
+        iteration(status, "iteration") >= newest + 3 * u64::from(every)
+    })
+    .await;
+    second.child.kill().expect("SIGKILL");
+    let _ = second.wait_exit(Duration::from_secs(10));
+    let on_disk = checkpoints_on_disk(&job_dir);
+    let (before, newest) = match on_disk.as_slice() {
+        [.., before, newest] => (*before, *newest),
+        other => panic!("two checkpoints expected: {other:?}"),
+    };
+    let path = job_dir.join(format!("4a4f4253-{newest:020}.ckpt"));
+    let mut bytes = std::fs::read(&path).expect("the newest checkpoint");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&path, bytes).expect("damaged");
+
+    let (mut third, base) = serve(&dir, "third", &jobs);
+    let resumed = poll_job(&client, &base, &id, &mut third, |status| {
+        status["resumes"] == 2
+    })
+    .await;
+    assert_eq!(
+        resumed["resumed_from"], before,
+        "fell back past the damaged {newest}: {resumed}"
+    );
+    assert_eq!(
+        resumed["skipped_checkpoints"][0]["sequence"], newest,
+        "{resumed}"
+    );
+    eprintln!(
+        "kill 2: last seen at iteration {}, newest checkpoint {newest} damaged, resumed from {before}",
+        seen["progress"]["iterations_done"]
+    );
+
+    let done = poll_job(&client, &base, &id, &mut third, |status| {
+        status["state"] != "running"
+    })
+    .await;
+    assert_eq!(done["state"], "succeeded", "{}", third.drain_log());
+    assert_eq!(done["progress"]["iterations_done"], 1500);
+    assert_eq!(
+        done["result"],
+        uninterrupted(&input),
+        "the same bits as a run never killed"
+    );
+    let mark = &done["last_checkpoint"];
+    eprintln!(
+        "checkpoint cost: {} bytes, the last written in {} ms; {} written over {} resumes",
+        mark["bytes"], mark["write_ms"], done["checkpoints_written"], done["resumes"]
+    );
+    let metrics = send(client.get(format!("{base}/metrics"))).await.body;
+    assert!(
+        metrics.contains("rustkernel_job_resumes_total 1"),
+        "{metrics}"
+    );
+    third.terminate();
+    assert_eq!(
+        third
+            .wait_exit(Duration::from_secs(20))
+            .map(|status| status.code()),
+        Some(Some(0))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_services_on_one_directory_run_a_job_once_and_the_other_takes_over_when_it_dies() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let dir = TempDir::new("jobs-two");
+    let jobs = dir.path().join("jobs");
+    let client = common::client();
+    let (mut a, base_a) = serve(&dir, "a", &jobs);
+    let (mut b, base_b) = serve(&dir, "b", &jobs);
+    let input = ring(50_000, 600);
+    let submitted = send(
+        client
+            .post(format!("{base_a}/v1/jobs"))
+            .header("content-type", "application/json")
+            .body(job(&input, 20)),
+    )
+    .await;
+    assert_eq!(submitted.status, 202, "{submitted:?}");
+    let id = submitted.json()["id"].as_str().expect("an id").to_owned();
+
+    // Either may run it; both answer for it.
+    let running = poll_job(&client, &base_b, &id, &mut b, |status| {
+        iteration(status, "iteration") >= 40
+    })
+    .await;
+    let runner = running["runner"].as_str().expect("a runner").to_owned();
+    let (owner, other, other_base) = if runner.ends_with(&format!(":{}", a.child.id())) {
+        (&mut a, &mut b, base_b.clone())
+    } else {
+        assert!(runner.ends_with(&format!(":{}", b.child.id())), "{runner}");
+        (&mut b, &mut a, base_a.clone())
+    };
+    assert_eq!(
+        get_job(&client, &other_base, &id).await["runner"],
+        runner.as_str()
+    );
+    assert_eq!(
+        running["resumes"], 0,
+        "the other service never started it: {running}"
+    );
+
+    owner.child.kill().expect("SIGKILL");
+    let _ = owner.wait_exit(Duration::from_secs(10));
+    let done = poll_job(&client, &other_base, &id, other, |status| {
+        status["state"] == "succeeded"
+    })
+    .await;
+    assert_eq!(done["resumes"], 1, "{done}");
+    assert_ne!(done["runner"], runner.as_str(), "the survivor finished it");
+    assert_eq!(done["result"], uninterrupted(&input));
+    let started = other.drain_log().matches("job started").count();
+    assert_eq!(
+        started, 1,
+        "the survivor started it once, after the owner died"
+    );
+}
