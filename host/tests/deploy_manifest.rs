@@ -1,7 +1,9 @@
 //! `deploy/kubernetes.yaml` against the real service: every probe path and the Prometheus
 //! scrape path is one the service answers (started in-process with the ConfigMap's own
 //! configuration), every port is the one the configuration listens on, the token file lies in
-//! the mounted Secret, and the grace period covers the preStop sleep plus the drain.
+//! the mounted Secret, the grace period covers the preStop sleep, the drain and the jobs' last
+//! checkpoints, and the jobs directory is one `ReadWriteMany` claim mounted where `[jobs] dir`
+//! says.
 //!
 //! The schema check of the same file (`kubernetes-validate`) and `rustkernel config check` of
 //! its ConfigMap are in `scripts/k8s-check.sh`.
@@ -89,6 +91,10 @@ fn resolved(mut file: ConfigFile, dir: &Path) -> ServiceConfig {
         std::fs::set_permissions(&tokens, std::fs::Permissions::from_mode(0o440)).unwrap();
     }
     file.auth.token_file = Some(tokens);
+    // The claim's mount point does not exist here: the jobs go to the temporary directory.
+    if file.jobs.dir.is_some() {
+        file.jobs.dir = Some(dir.join("jobs"));
+    }
     file.resolve(None).unwrap()
 }
 
@@ -162,11 +168,57 @@ fn termination_grace_covers_the_pre_stop_sleep_and_the_drain() {
         &container(deployment)["lifecycle"]["preStop"]["sleep"]["seconds"],
         "preStop sleep",
     );
-    let needed = Duration::from_secs(pre_stop) + config.drain_timeout + Duration::from_secs(5);
+    // In-flight requests get the drain timeout, then running jobs get it again to write their
+    // last checkpoint.
+    let drains = if config.jobs.is_some() { 2 } else { 1 };
+    let needed =
+        Duration::from_secs(pre_stop) + config.drain_timeout * drains + Duration::from_secs(5);
     assert!(
         Duration::from_secs(grace) >= needed,
-        "terminationGracePeriodSeconds {grace} < preStop {pre_stop} s + drain {:?} + 5 s",
+        "terminationGracePeriodSeconds {grace} < preStop {pre_stop} s + {drains} x drain {:?} + 5 s",
         config.drain_timeout
+    );
+}
+
+#[test]
+fn the_jobs_directory_is_one_read_write_many_claim_mounted_writable() {
+    let documents = documents();
+    let deployment = of_kind(&documents, "Deployment");
+    let container = container(deployment);
+    let jobs_dir = config_file(&documents).jobs.dir.expect("[jobs] dir is set");
+    let mount = container["volumeMounts"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|mount| Path::new(text(&mount["mountPath"], "mountPath")) == jobs_dir)
+        .unwrap_or_else(|| panic!("nothing is mounted at {}", jobs_dir.display()));
+    assert_ne!(
+        mount["readOnly"].as_bool(),
+        Some(true),
+        "the jobs are written"
+    );
+    let volume_name = text(&mount["name"], "volume name");
+    let volume = deployment["spec"]["template"]["spec"]["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .find(|volume| volume["name"].as_str() == Some(volume_name))
+        .unwrap();
+    let claim_name = text(
+        &volume["persistentVolumeClaim"]["claimName"],
+        "the jobs volume's claim",
+    );
+    let claim = of_kind(&documents, "PersistentVolumeClaim");
+    assert_eq!(text(&claim["metadata"]["name"], "claim name"), claim_name);
+    let modes = claim["spec"]["accessModes"].as_sequence().unwrap();
+    assert_eq!(
+        modes,
+        &vec![Value::from("ReadWriteMany")],
+        "every replica mounts it read-write"
+    );
+    assert!(
+        number(&deployment["spec"]["replicas"], "replicas") > 1,
+        "replicas share the jobs"
     );
 }
 
