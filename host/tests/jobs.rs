@@ -526,9 +526,8 @@ async fn sigkill_mid_job_twice_resumes_from_checkpoints_and_ends_as_an_uninterru
         .unwrap_or(0)
         .saturating_sub(newest);
     eprintln!(
-        "kill 1: last seen at iteration {}, newest checkpoint {newest}: at most {} iterations repeated (interval {every})",
-        seen["progress"]["iterations_done"],
-        repeated_1.max(1)
+        "kill 1: iteration {} reached before the SIGKILL, newest checkpoint on disk {newest}, resumed from it: {repeated_1} iterations or more repeated (at most one interval of {every}, plus those run between the last look and the kill)",
+        seen["progress"]["iterations_done"]
     );
 
     // Kill 2, then a flipped byte in the newest checkpoint: the one before is used.
@@ -578,15 +577,34 @@ async fn sigkill_mid_job_twice_resumes_from_checkpoints_and_ends_as_an_uninterru
         uninterrupted(&input),
         "the same bits as a run never killed"
     );
-    let mark = &done["last_checkpoint"];
-    eprintln!(
-        "checkpoint cost: {} bytes, the last written in {} ms; {} written over {} resumes",
-        mark["bytes"], mark["write_ms"], done["checkpoints_written"], done["resumes"]
-    );
     let metrics = send(client.get(format!("{base}/metrics"))).await.body;
     assert!(
         metrics.contains("rustkernel_job_resumes_total 1"),
         "{metrics}"
+    );
+    let figure = |name: &str| {
+        metrics
+            .lines()
+            .find_map(|line| line.strip_prefix(&format!("{name} ")))
+            .and_then(|value| value.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    let (sum, count) = (
+        figure("rustkernel_job_checkpoint_write_seconds_sum"),
+        figure("rustkernel_job_checkpoint_write_seconds_count"),
+    );
+    let (started, finished) = (
+        done["started_at_ms"].as_u64().unwrap_or(0),
+        done["finished_at_ms"].as_u64().unwrap_or(0),
+    );
+    eprintln!(
+        "checkpoint cost: {} bytes each ({} nodes), written in {:.2} ms on average over the last service's {count} writes; {} checkpoints and {} resumes in all; {} ms from the job's first start to its end, two crashes and restarts included",
+        done["last_checkpoint"]["bytes"],
+        input["num_nodes"],
+        sum / count * 1000.0,
+        done["checkpoints_written"],
+        done["resumes"],
+        finished.saturating_sub(started)
     );
     third.terminate();
     assert_eq!(

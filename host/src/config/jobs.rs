@@ -6,7 +6,7 @@
 //! dir = "/var/lib/rustkernel/jobs"  # jobs and their checkpoints; relative: the config file's
 //! max_running = 2                   # jobs this service runs at once
 //! max_queued = 64                   # queued jobs in the directory; more get 429
-//! checkpoint_every = 10             # iterations between checkpoints (0: by time only)
+//! checkpoint_every = 100            # iterations between checkpoints (0: by time only)
 //! checkpoint_interval = "30s"       # and at least this often
 //! result_retention = "24h"          # a finished job is removed this long after it ended
 //! scan_interval = "1s"              # how often the directory is read for jobs to run
@@ -37,7 +37,7 @@ pub struct JobsFile {
     pub max_running: Option<usize>,
     /// Jobs waiting in the directory beyond which a submit gets 429 (default 64).
     pub max_queued: Option<usize>,
-    /// Iterations between checkpoints when a job does not say (default 10; 0: by time only).
+    /// Iterations between checkpoints when a job does not say (default 100; 0: by time only).
     pub checkpoint_every: Option<u32>,
     /// Time between checkpoints when a job does not say (default 30 s).
     #[serde(default, with = "humantime_serde::option")]
@@ -75,7 +75,7 @@ impl JobsConfig {
             dir: dir.into(),
             max_running: 2,
             max_queued: 64,
-            checkpoint_every: CheckpointEvery::iterations(10).or_after(Duration::from_secs(30)),
+            checkpoint_every: CheckpointEvery::iterations(100).or_after(Duration::from_secs(30)),
             result_retention: Duration::from_secs(24 * 3600),
             scan_interval: Duration::from_secs(1),
         }
@@ -198,7 +198,7 @@ mod tests {
         assert_eq!(parse("").expect("valid"), None);
         let config = parse("dir = \"jobs\"").expect("valid").expect("on");
         assert_eq!(config, JobsConfig::new("/etc/rustkernel/jobs"));
-        assert_eq!(config.checkpoint_every.iterations, NonZeroU32::new(10));
+        assert_eq!(config.checkpoint_every.iterations, NonZeroU32::new(100));
         let again = resolve(&config.to_file(), None).expect("valid");
         assert_eq!(again, Some(config));
     }

@@ -52,7 +52,7 @@
 //! [jobs]                           # long-running kernels that checkpoint (see `jobs.rs`)
 //! dir = "/var/lib/rustkernel/jobs"  # off unless set
 //! max_running = 2
-//! checkpoint_every = 10
+//! checkpoint_every = 100
 //!
 //! [kernels."graph/pagerank".faults] # fault injection, off by default
 //! error_rate = 0.1

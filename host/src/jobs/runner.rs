@@ -66,6 +66,7 @@ struct Inner {
     stopping: AtomicBool,
     changes: watch::Sender<u64>,
     name: String,
+    recovery: RecoveryPolicy,
 }
 
 impl JobRunner {
@@ -85,7 +86,25 @@ impl JobRunner {
                 stopping: AtomicBool::new(false),
                 changes: watch::Sender::new(0),
                 name: runner_name(),
+                recovery: JOB_RECOVERY,
             }),
+        }
+    }
+
+    /// The same runner with another policy for a job's kernel that fails ([`JOB_RECOVERY`]
+    /// by default); call before [`start`](Self::start).
+    ///
+    /// # Errors
+    /// The policy back, when the runner was cloned or started already.
+    pub fn with_recovery(self, recovery: RecoveryPolicy) -> Result<Self, RecoveryPolicy> {
+        match Arc::try_unwrap(self.inner) {
+            Ok(mut inner) => {
+                inner.recovery = recovery;
+                Ok(Self {
+                    inner: Arc::new(inner),
+                })
+            }
+            Err(_) => Err(recovery),
         }
     }
 
@@ -406,7 +425,7 @@ impl JobRunner {
         let supervisor = Supervisor::try_new(
             id.as_str(),
             kernel,
-            JOB_RECOVERY,
+            inner.recovery,
             RestartIntensity::default(),
         );
         let mut supervisor = match supervisor {
@@ -599,6 +618,7 @@ mod tests {
     enum Disk {
         Ok,
         Full,
+        Panic,
     }
 
     /// A directory behind a disk whose checkpoint writes follow a script (then succeed), and
@@ -644,6 +664,7 @@ mod tests {
                         op: StoreOp::Write,
                         kind: io::ErrorKind::StorageFull,
                     }),
+                    Disk::Panic => panic!("the disk driver panicked"),
                 }
             })
         }
@@ -1175,6 +1196,33 @@ mod tests {
         assert_eq!(
             failed.record.error.as_deref(),
             Some("the job's deadline passed")
+        );
+        scheduler.abort();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_kernel_that_panics_is_restarted_by_the_supervisor_from_its_checkpoint() {
+        let fixture = Fixture::new(&[Disk::Ok, Disk::Ok, Disk::Panic], false);
+        let runner = fixture
+            .runner(1, 4)
+            .with_recovery(RecoveryPolicy {
+                restart_delay: Duration::from_millis(1),
+                ..JOB_RECOVERY
+            })
+            .expect("not started");
+        let scheduler = runner.start();
+        let input = input(100);
+        let record = runner.submit(spec(&input, 10)).await.expect("accepted");
+        let done = wait_for(&runner, &record.id, "it succeeded", is(JobState::Succeeded)).await;
+        assert_eq!(
+            done.result,
+            Some(stored_uninterrupted(&fixture, &record.id).await)
+        );
+        assert_eq!(done.record.resumes, 1, "{:?}", done.record);
+        assert_eq!(
+            done.record.resumed_from,
+            Some(20),
+            "the checkpoint before the panic"
         );
         scheduler.abort();
     }
