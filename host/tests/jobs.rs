@@ -390,6 +390,66 @@ async fn the_cli_submits_waits_lists_and_cancels_with_its_exit_codes() {
     assert!(err.contains("HTTP 400") && err.contains("empty"), "{err}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_on_the_gpu_worker_goes_on_when_the_worker_dies_mid_chunk() {
+    let dir = TempDir::new("jobs-gpu");
+    let worker = env!("CARGO_BIN_EXE_rustkernel-worker");
+    // The worker on its CPU backend, dying (half a reply, then exit) on its third request.
+    let server = start(&format!(
+        "{}\n[gpu]\nenabled = true\nworker = {worker:?}\nbackend = \"cpu\"\nheartbeat_interval = \"50ms\"\nrestart_delay = \"50ms\"\nfault = {{ kind = \"crash\", on_request = 3 }}",
+        jobs_toml(&dir, "")
+    ))
+    .await;
+    common::wait_until("the worker serves", Duration::from_secs(20), || async {
+        let health = server.health().await;
+        common::component(&health, "gpu")["status"] == "healthy"
+    })
+    .await;
+    let input = ring(3000, 200);
+    let submitted = server.post("/v1/jobs", job(&input, 20)).await;
+    assert_eq!(submitted.status, 202, "{submitted:?}");
+    let id = submitted.json()["id"].as_str().expect("an id").to_owned();
+    let done = wait_job(&server, &id, "it succeeded", state_is("succeeded")).await;
+    // Ten chunks, each answered with its checkpoint: the first two by the worker, the third
+    // lost with it and run again on the CPU from checkpoint 40, the rest by whichever path
+    // was up. Nine checkpoints written (the tenth answer is the result).
+    assert_eq!(done["checkpoints_written"], 9, "{done}");
+    assert_eq!(
+        done["result"],
+        uninterrupted(&input),
+        "the bits of an uninterrupted run"
+    );
+    let metrics = server.metrics().await;
+    let gpu_calls = |outcome: &str| {
+        common::sample(
+            &metrics,
+            "rustkernel_circuit_breaker_calls_total",
+            &format!("breaker=\"gpu0\",outcome=\"{outcome}\""),
+        )
+        .unwrap_or(0.0)
+    };
+    assert!(
+        gpu_calls("success") >= 2.0,
+        "the worker answered chunks:\n{metrics}"
+    );
+    assert!(
+        gpu_calls("failure") >= 1.0,
+        "the worker died on one:\n{metrics}"
+    );
+    common::wait_until(
+        "the worker was replaced",
+        Duration::from_secs(20),
+        || async {
+            server
+                .running
+                .state()
+                .gpu()
+                .is_some_and(|gpu| gpu.workers_started() >= 2)
+        },
+    )
+    .await;
+}
+
 // ----- The service as a real process -----
 
 /// The tests below start real services and run PageRanks that take seconds: one at a time.

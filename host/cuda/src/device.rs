@@ -170,7 +170,18 @@ impl Inner {
         params: PageRankParams,
         deadline: Instant,
     ) -> Result<(Vec<f64>, u32), CudaError> {
-        self.pagerank_unchecked(csr, params, deadline)
+        self.pagerank_from(csr, params, None, deadline)
+    }
+
+    /// From `initial` ranks (uniform when `None`).
+    pub(crate) fn pagerank_from(
+        &self,
+        csr: CsrView<'_>,
+        params: PageRankParams,
+        initial: Option<&[f64]>,
+        deadline: Instant,
+    ) -> Result<(Vec<f64>, u32), CudaError> {
+        self.pagerank_unchecked(csr, params, initial, deadline)
             .map_err(|e| self.checked(e))
     }
 
@@ -178,6 +189,7 @@ impl Inner {
         &self,
         csr: CsrView<'_>,
         params: PageRankParams,
+        initial: Option<&[f64]>,
         deadline: Instant,
     ) -> Result<(Vec<f64>, u32), CudaError> {
         let len = csr.inv_out_degree.len();
@@ -187,7 +199,16 @@ impl Inner {
             .ok_or_else(|| {
                 CudaError::new(CUDA_ERROR_INVALID_VALUE, "a graph of 1 to 2^32 - 1 nodes")
             })?;
-        let initial = vec![1.0 / f64::from(n); len];
+        let initial = match initial {
+            None => vec![1.0 / f64::from(n); len],
+            Some(ranks) if ranks.len() == len => ranks.to_vec(),
+            Some(_) => {
+                return Err(CudaError::new(
+                    CUDA_ERROR_INVALID_VALUE,
+                    "initial ranks: one per node",
+                ));
+            }
+        };
         let cap = params.max_iterations;
         if cap == 0 {
             return Ok((initial, 0));

@@ -537,6 +537,31 @@ impl CudaDevice {
         }
     }
 
+    /// [`pagerank`](Self::pagerank) from `initial` ranks instead of uniform ones, for at most
+    /// `params.max_iterations` iterations: a chunk of a job resumed from its checkpoint.
+    ///
+    /// # Errors
+    /// As [`pagerank`](Self::pagerank); `CUDA_ERROR_INVALID_VALUE` when `initial` does not
+    /// hold one rank per node.
+    pub fn pagerank_from(
+        &self,
+        csr: CsrView<'_>,
+        params: PageRankParams,
+        initial: &[f64],
+        deadline: Instant,
+    ) -> Result<(Vec<f64>, u32), CudaError> {
+        #[cfg(feature = "cust")]
+        {
+            self.inner
+                .pagerank_from(csr, params, Some(initial), deadline)
+        }
+        #[cfg(not(feature = "cust"))]
+        {
+            let _ = (csr, params, initial, deadline);
+            Err(not_built())
+        }
+    }
+
     /// `C = A * B` for `n x n` row-major `f64` matrices on the device.
     ///
     /// # Errors

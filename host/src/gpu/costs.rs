@@ -30,7 +30,8 @@ const COST_MARGIN: Duration = Duration::from_millis(2);
 
 fn kernel_index(request: &KernelRequest) -> usize {
     match request {
-        KernelRequest::PageRank(_) => 0,
+        // A job's chunk costs what as many iterations of PageRank do.
+        KernelRequest::PageRank(_) | KernelRequest::PageRankSteps(_) => 0,
         KernelRequest::MatMul(_) => 1,
     }
 }

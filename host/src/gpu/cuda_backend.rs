@@ -12,7 +12,9 @@ use rustkernel_cuda::{CsrView, CudaDevice, CudaError, DeviceFault, PageRankParam
 use super::args::{FaultKind, WorkerArgs};
 use super::backend::{GpuBackend, kernel_wire_error};
 use super::protocol::WireError;
-use crate::kernels::{Csr, KernelRequest, KernelResponse, MatMulOutput, PageRankOutput};
+use crate::kernels::{
+    Csr, KernelRequest, KernelResponse, MatMulOutput, PageRankCheckpoint, PageRankOutput,
+};
 
 struct CudaBackend {
     device: CudaDevice,
@@ -75,6 +77,37 @@ impl GpuBackend for CudaBackend {
                 Ok(KernelResponse::PageRank(PageRankOutput {
                     ranks,
                     iterations,
+                }))
+            }
+            KernelRequest::PageRankSteps(steps) => {
+                let input = &steps.input;
+                let csr = Csr::build(input).map_err(|e| kernel_wire_error(&e))?;
+                let view = CsrView {
+                    offsets: &csr.offsets,
+                    sources: &csr.sources,
+                    inv_out_degree: &csr.inv_out_degree,
+                };
+                let left = input.max_iterations.saturating_sub(steps.from.iteration);
+                let chunk = steps.iterations.min(left);
+                let params = PageRankParams {
+                    damping: input.damping,
+                    max_iterations: chunk,
+                    tolerance: input.tolerance,
+                };
+                let (ranks, ran) = if steps.from.converged || chunk == 0 {
+                    (steps.from.ranks.clone(), 0)
+                } else {
+                    self.device
+                        .pagerank_from(view, params, &steps.from.ranks, deadline)
+                        .map_err(|e| wire(&e))?
+                };
+                Ok(KernelResponse::PageRankState(PageRankCheckpoint {
+                    iteration: steps.from.iteration.saturating_add(ran),
+                    ranks,
+                    // Stopping before the chunk's end is the device's convergence rule. A
+                    // change under the tolerance in the chunk's last iteration is not read
+                    // back: the next chunk runs one more iteration than the CPU would.
+                    converged: steps.from.converged || ran < chunk,
                 }))
             }
             KernelRequest::MatMul(input) => {

@@ -293,6 +293,12 @@ const ENCODE_INLINE_BYTES: usize = 1 << 20;
 fn encoded_size_estimate(request: &KernelRequest) -> usize {
     match request {
         KernelRequest::PageRank(input) => input.edges.len().saturating_mul(10),
+        KernelRequest::PageRankSteps(steps) => steps
+            .input
+            .edges
+            .len()
+            .saturating_mul(10)
+            .saturating_add(steps.from.ranks.len().saturating_mul(9)),
         KernelRequest::MatMul(input) => input
             .a
             .len()

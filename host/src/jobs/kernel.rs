@@ -15,7 +15,7 @@ use std::fmt;
 use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use rustkernel_core::checkpoint::CheckpointError;
 use rustkernel_core::error::ErrorKind;
@@ -29,8 +29,10 @@ use tokio::sync::watch;
 use super::metrics::JobMetrics;
 use super::record::{CheckpointMark, JobRecord, SkippedNote, unix_ms};
 use super::store::{JobCheckpoints, JobStore};
+use crate::gpu::{GpuError, GpuExecutor};
 use crate::kernels::{
-    Advanced, CheckpointEvery, PageRankCheckpoint, PageRankInput, PageRankOutput, PageRankRun,
+    Advanced, CheckpointEvery, KernelRequest, KernelResponse, PageRankCheckpoint, PageRankInput,
+    PageRankOutput, PageRankRun, PageRankSteps,
 };
 
 /// Checkpoint writes in a row that may fail before the job does.
@@ -137,7 +139,19 @@ pub struct JobKernel {
     metrics: JobMetrics,
     every: CheckpointEvery,
     outcome: Option<Outcome>,
+    gpu: Option<Arc<GpuExecutor>>,
 }
+
+/// Iterations in one chunk sent to the GPU worker when the job checkpoints by time only.
+pub const GPU_CHUNK_ITERATIONS: u32 = 100;
+
+/// Where a chunk left the run: the run, where it stopped, and the checkpoint's bytes when one
+/// is due.
+type Chunk = (
+    PageRankRun,
+    Advanced,
+    Option<Result<Vec<u8>, postcard::Error>>,
+);
 
 impl JobKernel {
     /// The kernel of the job `live` over `input`, at iteration 0 until restored.
@@ -161,7 +175,84 @@ impl JobKernel {
             metrics,
             every,
             outcome: None,
+            gpu: None,
         })
+    }
+
+    /// The same kernel running its chunks through the GPU path (`None`: on the CPU here).
+    #[must_use]
+    pub fn on_gpu(self, gpu: Option<Arc<GpuExecutor>>) -> Self {
+        Self { gpu, ..self }
+    }
+
+    /// Iterates on a blocking thread until the run is done, a checkpoint is due (by count or
+    /// time) or the job is interrupted.
+    async fn chunk_on_cpu(&self, mut run: PageRankRun) -> Result<Chunk, JobFault> {
+        let live = self.live.clone();
+        let every = self.every;
+        tokio::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let advanced = run.advance(&every, &mut || started.elapsed(), &|| live.interrupted());
+            let payload =
+                (advanced == Advanced::CheckpointDue).then(|| postcard::to_allocvec(&run.state()));
+            (run, advanced, payload)
+        })
+        .await
+        .map_err(|error| JobFault(format!("the job's iterations failed: {error}")))
+    }
+
+    /// Sends the next chunk (the checkpoint and N iterations) to the GPU path; its answer is
+    /// the next checkpoint. A worker lost mid-chunk is the executor's to handle: it runs the
+    /// chunk on the CPU from the same checkpoint.
+    async fn chunk_on_gpu(
+        &self,
+        gpu: &GpuExecutor,
+        mut run: PageRankRun,
+    ) -> Result<Chunk, JobFault> {
+        let iterations = self
+            .every
+            .iterations
+            .map_or(GPU_CHUNK_ITERATIONS, std::num::NonZeroU32::get);
+        let steps = PageRankSteps {
+            input: (*self.input).clone(),
+            from: run.state(),
+            iterations,
+        };
+        // Within the job's deadline (a day when it has none); a chunk cut by it is tried
+        // again, or the job fails on its deadline at the next verdict.
+        let within = self
+            .live
+            .record()
+            .deadline_at_ms
+            .map_or(Duration::from_secs(86_400), |at| {
+                Duration::from_millis(at.saturating_sub(unix_ms(SystemTime::now())).max(1))
+            });
+        match gpu
+            .execute(KernelRequest::PageRankSteps(steps), within)
+            .await
+        {
+            Ok((KernelResponse::PageRankState(state), backend)) => {
+                run.apply(state)
+                    .map_err(|error| JobFault(format!("the worker's checkpoint: {error}")))?;
+                self.live
+                    .update(|record| record.backend = Some(backend.as_str().to_owned()));
+                let advanced = if run.is_done() {
+                    Advanced::Done
+                } else {
+                    Advanced::CheckpointDue
+                };
+                let payload = (advanced == Advanced::CheckpointDue)
+                    .then(|| postcard::to_allocvec(&run.state()));
+                Ok((run, advanced, payload))
+            }
+            Ok((other, _)) => Err(JobFault(format!(
+                "the GPU path answered a chunk with a {} response",
+                other.kernel_id()
+            ))),
+            // Back to the verdict: the deadline fails the job, or the chunk goes again.
+            Err(GpuError::DeadlineExceeded) => Ok((run, Advanced::Cancelled, None)),
+            Err(error) => Err(JobFault(format!("the GPU path failed a chunk: {error}"))),
+        }
     }
 
     /// What the run came to; `None` until `run` returned `Ok`.
@@ -255,21 +346,17 @@ impl SupervisedKernel for JobKernel {
                 self.outcome = Some(outcome);
                 return Ok(());
             }
-            let Some(mut run) = self.run.take() else {
+            let Some(run) = self.run.take() else {
                 return Err(JobFault("the job's state was lost".to_owned()));
             };
-            let live = self.live.clone();
-            let every = self.every;
-            let (run, advanced, payload) = tokio::task::spawn_blocking(move || {
-                let started = Instant::now();
-                let advanced =
-                    run.advance(&every, &mut || started.elapsed(), &|| live.interrupted());
-                let payload = (advanced == Advanced::CheckpointDue)
-                    .then(|| postcard::to_allocvec(&run.state()));
-                (run, advanced, payload)
-            })
-            .await
-            .map_err(|error| JobFault(format!("the job's iterations failed: {error}")))?;
+            let (run, advanced, payload) = match self.gpu.clone() {
+                Some(gpu) => self.chunk_on_gpu(&gpu, run).await?,
+                None => {
+                    self.live
+                        .update(|record| record.backend = Some("cpu".to_owned()));
+                    self.chunk_on_cpu(run).await?
+                }
+            };
             let iteration = run.iteration();
             self.live
                 .update(|record| record.progress.iterations_done = iteration);

@@ -8,12 +8,16 @@
 //! [`CheckpointableKernel`](rustkernel_core::traits::CheckpointableKernel): every N iterations
 //! or T seconds the kernel's state goes to the job's
 //! [`FileCheckpointStore`](rustkernel_tokio::resilience::FileCheckpointStore), and the
-//! supervisor restores the newest good one before a run.
+//! supervisor restores the newest good one before a run. With `[gpu]` the iterations run in
+//! the GPU worker, a chunk at a time: the service sends the checkpoint and the number of
+//! iterations ([`PageRankSteps`](crate::kernels::PageRankSteps)), the worker answers with the
+//! next checkpoint, and the service writes it.
 //!
 //! # What survives what
 //! | Event | What happens |
 //! |---|---|
 //! | the kernel panics | the supervisor restarts it (at most 3 times a minute) from the newest good checkpoint |
+//! | the GPU worker dies or stalls mid-chunk (`[gpu]`) | each chunk carries its checkpoint, so the executor runs the lost chunk on the CPU from it; the restarted worker takes the next ones |
 //! | SIGTERM | each running job writes a checkpoint and stays `running`; the next service resumes it there |
 //! | SIGKILL, a crash, a lost node | the job stays `running` with no lock held; the next scan of any service sharing the directory resumes it from its newest good checkpoint (at most one interval of work repeated) |
 //! | a damaged newest checkpoint | the store passes over it to the one before (two are kept); the record lists it under `skipped_checkpoints` |
@@ -47,5 +51,5 @@ pub use lifecycle::{JobEvent, JobState};
 pub use metrics::JobMetrics;
 pub use record::{JobId, JobRecord, JobSpec, JobStatus};
 pub use requests::{CancelError, Cancelled, JobPage, SubmitError};
-pub use runner::JobRunner;
+pub use runner::{JOB_RECOVERY, JobRunner, RunnerOptions};
 pub use store::{ClaimError, JobCheckpoints, JobStore, JobStoreError};

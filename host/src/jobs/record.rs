@@ -198,6 +198,10 @@ pub struct JobRecord {
     /// Which service runs or ran it (`host:pid`).
     #[serde(default)]
     pub runner: Option<String>,
+    /// Where its last chunk of iterations ran: `cpu` (the service's threads, or the CPU
+    /// failover of the GPU path) or `gpu` (the GPU worker).
+    #[serde(default)]
+    pub backend: Option<String>,
     /// Why it failed.
     #[serde(default)]
     pub error: Option<String>,
@@ -236,6 +240,7 @@ impl JobRecord {
             resumed_from: None,
             skipped_checkpoints: Vec::new(),
             runner: None,
+            backend: None,
             error: None,
         }
     }

@@ -96,7 +96,7 @@ pub(super) fn parse_spec(spec: &JobSpec) -> Result<(KernelRequest, u32), SubmitE
         .map_err(|error| SubmitError::Invalid(format!("input: {error}")))?;
     let max_iterations = match &request {
         KernelRequest::PageRank(input) => input.max_iterations,
-        KernelRequest::MatMul(_) => 1,
+        KernelRequest::MatMul(_) | KernelRequest::PageRankSteps(_) => 1,
     };
     Ok((request, max_iterations))
 }

@@ -29,6 +29,7 @@ use super::record::{JobId, JobRecord, JobSpec, JobStatus, runner_name, unix_ms};
 use super::requests::{CancelError, Cancelled, JobPage, SubmitError, parse_spec};
 use super::store::{ClaimError, JobCheckpoints, JobStore, JobStoreError};
 use crate::config::{JobsConfig, check_checkpoint_every};
+use crate::gpu::GpuExecutor;
 use crate::kernels::{KernelRequest, KernelResponse};
 
 /// How a job's kernel is restarted when its run fails (a panic): three restarts a second
@@ -39,6 +40,26 @@ pub const JOB_RECOVERY: RecoveryPolicy = RecoveryPolicy {
     restart_delay: Duration::from_secs(1),
     escalation: None,
 };
+
+/// How a [`JobRunner`] runs its jobs' kernels.
+#[derive(Clone, Debug)]
+pub struct RunnerOptions {
+    /// What the supervisor does when a job's kernel fails ([`JOB_RECOVERY`]).
+    pub recovery: RecoveryPolicy,
+    /// The GPU path (`[gpu]`): each chunk of a job goes to the worker, which answers with the
+    /// next checkpoint; a worker that dies or stalls mid-chunk sends the chunk to the CPU
+    /// from the same checkpoint. `None`: chunks run on this service's blocking threads.
+    pub gpu: Option<Arc<GpuExecutor>>,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        Self {
+            recovery: JOB_RECOVERY,
+            gpu: None,
+        }
+    }
+}
 
 /// Runs jobs from a [`JobStore`]. A cheap [`Clone`] handle.
 #[derive(Clone, Debug)]
@@ -66,13 +87,24 @@ struct Inner {
     stopping: AtomicBool,
     changes: watch::Sender<u64>,
     name: String,
-    recovery: RecoveryPolicy,
+    options: RunnerOptions,
 }
 
 impl JobRunner {
-    /// A runner of `config`'s jobs in `store`; [`start`](Self::start) its scheduler.
+    /// A runner of `config`'s jobs in `store` with the default [`RunnerOptions`] (the CPU);
+    /// [`start`](Self::start) its scheduler.
     #[must_use]
     pub fn new(config: JobsConfig, store: Arc<dyn JobStore>) -> Self {
+        Self::with_options(config, store, RunnerOptions::default())
+    }
+
+    /// A runner with `options`.
+    #[must_use]
+    pub fn with_options(
+        config: JobsConfig,
+        store: Arc<dyn JobStore>,
+        options: RunnerOptions,
+    ) -> Self {
         Self {
             inner: Arc::new(Inner {
                 slots: Arc::new(Semaphore::new(config.max_running)),
@@ -86,25 +118,8 @@ impl JobRunner {
                 stopping: AtomicBool::new(false),
                 changes: watch::Sender::new(0),
                 name: runner_name(),
-                recovery: JOB_RECOVERY,
+                options,
             }),
-        }
-    }
-
-    /// The same runner with another policy for a job's kernel that fails ([`JOB_RECOVERY`]
-    /// by default); call before [`start`](Self::start).
-    ///
-    /// # Errors
-    /// The policy back, when the runner was cloned or started already.
-    pub fn with_recovery(self, recovery: RecoveryPolicy) -> Result<Self, RecoveryPolicy> {
-        match Arc::try_unwrap(self.inner) {
-            Ok(mut inner) => {
-                inner.recovery = recovery;
-                Ok(Self {
-                    inner: Arc::new(inner),
-                })
-            }
-            Err(_) => Err(recovery),
         }
     }
 
@@ -419,13 +434,17 @@ impl JobRunner {
             claim.clone(),
             inner.metrics.clone(),
         ) {
+            Ok(kernel) => Ok(kernel.on_gpu(inner.options.gpu.clone())),
+            Err(error) => Err(error),
+        };
+        let kernel = match kernel {
             Ok(kernel) => kernel,
             Err(error) => return Outcome::Failed(error.to_string()),
         };
         let supervisor = Supervisor::try_new(
             id.as_str(),
             kernel,
-            inner.recovery,
+            inner.options.recovery,
             RestartIntensity::default(),
         );
         let mut supervisor = match supervisor {
@@ -1203,13 +1222,24 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_kernel_that_panics_is_restarted_by_the_supervisor_from_its_checkpoint() {
         let fixture = Fixture::new(&[Disk::Ok, Disk::Ok, Disk::Panic], false);
-        let runner = fixture
-            .runner(1, 4)
-            .with_recovery(RecoveryPolicy {
-                restart_delay: Duration::from_millis(1),
-                ..JOB_RECOVERY
-            })
-            .expect("not started");
+        let config = JobsConfig {
+            max_running: 1,
+            ..JobsConfig::new(fixture.dir.dir())
+        };
+        let runner = JobRunner::with_options(
+            config,
+            Arc::new(FlakyDisk {
+                dir: fixture.dir.clone(),
+                script: fixture.script.clone(),
+            }),
+            RunnerOptions {
+                recovery: RecoveryPolicy {
+                    restart_delay: Duration::from_millis(1),
+                    ..JOB_RECOVERY
+                },
+                gpu: None,
+            },
+        );
         let scheduler = runner.start();
         let input = input(100);
         let record = runner.submit(spec(&input, 10)).await.expect("accepted");

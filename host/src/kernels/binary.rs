@@ -264,12 +264,19 @@ impl<'a> Reader<'a> {
 
 /// The binary body of a request, the inverse of [`decode_binary`]: what a client sends with
 /// [`BINARY_CONTENT_TYPE`]. A matmul request whose matrices do not hold `n * n` values each
-/// encodes to a body that [`decode_binary`] refuses or splits differently; validate first.
+/// encodes to a body that [`decode_binary`] refuses or splits differently; validate first. A
+/// job's chunk ([`KernelRequest::PageRankSteps`]) is no client's request and has no binary
+/// body: its input's body is written.
 #[must_use]
 pub fn encode_binary(request: &KernelRequest) -> Vec<u8> {
+    let request = match request {
+        KernelRequest::PageRankSteps(steps) => &KernelRequest::PageRank(steps.input.clone()),
+        other => other,
+    };
     let capacity = match request {
         KernelRequest::PageRank(input) => PAGERANK_HEADER_LEN + input.edges.len() * 8,
         KernelRequest::MatMul(input) => MATMUL_HEADER_LEN + (input.a.len() + input.b.len()) * 8,
+        KernelRequest::PageRankSteps(_) => 0,
     };
     let mut out = Vec::with_capacity(capacity);
     out.extend_from_slice(&BINARY_MAGIC);
@@ -295,6 +302,7 @@ pub fn encode_binary(request: &KernelRequest) -> Vec<u8> {
                 out.extend_from_slice(&value.to_le_bytes());
             }
         }
+        KernelRequest::PageRankSteps(_) => {}
     }
     out
 }

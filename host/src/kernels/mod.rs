@@ -44,7 +44,7 @@ pub use pagerank::{
     default_max_iterations, default_tolerance,
 };
 pub use pool::{BoxFuture, CpuRunner, INLINE_WORK_UNITS, KernelPool, work_units};
-pub use resumable::{Advanced, CheckpointEvery, PageRankCheckpoint, PageRankRun};
+pub use resumable::{Advanced, CheckpointEvery, PageRankCheckpoint, PageRankRun, PageRankSteps};
 
 /// PageRank by power iteration over a directed edge list.
 pub const PAGERANK: &str = "graph/pagerank";
@@ -61,6 +61,8 @@ pub enum KernelRequest {
     PageRank(PageRankInput),
     /// For [`MATMUL`].
     MatMul(MatMulInput),
+    /// A chunk of a [`PAGERANK`] job, for the GPU worker; never parsed from a client's body.
+    PageRankSteps(PageRankSteps),
 }
 
 impl KernelRequest {
@@ -68,7 +70,7 @@ impl KernelRequest {
     #[must_use]
     pub fn kernel_id(&self) -> &'static str {
         match self {
-            KernelRequest::PageRank(_) => PAGERANK,
+            KernelRequest::PageRank(_) | KernelRequest::PageRankSteps(_) => PAGERANK,
             KernelRequest::MatMul(_) => MATMUL,
         }
     }
@@ -82,6 +84,8 @@ pub enum KernelResponse {
     PageRank(PageRankOutput),
     /// From [`MATMUL`].
     MatMul(MatMulOutput),
+    /// From [`KernelRequest::PageRankSteps`]: the checkpoint after the chunk.
+    PageRankState(PageRankCheckpoint),
 }
 
 impl KernelResponse {
@@ -89,7 +93,7 @@ impl KernelResponse {
     #[must_use]
     pub fn kernel_id(&self) -> &'static str {
         match self {
-            KernelResponse::PageRank(_) => PAGERANK,
+            KernelResponse::PageRank(_) | KernelResponse::PageRankState(_) => PAGERANK,
             KernelResponse::MatMul(_) => MATMUL,
         }
     }
@@ -124,6 +128,7 @@ pub fn validate(request: &KernelRequest) -> Result<(), KernelError> {
     match request {
         KernelRequest::PageRank(input) => pagerank::validate(input),
         KernelRequest::MatMul(input) => matmul::validate(input),
+        KernelRequest::PageRankSteps(steps) => resumable::validate_steps(steps),
     }
 }
 
@@ -147,6 +152,9 @@ pub fn run_cpu(
             pagerank::run(input, cancelled).map(KernelResponse::PageRank)
         }
         KernelRequest::MatMul(input) => matmul::run(input, cancelled).map(KernelResponse::MatMul),
+        KernelRequest::PageRankSteps(steps) => {
+            resumable::run_steps(steps, cancelled).map(KernelResponse::PageRankState)
+        }
     }
 }
 

@@ -38,7 +38,8 @@ pub trait CpuRunner: Send + Sync + 'static {
 /// blocking pool: about 10-30 µs of CPU, less than the two thread wake-ups of a pool hop.
 pub const INLINE_WORK_UNITS: u64 = 16_384;
 
-/// An upper bound of a request's work: PageRank (nodes + edges) x max iterations, matmul n³.
+/// An upper bound of a request's work: PageRank (nodes + edges) x max iterations (a job's
+/// chunk: x its iterations), matmul n³.
 #[must_use]
 pub fn work_units(request: &KernelRequest) -> u64 {
     match request {
@@ -48,6 +49,11 @@ pub fn work_units(request: &KernelRequest) -> u64 {
             per_iteration.saturating_mul(u64::from(input.max_iterations.max(1)))
         }
         KernelRequest::MatMul(input) => u64::from(input.n).saturating_pow(3),
+        KernelRequest::PageRankSteps(steps) => {
+            let per_iteration = u64::from(steps.input.num_nodes)
+                .saturating_add(u64::try_from(steps.input.edges.len()).unwrap_or(u64::MAX));
+            per_iteration.saturating_mul(u64::from(steps.iterations.max(1)))
+        }
     }
 }
 

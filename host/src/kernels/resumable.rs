@@ -100,6 +100,80 @@ pub struct PageRankCheckpoint {
     pub converged: bool,
 }
 
+/// A chunk of a PageRank job for a worker process: `iterations` more iterations from the
+/// checkpoint `from`. The worker is stateless, so the request carries the graph; its answer
+/// is the next checkpoint
+/// ([`KernelResponse::PageRankState`](super::KernelResponse::PageRankState)).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PageRankSteps {
+    /// The job's input.
+    pub input: PageRankInput,
+    /// Where to start.
+    pub from: PageRankCheckpoint,
+    /// How many iterations to run at most (fewer when the run converges or reaches its cap).
+    pub iterations: u32,
+}
+
+/// Checks a chunk: a valid input, a checkpoint that fits it, at least one iteration.
+///
+/// # Errors
+/// [`KernelError::InvalidInput`] naming the problem.
+pub(super) fn validate_steps(steps: &PageRankSteps) -> Result<(), KernelError> {
+    super::pagerank::validate(&steps.input)?;
+    if steps.iterations == 0 {
+        return Err(KernelError::InvalidInput(
+            "a chunk runs at least one iteration".to_owned(),
+        ));
+    }
+    check_fits(&steps.input, &steps.from)
+}
+
+/// Runs a chunk on the calling thread: the checkpoint after it. `cancelled` is polled
+/// before each iteration.
+///
+/// # Errors
+/// [`KernelError::InvalidInput`] for a chunk [`validate_steps`] refuses;
+/// [`KernelError::Cancelled`].
+pub(super) fn run_steps(
+    steps: &PageRankSteps,
+    cancelled: &dyn Fn() -> bool,
+) -> Result<PageRankCheckpoint, KernelError> {
+    validate_steps(steps)?;
+    let mut run = PageRankRun::new(Arc::new(steps.input.clone()))?;
+    run.apply(steps.from.clone())?;
+    let every = CheckpointEvery::iterations(steps.iterations);
+    match run.advance(&every, &mut || Duration::ZERO, cancelled) {
+        Advanced::Cancelled => Err(KernelError::Cancelled),
+        Advanced::Done | Advanced::CheckpointDue => Ok(run.state()),
+    }
+}
+
+/// Whether `checkpoint` can be a state of a run of `input`.
+fn check_fits(input: &PageRankInput, checkpoint: &PageRankCheckpoint) -> Result<(), KernelError> {
+    let invalid = |why: String| Err(KernelError::InvalidInput(why));
+    if checkpoint.ranks.len() != input.num_nodes as usize {
+        return invalid(format!(
+            "the checkpoint has {} ranks for {} nodes",
+            checkpoint.ranks.len(),
+            input.num_nodes
+        ));
+    }
+    if checkpoint.iteration > input.max_iterations {
+        return invalid(format!(
+            "the checkpoint is of iteration {}, past max_iterations {}",
+            checkpoint.iteration, input.max_iterations
+        ));
+    }
+    if let Some(bad) = checkpoint
+        .ranks
+        .iter()
+        .find(|rank| !rank.is_finite() || **rank < 0.0)
+    {
+        return invalid(format!("the checkpoint holds a rank of {bad}"));
+    }
+    Ok(())
+}
+
 /// A PageRank run that stops for checkpoints and resumes from them.
 #[derive(Clone, Debug)]
 pub struct PageRankRun {
@@ -223,27 +297,7 @@ impl PageRankRun {
     /// iterations than the cap, or a rank that is negative or not finite. The state is then
     /// unchanged.
     pub fn apply(&mut self, checkpoint: PageRankCheckpoint) -> Result<(), KernelError> {
-        let invalid = |why: String| Err(KernelError::InvalidInput(why));
-        if checkpoint.ranks.len() != self.ranks.len() {
-            return invalid(format!(
-                "the checkpoint has {} ranks for {} nodes",
-                checkpoint.ranks.len(),
-                self.ranks.len()
-            ));
-        }
-        if checkpoint.iteration > self.input.max_iterations {
-            return invalid(format!(
-                "the checkpoint is of iteration {}, past max_iterations {}",
-                checkpoint.iteration, self.input.max_iterations
-            ));
-        }
-        if let Some(bad) = checkpoint
-            .ranks
-            .iter()
-            .find(|rank| !rank.is_finite() || **rank < 0.0)
-        {
-            return invalid(format!("the checkpoint holds a rank of {bad}"));
-        }
+        check_fits(&self.input, &checkpoint)?;
         self.ranks = checkpoint.ranks;
         self.iteration = checkpoint.iteration;
         self.converged = checkpoint.converged;
@@ -417,6 +471,57 @@ mod tests {
         assert_eq!(
             fresh.restore(wrong).await,
             Err(traits::KernelError::new(ErrorKind::InvalidInput))
+        );
+    }
+
+    #[test]
+    fn chunks_from_checkpoints_chain_to_the_uninterrupted_result() {
+        let mut inp = (*input(
+            7,
+            &[[0, 1], [1, 2], [2, 0], [3, 2], [4, 5], [5, 6], [6, 4]],
+            45,
+        ))
+        .clone();
+        inp.tolerance = 0.0;
+        let mut state = PageRankRun::new(Arc::new(inp.clone()))
+            .expect("valid")
+            .state();
+        let mut chunks = 0;
+        while state.iteration < inp.max_iterations {
+            let steps = PageRankSteps {
+                input: inp.clone(),
+                from: state,
+                iterations: 10,
+            };
+            // Through postcard, as the worker gets it and answers.
+            let steps: PageRankSteps =
+                postcard::from_bytes(&postcard::to_allocvec(&steps).expect("encodes"))
+                    .expect("decodes");
+            state = run_steps(&steps, &never).expect("runs");
+            chunks += 1;
+        }
+        assert_eq!(chunks, 5);
+        assert_eq!(state.iteration, 45);
+        assert_eq!(state.ranks, uninterrupted(&inp).ranks);
+        let bad = PageRankSteps {
+            input: inp.clone(),
+            from: state.clone(),
+            iterations: 0,
+        };
+        assert!(matches!(
+            run_steps(&bad, &never),
+            Err(KernelError::InvalidInput(_))
+        ));
+        let short = PageRankSteps {
+            input: inp,
+            from: PageRankCheckpoint {
+                ranks: vec![0.5; 2],
+                ..state
+            },
+            iterations: 1,
+        };
+        assert!(
+            matches!(run_steps(&short, &never), Err(KernelError::InvalidInput(m)) if m.contains("2 ranks for 7 nodes"))
         );
     }
 

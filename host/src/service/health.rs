@@ -219,7 +219,7 @@ pub(super) async fn finish_startup(state: Arc<AppState>) {
 
 /// Pushes the `gpu` component each time the GPU path's status changes.
 pub(super) async fn watch_gpu(state: Arc<AppState>) {
-    let Some(mut status) = state.gpu.as_ref().map(crate::gpu::GpuExecutor::subscribe) else {
+    let Some(mut status) = state.gpu.as_deref().map(crate::gpu::GpuExecutor::subscribe) else {
         return;
     };
     loop {
@@ -249,7 +249,7 @@ pub(super) async fn watch_breakers(state: Arc<AppState>) {
             ));
         }
     }
-    if let Some(breaker) = state.gpu.as_ref().map(crate::gpu::GpuExecutor::breaker) {
+    if let Some(breaker) = state.gpu.as_deref().map(crate::gpu::GpuExecutor::breaker) {
         watched.push((
             breaker.name().to_owned(),
             breaker.subscribe_transitions(),

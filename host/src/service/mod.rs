@@ -216,7 +216,7 @@ pub async fn start_on(
             .await
             .map_err(|error| ServeError::Config(format!("gpu: {error}")))?;
             tracing::info!(health = %executor.health(), "GPU executor started");
-            Some(executor)
+            Some(Arc::new(executor))
         }
         None => None,
     };

@@ -21,7 +21,7 @@ use super::metrics::Metrics;
 use super::runtime::RuntimeMonitor;
 use crate::config::{BreakerMode, KernelWindow, ServiceConfig};
 use crate::gpu::GpuExecutor;
-use crate::jobs::{DirJobStore, JobRunner};
+use crate::jobs::{DirJobStore, JobRunner, RunnerOptions};
 use crate::kernels::{KERNEL_IDS, KernelPool};
 use crate::telemetry::ingest::EdgeFleet;
 
@@ -62,7 +62,7 @@ pub struct AppState {
     /// Set when the first round of checks finished.
     pub(crate) started: AtomicBool,
     /// The GPU worker and its CPU failover, when `[gpu]` is enabled.
-    pub(crate) gpu: Option<crate::gpu::GpuExecutor>,
+    pub(crate) gpu: Option<Arc<crate::gpu::GpuExecutor>>,
     /// The edge devices' ingested telemetry (`--telemetry`).
     pub(crate) edge: Arc<crate::telemetry::ingest::EdgeFleet>,
     /// The jobs, when `[jobs] dir` is set.
@@ -83,7 +83,7 @@ impl AppState {
     pub(super) fn new(
         config: ServiceConfig,
         pool: Arc<KernelPool>,
-        gpu: Option<crate::gpu::GpuExecutor>,
+        gpu: Option<Arc<crate::gpu::GpuExecutor>>,
     ) -> Result<Self, ServeError> {
         let runtime = Arc::new(RuntimeMonitor::new(config.runtime, pool.clone()));
         let probe = HealthProbe::try_new(config.resilience.health_check)
@@ -125,13 +125,21 @@ impl AppState {
             Some(jobs) => {
                 let store = DirJobStore::open(&jobs.dir)
                     .map_err(|error| ServeError::Config(format!("jobs.dir: {error}")))?;
-                Some(JobRunner::new(jobs.clone(), Arc::new(store)))
+                let options = RunnerOptions {
+                    gpu: gpu.clone(),
+                    ..RunnerOptions::default()
+                };
+                Some(JobRunner::with_options(
+                    jobs.clone(),
+                    Arc::new(store),
+                    options,
+                ))
             }
             None => None,
         };
         let metrics = Metrics::new(
-            super::metrics::resilience_collector(sources, gpu.as_ref(), &probe),
-            gpu.as_ref(),
+            super::metrics::resilience_collector(sources, gpu.as_deref(), &probe),
+            gpu.as_deref(),
             jobs.as_ref().map(JobRunner::metrics),
         );
         let edge = crate::telemetry::ingest::EdgeFleet::new(
@@ -196,7 +204,7 @@ impl AppState {
     /// The GPU path, when `[gpu]` is enabled.
     #[must_use]
     pub fn gpu(&self) -> Option<&GpuExecutor> {
-        self.gpu.as_ref()
+        self.gpu.as_deref()
     }
 
     /// The job runner, when `[jobs] dir` is set.
