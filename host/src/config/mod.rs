@@ -84,10 +84,8 @@ mod jobs;
 mod resolve;
 
 pub use auth::{AuthConfig, AuthFile, AuthMode};
-pub use jobs::{
-    JobsConfig, JobsFile, MAX_QUEUED_LIMIT, MAX_RUNNING_LIMIT, check_checkpoint_every,
-};
 pub use file::*;
+pub use jobs::{JobsConfig, JobsFile, MAX_QUEUED_LIMIT, MAX_RUNNING_LIMIT, check_checkpoint_every};
 
 /// Which preset a configuration starts from.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
