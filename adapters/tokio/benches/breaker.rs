@@ -13,7 +13,8 @@
 //!
 //! Every operation succeeds at once; futures are polled once with a no-op waker, so no runtime
 //! cost is measured. The `closed_call` and `call_overhead` groups are the earlier single-thread
-//! comparisons (`call` against failsafe's and recloser's futures and function APIs); `clock`
+//! comparisons (`call` against failsafe's and recloser's futures and function APIs); `permit`
+//! is `try_acquire` and a permit's `success` (or drop) with no future around them; `clock`
 //! measures what one read of each clock costs here.
 //!
 //! `cargo bench -p rustkernel-tokio --bench breaker -- --warm-up-time 1 --measurement-time 3`
@@ -31,7 +32,7 @@ use std::time::{Duration, Instant};
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use failsafe::{backoff, failure_policy};
 use rustkernel_tokio::resilience::{
-    CircuitBreaker, CircuitBreakerConfig, Classify, CountWindow, GuardLayer, TimeWindow,
+    CallPermit, CircuitBreaker, CircuitBreakerConfig, Classify, CountWindow, GuardLayer, TimeWindow,
 };
 use tower::Layer;
 use tower_service::Service;
@@ -424,5 +425,32 @@ fn threads(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, threads, single_thread, overhead, clock);
+/// The permit API on its own (`try_acquire`, then `success` or a drop), as a tower service or a
+/// caller that holds the permit itself uses it: no future around it.
+fn permits(c: &mut Criterion) {
+    let breakers = Breakers::new();
+    let mut group = c.benchmark_group("permit");
+    group.bench_function("consecutive/acquire_success", |b| {
+        b.iter(|| {
+            black_box(&breakers.ours)
+                .try_acquire()
+                .map(CallPermit::success)
+                .is_ok()
+        })
+    });
+    group.bench_function("consecutive/acquire_drop", |b| {
+        b.iter(|| black_box(&breakers.ours).try_acquire().map(drop).is_ok())
+    });
+    group.bench_function("count100/acquire_success", |b| {
+        b.iter(|| {
+            black_box(&breakers.ours_count)
+                .try_acquire()
+                .map(CallPermit::success)
+                .is_ok()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, threads, single_thread, permits, overhead, clock);
 criterion_main!(benches);

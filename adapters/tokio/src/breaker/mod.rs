@@ -95,7 +95,7 @@
 //! channel of the state ([`subscribe`](CircuitBreaker::subscribe)).
 
 mod classified;
-mod fast;
+pub(crate) mod fast;
 mod permit;
 mod sync;
 
@@ -364,7 +364,10 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<T, R>>,
     {
-        let permit = self.try_acquire()?;
+        let permit = match self.admit_freely() {
+            Some(permit) => permit,
+            None => self.acquire_locked()?,
+        };
         // Not `permit.run(..)`: one future level less keeps the closed path lean.
         match operation().await {
             Ok(value) => {
@@ -408,35 +411,24 @@ impl<W: SlidingWindow> CircuitBreaker<W> {
     /// [`poll_at`](Self::poll_at) gives the same instant as a tokio `Instant`.
     #[inline]
     pub fn try_acquire(&self) -> Result<CallPermit<'_, W>, Rejected> {
-        let shared = &*self.shared;
-        let word = shared.word.load();
-        if word.admits_freely() {
-            let acquired_at = if shared.timed_permits {
-                shared.lock_free_now()
-            } else {
-                // Only slow-call detection reads the start time.
-                Instant::ZERO
-            };
-            let ticket = Ticket::new(word.generation(), Issued::Freely);
-            return Ok(CallPermit::new(shared, ticket, acquired_at));
+        match self.admit_freely() {
+            Some(permit) => Ok(permit),
+            None => self.acquire_locked(),
         }
-        shared
-            .with_core(|core, now| match core.try_acquire(now) {
-                Ok(permit) => {
-                    let issued = if core.state() == CircuitState::HalfOpen {
-                        Issued::Probe
-                    } else {
-                        Issued::Freely
-                    };
-                    let transition = permit.transition();
-                    (Ok((permit, issued)), transition)
-                }
-                Err(rejected) => (Err(rejected), rejected.transition),
-            })
-            .map(|(permit, issued)| {
-                let ticket = Ticket::new(permit.generation(), issued);
-                CallPermit::new(shared, ticket, permit.acquired_at())
-            })
+    }
+
+    /// [`try_acquire`](Self::try_acquire) in two halves, for this crate's own futures: the
+    /// lock-free admission (`None` when the core must decide), whose permit goes straight into
+    /// the caller's state instead of through a `Result` as large as a [`Rejected`].
+    #[inline]
+    pub(crate) fn admit_freely(&self) -> Option<CallPermit<'_, W>> {
+        self.shared.admit_freely()
+    }
+
+    /// The other half of [`try_acquire`](Self::try_acquire): admission by the core, under the
+    /// lock.
+    pub(crate) fn acquire_locked(&self) -> Result<CallPermit<'_, W>, Rejected> {
+        self.shared.acquire_locked()
     }
 
     /// As [`try_acquire`](Self::try_acquire), the permit holding its own handle on the breaker
@@ -722,8 +714,9 @@ impl<W: SlidingWindow> Shared<W> {
         let _ = self.transitions.send(transition);
     }
 
-    /// The time for the lock-free closed path: coarse or precise, as built.
-    #[inline]
+    /// The time for the lock-free closed path: coarse or precise, as built. Out of line: a
+    /// clock read costs far more than a call, and inlined it would bloat the paths that read it.
+    #[inline(never)]
     fn lock_free_now(&self) -> Instant {
         if self.coarse_clock {
             clock::coarse_now()
@@ -743,16 +736,64 @@ impl<W: SlidingWindow> Shared<W> {
                 self.successes.increment();
                 return;
             }
-            let now = self.lock_free_now();
-            let fast = self
-                .slow_call_duration
-                .is_none_or(|limit| now.saturating_duration_since(acquired_at) < limit);
-            if fast && now.as_micros() < self.defer_until.load(Ordering::Acquire) {
-                self.successes.increment();
-                return;
-            }
+            return self.settle_timed_success(ticket, acquired_at);
         }
         self.settle_success_locked(ticket, acquired_at);
+    }
+
+    /// [`settle_success`](Self::settle_success) for a success that needs the time (slow-call
+    /// detection, a window by time): out of line, so the untimed path stays small enough to
+    /// inline into the caller.
+    #[inline(never)]
+    fn settle_timed_success(&self, ticket: Ticket, acquired_at: Instant) {
+        let now = self.lock_free_now();
+        let fast = self
+            .slow_call_duration
+            .is_none_or(|limit| now.saturating_duration_since(acquired_at) < limit);
+        if fast && now.as_micros() < self.defer_until.load(Ordering::Acquire) {
+            self.successes.increment();
+            return;
+        }
+        self.settle_success_locked(ticket, acquired_at);
+    }
+
+    /// A permit made without the core while the word says closed, disabled or metrics-only.
+    #[inline]
+    fn admit_freely(&self) -> Option<CallPermit<'_, W>> {
+        let word = self.word.load();
+        if !word.admits_freely() {
+            return None;
+        }
+        let acquired_at = if self.timed_permits {
+            self.lock_free_now()
+        } else {
+            // Only slow-call detection reads the start time.
+            Instant::ZERO
+        };
+        let ticket = Ticket::new(word.generation(), Issued::Freely);
+        Some(CallPermit::new(self, ticket, acquired_at))
+    }
+
+    /// Admission through the core, under the lock: open, half-open and forced open.
+    #[cold]
+    #[inline(never)]
+    fn acquire_locked(&self) -> Result<CallPermit<'_, W>, Rejected> {
+        self.with_core(|core, now| match core.try_acquire(now) {
+            Ok(permit) => {
+                let issued = if core.state() == CircuitState::HalfOpen {
+                    Issued::Probe
+                } else {
+                    Issued::Freely
+                };
+                let transition = permit.transition();
+                (Ok((permit, issued)), transition)
+            }
+            Err(rejected) => (Err(rejected), rejected.transition),
+        })
+        .map(|(permit, issued)| {
+            let ticket = Ticket::new(permit.generation(), issued);
+            CallPermit::new(self, ticket, permit.acquired_at())
+        })
     }
 
     #[cold]

@@ -33,6 +33,9 @@ struct Slot(usize);
 
 #[cfg(not(loom))]
 impl Slot {
+    /// Once per thread, on its first count: out of line, so the counting path stays small.
+    #[cold]
+    #[inline(never)]
     fn take() -> Self {
         let free = FREE_SLOTS
             .lock()
