@@ -52,6 +52,7 @@ use rustkernel_core::resilience::{
 };
 use rustkernel_core::rng::Rng;
 
+use crate::breaker::fast::StripedCounter;
 use crate::classify::{OkIsSuccess, ResponseClassifier, Verdict};
 use crate::clock;
 use crate::deadline::current_deadline;
@@ -86,13 +87,38 @@ where
 
 /// A [`RetryBudget`] shared by every call to one callee, across tasks and threads.
 ///
-/// A cheap clonable handle (`Arc<Mutex<RetryBudget>>`); clones share one budget. A
-/// [`Retrier`] deposits once per original call and withdraws once per retry; the lock is held
-/// only for that, never across an `.await`. A poisoned lock is used as it is: the budget is a
-/// few counters that a panic cannot leave half-updated in a harmful way.
+/// A cheap clonable handle (an `Arc` inside); clones share one budget. A [`Retrier`] deposits
+/// once per original call and withdraws once per retry.
+///
+/// The budget sits behind a mutex, held only for one input, never across an `.await`. A deposit
+/// made while the budget's newest time slot lasts (the core's
+/// [`deposits_deferrable_until`](RetryBudget::deposits_deferrable_until)) only adds one to the
+/// thread's own stripe of a striped counter, as the circuit breaker counts its closed-state
+/// successes: no lock and no locked instruction. Whoever takes the lock next (a withdrawal, a
+/// read, the first deposit of a new slot) first hands the budget those deposits
+/// ([`record_deposits`](RetryBudget::record_deposits)). A deposit that read the slot's end just
+/// before another thread moved the ring on is counted in the newer slot: it stays in the window
+/// one slot longer. A poisoned lock is used as it is: the budget is a few counters that a panic
+/// cannot leave half-updated in a harmful way.
 #[derive(Clone, Debug)]
 pub struct SharedRetryBudget {
-    inner: Arc<Mutex<RetryBudget>>,
+    inner: Arc<BudgetShared>,
+}
+
+#[derive(Debug)]
+struct BudgetShared {
+    /// The budget's `deposits_deferrable_until` in core microseconds, written under the lock
+    /// after every change.
+    deposit_until: AtomicU64,
+    deposits: StripedCounter,
+    locked: Mutex<LockedBudget>,
+}
+
+#[derive(Debug)]
+struct LockedBudget {
+    budget: RetryBudget,
+    /// The stripes' sum when the budget was last handed their deposits.
+    folded: u64,
 }
 
 impl SharedRetryBudget {
@@ -116,7 +142,24 @@ impl SharedRetryBudget {
 
     /// Counts one original request now.
     pub fn deposit(&self) {
-        self.with(|budget| budget.deposit(clock::now()));
+        self.deposit_at(clock::now());
+    }
+
+    /// Counts one original request at `now` (core time), on the side while the newest slot
+    /// lasts (see the type's docs).
+    #[inline]
+    pub(crate) fn deposit_at(&self, now: rustkernel_core::time::Instant) {
+        if now.as_micros() < self.inner.deposit_until.load(Ordering::Acquire) {
+            self.inner.deposits.increment();
+        } else {
+            self.deposit_locked(now);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn deposit_locked(&self, now: rustkernel_core::time::Instant) {
+        self.with(|budget| budget.deposit(now));
     }
 
     /// Takes one retry now; `false` (and nothing taken) when the budget is spent.
@@ -136,17 +179,34 @@ impl SharedRetryBudget {
         self.with(|budget| *budget.config())
     }
 
-    /// Runs `f` on the budget under the lock.
+    /// Runs `f` on the budget under the lock, after handing it the deposits counted on the
+    /// side, and publishes until when deposits may be counted on the side again.
     pub(crate) fn with<R>(&self, f: impl FnOnce(&mut RetryBudget) -> R) -> R {
-        let mut budget = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
-        f(&mut budget)
+        let shared = &*self.inner;
+        let mut locked = shared.locked.lock().unwrap_or_else(PoisonError::into_inner);
+        let sum = shared.deposits.sum();
+        let pending = sum.saturating_sub(locked.folded);
+        if pending > 0 {
+            locked.folded = sum;
+            locked.budget.record_deposits(pending);
+        }
+        let result = f(&mut locked.budget);
+        shared.deposit_until.store(
+            locked.budget.deposits_deferrable_until().as_micros(),
+            Ordering::Release,
+        );
+        result
     }
 }
 
 impl From<RetryBudget> for SharedRetryBudget {
     fn from(budget: RetryBudget) -> Self {
         Self {
-            inner: Arc::new(Mutex::new(budget)),
+            inner: Arc::new(BudgetShared {
+                deposit_until: AtomicU64::new(budget.deposits_deferrable_until().as_micros()),
+                deposits: StripedCounter::new(),
+                locked: Mutex::new(LockedBudget { budget, folded: 0 }),
+            }),
         }
     }
 }
@@ -414,7 +474,7 @@ impl<H, C, K> Retrier<H, C, K> {
             return Start::Expired;
         }
         if let Some(budget) = &self.budget {
-            budget.with(|budget| budget.deposit(now));
+            budget.deposit_at(now);
         }
         let seed = self.seeds.next_seed();
         let deadline = deadline.map(|deadline| deadline.deadline());
@@ -430,7 +490,7 @@ impl<H, C, K> Retrier<H, C, K> {
         deadline: Option<rustkernel_core::time::Instant>,
     ) -> LazyRetry {
         if let Some(budget) = &self.budget {
-            budget.with(|budget| budget.deposit(now));
+            budget.deposit_at(now);
         }
         LazyRetry {
             started_at: now,
@@ -607,6 +667,36 @@ mod tests {
             max_attempts: 0,
             ..RetryConfig::default()
         });
+    }
+
+    #[test]
+    fn deposits_counted_on_the_side_reach_the_budget_before_its_next_input() {
+        use rustkernel_core::time::Instant;
+        // Ten slots of 1 s; half a retry per request, no floor.
+        let budget = SharedRetryBudget::new(RetryBudgetConfig {
+            min_retries_per_second: 0,
+            retry_ratio: 0.5,
+            ..RetryBudgetConfig::default()
+        });
+        let t = Instant::from_secs(100);
+        // The first deposit moves the ring to t's slot, under the lock; the next ones in that
+        // slot are counted on the side.
+        budget.deposit_at(t);
+        for _ in 0..3 {
+            budget.deposit_at(t + Duration::from_millis(999));
+        }
+        assert_eq!(budget.inner.deposits.sum(), 3);
+        // A withdrawal sees all four requests: two retries.
+        let withdraw = |now| budget.with(|b| b.try_withdraw(now));
+        assert!(withdraw(t));
+        assert!(withdraw(t));
+        assert!(!withdraw(t));
+        // The next slot's first deposit goes through the lock again.
+        budget.deposit_at(t + Duration::from_secs(1));
+        budget.deposit_at(t + Duration::from_secs(1));
+        assert_eq!(budget.inner.deposits.sum(), 4);
+        assert!(withdraw(t + Duration::from_secs(1)));
+        assert!(!withdraw(t + Duration::from_secs(1)));
     }
 
     #[test]

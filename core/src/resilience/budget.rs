@@ -189,6 +189,28 @@ impl RetryBudget {
         }
     }
 
+    /// Until when (exclusive) a [`deposit`](Self::deposit) lands in the newest slot without
+    /// moving the ring (the end of that slot), so that an adapter may count deposits made
+    /// before it on the side and hand them over with [`record_deposits`](Self::record_deposits).
+    #[must_use]
+    pub fn deposits_deferrable_until(&self) -> Instant {
+        Instant::from_micros(
+            self.newest
+                .saturating_add(1)
+                .saturating_mul(self.slot_micros),
+        )
+    }
+
+    /// Counts `count` original requests in the newest slot, as `count` calls of
+    /// [`deposit`](Self::deposit) made before
+    /// [`deposits_deferrable_until`](Self::deposits_deferrable_until) would. Call it before the
+    /// next input, so that the ring has not moved past their slot.
+    pub fn record_deposits(&mut self, count: u64) {
+        if let Some(slot) = self.slots.get_mut(index(self.newest)) {
+            slot.deposits = slot.deposits.saturating_add(count);
+        }
+    }
+
     /// Takes one retry from the budget at `now`; `false` (and nothing taken) when it is spent.
     pub fn try_withdraw(&mut self, now: Instant) -> bool {
         self.advance(now);
@@ -452,6 +474,34 @@ mod tests {
             lots.available(Instant::ZERO),
             u64::MAX / UNITS_PER_RETRY - 1
         );
+    }
+
+    #[test]
+    fn deposits_handed_over_count_as_deposits_made_before_the_slot_ends() {
+        // An adapter that counts deposits on the side while the newest slot lasts, hands them
+        // over before its next input, and deposits through the budget otherwise, keeps the
+        // budget a plain one would: across slots, a window and time going backwards.
+        let mut plain = budget(10, 0, 0.5);
+        let mut deferred = plain;
+        let mut pending = 0;
+        for millis in [
+            0, 300, 999, 1_000, 1_500, 4_200, 4_999, 12_000, 11_000, 30_000,
+        ] {
+            let now = Instant::from_millis(millis);
+            plain.deposit(now);
+            if now < deferred.deposits_deferrable_until() {
+                pending += 1;
+            } else {
+                deferred.record_deposits(pending);
+                pending = 0;
+                deferred.deposit(now);
+            }
+        }
+        deferred.record_deposits(pending);
+        assert_eq!(deferred, plain);
+        let now = Instant::from_secs(30);
+        assert_eq!(deferred.available(now), plain.available(now));
+        assert_eq!(deferred.deposits_deferrable_until(), Instant::from_secs(31));
     }
 
     #[test]
