@@ -49,6 +49,7 @@
 //! # }
 //! ```
 
+use std::cell::Cell;
 use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
@@ -64,13 +65,32 @@ use rustkernel_core::resilience::{
     DeadlineBound, DeadlineContext as CoreDeadline, DeadlineExceeded, ResilienceError,
     ResolvedDeadline as CoreResolved, TimeoutConfig, WireDeadline,
 };
-use tokio::task::futures::TaskLocalFuture;
 use tokio::time::Sleep;
 
 use crate::clock;
 
-tokio::task_local! {
-    static CURRENT: DeadlineContext;
+thread_local! {
+    /// The deadline of the future being polled on this thread, if it runs under one: set by a
+    /// [`DeadlineScope`] (and [`with_current`]) for one poll or drop at a time and put back
+    /// after, as tokio's task-locals are, so it follows the task from thread to thread. A `Cell`
+    /// of a `Copy` value: reading and swapping it cost a few loads and stores, with no borrow
+    /// flag and nothing to destroy.
+    static CURRENT: Cell<Option<DeadlineContext>> = const { Cell::new(None) };
+}
+
+/// Runs `f` with `deadline` as the current deadline, then puts back the one before (also when
+/// `f` panics).
+#[inline]
+fn with_current<R>(deadline: DeadlineContext, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<DeadlineContext>);
+    impl Drop for Restore {
+        #[inline]
+        fn drop(&mut self) {
+            CURRENT.with(|current| current.set(self.0));
+        }
+    }
+    let _restore = Restore(CURRENT.with(|current| current.replace(Some(deadline))));
+    f()
 }
 
 /// The deadline the current task runs under, if it runs under one.
@@ -81,7 +101,7 @@ tokio::task_local! {
 /// blocking threads and in tasks spawned from such a future.
 #[must_use]
 pub fn current_deadline() -> Option<DeadlineContext> {
-    CURRENT.try_with(|deadline| *deadline).ok()
+    CURRENT.with(Cell::get)
 }
 
 /// An absolute deadline on tokio's clock: the chapter's `DeadlineContext`.
@@ -265,8 +285,8 @@ impl DeadlineContext {
     /// Makes this deadline (capped by the current one) the current deadline while `future`
     /// runs, without enforcing it: nested calls see it and size their own deadlines and
     /// retries by it. Use [`execute`](Self::execute) to also stop the future at the deadline.
-    pub fn scope<F: Future>(self, future: F) -> TaskLocalFuture<DeadlineContext, F> {
-        CURRENT.scope(self.capped_by_current(), future)
+    pub fn scope<F: Future>(self, future: F) -> DeadlineScope<F> {
+        DeadlineScope::new(self.capped_by_current(), future)
     }
 }
 
@@ -315,6 +335,60 @@ pub(crate) fn widen<E>(error: ResilienceError<Infallible>) -> ResilienceError<E>
 }
 
 pin_project! {
+    /// The future of [`DeadlineContext::scope`]: `future`, with the deadline current while it is
+    /// polled and while it is dropped (so a breaker permit dropped inside it reads it).
+    #[must_use = "futures do nothing unless polled"]
+    pub struct DeadlineScope<F> {
+        deadline: DeadlineContext,
+        // `None` only while being dropped.
+        #[pin]
+        future: Option<F>,
+    }
+
+    impl<F> PinnedDrop for DeadlineScope<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let mut this = this.project();
+            if this.future.is_some() {
+                let deadline = *this.deadline;
+                with_current(deadline, || this.future.set(None));
+            }
+        }
+    }
+}
+
+impl<F> DeadlineScope<F> {
+    fn new(deadline: DeadlineContext, future: F) -> Self {
+        Self {
+            deadline,
+            future: Some(future),
+        }
+    }
+}
+
+impl<F: Future> Future for DeadlineScope<F> {
+    type Output = F::Output;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let deadline = *this.deadline;
+        match this.future.as_pin_mut() {
+            Some(future) => with_current(deadline, || future.poll(cx)),
+            // Only while being dropped: never polled.
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl<F> fmt::Debug for DeadlineScope<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DeadlineScope")
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
+pin_project! {
     /// The future of [`DeadlineContext::execute`] and [`ResolvedDeadline::execute`]: the
     /// operation's result, or the deadline's error once it passes.
     #[must_use = "futures do nothing unless polled"]
@@ -334,7 +408,7 @@ pin_project! {
     enum State<F> {
         Running {
             #[pin]
-            inner: TaskLocalFuture<DeadlineContext, F>,
+            inner: DeadlineScope<F>,
             // Created on the first poll that finds the call still running, so building the
             // future needs no runtime, and boxed, so a call that finishes at once neither
             // allocates nor carries (and moves) a timer entry in its state.
@@ -383,12 +457,12 @@ impl<F: Future, C> DeadlineFuture<F, C> {
                 state: State::Expired { error },
             };
         }
-        let future = CURRENT.sync_scope(deadline, f);
+        let future = with_current(deadline, f);
         Self {
             deadline,
             classifier,
             state: State::Running {
-                inner: CURRENT.scope(deadline, future),
+                inner: DeadlineScope::new(deadline, future),
                 sleep: None,
                 bound,
             },
@@ -473,7 +547,7 @@ pub(crate) async fn poll_until<Fut: Future>(
         let Some(future) = slot.as_mut().as_pin_mut() else {
             return Poll::Ready(None);
         };
-        if let Poll::Ready(output) = CURRENT.sync_scope(deadline, || future.poll(cx)) {
+        if let Poll::Ready(output) = with_current(deadline, || future.poll(cx)) {
             slot.set(None);
             return Poll::Ready(Some(output));
         }
@@ -489,7 +563,7 @@ pub(crate) async fn poll_until<Fut: Future>(
                     deadline = %deadline.inner.deadline(),
                     "deadline passed during the call"
                 );
-                CURRENT.sync_scope(deadline, || slot.set(None));
+                with_current(deadline, || slot.set(None));
                 Poll::Ready(None)
             }
             Poll::Pending => Poll::Pending,

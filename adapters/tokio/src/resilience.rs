@@ -37,7 +37,8 @@ pub use crate::axum::{HttpBreakerLayer, HttpError, HttpPipelineLayer};
 pub use crate::classify::HttpClassifier;
 pub use crate::classify::{OkIsSuccess, ResponseClassifier, Verdict};
 pub use crate::deadline::{
-    CancelFlag, DeadlineContext, DeadlineFuture, ResolvedDeadline, TimeoutExt, current_deadline,
+    CancelFlag, DeadlineContext, DeadlineFuture, DeadlineScope, ResolvedDeadline, TimeoutExt,
+    current_deadline,
 };
 pub use crate::layer::{
     CircuitBreakerLayer, DeadlineLayer, Guard, GuardLayer, PipelineLayer, RetryLayer,

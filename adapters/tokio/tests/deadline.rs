@@ -2,7 +2,7 @@
 //! `TimeoutConfig` resolution (queue time, propagation) and the wire form.
 
 use std::cell::Cell;
-use std::future::{pending, poll_fn};
+use std::future::{Future, pending, poll_fn};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, mpsc};
 use std::task::Poll;
@@ -100,6 +100,62 @@ async fn nested_calls_see_the_parent_deadline_and_cannot_extend_it() {
         .await;
     assert_eq!(result, Ok("parent continues"));
     assert_eq!(start.elapsed(), 100 * MS);
+}
+
+/// Records the current deadline when dropped.
+struct SeesOnDrop(Arc<std::sync::Mutex<Option<Option<DeadlineContext>>>>);
+
+impl Drop for SeesOnDrop {
+    fn drop(&mut self) {
+        if let Ok(mut seen) = self.0.lock() {
+            *seen = Some(current_deadline());
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_scoped_future_has_its_deadline_while_polled_and_dropped_and_only_then() {
+    let deadline = DeadlineContext::new(S);
+    let seen = Arc::new(std::sync::Mutex::new(None));
+    let guard = SeesOnDrop(Arc::clone(&seen));
+    let mut scoped = Box::pin(deadline.scope(async move {
+        let _guard = guard;
+        assert_eq!(current_deadline(), Some(deadline));
+        pending::<()>().await;
+    }));
+    poll_fn(|cx| {
+        assert!(scoped.as_mut().poll(cx).is_pending());
+        Poll::Ready(())
+    })
+    .await;
+    assert_eq!(current_deadline(), None);
+    // Dropped half-way, the future still sees its deadline (a breaker permit inside reads it).
+    drop(scoped);
+    assert_eq!(
+        seen.lock().ok().and_then(|seen| *seen),
+        Some(Some(deadline))
+    );
+    assert_eq!(current_deadline(), None);
+    // A poll that panics puts the deadline before it back.
+    let outer = DeadlineContext::new(2 * S);
+    let inner = DeadlineContext::new(S);
+    let panicked = outer
+        .scope(async move {
+            let mut scoped = Box::pin(inner.scope(async {
+                assert_eq!(current_deadline(), Some(inner));
+                std::panic::resume_unwind(Box::new("the operation panicked"));
+            }));
+            let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                let waker = std::task::Waker::noop();
+                scoped
+                    .as_mut()
+                    .poll(&mut std::task::Context::from_waker(waker))
+            }));
+            (result.is_err(), current_deadline())
+        })
+        .await;
+    assert_eq!(panicked, (true, Some(outer)));
+    assert_eq!(current_deadline(), None);
 }
 
 #[tokio::test(start_paused = true)]
