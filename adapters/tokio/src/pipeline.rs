@@ -336,14 +336,19 @@ impl<W: SlidingWindow, H, C, K> Pipeline<W, H, C, K> {
         // One clock read and one look at the caller's deadline serve the whole first attempt.
         let now = clock::now();
         let parent = current_deadline();
-        let mut attempts = 0_u32;
-        let mut gave_up = None;
+        let mut run = Run {
+            pipeline: self,
+            op: &mut op,
+            now,
+            deadline: None,
+            attempts: 0,
+            gave_up: None,
+        };
         let result = match &self.timeout {
             None => {
                 // No deadline of its own: the caller's, if any, bounds the attempts.
-                let parent = parent.map(|parent| ResolvedDeadline::parent(parent.as_core()));
-                self.run_retries(&mut op, now, parent, &mut attempts, &mut gave_up)
-                    .await
+                run.deadline = parent.map(|parent| ResolvedDeadline::parent(parent.as_core()));
+                Self::run_retries(&mut run).await
             }
             Some(timeout) => {
                 let request = request.unwrap_or_default();
@@ -357,13 +362,8 @@ impl<W: SlidingWindow, H, C, K> Pipeline<W, H, C, K> {
                 let total = DeadlineContext::from_core(resolved.context);
                 // Dropped in the total deadline's scope when it passes, so the breaker counts
                 // the attempt it cut as a timeout.
-                let retries = std::pin::pin!(Some(self.run_retries(
-                    &mut op,
-                    now,
-                    Some(resolved),
-                    &mut attempts,
-                    &mut gave_up
-                )));
+                run.deadline = Some(resolved);
+                let retries = std::pin::pin!(Some(Self::run_retries(&mut run)));
                 match poll_until(total, retries).await {
                     Some(result) => result,
                     None => Err(resolved.expiry_error()),
@@ -376,20 +376,15 @@ impl<W: SlidingWindow, H, C, K> Pipeline<W, H, C, K> {
         };
         Outcome {
             result,
-            attempts,
+            attempts: run.attempts,
             retry_after,
-            gave_up,
+            gave_up: run.gave_up,
         }
     }
 
     /// Retry around the breaker and the attempt timeout, from `now` under `deadline`.
     async fn run_retries<F, Fut, T, R>(
-        &self,
-        op: &mut F,
-        now: Instant,
-        deadline: Option<ResolvedDeadline>,
-        attempts: &mut u32,
-        gave_up: &mut Option<GiveUpReason>,
+        run: &mut Run<'_, Self, F>,
     ) -> Result<T, ResilienceError<<C as Classifier<R>>::Error>>
     where
         F: FnMut() -> Fut,
@@ -398,116 +393,110 @@ impl<W: SlidingWindow, H, C, K> Pipeline<W, H, C, K> {
         H: RetryAfterHint<<C as Classifier<R>>::Error>,
         K: ResponseClassifier<T>,
     {
+        let this = run.pipeline;
+        let (now, deadline) = (run.now, run.deadline);
         if let Some(deadline) = deadline {
             deadline.check_start(now)?;
         }
-        let mut retry = self
+        let mut retry = this
             .retrier
             .start_lazy(now, deadline.map(|deadline| deadline.context.deadline()));
+        let classifier = this.retrier.classifier();
+        let responses = this.retrier.responses();
         let mut attempt_at = now;
         loop {
-            *attempts = attempts.saturating_add(1);
-            let at = match self.attempt(op, attempt_at, deadline).await {
-                Ok(Answer::Done(value)) => return Ok(value),
-                Ok(Answer::Failed(value, kind)) => {
-                    let hint = self.retrier.responses().retry_after(&value);
-                    match self.retrier.decide_lazy(&mut retry, kind, hint) {
-                        RetryDecision::RetryAt(at) => at,
-                        RetryDecision::GiveUp(reason) => {
-                            *gave_up = Some(reason);
-                            return Ok(value);
+            run.attempts = run.attempts.saturating_add(1);
+            // One attempt, written out here rather than as a future of its own: each level of
+            // futures costs the closed path a copy of its arguments and of its output.
+            let mut refused = None;
+            let permit = match &this.breaker {
+                None => None,
+                // Not `try_acquire()`: its `Result` is as large as a `Rejected`, and moving the
+                // permit out of it costs more than the rest of the breaker's closed path.
+                Some(breaker) => match breaker.admit_freely() {
+                    Some(permit) => Some(permit),
+                    None => match breaker.acquire_locked() {
+                        Ok(permit) => Some(permit),
+                        Err(rejected) => {
+                            refused = Some(rejected);
+                            None
+                        }
+                    },
+                },
+            };
+            let at = 'retry: {
+                let error = if let Some(rejected) = refused {
+                    ResilienceError::from(rejected)
+                } else {
+                    let result = match this.attempt_timeout {
+                        None => (run.op)().await.map_err(Attempt::Failed),
+                        Some(timeout) => {
+                            let attempt =
+                                ResolvedDeadline::for_attempt(deadline, attempt_at, timeout);
+                            if attempt.bound != DeadlineBound::Attempt && this.timeout.is_some() {
+                                // The pipeline's total deadline comes first and cuts the
+                                // attempt itself (around the retries), with the error its bound
+                                // calls for.
+                                (run.op)().await.map_err(Attempt::Failed)
+                            } else if attempt.context.is_expired(attempt_at) {
+                                Err(Attempt::Cut(attempt.expiry_error()))
+                            } else {
+                                let future = std::pin::pin!(Some((run.op)()));
+                                let context = DeadlineContext::from_core(attempt.context);
+                                match poll_until(context, future).await {
+                                    Some(result) => result.map_err(Attempt::Failed),
+                                    None => Err(Attempt::Cut(attempt.expiry_error())),
+                                }
+                            }
+                        }
+                    };
+                    match result {
+                        Ok(value) => match responses.classify_response(&value) {
+                            Verdict::Success => {
+                                if let Some(permit) = permit {
+                                    permit.success();
+                                }
+                                return Ok(value);
+                            }
+                            Verdict::Ignore => {
+                                if let Some(permit) = permit {
+                                    permit.cancel();
+                                }
+                                return Ok(value);
+                            }
+                            Verdict::Failure(kind) => {
+                                if let Some(permit) = permit {
+                                    permit.failure(kind);
+                                }
+                                let hint = responses.retry_after(&value);
+                                match this.retrier.decide_lazy(&mut retry, kind, hint) {
+                                    RetryDecision::RetryAt(at) => break 'retry at,
+                                    RetryDecision::GiveUp(reason) => {
+                                        run.gave_up = Some(reason);
+                                        return Ok(value);
+                                    }
+                                }
+                            }
+                        },
+                        Err(error) => {
+                            let error = flatten(classifier, error);
+                            if let Some(permit) = permit {
+                                permit.failure(classifier.kind_of(&error));
+                            }
+                            error
                         }
                     }
-                }
-                Err(error) => match self.retrier.on_lazy_failure::<R>(&mut retry, &error) {
+                };
+                match this.retrier.on_lazy_failure::<R>(&mut retry, &error) {
                     RetryDecision::RetryAt(at) => at,
                     RetryDecision::GiveUp(reason) => {
-                        *gave_up = Some(reason);
+                        run.gave_up = Some(reason);
                         return Err(error);
                     }
-                },
+                }
             };
             tokio::time::sleep_until(clock::to_tokio(at)).await;
             attempt_at = clock::now();
-        }
-    }
-
-    /// One attempt at `now`: the breaker's permit, the operation under the attempt timeout, its
-    /// response classified.
-    async fn attempt<F, Fut, T, R>(
-        &self,
-        op: &mut F,
-        now: Instant,
-        deadline: Option<ResolvedDeadline>,
-    ) -> Result<Answer<T>, ResilienceError<<C as Classifier<R>>::Error>>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, R>>,
-        C: Classifier<R>,
-        K: ResponseClassifier<T>,
-    {
-        let classifier = self.retrier.classifier();
-        let responses = self.retrier.responses();
-        let Some(breaker) = &self.breaker else {
-            return match self.timed(op, now, deadline).await {
-                Ok(value) => Ok(match responses.classify_response(&value) {
-                    Verdict::Failure(kind) => Answer::Failed(value, kind),
-                    Verdict::Success | Verdict::Ignore => Answer::Done(value),
-                }),
-                Err(error) => Err(flatten(classifier, error)),
-            };
-        };
-        let permit = breaker.try_acquire()?;
-        match self.timed(op, now, deadline).await {
-            Ok(value) => Ok(match responses.classify_response(&value) {
-                Verdict::Success => {
-                    permit.success();
-                    Answer::Done(value)
-                }
-                Verdict::Failure(kind) => {
-                    permit.failure(kind);
-                    Answer::Failed(value, kind)
-                }
-                Verdict::Ignore => {
-                    permit.cancel();
-                    Answer::Done(value)
-                }
-            }),
-            Err(error) => {
-                let error = flatten(classifier, error);
-                permit.failure(classifier.kind_of(&error));
-                Err(error)
-            }
-        }
-    }
-
-    /// The operation, cut at the attempt timeout (or at `deadline`, the call's, if earlier).
-    async fn timed<F, Fut, T, R>(
-        &self,
-        op: &mut F,
-        now: Instant,
-        deadline: Option<ResolvedDeadline>,
-    ) -> Result<T, Attempt<R>>
-    where
-        F: FnMut() -> Fut,
-        Fut: Future<Output = Result<T, R>>,
-    {
-        let Some(timeout) = self.attempt_timeout else {
-            return op().await.map_err(Attempt::Failed);
-        };
-        let attempt = ResolvedDeadline::for_attempt(deadline, now, timeout);
-        if attempt.bound != DeadlineBound::Attempt && self.timeout.is_some() {
-            // The pipeline's total deadline comes first and cuts the attempt itself (around
-            // the retries), with the error its bound calls for.
-            return op().await.map_err(Attempt::Failed);
-        }
-        if attempt.context.is_expired(now) {
-            return Err(Attempt::Cut(attempt.expiry_error()));
-        }
-        let future = std::pin::pin!(Some(op()));
-        match poll_until(DeadlineContext::from_core(attempt.context), future).await {
-            Some(result) => result.map_err(Attempt::Failed),
-            None => Err(Attempt::Cut(attempt.expiry_error())),
         }
     }
 
@@ -606,11 +595,17 @@ pub struct RequestDeadline {
     pub enqueued_at: Option<Instant>,
 }
 
-/// An attempt that returned `Ok`: a response to return, or one the response classifier called
-/// a failure of a kind (returned only when retry gives up on it).
-enum Answer<T> {
-    Done(T),
-    Failed(T, ErrorKind),
+/// A call's retries: what they read (the operation, the start, the deadline) and what they
+/// report (attempts made, why retry gave up), in one value the retries' future borrows. A
+/// future copies its arguments when it is made and again when it first runs, right after, and
+/// reading back several just written costs more than all of them together: one argument.
+struct Run<'a, P, F> {
+    pipeline: &'a P,
+    op: &'a mut F,
+    now: Instant,
+    deadline: Option<ResolvedDeadline>,
+    attempts: u32,
+    gave_up: Option<GiveUpReason>,
 }
 
 /// An attempt's failure before flattening: the operation's own error, or the attempt cut short.
