@@ -21,6 +21,24 @@ step() {
 # One-shot builds gain nothing from incremental caches, which would double the target directory.
 export CARGO_INCREMENTAL=0
 
+# Every Debian package the steps below use, in one `apt-get install` after one `apt-get update`
+# (skipped when all are there); the scripts a step calls install their own only when run alone.
+step "Debian packages: one install for every step"
+packages=(
+  qemu-system-arm binutils-arm-none-eabi  # firmware under QEMU, its size
+  g++                                     # libFuzzer (fuzz)
+)
+missing=()
+for package in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
+done
+if ((${#missing[@]})); then
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+  $sudo apt-get update
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
+fi
+
 step "toolchain components and targets"
 rustup component add rustfmt clippy rust-src
 rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi
