@@ -38,6 +38,19 @@ pub struct ConfigFile {
     /// Long-running kernels as jobs that checkpoint (off unless `dir` is set).
     #[serde(default)]
     pub jobs: JobsFile,
+    /// What `/metrics` exports.
+    #[serde(default)]
+    pub metrics: MetricsFile,
+}
+
+/// `[metrics]`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MetricsFile {
+    /// Upper bounds, in seconds, of every kernel's latency histogram
+    /// (`rustkernel_kernel_duration_seconds`), increasing, at most 64 (default: 100 µs doubling
+    /// to 3.2768 s). A kernel's own `[kernels."<id>"] latency_buckets` overrides it.
+    pub latency_buckets: Option<Vec<f64>>,
 }
 
 /// `[gpu]`: kernels run on a GPU in a worker process that the service supervises, with the CPU
@@ -432,6 +445,8 @@ pub struct RuntimeFile {
 pub struct KernelFile {
     /// Fault injection for this kernel (off when absent).
     pub faults: Option<FaultConfig>,
+    /// This kernel's latency histogram bounds in seconds (default: `[metrics] latency_buckets`).
+    pub latency_buckets: Option<Vec<f64>>,
 }
 
 /// Seeded fault injection for one kernel, to rehearse failures.

@@ -73,6 +73,7 @@ use rustkernel_core::resilience::{
     BackoffStrategy, CircuitBreakerConfig, HealthProbeConfig, ResilienceConfig, RetryConfig,
     TimeoutConfig,
 };
+use rustkernel_tokio::metrics::{LATENCY_BUCKETS, check_buckets};
 use serde::{Deserialize, Serialize};
 
 use crate::kernels::KERNEL_IDS;
@@ -241,6 +242,10 @@ pub struct ServiceConfig {
     pub limits: Limits,
     /// Fault injection per kernel id.
     pub faults: BTreeMap<String, FaultConfig>,
+    /// Every kernel's latency histogram bounds in seconds, unless it has its own.
+    pub latency_buckets: Vec<f64>,
+    /// The kernels with their own latency histogram bounds.
+    pub kernel_latency_buckets: BTreeMap<String, Vec<f64>>,
     /// The GPU worker, when enabled.
     pub gpu: Option<crate::gpu::GpuConfig>,
     /// Edge devices' telemetry: sources, silence thresholds, bounds.
@@ -275,6 +280,14 @@ impl ServiceConfig {
     /// A [`ConfigError`] naming the file, the field and the reason.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         ConfigFile::load(path)?.resolve(path.parent())
+    }
+
+    /// The latency histogram bounds of kernel `id`, in seconds.
+    #[must_use]
+    pub fn latency_buckets_for(&self, id: &str) -> &[f64] {
+        self.kernel_latency_buckets
+            .get(id)
+            .unwrap_or(&self.latency_buckets)
     }
 
     /// Whether the listen address is a loopback one.
@@ -352,16 +365,21 @@ impl ServiceConfig {
             },
             kernels: self
                 .faults
-                .iter()
-                .map(|(id, faults)| {
+                .keys()
+                .chain(self.kernel_latency_buckets.keys())
+                .map(|id| {
                     (
                         id.clone(),
                         KernelFile {
-                            faults: Some(*faults),
+                            faults: self.faults.get(id).copied(),
+                            latency_buckets: self.kernel_latency_buckets.get(id).cloned(),
                         },
                     )
                 })
                 .collect(),
+            metrics: MetricsFile {
+                latency_buckets: Some(self.latency_buckets.clone()),
+            },
             gpu: match &self.gpu {
                 Some(gpu) => GpuFile {
                     enabled: Some(true),
@@ -414,6 +432,63 @@ mod tests {
                 .resolve(None)
                 .expect("valid");
             assert_eq!(again.to_file(), config.to_file(), "{text}");
+        }
+    }
+
+    #[test]
+    fn latency_buckets_come_from_the_file_per_kernel_and_show_again() {
+        let text = "[metrics]\nlatency_buckets = [0.01, 0.1, 1.0]\n[kernels.\"linalg/matmul\"]\nlatency_buckets = [1.0, 10.0, 60.0]";
+        let config = ConfigFile::parse(text)
+            .expect("parses")
+            .resolve(None)
+            .expect("valid");
+        assert_eq!(
+            config.latency_buckets_for("graph/pagerank"),
+            &[0.01, 0.1, 1.0]
+        );
+        assert_eq!(
+            config.latency_buckets_for("linalg/matmul"),
+            &[1.0, 10.0, 60.0]
+        );
+        let again = ConfigFile::parse(&config.to_file().to_toml().expect("writes"))
+            .expect("parses")
+            .resolve(None)
+            .expect("valid");
+        assert_eq!(again.to_file(), config.to_file());
+        assert_eq!(
+            ServiceConfig::preset(Preset::Production)
+                .expect("valid")
+                .latency_buckets_for("graph/pagerank"),
+            &LATENCY_BUCKETS,
+            "the default"
+        );
+
+        for (text, field, reason) in [
+            (
+                "[metrics]\nlatency_buckets = [0.1, 0.05]",
+                "metrics.latency_buckets",
+                "0.05 follows 0.1",
+            ),
+            (
+                "[metrics]\nlatency_buckets = []",
+                "metrics.latency_buckets",
+                "at least one",
+            ),
+            (
+                "[kernels.\"graph/pagerank\"]\nlatency_buckets = [-1.0]",
+                "kernels.\"graph/pagerank\".latency_buckets",
+                "-1 is not a finite number of seconds above 0",
+            ),
+        ] {
+            let error = ConfigFile::parse(text)
+                .expect("parses")
+                .resolve(None)
+                .expect_err(text);
+            let message = error.to_string();
+            assert!(
+                message.contains(field) && message.contains(reason),
+                "{text}: {message}"
+            );
         }
     }
 

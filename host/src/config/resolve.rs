@@ -142,6 +142,15 @@ impl ConfigFile {
             ));
         }
 
+        let latency_buckets = match &self.metrics.latency_buckets {
+            Some(bounds) => {
+                check_buckets(bounds)
+                    .map_err(|error| invalid("metrics.latency_buckets", error.to_string()))?;
+                bounds.clone()
+            }
+            None => LATENCY_BUCKETS.to_vec(),
+        };
+        let mut kernel_latency_buckets = BTreeMap::new();
         let mut faults = BTreeMap::new();
         for (id, kernel) in &self.kernels {
             if !KERNEL_IDS.contains(&id.as_str()) {
@@ -160,6 +169,15 @@ impl ConfigFile {
                     fault.hang_probability,
                 )?;
                 faults.insert(id.clone(), fault);
+            }
+            if let Some(bounds) = &kernel.latency_buckets {
+                check_buckets(bounds).map_err(|error| {
+                    invalid(
+                        &format!("kernels.\"{id}\".latency_buckets"),
+                        error.to_string(),
+                    )
+                })?;
+                kernel_latency_buckets.insert(id.clone(), bounds.clone());
             }
         }
 
@@ -182,6 +200,8 @@ impl ConfigFile {
             auth,
             limits,
             faults,
+            latency_buckets,
+            kernel_latency_buckets,
             gpu,
             telemetry,
             jobs,

@@ -107,7 +107,9 @@ impl AppState {
                     id,
                     pipeline,
                     faults: config.faults.get(id).copied().map(FaultInjector::new),
-                    calls: CallMetrics::new(),
+                    // Checked when the configuration was resolved.
+                    calls: CallMetrics::with_buckets(config.latency_buckets_for(id))
+                        .map_err(|error| ServeError::Config(error.to_string()))?,
                 },
             );
         }

@@ -33,35 +33,119 @@ use serde::{Deserialize, Serialize};
 
 use crate::pipeline::Outcome;
 
-/// The upper bounds of the latency histogram's buckets, in seconds: 100 µs doubling to about
-/// 3.3 s (and `+Inf`), as the service's `rustkernel_kernel_duration_seconds` has always had.
+/// The default upper bounds of the latency histogram's buckets, in seconds: 100 µs doubling to
+/// about 3.3 s (and `+Inf`). Kernels of other sizes choose their own with
+/// [`CallMetrics::with_buckets`].
 pub const LATENCY_BUCKETS: [f64; 16] = [
     0.000_1, 0.000_2, 0.000_4, 0.000_8, 0.001_6, 0.003_2, 0.006_4, 0.012_8, 0.025_6, 0.051_2,
     0.102_4, 0.204_8, 0.409_6, 0.819_2, 1.638_4, 3.276_8,
 ];
 
+/// The most bucket bounds a latency histogram takes.
+pub const MAX_LATENCY_BUCKETS: usize = 64;
+
+/// Why bucket bounds were refused by [`CallMetrics::with_buckets`].
+#[derive(Clone, Debug, PartialEq)]
+pub enum BucketsError {
+    /// No bound: a histogram needs at least one below `+Inf`.
+    Empty,
+    /// More than [`MAX_LATENCY_BUCKETS`] bounds.
+    TooMany(usize),
+    /// A bound that is not a finite number of seconds above zero.
+    NotPositive(f64),
+    /// A bound not above the one before it.
+    NotIncreasing {
+        /// The bound before.
+        previous: f64,
+        /// The bound that follows it.
+        next: f64,
+    },
+}
+
+impl core::fmt::Display for BucketsError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Self::Empty => f.write_str("latency buckets: at least one bound is needed"),
+            Self::TooMany(n) => write!(
+                f,
+                "latency buckets: {n} bounds, at most {MAX_LATENCY_BUCKETS}"
+            ),
+            Self::NotPositive(bound) => write!(
+                f,
+                "latency buckets: {bound} is not a finite number of seconds above 0"
+            ),
+            Self::NotIncreasing { previous, next } => write!(
+                f,
+                "latency buckets: {next} follows {previous}; bounds must increase"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for BucketsError {}
+
 /// One operation's call counters; a cheap [`Clone`] handle, recorded from any task.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct CallMetrics {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
     outcomes: Mutex<Vec<(&'static str, u64)>>,
     attempts: AtomicU64,
     retries: AtomicU64,
     fallbacks: AtomicU64,
-    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    /// Upper bounds in seconds, increasing; `buckets` counts each (not cumulative).
+    bounds: Box<[f64]>,
+    buckets: Box<[AtomicU64]>,
     count: AtomicU64,
     sum_nanos: AtomicU64,
 }
 
+impl Default for CallMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl CallMetrics {
-    /// No call yet.
+    /// No call yet; latency in the [`LATENCY_BUCKETS`].
     #[must_use]
     pub fn new() -> Self {
-        Self::default()
+        Self::from_checked_bounds(&LATENCY_BUCKETS)
+    }
+
+    /// No call yet; latency in buckets with these upper bounds (seconds, increasing, at most
+    /// [`MAX_LATENCY_BUCKETS`]; `+Inf` is implied).
+    ///
+    /// # Errors
+    /// [`BucketsError`] naming the first bound that is not finite, positive and above the one
+    /// before it, or when there are none or too many.
+    pub fn with_buckets(bounds: &[f64]) -> Result<Self, BucketsError> {
+        check_buckets(bounds)?;
+        Ok(Self::from_checked_bounds(bounds))
+    }
+
+    fn from_checked_bounds(bounds: &[f64]) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                outcomes: Mutex::new(Vec::new()),
+                attempts: AtomicU64::new(0),
+                retries: AtomicU64::new(0),
+                fallbacks: AtomicU64::new(0),
+                bounds: bounds.into(),
+                buckets: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+                count: AtomicU64::new(0),
+                sum_nanos: AtomicU64::new(0),
+            }),
+        }
+    }
+
+    /// The histogram's upper bounds, in seconds.
+    #[must_use]
+    pub fn bucket_bounds(&self) -> &[f64] {
+        &self.inner.bounds
     }
 
     /// Records a call through a pipeline: its outcome (`success`, `rejected` for an open
@@ -104,7 +188,9 @@ impl CallMetrics {
             .retries
             .fetch_add(attempts.saturating_sub(1), Ordering::Relaxed);
         let seconds = elapsed.as_secs_f64();
-        if let Some(bucket) = LATENCY_BUCKETS
+        if let Some(bucket) = self
+            .inner
+            .bounds
             .iter()
             .position(|bound| seconds <= *bound)
             .and_then(|i| self.inner.buckets.get(i))
@@ -136,9 +222,11 @@ impl CallMetrics {
             .map(|(label, count)| ((*label).to_owned(), *count))
             .collect();
         let mut cumulative = 0;
-        let buckets = LATENCY_BUCKETS
+        let buckets = self
+            .inner
+            .bounds
             .iter()
-            .zip(&self.inner.buckets)
+            .zip(self.inner.buckets.iter())
             .map(|(bound, count)| {
                 cumulative += count.load(Ordering::Relaxed);
                 (*bound, cumulative)
@@ -156,6 +244,33 @@ impl CallMetrics {
             latency_sum_seconds: sum_seconds,
         }
     }
+}
+
+/// Checks latency bucket bounds as [`CallMetrics::with_buckets`] takes them.
+///
+/// # Errors
+/// As [`CallMetrics::with_buckets`].
+pub fn check_buckets(bounds: &[f64]) -> Result<(), BucketsError> {
+    if bounds.is_empty() {
+        return Err(BucketsError::Empty);
+    }
+    if bounds.len() > MAX_LATENCY_BUCKETS {
+        return Err(BucketsError::TooMany(bounds.len()));
+    }
+    let mut previous: Option<f64> = None;
+    for &bound in bounds {
+        if !bound.is_finite() || bound <= 0.0 {
+            return Err(BucketsError::NotPositive(bound));
+        }
+        if let Some(previous) = previous.filter(|previous| bound <= *previous) {
+            return Err(BucketsError::NotIncreasing {
+                previous,
+                next: bound,
+            });
+        }
+        previous = Some(bound);
+    }
+    Ok(())
 }
 
 /// [`CallMetrics`] at one instant.
@@ -216,5 +331,48 @@ mod tests {
         assert_eq!(under_4ms, Some(3));
         assert_eq!(stats.latency_buckets.last().map(|(_, c)| *c), Some(3));
         assert!((stats.latency_sum_seconds - 10.003_06).abs() < 1e-9);
+    }
+
+    #[test]
+    fn chosen_buckets_count_their_own_bounds() {
+        let calls = CallMetrics::with_buckets(&[0.5, 2.0, 30.0]).expect("valid bounds");
+        assert_eq!(calls.bucket_bounds(), &[0.5, 2.0, 30.0]);
+        calls.record_call("success", 1, Duration::from_millis(500));
+        calls.record_call("success", 1, Duration::from_secs(20));
+        calls.record_call("success", 1, Duration::from_secs(40));
+        let stats = calls.stats();
+        assert_eq!(
+            stats.latency_buckets,
+            vec![(0.5, 1), (2.0, 1), (30.0, 2)],
+            "cumulative; 40 s only in +Inf"
+        );
+        assert_eq!(stats.latency_count, 3);
+    }
+
+    #[test]
+    fn bad_bounds_are_refused_by_name() {
+        assert_eq!(
+            CallMetrics::with_buckets(&[]).err(),
+            Some(BucketsError::Empty)
+        );
+        assert_eq!(
+            CallMetrics::with_buckets(&[0.1, 0.1]).err(),
+            Some(BucketsError::NotIncreasing {
+                previous: 0.1,
+                next: 0.1
+            })
+        );
+        assert_eq!(
+            CallMetrics::with_buckets(&[0.0]).err(),
+            Some(BucketsError::NotPositive(0.0))
+        );
+        assert!(matches!(
+            CallMetrics::with_buckets(&[f64::NAN]).err(),
+            Some(BucketsError::NotPositive(_))
+        ));
+        let many: Vec<f64> = (1..=65).map(f64::from).collect();
+        let error = CallMetrics::with_buckets(&many).expect_err("too many");
+        assert_eq!(error, BucketsError::TooMany(65));
+        assert_eq!(error.to_string(), "latency buckets: 65 bounds, at most 64");
     }
 }

@@ -49,7 +49,7 @@
 //! | `rustkernel_recovery_actions_total` | counter | `kernel`, `action` | decisions of the core |
 //! | `rustkernel_kernel_calls_total` | counter | `kernel`, `outcome` | calls ([`CallMetrics`]) |
 //! | `rustkernel_kernel_attempts_total`, `_retries_total`, `_fallbacks_total` | counter | `kernel` | attempts, the retries among them, calls answered by a fallback |
-//! | `rustkernel_kernel_duration_seconds` | histogram | `kernel` | call latency, [`LATENCY_BUCKETS`] |
+//! | `rustkernel_kernel_duration_seconds` | histogram | `kernel` | call latency, in [`LATENCY_BUCKETS`] or the bounds given to [`CallMetrics::with_buckets`] |
 //! | `rustkernel_retry_budget_available` | gauge | `kernel` | retries a shared retry budget allows now |
 //!
 //! Counter names are given as scraped: `prometheus-client` appends `_total` to a counter's
@@ -73,7 +73,9 @@ use rustkernel_core::resilience::{
 };
 use serde::{Deserialize, Serialize};
 
-pub use calls::{CallMetrics, CallStats, LATENCY_BUCKETS};
+pub use calls::{
+    BucketsError, CallMetrics, CallStats, LATENCY_BUCKETS, MAX_LATENCY_BUCKETS, check_buckets,
+};
 
 use crate::breaker::{CircuitBreaker, SlidingWindow};
 use crate::health::{HealthProbe, HealthReport};

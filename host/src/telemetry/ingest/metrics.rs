@@ -97,6 +97,8 @@ pub struct EdgeMetrics {
     pub frames: Family<FrameLabels, Counter>,
     /// Devices tracked.
     pub devices: Gauge,
+    /// Tracked devices that sent nothing for `unknown_after` (silent or lost).
+    pub devices_silent: Gauge,
     /// Hellos refused because `max_devices` were tracked.
     pub devices_refused: Counter,
     /// Components refused (per-device bound, or the probe was full).
@@ -130,6 +132,11 @@ impl EdgeMetrics {
             self.frames.clone(),
         );
         registry.register("edge_devices", "Edge devices tracked", self.devices.clone());
+        registry.register(
+            "edge_devices_silent",
+            "Edge devices that sent nothing for unknown_after (silent or lost)",
+            self.devices_silent.clone(),
+        );
         registry.register(
             "edge_devices_refused",
             "Edge devices refused because max_devices were tracked",

@@ -38,6 +38,7 @@
 //! |---|---|---|
 //! | `rustkernel_edge_frames_total` | counter | `source`, `result` (`ok`, `bad`, `no_hello`: before any hello on the stream, `refused`: from a refused device, `unsupported_version`: a whole frame of a wire version the host does not read) |
 //! | `rustkernel_edge_devices` | gauge | |
+//! | `rustkernel_edge_devices_silent` | gauge | (devices that sent nothing for `unknown_after`: silent, then lost) |
 //! | `rustkernel_edge_devices_refused_total` | counter | |
 //! | `rustkernel_edge_components_refused_total` | counter | |
 //! | `rustkernel_edge_last_frame_timestamp_seconds` | gauge (Unix time) | `device` |
@@ -74,13 +75,13 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
-use rustkernel_core::resilience::Silence;
 use rustkernel_core::resilience::health::NAME_CAPACITY;
 use rustkernel_core::resilience::recovery::{RecoveryAction, RecoveryStrategy};
 use rustkernel_core::resilience::{
     CircuitState, Criticality, HealthCheckResult, HealthProbeConfig, HealthStatus, ProbeRole,
     ProbeRoles,
 };
+use rustkernel_core::resilience::{Silence, SilencePhase};
 use rustkernel_core::telemetry::{self, JobOutcome, Summary, TelemetryError, TelemetryFrame};
 use rustkernel_tokio::clock;
 use rustkernel_tokio::resilience::{ComponentOptions, HealthProbe, check_fn};
@@ -329,11 +330,25 @@ impl EdgeFleet {
         self.follow_up(followup);
     }
 
+    /// Sets `rustkernel_edge_devices_silent` to the devices that are not talking.
+    fn count_silent(&self, fleet: &Fleet) {
+        let silent = fleet
+            .devices
+            .values()
+            .filter(|device| device.silence.phase() != SilencePhase::Talking)
+            .count();
+        self.metrics
+            .devices_silent
+            .set(i64::try_from(silent).unwrap_or(i64::MAX));
+    }
+
     /// A frame arrived from `device` now.
     fn heard(&self, device: &mut Device, followup: &mut Followup) {
         device.last_frame_wall = SystemTime::now();
         self.set_last_frame(device);
         if device.silence.on_heard(clock::now()).is_some() {
+            // It was counted silent when it turned so (`count_silent`, under the same lock).
+            self.metrics.devices_silent.dec();
             tracing::info!(device = %device.label, "edge device talks again");
             for component in device.components.values() {
                 followup.check(component);
@@ -714,9 +729,11 @@ mod tests {
         feed(&fleet, &mut stream, &[health(HealthStatus::Healthy)]);
         settle().await;
         assert_eq!(status(&probe, npu), (HealthStatus::Healthy, String::new()));
+        assert_eq!(fleet.metrics.devices_silent.get(), 0, "talking");
 
         tokio::time::sleep(Duration::from_secs(11)).await;
         assert_eq!(status(&probe, npu).0, HealthStatus::Unknown, "silent 11 s");
+        assert_eq!(fleet.metrics.devices_silent.get(), 1, "silent 11 s");
         tokio::time::sleep(Duration::from_secs(15)).await;
         assert_eq!(status(&probe, npu).0, HealthStatus::Unknown, "silent 26 s");
         tokio::time::sleep(Duration::from_secs(5)).await;
@@ -729,10 +746,16 @@ mod tests {
         assert!(probe.report().ready, "an edge device is not critical");
         tokio::time::sleep(Duration::from_secs(100)).await;
         assert_eq!(status(&probe, npu).0, HealthStatus::Unhealthy);
+        assert_eq!(
+            fleet.metrics.devices_silent.get(),
+            1,
+            "lost is still silent"
+        );
 
         feed(&fleet, &mut stream, &[health(HealthStatus::Degraded)]);
         settle().await;
         assert_eq!(status(&probe, npu).0, HealthStatus::Degraded, "talks again");
+        assert_eq!(fleet.metrics.devices_silent.get(), 0, "talks again");
     }
 
     #[tokio::test(start_paused = true)]

@@ -241,6 +241,7 @@ impl EdgeFleet {
                         (a, b) => a.or(b),
                     };
                 }
+                fleet.count_silent(&state);
                 next
             };
             // Resets and pushes only; no notify, or this loop would wake itself.
