@@ -103,6 +103,13 @@ for target in thumbv7em-none-eabihf thumbv6m-none-eabi; do
   cargo build -p rustkernel-embassy --target "$target" --features defmt
 done
 
+# embassy-time's tick rate is a cargo feature, unified across a workspace: the adapter's tests at
+# 32.768 kHz are a crate and a workspace of their own, with a mock driver at that rate.
+step "embassy adapter at 32.768 kHz: deadlines stay on their tick, timers never fire early (own workspace)"
+(cd adapters/embassy/tick-32k && cargo fmt -- --check)
+(cd adapters/embassy/tick-32k && cargo clippy --all-targets --target-dir ../../../target/tick-32k -- -D warnings)
+(cd adapters/embassy/tick-32k && cargo test --target-dir ../../../target/tick-32k)
+
 step "no alloc: the core and the embassy adapter build against a standard library that has only core"
 RUSTC_BOOTSTRAP=1 cargo build -p rustkernel-core --target thumbv7em-none-eabihf --features serde,defmt \
   -Zbuild-std=core --target-dir target/build-std-core

@@ -47,9 +47,8 @@ use rustkernel_core::resilience::{
     DeadlineBound, DeadlineContext as CoreDeadline, DeadlineExceeded,
     ResolvedDeadline as CoreResolved, TimeoutConfig, WireDeadline,
 };
-use rustkernel_core::time::Instant as CoreInstant;
 
-use crate::time::{now, to_core_instant, to_embassy_instant};
+use crate::time::{deadline_after, now, to_core_duration, to_core_instant, to_embassy_instant};
 
 /// An absolute deadline on embassy's clock, `Copy`, passed down a chain of calls.
 ///
@@ -61,10 +60,20 @@ use crate::time::{now, to_core_instant, to_embassy_instant};
 /// ([`execute`](Self::execute) for fallible operations, [`run`](Self::run) for any future).
 ///
 /// Ordering compares the instants: the lesser of two contexts is the earlier, stricter one.
+///
+/// The instant is kept in embassy ticks, and only durations are converted: a deadline made
+/// with [`new`](Self::new) is the tick now plus the timeout rounded up to whole ticks, and
+/// [`at`](Self::at) then [`deadline`](Self::deadline) gives back the same tick at every tick
+/// rate, however many times a deadline is wrapped again. A round trip through the core's
+/// microseconds ([`as_core`](Self::as_core) then [`from_core`](Self::from_core)) is the one
+/// that may move it: at a tick rate other than 1 MHz both conversions round up (so a timer
+/// never fires early), which can put the deadline one tick later; keep the `DeadlineContext`
+/// itself where a deadline is passed on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct DeadlineContext {
-    inner: CoreDeadline,
+    /// The deadline in embassy ticks since boot; `u64::MAX` is never.
+    ticks: u64,
 }
 
 impl DeadlineContext {
@@ -72,49 +81,59 @@ impl DeadlineContext {
     /// "never").
     #[must_use]
     pub fn new(timeout: Duration) -> Self {
-        Self::from_core(CoreDeadline::new(now(), timeout))
+        Self::at(deadline_after(timeout))
     }
 
-    /// A deadline at an embassy instant (`embassy_time::Instant::MAX` means "never").
+    /// A deadline at an embassy instant (`embassy_time::Instant::MAX` means "never"), kept to
+    /// the tick.
     #[must_use]
     pub const fn at(deadline: embassy_time::Instant) -> Self {
-        Self::from_core(CoreDeadline::at(to_core_instant(deadline)))
+        Self {
+            ticks: deadline.as_ticks(),
+        }
     }
 
-    /// No deadline: the core's [`CoreInstant::MAX`].
+    /// No deadline: [`embassy_time::Instant::MAX`], the core's
+    /// [`Instant::MAX`](rustkernel_core::time::Instant::MAX).
     #[must_use]
     pub const fn never() -> Self {
-        Self::from_core(CoreDeadline::at(CoreInstant::MAX))
+        Self::at(embassy_time::Instant::MAX)
     }
 
-    /// Wraps a core deadline (whose instant must come from this adapter's clock, [`now`]).
+    /// Wraps a core deadline (whose instant must come from this adapter's clock, [`now`]),
+    /// rounded up to a whole tick.
     #[must_use]
     pub const fn from_core(inner: CoreDeadline) -> Self {
-        Self { inner }
+        Self::at(to_embassy_instant(inner.deadline()))
     }
 
-    /// The core deadline, to hand to core state machines (`Retry`, `TimeoutConfig::resolve`).
+    /// The core deadline, to hand to core state machines (`Retry`, `TimeoutConfig::resolve`):
+    /// the instant in microseconds, rounded up as [`now`] is, so the core sees the deadline
+    /// reached at the tick it is due, not before.
     #[must_use]
     pub const fn as_core(self) -> CoreDeadline {
-        self.inner
+        CoreDeadline::at(to_core_instant(self.deadline()))
     }
 
-    /// The deadline on embassy's clock (rounded up to a whole tick).
+    /// The deadline on embassy's clock, the tick it was made with.
     #[must_use]
     pub const fn deadline(self) -> embassy_time::Instant {
-        to_embassy_instant(self.inner.deadline())
+        embassy_time::Instant::from_ticks(self.ticks)
     }
 
-    /// Time left; zero once the deadline has been reached.
+    /// Time left (whole microseconds, rounded down); zero once the deadline has been reached.
     #[must_use]
     pub fn remaining(self) -> Duration {
-        self.inner.remaining(now())
+        let now = embassy_time::Instant::now().as_ticks();
+        to_core_duration(embassy_time::Duration::from_ticks(
+            self.ticks.saturating_sub(now),
+        ))
     }
 
     /// Whether the deadline has been reached.
     #[must_use]
     pub fn is_expired(self) -> bool {
-        self.inner.is_expired(now())
+        embassy_time::Instant::now().as_ticks() >= self.ticks
     }
 
     /// `Ok(())` while time remains.
@@ -123,13 +142,17 @@ impl DeadlineContext {
     /// [`DeadlineExceeded`] once the deadline has been reached (converts with `?` into
     /// [`ResilienceError::DeadlineExceeded`]).
     pub fn check(self) -> Result<(), DeadlineExceeded> {
-        self.inner.check(now())
+        if self.is_expired() {
+            Err(DeadlineExceeded)
+        } else {
+            Ok(())
+        }
     }
 
     /// A deadline for a downstream call: `timeout` from now, never later than this one.
     #[must_use]
     pub fn child_with_timeout(self, timeout: Duration) -> Self {
-        Self::from_core(self.inner.child_with_timeout(now(), timeout))
+        self.min(Self::new(timeout))
     }
 
     /// The deadline as it crosses a boundary: the time that remains now (relative, as gRPC
@@ -142,7 +165,7 @@ impl DeadlineContext {
     /// A deadline received from a boundary: `wire.remaining()` from now.
     #[must_use]
     pub fn from_wire(wire: WireDeadline) -> Self {
-        Self::from_core(CoreDeadline::from_wire(wire.remaining(), now()))
+        Self::new(wire.remaining())
     }
 
     /// Runs `op` under the deadline.
@@ -184,7 +207,7 @@ impl DeadlineContext {
         Fut: Future<Output = Result<T, R>>,
         K: Classifier<R>,
     {
-        run_resolved(CoreResolved::parent(self.inner), classifier, op).await
+        run_resolved(self.resolved(), classifier, op).await
     }
 
     /// Runs any future under the deadline (it is polled at least once unless the deadline has
@@ -206,20 +229,54 @@ impl DeadlineContext {
             .await
             .map_err(|_| DeadlineExceeded)
     }
+
+    /// This deadline as the caller's bound of a call, to the tick.
+    pub(crate) const fn resolved(self) -> Resolved {
+        Resolved {
+            core: CoreResolved::parent(self.as_core()),
+            at: self.deadline(),
+        }
+    }
+}
+
+/// A resolved deadline (the core's, with its bound) and the tick it fires at.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Resolved {
+    pub(crate) core: CoreResolved,
+    pub(crate) at: embassy_time::Instant,
+}
+
+impl Resolved {
+    /// `core`, resolved from the caller's deadline `parent` if it had one: when that deadline
+    /// is the bound, it fires at the caller's own tick (not moved by the round trip through
+    /// microseconds); any other bound at the core's instant rounded up to a whole tick.
+    pub(crate) const fn new(core: CoreResolved, parent: Option<DeadlineContext>) -> Self {
+        let at = match parent {
+            Some(parent)
+                if matches!(core.bound, DeadlineBound::Parent)
+                    && core.context.deadline().as_micros()
+                        == parent.as_core().deadline().as_micros() =>
+            {
+                parent.deadline()
+            }
+            _ => to_embassy_instant(core.context.deadline()),
+        };
+        Self { core, at }
+    }
 }
 
 /// Runs `op` under `resolved`, with the core's errors for a deadline that passed before the call
 /// started ([`CoreResolved::check_start`]: `op` is not called) or while it ran
 /// ([`CoreResolved::expiry_error`]: its future is dropped).
 pub(crate) async fn run_resolved_op<F, Fut>(
-    resolved: CoreResolved,
+    resolved: Resolved,
     op: F,
 ) -> Result<Fut::Output, ResilienceError<Infallible>>
 where
     F: FnOnce() -> Fut,
     Fut: Future,
 {
-    resolved.check_start(now())?;
+    resolved.core.check_start(now())?;
     run_until(resolved, op()).await
 }
 
@@ -227,17 +284,17 @@ where
 /// core's [`CoreResolved::expiry_error`]), for work inside a call that has already started.
 /// The future is polled before the deadline is looked at, as on the tokio adapter.
 pub(crate) async fn run_until<F: Future>(
-    resolved: CoreResolved,
+    resolved: Resolved,
     fut: F,
 ) -> Result<F::Output, ResilienceError<Infallible>> {
-    with_deadline(to_embassy_instant(resolved.context.deadline()), fut)
+    with_deadline(resolved.at, fut)
         .await
-        .map_err(|_| resolved.expiry_error())
+        .map_err(|_| resolved.core.expiry_error())
 }
 
 /// [`run_resolved_op`] for a fallible operation, its error flattened by `classifier`.
 pub(crate) async fn run_resolved<T, R, F, Fut, K>(
-    resolved: CoreResolved,
+    resolved: Resolved,
     classifier: &K,
     op: F,
 ) -> Result<T, ResilienceError<K::Error>>
@@ -284,9 +341,13 @@ where
     Fut: Future<Output = Result<T, R>>,
     ByClassify: Classifier<R>,
 {
-    let own = CoreResolved {
-        context: CoreDeadline::new(now(), timeout),
-        bound: DeadlineBound::Requested,
+    let own = DeadlineContext::new(timeout);
+    let own = Resolved {
+        core: CoreResolved {
+            context: own.as_core(),
+            bound: DeadlineBound::Requested,
+        },
+        at: own.deadline(),
     };
     run_resolved(own, &ByClassify, op).await
 }
@@ -318,5 +379,5 @@ where
         to_core_instant(enqueued_at),
         now(),
     );
-    run_resolved(resolved, &ByClassify, op).await
+    run_resolved(Resolved::new(resolved, parent), &ByClassify, op).await
 }

@@ -62,7 +62,7 @@ use rustkernel_core::resilience::{
 use rustkernel_core::rng::Rng;
 
 use crate::breaker::{BreakerCall, CircuitBreaker};
-use crate::deadline::{DeadlineContext, run_until, widen};
+use crate::deadline::{DeadlineContext, Resolved, run_until, widen};
 use crate::time::{now, to_core_instant, to_embassy_instant};
 
 /// The breaker and the retry policy of a valid configuration.
@@ -269,7 +269,8 @@ impl<M: RawMutex> Pipeline<M> {
             let error = if call.is_none() {
                 ResilienceError::CircuitOpen
             } else {
-                match run_until(total, self.attempt(total, classifier, &mut op, &mut call)).await {
+                let cut_at = Resolved::new(total, request.parent);
+                match run_until(cut_at, self.attempt(total, classifier, &mut op, &mut call)).await {
                     Ok(Ok(value)) => {
                         return Outcome {
                             result: Ok(value),
@@ -320,7 +321,7 @@ impl<M: RawMutex> Pipeline<M> {
             .map(|timeout| ResolvedDeadline::for_attempt(Some(total), now(), timeout))
             .filter(|attempt| attempt.bound == DeadlineBound::Attempt);
         let result = match own {
-            Some(attempt) => match run_until(attempt, op()).await {
+            Some(attempt) => match run_until(Resolved::new(attempt, None), op()).await {
                 Ok(result) => result.map_err(|error| classifier.flatten(error)),
                 Err(cut) => Err(widen(cut)),
             },

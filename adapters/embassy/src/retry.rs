@@ -60,7 +60,7 @@ use rustkernel_core::time::Instant as CoreInstant;
 
 use crate::deadline::{DeadlineContext, run_resolved};
 use crate::time::{now, to_embassy_instant};
-use rustkernel_core::resilience::{DeadlineExceeded, ResolvedDeadline as CoreResolved};
+use rustkernel_core::resilience::DeadlineExceeded;
 
 /// What happened after one failed attempt, for logs, metrics and telemetry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -348,9 +348,7 @@ impl<B: RetryBudgetSource> Retrier<B> {
     {
         match self.deadline {
             // The caller's deadline: the core's errors for it (`DeadlineExceeded`).
-            Some(deadline) => {
-                run_resolved(CoreResolved::parent(deadline.as_core()), classifier, op).await
-            }
+            Some(deadline) => run_resolved(deadline.resolved(), classifier, op).await,
             None => op().await.map_err(|error| classifier.flatten(error)),
         }
     }

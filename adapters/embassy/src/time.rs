@@ -19,6 +19,12 @@
 //!   microseconds, rounded down (the core's resolution).
 //! - Nothing is rounded to milliseconds. With the common 1 MHz tick every conversion of
 //!   instants is exact.
+//! - Instants that start on embassy's side stay in ticks: a tick converted to microseconds and
+//!   back, both rounded up, can come back one tick later (tick 1 is 30.52 us, so 31 us, so
+//!   tick 2 at 32.768 kHz), and a deadline wrapped again and again would move each time.
+//!   [`DeadlineContext`](crate::deadline::DeadlineContext) keeps its instant in ticks and adds
+//!   durations in ticks ([`deadline_after`]); only the core's own instants (a retry's next
+//!   attempt, a breaker's end of open, a restart) are converted, once, on their way to a timer.
 //! - "Never" maps to "never": [`CoreInstant::MAX`] is [`embassy_time::Instant::MAX`] and back,
 //!   at every tick rate (at 32.768 kHz `u64::MAX` microseconds would otherwise be a mere
 //!   6.04e17 ticks). Overflow saturates to the same values; a [`core::time::Duration`] of
@@ -182,9 +188,29 @@ pub fn now() -> CoreInstant {
 
 /// The embassy instant `timeout` from now, saturating at [`embassy_time::Instant::MAX`]
 /// (never), where `Instant::now() + timeout` would panic.
+///
+/// Counted in ticks: the tick now plus `timeout` rounded up to whole ticks
+/// ([`to_embassy_duration`]), so the instant is never less than `timeout` away and no instant
+/// goes through microseconds on the way (see the [module docs](self)).
 #[must_use]
 pub fn deadline_after(timeout: Duration) -> embassy_time::Instant {
-    to_embassy_instant(now().saturating_add_ceil(timeout))
+    embassy_time::Instant::from_ticks(tick_after(
+        TICK_HZ,
+        embassy_time::Instant::now().as_ticks(),
+        timeout,
+    ))
+}
+
+/// The tick `timeout` after tick `now` of a `tick_hz` clock: the duration rounded up to whole
+/// ticks, the sum saturating at `u64::MAX` (never).
+///
+/// Instants that stay in ticks do not move: converting an instant to the core's microseconds
+/// and back rounds up twice (tick 1 is 30.52 us, 31 us, then tick 2 at 32.768 kHz), so a
+/// deadline taken out of the core and wrapped again would move one tick later each time. The
+/// adapter's [`DeadlineContext`](crate::deadline::DeadlineContext) therefore keeps its instant
+/// in ticks and converts only durations.
+const fn tick_after(tick_hz: u64, now: u64, timeout: Duration) -> u64 {
+    now.saturating_add(duration_to_ticks_at(tick_hz, timeout))
 }
 
 #[cfg(test)]
