@@ -124,16 +124,25 @@ const fn instant_to_embassy_at(tick_hz: u64, micros: u64) -> u64 {
 
 /// Ticks of a `tick_hz` clock in `duration`, from its nanoseconds, rounded up; a duration the
 /// core saturates (`u64::MAX` microseconds or more) is `u64::MAX` ticks.
+///
+/// Whole seconds and the fraction apart, in `u64` where it fits: `u128` arithmetic would cost
+/// a firmware about 1.5 KiB of flash (a 128-bit division) on every deadline's path.
 const fn duration_to_ticks_at(tick_hz: u64, duration: Duration) -> u64 {
     if duration_as_micros(duration) == u64::MAX {
         return u64::MAX;
     }
-    scale(
-        duration.as_nanos(),
-        tick_hz as u128,
-        NANOS_PER_SEC,
-        Rounding::Up,
-    )
+    let Some(whole) = duration.as_secs().checked_mul(tick_hz) else {
+        return u64::MAX;
+    };
+    let nanos = duration.subsec_nanos() as u64;
+    let fraction = if tick_hz == MICROS_PER_SEC {
+        nanos.div_ceil(1_000)
+    } else if let Some(product) = nanos.checked_mul(tick_hz) {
+        product.div_ceil(1_000_000_000)
+    } else {
+        scale(nanos as u128, tick_hz as u128, NANOS_PER_SEC, Rounding::Up)
+    };
+    whole.saturating_add(fraction)
 }
 
 /// Microseconds in `ticks` embassy ticks, rounded down, saturating.
@@ -277,6 +286,36 @@ mod tests {
         let now = instant_to_core_at(SLOW, 1);
         assert_eq!(instant_to_embassy_at(SLOW, now + 31) - 1, 2);
         assert_eq!(instant_to_embassy_at(SLOW, now + 977) - 1, 33);
+    }
+
+    #[test]
+    fn durations_in_u64_agree_with_the_exact_u128_product() {
+        for tick_hz in [1, MHZ, SLOW, 80_000_000, 1 << 40] {
+            for nanos in [
+                0,
+                1,
+                999,
+                1_500,
+                30_518,
+                999_999_999,
+                1_000_000_001,
+                86_400_000_000_123,
+                u64::MAX,
+            ] {
+                let duration = Duration::from_nanos(nanos);
+                let exact = scale(
+                    duration.as_nanos(),
+                    u128::from(tick_hz),
+                    NANOS_PER_SEC,
+                    Rounding::Up,
+                );
+                assert_eq!(
+                    duration_to_ticks_at(tick_hz, duration),
+                    exact,
+                    "{tick_hz} Hz, {nanos} ns"
+                );
+            }
+        }
     }
 
     #[test]
