@@ -274,6 +274,7 @@ pub enum ConfigField {
     WindowDuration,
     SilentAfter,
     LostAfter,
+    HalfOpenPermittedCalls,
 }
 
 impl ConfigField {
@@ -318,6 +319,7 @@ impl ConfigField {
             ConfigField::WindowDuration => "circuit_breaker.window_duration",
             ConfigField::SilentAfter => "silence.silent_after",
             ConfigField::LostAfter => "silence.lost_after",
+            ConfigField::HalfOpenPermittedCalls => "circuit_breaker.half_open_permitted_calls",
         }
     }
 }
@@ -391,6 +393,14 @@ pub enum ConfigError {
         /// The buckets of the breaker's `TimeWindow`.
         buckets: u32,
     },
+    /// `field` is set but means nothing without `needs` (`half_open_permitted_calls` decides by
+    /// the failure rate, so it needs `failure_rate_threshold`).
+    Requires {
+        /// The field that is set.
+        field: ConfigField,
+        /// The field it needs.
+        needs: ConfigField,
+    },
 }
 
 impl fmt::Display for ConfigError {
@@ -427,6 +437,9 @@ impl fmt::Display for ConfigError {
                 "{} must be at least {buckets} µs: one microsecond per bucket",
                 ConfigField::WindowDuration
             ),
+            ConfigError::Requires { field, needs } => {
+                write!(f, "{field} is set, so {needs} must be set too")
+            }
         }
     }
 }

@@ -86,6 +86,8 @@ struct Model {
     /// The cycle of every outstanding permit.
     outstanding: Vec<u64>,
     probe_successes: u32,
+    /// `(failed, slow)` of the probes of this half-open cycle that reported (deciding by rate).
+    probes: Vec<(bool, bool)>,
     reopens: u32,
     /// `(failed, slow)` of the last `capacity` closed-state outcomes, oldest first.
     window: Vec<(bool, bool)>,
@@ -112,6 +114,7 @@ impl Model {
             half_open_since: 0,
             outstanding: Vec::new(),
             probe_successes: 0,
+            probes: Vec::new(),
             reopens: 0,
             window: Vec::new(),
             consecutive: 0,
@@ -171,8 +174,21 @@ impl Model {
         self.enter(Open)
     }
 
-    /// A half-open cycle's figures: its good probes, plus the bad one if any.
+    /// A half-open cycle's figures: its good probes, plus the bad one if any; deciding by rate,
+    /// the probes that reported and how many of them failed or were slow.
     fn probe_trip(&self, reason: OpenReason, failed: bool, slow: bool) -> Trip {
+        if self.config.half_open_permitted_calls.is_some() {
+            let count = |pick: fn(&(bool, bool)) -> bool| {
+                u32::try_from(self.probes.iter().filter(|p| pick(p)).count()).expect("few")
+            };
+            return Trip {
+                reason,
+                calls: count(|_| true),
+                failures: count(|p| p.0),
+                slow: count(|p| p.1),
+                consecutive_failures: 0,
+            };
+        }
         Trip {
             reason,
             calls: self.probe_successes + u32::from(failed || slow),
@@ -186,6 +202,7 @@ impl Model {
         self.window.clear();
         self.consecutive = 0;
         self.probe_successes = 0;
+        self.probes.clear();
         self.enter(Closed)
     }
 
@@ -193,6 +210,7 @@ impl Model {
         match self.state {
             Open if reached(self.open_until, now) => {
                 self.probe_successes = 0;
+                self.probes.clear();
                 self.half_open_since = now;
                 self.enter(HalfOpen)
             }
@@ -221,8 +239,14 @@ impl Model {
         let admitted = match self.state {
             Closed | Disabled | MetricsOnly => true,
             HalfOpen => {
-                u64::try_from(self.live_probes()).expect("few permits")
-                    < u64::from(self.config.half_open_max_calls)
+                let live = u64::try_from(self.live_probes()).expect("few permits");
+                // Deciding by rate: the cycle's admissions, reported or not, up to the permitted.
+                let admitted = live + u64::try_from(self.probes.len()).expect("few probes");
+                live < u64::from(self.config.half_open_max_calls)
+                    && self
+                        .config
+                        .half_open_permitted_calls
+                        .is_none_or(|permitted| admitted < u64::from(permitted))
             }
             Open | ForcedOpen => false,
         };
@@ -288,6 +312,20 @@ impl Model {
         let failed = report != Report::Success;
         match self.state {
             Closed | MetricsOnly => self.record(failed, slow, now),
+            HalfOpen if self.config.half_open_permitted_calls.is_some() => {
+                self.probes.push((failed, slow));
+                match self.rate_decision() {
+                    Some(true) => {
+                        let trip = self.probe_trip(OpenReason::ProbeFailed, failed, slow);
+                        self.trip(now, trip)
+                    }
+                    Some(false) => {
+                        self.reopens = 0;
+                        self.close()
+                    }
+                    None => None,
+                }
+            }
             HalfOpen if failed || slow => {
                 let trip = self.probe_trip(OpenReason::ProbeFailed, failed, slow);
                 self.trip(now, trip)
@@ -301,6 +339,37 @@ impl Model {
                     None
                 }
             }
+            _ => None,
+        }
+    }
+
+    /// Resilience4j's rule once every permitted probe reported (open when the failure rate or
+    /// the slow-call rate over them reaches its threshold), taken as soon as it is the same for
+    /// every way the probes still to report could end: `Some(true)` open, `Some(false)` close,
+    /// `None` not yet known. Tried on every completion, by brute force.
+    fn rate_decision(&self) -> Option<bool> {
+        let permitted = self.config.half_open_permitted_calls.expect("by rate");
+        let left = usize::try_from(permitted).expect("small") - self.probes.len();
+        let failures = self.probes.iter().filter(|p| p.0).count();
+        let slow = self.probes.iter().filter(|p| p.1).count();
+        #[allow(clippy::cast_precision_loss, reason = "probe counts are small")]
+        let share = |n: usize| n as f32 / permitted as f32;
+        let opens = |failures: usize, slow: usize| {
+            self.config
+                .failure_rate_threshold
+                .is_some_and(|rate| share(failures) >= rate)
+                || (self.config.slow_call_duration.is_some()
+                    && share(slow) >= self.config.slow_call_rate_threshold)
+        };
+        let mut endings = HashSet::new();
+        // Each probe still to report may fail or not, and be slow or not.
+        for more_failures in 0..=left {
+            for more_slow in 0..=left {
+                endings.insert(opens(failures + more_failures, slow + more_slow));
+            }
+        }
+        match endings.len() {
+            1 => endings.into_iter().next(),
             _ => None,
         }
     }
@@ -490,6 +559,9 @@ struct Seen {
     backwards: usize,
     near_max: usize,
     would_open: usize,
+    /// Half-open cycles decided by rate: closed, opened with some probes still to report.
+    closed_by_rate: usize,
+    opened_by_rate_early: usize,
 }
 
 struct Run<W> {
@@ -678,6 +750,19 @@ impl<W: SlidingWindow + Clone> Run<W> {
         }
         if edge(got) == Some(OPENED) && window_before.calls > 0 {
             self.seen.rate_trips += 1;
+        }
+        if let Some(permitted) = self.cb.config().half_open_permitted_calls {
+            match got {
+                Some(t) if t.from == HalfOpen && t.to == Closed => self.seen.closed_by_rate += 1,
+                Some(Transition {
+                    from: HalfOpen,
+                    to: Open,
+                    trip: Some(trip),
+                }) if trip.reason == OpenReason::ProbeFailed && trip.calls < permitted => {
+                    self.seen.opened_by_rate_early += 1;
+                }
+                _ => {}
+            }
         }
         self.observe(got);
 
@@ -874,19 +959,55 @@ fn windowed_setup(capacity: u32) -> impl Strategy<Value = Setup> {
         1..=capacity,
         prop::option::weighted(0.4, slow_duration()),
         rate(),
+        prop::option::weighted(0.4, 1u32..=6),
     )
         .prop_map(
-            |((config, multiplier), rate, minimum_calls, slow, slow_rate)| {
+            |((config, multiplier), rate, minimum_calls, slow, slow_rate, permitted)| {
                 let config = CircuitBreakerConfig {
                     failure_rate_threshold: rate,
                     minimum_calls,
                     slow_call_duration: slow,
                     slow_call_rate_threshold: slow_rate,
+                    // Deciding by rate needs a failure-rate threshold.
+                    half_open_permitted_calls: permitted.filter(|_| rate.is_some()),
                     ..config
                 };
                 (config, multiplier)
             },
         )
+}
+
+/// A rate-mode breaker whose half-open cycles decide by rate over 1 to 6 probes, up to 4 at a
+/// time, and last long enough for them to report.
+fn by_rate_setup(capacity: u32) -> impl Strategy<Value = Setup> {
+    (
+        windowed_setup(capacity),
+        rate(),
+        1u32..=6,
+        1u32..=4,
+        micros(100..=2_000),
+    )
+        .prop_map(|((config, multiplier), rate, permitted, at_once, wait)| {
+            let config = CircuitBreakerConfig {
+                failure_rate_threshold: Some(config.failure_rate_threshold.unwrap_or(rate)),
+                half_open_permitted_calls: Some(permitted),
+                half_open_max_calls: at_once,
+                max_wait_in_half_open: wait,
+                ..config
+            };
+            (config, multiplier)
+        })
+}
+
+/// Clock moves that mostly stay inside a half-open cycle, and jump to the end of an open time.
+fn probe_step() -> BoxedStrategy<Step> {
+    prop_oneof![
+        6 => Just(Step::Stay),
+        3 => (1u64..=5).prop_map(Step::Forward),
+        2 => Just(Step::ToPollAt),
+        1 => (1u64..=5).prop_map(Step::Back),
+    ]
+    .boxed()
 }
 
 fn step() -> BoxedStrategy<Step> {
@@ -939,6 +1060,18 @@ fn ops(step: BoxedStrategy<Step>) -> impl Strategy<Value = Vec<Op>> {
     prop::collection::vec(op, 1..120)
 }
 
+/// Calls, reports and polls on a clock that mostly stays inside a half-open cycle, with a rare
+/// reset and no other operator control, so half-open cycles run to their decision.
+fn probe_ops() -> impl Strategy<Value = Vec<Op>> {
+    let op = prop_oneof![
+        8 => probe_step().prop_map(Op::Acquire),
+        10 => (any::<Index>(), report(), probe_step()).prop_map(|(i, r, s)| Op::Report(i, r, s)),
+        2 => probe_step().prop_map(Op::Poll),
+        1 => Just(Op::Reset),
+    ];
+    prop::collection::vec(op, 1..160)
+}
+
 /// Thresholds and durations at the ends of their ranges; open times stay exact for the model.
 fn extreme_setup(capacity: u32) -> impl Strategy<Value = Setup> {
     let huge = Duration::from_secs(100_000);
@@ -980,6 +1113,7 @@ fn extreme_setup(capacity: u32) -> impl Strategy<Value = Setup> {
             ],
         ),
         tiny_rate,
+        prop::option::weighted(0.3, prop_oneof![1u32..=4, Just(255u32)]),
     )
         .prop_map(
             move |(
@@ -989,6 +1123,7 @@ fn extreme_setup(capacity: u32) -> impl Strategy<Value = Setup> {
                 minimum_calls,
                 slow,
                 slow_rate,
+                permitted,
             )| {
                 // (multiplier, exact multiplier); a doubling open time is capped at `huge` so
                 // the core's open times stay exact in nanoseconds.
@@ -1020,6 +1155,7 @@ fn extreme_setup(capacity: u32) -> impl Strategy<Value = Setup> {
                     max_wait_in_half_open: wait,
                     open_backoff,
                     ignored_errors: ignored,
+                    half_open_permitted_calls: permitted.filter(|_| rate.is_some() && capacity > 0),
                     ..CircuitBreakerConfig::DEFAULT
                 };
                 (config, if backoff.is_some() { exact } else { 1 })
@@ -1057,6 +1193,11 @@ proptest! {
     }
 
     /// A failure-rate / slow-call breaker with a 16-slot window follows the model.
+    #[test]
+    fn a_breaker_deciding_half_open_by_rate_follows_the_model(setup in by_rate_setup(8), ops in probe_ops()) {
+        lockstep(setup, CountWindow::<8>::new(), &ops)?;
+    }
+
     #[test]
     fn a_rate_breaker_with_16_slots_follows_the_model(setup in windowed_setup(16), ops in ops(step())) {
         lockstep(setup, CountWindow::<16>::new(), &ops)?;
@@ -1350,6 +1491,22 @@ fn violations(c: &CircuitBreakerConfig, capacity: u32) -> Vec<ConfigError> {
             F::SlowCallRateThreshold,
         );
     }
+    if let Some(permitted) = c.half_open_permitted_calls {
+        if permitted == 0 {
+            found.push(E::Zero(F::HalfOpenPermittedCalls));
+        } else if permitted > 255 {
+            found.push(E::TooLarge {
+                field: F::HalfOpenPermittedCalls,
+                max: 255,
+            });
+        }
+        if c.failure_rate_threshold.is_none() {
+            found.push(E::Requires {
+                field: F::HalfOpenPermittedCalls,
+                needs: F::FailureRateThreshold,
+            });
+        }
+    }
     if c.failure_rate_threshold.is_some() || c.slow_call_duration.is_some() {
         if c.minimum_calls == 0 {
             found.push(E::Zero(F::MinimumCalls));
@@ -1451,6 +1608,16 @@ fn any_config() -> impl Strategy<Value = CircuitBreakerConfig> {
             any_duration(),
             prop::option::weighted(0.5, (any_multiplier(), any_duration())),
             ignored_errors(),
+            prop::option::weighted(
+                0.3,
+                prop_oneof![
+                    4 => 1u32..=8,
+                    1 => Just(0u32),
+                    1 => Just(255u32),
+                    1 => Just(256u32),
+                    1 => any::<u32>(),
+                ],
+            ),
         ),
     )
         .prop_map(
@@ -1463,7 +1630,7 @@ fn any_config() -> impl Strategy<Value = CircuitBreakerConfig> {
                     rate,
                     minimum_calls,
                 ),
-                (slow, slow_rate, wait, backoff, ignored),
+                (slow, slow_rate, wait, backoff, ignored, permitted),
             )| CircuitBreakerConfig {
                 failure_threshold,
                 success_threshold,
@@ -1476,6 +1643,7 @@ fn any_config() -> impl Strategy<Value = CircuitBreakerConfig> {
                 max_wait_in_half_open: wait,
                 open_backoff: backoff.map(|(multiplier, max)| OpenBackoff { multiplier, max }),
                 ignored_errors: ignored,
+                half_open_permitted_calls: permitted,
                 ..CircuitBreakerConfig::DEFAULT
             },
         )
@@ -1496,6 +1664,8 @@ enum Fault {
     SlowRate(f32),
     MinimumCallsZero,
     MinimumCallsAbove(u32),
+    PermittedCalls(u32),
+    PermittedCallsWithoutRate,
 }
 
 fn bad_rate() -> impl Strategy<Value = f32> {
@@ -1532,6 +1702,7 @@ fn fault(capacity: u32) -> BoxedStrategy<Fault> {
         (1u64..=1_000_000).prop_map(Fault::BackoffMaxBelowTimeout),
         Just(Fault::MinimumCallsZero),
         prop_oneof![Just(1u32), 1u32..=1_000].prop_map(Fault::MinimumCallsAbove),
+        Just(Fault::PermittedCallsWithoutRate),
     ];
     if capacity == 0 {
         // Without a window these would break the window rule as well.
@@ -1542,6 +1713,7 @@ fn fault(capacity: u32) -> BoxedStrategy<Fault> {
         1 => bad_rate().prop_map(Fault::FailureRate),
         1 => Just(Fault::SlowDurationZero),
         1 => bad_rate().prop_map(Fault::SlowRate),
+        1 => prop_oneof![Just(0u32), Just(256u32), 256u32..=u32::MAX].prop_map(Fault::PermittedCalls),
     ]
     .boxed()
 }
@@ -1641,6 +1813,28 @@ fn inject(c: &mut CircuitBreakerConfig, fault: Fault, capacity: u32) -> ConfigEr
                 capacity,
             }
         }
+        Fault::PermittedCalls(permitted) => {
+            if c.failure_rate_threshold.is_none() {
+                c.failure_rate_threshold = Some(0.5);
+            }
+            c.half_open_permitted_calls = Some(permitted);
+            if permitted == 0 {
+                E::Zero(F::HalfOpenPermittedCalls)
+            } else {
+                E::TooLarge {
+                    field: F::HalfOpenPermittedCalls,
+                    max: 255,
+                }
+            }
+        }
+        Fault::PermittedCallsWithoutRate => {
+            c.failure_rate_threshold = None;
+            c.half_open_permitted_calls = Some(3);
+            E::Requires {
+                field: F::HalfOpenPermittedCalls,
+                needs: F::FailureRateThreshold,
+            }
+        }
     }
 }
 
@@ -1715,6 +1909,8 @@ fn the_generators_reach_every_path() {
         seen.backwards += run.backwards;
         seen.near_max += run.near_max;
         seen.would_open += run.would_open;
+        seen.closed_by_rate += run.closed_by_rate;
+        seen.opened_by_rate_early += run.opened_by_rate_early;
     };
     for _ in 0..160 {
         let setup = windowed_setup(8)
@@ -1736,6 +1932,16 @@ fn the_generators_reach_every_path() {
             .expect("generates")
             .current();
         let run = lockstep(setup, NoWindow, &sequence).expect("follows the model");
+        merge(run.seen);
+        let setup = by_rate_setup(8)
+            .new_tree(&mut runner)
+            .expect("generates")
+            .current();
+        let sequence = probe_ops()
+            .new_tree(&mut runner)
+            .expect("generates")
+            .current();
+        let run = lockstep(setup, CountWindow::<8>::new(), &sequence).expect("follows the model");
         merge(run.seen);
     }
     let states = [Closed, Open, HalfOpen, ForcedOpen, Disabled, MetricsOnly];
@@ -1767,6 +1973,8 @@ fn the_generators_reach_every_path() {
     assert!(seen.backwards > 10, "{seen:?}");
     assert!(seen.near_max > 10, "{seen:?}");
     assert!(seen.would_open > 5, "{seen:?}");
+    assert!(seen.closed_by_rate > 5, "{seen:?}");
+    assert!(seen.opened_by_rate_early > 5, "{seen:?}");
 }
 
 /// The model itself, on hand-worked cases, so a wrong model cannot pass silently.

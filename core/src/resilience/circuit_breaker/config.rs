@@ -60,6 +60,15 @@ pub struct CircuitBreakerConfig {
     /// `transitionToStateAfterWaitDuration = CLOSED`, with a fresh window; the open-time growth
     /// is kept, since no probe succeeded).
     pub after_max_wait_in_half_open: AfterMaxWait,
+    /// Decide a half-open cycle by rate, as Resilience4j does with
+    /// `permittedNumberOfCallsInHalfOpenState`: `Some(n)` admits `n` probes per cycle (at most
+    /// `half_open_max_calls` of them at the same time) and decides on their failure rate and
+    /// slow-call rate over the `n`, with `failure_rate_threshold` and (with
+    /// `slow_call_duration`) `slow_call_rate_threshold`: open when either reaches its threshold,
+    /// close otherwise. `success_threshold` is not read. At most 255; needs
+    /// `failure_rate_threshold`. `None` (the default): probe by probe. See the half-open decision
+    /// in the [module docs](super).
+    pub half_open_permitted_calls: Option<u32>,
 }
 
 /// Where a half-open cycle that outlived `max_wait_in_half_open` goes.
@@ -104,6 +113,7 @@ impl CircuitBreakerConfig {
         ignored_errors: ErrorKindSet::of(&[ErrorKind::InvalidInput]),
         window_duration: None,
         after_max_wait_in_half_open: AfterMaxWait::Open,
+        half_open_permitted_calls: None,
     };
 }
 
@@ -141,6 +151,10 @@ const fn check_probe_count(value: u32, field: ConfigField) -> Result<(), ConfigE
 }
 
 impl CircuitBreakerConfig {
+    /// The most probes [`half_open_permitted_calls`](Self::half_open_permitted_calls) may
+    /// permit: a cycle's counts are bytes, so the breaker keeps its size.
+    pub const MAX_HALF_OPEN_PERMITTED_CALLS: u32 = u8::MAX as u32;
+
     /// Checks every field on its own and together, for a breaker whose window holds
     /// `window_capacity` outcomes (0 for the consecutive mode).
     ///
@@ -174,6 +188,23 @@ impl CircuitBreakerConfig {
                 return Err(ConfigError::Exceeds {
                     field: F::OpenTimeout,
                     limit: F::OpenBackoffMax,
+                });
+            }
+        }
+        if let Some(permitted) = self.half_open_permitted_calls {
+            if permitted == 0 {
+                return Err(ConfigError::Zero(F::HalfOpenPermittedCalls));
+            }
+            if permitted > Self::MAX_HALF_OPEN_PERMITTED_CALLS {
+                return Err(ConfigError::TooLarge {
+                    field: F::HalfOpenPermittedCalls,
+                    max: Self::MAX_HALF_OPEN_PERMITTED_CALLS as u64,
+                });
+            }
+            if self.failure_rate_threshold.is_none() {
+                return Err(ConfigError::Requires {
+                    field: F::HalfOpenPermittedCalls,
+                    needs: F::FailureRateThreshold,
                 });
             }
         }

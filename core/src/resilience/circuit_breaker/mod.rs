@@ -31,15 +31,27 @@
 //! # The half-open decision
 //! Half-open, the breaker admits at most `half_open_max_calls` probes **at the same time** (a
 //! bound on concurrent probes, not on probes per cycle: a probe that reports frees its slot for
-//! the next). It opens again on the first failed or slow probe, and closes after
-//! `success_threshold` good probes. Resilience4j instead admits its permitted probes, waits for
-//! all of them and decides on their failure and slow-call rates. The core decides probe by probe
-//! because one failed probe is already the evidence that the callee has not recovered: waiting
-//! for the others would send more calls to a kernel that is still failing (on firmware, more
-//! work on a faulted accelerator), and it would need to remember every probe's outcome, while
-//! counting good probes needs one counter. With `success_threshold` equal to the number of
-//! probes, the core closes exactly when all of them succeeded, which Resilience4j does at a
-//! failure-rate threshold below `1 / probes`.
+//! the next). It decides in one of two ways:
+//! - **Probe by probe** (the default): it opens again on the first failed or slow probe, and
+//!   closes after `success_threshold` good probes. One failed probe is already the evidence that
+//!   the callee has not recovered: waiting for others would send more calls to a kernel that is
+//!   still failing (on firmware, more work on a faulted accelerator), and counting good probes
+//!   needs one counter. With `success_threshold` equal to the number of probes, it closes
+//!   exactly when all of them succeeded.
+//! - **By rate** (`half_open_permitted_calls: Some(n)`, Resilience4j's
+//!   `permittedNumberOfCallsInHalfOpenState`): a cycle admits `n` probes (a cancelled one, or
+//!   one failing with an ignored kind, gives its admission back) and decides on their failure
+//!   rate and slow-call rate over the `n`, with `failure_rate_threshold` and
+//!   `slow_call_rate_threshold`: it opens when either reaches its threshold and closes
+//!   otherwise. It decides as soon as the probes still to report cannot change the outcome
+//!   (at 0.5 over 10 probes, the fifth failure opens it and the sixth good probe closes it), so
+//!   the decision is Resilience4j's, taken without waiting for probes that cannot change it.
+//!   A dependency that fails 30 % of the time closes in one cycle at a threshold of 0.5, where
+//!   probe by probe it would need several open cycles. A cycle's figures
+//!   ([`Trip`]: probes reported, failed, slow) are kept in bytes, hence at most 255 probes.
+//!
+//! Either way, a cycle that outlives `max_wait_in_half_open` ends as
+//! `after_max_wait_in_half_open` says, and a report from an earlier cycle changes nothing.
 
 mod config;
 mod configured_window;
@@ -334,11 +346,21 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             });
         }
         let transition = self.poll(now);
-        let max_probes = self.config.borrow().half_open_max_calls;
+        let config = self.config.borrow();
+        let max_probes = config.half_open_max_calls;
+        // Deciding by rate, a cycle admits its permitted probes and no more (a cancelled one
+        // gives its admission back).
+        let permitted = config.half_open_permitted_calls.unwrap_or(u32::MAX);
         let admitted = match &mut self.phase {
             Phase::Closed | Phase::Disabled | Phase::MetricsOnly => true,
-            Phase::HalfOpen { in_flight, .. } => {
-                if u32::from(*in_flight) < max_probes {
+            Phase::HalfOpen {
+                in_flight,
+                reported,
+                ..
+            } => {
+                if u32::from(*in_flight) < max_probes
+                    && u32::from(*in_flight) + u32::from(*reported) < permitted
+                {
                     *in_flight = in_flight.saturating_add(1);
                     true
                 } else {
@@ -418,7 +440,9 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             Phase::Open { until } if until.is_reached_at(now) => self.enter(Phase::HalfOpen {
                 since: now,
                 in_flight: 0,
-                successes: 0,
+                reported: 0,
+                failures: 0,
+                slow: 0,
             }),
             Phase::ForcedOpen { until, then } if until.is_reached_at(now) => match then {
                 Resume::Disabled => self.enter(Phase::Disabled),
@@ -429,11 +453,21 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
                 }
             },
             Phase::HalfOpen {
-                since, successes, ..
+                since,
+                reported,
+                failures,
+                slow,
+                ..
             } if self.half_open_ends(since).is_reached_at(now) => {
                 match self.config.borrow().after_max_wait_in_half_open {
                     AfterMaxWait::Open => {
-                        let trip = probe_trip(OpenReason::HalfOpenTimeout, successes, 0, 0);
+                        let trip = Trip {
+                            reason: OpenReason::HalfOpenTimeout,
+                            calls: u32::from(reported),
+                            failures: u32::from(failures),
+                            slow: u32::from(slow),
+                            consecutive_failures: 0,
+                        };
                         self.trip(now, trip)
                     }
                     AfterMaxWait::Closed => self.close(),
@@ -684,28 +718,61 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             Phase::HalfOpen {
                 since,
                 in_flight,
-                successes,
+                reported,
+                failures,
+                slow: slow_probes,
             } => {
-                if failed || slow {
-                    let trip = probe_trip(
-                        OpenReason::ProbeFailed,
-                        successes,
-                        u32::from(failed),
-                        u32::from(slow),
-                    );
-                    return self.trip(now, trip);
-                }
-                let successes = successes.saturating_add(1);
-                if u32::from(successes) >= self.config.borrow().success_threshold {
-                    self.reopens = 0;
-                    return self.close();
-                }
-                self.phase = Phase::HalfOpen {
-                    since,
-                    in_flight: in_flight.saturating_sub(1),
-                    successes,
+                let config = self.config.borrow();
+                let reported = reported.saturating_add(1);
+                let decision = if let Some(permitted) = config.half_open_permitted_calls {
+                    let failures = failures.saturating_add(u8::from(failed));
+                    let slow_probes = slow_probes.saturating_add(u8::from(slow));
+                    let decision =
+                        decide_by_rate(config, permitted, reported, failures, slow_probes);
+                    if decision.is_none() {
+                        self.phase = Phase::HalfOpen {
+                            since,
+                            in_flight: in_flight.saturating_sub(1),
+                            reported,
+                            failures,
+                            slow: slow_probes,
+                        };
+                    }
+                    decision.map(|opens| (opens, failures, slow_probes))
+                } else if failed || slow {
+                    // Probe by probe: the first bad probe opens (its figures: the good ones
+                    // before it and itself).
+                    Some((true, u8::from(failed), u8::from(slow)))
+                } else if u32::from(reported) >= config.success_threshold {
+                    Some((false, 0, 0))
+                } else {
+                    self.phase = Phase::HalfOpen {
+                        since,
+                        in_flight: in_flight.saturating_sub(1),
+                        reported,
+                        failures,
+                        slow: slow_probes,
+                    };
+                    None
                 };
-                None
+                match decision? {
+                    (true, failures, slow) => {
+                        let trip = Trip {
+                            reason: OpenReason::ProbeFailed,
+                            calls: u32::from(reported),
+                            failures: u32::from(failures),
+                            slow: u32::from(slow),
+                            consecutive_failures: u32::from(
+                                config.half_open_permitted_calls.is_none() && failed,
+                            ),
+                        };
+                        self.trip(now, trip)
+                    }
+                    (false, _, _) => {
+                        self.reopens = 0;
+                        self.close()
+                    }
+                }
             }
             _ => None,
         }
@@ -831,8 +898,12 @@ enum Phase {
         since: Instant,
         /// Probes admitted and not yet settled.
         in_flight: u16,
-        /// Probes that succeeded in this cycle.
-        successes: u16,
+        /// Probes of this cycle that reported (probe by probe, all of them good).
+        reported: u16,
+        /// Failed ones among them (deciding by rate; at most 255 probes).
+        failures: u8,
+        /// Slow ones among them, failed or not (deciding by rate).
+        slow: u8,
     },
     /// `until` may be [`Instant::MAX`]: until a reset.
     ForcedOpen {
@@ -862,15 +933,33 @@ enum Resume {
     MetricsOnly,
 }
 
-/// The figures of a half-open cycle that ends open: its `good` probes plus the one that failed
-/// (`failed`, `slow`: 1 or 0).
-fn probe_trip(reason: OpenReason, good: u16, failed: u32, slow: u32) -> Trip {
-    Trip {
-        reason,
-        calls: u32::from(good).saturating_add(failed.max(slow)),
-        failures: failed,
-        slow,
-        consecutive_failures: failed,
+/// The decision of a half-open cycle by rate once `reported` of its `permitted` probes reported,
+/// `failures` and `slow` of them bad: `Some(true)` to open, `Some(false)` to close, `None` while
+/// the probes still to report could go either way. The rates are over the `permitted` probes,
+/// so the decision is the one Resilience4j takes when the last of them reports, taken as soon as
+/// the rest cannot change it.
+fn decide_by_rate(
+    config: &CircuitBreakerConfig,
+    permitted: u32,
+    reported: u16,
+    failures: u8,
+    slow: u8,
+) -> Option<bool> {
+    let opens = |failures: u32, slow: u32| {
+        config
+            .failure_rate_threshold
+            .is_some_and(|rate| crate::float::reaches_rate(failures, rate, permitted))
+            || (config.slow_call_duration.is_some()
+                && crate::float::reaches_rate(slow, config.slow_call_rate_threshold, permitted))
+    };
+    let (failures, slow) = (u32::from(failures), u32::from(slow));
+    let left = permitted.saturating_sub(u32::from(reported));
+    if opens(failures, slow) {
+        Some(true)
+    } else if !opens(failures.saturating_add(left), slow.saturating_add(left)) {
+        Some(false)
+    } else {
+        None
     }
 }
 

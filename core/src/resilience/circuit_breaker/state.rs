@@ -156,7 +156,8 @@ pub enum OpenReason {
     SlowCallRate,
     /// `failure_threshold` failures in a row (the consecutive mode).
     ConsecutiveFailures,
-    /// A half-open probe failed or was slow.
+    /// A half-open probe failed or was slow (probe by probe), or the probes' failure or slow-call
+    /// rate reached its threshold (by rate, `half_open_permitted_calls`).
     ProbeFailed,
     /// The half-open cycle outlived `max_wait_in_half_open` (with `AfterMaxWait::Open`).
     HalfOpenTimeout,

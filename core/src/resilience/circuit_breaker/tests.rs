@@ -919,3 +919,161 @@ fn a_window_duration_without_a_rate_is_refused() {
         Err(ConfigError::NotApplicable(ConfigField::WindowDuration))
     );
 }
+
+/// A rate-mode breaker that decides its half-open cycles by rate over `permitted` probes, at
+/// most `at_once` at a time, at a failure threshold of 0.5; open for 10 s.
+fn by_rate(permitted: u32, at_once: u32) -> CircuitBreaker<CircuitBreakerConfig, CountWindow<8>> {
+    CircuitBreaker::with_window(
+        CircuitBreakerConfig {
+            failure_rate_threshold: Some(0.5),
+            minimum_calls: 4,
+            half_open_max_calls: at_once,
+            half_open_permitted_calls: Some(permitted),
+            ..config()
+        },
+        CountWindow::new(),
+    )
+}
+
+/// Opens `cb` at 1 s (four failures) and lets the open time end at 11 s.
+fn to_half_open<W: SlidingWindow>(cb: &mut CircuitBreaker<CircuitBreakerConfig, W>) {
+    for _ in 0..4 {
+        fail(cb, t(1));
+    }
+    assert_eq!(cb.state(), CircuitState::Open);
+    assert_eq!(
+        edge(cb.poll(t(11))),
+        Some((CircuitState::Open, CircuitState::HalfOpen))
+    );
+}
+
+#[test]
+fn a_flaky_dependency_closes_in_one_cycle_by_rate() {
+    // 3 of 10 probes fail (30 %): probe by probe the first failure would reopen; by rate at 0.5
+    // the cycle closes.
+    let mut cb = by_rate(10, 10);
+    to_half_open(&mut cb);
+    let permits: std::vec::Vec<Permit> = (0..10)
+        .map(|_| cb.try_acquire(t(12)).expect("ten probes"))
+        .collect();
+    assert_eq!(
+        cb.try_acquire(t(12)).expect_err("the eleventh").state,
+        CircuitState::HalfOpen
+    );
+    let mut transitions = std::vec::Vec::new();
+    for (i, permit) in permits.into_iter().enumerate() {
+        let transition = if i % 3 == 0 && i < 9 {
+            cb.on_failure(permit, ErrorKind::Transient, t(13))
+        } else {
+            cb.on_success(permit, t(13))
+        };
+        transitions.push(edge(transition));
+    }
+    // Failures at 0, 3 and 6. After the 8th report 2 probes are left, and 5 failures of 10
+    // would reach 0.5: undecided. After the 9th, at most 4 of 10: closed. The 10th is stale.
+    let closed_at = transitions
+        .iter()
+        .position(|t| *t == Some((CircuitState::HalfOpen, CircuitState::Closed)));
+    assert_eq!(closed_at, Some(8), "{transitions:?}");
+    assert_eq!(cb.state(), CircuitState::Closed);
+}
+
+#[test]
+fn a_cycle_by_rate_opens_once_the_threshold_is_reached_whatever_the_rest_do() {
+    let mut cb = by_rate(4, 4);
+    to_half_open(&mut cb);
+    let permits: std::vec::Vec<Permit> = (0..4).map(|_| cb.try_acquire(t(12)).expect("admitted")).collect();
+    let mut permits = permits.into_iter();
+    assert_eq!(cb.on_success(permits.next().expect("a permit"), t(12)), None);
+    assert_eq!(
+        cb.on_failure(permits.next().expect("a permit"), ErrorKind::Transient, t(12)),
+        None
+    );
+    // 2 of 4 failed: the rate over the 4 is at least 0.5 already.
+    let reopened = cb.on_failure(permits.next().expect("a permit"), ErrorKind::Transient, t(12));
+    assert_eq!(edge(reopened), Some(REOPENED));
+    let trip = reopened.and_then(|t| t.trip).expect("a trip");
+    assert_eq!(trip.reason, OpenReason::ProbeFailed);
+    assert_eq!((trip.calls, trip.failures, trip.slow), (3, 2, 0));
+    // The last probe is from the ended cycle: it changes nothing.
+    assert_eq!(cb.on_success(permits.next().expect("a permit"), t(12)), None);
+    assert_eq!(cb.state(), CircuitState::Open);
+}
+
+#[test]
+fn a_cycle_by_rate_admits_its_probes_one_at_a_time_and_a_cancel_gives_one_back() {
+    let mut cb = by_rate(2, 1);
+    to_half_open(&mut cb);
+    let first = cb.try_acquire(t(12)).expect("admitted");
+    assert!(cb.try_acquire(t(12)).is_err(), "one at a time");
+    assert_eq!(cb.on_cancelled(first, t(12)), None);
+    // The cancelled probe counted nothing and gave its admission back: two more are admitted.
+    // One good of 2 leaves one that could fail (1 of 2 reaches 0.5): undecided.
+    assert_eq!(succeed(&mut cb, t(12)), None);
+    assert_eq!(cb.state(), CircuitState::HalfOpen);
+    let last = cb.try_acquire(t(12)).expect("the second of two");
+    assert!(cb.try_acquire(t(12)).is_err(), "two per cycle");
+    assert_eq!(
+        edge(cb.on_success(last, t(12))),
+        Some((CircuitState::HalfOpen, CircuitState::Closed))
+    );
+}
+
+#[test]
+fn a_cycle_by_rate_counts_slow_probes_against_the_slow_threshold() {
+    let mut cb = CircuitBreaker::with_window(
+        CircuitBreakerConfig {
+            failure_rate_threshold: Some(1.0),
+            slow_call_duration: Some(Duration::from_secs(1)),
+            slow_call_rate_threshold: 0.5,
+            minimum_calls: 4,
+            half_open_max_calls: 2,
+            half_open_permitted_calls: Some(2),
+            ..config()
+        },
+        CountWindow::<8>::new(),
+    );
+    to_half_open(&mut cb);
+    let slow = cb.try_acquire(t(12)).expect("admitted");
+    let quick = cb.try_acquire(t(14)).expect("admitted");
+    assert_eq!(cb.on_success(quick, t(14)), None);
+    // One slow success of two: the slow rate 0.5 reaches its threshold.
+    let reopened = cb.on_success(slow, t(14));
+    assert_eq!(edge(reopened), Some(REOPENED));
+    let trip = reopened.and_then(|t| t.trip).expect("a trip");
+    assert_eq!((trip.calls, trip.failures, trip.slow), (2, 0, 1));
+}
+
+#[test]
+fn half_open_permitted_calls_is_checked() {
+    let base = CircuitBreakerConfig {
+        failure_rate_threshold: Some(0.5),
+        minimum_calls: 4,
+        ..config()
+    };
+    let check = |permitted, rate: Option<f32>| {
+        CircuitBreakerConfig {
+            half_open_permitted_calls: Some(permitted),
+            failure_rate_threshold: rate,
+            ..base
+        }
+        .validate_for_window(8)
+    };
+    assert_eq!(check(10, Some(0.5)), Ok(()));
+    assert_eq!(check(255, Some(0.5)), Ok(()));
+    assert_eq!(
+        check(0, Some(0.5)),
+        Err(ConfigError::Zero(ConfigField::HalfOpenPermittedCalls))
+    );
+    let too_many = check(256, Some(0.5)).expect_err("refused");
+    assert_eq!(
+        too_many.to_string(),
+        "circuit_breaker.half_open_permitted_calls must be at most 255"
+    );
+    let alone = check(10, None).expect_err("refused");
+    assert_eq!(
+        alone.to_string(),
+        "circuit_breaker.half_open_permitted_calls is set, so \
+         circuit_breaker.failure_rate_threshold must be set too"
+    );
+}
