@@ -233,6 +233,21 @@ proptest! {
     }
 
     #[test]
+    fn a_breaker_deciding_half_open_by_rate_decides_as_the_core(
+        config in config(),
+        permitted in 1u32..6,
+        ops in ops(),
+    ) {
+        let config = CircuitBreakerConfig {
+            failure_rate_threshold: config.failure_rate_threshold.or(Some(0.5)),
+            half_open_permitted_calls: Some(permitted),
+            half_open_max_calls: permitted,
+            ..config
+        };
+        run(config, CountWindow::<8>::new(), &ops)?;
+    }
+
+    #[test]
     fn the_slow_call_breaker_decides_as_the_core(config in config(), slow in 5u64..30, ops in ops()) {
         let config = CircuitBreakerConfig {
             failure_rate_threshold: None,
