@@ -196,6 +196,10 @@ pub struct BreakerFile {
     pub slow_call_duration: Option<Duration>,
     /// The share of slow calls in the window that opens the breaker.
     pub slow_call_rate_threshold: Option<f32>,
+    /// Decide a half-open cycle by rate over this many probes (1 to 255; needs
+    /// `failure_rate_threshold`), as Resilience4j's `permittedNumberOfCallsInHalfOpenState`;
+    /// unset: probe by probe.
+    pub half_open_permitted_calls: Option<u32>,
     /// Calls the window must hold before either rate is evaluated.
     pub minimum_calls: Option<u32>,
     /// A window by time over this duration (in 10 buckets) instead of the last 100 calls.

@@ -28,6 +28,7 @@
 //! # minimum_calls = 20
 //! # slow_call_duration = "2s"      # the slow-call mode (with slow_call_rate_threshold)
 //! # slow_call_rate_threshold = 0.8
+//! # half_open_permitted_calls = 10 # half-open: decide on the rates over 10 probes, not one by one
 //! # mode = "metrics_only"          # shadow mode: evaluates and reports, never rejects
 //!
 //! [resilience.retry]
@@ -334,6 +335,7 @@ impl ServiceConfig {
                         .map(|_| cb.slow_call_rate_threshold),
                     minimum_calls: Some(cb.minimum_calls),
                     window_duration: cb.window_duration,
+                    half_open_permitted_calls: cb.half_open_permitted_calls,
                     mode: Some(self.breaker_mode),
                 },
                 retry: RetryFile {
@@ -523,7 +525,7 @@ mod tests {
 
     #[test]
     fn the_breaker_mode_and_window_come_from_the_file_and_show_again() {
-        let text = "[resilience.circuit_breaker]\nfailure_rate_threshold = 0.25\nwindow_duration = \"30s\"\nminimum_calls = 500\nslow_call_duration = \"2s\"\nslow_call_rate_threshold = 0.75\nmode = \"metrics_only\"";
+        let text = "[resilience.circuit_breaker]\nfailure_rate_threshold = 0.25\nwindow_duration = \"30s\"\nminimum_calls = 500\nslow_call_duration = \"2s\"\nslow_call_rate_threshold = 0.75\nhalf_open_permitted_calls = 10\nmode = \"metrics_only\"";
         let config = ConfigFile::parse(text)
             .expect("parses")
             .resolve(None)
@@ -534,6 +536,7 @@ mod tests {
         assert_eq!(cb.minimum_calls, 500);
         assert_eq!(cb.slow_call_duration, Some(Duration::from_secs(2)));
         assert_eq!(cb.slow_call_rate_threshold.to_bits(), 0.75f32.to_bits());
+        assert_eq!(cb.half_open_permitted_calls, Some(10));
         assert_eq!(config.breaker_mode, BreakerMode::MetricsOnly);
         // `config show` writes it back, and the written file resolves to the same.
         let shown = config.to_file().to_toml().expect("writes");
@@ -643,6 +646,15 @@ mod tests {
             (
                 "[resilience.circuit_breaker]\nslow_call_duration = \"0s\"",
                 "resilience.circuit_breaker.slow_call_duration",
+            ),
+            (
+                "[resilience.circuit_breaker]\nhalf_open_permitted_calls = 10",
+                "resilience.circuit_breaker.half_open_permitted_calls: is set, so \
+                 circuit_breaker.failure_rate_threshold must be set too",
+            ),
+            (
+                "[resilience.circuit_breaker]\nfailure_rate_threshold = 0.5\nhalf_open_permitted_calls = 256",
+                "resilience.circuit_breaker.half_open_permitted_calls: must be at most 255",
             ),
             ("[limits]\nmax_concurrency = 0", "limits.max_concurrency"),
             (

@@ -318,6 +318,10 @@ fn apply_breaker(config: &mut CircuitBreakerConfig, file: &BreakerFile) {
     );
     set_some(&mut config.slow_call_duration, file.slow_call_duration);
     set_some(&mut config.window_duration, file.window_duration);
+    set_some(
+        &mut config.half_open_permitted_calls,
+        file.half_open_permitted_calls,
+    );
     set(
         &mut config.slow_call_rate_threshold,
         file.slow_call_rate_threshold,
