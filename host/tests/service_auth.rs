@@ -93,6 +93,9 @@ async fn probes_and_metrics_stay_open_and_admin_routes_need_the_token() {
         "/health/startup",
         "/health",
         "/metrics",
+        "/",
+        "/status",
+        "/status.json",
     ] {
         let answer = server.get(path).await;
         assert_eq!(answer.status, 200, "{path} is open: {answer:?}");
@@ -214,4 +217,35 @@ fn a_non_loopback_address_needs_tokens_or_an_explicit_none() {
         .wait_exit(Duration::from_secs(10))
         .unwrap_or_else(|| panic!("did not stop: {}", serve.drain_log()));
     assert_eq!(status.code(), Some(0), "{status:?}: {}", serve.drain_log());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_status_page_follows_the_health_routes_token_rule() {
+    let dir = TempDir::new("auth-status");
+    let path = auth_config(&dir, 0o600, "protect_health = true\n");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("binds 127.0.0.1:0");
+    let running =
+        rustkernel_host::service::start_on(ServiceConfig::load(&path).expect("valid"), listener)
+            .await
+            .expect("starts");
+    let base = format!("http://{}", running.local_addr());
+    let client = common::client();
+    let with_token = |route: &str| {
+        client
+            .get(format!("{base}{route}"))
+            .header("authorization", format!("Bearer {TOKEN}"))
+    };
+    common::wait_until("ready", std::time::Duration::from_secs(10), || async {
+        send(with_token("/health/ready")).await.status == 200
+    })
+    .await;
+    for route in ["/", "/status", "/status.json", "/health"] {
+        let answer = send(client.get(format!("{base}{route}"))).await;
+        assert_eq!(answer.status, 401, "{route} needs the token: {answer:?}");
+        let answer = send(with_token(route)).await;
+        assert_eq!(answer.status, 200, "{route} with the token: {answer:?}");
+    }
+    running.shutdown().await.expect("stops");
 }

@@ -297,6 +297,16 @@ impl<W: SlidingWindow> Pipeline<W, NoHint, ByClassify> {
             attempt_timeout: config.attempt_timeout,
         })
     }
+
+    /// The same pipeline, its retries drawn from `budget` (a
+    /// [`SharedRetryBudget`] of [`ResilienceConfig::retry_budget`], or one shared with other
+    /// pipelines): each call deposits once, each retry withdraws once, a retry the budget
+    /// refuses ends the call with `gave_up = BudgetExhausted`.
+    #[must_use]
+    pub fn with_retry_budget(mut self, budget: SharedRetryBudget) -> Self {
+        self.retrier = self.retrier.budget(budget);
+        self
+    }
 }
 
 impl<W: SlidingWindow, H, C, K> Pipeline<W, H, C, K> {

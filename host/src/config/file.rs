@@ -168,9 +168,27 @@ pub struct ResilienceFile {
     /// `[resilience.health_check]`.
     #[serde(default)]
     pub health_check: HealthFile,
+    /// `[resilience.retry_budget]`: each kernel's retries as a share of its requests.
+    #[serde(default)]
+    pub retry_budget: RetryBudgetFile,
     /// Each attempt's own timeout (default: none, attempts run until the request's deadline).
     #[serde(default, with = "humantime_serde::option")]
     pub attempt_timeout: Option<Duration>,
+}
+
+/// `[resilience.retry_budget]`: a kernel's retries may add at most `retry_ratio` of its requests
+/// over `window`, plus `min_retries_per_second` whatever the traffic; a retry past it is shed
+/// (429, `outcome="shed"`). Defaults: 10 s, 10 per second, 0.2.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetryBudgetFile {
+    /// How far back requests and retries count.
+    #[serde(default, with = "humantime_serde::option")]
+    pub window: Option<Duration>,
+    /// Retries per second allowed whatever the traffic.
+    pub min_retries_per_second: Option<u32>,
+    /// Retries allowed per request, 0 to 1000.
+    pub retry_ratio: Option<f32>,
 }
 
 /// `[resilience.circuit_breaker]`.

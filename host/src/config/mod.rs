@@ -71,8 +71,8 @@ use std::time::Duration;
 use rustkernel_core::error::{ConfigError as CoreConfigError, ErrorKind, ErrorKindSet};
 use rustkernel_core::resilience::circuit_breaker::SlidingWindow;
 use rustkernel_core::resilience::{
-    BackoffStrategy, CircuitBreakerConfig, HealthProbeConfig, ResilienceConfig, RetryConfig,
-    TimeoutConfig,
+    BackoffStrategy, CircuitBreakerConfig, HealthProbeConfig, ResilienceConfig, RetryBudgetConfig,
+    RetryConfig, TimeoutConfig,
 };
 use rustkernel_tokio::metrics::{LATENCY_BUCKETS, check_buckets};
 use serde::{Deserialize, Serialize};
@@ -354,6 +354,11 @@ impl ServiceConfig {
                     failure_threshold: Some(r.health_check.failure_threshold),
                     success_threshold: Some(r.health_check.success_threshold),
                 },
+                retry_budget: RetryBudgetFile {
+                    window: Some(r.retry_budget.window),
+                    min_retries_per_second: Some(r.retry_budget.min_retries_per_second),
+                    retry_ratio: Some(r.retry_budget.retry_ratio),
+                },
                 attempt_timeout: self.attempt_timeout,
             },
             runtime: RuntimeFile {
@@ -492,6 +497,28 @@ mod tests {
                 "{text}: {message}"
             );
         }
+    }
+
+    #[test]
+    fn the_retry_budget_comes_from_the_file_and_bad_values_name_their_field() {
+        let text = "[resilience.retry_budget]\nwindow = \"30s\"\nmin_retries_per_second = 2\nretry_ratio = 0.5";
+        let config = ConfigFile::parse(text)
+            .expect("parses")
+            .resolve(None)
+            .expect("valid");
+        assert_eq!(
+            config.resilience.retry_budget,
+            RetryBudgetConfig {
+                window: Duration::from_secs(30),
+                min_retries_per_second: 2,
+                retry_ratio: 0.5,
+            }
+        );
+        let error = ConfigFile::parse("[resilience.retry_budget]\nretry_ratio = -1.0")
+            .expect("parses")
+            .resolve(None)
+            .expect_err("a negative ratio");
+        assert!(error.to_string().contains("retry_ratio"), "{error}");
     }
 
     #[test]

@@ -60,6 +60,7 @@ impl ConfigFile {
         apply_retry(&mut resilience.retry, &self.resilience.retry);
         apply_timeout(&mut resilience.timeout, &self.resilience.timeout);
         apply_health(&mut resilience.health_check, &self.resilience.health_check);
+        apply_retry_budget(&mut resilience.retry_budget, &self.resilience.retry_budget);
         resilience.validate_for_window(<KernelWindow as SlidingWindow>::CAPACITY)?;
         // The window's own checks (minimum_calls within the last 100 calls, bucket length).
         rustkernel_core::resilience::CircuitBreaker::try_with_window(
@@ -343,6 +344,15 @@ fn apply_timeout(config: &mut TimeoutConfig, file: &TimeoutFile) {
     set(&mut config.default_timeout, file.default_timeout);
     set(&mut config.max_timeout, file.max_timeout);
     set(&mut config.include_queue_time, file.include_queue_time);
+}
+
+fn apply_retry_budget(config: &mut RetryBudgetConfig, file: &RetryBudgetFile) {
+    set(&mut config.window, file.window);
+    set(
+        &mut config.min_retries_per_second,
+        file.min_retries_per_second,
+    );
+    set(&mut config.retry_ratio, file.retry_ratio);
 }
 
 fn apply_health(config: &mut HealthProbeConfig, file: &HealthFile) {

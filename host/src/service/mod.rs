@@ -8,6 +8,8 @@
 //! | `GET /health/startup` | the registry's start-up: the first round of checks finished |
 //! | `GET /health` | every component: status, message, latency, last check, breaker state |
 //! | `GET /metrics` | Prometheus text (see [`metrics`]) |
+//! | `GET /`, `GET /status` | the status page: kernels, breakers, GPU worker, edge devices, readiness, updated live (see [`status`]) |
+//! | `GET /status.json` | what the page shows: `/health`'s body and each kernel's calls and latency |
 //! | `POST /v1/kernels/{family}/{name}/execute` | runs a kernel (`graph/pagerank`) through its pipeline on the blocking pool |
 //! | `POST /v1/admin/kernels/{family}/{name}/{force-open,reset,metrics-only}` | operator controls of a kernel's breaker |
 //! | `POST /v1/jobs`, `GET /v1/jobs`, `GET`/`DELETE /v1/jobs/{id}` | long-running kernels as jobs (see [`jobs`]) |
@@ -27,6 +29,7 @@
 //! | `admin.rs` | operators' breaker controls |
 //! | [`jobs`] | the jobs routes: parse, call the [`JobRunner`](crate::jobs::JobRunner), map |
 //! | [`health`] | the health components and the probe routes, from the registry |
+//! | [`status`] | the status page and its JSON |
 //! | [`metrics`] | the metric families and `/metrics` |
 //! | [`runtime`] | the `runtime` component |
 //! | [`faults`] | seeded fault injection for rehearsals |
@@ -42,6 +45,7 @@ pub mod jobs;
 pub mod metrics;
 pub mod runtime;
 pub mod state;
+pub mod status;
 
 pub use state::AppState;
 
@@ -108,6 +112,9 @@ fn router(state: &Arc<AppState>, body_limit: usize) -> Router {
         .route("/health/ready", get(health::ready))
         .route("/health/startup", get(health::startup))
         .route("/health", get(health::full))
+        .route("/", get(status::page))
+        .route("/status", get(status::page))
+        .route("/status.json", get(status::json))
         .route_layer(from_fn_with_state(state.clone(), auth::health));
     let metrics =
         Router::new()

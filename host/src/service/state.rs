@@ -13,6 +13,7 @@ use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 use rustkernel_core::resilience::PipelineConfig;
 use rustkernel_tokio::metrics::CallMetrics;
 use rustkernel_tokio::resilience::{CircuitBreaker, HealthProbe, Pipeline};
+use rustkernel_tokio::retry::SharedRetryBudget;
 use tokio::sync::Semaphore;
 
 use super::ServeError;
@@ -94,8 +95,11 @@ impl AppState {
                 attempt_timeout: config.attempt_timeout,
                 ..PipelineConfig::from_resilience(&config.resilience)
             };
-            let pipeline = Pipeline::try_with_window(pipeline_config, KernelWindow::new())
+            let budget = SharedRetryBudget::try_new(config.resilience.retry_budget)
                 .map_err(|error| ServeError::Config(error.to_string()))?;
+            let pipeline = Pipeline::try_with_window(pipeline_config, KernelWindow::new())
+                .map_err(|error| ServeError::Config(error.to_string()))?
+                .with_retry_budget(budget);
             if config.breaker_mode == BreakerMode::MetricsOnly
                 && let Some(breaker) = pipeline.breaker()
             {
