@@ -528,8 +528,10 @@ async fn serve(
         clock::to_core(liveness.last()),
     );
     loop {
-        silence.on_heard(clock::to_core(liveness.last()));
-        match silence.poll(clock::now()) {
+        // A worker heard again after a silence is talking: `on_heard` says so (and `poll`,
+        // finding it talking already, says nothing more), unless it is silent again by now.
+        let heard = silence.on_heard(clock::to_core(liveness.last()));
+        match silence.poll(clock::now()).or(heard) {
             Some(SilencePhase::Lost) => {
                 let why = format!("no heartbeat for {:?}", config.heartbeat_timeout);
                 lost(&mut in_flight, &why);
