@@ -14,8 +14,9 @@
 //!
 //! The job itself is [`compute`], the same function the controller runs as its fallback.
 
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::cell::Cell;
 
+use critical_section::Mutex;
 use embassy_futures::select::{Either, select};
 use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
 use embassy_sync::channel::Channel;
@@ -80,8 +81,9 @@ pub struct Link {
     job_reply: Signal<CriticalSectionRawMutex, Reply>,
     ping_reply: Signal<CriticalSectionRawMutex, Reply>,
     reset: Signal<CriticalSectionRawMutex, ()>,
-    seq: AtomicU32,
-    resets: AtomicU32,
+    /// Counters in a critical section: the Cortex-M0 has no atomic read-modify-write.
+    seq: Mutex<Cell<u32>>,
+    resets: Mutex<Cell<u32>>,
 }
 
 impl Link {
@@ -93,13 +95,17 @@ impl Link {
             job_reply: Signal::new(),
             ping_reply: Signal::new(),
             reset: Signal::new(),
-            seq: AtomicU32::new(0),
-            resets: AtomicU32::new(0),
+            seq: Mutex::new(Cell::new(0)),
+            resets: Mutex::new(Cell::new(0)),
         }
     }
 
     fn next_seq(&self) -> u32 {
-        self.seq.fetch_add(1, Ordering::Relaxed).wrapping_add(1)
+        critical_section::with(|cs| {
+            let seq = self.seq.borrow(cs);
+            seq.set(seq.get().wrapping_add(1));
+            seq.get()
+        })
     }
 
     /// Runs a job on the accelerator and waits for its answer (for ever, if it hangs: put a
@@ -137,13 +143,16 @@ impl Link {
 
     /// Pulls the reset line: the device reboots and drops what it was doing.
     pub fn reset(&self) {
-        self.resets.fetch_add(1, Ordering::Relaxed);
+        critical_section::with(|cs| {
+            let resets = self.resets.borrow(cs);
+            resets.set(resets.get().wrapping_add(1));
+        });
         self.reset.signal(());
     }
 
     /// Resets so far.
     pub fn resets(&self) -> u32 {
-        self.resets.load(Ordering::Relaxed)
+        critical_section::with(|cs| self.resets.borrow(cs).get())
     }
 }
 

@@ -1,11 +1,16 @@
-//! Shared pieces of the firmware examples: the SysTick time driver, the output channel
-//! (telemetry frames and logs over semihosting) and the simulated accelerator. The resilience
-//! itself comes from `rustkernel-embassy` over `rustkernel-core`.
+//! Shared pieces of the firmware examples: the scenario, the boards (their time drivers), the
+//! output channel (telemetry frames and logs over semihosting) and the simulated accelerator.
+//! The resilience itself comes from `rustkernel-embassy` over `rustkernel-core`.
 #![no_std]
 
 pub mod accelerator;
+pub mod board;
 pub mod log;
+#[cfg(board = "microbit")]
+pub mod nrf51_timer;
 pub mod output;
+pub mod scenario;
+#[cfg(board = "mps2_an386")]
 pub mod time_driver;
 
 // Links defmt's global logger (semihosting) in the `defmt` build.
