@@ -5,8 +5,11 @@
 
 use core::fmt;
 
+mod message;
 #[cfg(feature = "std")]
 mod std_impls;
+
+pub use message::invalid_const;
 #[cfg(feature = "std")]
 pub use std_impls::{io_error_kind, std_error_kind};
 
@@ -405,42 +408,8 @@ pub enum ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ConfigError::Zero(field) => write!(f, "{field} must be greater than zero"),
-            ConfigError::NotFinite(field) => write!(f, "{field} must be a finite number"),
-            ConfigError::MultiplierBelowOne(field) => write!(f, "{field} must be at least 1.0"),
-            ConfigError::RateOutOfRange(field) => {
-                write!(f, "{field} must be greater than 0 and at most 1")
-            }
-            ConfigError::TooLarge { field, max } => write!(f, "{field} must be at most {max}"),
-            ConfigError::Exceeds { field, limit } => {
-                write!(f, "{field} must not exceed {limit}")
-            }
-            ConfigError::EmptyRetryableErrors => write!(
-                f,
-                "{} is empty but retry.max_attempts allows retries",
-                ConfigField::RetryableErrors
-            ),
-            ConfigError::WindowTooSmall { needed, capacity } => write!(
-                f,
-                "failure-rate mode needs a window of at least {needed} calls, the breaker holds {capacity}"
-            ),
-            ConfigError::Missing(field) => {
-                write!(f, "{field} must be set for the breaker's window")
-            }
-            ConfigError::NotApplicable(field) => write!(
-                f,
-                "{field} is set but the breaker's window does not use it (it needs a TimeWindow)"
-            ),
-            ConfigError::BucketTooShort { buckets } => write!(
-                f,
-                "{} must be at least {buckets} µs: one microsecond per bucket",
-                ConfigField::WindowDuration
-            ),
-            ConfigError::Requires { field, needs } => {
-                write!(f, "{field} is set, so {needs} must be set too")
-            }
-        }
+        // One text with `invalid_const`, which cannot use `write!`.
+        f.write_str(message::Text::new().error(self).as_str())
     }
 }
 

@@ -58,7 +58,9 @@
 //! # });
 //! ```
 //!
-//! An invalid configuration in a `static` does not compile:
+//! An invalid configuration in a `static` does not compile; the error names the field and its
+//! rule (`evaluation panicked: invalid circuit breaker configuration:
+//! circuit_breaker.failure_threshold must be greater than zero`):
 //!
 //! ```compile_fail,E0080
 //! use embassy_sync::blocking_mutex::raw::CriticalSectionRawMutex;
@@ -79,7 +81,9 @@ use core::future::Future;
 
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, RawMutex};
-use rustkernel_core::error::{ByClassify, Classifier, ConfigError, ErrorKind, ResilienceError};
+use rustkernel_core::error::{
+    ByClassify, Classifier, ConfigError, ErrorKind, ResilienceError, invalid_const,
+};
 use rustkernel_core::resilience::circuit_breaker::SlidingWindow;
 use rustkernel_core::resilience::{
     CircuitBreaker as CoreBreaker, CircuitBreakerConfig, CircuitBreakerStats, CircuitState,
@@ -153,21 +157,16 @@ pub struct CircuitBreaker<
     inner: Mutex<M, RefCell<CoreBreaker<C, W>>>,
 }
 
-/// The breaker of a valid configuration; an invalid one panics (in a `const` or `static`: fails
-/// the build).
-#[allow(
-    clippy::panic,
-    reason = "documented on the `const` constructors: a compile error in a `static`"
-)]
+/// The breaker of a valid configuration; an invalid one panics with its field and rule (in a
+/// `const` or `static`: fails the build with "invalid circuit breaker configuration:
+/// circuit_breaker.failure_rate_threshold must be greater than 0 and at most 1").
+#[track_caller]
 const fn checked<C: Copy, W: Copy>(
     breaker: Result<CoreBreaker<C, W>, ConfigError>,
 ) -> CoreBreaker<C, W> {
     match breaker {
         Ok(breaker) => breaker,
-        Err(_) => panic!(
-            "invalid circuit breaker configuration (CircuitBreakerConfig::validate names the \
-             field; try_new returns it)"
-        ),
+        Err(error) => invalid_const("circuit breaker configuration", &error),
     }
 }
 

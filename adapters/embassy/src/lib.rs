@@ -8,6 +8,7 @@
 //!
 //! | Module | What it gives |
 //! |--------|---------------|
+//! | [`resilience`] | everything below and the core's configs, errors and windows, from one place |
 //! | [`time`] | `embassy_time::Instant`/`Duration` to the core's and back, [`time::now`] |
 //! | [`breaker`] | [`CircuitBreaker`](breaker::CircuitBreaker): `call(|| fut).await`, shareable in a `static` |
 //! | [`retry`] | [`Retrier`](retry::Retrier): retry with backoff slept on `Timer`, [`SharedRetryBudget`](retry::SharedRetryBudget) |
@@ -83,6 +84,7 @@ pub mod breaker;
 pub mod deadline;
 pub mod health;
 pub mod pipeline;
+pub mod resilience;
 pub mod retry;
 pub mod supervisor;
 pub mod time;

@@ -128,16 +128,11 @@ impl<M: RawMutex> Pipeline<M> {
     /// When the configuration is invalid; in a `const` or `static` that is a compile error.
     /// [`try_new`](Self::try_new) returns the [`ConfigError`] instead.
     #[must_use]
-    #[allow(
-        clippy::panic,
-        reason = "documented: a compile error in a `static`; `try_new` returns the error"
-    )]
+    #[track_caller]
     pub const fn new(config: PipelineConfig, seed: u64) -> Self {
         match checked(&config) {
             Ok((breaker, retry)) => Self::from_parts(breaker, config, retry, seed),
-            Err(_) => {
-                panic!("invalid pipeline configuration (PipelineConfig::validate names the field)")
-            }
+            Err(error) => rustkernel_core::error::invalid_const("pipeline configuration", &error),
         }
     }
 

@@ -48,9 +48,7 @@ use core::future::Future;
 use embassy_sync::blocking_mutex::Mutex;
 use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, RawMutex};
 use embassy_time::Timer;
-use rustkernel_core::error::{
-    ByClassify, Classifier, ConfigError, ErrorKind, ResilienceError, valid_or_panic,
-};
+use rustkernel_core::error::{ByClassify, Classifier, ConfigError, ErrorKind, ResilienceError};
 use rustkernel_core::resilience::{
     GiveUpReason, Retry, RetryBudget, RetryBudgetConfig, RetryConfig, RetryDecision,
     ValidRetryConfig,
@@ -169,14 +167,17 @@ impl Retrier<NoBudget> {
         }
     }
 
-    /// A retrier with no deadline and no budget; see [`try_new`](Self::try_new).
+    /// A retrier with no deadline and no budget; see [`try_new`](Self::try_new). `const`, so
+    /// a `const` or `static` retrier is checked when the firmware is compiled.
     ///
     /// # Panics
-    /// When `config` is invalid, with the message of its [`ConfigError`].
+    /// When `config` is invalid, with the message of its [`ConfigError`] (in a `const`:
+    /// "invalid retry configuration: retry.max_attempts must be greater than zero" fails the
+    /// build).
     #[must_use]
     #[track_caller]
-    pub fn new(config: RetryConfig, seed: u64) -> Self {
-        valid_or_panic(Self::try_new(config, seed), "retry configuration")
+    pub const fn new(config: RetryConfig, seed: u64) -> Self {
+        Self::from_valid(ValidRetryConfig::new(config), seed)
     }
 }
 
@@ -393,16 +394,13 @@ impl<M: RawMutex> SharedRetryBudget<M> {
     /// # Panics
     /// When the configuration is invalid; in a `const` or `static` that is a compile error.
     #[must_use]
-    #[allow(
-        clippy::panic,
-        reason = "documented: a compile error in a `static`; `try_new` returns the error"
-    )]
+    #[track_caller]
     pub const fn new(config: RetryBudgetConfig) -> Self {
         match RetryBudget::try_new(config) {
             Ok(budget) => Self::from_core(budget),
-            Err(_) => panic!(
-                "invalid retry budget configuration (RetryBudgetConfig::validate names the field)"
-            ),
+            Err(error) => {
+                rustkernel_core::error::invalid_const("retry budget configuration", &error)
+            }
         }
     }
 

@@ -340,11 +340,19 @@ fn an_invalid_configuration_is_a_typed_error_and_never_a_breaker() {
         Some(ConfigError::Missing(ConfigField::WindowDuration))
     );
     // `new` is for `static`s, where an invalid configuration does not compile (the module's
-    // `compile_fail` example); at run time it panics with a message that names the fix.
+    // `compile_fail` example); at run time it panics with the same message, which names the
+    // field and its rule.
     let panic = std::panic::catch_unwind(|| CircuitBreaker::<NoopRawMutex>::new(invalid))
         .expect_err("an invalid breaker cannot be built");
-    let message = panic.downcast_ref::<&str>().copied().unwrap_or_default();
-    assert!(message.contains("try_new"), "{message}");
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .unwrap_or_default();
+    assert_eq!(
+        message,
+        "invalid circuit breaker configuration: circuit_breaker.failure_threshold must be \
+         greater than zero"
+    );
 }
 
 #[test]

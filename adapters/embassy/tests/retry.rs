@@ -272,6 +272,12 @@ fn invalid_configurations_are_typed_errors() {
     // panics with a message that names the fix.
     let panic = std::panic::catch_unwind(|| SharedRetryBudget::<NoopRawMutex>::new(invalid))
         .expect_err("an invalid budget cannot be built");
-    let message = panic.downcast_ref::<&str>().copied().unwrap_or_default();
-    assert!(message.contains("RetryBudgetConfig::validate"), "{message}");
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .unwrap_or_default();
+    assert_eq!(
+        message,
+        "invalid retry budget configuration: retry_budget.window must be greater than zero"
+    );
 }

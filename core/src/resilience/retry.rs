@@ -130,11 +130,9 @@ impl RetryConfig {
 ///     backoff: BackoffStrategy::Fixed { delay: Duration::from_millis(2) },
 ///     retryable_errors: ErrorKindSet::of(&[ErrorKind::Transient]),
 /// };
-/// // Checked when the program is compiled.
-/// const RETRY: ValidRetryConfig = match CONFIG.validated() {
-///     Ok(config) => config,
-///     Err(_) => panic!("invalid retry configuration"),
-/// };
+/// // Checked when the program is compiled: an invalid one fails the build with its field, as
+/// // "invalid retry configuration: retry.max_attempts must be greater than zero".
+/// const RETRY: ValidRetryConfig = ValidRetryConfig::new(CONFIG);
 /// let retry = Retry::start(&RETRY, 42, Instant::ZERO, None);
 /// assert_eq!(retry.attempts(), 1);
 /// ```
@@ -143,6 +141,21 @@ impl RetryConfig {
 pub struct ValidRetryConfig(RetryConfig);
 
 impl ValidRetryConfig {
+    /// `config`, checked, as a `const fn`: in a `const` or `static` an invalid configuration
+    /// fails the build with the message `invalid retry configuration: {field} {rule}`.
+    ///
+    /// # Panics
+    /// When `config` is invalid (see [`RetryConfig::validate`]);
+    /// [`RetryConfig::validated`] returns the [`ConfigError`] instead.
+    #[must_use]
+    #[track_caller]
+    pub const fn new(config: RetryConfig) -> Self {
+        match config.validated() {
+            Ok(valid) => valid,
+            Err(error) => crate::error::invalid_const("retry configuration", &error),
+        }
+    }
+
     /// The configuration.
     #[must_use]
     pub const fn get(&self) -> &RetryConfig {
@@ -483,6 +496,26 @@ mod tests {
     #[should_panic(expected = "retry.max_attempts must be greater than zero")]
     fn new_panics_with_the_message() {
         let _ = Retry::new(&fixed(0, 1), 0, Instant::ZERO, None);
+    }
+
+    #[test]
+    #[should_panic(
+        expected = "invalid retry configuration: retry.retryable_errors is empty but \
+                    retry.max_attempts allows retries"
+    )]
+    fn a_checked_config_names_its_field_when_it_panics() {
+        const VALID: ValidRetryConfig = ValidRetryConfig::new(RetryConfig {
+            max_attempts: 3,
+            backoff: BackoffStrategy::Fixed {
+                delay: Duration::from_millis(2),
+            },
+            retryable_errors: ErrorKindSet::of(&[ErrorKind::Transient]),
+        });
+        assert_eq!(VALID.get().max_attempts, 3);
+        let _ = ValidRetryConfig::new(RetryConfig {
+            retryable_errors: ErrorKindSet::EMPTY,
+            ..*VALID.get()
+        });
     }
 
     #[test]
