@@ -201,9 +201,12 @@ async fn a_hung_kernel_times_out_and_the_worker_is_replaced() {
     let started = Instant::now();
     let answer = executor.execute(scalar(1.0), deadline).await;
     let took = started.elapsed();
-    assert_eq!(answer, Err(GpuError::DeadlineExceeded));
+    // With no CPU run to go by yet, the request waits for the worker half of its time, then
+    // the CPU answers it.
+    let (response, backend) = answer.expect("the CPU answers");
+    assert_eq!((scalar_of(&response), backend), (1.0, Backend::Cpu));
     assert!(
-        took >= deadline && took < deadline * 5,
+        took >= deadline / 2 && took < deadline,
         "answered after {took:?}"
     );
     // Killed at the deadline plus the grace, then restarted.

@@ -148,6 +148,9 @@ impl GpuExecutor {
     ///   while what is left of its deadline covers its CPU run: the p90 of the kernel's recent
     ///   CPU runs, scaled to the request's size. With no CPU run to go by yet, it does not
     ///   wait at all. Past that point it fails over (the device's breaker counts a timeout).
+    /// - A request that finds the worker idle waits for its answer on the same terms; with no
+    ///   CPU run to go by yet, at most half of what is left of its deadline (a worker whose
+    ///   kernel hangs while its heartbeats go on would otherwise hold it to the deadline).
     /// - A worker silent for [`GpuConfig::stall_after`] (no heartbeat, no bytes) sends every
     ///   request waiting for it to the CPU at once, well before the heartbeat timeout kills
     ///   it; new requests go to the CPU until it speaks again.
@@ -185,6 +188,8 @@ impl GpuExecutor {
                 // long the CPU takes yet): the CPU serves it now. Nothing was tried.
                 drop(permit);
             } else {
+                // With no CPU run to go by, half the time left is kept for the CPU.
+                let failover_at = failover_at.unwrap_or_else(|| now + (deadline - now) / 2);
                 match self
                     .attempt_gpu(request.clone(), deadline, failover_at)
                     .await
@@ -201,6 +206,15 @@ impl GpuExecutor {
                         permit.failure(ErrorKind::Timeout);
                         return Err(GpuError::DeadlineExceeded);
                     }
+                    #[cfg(sim_mutant = "device_faults_to_kernel")]
+                    Err(AttemptError::Stalled | AttemptError::FailoverDue) => {
+                        // Mutant (issue 19's first bug, for the simulation to catch): a
+                        // stalled or busy worker is answered as the kernel's own timeout,
+                        // which the kernel's breaker counts.
+                        permit.failure(ErrorKind::Timeout);
+                        return Err(GpuError::DeadlineExceeded);
+                    }
+                    #[cfg(not(sim_mutant = "device_faults_to_kernel"))]
                     Err(error @ (AttemptError::Stalled | AttemptError::FailoverDue)) => {
                         tracing::debug!(target: "rustkernel::gpu", ?error, "worker too slow for the deadline; CPU failover");
                         permit.failure(ErrorKind::Timeout);
@@ -226,13 +240,13 @@ impl GpuExecutor {
             .map(|r| (r, Backend::Cpu))
     }
 
-    /// Queues `request` for the worker and waits for its answer until `failover_at` (when
-    /// set), the deadline, or the worker falling silent, whichever comes first.
+    /// Queues `request` for the worker and waits for its answer until `failover_at`, the
+    /// deadline, or the worker falling silent, whichever comes first.
     async fn attempt_gpu(
         &self,
         request: Arc<KernelRequest>,
         deadline: Instant,
-        failover_at: Option<Instant>,
+        failover_at: Instant,
     ) -> Result<KernelResponse, AttemptError> {
         let (reply, answer) = oneshot::channel();
         let job = Command_::Job(Job {
@@ -257,7 +271,7 @@ impl GpuExecutor {
                 Err(_) => std::future::pending().await,
             }
         };
-        let give_up = failover_at.map_or(deadline, |at| at.min(deadline));
+        let give_up = failover_at.min(deadline);
         tokio::select! {
             biased;
             answer = answer => match answer {
