@@ -200,6 +200,44 @@ pub async fn start_on(
     config: ServiceConfig,
     listener: TcpListener,
 ) -> Result<RunningService, ServeError> {
+    start_with(config, listener, Seams::default()).await
+}
+
+/// Where the service meets the world outside its own code, for a deterministic simulation to
+/// replace: how GPU workers are reached and where the GPU path's CPU runs go. The default is
+/// production's: worker processes over pipes ([`PipeTransport`](crate::gpu::PipeTransport))
+/// and the service's own blocking pool.
+#[derive(Clone, Default)]
+pub struct Seams {
+    /// How GPU workers are started and reached; `None`: worker processes over pipes.
+    pub worker_transport: Option<Arc<dyn crate::gpu::WorkerTransport>>,
+    /// Where the GPU path runs kernels on the CPU; `None`: the service's blocking pool.
+    pub cpu: Option<Arc<dyn crate::kernels::CpuRunner>>,
+}
+
+impl fmt::Debug for Seams {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Seams")
+            .field("worker_transport", &self.worker_transport.is_some())
+            .field("cpu", &self.cpu.is_some())
+            .finish()
+    }
+}
+
+/// [`start_on`] on any listener axum serves (a simulation's in-memory one) and with the
+/// [`Seams`] given.
+///
+/// # Errors
+/// [`ServeError`] when the listener has no address or the configuration cannot be used.
+pub async fn start_with<L>(
+    config: ServiceConfig,
+    listener: L,
+    seams: Seams,
+) -> Result<RunningService, ServeError>
+where
+    L: axum::serve::Listener<Addr = SocketAddr>,
+{
+    use axum::serve::ListenerExt;
     let address = listener.local_addr().map_err(ServeError::Io)?;
     let drain_timeout = config.drain_timeout;
     let body_limit = config.body_limit;
@@ -215,14 +253,26 @@ pub async fn start_on(
     let pool = Arc::new(KernelPool::new(config.runtime.blocking_threads));
     let gpu = match config.gpu.clone() {
         Some(gpu_config) => {
-            let executor = crate::gpu::GpuExecutor::start_with(
-                gpu_config,
-                Arc::new(crate::gpu::PipeTransport),
-                pool.clone(),
-            )
-            .await
-            .map_err(|error| ServeError::Config(format!("gpu: {error}")))?;
+            let transport = seams
+                .worker_transport
+                .unwrap_or_else(|| Arc::new(crate::gpu::PipeTransport));
+            let cpu = seams.cpu.unwrap_or_else(|| pool.clone());
+            #[cfg(sim_mutant = "startup_waits_for_worker")]
+            let startup_limit = gpu_config.startup_timeout + Duration::from_secs(1);
+            let executor = crate::gpu::GpuExecutor::start_with(gpu_config, transport, cpu)
+                .await
+                .map_err(|error| ServeError::Config(format!("gpu: {error}")))?;
             tracing::info!(health = %executor.health(), "GPU executor started");
+            #[cfg(sim_mutant = "startup_waits_for_worker")]
+            {
+                // Mutant (issue 19's second bug, for the simulation to catch): the service
+                // does not serve until the first worker's start-up is over.
+                executor
+                    .wait_for(startup_limit, |s| {
+                        !matches!(s.phase, crate::gpu::WorkerPhase::Starting)
+                    })
+                    .await;
+            }
             Some(Arc::new(executor))
         }
         None => None,
@@ -246,8 +296,10 @@ pub async fn start_on(
     let server_state = state.clone();
     let server = tokio::spawn(async move {
         let mut drain_signal = signal.clone();
+        // `tap_io` (which does nothing to a connection) gives every listener type the
+        // client's address as connect info, as `TcpListener` has it.
         let serve = axum::serve(
-            listener,
+            listener.tap_io(|_| {}),
             router.into_make_service_with_connect_info::<SocketAddr>(),
         )
         .with_graceful_shutdown(async move {
