@@ -70,7 +70,7 @@ const fn duration_of(micros: f32) -> Duration {
     clippy::cast_precision_loss,
     reason = "documented: 24 significant bits"
 )]
-pub(crate) fn reaches_rate(count: u32, rate: f32, calls: u32) -> bool {
+pub(crate) const fn reaches_rate(count: u32, rate: f32, calls: u32) -> bool {
     count as f32 / calls as f32 >= rate
 }
 

@@ -34,6 +34,10 @@ pub struct CircuitBreakerConfig {
     /// `k` of `n`, exactly, for windows of up to 4 096 calls.
     pub failure_rate_threshold: Option<f32>,
     /// Calls the window must hold before either rate is evaluated.
+    ///
+    /// How long a window and how many minimum calls a dependency's baseline failure rate
+    /// needs, so that noise does not open the breaker, and a configuration per traffic level:
+    /// [`sizing`](super::sizing).
     pub minimum_calls: u32,
     /// A call that takes at least this long is slow. Slow calls count towards
     /// `slow_call_rate_threshold` over the window, and a slow half-open probe counts as a failed

@@ -55,6 +55,7 @@
 
 mod config;
 mod configured_window;
+pub mod sizing;
 mod state;
 mod time_window;
 mod window;
