@@ -1,6 +1,5 @@
 //! An edge controller that supervises an accelerator, under QEMU (`cargo run --release`): the
-//! scenario of [`scenario`](rustkernel_firmware_examples::scenario) on the board the target
-//! picks (`build.rs`):
+//! [`scenario`] on the board the target picks (`build.rs`):
 //!
 //! - `thumbv7em-none-eabihf` (the default): QEMU's `mps2-an386`, a Cortex-M4F; its clock is
 //!   SysTick.
@@ -13,8 +12,10 @@
 #![no_std]
 #![no_main]
 
+mod scenario;
+
 use embassy_executor::Spawner;
-use rustkernel_firmware_examples::{board, scenario};
+use rustkernel_firmware_examples::board;
 
 #[embassy_executor::main]
 async fn main(spawner: Spawner) {

@@ -6,14 +6,15 @@
 //! restart intensity, escalates to `Degrade` (the controller computes the jobs itself, slower)
 //! and, when that does not help either, to `NotifyOperator`.
 //!
-//! The accelerator (a task, see [`accelerator`](crate::accelerator)) follows a fault schedule:
+//! The accelerator (a task, see
+//! [`accelerator`](rustkernel_firmware_examples::accelerator)) follows a fault schedule:
 //! healthy, a burst of transient errors (retries absorb it), a hang (the breaker opens; a reset
 //! clears it; the breaker probes and closes), then a permanent fault (resets do not clear it:
 //! degrade, then call the operator). Telemetry frames report every step; the run ends with a
 //! summary and exits QEMU with 0 when the scenario went as expected, 1 otherwise.
 //!
 //! The board (its clock, its interrupt vectors, its device id) is the binary's and
-//! [`board`](crate::board)'s; everything here is the same on both.
+//! [`board`](rustkernel_firmware_examples::board)'s; everything here is the same on both.
 
 use core::cell::{Cell, RefCell};
 use core::time::Duration;
@@ -39,8 +40,8 @@ use rustkernel_embassy::health::{HealthMonitor, MonitorEvent};
 use rustkernel_embassy::retry::{Retrier, RetryEvent};
 use rustkernel_embassy::supervisor::{RecoveryEffects, Supervisor};
 
-use crate::accelerator::{self, FaultSchedule, Link};
-use crate::{board, info, output};
+use rustkernel_firmware_examples::accelerator::{self, FaultSchedule, Link};
+use rustkernel_firmware_examples::{board, info, output};
 
 // ---- the scenario ----------------------------------------------------------------------------
 
