@@ -1,5 +1,9 @@
 //! Embassy adapter of rustkernel resilience: the chapter's async API for firmware.
 //!
+#![doc = include_str!("../QUICKSTART.md")]
+//!
+//! ## The adapter
+//!
 //! `rustkernel-core` holds the state machines and never reads a clock; this crate owns the
 //! clock (`embassy_time`), the locks (`embassy_sync` blocking mutexes, generic over
 //! [`RawMutex`](embassy_sync::blocking_mutex::raw::RawMutex) so the caller picks the cost) and

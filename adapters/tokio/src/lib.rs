@@ -1,5 +1,13 @@
 //! Tokio adapter of rustkernel resilience: the chapter's async API for host services.
 //!
+#![cfg_attr(feature = "axum", doc = include_str!("../QUICKSTART.md"))]
+#![cfg_attr(
+    not(feature = "axum"),
+    doc = "The quickstart (`QUICKSTART.md`, a route with a breaker) shows here with the `axum` feature."
+)]
+//!
+//! ## The adapter
+//!
 //! The [`resilience`] module re-exports the core's configs and adds the runtime types under the
 //! chapter's names, so a host user imports everything from one place.
 //!

@@ -31,7 +31,48 @@
 //! # }
 //! ```
 //!
-//! # How it shares the core
+//! # Choosing a mode
+//! [`CircuitBreaker::new`] counts consecutive failures. For a failure rate, set
+//! `failure_rate_threshold` and give the [`builder`](CircuitBreaker::builder) a window: the last
+//! `N` calls ([`CountWindow<N>`]) or the last `window_duration` ([`TimeWindow<B>`]); the
+//! window's size against the dependency's normal failure rate decides how often noise opens it
+//! ([`sizing`](rustkernel_core::resilience::circuit_breaker::sizing) has the figures and a
+//! configuration per traffic level). Half-open, the breaker decides probe by probe, or, with
+//! `half_open_permitted_calls: Some(n)`, on the failure rate of `n` probes as Resilience4j does
+//! (the core's [half-open decision](rustkernel_core::resilience::circuit_breaker#the-half-open-decision)).
+//!
+//! # Time
+//! The breaker reads the adapter's one clock, [`crate::clock`] (tokio's, so tests on the paused
+//! clock drive its timers): the core instants it hands out, such as [`Rejected::retry_at`],
+//! compare with every other instant of this crate ([`clock::now`], [`clock::to_core`]).
+//! Timers apply lazily, on the next call or on [`poll`](CircuitBreaker::poll);
+//! [`poll_at`](CircuitBreaker::poll_at) says when that is due.
+//!
+//! # Observing it
+//! Every transition is a `tracing` event (`warn` when the breaker opens, `info` otherwise) with
+//! the fields `breaker` (its name), `from` and `to`, and is sent on a `tokio::sync::watch`
+//! channel of the state ([`subscribe`](CircuitBreaker::subscribe)).
+//!
+//! # Guarantees
+//! - **The core decides.** Every state change is the core
+//!   [`CircuitBreaker`](rustkernel_core::resilience::CircuitBreaker)'s: on every sequential
+//!   history this breaker decides exactly as the core fed one outcome at a time, in every mode
+//!   (consecutive, by count, by time, slow calls, half-open probe by probe or by rate;
+//!   `tests/breaker_model_props.rs`), and the core follows its reference model
+//!   (`tests/tests/circuit_breaker_props.rs`).
+//! - **Every outcome counts once.** Whatever the interleaving of threads, each admitted call's
+//!   outcome is counted exactly once (the loom models, `tests/loom_breaker.rs`), and a permit is
+//!   settled once: a [`CallPermit`] that is dropped unsettled counts as a cancellation (its
+//!   half-open slot given back) or, past the task's deadline, as a timeout.
+//! - **Probes are bounded.** At most `half_open_max_calls` probes are in flight, and with
+//!   `half_open_permitted_calls` at most that many per half-open cycle.
+//! - **Stale results change nothing.** A result from a call admitted before a transition is
+//!   counted in the stats and changes no state (a slow call that started before the breaker
+//!   opened cannot close it).
+//! - **The closed path is cheap.** A successful closed-state call takes no lock and never
+//!   allocates (`tests/breaker_alloc.rs`); what it costs is below.
+//!
+//! # Internals: how it shares the core
 //! The core [`CircuitBreaker`](rustkernel_core::resilience::CircuitBreaker) sits behind a
 //! mutex. Beside it, an atomic state word packs the state, the cycle (generation) and whether a
 //! success must go through the core; it is written under the lock after every change of the
@@ -82,18 +123,6 @@
 //! Generations wrap after `u32::MAX` transitions; a permit would have to stay in flight across
 //! exactly 2^32 transitions to be taken for a current one.
 //!
-//! # Time
-//! The breaker reads the adapter's one clock, [`crate::clock`] (tokio's, so tests on the paused
-//! clock drive its timers): the core instants it hands out, such as [`Rejected::retry_at`],
-//! compare with every other instant of this crate ([`clock::now`], [`clock::to_core`]).
-//! Timers apply lazily, on the next call or on [`poll`](CircuitBreaker::poll);
-//! [`poll_at`](CircuitBreaker::poll_at) says when that is due.
-//!
-//! # Observing it
-//! Every transition is a `tracing` event (`warn` when the breaker opens, `info` otherwise) with
-//! the fields `breaker` (its name), `from` and `to`, and is sent on a `tokio::sync::watch`
-//! channel of the state ([`subscribe`](CircuitBreaker::subscribe)).
-
 mod classified;
 pub(crate) mod fast;
 mod permit;
