@@ -27,6 +27,7 @@ step "Debian packages: one install for every step"
 packages=(
   qemu-system-arm binutils-arm-none-eabi  # firmware under QEMU, its size
   g++                                     # libFuzzer (fuzz)
+  prometheus chromium                     # promtool, a real Prometheus, a real browser (observability)
 )
 missing=()
 for package in "${packages[@]}"; do
@@ -66,6 +67,14 @@ cargo clippy --workspace --all-targets -- -D warnings
 
 step "tests"
 cargo test --workspace --all-features
+
+# Issue 30: the alert rules (promtool check and unit tests), then three `rustkernel serve`
+# processes (the tests step's binaries) scraped by a real Prometheus through faults: every
+# panel of deploy/grafana/rustkernel.json returns data, the alerts the scenario drives reach
+# pending or firing; the status page shows an open breaker in headless Chromium; README's curl
+# lines answer what README shows.
+step "observability: alert rules, a real Prometheus against the dashboard's panels, the status page in Chromium, README's curls"
+./scripts/observability-check.py
 
 step "loom: the shared breaker's lock-free paths under every interleaving of small models"
 RUSTFLAGS="--cfg loom" cargo test -p rustkernel-tokio --test loom_breaker --release --target-dir target/loom

@@ -58,8 +58,8 @@ use std::time::Duration;
 use rustkernel_core::error::{ByClassify, Classifier, ConfigError, ErrorKind, valid_or_panic};
 use rustkernel_core::resilience::circuit_breaker::SlidingWindow;
 use rustkernel_core::resilience::{
-    CircuitState, DeadlineBound, GiveUpReason, NoWindow, PipelineConfig, ResilienceConfig,
-    ResilienceError, ResolvedDeadline, RetryConfig, RetryDecision, TimeoutConfig,
+    DeadlineBound, GiveUpReason, NoWindow, PipelineConfig, ResilienceConfig, ResilienceError,
+    ResolvedDeadline, RetryConfig, RetryDecision, TimeoutConfig,
 };
 
 use crate::breaker::CircuitBreaker;
@@ -549,15 +549,17 @@ impl<W: SlidingWindow, H, C, K> Pipeline<W, H, C, K> {
         self.attempt_timeout
     }
 
-    /// Whether the breaker (if any) would reject a call now.
+    /// Whether the breaker (if any) would reject a call now: open or forced open, and its
+    /// wait not over. An open breaker whose wait ended still reads `Open` until its next call
+    /// or poll, but it would admit that call (as a half-open probe), so it is not counted
+    /// here: a readiness check built on this does not keep traffic away from a breaker that
+    /// waits for exactly that traffic to probe.
     #[must_use]
     pub fn is_open(&self) -> bool {
-        self.breaker.as_ref().is_some_and(|breaker| {
-            matches!(
-                breaker.state(),
-                CircuitState::Open | CircuitState::ForcedOpen
-            )
-        })
+        self.breaker
+            .as_ref()
+            .and_then(CircuitBreaker::retry_after)
+            .is_some_and(|wait| !wait.is_zero())
     }
 }
 

@@ -316,3 +316,46 @@ async fn built_from_a_pipeline_config() {
     };
     assert!(Pipeline::try_new(invalid).is_err());
 }
+
+/// `is_open` answers whether a call would be refused now: an open breaker whose wait is over
+/// would admit the next call as a probe, even though it reads `Open` until that call.
+#[tokio::test(start_paused = true)]
+async fn is_open_ends_with_the_breakers_wait_not_with_its_next_call() {
+    let pipeline = Pipeline::try_new(PipelineConfig {
+        circuit_breaker: CircuitBreakerConfig {
+            failure_threshold: 1,
+            timeout: Duration::from_secs(5),
+            ..CircuitBreakerConfig::default()
+        },
+        retry: RetryConfig {
+            max_attempts: 1,
+            ..retry_config()
+        },
+        timeout: TimeoutConfig::default(),
+        attempt_timeout: None,
+    })
+    .unwrap();
+    assert!(!pipeline.is_open(), "closed");
+    let failed = pipeline
+        .execute(|| async { Err::<u64, _>(KernelFault) })
+        .await;
+    assert!(matches!(
+        failed,
+        Err(ResilienceError::Operation(KernelFault))
+    ));
+    assert!(pipeline.is_open(), "open, waiting");
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert!(pipeline.is_open(), "1 s of the wait left");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        pipeline.breaker().map(CircuitBreaker::state),
+        Some(CircuitState::Open),
+        "no call moved it yet"
+    );
+    assert!(
+        !pipeline.is_open(),
+        "the next call would be admitted as a probe"
+    );
+    pipeline.breaker().unwrap().force_open();
+    assert!(pipeline.is_open(), "forced open has no end");
+}
