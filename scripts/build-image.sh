@@ -107,15 +107,25 @@ else
   # glibc from the build machine's own Debian or Ubuntu release: the release the binaries were
   # linked against. The packages' files only (dpkg-deb -x): no maintainer scripts, no dpkg
   # database, no shell.
+  # gcc-N-base holds libgcc-s1's copyright file.
   debs="$context/debs"
   mkdir -p "$debs"
+  chmod 0777 "$debs" # apt-get downloads as its own user (_apt) where it can
   (cd "$debs" && apt-get download libc6 libgcc-s1)
+  gcc_base=$(dpkg-deb -f "$debs"/libgcc-s1_*.deb Depends | grep -o 'gcc-[0-9]*-base' | head -1)
+  (cd "$debs" && apt-get download "$gcc_base")
   for deb in "$debs"/*.deb; do
     dpkg-deb -x "$deb" "$context/rootfs"
   done
   glibc=$(dpkg-deb -f "$debs"/libc6_*.deb Version)
-  rm -rf "$debs" "$context/rootfs/usr/share/lintian" "$context/rootfs/usr/share/locale"
-  # Documentation but the copyright files (the licences travel with the libraries).
+  rm -rf "$debs"
+  # What a Rust program never loads: iconv's character sets (8 MB), glibc's debugging and
+  # profiling libraries; and documentation but the copyright files (the licences travel with
+  # the libraries).
+  rm -rf "$context/rootfs/usr/lib/x86_64-linux-gnu/gconv" "$context/rootfs/usr/share/lintian" \
+    "$context/rootfs/usr/share/locale"
+  find "$context/rootfs" \( -name 'libc_malloc_debug.so*' -o -name 'libmemusage.so' \
+    -o -name 'libpcprofile.so' -o -name 'libthread_db.so*' -o -name 'libBrokenLocale.so*' \) -delete
   find "$context/rootfs/usr/share/doc" -type f ! -name copyright -delete
   cp /etc/debian_version "$context/rootfs/etc/debian_version"
   mkdir -p "$context/rootfs/usr/lib/x86_64-linux-gnu" # where the toolkit mounts the driver's

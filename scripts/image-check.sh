@@ -15,8 +15,28 @@
 #   4. the image's size: its files, and its layer as pushed (gzip).
 # Needs root or sudo (buildah's store, mount, unshare, chroot) and the Debian packages buildah
 # and curl. The release build of the binaries is the long part.
+#
+# `scripts/image-check.sh --gpu` does the same for the GPU image (not in the test command: it
+# downloads Debian's libc6 and libgcc-s1) against deploy/kubernetes-gpu.yaml, with the stub
+# libcuda.so.1 of scripts/cuda-stub.sh mounted where the NVIDIA toolkit mounts the driver's:
+# the image's CUDA worker loads it and reports "GPU unavailable: no device", and the service
+# serves from the CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+variant=cpu
+case "${1:-}" in
+  "") ;;
+  --gpu) variant=gpu ;;
+  *) echo "usage: $0 [--gpu]" >&2; exit 2 ;;
+esac
+if [ "$variant" = gpu ]; then
+  manifest=deploy/kubernetes-gpu.yaml
+  eval "$(./scripts/cuda-stub.sh --env)"
+  stub="$CUDA_LIBRARY_PATH/lib64/libcuda.so.1"
+else
+  manifest=deploy/kubernetes.yaml
+fi
 
 for tool in buildah curl unshare chroot readelf python3; do
   command -v "$tool" >/dev/null || { echo "image-check: $tool is missing (apt-get install buildah curl)" >&2; exit 1; }
@@ -39,15 +59,20 @@ cleanup() {
 }
 trap cleanup EXIT
 
-BUILDAH="${buildah[*]}" ./scripts/build-image.sh
-tag=$(./scripts/build-image.sh --tags | head -1)
+if [ "$variant" = gpu ]; then
+  BUILDAH="${buildah[*]}" ./scripts/build-image.sh --gpu
+  tag=$(./scripts/build-image.sh --tags | sed -n 2p)
+else
+  BUILDAH="${buildah[*]}" ./scripts/build-image.sh
+  tag=$(./scripts/build-image.sh --tags | sed -n 1p)
+fi
 
 echo "image-check: the image's config"
 "${buildah[@]}" inspect --type image "$tag" >"$work/inspect.json"
 cargo metadata --no-deps --format-version 1 --offline >"$work/metadata.json"
-python3 - "$work" "$tag" <<'EOF'
+python3 - "$work" "$tag" "$manifest" <<'EOF'
 import json, re, subprocess, sys, yaml
-work, tag = sys.argv[1], sys.argv[2]
+work, tag, manifest = sys.argv[1], sys.argv[2], sys.argv[3]
 image = json.load(open(f"{work}/inspect.json"))["OCIv1"]
 config = image["config"]
 host = [p for p in json.load(open(f"{work}/metadata.json"))["packages"] if p["name"] == "rustkernel-host"][0]
@@ -66,11 +91,11 @@ revision = labels.get("org.opencontainers.image.revision", "")
 assert re.fullmatch(r"[0-9a-f]{40}(-dirty)?", revision), f"label revision: {revision!r}"
 subprocess.run(["git", "cat-file", "-e", revision.removesuffix("-dirty") + "^{commit}"], check=True)
 print(f"  label revision: {revision} (a commit of this repository)")
-# The name the manifest runs (scripts/k8s-check.sh checks the GPU variant's too).
-documents = [d for d in yaml.safe_load_all(open("deploy/kubernetes.yaml")) if d]
+# The name the manifest runs.
+documents = [d for d in yaml.safe_load_all(open(manifest)) if d]
 deployment = [d for d in documents if d["kind"] == "Deployment"][0]
 container = deployment["spec"]["template"]["spec"]["containers"][0]
-expect("deploy/kubernetes.yaml runs", container["image"], tag)
+expect(f"{manifest} runs", container["image"], tag)
 expect("the manifest's command", container["command"], config["Entrypoint"])
 EOF
 
@@ -78,8 +103,9 @@ echo "image-check: the image's root file system"
 container=$("${buildah[@]}" from --pull-never "$tag")
 rootfs=$("${buildah[@]}" mount "$container")
 "${sudo[@]}" find "$rootfs" -mindepth 1 -printf '%P\t%y\t%#m\t%U:%G\n' | sort >"$work/files.txt"
-python3 - "$work/files.txt" <<'EOF'
+python3 - "$work/files.txt" "$variant" <<'EOF'
 import sys
+variant = sys.argv[2]
 files = {}
 for line in open(sys.argv[1]):
     path, kind, mode, owner = line.rstrip("\n").split("\t")
@@ -91,24 +117,44 @@ want = {
     "var": ("d", "0:0"), "var/lib": ("d", "0:0"), "var/lib/rustkernel": ("d", "0:0"),
     "var/lib/rustkernel/jobs": ("d", "10001:10001"),
 }
-assert sorted(files) == sorted(want), f"files: {sorted(files)}, expected {sorted(want)}"
-for path, (kind, owner) in want.items():
-    got_kind, mode, got_owner = files[path]
-    assert (got_kind, got_owner) == (kind, owner), f"{path}: {got_kind} {got_owner}"
+if variant == "cpu":
+    assert sorted(files) == sorted(want), f"files: {sorted(files)}, expected {sorted(want)}"
+else:
+    # glibc's files besides; still no shell and no program but the two.
+    missing = sorted(set(want) - set(files))
+    assert not missing, f"missing: {missing}"
+    programs = [p for p in files if p.split("/")[-1] in ("sh", "bash", "dash", "busybox", "dpkg", "apt")
+                or p.split("/")[0] in ("bin", "sbin") or p.startswith(("usr/bin", "usr/sbin"))]
+    assert not programs, f"programs: {programs}"
+for path, (kind, mode, owner) in files.items():
+    want_kind, want_owner = want.get(path, (kind, "0:0"))
+    assert (kind, owner) == (want_kind, want_owner), f"/{path}: {kind} {owner}"
     if path == "tmp":
         assert mode == 0o1777, f"/tmp: mode {mode:o}"
-    elif path != "var/lib/rustkernel/jobs":
+    elif path != "var/lib/rustkernel/jobs" and kind != "l":
         assert mode & 0o022 == 0, f"/{path}: mode {mode:o}, writable by others than root"
+    if path.startswith("usr/local/bin/"):
+        assert mode == 0o555, f"/{path}: mode {mode:o}"
 print(f"  {len(files)} entries: the two binaries (root's, mode 0555), /tmp (1777), "
-      "/var/lib/rustkernel/jobs (10001's); no shell, nothing else")
+      "/var/lib/rustkernel/jobs (10001's); no shell; every other file root's, "
+      + ("nothing else" if variant == "cpu" else "glibc's"))
 EOF
 for binary in rustkernel rustkernel-worker; do
-  if "${sudo[@]}" readelf --program-headers --dynamic "$rootfs/usr/local/bin/$binary" | grep -Eq 'INTERP|\(NEEDED\)'; then
+  if [ "$variant" = gpu ]; then
+    # scripts/build-image.sh checks that each library they need is in the image; here, that
+    # they run from it: the loader, glibc and libgcc_s of the image, no host library.
+    "${sudo[@]}" chroot "$rootfs" "/usr/local/bin/$binary" --version >/dev/null 2>&1 ||
+      [ "$binary" = rustkernel-worker ] # it needs libcuda.so.1, which the toolkit mounts
+  elif "${sudo[@]}" readelf --program-headers --dynamic "$rootfs/usr/local/bin/$binary" | grep -Eq 'INTERP|\(NEEDED\)'; then
     echo "image-check: /usr/local/bin/$binary of the image is not static" >&2
     exit 1
   fi
 done
-echo "  both binaries are static (no interpreter, no shared library)"
+if [ "$variant" = gpu ]; then
+  echo "  /usr/local/bin/rustkernel runs on the image's glibc: $("${sudo[@]}" chroot "$rootfs" /usr/local/bin/rustkernel --version)"
+else
+  echo "  both binaries are static (no interpreter, no shared library)"
+fi
 
 # What the pod mounts: the ConfigMap's rustkernel.toml (on a free loopback port instead of
 # 0.0.0.0:8080), the Secret's token file (mode 0440, group 10001, as the kubelet makes it with
@@ -117,6 +163,11 @@ token="image-check-token-$(head -c 12 /dev/urandom | od -An -tx1 | tr -d ' \n')"
 mkdir -p "$work/config" "$work/secret" "$work/jobs" "$work/root" \
   "$work/scaffold/proc" "$work/scaffold/tmp" "$work/scaffold/etc/rustkernel" \
   "$work/scaffold/var/run/secrets/rustkernel"
+if [ "$variant" = gpu ]; then
+  # The stub's mount point, where the NVIDIA toolkit mounts the driver's libcuda.so.1.
+  mkdir -p "$work/scaffold/usr/lib/x86_64-linux-gnu"
+  touch "$work/scaffold/usr/lib/x86_64-linux-gnu/libcuda.so.1"
+fi
 printf '%s\n' "$token" >"$work/secret/tokens"
 chmod 0440 "$work/secret/tokens"
 chmod 0755 "$work"
@@ -127,10 +178,10 @@ chmod 0755 "$work"
 start() {
   local port
   port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-  python3 - "$port" "$1" >"$work/config/rustkernel.toml" <<'EOF'
+  python3 - "$port" "$1" "$manifest" >"$work/config/rustkernel.toml" <<'EOF'
 import re, sys, yaml
-port, extra = sys.argv[1], sys.argv[2]
-maps = [d for d in yaml.safe_load_all(open("deploy/kubernetes.yaml")) if d and d["kind"] == "ConfigMap"]
+port, extra, manifest = sys.argv[1], sys.argv[2], sys.argv[3]
+maps = [d for d in yaml.safe_load_all(open(manifest)) if d and d["kind"] == "ConfigMap"]
 text, n = re.subn(r'(?m)^address = ".*"$', f'address = "127.0.0.1:{port}"', maps[0]["data"]["rustkernel.toml"])
 assert n == 1, "one address line"
 print(text + extra)
@@ -150,9 +201,10 @@ EOF
     mount --bind "$work/secret" "$root/var/run/secrets/rustkernel"
     mount -o remount,bind,ro "$root/var/run/secrets/rustkernel"
     mount --bind "$work/jobs" "$root/var/lib/rustkernel/jobs"
+    if [ -n "$3" ]; then mount --bind -o ro "$3" "$root/usr/lib/x86_64-linux-gnu/libcuda.so.1"; fi
     exec env -i PATH=/usr/local/bin RUST_LOG=info "$(command -v chroot)" --userspec=10001:10001 \
       "$root" /usr/local/bin/rustkernel serve --config /etc/rustkernel/rustkernel.toml
-  ' image-check "$work" "$rootfs" >"$work/serve.log" 2>&1 &
+  ' image-check "$work" "$rootfs" "${stub:-}" >"$work/serve.log" 2>&1 &
   serve=$!
   for _ in $(seq 200); do
     curl -fsS "$base/health/ready" >/dev/null 2>&1 && return 0
@@ -208,9 +260,20 @@ stop() {
 }
 
 cycle='{"num_nodes": 3, "edges": [[0, 1], [1, 2], [2, 0]]}'
-echo "image-check: the image's rustkernel serve, the pod's config, read-only root, user 10001"
+echo "image-check: the image's rustkernel serve, $manifest's config, read-only root, user 10001"
 start ""
 expect 200 GET /health/live
+if [ "$variant" = gpu ]; then
+  for _ in $(seq 100); do
+    expect 200 GET /health >/dev/null
+    case "$answer" in *"GPU unavailable: no device"*) break ;; esac
+    sleep 0.1
+  done
+  case "$answer" in
+    *"GPU unavailable: no device"*) echo "  the image's CUDA worker loaded the stub libcuda: \"GPU unavailable: no device\"" ;;
+    *) echo "image-check: the gpu component: $answer" >&2; cat "$work/serve.log" >&2; exit 1 ;;
+  esac
+fi
 expect 200 POST /v1/kernels/graph/pagerank/execute "$cycle"
 python3 -c 'import json, sys
 body = json.loads(sys.argv[1])
@@ -233,20 +296,22 @@ echo "  job $job succeeded; $written files of user 10001 in the jobs directory"
 expect 200 GET /metrics >/dev/null
 stop
 
-echo "image-check: again with [gpu] on, backend cpu: the image's rustkernel-worker"
-start $'\n[gpu]\nenabled = true\nbackend = "cpu"\n'
-for _ in $(seq 100); do
-  expect 200 POST /v1/kernels/linalg/matmul/execute '{"n": 2, "a": [1, 2, 3, 4], "b": [5, 6, 7, 8]}' >/dev/null
-  backend=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["backend"])' "$answer")
-  [ "$backend" = gpu ] && break
-  sleep 0.1
-done
-[ "$backend" = gpu ] || { echo "image-check: the worker never answered" >&2; cat "$work/serve.log" >&2; exit 1; }
-python3 -c 'import json, sys
+if [ "$variant" = cpu ]; then
+  echo "image-check: again with [gpu] on, backend cpu: the image's rustkernel-worker"
+  start $'\n[gpu]\nenabled = true\nbackend = "cpu"\n'
+  for _ in $(seq 100); do
+    expect 200 POST /v1/kernels/linalg/matmul/execute '{"n": 2, "a": [1, 2, 3, 4], "b": [5, 6, 7, 8]}' >/dev/null
+    backend=$(python3 -c 'import json, sys; print(json.loads(sys.argv[1])["backend"])' "$answer")
+    [ "$backend" = gpu ] && break
+    sleep 0.1
+  done
+  [ "$backend" = gpu ] || { echo "image-check: the worker never answered" >&2; cat "$work/serve.log" >&2; exit 1; }
+  python3 -c 'import json, sys
 result = json.loads(sys.argv[1])["result"]["mat_mul"]
 assert result["c"] == [19, 22, 43, 50], result' "$answer"
-echo "  matmul answered by the worker (backend gpu): [19, 22, 43, 50]"
-stop
+  echo "  matmul answered by the worker (backend gpu): [19, 22, 43, 50]"
+  stop
+fi
 
 echo "image-check: sizes"
 files=$("${sudo[@]}" du -sb --apparent-size "$rootfs" | cut -f1)
