@@ -982,21 +982,37 @@ fn a_flaky_dependency_closes_in_one_cycle_by_rate() {
 fn a_cycle_by_rate_opens_once_the_threshold_is_reached_whatever_the_rest_do() {
     let mut cb = by_rate(4, 4);
     to_half_open(&mut cb);
-    let permits: std::vec::Vec<Permit> = (0..4).map(|_| cb.try_acquire(t(12)).expect("admitted")).collect();
+    let permits: std::vec::Vec<Permit> = (0..4)
+        .map(|_| cb.try_acquire(t(12)).expect("admitted"))
+        .collect();
     let mut permits = permits.into_iter();
-    assert_eq!(cb.on_success(permits.next().expect("a permit"), t(12)), None);
     assert_eq!(
-        cb.on_failure(permits.next().expect("a permit"), ErrorKind::Transient, t(12)),
+        cb.on_success(permits.next().expect("a permit"), t(12)),
+        None
+    );
+    assert_eq!(
+        cb.on_failure(
+            permits.next().expect("a permit"),
+            ErrorKind::Transient,
+            t(12)
+        ),
         None
     );
     // 2 of 4 failed: the rate over the 4 is at least 0.5 already.
-    let reopened = cb.on_failure(permits.next().expect("a permit"), ErrorKind::Transient, t(12));
+    let reopened = cb.on_failure(
+        permits.next().expect("a permit"),
+        ErrorKind::Transient,
+        t(12),
+    );
     assert_eq!(edge(reopened), Some(REOPENED));
     let trip = reopened.and_then(|t| t.trip).expect("a trip");
     assert_eq!(trip.reason, OpenReason::ProbeFailed);
     assert_eq!((trip.calls, trip.failures, trip.slow), (3, 2, 0));
     // The last probe is from the ended cycle: it changes nothing.
-    assert_eq!(cb.on_success(permits.next().expect("a permit"), t(12)), None);
+    assert_eq!(
+        cb.on_success(permits.next().expect("a permit"), t(12)),
+        None
+    );
     assert_eq!(cb.state(), CircuitState::Open);
 }
 
