@@ -50,7 +50,10 @@ store="$PWD/target/image/store"
 buildah=("${sudo[@]}" buildah --storage-driver vfs --root "$store/root" --runroot "$store/run")
 work=$(mktemp -d)
 container=""
+serve=""
 cleanup() {
+  # A service left running by a check that failed.
+  if [ -n "$serve" ]; then "${sudo[@]}" kill -KILL "$serve" 2>/dev/null || true; fi
   if [ -n "$container" ]; then
     "${buildah[@]}" umount "$container" >/dev/null || true
     "${buildah[@]}" rm "$container" >/dev/null || true
@@ -246,6 +249,7 @@ stop() {
   "${sudo[@]}" kill -TERM "$serve"
   local status=0
   wait "$serve" || status=$?
+  serve=""
   if [ "$status" -ne 0 ]; then
     echo "image-check: rustkernel serve exited $status after SIGTERM:" >&2
     cat "$work/serve.log" >&2
@@ -328,5 +332,5 @@ EOF
 python3 -c 'import sys
 tag, files, pushed, media = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 print(f"  {tag}: {files / 2**20:.1f} MiB of files, {pushed / 2**20:.1f} MiB pushed ({media})")' \
-  "$tag" "$files" $layers
+  "$tag" "$files" "${layers% *}" "${layers#* }"
 echo "image-check: ok"
