@@ -48,7 +48,7 @@ if [ "$variant" = tags ]; then
 fi
 
 # The commit, marked -dirty when tracked files differ from it; the commit's time as the
-# creation time, so that two builds of one commit make the same image.
+# creation time: the same binaries built at one commit make the same image (the same ID).
 revision=$(git rev-parse HEAD)
 git diff --quiet HEAD -- || revision="$revision-dirty"
 epoch=$(git log -1 --format=%ct)
