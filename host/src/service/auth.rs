@@ -12,7 +12,7 @@ use subtle::ConstantTimeEq;
 
 use super::AppState;
 use super::error::ApiError;
-use crate::config::AuthMode;
+use crate::config::{AuthConfig, AuthMode};
 
 /// Whether an `Authorization` header value carries one of `tokens`, compared in constant time
 /// (every token is compared, whatever matched first). The scheme is case-insensitive (RFC 9110,
@@ -37,7 +37,7 @@ pub(crate) fn authorized(header: Option<&[u8]>, tokens: &[String]) -> bool {
 
 /// Who a route is for: the layers below pick the token rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Guard {
+pub(super) enum Guard {
     /// The execute and admin routes: a token whenever the service has tokens.
     Kernels,
     /// The health routes: a token when `auth.protect_health` is set.
@@ -46,18 +46,23 @@ enum Guard {
     Metrics,
 }
 
-fn check(state: &AppState, guard: Guard, headers: &HeaderMap) -> Result<(), ApiError> {
-    let auth = &state.config.auth;
-    let needed = auth.mode == AuthMode::Token
+/// Whether `guard`'s routes need a token under `auth`. The configuration is fixed at start-up,
+/// so the router leaves a guard's layer out where no token is needed: those routes pay nothing.
+pub(super) fn required(auth: &AuthConfig, guard: Guard) -> bool {
+    auth.mode == AuthMode::Token
         && match guard {
             Guard::Kernels => true,
             Guard::Health => auth.protect_health,
             Guard::Metrics => auth.protect_metrics,
-        };
+        }
+}
+
+fn check(state: &AppState, guard: Guard, headers: &HeaderMap) -> Result<(), ApiError> {
+    let auth = &state.config.auth;
     let presented = headers
         .get(header::AUTHORIZATION)
         .map(HeaderValue::as_bytes);
-    if !needed || authorized(presented, &auth.tokens) {
+    if !required(auth, guard) || authorized(presented, &auth.tokens) {
         Ok(())
     } else {
         Err(ApiError::Unauthorized)

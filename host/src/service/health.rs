@@ -379,6 +379,11 @@ pub(crate) fn not_ready_reason(report: &HealthReport) -> Option<String> {
 
 /// `GET /health/ready`: the registry's readiness, never by running a check.
 pub(super) async fn ready(State(state): State<Arc<AppState>>) -> Response {
+    // Ready, the usual answer, reads one flag of the registry; the report (every component,
+    // cloned) is built only to say why not.
+    if state.probe.is_ready() {
+        return probe(true, "ready", "not_ready", None);
+    }
     let report = state.probe.report();
     let reason = not_ready_reason(&report);
     let status = if reason

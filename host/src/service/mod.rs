@@ -107,25 +107,21 @@ impl std::error::Error for ServeError {
 /// The routes, each group behind its token rule, the body limits around them all.
 fn router(state: &Arc<AppState>, body_limit: usize) -> Router {
     use axum::middleware::from_fn_with_state;
-    let health = Router::new()
+    let mut health = Router::new()
         .route("/health/live", get(health::live))
         .route("/health/ready", get(health::ready))
         .route("/health/startup", get(health::startup))
         .route("/health", get(health::full))
         .route("/", get(status::page))
         .route("/status", get(status::page))
-        .route("/status.json", get(status::json))
-        .route_layer(from_fn_with_state(state.clone(), auth::health));
-    let metrics =
-        Router::new()
-            .route(
-                "/metrics",
-                get(|State(state): State<Arc<AppState>>| async move {
-                    metrics::exposition(&state.metrics)
-                }),
-            )
-            .route_layer(from_fn_with_state(state.clone(), auth::metrics));
-    let kernels = Router::new()
+        .route("/status.json", get(status::json));
+    let mut metrics = Router::new().route(
+        "/metrics",
+        get(
+            |State(state): State<Arc<AppState>>| async move { metrics::exposition(&state.metrics) },
+        ),
+    );
+    let mut kernels = Router::new()
         .route(
             "/v1/kernels/{family}/{name}/execute",
             post(execute::execute),
@@ -135,18 +131,29 @@ fn router(state: &Arc<AppState>, body_limit: usize) -> Router {
             post(admin::admin),
         )
         .route("/v1/jobs", post(jobs::submit).get(jobs::list))
-        .route("/v1/jobs/{id}", get(jobs::status).delete(jobs::cancel))
-        .route_layer(from_fn_with_state(state.clone(), auth::kernels));
+        .route("/v1/jobs/{id}", get(jobs::status).delete(jobs::cancel));
+    // A guard's layer only where its routes need a token (the configuration is fixed).
+    let needs = |guard| auth::required(&state.config.auth, guard);
+    if needs(auth::Guard::Health) {
+        health = health.route_layer(from_fn_with_state(state.clone(), auth::health));
+    }
+    if needs(auth::Guard::Metrics) {
+        metrics = metrics.route_layer(from_fn_with_state(state.clone(), auth::metrics));
+    }
+    if needs(auth::Guard::Kernels) {
+        kernels = kernels.route_layer(from_fn_with_state(state.clone(), auth::kernels));
+    }
+    // Only these routes read a body: an oversized one is refused before the token check.
+    let kernels = kernels.route_layer(from_fn_with_state(
+        body_limit,
+        body_limit::refuse_declared_oversize,
+    ));
     Router::new()
         .merge(health)
         .merge(metrics)
         .merge(kernels)
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(from_fn_with_state(
-            body_limit,
-            body_limit::refuse_declared_oversize,
-        ))
         .with_state(state.clone())
 }
 
