@@ -16,7 +16,8 @@ use embassy_time::{Duration, Timer};
 use rustkernel_core::error::{ConfigError, ConfigField, ErrorKind};
 use rustkernel_core::resilience::circuit_breaker::SlidingWindow;
 use rustkernel_core::resilience::{
-    CircuitBreakerConfig, CircuitState, CountWindow, NoWindow, OpenReason, Transition, Trip,
+    CircuitBreakerConfig, CircuitState, ConstBreakerConfig, CountWindow, FixedConfig, NoWindow,
+    OpenReason, Transition, Trip,
 };
 use rustkernel_embassy::ResilienceError;
 use rustkernel_embassy::breaker::CircuitBreaker;
@@ -34,6 +35,16 @@ const CONFIG: CircuitBreakerConfig = CircuitBreakerConfig {
 static SHARED_CONFIG: CircuitBreakerConfig = CONFIG;
 static STATIC_BREAKER: CircuitBreaker<CriticalSectionRawMutex, &CircuitBreakerConfig> =
     CircuitBreaker::from_static(&SHARED_CONFIG, NoWindow);
+/// A breaker over a configuration that is a type (zero-sized; every read of it a constant).
+static FIXED_BREAKER: CircuitBreaker<CriticalSectionRawMutex, FixedConfig<Three>> =
+    CircuitBreaker::from_const(NoWindow);
+
+struct Three;
+
+impl ConstBreakerConfig for Three {
+    const CONFIG: CircuitBreakerConfig = CONFIG;
+}
+
 /// A failure-rate breaker built in a `static`, checked when the test compiles.
 static RATE_BREAKER: CircuitBreaker<CriticalSectionRawMutex, CircuitBreakerConfig, CountWindow<4>> =
     CircuitBreaker::with_window(RATE_CONFIG, CountWindow::new());
@@ -247,6 +258,36 @@ fn a_call_that_started_before_the_breaker_opened_cannot_close_it() {
         assert_eq!(slow, Ok(0), "the slow call's own result is returned");
         assert_eq!(breaker.state(), CircuitState::Open);
     });
+}
+
+#[test]
+fn a_breaker_over_a_configuration_type_opens_and_recovers_as_configured() {
+    let _clock = serial();
+    assert_eq!(size_of::<FixedConfig<Three>>(), 0);
+    assert_eq!(FIXED_BREAKER.state(), CircuitState::Closed);
+    run_ms(async {
+        for _ in 0..2 {
+            let _ = fail(&FIXED_BREAKER).await;
+        }
+    });
+    assert_eq!(FIXED_BREAKER.state(), CircuitState::Closed);
+    run_ms(async {
+        let _ = fail(&FIXED_BREAKER).await;
+    });
+    assert_eq!(FIXED_BREAKER.state(), CircuitState::Open);
+    assert!(matches!(
+        run_ms(fail(&FIXED_BREAKER)),
+        Err(ResilienceError::CircuitOpen)
+    ));
+    // After the configured 5 s, two good probes close it.
+    advance(Duration::from_secs(5));
+    for _ in 0..2 {
+        assert_eq!(
+            run_ms(FIXED_BREAKER.call(|| async { Ok::<u32, JobError>(1) })),
+            Ok(1)
+        );
+    }
+    assert_eq!(FIXED_BREAKER.state(), CircuitState::Closed);
 }
 
 #[test]

@@ -18,7 +18,8 @@ pub use backoff::BackoffStrategy;
 pub use budget::{RetryBudget, RetryBudgetConfig};
 pub use circuit_breaker::{
     AfterMaxWait, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerStats, CircuitState,
-    CountWindow, NoWindow, OpenBackoff, OpenReason, Permit, Rejected, TimeWindow, Transition, Trip,
+    ConstBreakerConfig, CountWindow, FixedConfig, NoWindow, OpenBackoff, OpenReason, Permit,
+    Rejected, TimeWindow, Transition, Trip,
 };
 pub use config::ResilienceConfig;
 pub use deadline::{DeadlineContext, DeadlineExceeded, WireDeadline};

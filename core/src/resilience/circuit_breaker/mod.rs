@@ -55,6 +55,7 @@
 
 mod config;
 mod configured_window;
+mod fixed;
 pub mod sizing;
 mod state;
 mod time_window;
@@ -66,6 +67,7 @@ use core::time::Duration;
 
 pub use config::{AfterMaxWait, CircuitBreakerConfig, OpenBackoff};
 pub use configured_window::ConfiguredWindow;
+pub use fixed::{ConstBreakerConfig, FixedConfig};
 pub use state::{CircuitBreakerStats, CircuitState, OpenReason, Transition, Trip};
 pub use time_window::TimeWindow;
 pub use window::{CountWindow, NoWindow, Outcome, SlidingWindow, WindowCounts};

@@ -28,10 +28,10 @@ use embassy_time::{Instant, Timer};
 use rustkernel_core::error::{ConfigError, ErrorKind, ResilienceError};
 use rustkernel_core::resilience::health::ComponentName;
 use rustkernel_core::resilience::{
-    BackoffStrategy, CircuitBreakerConfig, CircuitState, ComponentEvent, ComponentId, Criticality,
-    HealthCheckResult, HealthEvent, HealthProbeConfig, HealthStatus, NoWindow, ProbeRole, Recovery,
-    RecoveryAction, RecoveryPolicy, RecoveryStrategy, RestartIntensity, RetryConfig, RetryDecision,
-    Transition, ValidRetryConfig,
+    BackoffStrategy, CircuitBreakerConfig, CircuitState, ComponentEvent, ComponentId,
+    ConstBreakerConfig, Criticality, FixedConfig, HealthCheckResult, HealthEvent,
+    HealthProbeConfig, HealthStatus, NoWindow, ProbeRole, Recovery, RecoveryAction, RecoveryPolicy,
+    RecoveryStrategy, RestartIntensity, RetryConfig, RetryDecision, Transition, ValidRetryConfig,
 };
 use rustkernel_core::telemetry::{BreakerCounts, JobOutcome, Summary, TelemetryFrame, VERSION};
 use rustkernel_embassy::breaker::CircuitBreaker;
@@ -63,21 +63,27 @@ const JOBS_AFTER_NOTIFY: u32 = 3;
 /// The run fails if the scenario has not ended by then.
 const GIVE_UP_AFTER: embassy_time::Duration = embassy_time::Duration::from_secs(5);
 
-/// Three failures in a row open the breaker for 60 ms; two good probes close it.
-const BREAKER_CONFIG: CircuitBreakerConfig = CircuitBreakerConfig {
-    failure_threshold: 3,
-    success_threshold: 2,
-    timeout: Duration::from_millis(60),
-    half_open_max_calls: 1,
-    failure_rate_threshold: None,
-    minimum_calls: 10,
-    slow_call_duration: None,
-    slow_call_rate_threshold: 1.0,
-    max_wait_in_half_open: Duration::from_millis(100),
-    open_backoff: None,
-    ignored_errors: rustkernel_core::error::ErrorKindSet::of(&[ErrorKind::InvalidInput]),
-    ..CircuitBreakerConfig::DEFAULT
-};
+/// The breaker's configuration, as a type: every read of it is a constant, so the code of the
+/// modes it leaves off (failure rate, slow calls, open backoff) is not in the firmware.
+struct Breaker;
+
+impl ConstBreakerConfig for Breaker {
+    /// Three failures in a row open the breaker for 60 ms; two good probes close it.
+    const CONFIG: CircuitBreakerConfig = CircuitBreakerConfig {
+        failure_threshold: 3,
+        success_threshold: 2,
+        timeout: Duration::from_millis(60),
+        half_open_max_calls: 1,
+        failure_rate_threshold: None,
+        minimum_calls: 10,
+        slow_call_duration: None,
+        slow_call_rate_threshold: 1.0,
+        max_wait_in_half_open: Duration::from_millis(100),
+        open_backoff: None,
+        ignored_errors: rustkernel_core::error::ErrorKindSet::of(&[ErrorKind::InvalidInput]),
+        ..CircuitBreakerConfig::DEFAULT
+    };
+}
 
 /// Three attempts, 2 ms apart; transient errors and timeouts are retried, the rest are not.
 /// Checked when the firmware is compiled: every job's retrier starts from it without a check.
@@ -155,9 +161,10 @@ const DEVICE_ID: u32 = board::DEVICE_ID;
 // ---- shared state ----------------------------------------------------------------------------
 
 static LINK: Link = Link::new();
-/// The breaker in front of the accelerator; its configuration stays in flash.
-static BREAKER: CircuitBreaker<CriticalSectionRawMutex, &CircuitBreakerConfig> =
-    CircuitBreaker::from_static(&BREAKER_CONFIG, NoWindow);
+/// The breaker in front of the accelerator, over its configuration type (checked when the
+/// firmware is compiled, zero bytes of RAM).
+static BREAKER: CircuitBreaker<CriticalSectionRawMutex, FixedConfig<Breaker>> =
+    CircuitBreaker::from_const(NoWindow);
 /// Health of the one component, the accelerator.
 static MONITOR: HealthMonitor<CriticalSectionRawMutex, 1> = HealthMonitor::new();
 /// Health changes, from the monitor to the supervisor.
