@@ -137,13 +137,15 @@ fn kernel_breakers_own_failures(record: &Record, _: &Shape) -> Vec<Violation> {
 /// Readiness is 200 whenever some executor can serve: the CPU always can, so every probe from
 /// [`STARTUP_BOUND`] after the service's start on answers 200.
 fn ready_when_some_executor_serves(record: &Record, _: &Shape) -> Vec<Violation> {
-    let Some(launched) = record.launched_at else {
+    if record.launched_at.is_none() {
         return vec![violation(
             Duration::ZERO,
             "readiness is 200 whenever some executor can serve",
             "the service never started".into(),
         )];
-    };
+    }
+    // Times count from the start.
+    let launched = Duration::ZERO;
     let mut found: Vec<Violation> = record
         .probes
         .iter()
@@ -169,10 +171,7 @@ fn ready_when_some_executor_serves(record: &Record, _: &Shape) -> Vec<Violation>
 /// (or off for good, when the probation failed and an operator was told: the ladder's end,
 /// reported in the trace) and the device's breaker closed while it is ready.
 fn recovers_after_faults(record: &Record, shape: &Shape) -> Vec<Violation> {
-    let Some(launched) = record.launched_at else {
-        return Vec::new();
-    };
-    let from = launched + shape.faults_until + RECOVERY_BOUND;
+    let from = shape.faults_until + RECOVERY_BOUND;
     let end = record.trace.last().map_or(Duration::ZERO, |(at, _)| *at);
     if end <= from {
         // A run too short to see the bound pass (`SIM_MINUTES` below 7).

@@ -78,7 +78,18 @@ impl Clients {
     /// waits for the last answers, scrapes `/metrics`.
     pub(crate) async fn run(self) -> turmoil::Result {
         let clock = HostClock::start();
-        // The service's start-up begins at once; readiness is probed every second from then.
+        // The clients start when the service does: the service host, polled first, has set
+        // the moment; the loop is only a fallback.
+        let launched = loop {
+            if let Some(at) = self.record.lock().launched_at {
+                break at;
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        };
+        clock.sleep_until(launched).await;
+        // Every time in the record counts from here.
+        let clock = HostClock::start();
+        // Readiness is probed every second from the start.
         let prober = AbortOnDrop(tokio::task::spawn_local(probe(self.record.clone(), clock)));
         loop {
             let ready = self

@@ -33,8 +33,7 @@
 //!
 //! turmoil, because the service already has its seams and a stock-tokio build is what runs
 //! in production; the simulated network is turmoil's, the worker and the CPU are this
-//! module's. The fixed tick is what it costs: [`TICK`] is 5 ms (network events land on
-//! ticks; timers within a host still fire at their millisecond).
+//! module's. The fixed tick is what it costs: [`TICK`] is 1 ms, tokio's timer resolution.
 //!
 //! # Adding a fault or an invariant
 //! A fault: draw it in [`worker`] (the worker's start-up, a request, idle time) or in
@@ -68,11 +67,15 @@ use std::time::{Duration, Instant};
 /// The service host's name and port.
 const SERVICE: &str = "service";
 const PORT: u16 = 8080;
-/// Turmoil's step.
-const TICK: Duration = Duration::from_millis(5);
+/// Turmoil's step: the millisecond tokio's timers move by, so that the hosts meet on the
+/// same instants in every run of a seed (a coarser step is cheaper but puts each run's start
+/// at another phase of it).
+const TICK: Duration = Duration::from_millis(1);
+/// The simulated network's latency, each way.
+const NETWORK_LATENCY: Duration = Duration::from_millis(1);
 /// How late past its deadline an answer may reach the client: the service documents no
-/// grace of its own (it answers by the deadline), so this is the simulated network's round
-/// trip (at most 5 ms each way) and the ticks it lands on.
+/// grace of its own (it answers by the deadline), so this covers the simulated network's
+/// round trips (connection, request, answer) and the ticks they land on.
 const ANSWER_GRACE: Duration = Duration::from_millis(50);
 /// From the start of the service's start-up until it must answer its probes 200.
 const STARTUP_BOUND: Duration = Duration::from_secs(2);
@@ -80,10 +83,16 @@ const STARTUP_BOUND: Duration = Duration::from_secs(2);
 /// the worker's probation lasts `restart_window` (60 s) and the device breaker stays open
 /// 30 s before it tries the worker again.
 const RECOVERY_BOUND: Duration = Duration::from_secs(120);
-/// Seeds the test command runs (numbers 1 to this).
+/// Seeds the test command runs (numbers 1 to this), in a release build with tokio's scheduler
+/// seeded: what fits in 90 s on the project's 2-core machine (README, Deterministic
+/// simulation).
 const DEFAULT_SEEDS: u64 = 8;
 /// Simulated minutes of traffic per seed.
 const DEFAULT_MINUTES: u64 = 10;
+/// A build without tokio's seeded scheduler (plain `cargo test --workspace`) runs one seed of
+/// this many minutes unless told otherwise: a smoke run of the harness; the seeds are the test
+/// command's simulation step.
+const SMOKE_MINUTES: u64 = 2;
 
 fn env_u64(name: &str) -> Option<u64> {
     let text = std::env::var(name).ok()?;
@@ -132,6 +141,8 @@ struct SeedResult {
     summary: String,
     report: String,
     fingerprint: u64,
+    /// The whole trace, for the determinism check.
+    trace: String,
 }
 
 fn run_seed(seed: u64, minutes: u64) -> SeedResult {
@@ -149,6 +160,7 @@ fn run_seed(seed: u64, minutes: u64) -> SeedResult {
                 summary: String::new(),
                 report: String::new(),
                 fingerprint: 0,
+                trace: String::new(),
             };
         }
     };
@@ -187,16 +199,37 @@ fn run_seed(seed: u64, minutes: u64) -> SeedResult {
         summary,
         report,
         fingerprint: record.fingerprint(),
+        trace: record
+            .canonical_trace()
+            .iter()
+            .map(|(at, what)| format!("{:>10.3}s  {what}\n", at.as_secs_f64()))
+            .collect(),
     }
 }
 
 fn main() {
-    let minutes = env_u64("SIM_MINUTES").unwrap_or(DEFAULT_MINUTES).max(1);
+    let told = ["SIM_SEED", "SIM_SEEDS", "SIM_MINUTES", "SIM_EXPECT"]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some());
+    let smoke = !cfg!(tokio_unstable) && !told;
+    let minutes = env_u64("SIM_MINUTES")
+        .unwrap_or(if smoke {
+            SMOKE_MINUTES
+        } else {
+            DEFAULT_MINUTES
+        })
+        .max(1);
     let expect_failure = std::env::var("SIM_EXPECT").is_ok_and(|v| v == "fail");
     let seeds: Vec<u64> = match env_u64("SIM_SEED") {
         Some(seed) => vec![seed],
+        None if smoke => vec![1],
         None => (1..=env_u64("SIM_SEEDS").unwrap_or(DEFAULT_SEEDS)).collect(),
     };
+    if smoke {
+        println!(
+            "sim: a smoke run (one seed, {SMOKE_MINUTES} minutes); the seeds run in the test command's simulation step, or with SIM_SEEDS=N"
+        );
+    }
     let threads = env_u64("SIM_THREADS").unwrap_or(2).clamp(1, 64);
     println!(
         "sim: {} seed(s) x {minutes} simulated minutes of traffic, {threads} thread(s){}{}",
@@ -210,18 +243,35 @@ fn main() {
     );
     let started = Instant::now();
 
-    // The first seed twice: the same seed must give the same trace.
+    // The first seed twice: the same seed must give the same trace (with tokio's scheduler
+    // seeded; without it, `select!` picks at random among ready branches).
     let mut determinism_failure = None;
-    if seeds.len() > 1 && !expect_failure {
+    if cfg!(tokio_unstable) && seeds.len() > 1 && !expect_failure {
         let first = seeds[0];
-        let a = std::thread::spawn(move || run_seed(first, minutes).fingerprint);
-        let b = std::thread::spawn(move || run_seed(first, minutes).fingerprint);
+        let a = std::thread::spawn(move || run_seed(first, minutes));
+        let b = std::thread::spawn(move || run_seed(first, minutes));
         let (a, b) = (a.join().unwrap(), b.join().unwrap());
-        if a == b {
-            println!("sim: seed {first} twice: the same trace ({a:016x})");
+        if a.fingerprint == b.fingerprint {
+            println!(
+                "sim: seed {first} twice: the same trace ({:016x})",
+                a.fingerprint
+            );
         } else {
+            let differ = a
+                .trace
+                .lines()
+                .zip(b.trace.lines())
+                .position(|(x, y)| x != y)
+                .unwrap_or(0);
+            let line = |t: &str| t.lines().nth(differ).unwrap_or("(end)").to_owned();
+            let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"));
+            let _ = std::fs::write(dir.join(format!("sim-{first}-a.trace")), &a.trace);
+            let _ = std::fs::write(dir.join(format!("sim-{first}-b.trace")), &b.trace);
             determinism_failure = Some(format!(
-                "seed {first} twice gave two traces ({a:016x}, {b:016x}): the simulation is not deterministic"
+                "seed {first} twice gave two traces: the simulation is not deterministic; they part at line {differ}:\n  {}\n  {}\n(both in {})",
+                line(&a.trace),
+                line(&b.trace),
+                dir.display()
             ));
         }
     }

@@ -7,8 +7,8 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
-/// A host's clock: simulated time since the host started (every host starts at step 0, and
-/// turmoil keeps their clocks within one tick of each other).
+/// A host's clock: simulated time since it was started (every host starts at step 0 and
+/// turmoil moves their clocks in step, so two hosts that start one at the same moment agree).
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct HostClock(tokio::time::Instant);
 
@@ -20,6 +20,11 @@ impl HostClock {
 
     pub(crate) fn now(self) -> Duration {
         self.0.elapsed()
+    }
+
+    /// Sleeps until `at` on this clock.
+    pub(crate) async fn sleep_until(self, at: Duration) {
+        tokio::time::sleep_until(self.0 + at).await;
     }
 }
 
@@ -74,7 +79,9 @@ pub(crate) struct Record {
     pub(crate) requests: Vec<Request>,
     pub(crate) probes: Vec<Probe>,
     pub(crate) samples: Vec<Sample>,
-    /// When the service's start began.
+    /// When the service's start begins, from the simulation's start (set by the service host
+    /// first thing: the moment both hosts start at, and from which every other time in the
+    /// record counts).
     pub(crate) launched_at: Option<Duration>,
     /// `/metrics` after the traffic.
     pub(crate) metrics: Option<String>,
@@ -139,10 +146,22 @@ impl Record {
         out
     }
 
-    /// A fingerprint of the whole trace (FNV-1a), to tell two runs of a seed apart.
+    /// The trace with the events of one instant in a fixed order: two runs of a seed meet the
+    /// same events at the same instants, but the hosts' tasks woken at one instant (two
+    /// answers delivered in one step) may run in another order.
+    pub(crate) fn canonical_trace(&self) -> Vec<(Duration, String)> {
+        let mut trace = self.trace.clone();
+        trace.sort();
+        trace
+    }
+
+    /// A fingerprint of the whole trace (FNV-1a, over [`canonical_trace`]), to tell two runs
+    /// of a seed apart.
+    ///
+    /// [`canonical_trace`]: Self::canonical_trace
     pub(crate) fn fingerprint(&self) -> u64 {
         let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-        for (at, what) in &self.trace {
+        for (at, what) in &self.canonical_trace() {
             for byte in at.as_micros().to_le_bytes().iter().chain(what.as_bytes()) {
                 hash ^= u64::from(*byte);
                 hash = hash.wrapping_mul(0x0100_0000_01b3);

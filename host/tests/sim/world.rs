@@ -16,7 +16,7 @@ use crate::cpu::SimCpu;
 use crate::plan::{Rand, Shape, Stream};
 use crate::record::{HostClock, Record, Sample, Shared};
 use crate::worker::{self, SimTransport};
-use crate::{PORT, SERVICE, TICK};
+use crate::{NETWORK_LATENCY, PORT, SERVICE, TICK};
 
 /// The service's configuration in the simulation: the GPU path on (its defaults, with a
 /// start-up timeout of 5 s), health checks every 100 ms, no rate limit (governor reads the
@@ -56,23 +56,27 @@ impl axum::serve::Listener for SimListener {
     }
 }
 
-/// Waits until the core's clock reads a whole minute (within the millisecond turmoil's
-/// clocks move by). The core counts from an epoch that the first reading of the process
-/// fixed, and its windows' buckets are cut at multiples of their length from that epoch: a
-/// run of a seed must meet the same cuts as every other run of it.
-async fn align_to_core_minute() {
+/// When the service starts: the first moment, on the hosts' clocks, at which the core's clock
+/// reads a whole minute (within the millisecond turmoil's clocks move by). The core counts
+/// from an epoch that the first reading of the process fixed, and its windows' buckets are cut
+/// at multiples of their length from that epoch: a run of a seed must meet the same cuts as
+/// every other run of it. The clients host starts at the same moment (see
+/// [`Clients::run`](crate::clients::Clients)), so the two hosts' timelines keep one phase.
+fn launch_time(clock: HostClock) -> Duration {
     let now = rustkernel_tokio::clock::now().as_micros();
     let minute = 60_000_000;
     let wait = (minute - now % minute) % minute;
-    tokio::time::sleep(Duration::from_micros(wait)).await;
+    clock.now() + Duration::from_millis(wait.div_ceil(1000))
 }
 
 /// The service host.
 async fn serve(seed: u64, shape: Shape, record: Shared) -> turmoil::Result {
-    let clock = HostClock::start();
-    align_to_core_minute().await;
-    let launched = clock.now();
+    let before = HostClock::start();
+    let launched = launch_time(before);
     record.lock().launched_at = Some(launched);
+    before.sleep_until(launched).await;
+    // Every time in the record counts from here.
+    let clock = HostClock::start();
     record.event(clock.now(), "service: start");
     let listener =
         turmoil::net::TcpListener::bind((IpAddr::V4(Ipv4Addr::UNSPECIFIED), PORT)).await?;
@@ -81,7 +85,7 @@ async fn serve(seed: u64, shape: Shape, record: Shared) -> turmoil::Result {
         shape,
         record: record.clone(),
         clock,
-        faults_until: launched + shape.faults_until,
+        faults_until: shape.faults_until,
     };
     let seams = Seams {
         worker_transport: Some(worker::transport(transport)),
@@ -167,8 +171,12 @@ pub(crate) fn run(seed: u64, traffic: Duration) -> Result<(Record, Shape), Strin
     let mut sim = turmoil::Builder::new()
         .simulation_duration(traffic + Duration::from_secs(600))
         .tick_duration(TICK)
-        .min_message_latency(Duration::from_millis(1))
-        .max_message_latency(Duration::from_millis(5))
+        // A fixed latency: turmoil draws each message's latency from its generator in the
+        // order messages are sent within a step, and that order differed between two runs of
+        // one seed (their traces parted by a millisecond here and there); with one latency
+        // the runs agree.
+        .min_message_latency(NETWORK_LATENCY)
+        .max_message_latency(NETWORK_LATENCY)
         .rng_seed(network.next_u64())
         .build();
     let service_record = record.clone();
