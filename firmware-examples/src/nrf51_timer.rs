@@ -5,7 +5,8 @@
 //! is embassy's default tick (1 MHz, the core's unit too), in 32-bit mode. The driver:
 //!
 //! - extends the 32-bit counter to 64 bits by counting half-periods: compare channel 1 fires
-//!   when the counter wraps to 0 and channel 2 when it passes 2^31, each adding one to
+//!   when the counter wraps to 0 and channel 2 when it passes 2^31 (2^15 with the
+//!   `timer-16bit` feature, see [`BITS`]), each adding one to
 //!   `periods` when its parity says that half-period is the one ending. Now is `periods * 2^31` plus the counter with its top bit read against the
 //!   parity of `periods`, so a half-period whose interrupt is still pending is counted right
 //!   (the scheme of embassy-nrf's RTC driver), as long as the interrupt runs within 35 minutes;
@@ -89,7 +90,19 @@ const WRAP: usize = 1;
 const HALF: usize = 2;
 /// The channel the counter is captured into, to read it.
 const CAPTURE: usize = 3;
-const HALF_PERIOD: u32 = 1 << 31;
+/// The counter's width: 32 bits, or 16 with the `timer-16bit` feature, which wraps it every
+/// 65.536 ms so that a run of the scenario crosses the 64-bit extension seven times (a test of
+/// it in `scripts/firmware-e2e.sh`; at 32 bits the first wrap comes after 71 minutes).
+const BITS: u32 = if cfg!(feature = "timer-16bit") {
+    16
+} else {
+    32
+};
+/// `BITMODE` for [`BITS`]: 0 is 16 bits, 3 is 32.
+const BITMODE: u32 = if BITS == 16 { 0 } else { 3 };
+const HALF_PERIOD: u32 = 1 << (BITS - 1);
+/// The counter's values.
+const MASK: u32 = u32::MAX >> (32 - BITS);
 
 struct Timer0Driver {
     /// Half-periods of the 32-bit counter since [`start`].
@@ -107,7 +120,7 @@ embassy_time_driver::time_driver_impl!(static DRIVER: Timer0Driver = Timer0Drive
 
 /// Ticks since start from the half-periods counted and the counter (see the module docs).
 const fn ticks(periods: u32, counter: u32) -> u64 {
-    ((periods as u64) << 31) + ((counter ^ ((periods & 1) << 31)) as u64)
+    ((periods as u64) << (BITS - 1)) + ((counter ^ ((periods & 1) << (BITS - 1))) as u64)
 }
 
 impl Timer0Driver {
@@ -134,9 +147,9 @@ impl Timer0Driver {
             }
             #[allow(
                 clippy::cast_possible_truncation,
-                reason = "the counter's low 32 bits, less than half a period away"
+                reason = "the counter's low bits, less than half a period away"
             )]
-            reg::write(reg::CC + 4 * ALARM, at as u32);
+            reg::write(reg::CC + 4 * ALARM, at as u32 & MASK);
             reg::write(reg::INTENSET, reg::compare_interrupt(ALARM));
             // Passed while it was being written: the compare would fire only after a wrap.
             if self.now_in(cs) < at {
@@ -199,11 +212,11 @@ unsafe impl InterruptNumber for Timer0Irq {
 
 const _: () = assert!(IRQ == 8);
 
-/// Starts TIMER0 at 1 MHz, 32 bits, its half-period interrupts on. Call once, before any
+/// Starts TIMER0 at 1 MHz, [`BITS`] bits, its half-period interrupts on. Call once, before any
 /// timer.
 pub fn start() {
     reg::write(reg::MODE, 0); // timer, not counter
-    reg::write(reg::BITMODE, 3); // 32 bits
+    reg::write(reg::BITMODE, BITMODE);
     reg::write(reg::PRESCALER, 4); // 16 MHz / 2^4
     reg::write(reg::CC + 4 * WRAP, 0);
     reg::write(reg::CC + 4 * HALF, HALF_PERIOD);
