@@ -73,6 +73,11 @@ rm -rf "$context"
 if [ "$variant" = cpu ]; then
   triple=x86_64-unknown-linux-musl
   rustup target list --installed | grep -qx "$triple" || rustup target add "$triple"
+  # mimalloc's C source (the static binaries' allocator, host/Cargo.toml) is built with it.
+  if ! command -v musl-gcc >/dev/null; then
+    echo "build-image: musl-gcc is missing: apt-get install musl-tools" >&2
+    exit 1
+  fi
   echo "build-image: release build of rustkernel and rustkernel-worker for $triple"
   build_started=$SECONDS
   cargo build --release --locked -p rustkernel-host --bins --target "$triple" --target-dir "$target_dir"

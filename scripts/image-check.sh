@@ -13,8 +13,8 @@
 #      directory, /metrics, then SIGTERM and exit 0. Then again with `[gpu]` on and the CPU
 #      backend: the image's rustkernel-worker answers the kernel request;
 #   4. the image's size: its files, and its layer as pushed (gzip).
-# Needs root or sudo (buildah's store, mount, unshare, chroot) and the Debian packages buildah
-# and curl. The release build of the binaries is the long part.
+# Needs root or sudo (buildah's store, mount, unshare, chroot) and the Debian packages buildah,
+# curl and musl-tools. The release build of the binaries is the long part.
 #
 # `scripts/image-check.sh --gpu` does the same for the GPU image (not in the test command: it
 # downloads Debian's libc6 and libgcc-s1) against deploy/kubernetes-gpu.yaml, with the stub
@@ -39,7 +39,7 @@ else
 fi
 
 for tool in buildah curl unshare chroot readelf python3; do
-  command -v "$tool" >/dev/null || { echo "image-check: $tool is missing (apt-get install buildah curl)" >&2; exit 1; }
+  command -v "$tool" >/dev/null || { echo "image-check: $tool is missing (apt-get install buildah curl musl-tools)" >&2; exit 1; }
 done
 sudo=()
 if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
