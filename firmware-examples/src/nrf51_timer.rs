@@ -105,7 +105,7 @@ const HALF_PERIOD: u32 = 1 << (BITS - 1);
 const MASK: u32 = u32::MAX >> (32 - BITS);
 
 struct Timer0Driver {
-    /// Half-periods of the 32-bit counter since [`start`].
+    /// Half-periods of the counter since [`start`].
     periods: Mutex<Cell<u32>>,
     /// The earliest expiration in the queue (`u64::MAX`: none).
     alarm: Mutex<Cell<u64>>,
@@ -160,9 +160,9 @@ impl Timer0Driver {
 
     fn on_interrupt(&self) {
         critical_section::with(|cs| {
-            // The wrap ends an odd half-period, 2^31 an even one: an event counts only when
-            // the parity says it is due, so one seen at start (the counter cleared to 0 equals
-            // CC[1]; QEMU raises it) or twice is not counted again.
+            // The wrap ends an odd half-period, the half-way point an even one: an event counts
+            // only when the parity says it is due, so one seen at start (the counter cleared to
+            // 0 equals CC[1]; QEMU raises it) or twice is not counted again.
             for (channel, ends_odd) in [(WRAP, true), (HALF, false)] {
                 if reg::read(reg::EVENTS_COMPARE + 4 * channel) != 0 {
                     reg::write(reg::EVENTS_COMPARE + 4 * channel, 0);
