@@ -85,8 +85,7 @@ const STARTUP_BOUND: Duration = Duration::from_secs(2);
 const RECOVERY_BOUND: Duration = Duration::from_secs(120);
 /// Seeds the test command runs (numbers 1 to this), in a release build with tokio's scheduler
 /// seeded: a seed costs about 1.9 s of CPU (10 simulated minutes), so 64 seeds and the first
-/// one again take about 65 s on two quiet cores, and stay near 90 s with the cores shared
-/// (docs/simulation.md has the figures).
+/// one again take about 65 s on two quiet cores (docs/simulation.md has the figures).
 const DEFAULT_SEEDS: u64 = 64;
 /// Simulated minutes of traffic per seed.
 const DEFAULT_MINUTES: u64 = 10;
