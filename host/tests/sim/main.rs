@@ -84,9 +84,9 @@ const STARTUP_BOUND: Duration = Duration::from_secs(2);
 /// 30 s before it tries the worker again.
 const RECOVERY_BOUND: Duration = Duration::from_secs(120);
 /// Seeds the test command runs (numbers 1 to this), in a release build with tokio's scheduler
-/// seeded: a seed costs about 1.9 s of CPU (10 simulated minutes), so 64 seeds and the first
-/// one again take about 65 s on two quiet cores (docs/simulation.md has the figures).
-const DEFAULT_SEEDS: u64 = 64;
+/// seeded: 64 seeds (and the first one again) took 61.9 s on the project's two cores, so 80
+/// take about 77 s (docs/simulation.md has the figures).
+const DEFAULT_SEEDS: u64 = 80;
 /// Simulated minutes of traffic per seed.
 const DEFAULT_MINUTES: u64 = 10;
 /// A build without tokio's seeded scheduler (plain `cargo test --workspace`) runs one seed of
