@@ -10,7 +10,7 @@ use hyper_util::rt::TokioIo;
 use rustkernel_host::kernels::{self, KernelRequest};
 use rustkernel_host::service::execute::TIMEOUT_HEADER;
 
-use crate::plan::{self, Rand, Shape};
+use crate::plan::{self, Rand, Shape, Stream};
 use crate::record::{HostClock, Outcome, Probe, Request, Shared};
 use crate::worker::AbortOnDrop;
 use crate::{ANSWER_GRACE, PORT, SERVICE};
@@ -30,6 +30,7 @@ pub(crate) const FEASIBLE_MARGIN: Duration = Duration::from_millis(450);
 /// What the clients host needs.
 #[derive(Clone, Debug)]
 pub(crate) struct Clients {
+    pub(crate) seed: u64,
     pub(crate) rand: Rand,
     pub(crate) shape: Shape,
     pub(crate) record: Shared,
@@ -103,6 +104,12 @@ impl Clients {
             }
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        let holds = AbortOnDrop(tokio::task::spawn_local(hold_network(
+            Rand::new(self.seed, Stream::Holds),
+            self.shape,
+            self.record.clone(),
+            clock,
+        )));
         let end = clock.now() + self.shape.traffic;
         let mut clients = Vec::new();
         for client in 0..CLIENTS {
@@ -114,6 +121,7 @@ impl Clients {
             let _ = client.await;
         }
         drop(prober);
+        drop(holds);
         let metrics = http("GET", "/metrics", &[], Bytes::new()).await;
         self.record.lock().metrics = metrics
             .ok()
@@ -252,6 +260,30 @@ impl Clients {
         {
             slot.outcome = Some(outcome);
         }
+    }
+}
+
+/// Holds every message between the clients and the service now and then, until the faults
+/// stop: from 20 ms to 2 s, a few times a minute (a stalled link, a garbage-collecting proxy).
+async fn hold_network(rand: Rand, shape: Shape, record: Shared, clock: HostClock) {
+    loop {
+        let gap = rand.between(Duration::from_secs(2), Duration::from_secs(40));
+        tokio::time::sleep(gap).await;
+        let start = clock.now();
+        if start >= shape.faults_until {
+            return;
+        }
+        let held = rand.between(Duration::from_millis(20), Duration::from_secs(2));
+        record.event(
+            start,
+            format!("network: clients <-> service held for {held:?}"),
+        );
+        turmoil::hold("clients", SERVICE);
+        tokio::time::sleep(held).await;
+        turmoil::release("clients", SERVICE);
+        let end = clock.now();
+        record.lock().holds.push((start, end));
+        record.event(end, "network: released");
     }
 }
 

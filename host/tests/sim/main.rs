@@ -37,7 +37,7 @@
 //!
 //! # Adding a fault or an invariant
 //! A fault: draw it in [`worker`] (the worker's start-up, a request, idle time) or in
-//! [`clients`] (what clients do), from that part's [`plan::Rand`], before
+//! [`clients`] (what clients do, the network's holds), from that part's [`plan::Rand`], before
 //! [`plan::Shape::faults_until`], and put an event in the trace. An invariant: a function in
 //! [`check`] over the run's [`record::Record`], listed in [`check::all`]; what it needs that
 //! the record lacks, the hosts add to the record.
@@ -84,8 +84,8 @@ const STARTUP_BOUND: Duration = Duration::from_secs(2);
 /// 30 s before it tries the worker again.
 const RECOVERY_BOUND: Duration = Duration::from_secs(120);
 /// Seeds the test command runs (numbers 1 to this), in a release build with tokio's scheduler
-/// seeded: 64 seeds (and the first one again) took 61.9 s on the project's two cores, so 80
-/// take about 77 s (docs/simulation.md has the figures).
+/// seeded: 80 seeds (and the first one again) took 74.6 s on the project's two cores
+/// (docs/simulation.md has the figures).
 const DEFAULT_SEEDS: u64 = 80;
 /// Simulated minutes of traffic per seed.
 const DEFAULT_MINUTES: u64 = 10;
@@ -317,6 +317,14 @@ fn main() {
     let wall = started.elapsed();
     let mut results = std::mem::take(&mut *results.lock().unwrap());
     results.sort_by_key(|r| r.seed);
+    if let [one] = results.as_slice() {
+        // One seed (a replay): its whole trace, to read.
+        let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("sim-{}.trace", one.seed));
+        if std::fs::write(&path, &one.trace).is_ok() {
+            println!("sim: the whole trace is in {}", path.display());
+        }
+    }
     let failed: Vec<&SeedResult> = results
         .iter()
         .filter(|r| !r.violations.is_empty())

@@ -33,8 +33,10 @@ pub(crate) enum Stream {
     Worker = 1,
     /// The clients' arrivals, requests, deadlines and disconnects.
     Clients = 2,
-    /// Turmoil's own (network latency).
+    /// Turmoil's own, and the shape of the run.
     Network = 3,
+    /// The network's holds between the clients and the service.
+    Holds = 4,
 }
 
 /// A seeded random stream, shared by the tasks of one part of the simulation. Every draw

@@ -85,6 +85,8 @@ pub(crate) struct Record {
     pub(crate) launched_at: Option<Duration>,
     /// `/metrics` after the traffic.
     pub(crate) metrics: Option<String>,
+    /// When the network between the clients and the service held every message (from, until).
+    pub(crate) holds: Vec<(Duration, Duration)>,
 }
 
 /// The record, shared by the hosts (all on the simulation's thread).
@@ -107,6 +109,15 @@ impl Shared {
 }
 
 impl Record {
+    /// How long the network held messages between `from` and `until`: what it can add to an
+    /// exchange in that time (a message sent during a hold arrives when it ends).
+    pub(crate) fn held_within(&self, from: Duration, until: Duration) -> Duration {
+        self.holds
+            .iter()
+            .map(|&(start, end)| end.min(until).saturating_sub(start.max(from)))
+            .sum()
+    }
+
     /// The trace up to a second after `until`: its last `service` events (the service, the
     /// worker, the probes) and its last `client` events (the requests), in order.
     pub(crate) fn trace_text(&self, until: Duration, service: usize, client: usize) -> String {

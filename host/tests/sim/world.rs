@@ -182,6 +182,7 @@ pub(crate) fn run(seed: u64, traffic: Duration) -> Result<(Record, Shape), Strin
     let service_record = record.clone();
     sim.host(SERVICE, move || serve(seed, shape, service_record.clone()));
     let clients = Clients {
+        seed,
         rand: Rand::new(seed, Stream::Clients),
         shape,
         record: record.clone(),
