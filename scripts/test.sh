@@ -28,6 +28,7 @@ packages=(
   qemu-system-arm binutils-arm-none-eabi  # firmware under QEMU, its size
   g++                                     # libFuzzer (fuzz)
   prometheus chromium                     # promtool, a real Prometheus, a real browser (observability)
+  buildah curl musl-tools                 # the container image (image-check)
 )
 missing=()
 for package in "${packages[@]}"; do
@@ -42,7 +43,7 @@ fi
 
 step "toolchain components and targets"
 rustup component add rustfmt clippy rust-src
-rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi
+rustup target add thumbv7em-none-eabihf thumbv6m-none-eabi x86_64-unknown-linux-musl
 
 step "format"
 cargo fmt --all -- --check
@@ -79,10 +80,27 @@ step "observability: alert rules, a real Prometheus against the dashboard's pane
 step "loom: the shared breaker's lock-free paths under every interleaving of small models"
 RUSTFLAGS="--cfg loom" cargo test -p rustkernel-tokio --test loom_breaker --release --target-dir target/loom
 
+# Deterministic simulation (host/tests/sim, docs/simulation.md): the service
+# against a simulated worker, CPU, network and clients, every fault from a seed; a release build
+# with tokio's scheduler seeded, in a target directory of its own. Then the mutants of issue 19's
+# two bugs (SIM_MUTANT rebuilds the host crate alone), each of which the seeds must catch.
+step "simulation: 80 seeds x 10 simulated minutes of traffic, then each of two mutants must fail"
+sim=(env RUSTFLAGS="--cfg tokio_unstable" CARGO_TARGET_DIR=target/sim)
+"${sim[@]}" cargo test --release -p rustkernel-host --test sim
+for mutant in device_faults_to_kernel startup_waits_for_worker; do
+  "${sim[@]}" SIM_MUTANT="$mutant" SIM_EXPECT=fail cargo test --release -p rustkernel-host --test sim
+done
+
 # Deploy check (owner: deploy/): kubernetes-validate on deploy/kubernetes.yaml (offline,
 # pinned), `rustkernel config check` on its ConfigMap, and host/tests/deploy_manifest.rs.
-step "deploy: the Kubernetes manifest (schemas, config check, probe paths served)"
+step "deploy: the Kubernetes manifests, CPU and GPU (schemas, config check, image names, probe paths served)"
 ./scripts/k8s-check.sh
+
+# Image check (owner: deploy/): scripts/build-image.sh builds the CPU image (one musl release
+# build, then buildah FROM scratch), which scripts/image-check.sh inspects, mounts and runs from
+# its root file system as the pod would (read-only, user 10001), and prints its size.
+step "deploy: the container image (static binaries FROM scratch; config, files, a run from its root file system, size)"
+./scripts/image-check.sh
 
 step "dependencies: licenses against an allow-list, sources crates.io only, duplicate versions reported (cargo-deny, deny.toml)"
 # The advisory check needs the RustSec database from GitHub, which this machine cannot fetch:
@@ -119,13 +137,29 @@ step "embassy adapter at 32.768 kHz: deadlines stay on their tick, timers never 
 (cd adapters/embassy/tick-32k && cargo clippy --all-targets --target-dir ../../../target/tick-32k -- -D warnings)
 (cd adapters/embassy/tick-32k && cargo test --target-dir ../../../target/tick-32k)
 
+# Issue 33: the examples a new user starts from. The tokio ones serve on 127.0.0.1:0, drive
+# themselves and must exit 0 within 10 s; the firmware library (a workspace of its own, so the
+# adapter's dev-dependencies stay out of the thumb builds) builds for both cores and its host
+# test runs on the mock clock.
+step "examples: the axum service and the deadline client run on loopback; the firmware library builds for Cortex-M0 and Cortex-M4F"
+cargo build -p rustkernel-tokio --features axum --example axum_service --example deadline_client
+for example in axum_service deadline_client; do
+  timeout 10 "target/debug/examples/$example"
+done
+(cd adapters/embassy/examples/firmware-lib && cargo fmt -- --check)
+(cd adapters/embassy/examples/firmware-lib && cargo clippy --all-targets --target-dir ../../../../target/firmware-lib -- -D warnings)
+(cd adapters/embassy/examples/firmware-lib && cargo test --target-dir ../../../../target/firmware-lib)
+for target in thumbv6m-none-eabi thumbv7em-none-eabihf; do
+  (cd adapters/embassy/examples/firmware-lib && cargo build --target "$target" --target-dir ../../../../target/firmware-lib)
+done
+
 step "no alloc: the core and the embassy adapter build against a standard library that has only core"
 RUSTC_BOOTSTRAP=1 cargo build -p rustkernel-core --target thumbv7em-none-eabihf --features serde,defmt \
   -Zbuild-std=core --target-dir target/build-std-core
 RUSTC_BOOTSTRAP=1 cargo build -p rustkernel-embassy --target thumbv6m-none-eabi --features defmt \
   -Zbuild-std=core --target-dir target/build-std-core
 
-step "firmware: build, run under QEMU, decode and check the telemetry, report sizes"
+step "firmware on both boards (Cortex-M4F mps2-an386, Cortex-M0 microbit): build, run under QEMU, decode and check the telemetry, report sizes"
 ./scripts/firmware-e2e.sh
 
 # --- fuzz (scripts/fuzz.sh; FUZZ_SECONDS per target, default 20) ---
