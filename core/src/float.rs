@@ -16,7 +16,7 @@
 
 use core::time::Duration;
 
-use crate::time::duration_lt;
+use crate::time::{duration_from_micros, duration_lt};
 
 /// Microseconds in a second and nanoseconds in a microsecond, as `f32` (both exact).
 const MICROS_PER_SEC: f32 = 1e6;
@@ -49,8 +49,10 @@ const fn duration_of(micros: f32) -> Duration {
     if micros < NANOS_FIT {
         let whole = micros as u64;
         // Zero from 2^24 us on, where an f32 holds no fraction.
+        // Below 1,000 ns: `micros - whole` is below one.
         let fraction = (micros - whole as f32) * NANOS_PER_MICRO;
-        Duration::from_nanos(whole * 1_000 + fraction as u64)
+        // Not `Duration::from_nanos`, which divides in 64 bits (see `duration_from_micros`).
+        duration_from_micros(whole).saturating_add(Duration::new(0, fraction as u32))
     } else {
         Duration::from_secs((micros / MICROS_PER_SEC) as u64)
     }

@@ -96,14 +96,14 @@ impl Instant {
     /// Time from `earlier` to `self`, or zero when `earlier` is later (clock went backwards).
     #[must_use]
     pub const fn saturating_duration_since(self, earlier: Self) -> Duration {
-        Duration::from_micros(self.micros.saturating_sub(earlier.micros))
+        duration_from_micros(self.micros.saturating_sub(earlier.micros))
     }
 
     /// Time from `earlier` to `self`, or `None` when `earlier` is later.
     #[must_use]
     pub const fn checked_duration_since(self, earlier: Self) -> Option<Duration> {
         match self.micros.checked_sub(earlier.micros) {
-            Some(micros) => Some(Duration::from_micros(micros)),
+            Some(micros) => Some(duration_from_micros(micros)),
             None => None,
         }
     }
@@ -153,6 +153,59 @@ pub const fn duration_as_micros(duration: Duration) -> u64 {
         Some(micros) => micros.saturating_add(duration.subsec_micros() as u64),
         None => u64::MAX,
     }
+}
+
+/// `micros` microseconds as a [`Duration`], as [`Duration::from_micros`] but with 32-bit
+/// divisions only: a Cortex-M has no 64-bit division, and the library routine
+/// (`__aeabi_uldivmod`) that `Duration::from_micros` calls costs about 900 bytes of flash on the
+/// firmware's paths that measure elapsed time. Long division by 10^6 in 12-bit digits: every
+/// partial dividend stays below `10^6 x 2^12 < 2^32`.
+#[must_use]
+pub const fn duration_from_micros(micros: u64) -> Duration {
+    const PER_SECOND: u32 = 1_000_000;
+    let mut secs = 0u64;
+    let mut rest = 0u32;
+    let mut shift = 60;
+    loop {
+        // 12 bits: the cast cannot truncate.
+        #[allow(clippy::cast_possible_truncation, reason = "masked to 12 bits")]
+        let digit = ((micros >> shift) & 0xfff) as u32;
+        let dividend = rest * 4_096 + digit;
+        secs = (secs << 12) | (dividend / PER_SECOND) as u64;
+        rest = dividend % PER_SECOND;
+        if shift == 0 {
+            break;
+        }
+        shift -= 12;
+    }
+    // `rest < 10^6`: whole nanoseconds below a second, no carry.
+    Duration::new(secs, rest * 1_000)
+}
+
+/// `duration * n`, saturating at [`Duration::MAX`], by doubling and adding: no 64-bit
+/// division (`Duration::checked_mul` divides its nanoseconds by 10^9, which a Cortex-M does in
+/// a library routine of about 900 bytes of flash). At most 32 doublings and 32 additions.
+#[must_use]
+pub const fn duration_saturating_mul(duration: Duration, n: u32) -> Duration {
+    let mut product = Duration::ZERO;
+    let mut addend = duration;
+    let mut rest = n;
+    while rest > 0 {
+        if rest & 1 == 1 {
+            product = match product.checked_add(addend) {
+                Some(sum) => sum,
+                None => return Duration::MAX,
+            };
+        }
+        rest >>= 1;
+        if rest > 0 {
+            addend = match addend.checked_add(addend) {
+                Some(double) => double,
+                None => return Duration::MAX,
+            };
+        }
+    }
+    product
 }
 
 /// `a < b` in a `const fn` (the `Ord` of `Duration` is not `const`).
@@ -215,6 +268,57 @@ mod tests {
             Instant::from_micros(13)
         );
         assert_eq!(t.saturating_add_ceil(Duration::MAX), Instant::MAX);
+    }
+
+    #[test]
+    fn durations_from_micros_as_the_standard_library_makes_them() {
+        extern crate std;
+        let mut samples = std::vec![0, 1, 999_999, 1_000_000, 1_000_001, 4_095_999_999, u64::MAX];
+        // Every bit alone, and below it all ones: the carries between the 12-bit digits.
+        for bit in 0..64 {
+            samples.push(1 << bit);
+            samples.push((1 << bit) - 1);
+            samples.push(u64::MAX >> bit);
+        }
+        // A spread of others (a fixed xorshift stream).
+        let mut x = 0x9e37_79b9_7f4a_7c15_u64;
+        for _ in 0..10_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            samples.push(x);
+            samples.push(x >> 20);
+        }
+        for micros in samples {
+            assert_eq!(
+                duration_from_micros(micros),
+                Duration::from_micros(micros),
+                "{micros}"
+            );
+        }
+    }
+
+    #[test]
+    fn durations_multiply_as_checked_mul_does_and_saturate() {
+        let samples = [
+            Duration::ZERO,
+            Duration::from_nanos(1),
+            Duration::from_nanos(999_999_999),
+            Duration::from_millis(20),
+            Duration::new(3, 700_000_001),
+            Duration::new(u64::MAX / 7, 123_456_789),
+            Duration::MAX,
+        ];
+        for duration in samples {
+            for n in [0, 1, 2, 3, 7, 10, 1_000, 65_537, u32::MAX - 1, u32::MAX] {
+                let expected = duration.checked_mul(n).unwrap_or(Duration::MAX);
+                assert_eq!(
+                    duration_saturating_mul(duration, n),
+                    expected,
+                    "{duration:?} x {n}"
+                );
+            }
+        }
     }
 
     #[test]

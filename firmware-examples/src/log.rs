@@ -34,10 +34,7 @@ impl Line {
 
     /// Appends `text`.
     pub fn str(&mut self, text: &str) -> &mut Self {
-        for &byte in text.as_bytes() {
-            self.byte(byte);
-        }
-        self
+        self.bytes(text.as_bytes())
     }
 
     /// Appends one byte.
@@ -52,35 +49,42 @@ impl Line {
     /// Appends `value` in decimal, at least `width` digits (zero-padded) when `zeros`, else
     /// right-aligned with spaces to `width`.
     pub fn num(&mut self, value: u64, width: usize, zeros: bool) -> &mut Self {
-        let mut digits = [0u8; 20];
-        let mut n = value;
-        let mut count = 0usize;
-        loop {
-            if let Some(slot) = digits.get_mut(count) {
-                // `n % 10 < 10`: the cast cannot truncate.
-                *slot = b'0' + u8::try_from(n % 10).unwrap_or(0);
-            }
-            count += 1;
-            n /= 10;
-            if n == 0 {
-                break;
-            }
-        }
-        let pad = if zeros { "0" } else { " " };
+        let (digits, count) = decimal(value);
+        let pad = if zeros { b'0' } else { b' ' };
         for _ in count..width {
-            self.str(pad);
+            self.byte(pad);
         }
-        for i in (0..count).rev() {
-            self.byte(digits.get(i).copied().unwrap_or(b'0'));
+        self.bytes(digits.get(..count).unwrap_or_default())
+    }
+
+    /// Appends microseconds as milliseconds with three decimals (`12.345`, `0.012`), the
+    /// milliseconds right-aligned with spaces to `width`.
+    pub fn millis(&mut self, micros: u64, width: usize) -> &mut Self {
+        let (digits, count) = decimal(micros);
+        // At least four digits: a whole millisecond, then three decimals.
+        let shown = count.max(4);
+        let whole = shown - 3;
+        for _ in whole..width {
+            self.byte(b' ');
+        }
+        for i in 0..shown {
+            if i == whole {
+                self.byte(b'.');
+            }
+            // The first `shown - count` digits are the leading zeros.
+            let digit = (i + count)
+                .checked_sub(shown)
+                .and_then(|at| digits.get(at).copied());
+            self.byte(digit.unwrap_or(b'0'));
         }
         self
     }
 
-    /// Appends microseconds as milliseconds with three decimals (`12.345`).
-    pub fn millis(&mut self, micros: u64, width: usize) -> &mut Self {
-        self.num(micros / 1_000, width, false)
-            .str(".")
-            .num(micros % 1_000, 3, true)
+    fn bytes(&mut self, bytes: &[u8]) -> &mut Self {
+        for &byte in bytes {
+            self.byte(byte);
+        }
+        self
     }
 
     /// The line's bytes.
@@ -88,6 +92,48 @@ impl Line {
     pub fn as_bytes(&self) -> &[u8] {
         self.buf.get(..self.len).unwrap_or_default()
     }
+}
+
+/// The powers of ten a `u64` can hold, largest first.
+const POWERS_OF_TEN: [u64; 20] = {
+    let mut powers = [1u64; 20];
+    let mut i = 19;
+    while i > 0 {
+        i -= 1;
+        // `powers[i + 1] * 10 <= 10^19 < u64::MAX`.
+        #[allow(
+            clippy::indexing_slicing,
+            reason = "evaluated when the firmware is compiled"
+        )]
+        {
+            powers[i] = powers[i + 1] * 10;
+        }
+    }
+    powers
+};
+
+/// `value`'s decimal digits (ASCII, most significant first) and how many there are (at least
+/// one). By subtracting powers of ten: a Cortex-M has no 64-bit division, and the library's
+/// (`__aeabi_uldivmod`) would take about 900 bytes of flash for the log alone.
+fn decimal(value: u64) -> ([u8; 20], usize) {
+    let mut digits = [0u8; 20];
+    let mut count = 0;
+    let mut rest = value;
+    for power in POWERS_OF_TEN {
+        let mut digit = b'0';
+        while rest >= power {
+            rest -= power;
+            digit += 1;
+        }
+        // Leading zeros are skipped; the last digit is always written.
+        if count > 0 || digit != b'0' || power == 1 {
+            if let Some(slot) = digits.get_mut(count) {
+                *slot = digit;
+            }
+            count += 1;
+        }
+    }
+    (digits, count)
 }
 
 impl Default for Line {

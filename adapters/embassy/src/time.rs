@@ -175,7 +175,7 @@ pub const fn to_embassy_instant(instant: CoreInstant) -> embassy_time::Instant {
 /// An embassy duration as a [`core::time::Duration`] (whole microseconds, rounded down).
 #[must_use]
 pub const fn to_core_duration(duration: embassy_time::Duration) -> Duration {
-    Duration::from_micros(ticks_to_micros(duration.as_ticks()))
+    rustkernel_core::time::duration_from_micros(ticks_to_micros(duration.as_ticks()))
 }
 
 /// A [`core::time::Duration`] as an embassy duration: its nanoseconds rounded up to a whole

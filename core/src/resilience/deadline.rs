@@ -193,7 +193,7 @@ impl WireDeadline {
     /// The remaining time this frame carries.
     #[must_use]
     pub const fn remaining(self) -> Duration {
-        Duration::from_micros(self.remaining_micros)
+        crate::time::duration_from_micros(self.remaining_micros)
     }
 
     /// What the sender writes: the time `deadline` has left at the sender's `now` (zero once

@@ -73,7 +73,7 @@ impl<const B: usize> TimeWindow<B> {
     /// The length of one bucket (zero before the breaker configured the window).
     #[must_use]
     pub const fn bucket_duration(&self) -> Duration {
-        Duration::from_micros(self.bucket_micros)
+        crate::time::duration_from_micros(self.bucket_micros)
     }
 
     fn bucket_of(&self, now: Instant) -> u64 {

@@ -96,10 +96,7 @@ impl HealthProbeConfig {
     /// Kubernetes documents for startup probes; saturates at [`Duration::MAX`].
     #[must_use]
     pub const fn startup_window(&self) -> Duration {
-        match self.interval.checked_mul(self.failure_threshold) {
-            Some(window) => window,
-            None => Duration::MAX,
-        }
+        crate::time::duration_saturating_mul(self.interval, self.failure_threshold)
     }
 }
 
