@@ -61,12 +61,14 @@ pub use rustkernel_core::error::{
 };
 pub use rustkernel_core::resilience::circuit_breaker::{SlidingWindow, WindowCounts};
 pub use rustkernel_core::resilience::{
-    AfterMaxWait, CircuitBreakerConfig, CircuitBreakerStats, CircuitState, CountWindow, NoWindow,
-    OpenBackoff, OpenReason, Rejected, TimeWindow, Transition, Trip,
+    AfterMaxWait, CircuitBreakerConfig, CircuitBreakerStats, CircuitState, ConstBreakerConfig,
+    CountWindow, FixedConfig, NoWindow, OpenBackoff, OpenReason, Rejected, TimeWindow, Transition,
+    Trip,
 };
 pub use rustkernel_core::resilience::{
-    BackoffStrategy, DeadlineBound, DeadlineExceeded, GiveUpReason, RetryBudgetConfig, RetryConfig,
-    RetryDecision, TimeoutConfig, ValidRetryConfig, WireDeadline,
+    BackoffStrategy, ConstRetryConfig, DeadlineBound, DeadlineExceeded, FixedRetryConfig,
+    GiveUpReason, RetryBudgetConfig, RetryConfig, RetryDecision, RetryPolicy, TimeoutConfig,
+    ValidRetryConfig, WireDeadline,
 };
 pub use rustkernel_core::resilience::{
     ComponentId, Criticality, HealthCheckResult, HealthEvent, HealthProbeConfig, HealthStatus,

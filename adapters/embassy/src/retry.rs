@@ -50,8 +50,8 @@ use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, RawMutex};
 use embassy_time::Timer;
 use rustkernel_core::error::{ByClassify, Classifier, ConfigError, ErrorKind, ResilienceError};
 use rustkernel_core::resilience::{
-    GiveUpReason, Retry, RetryBudget, RetryBudgetConfig, RetryConfig, RetryDecision,
-    ValidRetryConfig,
+    ConstRetryConfig, FixedRetryConfig, GiveUpReason, Retry, RetryBudget, RetryBudgetConfig,
+    RetryConfig, RetryDecision, RetryPolicy, ValidRetryConfig,
 };
 use rustkernel_core::rng::Rng;
 use rustkernel_core::time::Instant as CoreInstant;
@@ -81,9 +81,12 @@ pub struct RetryEvent {
 ///
 /// The type parameter `B` says where its retries come from: [`NoBudget`] (what
 /// [`new`](Self::new) builds; no budget code is linked) or `&SharedRetryBudget<M>` (after
-/// [`with_budget`](Self::with_budget)).
-pub struct Retrier<B: RetryBudgetSource = NoBudget> {
-    config: ValidRetryConfig,
+/// [`with_budget`](Self::with_budget)). `P` says where its configuration is read: a
+/// [`ValidRetryConfig`] it holds, or a [`FixedRetryConfig`] (a type, [`from_const`](
+/// Retrier::from_const)) whose reads are constants, so the backoff strategies it does not use are
+/// left out of the firmware.
+pub struct Retrier<B: RetryBudgetSource = NoBudget, P: RetryPolicy = ValidRetryConfig> {
+    config: P,
     rng: Rng,
     deadline: Option<DeadlineContext>,
     budget: B,
@@ -98,7 +101,12 @@ pub trait RetryBudgetSource: Copy + sealed::Sealed {
 
     /// `retry.on_failure` with this budget.
     #[doc(hidden)]
-    fn on_failure(&self, retry: &mut Retry, kind: ErrorKind, at: CoreInstant) -> RetryDecision;
+    fn on_failure<P: RetryPolicy>(
+        &self,
+        retry: &mut Retry<P>,
+        kind: ErrorKind,
+        at: CoreInstant,
+    ) -> RetryDecision;
 
     /// Whether a budget is attached (for `Debug`).
     #[doc(hidden)]
@@ -118,7 +126,12 @@ pub struct NoBudget;
 impl RetryBudgetSource for NoBudget {
     fn deposit_at(&self, _at: CoreInstant) {}
 
-    fn on_failure(&self, retry: &mut Retry, kind: ErrorKind, at: CoreInstant) -> RetryDecision {
+    fn on_failure<P: RetryPolicy>(
+        &self,
+        retry: &mut Retry<P>,
+        kind: ErrorKind,
+        at: CoreInstant,
+    ) -> RetryDecision {
         retry.on_failure(kind, at, None, None)
     }
 
@@ -132,7 +145,12 @@ impl<M: RawMutex> RetryBudgetSource for &SharedRetryBudget<M> {
         SharedRetryBudget::deposit_at(self, at);
     }
 
-    fn on_failure(&self, retry: &mut Retry, kind: ErrorKind, at: CoreInstant) -> RetryDecision {
+    fn on_failure<P: RetryPolicy>(
+        &self,
+        retry: &mut Retry<P>,
+        kind: ErrorKind,
+        at: CoreInstant,
+    ) -> RetryDecision {
         SharedRetryBudget::on_failure(self, retry, kind, at)
     }
 
@@ -179,9 +197,56 @@ impl Retrier<NoBudget> {
     pub const fn new(config: RetryConfig, seed: u64) -> Self {
         Self::from_valid(ValidRetryConfig::new(config), seed)
     }
+
+    /// A retrier with no deadline and no budget over [`T::CONFIG`](ConstRetryConfig::CONFIG),
+    /// a configuration that is a type, checked when the firmware is compiled (an invalid one
+    /// fails the build, naming its field). Every read of the configuration is a constant, so
+    /// the backoff strategies it does not use are left out of the firmware
+    /// ([`FixedRetryConfig`]).
+    ///
+    /// ```
+    /// use core::time::Duration;
+    /// use rustkernel_core::error::{ErrorKind, ErrorKindSet};
+    /// use rustkernel_core::resilience::{BackoffStrategy, ConstRetryConfig, RetryConfig};
+    /// use rustkernel_embassy::retry::Retrier;
+    ///
+    /// struct Jobs;
+    ///
+    /// impl ConstRetryConfig for Jobs {
+    ///     const CONFIG: RetryConfig = RetryConfig {
+    ///         max_attempts: 3,
+    ///         backoff: BackoffStrategy::Fixed { delay: Duration::ZERO },
+    ///         retryable_errors: ErrorKindSet::of(&[ErrorKind::Transient]),
+    ///     };
+    /// }
+    ///
+    /// let mut retrier = Retrier::from_const::<Jobs>(7);
+    /// # embassy_futures::block_on(async {
+    /// let mut calls = 0;
+    /// let result = retrier
+    ///     .execute(|| {
+    ///         calls += 1;
+    ///         let attempt = calls;
+    ///         async move { if attempt < 3 { Err(ErrorKind::Transient) } else { Ok(attempt) } }
+    ///     })
+    ///     .await;
+    /// assert_eq!(result, Ok(3));
+    /// # });
+    /// ```
+    #[must_use]
+    pub const fn from_const<T: ConstRetryConfig>(
+        seed: u64,
+    ) -> Retrier<NoBudget, FixedRetryConfig<T>> {
+        Retrier {
+            config: FixedRetryConfig::new(),
+            rng: Rng::new(seed),
+            deadline: None,
+            budget: NoBudget,
+        }
+    }
 }
 
-impl<B: RetryBudgetSource> Retrier<B> {
+impl<B: RetryBudgetSource, P: RetryPolicy> Retrier<B, P> {
     /// The same retrier, with every call bounded by `deadline`.
     #[must_use]
     pub fn with_deadline(mut self, deadline: DeadlineContext) -> Self {
@@ -202,7 +267,7 @@ impl<B: RetryBudgetSource> Retrier<B> {
     pub fn with_budget<M: RawMutex>(
         self,
         budget: &SharedRetryBudget<M>,
-    ) -> Retrier<&SharedRetryBudget<M>> {
+    ) -> Retrier<&SharedRetryBudget<M>, P> {
         Retrier {
             config: self.config,
             rng: self.rng,
@@ -213,7 +278,7 @@ impl<B: RetryBudgetSource> Retrier<B> {
 
     /// The configuration it retries with.
     #[must_use]
-    pub const fn config(&self) -> &RetryConfig {
+    pub fn config(&self) -> &RetryConfig {
         self.config.get()
     }
 
@@ -312,7 +377,7 @@ impl<B: RetryBudgetSource> Retrier<B> {
     /// Not generic over the operation, and kept out of line, so that every `execute` shares
     /// one copy.
     #[inline(never)]
-    fn begin(&mut self) -> Result<Retry, DeadlineExceeded> {
+    fn begin(&mut self) -> Result<Retry<P>, DeadlineExceeded> {
         let start = now();
         if let Some(deadline) = self.deadline {
             deadline.check()?;
@@ -326,7 +391,7 @@ impl<B: RetryBudgetSource> Retrier<B> {
     /// After a failed attempt with `kind`: the core's decision now (with the budget, if any),
     /// as the event the observer sees. Out of line, like [`begin`](Self::begin).
     #[inline(never)]
-    fn decide(&self, retry: &mut Retry, kind: ErrorKind) -> RetryEvent {
+    fn decide(&self, retry: &mut Retry<P>, kind: ErrorKind) -> RetryEvent {
         let attempt = retry.attempts();
         let decision = self.budget.on_failure(retry, kind, now());
         RetryEvent {
@@ -356,7 +421,7 @@ impl<B: RetryBudgetSource> Retrier<B> {
 }
 
 // By hand: a derive would ask `M: Clone`, which no mutex type is.
-impl<B: RetryBudgetSource> Clone for Retrier<B> {
+impl<B: RetryBudgetSource, P: RetryPolicy> Clone for Retrier<B, P> {
     fn clone(&self) -> Self {
         Self {
             config: self.config,
@@ -367,7 +432,7 @@ impl<B: RetryBudgetSource> Clone for Retrier<B> {
     }
 }
 
-impl<B: RetryBudgetSource> fmt::Debug for Retrier<B> {
+impl<B: RetryBudgetSource, P: RetryPolicy + fmt::Debug> fmt::Debug for Retrier<B, P> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Retrier")
             .field("config", &self.config)
@@ -448,7 +513,12 @@ impl<M: RawMutex> SharedRetryBudget<M> {
     }
 
     /// `retry.on_failure` with this budget, under the lock; no budget, no retry.
-    fn on_failure(&self, retry: &mut Retry, kind: ErrorKind, at: CoreInstant) -> RetryDecision {
+    fn on_failure<P: RetryPolicy>(
+        &self,
+        retry: &mut Retry<P>,
+        kind: ErrorKind,
+        at: CoreInstant,
+    ) -> RetryDecision {
         self.with_budget(|budget| retry.on_failure(kind, at, None, Some(budget)))
             .unwrap_or(RetryDecision::GiveUp(GiveUpReason::BudgetExhausted))
     }

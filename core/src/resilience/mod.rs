@@ -35,7 +35,10 @@ pub use recovery::{
     RecoveryLadder, RecoveryPolicy, RecoveryState, RecoveryStep, RecoveryStrategy, RestartBackoff,
     RestartIntensity,
 };
-pub use retry::{GiveUpReason, Retry, RetryConfig, RetryDecision, ValidRetryConfig};
+pub use retry::{
+    ConstRetryConfig, FixedRetryConfig, GiveUpReason, Retry, RetryConfig, RetryDecision,
+    RetryPolicy, ValidRetryConfig,
+};
 pub use timeout::{DeadlineBound, ResolvedDeadline, TimeoutConfig};
 
 /// The configuration checks are `const fn`: a `static` or `const` configuration is checked

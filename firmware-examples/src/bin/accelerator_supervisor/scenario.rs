@@ -29,9 +29,9 @@ use rustkernel_core::error::{ConfigError, ErrorKind, ResilienceError};
 use rustkernel_core::resilience::health::ComponentName;
 use rustkernel_core::resilience::{
     BackoffStrategy, CircuitBreakerConfig, CircuitState, ComponentEvent, ComponentId,
-    ConstBreakerConfig, Criticality, FixedConfig, HealthCheckResult, HealthEvent,
+    ConstBreakerConfig, ConstRetryConfig, Criticality, FixedConfig, HealthCheckResult, HealthEvent,
     HealthProbeConfig, HealthStatus, NoWindow, ProbeRole, Recovery, RecoveryAction, RecoveryPolicy,
-    RecoveryStrategy, RestartIntensity, RetryConfig, RetryDecision, Transition, ValidRetryConfig,
+    RecoveryStrategy, RestartIntensity, RetryConfig, RetryDecision, Transition,
 };
 use rustkernel_core::telemetry::{BreakerCounts, JobOutcome, Summary, TelemetryFrame, VERSION};
 use rustkernel_embassy::breaker::CircuitBreaker;
@@ -86,22 +86,22 @@ impl ConstBreakerConfig for Breaker {
 }
 
 /// Three attempts, 2 ms apart; transient errors and timeouts are retried, the rest are not.
-/// Checked when the firmware is compiled: every job's retrier starts from it without a check.
-const RETRY: ValidRetryConfig = match (RetryConfig {
-    max_attempts: 3,
-    backoff: BackoffStrategy::Fixed {
-        delay: Duration::from_millis(2),
-    },
-    retryable_errors: rustkernel_core::error::ErrorKindSet::of(&[
-        ErrorKind::Transient,
-        ErrorKind::Timeout,
-    ]),
-})
-.validated()
-{
-    Ok(config) => config,
-    Err(_) => panic!("invalid retry configuration"),
-};
+/// A type, like the breaker's: checked when the firmware is compiled, and every read of it is a
+/// constant, so the backoff strategies it does not use (growth, jitter) are not in the firmware.
+struct Jobs;
+
+impl ConstRetryConfig for Jobs {
+    const CONFIG: RetryConfig = RetryConfig {
+        max_attempts: 3,
+        backoff: BackoffStrategy::Fixed {
+            delay: Duration::from_millis(2),
+        },
+        retryable_errors: rustkernel_core::error::ErrorKindSet::of(&[
+            ErrorKind::Transient,
+            ErrorKind::Timeout,
+        ]),
+    };
+}
 
 /// A ping every 20 ms that must answer within 5 ms; two failures make the accelerator unhealthy.
 const PROBE: HealthProbeConfig = HealthProbeConfig {
@@ -361,7 +361,7 @@ async fn run_job(id: u32) -> (JobOutcome, u32) {
     }
     let mut attempts = 0u32;
     // A retrier per job, its jitter seeded from the device and the job.
-    let retrier = Retrier::from_valid(RETRY, u64::from(DEVICE_ID) << 32 | u64::from(id));
+    let retrier = Retrier::from_const::<Jobs>(u64::from(DEVICE_ID) << 32 | u64::from(id));
     let result = retrier
         .with_deadline(DeadlineContext::new(JOB_DEADLINE))
         .execute_observed(
