@@ -155,13 +155,24 @@ pub const fn duration_as_micros(duration: Duration) -> u64 {
     }
 }
 
-/// `micros` microseconds as a [`Duration`], as [`Duration::from_micros`] but with 32-bit
-/// divisions only: a Cortex-M has no 64-bit division, and the library routine
-/// (`__aeabi_uldivmod`) that `Duration::from_micros` calls costs about 900 bytes of flash on the
-/// firmware's paths that measure elapsed time. Long division by 10^6 in 12-bit digits: every
-/// partial dividend stays below `10^6 x 2^12 < 2^32`.
+/// `micros` microseconds as a [`Duration`], as [`Duration::from_micros`].
+///
+/// On a target of 64-bit pointers that is `Duration::from_micros` (a multiplication there). On
+/// smaller ones it takes 32-bit divisions only: a Cortex-M has no 64-bit division, and the
+/// library routine (`__aeabi_uldivmod`) that `Duration::from_micros` calls costs about 900 bytes
+/// of flash on the firmware's paths that measure elapsed time.
 #[must_use]
 pub const fn duration_from_micros(micros: u64) -> Duration {
+    if cfg!(target_pointer_width = "64") {
+        Duration::from_micros(micros)
+    } else {
+        from_micros_in_32_bits(micros)
+    }
+}
+
+/// [`duration_from_micros`] by long division by 10^6 in 12-bit digits: every partial dividend
+/// stays below `10^6 x 2^12 < 2^32`.
+const fn from_micros_in_32_bits(micros: u64) -> Duration {
     const PER_SECOND: u32 = 1_000_000;
     let mut secs = 0u64;
     let mut rest = 0u32;
@@ -182,11 +193,25 @@ pub const fn duration_from_micros(micros: u64) -> Duration {
     Duration::new(secs, rest * 1_000)
 }
 
-/// `duration * n`, saturating at [`Duration::MAX`], by doubling and adding: no 64-bit
-/// division (`Duration::checked_mul` divides its nanoseconds by 10^9, which a Cortex-M does in
-/// a library routine of about 900 bytes of flash). At most 32 doublings and 32 additions.
+/// `duration * n`, saturating at [`Duration::MAX`].
+///
+/// On a target of 64-bit pointers that is `Duration::checked_mul`. On smaller ones it doubles
+/// and adds, with no 64-bit division (`Duration::checked_mul` divides its nanoseconds by 10^9,
+/// which a Cortex-M does in a library routine of about 900 bytes of flash).
 #[must_use]
 pub const fn duration_saturating_mul(duration: Duration, n: u32) -> Duration {
+    if cfg!(target_pointer_width = "64") {
+        match duration.checked_mul(n) {
+            Some(product) => product,
+            None => Duration::MAX,
+        }
+    } else {
+        mul_by_doubling(duration, n)
+    }
+}
+
+/// [`duration_saturating_mul`] by at most 32 doublings and 32 additions.
+const fn mul_by_doubling(duration: Duration, n: u32) -> Duration {
     let mut product = Duration::ZERO;
     let mut addend = duration;
     let mut rest = n;
@@ -291,10 +316,11 @@ mod tests {
         }
         for micros in samples {
             assert_eq!(
-                duration_from_micros(micros),
+                from_micros_in_32_bits(micros),
                 Duration::from_micros(micros),
                 "{micros}"
             );
+            assert_eq!(duration_from_micros(micros), Duration::from_micros(micros));
         }
     }
 

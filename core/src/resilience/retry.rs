@@ -914,10 +914,14 @@ mod tests {
             let mut fixed = Retry::start(&typed, seed, Instant::ZERO, deadline);
             assert_eq!(fixed.config(), held.config());
             let mut now = Instant::ZERO;
-            for kind in [ErrorKind::Transient, ErrorKind::Timeout, ErrorKind::Transient]
-                .into_iter()
-                .cycle()
-                .take(8)
+            for kind in [
+                ErrorKind::Transient,
+                ErrorKind::Timeout,
+                ErrorKind::Transient,
+            ]
+            .into_iter()
+            .cycle()
+            .take(8)
             {
                 let decision = held.on_failure(kind, now, None, None);
                 assert_eq!(fixed.on_failure(kind, now, None, None), decision);
