@@ -884,8 +884,10 @@ mod tests {
         let bytes = postcard::to_slice(&retry, &mut buf).expect("fits");
         // The first field is `max_attempts` (a varint, 3): zero attempts is no configuration.
         assert_eq!(bytes.first(), Some(&3));
-        let mut bad = std::vec::Vec::from(&bytes[..]);
-        bad[0] = 0;
+        let mut bad = std::vec::Vec::from(&*bytes);
+        if let Some(first) = bad.first_mut() {
+            *first = 0;
+        }
         let error = postcard::from_bytes::<Retry>(&bad).expect_err("max_attempts 0 is refused");
         assert!(matches!(error, postcard::Error::SerdeDeCustom), "{error:?}");
     }
