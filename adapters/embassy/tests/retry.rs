@@ -13,7 +13,8 @@ use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use embassy_time::{Duration, Timer};
 use rustkernel_core::error::{ConfigError, ConfigField, ErrorKind, ErrorKindSet};
 use rustkernel_core::resilience::{
-    BackoffStrategy, GiveUpReason, Retry, RetryBudgetConfig, RetryConfig, RetryDecision,
+    BackoffStrategy, ConstRetryConfig, GiveUpReason, Retry, RetryBudgetConfig, RetryConfig,
+    RetryDecision,
 };
 use rustkernel_core::rng::Rng;
 use rustkernel_core::time::Instant as CoreInstant;
@@ -156,6 +157,61 @@ fn jittered_delays_match_the_core_state_machine() {
             at = CoreInstant::from_millis(started);
         }
     }
+}
+
+/// The jittered configuration of `jittered_delays_match_the_core_state_machine`, as a type.
+struct Jittered;
+
+impl ConstRetryConfig for Jittered {
+    const CONFIG: RetryConfig = RetryConfig {
+        max_attempts: 5,
+        backoff: BackoffStrategy::ExponentialWithJitter {
+            initial: StdDuration::from_millis(100),
+            max: StdDuration::from_secs(2),
+            multiplier: 2.0,
+        },
+        retryable_errors: TRANSIENT,
+    };
+}
+
+#[test]
+fn a_configuration_as_a_type_retries_as_the_same_one_held() {
+    let _clock = serial();
+    let mut runs = Vec::new();
+    for typed in [false, true] {
+        let script = Script::new(&[ErrorKind::Transient; 5]);
+        let events = RefCell::new(Vec::new());
+        let started = now_ms();
+        let observe = |event| events.borrow_mut().push(event);
+        let result = if typed {
+            let mut retrier = Retrier::from_const::<Jittered>(99);
+            assert_eq!(retrier.config(), &Jittered::CONFIG);
+            run_ms(retrier.execute_observed(|| script.attempt(), observe))
+        } else {
+            let mut retrier = Retrier::new(Jittered::CONFIG, 99);
+            run_ms(retrier.execute_observed(|| script.attempt(), observe))
+        };
+        assert!(matches!(
+            result,
+            Err(ResilienceError::Operation(JobError { attempt: 5, .. }))
+        ));
+        let offsets: Vec<u64> = script.starts().iter().map(|at| at - started).collect();
+        let decisions: Vec<_> = events
+            .into_inner()
+            .iter()
+            .map(|event| {
+                (
+                    event.attempt,
+                    event.kind,
+                    event.decision.retry_at().is_some(),
+                )
+            })
+            .collect();
+        runs.push((offsets, decisions));
+    }
+    // Same seed, same draws: the attempts start at the same offsets, jitter and all.
+    assert_eq!(runs[0], runs[1]);
+    assert_eq!(runs[0].0.len(), 5);
 }
 
 #[test]
