@@ -394,8 +394,12 @@ impl fmt::Display for RetryDecision {
 /// - input: [`on_failure`](Self::on_failure), after each failed attempt;
 /// - getters: [`attempts`](Self::attempts), [`gave_up`](Self::gave_up),
 ///   [`deadline`](Self::deadline), [`started_at`](Self::started_at),
-///   [`last_delay`](Self::last_delay);
+///   [`last_delay`](Self::last_delay), [`config`](Self::config);
 /// - output: [`poll_at`](Self::poll_at), when the next attempt is due.
+///
+/// `P` is where the configuration is read ([`RetryPolicy`]): a [`ValidRetryConfig`] the state
+/// holds (the default), or a [`FixedRetryConfig`], a type whose reads are constants (firmware:
+/// the strategies it does not use are left out of the program).
 ///
 /// Success needs no input: the call is over and the `Retry` is dropped. Times are
 /// taken as monotonic: a `now` earlier than one already seen counts as the latest one seen, so
