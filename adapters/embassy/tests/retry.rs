@@ -118,10 +118,11 @@ fn success_after_retries_returns_the_value() {
     assert_eq!(script.starts(), vec![0, 100, 300]);
 }
 
-#[test]
-fn jittered_delays_match_the_core_state_machine() {
-    let _clock = serial();
-    let config = RetryConfig {
+/// Five attempts with full jitter from 100 ms up to 2 s, as a type.
+struct Jittered;
+
+impl ConstRetryConfig for Jittered {
+    const CONFIG: RetryConfig = RetryConfig {
         max_attempts: 5,
         backoff: BackoffStrategy::ExponentialWithJitter {
             initial: StdDuration::from_millis(100),
@@ -130,6 +131,12 @@ fn jittered_delays_match_the_core_state_machine() {
         },
         retryable_errors: TRANSIENT,
     };
+}
+
+#[test]
+fn jittered_delays_match_the_core_state_machine() {
+    let _clock = serial();
+    let config = Jittered::CONFIG;
     let script = Script::new(&[ErrorKind::Transient; 5]);
     let events = RefCell::new(Vec::new());
     let mut retrier = Retrier::new(config, 99);
@@ -157,21 +164,6 @@ fn jittered_delays_match_the_core_state_machine() {
             at = CoreInstant::from_millis(started);
         }
     }
-}
-
-/// The jittered configuration of `jittered_delays_match_the_core_state_machine`, as a type.
-struct Jittered;
-
-impl ConstRetryConfig for Jittered {
-    const CONFIG: RetryConfig = RetryConfig {
-        max_attempts: 5,
-        backoff: BackoffStrategy::ExponentialWithJitter {
-            initial: StdDuration::from_millis(100),
-            max: StdDuration::from_secs(2),
-            multiplier: 2.0,
-        },
-        retryable_errors: TRANSIENT,
-    };
 }
 
 #[test]
