@@ -9,7 +9,7 @@ use core::cell::Cell;
 use core::time::Duration as StdDuration;
 use std::vec::Vec;
 
-use common::{JobError, advance, now_ms, run_ms, serial};
+use common::{JobError, advance, now_ms, panic_message, run_ms, serial};
 use embassy_futures::select::{Either, select};
 use embassy_sync::blocking_mutex::raw::{CriticalSectionRawMutex, NoopRawMutex, RawMutex};
 use embassy_time::{Duration, Timer};
@@ -383,12 +383,7 @@ fn an_invalid_configuration_is_a_typed_error_and_never_a_breaker() {
     // `new` is for `static`s, where an invalid configuration does not compile (the module's
     // `compile_fail` example); at run time it panics with the same message, which names the
     // field and its rule.
-    let panic = std::panic::catch_unwind(|| CircuitBreaker::<NoopRawMutex>::new(invalid))
-        .expect_err("an invalid breaker cannot be built");
-    let message = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .unwrap_or_default();
+    let message = panic_message(|| CircuitBreaker::<NoopRawMutex>::new(invalid));
     assert_eq!(
         message,
         "invalid circuit breaker configuration: circuit_breaker.failure_threshold must be \

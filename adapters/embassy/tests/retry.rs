@@ -8,7 +8,7 @@ use core::cell::RefCell;
 use core::time::Duration as StdDuration;
 use std::vec::Vec;
 
-use common::{JobError, now_ms, run_ms, serial};
+use common::{JobError, now_ms, panic_message, run_ms, serial};
 use embassy_sync::blocking_mutex::raw::NoopRawMutex;
 use embassy_time::{Duration, Timer};
 use rustkernel_core::error::{ConfigError, ConfigField, ErrorKind, ErrorKindSet};
@@ -318,12 +318,7 @@ fn invalid_configurations_are_typed_errors() {
     );
     // `new` is for `static`s, where an invalid configuration does not compile; at run time it
     // panics with a message that names the fix.
-    let panic = std::panic::catch_unwind(|| SharedRetryBudget::<NoopRawMutex>::new(invalid))
-        .expect_err("an invalid budget cannot be built");
-    let message = panic
-        .downcast_ref::<String>()
-        .map(String::as_str)
-        .unwrap_or_default();
+    let message = panic_message(|| SharedRetryBudget::<NoopRawMutex>::new(invalid));
     assert_eq!(
         message,
         "invalid retry budget configuration: retry_budget.window must be greater than zero"

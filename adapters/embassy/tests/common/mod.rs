@@ -84,3 +84,11 @@ impl Classify for JobError {
         self.kind
     }
 }
+
+/// The message `build` panics with (it must panic): what a `const` build error would say.
+pub(crate) fn panic_message<T>(build: impl FnOnce() -> T + std::panic::UnwindSafe) -> String {
+    let panic = std::panic::catch_unwind(build)
+        .err()
+        .expect("an invalid configuration cannot be built");
+    panic.downcast_ref::<String>().cloned().unwrap_or_default()
+}
