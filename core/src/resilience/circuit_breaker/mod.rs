@@ -727,28 +727,28 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
             } => {
                 let config = self.config.borrow();
                 let reported = reported.saturating_add(1);
-                let decision = if let Some(permitted) = config.half_open_permitted_calls {
-                    let failures = failures.saturating_add(u8::from(failed));
-                    let slow_probes = slow_probes.saturating_add(u8::from(slow));
-                    let decision =
-                        decide_by_rate(config, permitted, reported, failures, slow_probes);
-                    if decision.is_none() {
-                        self.phase = Phase::HalfOpen {
-                            since,
-                            in_flight: in_flight.saturating_sub(1),
-                            reported,
-                            failures,
-                            slow: slow_probes,
-                        };
+                // By rate, the cycle's figures count every probe; probe by probe they stay zero
+                // (the first bad probe decides).
+                let (failures, slow_probes) = if config.half_open_permitted_calls.is_some() {
+                    (
+                        failures.saturating_add(u8::from(failed)),
+                        slow_probes.saturating_add(u8::from(slow)),
+                    )
+                } else {
+                    (failures, slow_probes)
+                };
+                let decision = match config.half_open_permitted_calls {
+                    Some(permitted) => {
+                        decide_by_rate(config, permitted, reported, failures, slow_probes)
+                            .map(|opens| (opens, failures, slow_probes))
                     }
-                    decision.map(|opens| (opens, failures, slow_probes))
-                } else if failed || slow {
                     // Probe by probe: the first bad probe opens (its figures: the good ones
                     // before it and itself).
-                    Some((true, u8::from(failed), u8::from(slow)))
-                } else if u32::from(reported) >= config.success_threshold {
-                    Some((false, 0, 0))
-                } else {
+                    None if failed || slow => Some((true, u8::from(failed), u8::from(slow))),
+                    None if u32::from(reported) >= config.success_threshold => Some((false, 0, 0)),
+                    None => None,
+                };
+                let Some(decision) = decision else {
                     self.phase = Phase::HalfOpen {
                         since,
                         in_flight: in_flight.saturating_sub(1),
@@ -756,9 +756,9 @@ impl<C: Borrow<CircuitBreakerConfig>, W: SlidingWindow> CircuitBreaker<C, W> {
                         failures,
                         slow: slow_probes,
                     };
-                    None
+                    return None;
                 };
-                match decision? {
+                match decision {
                     (true, failures, slow) => {
                         let trip = Trip {
                             reason: OpenReason::ProbeFailed,
