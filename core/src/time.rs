@@ -199,7 +199,7 @@ const fn from_micros_in_32_bits(micros: u64) -> Duration {
 /// and adds, with no 64-bit division (`Duration::checked_mul` divides its nanoseconds by 10^9,
 /// which a Cortex-M does in a library routine of about 900 bytes of flash).
 #[must_use]
-pub const fn duration_saturating_mul(duration: Duration, n: u32) -> Duration {
+pub(crate) const fn duration_saturating_mul(duration: Duration, n: u32) -> Duration {
     if cfg!(target_pointer_width = "64") {
         match duration.checked_mul(n) {
             Some(product) => product,
